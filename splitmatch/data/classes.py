@@ -1,0 +1,208 @@
+"""Class vocabularies and seen/unseen splits.
+
+A :class:`ClassSplit` names every class of a dataset in label-id order and says which are
+unseen. It is what a dataset's ``classes.json`` holds, what a checkpoint carries, and what the
+metrics use to report mIoU(S), mIoU(U) and hIoU.
+
+The built-in vocabularies follow the ZegCLIP class lists and the standard inductive splits, so
+that numbers compare with published ones.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+IGNORE_INDEX = 255
+
+
+class ClassSplitError(ValueError):
+    """A class vocabulary or seen/unseen split is malformed."""
+
+
+@dataclass(frozen=True)
+class ClassSplit:
+    """Class names in label-id order and the names of the unseen classes.
+
+    Attributes:
+        names: every class name; label id ``i`` means ``names[i]``.
+        unseen: the unseen class names, a subset of ``names`` (order does not matter).
+        dataset: a short name of the dataset, for records and messages.
+    """
+
+    names: tuple[str, ...]
+    unseen: tuple[str, ...]
+    dataset: str = "custom"
+
+    def __post_init__(self) -> None:
+        validate_class_names(self.names, where=f"class list of '{self.dataset}'")
+        known = set(self.names)
+        unknown = [n for n in self.unseen if n not in known]
+        if unknown:
+            raise ClassSplitError(
+                f"unseen classes {unknown} of '{self.dataset}' are not among its class names"
+            )
+        if len(set(self.unseen)) != len(self.unseen):
+            raise ClassSplitError(f"unseen class list of '{self.dataset}' has duplicates: {list(self.unseen)}")
+        if len(self.names) > IGNORE_INDEX:
+            raise ClassSplitError(
+                f"'{self.dataset}' has {len(self.names)} classes; label PNGs hold at most {IGNORE_INDEX} "
+                f"(id {IGNORE_INDEX} means ignore)"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    @property
+    def unseen_ids(self) -> list[int]:
+        """Label ids of the unseen classes, ascending."""
+        unseen = set(self.unseen)
+        return [i for i, n in enumerate(self.names) if n in unseen]
+
+    @property
+    def seen_ids(self) -> list[int]:
+        """Label ids of the seen classes, ascending."""
+        unseen = set(self.unseen)
+        return [i for i, n in enumerate(self.names) if n not in unseen]
+
+    @property
+    def seen_names(self) -> list[str]:
+        return [self.names[i] for i in self.seen_ids]
+
+    def to_dict(self) -> dict:
+        """JSON-ready form; ``seen`` is written out too so a reader sees the split at a glance."""
+        return {
+            "dataset": self.dataset,
+            "ignore_index": IGNORE_INDEX,
+            "classes": list(self.names),
+            "seen": self.seen_names,
+            "unseen": [n for n in self.names if n in set(self.unseen)],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "class split") -> ClassSplit:
+        """Builds a split from :meth:`to_dict`'s form, checking every field.
+
+        ``seen`` is optional; when present it must be exactly the classes not listed as unseen.
+        """
+        if not isinstance(data, dict):
+            raise ClassSplitError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        names = data.get("classes")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ClassSplitError(f"{where}: 'classes' must be a list of class-name strings")
+        unseen = data.get("unseen", [])
+        if not isinstance(unseen, list) or not all(isinstance(n, str) for n in unseen):
+            raise ClassSplitError(f"{where}: 'unseen' must be a list of class-name strings")
+        ignore = data.get("ignore_index", IGNORE_INDEX)
+        if ignore != IGNORE_INDEX:
+            raise ClassSplitError(f"{where}: ignore_index must be {IGNORE_INDEX}, got {ignore!r}")
+        if "seen" in data:
+            seen = data["seen"]
+            if not isinstance(seen, list) or not all(isinstance(n, str) for n in seen):
+                raise ClassSplitError(f"{where}: 'seen' must be a list of class-name strings")
+            both = sorted(set(seen) & set(unseen))
+            if both:
+                raise ClassSplitError(f"{where}: classes {both} are listed as both seen and unseen")
+            missing = [n for n in names if n not in set(seen) | set(unseen)]
+            if missing:
+                raise ClassSplitError(f"{where}: classes {missing} are neither seen nor unseen")
+            extra = [n for n in seen if n not in set(names)]
+            if extra:
+                raise ClassSplitError(f"{where}: seen classes {extra} are not among its class names")
+        try:
+            return cls(tuple(names), tuple(unseen), str(data.get("dataset", "custom")))
+        except ClassSplitError as error:
+            raise ClassSplitError(f"{where}: {error}") from None
+
+    @classmethod
+    def read(cls, path: str | Path) -> ClassSplit:
+        """Reads a ``classes.json`` file."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ClassSplitError(f"class file {path} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ClassSplitError(f"class file {path} is not valid JSON: {error}") from None
+        return cls.from_dict(data, where=f"class file {path}")
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def validate_class_names(names: list[str] | tuple[str, ...], where: str = "class names") -> None:
+    """Refuses an empty vocabulary, blank names and duplicates, naming the offender."""
+    if len(names) == 0:
+        raise ClassSplitError(f"{where}: no class names given")
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            raise ClassSplitError(f"{where}: class {i} has an empty name")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        key = name.strip()
+        if key in seen:
+            raise ClassSplitError(f"{where}: class name '{name}' appears twice (ids {seen[key]} and {i})")
+        seen[key] = i
+
+
+def parse_class_list(text: str) -> list[str]:
+    """Parses a comma-separated class list as typed on the command line: ``"cat, dog,sofa"``."""
+    names = [part.strip() for part in text.split(",")]
+    validate_class_names(names, where=f"class list '{text}'")
+    return names
+
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "tvmonitor",
+)  # fmt: skip
+VOC_UNSEEN = ("pottedplant", "sheep", "sofa", "train", "tvmonitor")
+
+COCO_STUFF_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush", "banner", "blanket", "branch", "bridge",
+    "building-other", "bush", "cabinet", "cage", "cardboard", "carpet", "ceiling-other",
+    "ceiling-tile", "cloth", "clothes", "clouds", "counter", "cupboard", "curtain", "desk-stuff",
+    "dirt", "door-stuff", "fence", "floor-marble", "floor-other", "floor-stone", "floor-tile",
+    "floor-wood", "flower", "fog", "food-other", "fruit", "furniture-other", "grass", "gravel",
+    "ground-other", "hill", "house", "leaves", "light", "mat", "metal", "mirror-stuff", "moss",
+    "mountain", "mud", "napkin", "net", "paper", "pavement", "pillow", "plant-other", "plastic",
+    "platform", "playingfield", "railing", "railroad", "river", "road", "rock", "roof", "rug",
+    "salad", "sand", "sea", "shelf", "sky-other", "skyscraper", "snow", "solid-other", "stairs",
+    "stone", "straw", "structural-other", "table", "tent", "textile-other", "towel", "tree",
+    "vegetable", "wall-brick", "wall-concrete", "wall-other", "wall-panel", "wall-stone",
+    "wall-tile", "wall-wood", "water-other", "waterdrops", "window-blind", "window-other", "wood",
+)  # fmt: skip
+COCO_STUFF_UNSEEN = (
+    "cow", "giraffe", "suitcase", "frisbee", "skateboard", "carrot", "scissors", "cardboard",
+    "clouds", "grass", "playingfield", "river", "road", "tree", "wall-concrete",
+)  # fmt: skip
+
+CONTEXT59_CLASSES = (
+    "aeroplane", "bag", "bed", "bedclothes", "bench", "bicycle", "bird", "boat", "book", "bottle",
+    "building", "bus", "cabinet", "car", "cat", "ceiling", "chair", "cloth", "computer", "cow",
+    "cup", "curtain", "dog", "door", "fence", "floor", "flower", "food", "grass", "ground",
+    "horse", "keyboard", "light", "motorbike", "mountain", "mouse", "person", "plate", "platform",
+    "pottedplant", "road", "rock", "sheep", "shelves", "sidewalk", "sign", "sky", "snow", "sofa",
+    "table", "track", "train", "tree", "truck", "tvmonitor", "wall", "water", "window", "wood",
+)  # fmt: skip
+CONTEXT59_UNSEEN = (
+    "cow", "motorbike", "sofa", "cat", "boat", "fence", "bird", "tvmonitor", "keyboard", "aeroplane",
+)  # fmt: skip
+
+BUILTIN_SPLITS: dict[str, ClassSplit] = {
+    "voc": ClassSplit(VOC_CLASSES, VOC_UNSEEN, "voc"),
+    "coco-stuff": ClassSplit(COCO_STUFF_CLASSES, COCO_STUFF_UNSEEN, "coco-stuff"),
+    "context": ClassSplit(CONTEXT59_CLASSES, CONTEXT59_UNSEEN, "context"),
+}
