@@ -44,7 +44,9 @@ class ClassSplit:
                 f"unseen classes {unknown} of '{self.dataset}' are not among its class names"
             )
         if len(set(self.unseen)) != len(self.unseen):
-            raise ClassSplitError(f"unseen class list of '{self.dataset}' has duplicates: {list(self.unseen)}")
+            raise ClassSplitError(
+                f"unseen class list of '{self.dataset}' has duplicates: {list(self.unseen)}"
+            )
         if len(self.names) > IGNORE_INDEX:
             raise ClassSplitError(
                 f"'{self.dataset}' has {len(self.names)} classes; label PNGs hold at most {IGNORE_INDEX} "

@@ -1,0 +1,200 @@
+"""Building open_clip CLIP models from architecture configs and loading their weights.
+
+Architectures are data: an open_clip model-config name (``ViT-B-16-quickgelu``), a config
+shipped with splitmatch (``splitmatch/configs/clip/*.json``) or a path to such a JSON file. The
+model is always built from that config and the weights are loaded into it strictly, so a file
+that does not fit the architecture is refused with the keys and shapes that differ.
+
+Weight files, in order of preference:
+
+* ``.safetensors`` (no code is ever executed on load);
+* open_clip / PyTorch state dicts (``.pt``, ``.pth``, ``.bin``), read with ``weights_only=True``;
+* OpenAI's TorchScript archives (``ViT-B-16.pt``). These can only be read by ``torch.jit.load``,
+  which runs TorchScript code from the file: load only archives from a source you trust, or
+  convert them once with ``splitmatch convert-clip`` and use the ``.safetensors`` result;
+* an open_clip pretrained tag (``openai``, ``laion2b_s34b_b88k``...) when a network is present.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import open_clip
+import torch
+from open_clip.tokenizer import SimpleTokenizer
+
+PACKAGE_CLIP_CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "clip"
+# Keys in OpenAI's archives that are metadata, not parameters.
+_OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
+
+
+class ClipWeightsError(ValueError):
+    """A CLIP architecture or weights file cannot be used."""
+
+
+def clip_model_config(arch: str) -> dict:
+    """The open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``...) for ``arch``."""
+    path = Path(arch)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise ClipWeightsError(f"CLIP architecture file {path} does not exist")
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ClipWeightsError(f"CLIP architecture file {path} is not valid JSON: {error}") from None
+    shipped = PACKAGE_CLIP_CONFIGS / f"{arch}.json"
+    if shipped.is_file():
+        return json.loads(shipped.read_text(encoding="utf-8"))
+    config = open_clip.get_model_config(arch)
+    if config is None:
+        ours = sorted(p.stem for p in PACKAGE_CLIP_CONFIGS.glob("*.json"))
+        raise ClipWeightsError(
+            f"unknown CLIP architecture '{arch}': not a JSON file, not one of splitmatch's ({', '.join(ours)}) "
+            f"and not an open_clip model config (see open_clip.list_models())"
+        )
+    return config
+
+
+def _check_supported(config: dict, arch: str) -> None:
+    vision, text = config.get("vision_cfg", {}), config.get("text_cfg", {})
+    if vision.get("timm_model_name") or isinstance(vision.get("layers"), (list, tuple)):
+        raise ClipWeightsError(
+            f"CLIP architecture '{arch}' has a timm or ResNet image tower; splitmatch needs an open_clip "
+            "VisionTransformer (e.g. ViT-B-16-quickgelu)"
+        )
+    if text.get("hf_model_name") or config.get("custom_text"):
+        raise ClipWeightsError(f"CLIP architecture '{arch}' has a Hugging Face text tower; not supported")
+    custom_blocks = ("qk_norm", "scaled_cosine_attn", "scale_heads", "scale_attn", "scale_fc", "attentional_pool")
+    used = [key for key in custom_blocks if vision.get(key)]
+    if used or vision.get("pool_type", "tok") != "tok":
+        raise ClipWeightsError(
+            f"CLIP architecture '{arch}' uses {used or 'non-token pooling'}; splitmatch supports plain "
+            "pre-norm ViT blocks with CLS-token pooling"
+        )
+
+
+def build_clip(arch: str, weights: str | None = None) -> open_clip.CLIP:
+    """Builds a CLIP model on the CPU in float32, with random weights or the given ones.
+
+    Args:
+        arch: model-config name or JSON path (see module docstring).
+        weights: ``None`` for random init (tests), a weights file, or an open_clip pretrained tag.
+
+    Returns:
+        An ``open_clip.CLIP`` in eval mode.
+    """
+    config = clip_model_config(arch)
+    _check_supported(config, arch)
+    model_config = {k: v for k, v in config.items() if k in ("embed_dim", "vision_cfg", "text_cfg", "quick_gelu")}
+    if weights is not None and not _looks_like_file(weights):
+        return _from_pretrained_tag(arch, weights)
+    model = open_clip.CLIP(**model_config)
+    if weights is not None:
+        load_clip_weights(model, weights)
+    return model.eval()
+
+
+def _looks_like_file(weights: str) -> bool:
+    path = Path(weights)
+    return path.exists() or path.suffix in (".pt", ".pth", ".bin", ".safetensors") or "/" in weights
+
+
+def read_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Reads a CLIP state dict from any supported file, never unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClipWeightsError(f"CLIP weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as error:
+            raise ClipWeightsError(f"CLIP weights file {path} is not a valid safetensors file: {error}") from None
+    elif is_torchscript_archive(path):
+        try:
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        except RuntimeError as error:
+            raise ClipWeightsError(f"CLIP weights file {path} is a damaged TorchScript archive: {error}") from None
+    else:
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises several unrelated types for foreign files
+            raise ClipWeightsError(
+                f"CLIP weights file {path} is neither safetensors, a TorchScript archive nor a plain tensor "
+                f"state dict (refusing to unpickle other objects): {type(error).__name__}: {error}"
+            ) from None
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ClipWeightsError(f"CLIP weights file {path} does not hold a state dict of tensors")
+    state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}
+    for key in _OPENAI_EXTRA_KEYS:
+        state.pop(key, None)
+    return state
+
+
+def is_torchscript_archive(path: Path) -> bool:
+    """TorchScript archives are zip files with a ``code/`` folder; plain ``torch.save`` files have none."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
+
+
+def load_clip_weights(model: open_clip.CLIP, path: str | Path) -> None:
+    """Loads a weights file into ``model`` strictly, explaining any mismatch."""
+    state = read_clip_state_dict(path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"shapes differ: {', '.join(wrong[:4])}")
+        if missing:
+            parts.append(f"missing: {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        if unexpected:
+            parts.append(f"unexpected: {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
+        raise ClipWeightsError(
+            f"CLIP weights file {path} does not fit the configured architecture ({'; '.join(parts)}). "
+            "Check clip.arch (OpenAI weights need a '-quickgelu' config, e.g. ViT-B-16-quickgelu)."
+        )
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+
+
+def _from_pretrained_tag(arch: str, tag: str) -> open_clip.CLIP:
+    try:
+        model = open_clip.create_model(arch, pretrained=tag)
+    except Exception as error:  # network and registry failures come in many types
+        raise ClipWeightsError(
+            f"could not get open_clip pretrained weights '{tag}' for '{arch}' ({type(error).__name__}: {error}). "
+            "Without a network, pass a local weights file instead."
+        ) from None
+    if not isinstance(model, open_clip.CLIP):
+        raise ClipWeightsError(f"open_clip built {type(model).__name__} for '{arch}'; splitmatch needs a CLIP model")
+    return model.float().eval()
+
+
+def clip_tokenizer(arch: str) -> SimpleTokenizer:
+    """CLIP's BPE tokenizer with the architecture's context length."""
+    context_length = clip_model_config(arch).get("text_cfg", {}).get("context_length", 77)
+    return SimpleTokenizer(context_length=context_length)
+
+
+def save_clip_safetensors(model: open_clip.CLIP, path: str | Path) -> None:
+    """Writes a CLIP model's weights as safetensors (used by ``splitmatch convert-clip``)."""
+    from safetensors.torch import save
+
+    from splitmatch.data.folder import atomic_write_bytes
+
+    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(tensors))

@@ -1,0 +1,79 @@
+"""CLIP's frozen text tower turned into class embeddings, cached per class list."""
+
+from __future__ import annotations
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.tokenizer import SimpleTokenizer
+from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+from torch import nn
+
+from splitmatch.data.classes import validate_class_names
+
+SINGLE_TEMPLATE = ("a photo of a {}.",)
+
+
+def prompt_templates(kind: str) -> tuple[str, ...]:
+    """``"single"`` -> ``("a photo of a {}.",)``; ``"ensemble"`` -> CLIP's 80 ImageNet templates."""
+    if kind == "single":
+        return SINGLE_TEMPLATE
+    if kind == "ensemble":
+        return tuple(template("{}") for template in OPENAI_IMAGENET_TEMPLATES)
+    raise ValueError(f"text templates must be 'single' or 'ensemble', got {kind!r}")
+
+
+class ClipTextEncoder(nn.Module):
+    """Class names -> normalised embeddings ``[C, D]``, averaged over prompt templates.
+
+    The tower is frozen, so results are cached per (class list, device); the cache is cleared
+    whenever the module moves. Text tower parameters stay inside the wrapped CLIP model so a
+    checkpoint carries them and ``predict`` can embed any vocabulary.
+    """
+
+    def __init__(self, clip: open_clip.CLIP, tokenizer: SimpleTokenizer, templates: tuple[str, ...]) -> None:
+        super().__init__()
+        self.token_embedding = clip.token_embedding
+        self.positional_embedding = clip.positional_embedding
+        self.transformer = clip.transformer
+        self.ln_final = clip.ln_final
+        self.text_projection = clip.text_projection
+        self.register_buffer("attn_mask", clip.attn_mask, persistent=False)
+        self.pool_type = clip.text_pool_type
+        self.eos_id = getattr(clip, "text_eos_id", None)
+        self.tokenizer = tokenizer
+        self.templates = tuple(templates)
+        self.requires_grad_(False)
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    def _apply(self, fn, recurse=True):
+        self._cache.clear()
+        return super()._apply(fn, recurse)
+
+    def train(self, mode: bool = True) -> ClipTextEncoder:
+        return super().train(False)  # frozen: always eval
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """``len(texts)`` strings -> normalised ``[N, D]``, in chunks to bound memory."""
+        device = self.token_embedding.weight.device
+        outputs = []
+        for start in range(0, len(texts), 256):
+            tokens = self.tokenizer(texts[start : start + 256]).to(device)  # [n, context]
+            x = self.token_embedding(tokens) + self.positional_embedding
+            x = self.ln_final(self.transformer(x, attn_mask=self.attn_mask))  # [n, context, W]
+            x = open_clip.transformer.text_global_pool(x, tokens, self.pool_type, eos_token_id=self.eos_id)
+            x = self.text_projection(x) if isinstance(self.text_projection, nn.Linear) else x @ self.text_projection
+            outputs.append(F.normalize(x.float(), dim=-1))
+        return torch.cat(outputs)
+
+    def forward(self, class_names: list[str] | tuple[str, ...]) -> torch.Tensor:
+        """Class embeddings ``[C, D]``: per class, the normalised mean over templates."""
+        names = tuple(class_names)
+        validate_class_names(names)
+        key = (names, self.token_embedding.weight.device)
+        if key not in self._cache:
+            texts = [template.format(name) for name in names for template in self.templates]
+            embeddings = self.encode_texts(texts).view(len(names), len(self.templates), -1)
+            self._cache[key] = F.normalize(embeddings.mean(dim=1), dim=-1)
+        return self._cache[key]

@@ -1,0 +1,281 @@
+"""Typed experiment configuration: dataclasses, YAML files and dotted command-line overrides.
+
+A run's configuration is resolved in three layers: a named preset (``splitmatch.presets``), then
+a YAML file, then ``key=value`` overrides such as ``train.lr=1e-4``. Unknown keys and values of
+the wrong type are refused with the full dotted name. The resolved config is written beside
+every run and inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file, key or value is invalid."""
+
+
+@dataclass
+class ClipConfig:
+    arch: str = "ViT-B-16-quickgelu"  # open_clip model config name, or a path to a model-config JSON
+    weights: str | None = None  # local file (OpenAI .pt, open_clip .pt/.bin, .safetensors) or open_clip tag
+    prompt_tokens: int = 10  # N_p deep visual prompt tokens per layer (0 disables prompts)
+    prompt_layers: int = 11  # L_p: prompts are inserted at each of the first L_p layers
+    decoder_layers: list[int] = field(default_factory=lambda: [5, 8, 11])  # ViT blocks fed to the decoder
+    region_layers: int = 3  # masked-CLS region embeddings attend inside their mask in the last n blocks
+    templates: str = "single"  # text prompts: "single" ("a photo of a {}.") or "ensemble" (80 templates)
+
+
+@dataclass
+class DecoderConfig:
+    hidden_dim: int = 256  # d, width of pixel features and queries
+    num_layers: int = 6  # L transformer decoder layers
+    num_heads: int = 8
+    ffn_dim: int = 1024
+    num_seen_queries: int = 100  # N_s, matched to annotated seen-class masks
+    num_candidate_queries: int = 20  # N_c, matched to pseudo masks of unannotated regions (split only)
+    mfe: bool = True  # Multi-scale Feature Enhancement on the pixel features
+    mfe_pool_factors: list[int] = field(default_factory=lambda: [1, 2, 4])  # r in F' = F + sum_r Up(phi(Pool_r F))
+    fuse_intermediate: bool = True  # add projected intermediate ViT layers to the pixel features
+    masked_attention: bool = True  # Mask2Former masked cross-attention
+    mask_upsample: int = 1  # learned upsampling of pixel features before mask prediction (1, 2 or 4)
+    logit_temperature: float = 0.07  # tau in cos(z, t_c) / tau
+
+
+@dataclass
+class PseudoMaskConfig:
+    dense_features: str = "value"  # "value" (MaskCLIP last-block value path) or "tokens"
+    input_size: int = 512  # frozen-CLIP input side for pseudo masks (square resize)
+    window_sizes: list[int] = field(default_factory=lambda: [4, 8, 16])  # K-Means seed windows s
+    iterations: int = 10  # T cosine K-Means iterations
+    rho: float = 0.8  # keep a cluster when >= rho of its area is unannotated
+    min_area: float = 0.01  # drop candidates smaller than this fraction of the grid
+    dedup_iou: float = 0.7  # across scales, drop a candidate whose mask IoU with a kept one exceeds this
+    max_masks: int = 40  # cap per image, largest first
+    cache_dir: str | None = None  # where pseudo masks are cached; None: <data.root>/pseudo_masks/<key>
+
+
+@dataclass
+class LossConfig:
+    matching: str = "split"  # "split" (the method) or "hungarian" (the baseline)
+    cost_class: float = 2.0  # l_cls
+    cost_bce: float = 5.0  # l_bce
+    cost_dice: float = 5.0  # l_dice
+    cost_embed: float = 2.0  # l_sim, candidate matching (chosen here)
+    weight_class: float = 2.0
+    weight_bce: float = 5.0
+    weight_dice: float = 5.0
+    weight_embed: float = 2.0  # l_emb, candidate alignment 1 - cos(z_i, e_k) (chosen here)
+    candidate_weight: float = 1.0  # lambda_u
+    no_object_weight: float = 0.1
+    num_points: int = 12544  # sampled points for matching costs and mask losses
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
+    deep_supervision: bool = True
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/voc"  # a dataset folder (docs/datasets.md)
+    train_split: str = "train"
+    val_split: str = "val"
+    crop_size: int = 512
+    resize_scale: list[int] = field(default_factory=lambda: [2048, 512])  # mmseg RandomResize base scale
+    ratio_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    cat_max_ratio: float = 0.75
+    flip_prob: float = 0.5
+    photometric: bool = True
+    num_workers: int = 4
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 20000
+    batch_size: int = 16  # global batch (divided over processes under torchrun)
+    lr: float = 2e-5
+    head_lr_multiplier: float = 10.0  # prompts and decoder heads
+    weight_decay: float = 0.01
+    poly_power: float = 0.9
+    warmup_iterations: int = 1500
+    warmup_ratio: float = 1e-6
+    min_lr: float = 1e-6
+    grad_clip: float = 0.01  # max gradient norm; 0 disables
+    seed: int = 0
+    amp: str = "bf16"  # "none", "bf16" or "fp16"; CUDA only, CPU always runs float32
+    log_every: int = 50
+    checkpoint_every: int = 2000
+    keep_checkpoints: int = 3
+    eval_every: int = 0  # 0: evaluate once at the end only
+
+
+@dataclass
+class InferenceConfig:
+    mode: str = "slide"  # "slide" or "whole"
+    short_side: int = 512  # evaluation resize (ZegCLIP protocol)
+    max_long_side: int = 2048
+    window: int = 512
+    stride: int = 426
+    seen_calibration: float = 0.0  # subtracted from seen-class scores (ZegCLIP uses 0.1)
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    pseudo: PseudoMaskConfig = field(default_factory=PseudoMaskConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+    def validate(self) -> ExperimentConfig:
+        """Checks values whose meaning is an enumeration or a range; returns self."""
+        choices = {
+            "loss.matching": (self.loss.matching, ("split", "hungarian")),
+            "pseudo.dense_features": (self.pseudo.dense_features, ("value", "tokens")),
+            "clip.templates": (self.clip.templates, ("single", "ensemble")),
+            "train.amp": (self.train.amp, ("none", "bf16", "fp16")),
+            "inference.mode": (self.inference.mode, ("slide", "whole")),
+            "decoder.mask_upsample": (self.decoder.mask_upsample, (1, 2, 4)),
+        }
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
+        positive = {
+            "decoder.num_seen_queries": self.decoder.num_seen_queries,
+            "decoder.hidden_dim": self.decoder.hidden_dim,
+            "decoder.num_layers": self.decoder.num_layers,
+            "train.batch_size": self.train.batch_size,
+            "train.iterations": self.train.iterations,
+            "loss.num_points": self.loss.num_points,
+        }
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{key} must be positive, got {value}")
+        if self.loss.matching == "split" and self.decoder.num_candidate_queries <= 0:
+            raise ConfigError("loss.matching=split needs decoder.num_candidate_queries > 0")
+        if not 0.0 < self.pseudo.rho <= 1.0:
+            raise ConfigError(f"pseudo.rho must lie in (0, 1], got {self.pseudo.rho}")
+        if self.decoder.hidden_dim % self.decoder.num_heads:
+            raise ConfigError(
+                f"decoder.hidden_dim ({self.decoder.hidden_dim}) must be divisible by "
+                f"decoder.num_heads ({self.decoder.num_heads})"
+            )
+        return self
+
+
+def to_dict(config: Any) -> dict:
+    """The config as plain nested dicts and lists (YAML/JSON-ready)."""
+    return dataclasses.asdict(config)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Checks and converts one value to a field's annotated type."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported field type {annotation}")
+
+
+def merge(config: Any, updates: dict, prefix: str = "") -> Any:
+    """Returns a copy of a config dataclass with nested ``updates`` applied, refusing unknown keys."""
+    if not isinstance(updates, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {updates!r}")
+    hints = typing.get_type_hints(type(config))
+    names = {f.name for f in dataclasses.fields(config)}
+    changes = {}
+    for key, value in updates.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key '{dotted}' (known: {', '.join(sorted(names))})")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = merge(current, value, prefix=f"{dotted}.")
+        else:
+            changes[key] = _coerce(value, hints[key], dotted)
+    return dataclasses.replace(config, **changes)
+
+
+def parse_override(text: str) -> dict:
+    """``"train.lr=1e-4"`` -> ``{"train": {"lr": 0.0001}}``; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override '{text}': value is not valid YAML: {error}") from None
+    nested: dict = value
+    for part in reversed(key.strip().split(".")):
+        if not part:
+            raise ConfigError(f"override '{text}' has an empty key part")
+        nested = {part: nested}
+    return nested
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at top level")
+    return data
+
+
+def from_dict(data: dict) -> ExperimentConfig:
+    """Rebuilds a config from :func:`to_dict`'s form (e.g. out of a checkpoint), strictly."""
+    return merge(ExperimentConfig(), data).validate()
+
+
+def save_yaml(config: ExperimentConfig, path: str | Path) -> None:
+    from splitmatch.data.folder import atomic_write_bytes
+
+    atomic_write_bytes(path, yaml.safe_dump(to_dict(config), sort_keys=False).encode("utf-8"))

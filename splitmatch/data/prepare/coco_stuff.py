@@ -1,0 +1,138 @@
+"""COCO-Stuff 164K, into the folder format.
+
+Source layout::
+
+    SRC/images/train2017/<stem>.jpg     118,287 images (train2017.zip)
+    SRC/images/val2017/<stem>.jpg         5,000 images (val2017.zip)
+    SRC/annotations/train2017/<stem>_labelTrainIds.png   mmseg-converted labels, 0..170 and 255
+    SRC/annotations/train2017/<stem>.png                 or the official stuffthingmaps
+    SRC/annotations/val2017/...                          (stuffthingmaps_trainval2017.zip)
+
+The official stuffthingmaps hold raw ids 0..181 (COCO category id - 1) and 255 for unlabeled;
+11 of those ids are COCO thing categories that were never annotated. Dropping them and
+numbering the other 171 in order gives the 0..170 ids of mmseg's ``coco_stuff164k.py``
+(e.g. raw 12 -> 11, raw 91 -> 80, raw 181 -> 170). A stem with a ``_labelTrainIds.png`` uses it
+as is; otherwise its raw map is converted. Splits written: ``train`` and ``val``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError
+from splitmatch.data.prepare.common import (
+    LabelFormat,
+    SourceSample,
+    convert_samples,
+    list_names,
+    require,
+    write_classes,
+    write_splits,
+)
+
+LAYOUT = (
+    "SRC/images/{train2017,val2017}/*.jpg and SRC/annotations/{train2017,val2017}/ holding either "
+    "<stem>_labelTrainIds.png (0..170, 255) or the official stuffthingmaps <stem>.png (raw ids 0..181, 255)"
+)
+SPLITS = {"train": "train2017", "val": "val2017"}
+
+# The official COCO-Stuff label list, by raw id (COCO category id - 1): 91 thing slots, then 91
+# stuff classes. Kept in full so the derived 171-class order can be checked against BUILTIN_SPLITS.
+RAW_NAMES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "street sign", "stop sign", "parking meter", "bench", "bird",
+    "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "hat",
+    "backpack", "umbrella", "shoe", "eye glasses", "handbag", "tie", "suitcase", "frisbee", "skis",
+    "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "plate", "wine glass", "cup", "fork", "knife", "spoon", "bowl",
+    "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut",
+    "cake", "chair", "couch", "potted plant", "bed", "mirror", "dining table", "window", "desk",
+    "toilet", "door", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone", "microwave",
+    "oven", "toaster", "sink", "refrigerator", "blender", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush", "hair brush",
+    "banner", "blanket", "branch", "bridge", "building-other", "bush", "cabinet", "cage",
+    "cardboard", "carpet", "ceiling-other", "ceiling-tile", "cloth", "clothes", "clouds", "counter",
+    "cupboard", "curtain", "desk-stuff", "dirt", "door-stuff", "fence", "floor-marble",
+    "floor-other", "floor-stone", "floor-tile", "floor-wood", "flower", "fog", "food-other",
+    "fruit", "furniture-other", "grass", "gravel", "ground-other", "hill", "house", "leaves",
+    "light", "mat", "metal", "mirror-stuff", "moss", "mountain", "mud", "napkin", "net", "paper",
+    "pavement", "pillow", "plant-other", "plastic", "platform", "playingfield", "railing",
+    "railroad", "river", "road", "rock", "roof", "rug", "salad", "sand", "sea", "shelf",
+    "sky-other", "skyscraper", "snow", "solid-other", "stairs", "stone", "straw",
+    "structural-other", "table", "tent", "textile-other", "towel", "tree", "vegetable",
+    "wall-brick", "wall-concrete", "wall-other", "wall-panel", "wall-stone", "wall-tile",
+    "wall-wood", "water-other", "waterdrops", "window-blind", "window-other", "wood",
+)  # fmt: skip
+# Thing categories COCO defined but never annotated: street sign, hat, shoe, eye glasses, plate,
+# mirror, window, desk, door, blender, hair brush.
+UNUSED_RAW_IDS = (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)
+
+USED_RAW_IDS = tuple(raw for raw in range(len(RAW_NAMES)) if raw not in UNUSED_RAW_IDS)
+RAW_TO_TRAIN_ID = {raw: train_id for train_id, raw in enumerate(USED_RAW_IDS)}
+
+RAW_FORMAT = LabelFormat.from_mapping(
+    {**RAW_TO_TRAIN_ID, IGNORE_INDEX: IGNORE_INDEX},
+    description=f"raw stuffthingmap ids 0..181 except the unannotated {list(UNUSED_RAW_IDS)}, or 255",
+)
+TRAIN_ID_FORMAT = LabelFormat.from_mapping(
+    {**{i: i for i in range(len(USED_RAW_IDS))}, IGNORE_INDEX: IGNORE_INDEX},
+    description="train ids 0..170 or 255",
+)
+
+
+def check_class_order() -> None:
+    """Refuses to run if the derived 171-class order is not the built-in COCO-Stuff vocabulary."""
+    derived = tuple(RAW_NAMES[raw] for raw in USED_RAW_IDS)
+    expected = BUILTIN_SPLITS["coco-stuff"].names
+    if derived != expected:
+        diff = [(i, a, b) for i, (a, b) in enumerate(zip(derived, expected)) if a != b][:5]
+        raise AssertionError(
+            f"COCO-Stuff raw-id mapping gives {len(derived)} classes, the built-in list has {len(expected)}; "
+            f"first differences (train id, derived, built-in): {diff}"
+        )
+
+
+def _sources(src: Path, split_dir: str) -> list[SourceSample]:
+    image_dir = require(src / "images" / split_dir, f"the COCO {split_dir} images", LAYOUT)
+    label_dir = require(src / "annotations" / split_dir, f"the COCO-Stuff {split_dir} label PNGs", LAYOUT)
+    stems = sorted(name[: -len(".jpg")] for name in list_names(image_dir) if name.endswith(".jpg"))
+    if not stems:
+        raise DatasetFormatError(f"{image_dir} holds no .jpg images. Expected source layout: {LAYOUT}")
+    labels = list_names(label_dir)
+    samples, missing = [], []
+    for stem in stems:
+        image = image_dir / f"{stem}.jpg"
+        if f"{stem}_labelTrainIds.png" in labels:
+            samples.append(
+                SourceSample(stem, image, label_dir / f"{stem}_labelTrainIds.png", TRAIN_ID_FORMAT)
+            )
+        elif f"{stem}.png" in labels:
+            samples.append(SourceSample(stem, image, label_dir / f"{stem}.png", RAW_FORMAT))
+        else:
+            missing.append(f"{stem}_labelTrainIds.png or {stem}.png")
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DatasetFormatError(
+            f"{len(missing)} image(s) of {image_dir} have no label in {label_dir}: {shown}"
+        )
+    return samples
+
+
+def prepare_coco_stuff(src: str | Path, dst: str | Path, progress: bool = True) -> DatasetFolder:
+    """Converts COCO-Stuff 164K (see the module docstring) into a dataset folder.
+
+    Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
+
+    Raises:
+        DatasetFormatError: ``src`` lacks an expected file (named in the message), or a label
+            holds values its format does not use.
+    """
+    check_class_order()
+    src, dst = Path(src), Path(dst)
+    per_split = {split: _sources(src, split_dir) for split, split_dir in SPLITS.items()}
+    write_classes(dst, BUILTIN_SPLITS["coco-stuff"])
+    for split, samples in per_split.items():
+        convert_samples(samples, dst, progress, desc=f"coco-stuff {split}")
+    write_splits(dst, {split: [s.stem for s in samples] for split, samples in per_split.items()})
+    return DatasetFolder(dst)

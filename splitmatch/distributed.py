@@ -1,0 +1,57 @@
+"""The few distributed helpers the library needs; everything works without torch.distributed."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    """Sum over processes (a copy; the identity in a single process)."""
+    value = value.detach().clone()
+    if is_distributed():
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+def setup_from_environment() -> torch.device:
+    """Initialises the process group when started by ``torchrun``; returns this process's device.
+
+    NCCL on CUDA, gloo on the CPU. A single process (no ``torchrun``) is left alone.
+    """
+    use_cuda = torch.cuda.is_available()
+    if not launched_by_torchrun():
+        return torch.device("cuda" if use_cuda else "cpu")
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    if not is_distributed():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+
+
+def cleanup() -> None:
+    if is_distributed():
+        dist.destroy_process_group()

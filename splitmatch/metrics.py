@@ -1,0 +1,110 @@
+"""Dataset-level segmentation metrics for zero-shot segmentation: mIoU(S), mIoU(U), hIoU.
+
+Intersections and unions are accumulated over the whole evaluation set in a confusion matrix
+(pixels labelled 255 are left out), then turned into per-class IoU. A class absent from both
+ground truth and predictions has IoU NaN and is left out of the means. Every value is in
+percent.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
+
+
+class ConfusionMatrix:
+    """Counts ``matrix[g, p]`` = pixels of ground-truth class g predicted as p.
+
+    Args:
+        num_classes: C; ground truth values must lie in ``0..C-1`` or be ``ignore_index``.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+
+    def update(self, prediction: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> None:
+        """Adds one image: ``prediction`` and ``target`` are ``[H, W]`` integer maps of equal size."""
+        prediction = torch.as_tensor(prediction).flatten().long().cpu()
+        target = torch.as_tensor(target).flatten().long().cpu()
+        if prediction.shape != target.shape:
+            raise ValueError(f"prediction has {prediction.numel()} pixels but the label has {target.numel()}")
+        valid = target != self.ignore_index
+        prediction, target = prediction[valid], target[valid]
+        for name, values in (("label", target), ("prediction", prediction)):
+            if values.numel() and (values.min() < 0 or values.max() >= self.num_classes):
+                raise ValueError(f"{name} holds class ids outside 0..{self.num_classes - 1}")
+        counts = torch.bincount(target * self.num_classes + prediction, minlength=self.num_classes**2)
+        self.matrix += counts.view(self.num_classes, self.num_classes).numpy()
+
+    def merge(self, other: ConfusionMatrix) -> None:
+        self.matrix += other.matrix
+
+
+def per_class_iou(matrix: np.ndarray) -> np.ndarray:
+    """``[C, C]`` confusion -> ``[C]`` IoU in 0..1, NaN where the class is in neither GT nor prediction."""
+    intersection = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(0) + matrix.sum(1) - intersection
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, intersection / np.maximum(union, 1), np.nan)
+
+
+def nan_mean(values: np.ndarray) -> float:
+    """Mean over finite entries; NaN when there are none."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def harmonic_iou(seen: float, unseen: float) -> float:
+    """``hIoU = 2 S U / (S + U)``; NaN if either is NaN, 0 if both are 0."""
+    if math.isnan(seen) or math.isnan(unseen):
+        return float("nan")
+    return 0.0 if seen + unseen == 0 else 2 * seen * unseen / (seen + unseen)
+
+
+def summarize(matrix: np.ndarray, classes: ClassSplit) -> dict:
+    """Zero-shot metrics from an accumulated confusion matrix.
+
+    Returns:
+        ``miou``, ``miou_seen``, ``miou_unseen``, ``hiou``, ``pixel_acc`` (percent) and
+        ``per_class_iou`` (class name -> percent or NaN).
+    """
+    if matrix.shape != (classes.num_classes, classes.num_classes):
+        raise ValueError(f"confusion matrix is {matrix.shape}, expected {classes.num_classes} classes")
+    iou = per_class_iou(matrix) * 100
+    seen, unseen = nan_mean(iou[classes.seen_ids]), nan_mean(iou[classes.unseen_ids])
+    total = matrix.sum()
+    return {
+        "miou": nan_mean(iou),
+        "miou_seen": seen,
+        "miou_unseen": unseen,
+        "hiou": harmonic_iou(seen, unseen),
+        "pixel_acc": float(np.trace(matrix) / total * 100) if total else float("nan"),
+        "per_class_iou": {name: float(value) for name, value in zip(classes.names, iou)},
+    }
+
+
+def json_ready(value):
+    """Replaces NaN by ``None`` (JSON has no NaN) throughout nested dicts and lists."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def format_table(results: dict[str, dict], digits: int = 1) -> str:
+    """A Markdown table of summary metrics, one row per named result."""
+    header = "| run | mIoU(S) | mIoU(U) | hIoU | mIoU | pixel acc |\n|---|---|---|---|---|---|\n"
+    rows = []
+    for name, m in results.items():
+        cells = [m["miou_seen"], m["miou_unseen"], m["hiou"], m["miou"], m["pixel_acc"]]
+        rows.append(f"| {name} | " + " | ".join("n/a" if v is None or v != v else f"{v:.{digits}f}" for v in cells) + " |")
+    return header + "\n".join(rows) + "\n"

@@ -1,0 +1,99 @@
+"""Named experiment presets, from the tiny random-init test model to ViT-B/16 on the benchmarks.
+
+Every number of a run is spelled out here or in a YAML file that starts from one of these
+(``preset: voc-vitb16``); :func:`load_config` resolves preset, file and overrides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from splitmatch.config import (
+    ClipConfig,
+    ConfigError,
+    DataConfig,
+    DecoderConfig,
+    ExperimentConfig,
+    InferenceConfig,
+    LossConfig,
+    PseudoMaskConfig,
+    TrainConfig,
+    merge,
+    parse_override,
+    read_yaml,
+)
+
+
+def tiny() -> ExperimentConfig:
+    """A random-init model small enough for unit tests (a training step takes well under a second)."""
+    return ExperimentConfig(
+        name="tiny",
+        clip=ClipConfig(arch="tiny-test", prompt_tokens=2, prompt_layers=2, decoder_layers=[0, 1], region_layers=2),
+        decoder=DecoderConfig(
+            hidden_dim=32, num_layers=2, num_heads=2, ffn_dim=64, num_seen_queries=6, num_candidate_queries=4,
+            mfe_pool_factors=[1, 2], mask_upsample=1,
+        ),
+        pseudo=PseudoMaskConfig(input_size=64, window_sizes=[2, 4, 8], iterations=5, min_area=0.02, max_masks=8),
+        loss=LossConfig(num_points=256),
+        data=DataConfig(crop_size=64, resize_scale=[128, 64], num_workers=0),
+        train=TrainConfig(
+            iterations=20, batch_size=2, lr=1e-3, head_lr_multiplier=1.0, warmup_iterations=0, grad_clip=1.0,
+            amp="none", log_every=5, checkpoint_every=10, keep_checkpoints=2,
+        ),
+        inference=InferenceConfig(mode="whole", short_side=64, max_long_side=256, window=64, stride=48),
+    )
+
+
+def _vitb16(name: str, root: str, prompt_tokens: int, iterations: int) -> ExperimentConfig:
+    """SPEC §6: CLIP ViT-B/16 (OpenAI weights), ZegCLIP recipe, 512 crops, sliding-window evaluation."""
+    return ExperimentConfig(
+        name=name,
+        clip=ClipConfig(
+            arch="ViT-B-16-quickgelu", weights="weights/ViT-B-16.pt", prompt_tokens=prompt_tokens,
+            prompt_layers=11, decoder_layers=[5, 8, 11], region_layers=3, templates="single",
+        ),
+        decoder=DecoderConfig(hidden_dim=256, num_layers=6, num_heads=8, ffn_dim=1024,
+                              num_seen_queries=100, num_candidate_queries=20),
+        pseudo=PseudoMaskConfig(input_size=512, window_sizes=[4, 8, 16], iterations=10, rho=0.8),
+        loss=LossConfig(matching="split"),
+        data=DataConfig(root=root, crop_size=512),
+        train=TrainConfig(iterations=iterations, batch_size=16, lr=2e-5, head_lr_multiplier=10.0,
+                          warmup_iterations=1500),
+        inference=InferenceConfig(mode="slide", short_side=512, window=512, stride=426),
+    )
+
+
+PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
+    "tiny": tiny,
+    "voc-vitb16": lambda: _vitb16("voc-vitb16", "data/voc", prompt_tokens=10, iterations=20000),
+    "coco-stuff-vitb16": lambda: _vitb16("coco-stuff-vitb16", "data/coco-stuff", prompt_tokens=100, iterations=80000),
+    "context-vitb16": lambda: _vitb16("context-vitb16", "data/context", prompt_tokens=10, iterations=40000),
+}
+
+
+def register_preset(name: str, builder: Callable[[], ExperimentConfig]) -> None:
+    PRESETS[name] = builder
+
+
+def preset(name: str) -> ExperimentConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}' (known: {', '.join(sorted(PRESETS))})")
+    return PRESETS[name]()
+
+
+def load_config(
+    path: str | Path | None = None, preset_name: str | None = None, overrides: list[str] | None = None
+) -> ExperimentConfig:
+    """Resolves a run's config: preset, then YAML file, then ``key=value`` overrides.
+
+    A YAML file may name its base with a top-level ``preset:`` key; otherwise ``preset_name``
+    (or the defaults of :class:`ExperimentConfig`) is the base.
+    """
+    data = read_yaml(path) if path is not None else {}
+    base_name = data.pop("preset", None) or preset_name
+    config = preset(base_name) if base_name else ExperimentConfig()
+    config = merge(config, data)
+    for override in overrides or []:
+        config = merge(config, parse_override(override))
+    return config.validate()

@@ -1,0 +1,68 @@
+"""Batched K-Means in torch, started from given seeds (no random restarts)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kmeans(
+    features: torch.Tensor, seeds: torch.Tensor, iterations: int, spherical: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd iterations for a batch of point sets at once.
+
+    With ``spherical=True`` (cosine K-Means) points and centroids live on the unit sphere:
+    a point joins the centroid of highest cosine and a centroid is the normalised sum of its
+    points. With ``spherical=False`` it is Euclidean K-Means, step for step what scikit-learn's
+    Lloyd ``KMeans(init=seeds, n_init=1, max_iter=iterations, tol=0)`` does, except that an
+    empty cluster keeps its previous centroid instead of being relocated. Iteration stops early
+    once no assignment changes; the returned assignment is always recomputed against the
+    returned centroids.
+
+    Args:
+        features: ``[B, N, D]`` points (normalised when spherical).
+        seeds: ``[B, K, D]`` initial centroids.
+        iterations: T, the maximum number of centroid updates.
+
+    Returns:
+        ``assignments [B, N]`` int64 in ``0..K-1`` and ``centroids [B, K, D]``.
+    """
+    features = features.float()
+    centroids = F.normalize(seeds.float(), dim=-1) if spherical else seeds.float().clone()
+    num_clusters = centroids.shape[1]
+    previous = None
+    for _ in range(iterations):
+        assignments = _assign(features, centroids, spherical)
+        one_hot = F.one_hot(assignments, num_clusters).to(features.dtype)  # [B, N, K]
+        sums = one_hot.transpose(1, 2) @ features  # [B, K, D]
+        counts = one_hot.sum(1).unsqueeze(-1)  # [B, K, 1]
+        updated = F.normalize(sums, dim=-1) if spherical else sums / counts.clamp(min=1)
+        centroids = torch.where(counts > 0, updated, centroids)
+        if previous is not None and torch.equal(assignments, previous):
+            break
+        previous = assignments
+    return _assign(features, centroids, spherical), centroids
+
+
+def _assign(features: torch.Tensor, centroids: torch.Tensor, spherical: bool) -> torch.Tensor:
+    """Nearest centroid: ``[B, N, D], [B, K, D] -> [B, N]``."""
+    similarity = features @ centroids.transpose(1, 2)  # [B, N, K]
+    if not spherical:
+        # argmin ||x - c||^2 = argmax (2 x.c - ||c||^2); ||x||^2 is the same for every c.
+        similarity = 2 * similarity - centroids.square().sum(-1).unsqueeze(1)
+    return similarity.argmax(-1)
+
+
+def window_seeds(dense: torch.Tensor, window: int) -> torch.Tensor:
+    """Seeds from window averages ``avg_pool2d(O, s, stride=max(s // 2, 1))``.
+
+    Args:
+        dense: ``[B, D, h, w]`` dense features.
+        window: s; clamped to the grid so that a small grid still gets one seed.
+
+    Returns:
+        ``[B, K_s, D]``.
+    """
+    size = min(window, dense.shape[2], dense.shape[3])
+    pooled = F.avg_pool2d(dense, size, stride=max(size // 2, 1))  # [B, D, h', w']
+    return pooled.flatten(2).transpose(1, 2)

@@ -1,0 +1,1 @@
+"""The built-in world: a small procedural zero-shot segmentation benchmark that runs offline."""

@@ -1,0 +1,229 @@
+"""Converters from tiny fabricated official layouts (real JPEG / PNG formats) into the folder format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from splitmatch.data.classes import BUILTIN_SPLITS, ClassSplit
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_label
+from splitmatch.data.prepare import PREPARERS, prepare_coco_stuff, prepare_context, prepare_voc
+from splitmatch.data.prepare.coco_stuff import RAW_TO_TRAIN_ID, check_class_order
+
+HEIGHT, WIDTH = 12, 16
+
+
+def write_jpeg(path: Path, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (HEIGHT, WIDTH, 3)).astype(np.uint8)
+    Image.fromarray(pixels).save(path, format="JPEG")
+
+
+def write_label(path: Path, values: list[int], palette: bool = False) -> np.ndarray:
+    """A label PNG whose rows cycle through ``values``; grayscale, or palette mode like VOC's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    label = np.array(values, dtype=np.uint8)[np.arange(HEIGHT * WIDTH).reshape(HEIGHT, WIDTH) % len(values)]
+    image = Image.fromarray(label)
+    if palette:
+        image = image.convert("P")
+        image.putpalette([(i * 37) % 256 for i in range(768)])
+        image.putdata(label.ravel().tolist())  # keep indices = class ids, as in VOC's PNGs
+    image.save(path)
+    return label
+
+
+def write_list(path: Path, stems: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(stems) + "\n")
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file with its inode and modification time, to tell whether a re-run touched it."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def labels_of(folder: DatasetFolder, stem: str) -> np.ndarray:
+    return read_label(folder.root / "labels" / f"{stem}.png", folder.classes.num_classes)
+
+
+@pytest.fixture()
+def voc_src(tmp_path: Path) -> Path:
+    src = tmp_path / "VOC2012"
+    for i, stem in enumerate(["2007_000032", "2007_000039", "2008_000002", "2007_000033", "2007_000042"]):
+        write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
+    write_label(src / "SegmentationClassAug" / "2007_000032.png", [0, 1, 20, 255])
+    write_label(src / "SegmentationClassAug" / "2007_000039.png", [15, 16, 0])
+    write_label(src / "SegmentationClassAug" / "2008_000002.png", [5])
+    write_label(src / "SegmentationClassAug" / "2007_000042.png", [7])
+    # This val image has only the official palette PNG.
+    write_label(src / "SegmentationClass" / "2007_000033.png", [0, 1, 19, 255], palette=True)
+    lists = src / "ImageSets" / "Segmentation"
+    write_list(lists / "train.txt", ["2007_000032", "2007_000039"])
+    write_list(lists / "val.txt", ["2007_000033", "2007_000042"])
+    write_list(lists / "aug.txt", ["2008_000002", "2007_000042"])  # SBD lists hold a val image
+    return src
+
+
+def test_voc_labels_splits_classes_and_links(voc_src: Path, tmp_path: Path) -> None:
+    folder = prepare_voc(voc_src, tmp_path / "out", progress=False)
+    assert folder.stems("train") == ["2007_000032", "2007_000039", "2008_000002"]
+    assert folder.stems("val") == ["2007_000033", "2007_000042"]
+    assert folder.classes.to_dict() == BUILTIN_SPLITS["voc"].to_dict()
+    assert ClassSplit.read(folder.root / "classes.json").to_dict() == BUILTIN_SPLITS["voc"].to_dict()
+    assert set(np.unique(labels_of(folder, "2007_000032"))) == {0, 19, 255}  # 0 -> 255, 1 -> 0, 20 -> 19
+    assert set(np.unique(labels_of(folder, "2007_000039"))) == {14, 15, 255}
+    assert set(np.unique(labels_of(folder, "2007_000033"))) == {0, 18, 255}  # from the palette PNG
+    source = voc_src / "JPEGImages" / "2007_000032.jpg"
+    assert (folder.root / "images" / "2007_000032.jpg").stat().st_ino == source.stat().st_ino
+    assert len(folder.samples("train")) == 3
+
+
+def test_voc_rerun_is_a_no_op_and_resumes(voc_src: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "out"
+    prepare_voc(voc_src, dst, progress=False)
+    before = snapshot(dst)
+    prepare_voc(voc_src, dst, progress=False)
+    assert snapshot(dst) == before
+    (dst / "labels" / "2007_000039.png").unlink()  # as if the first run had been killed
+    (dst / "images" / "2008_000002.jpg").unlink()
+    prepare_voc(voc_src, dst, progress=False)
+    after = snapshot(dst)
+    assert set(after) == set(before)
+    unchanged = [k for k in before if "2007_000039" not in k and "2008_000002" not in k]
+    assert all(after[k] == before[k] for k in unchanged)
+    assert not list(dst.rglob("*.tmp"))
+
+
+def test_copy_when_hard_links_fail_and_stale_temporaries_go(
+    voc_src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(src: Path, dst: Path) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr("splitmatch.data.prepare.common.os.link", no_links)
+    dst = tmp_path / "out"
+    (dst / "labels").mkdir(parents=True)
+    stale = dst / "labels" / ".2007_000032.png.abc123.tmp"
+    stale.write_bytes(b"half a png")
+    folder = prepare_voc(voc_src, dst, progress=False)
+    source = voc_src / "JPEGImages" / "2007_000032.jpg"
+    copied = folder.root / "images" / "2007_000032.jpg"
+    assert copied.stat().st_ino != source.stat().st_ino
+    assert copied.read_bytes() == source.read_bytes()
+    assert not stale.exists() and not list(dst.rglob("*.tmp"))
+
+
+def test_voc_missing_source_files_are_named(voc_src: Path, tmp_path: Path) -> None:
+    (voc_src / "ImageSets" / "Segmentation" / "val.txt").unlink()
+    with pytest.raises(DatasetFormatError, match=r"ImageSets/Segmentation/val\.txt does not exist"):
+        prepare_voc(voc_src, tmp_path / "out", progress=False)
+    with pytest.raises(DatasetFormatError, match=r"pass --src .*VOC2012"):
+        prepare_voc(tmp_path, tmp_path / "out", progress=False)
+    with pytest.raises(DatasetFormatError, match="JPEGImages does not exist"):
+        prepare_voc(tmp_path / "nowhere", tmp_path / "out", progress=False)
+
+
+def test_voc_missing_label_and_bad_values_are_named(voc_src: Path, tmp_path: Path) -> None:
+    (voc_src / "SegmentationClassAug" / "2008_000002.png").unlink()
+    with pytest.raises(DatasetFormatError, match=r"SegmentationClassAug/2008_000002\.png or Segm"):
+        prepare_voc(voc_src, tmp_path / "out", progress=False)
+    write_label(voc_src / "SegmentationClassAug" / "2008_000002.png", [3, 21])
+    with pytest.raises(DatasetFormatError, match=r"2008_000002\.png holds values \[21\]"):
+        prepare_voc(voc_src, tmp_path / "out", progress=False)
+
+
+def test_coco_stuff_mapping_matches_mmseg_and_builtin_order() -> None:
+    check_class_order()
+    assert len(RAW_TO_TRAIN_ID) == 171
+    # Spot checks against mmseg's clsID_to_trID table.
+    assert [RAW_TO_TRAIN_ID[r] for r in (0, 10, 12, 26, 45, 66, 83, 91, 92, 181)] == [
+        0, 10, 11, 24, 40, 60, 73, 80, 81, 170,
+    ]  # fmt: skip
+    assert 11 not in RAW_TO_TRAIN_ID and 90 not in RAW_TO_TRAIN_ID
+
+
+@pytest.fixture()
+def coco_src(tmp_path: Path) -> Path:
+    src = tmp_path / "coco_stuff164k"
+    for i, (split, stem) in enumerate([("train2017", "000000000009"), ("train2017", "000000000025"),
+                                       ("val2017", "000000000139")]):  # fmt: skip
+        write_jpeg(src / "images" / split / f"{stem}.jpg", i)
+    write_label(src / "annotations" / "train2017" / "000000000009.png", [0, 12, 91, 181, 255])
+    write_label(src / "annotations" / "train2017" / "000000000025_labelTrainIds.png", [0, 12, 170, 255])
+    write_label(src / "annotations" / "val2017" / "000000000139.png", [1, 26, 255])
+    return src
+
+
+def test_coco_stuff_raw_and_train_id_labels(coco_src: Path, tmp_path: Path) -> None:
+    folder = prepare_coco_stuff(coco_src, tmp_path / "out", progress=False)
+    assert folder.stems("train") == ["000000000009", "000000000025"]
+    assert folder.stems("val") == ["000000000139"]
+    assert folder.classes.to_dict() == BUILTIN_SPLITS["coco-stuff"].to_dict()
+    assert set(np.unique(labels_of(folder, "000000000009"))) == {0, 11, 80, 170, 255}
+    assert set(np.unique(labels_of(folder, "000000000025"))) == {0, 12, 170, 255}  # kept as is
+    assert set(np.unique(labels_of(folder, "000000000139"))) == {1, 24, 255}
+    before = snapshot(folder.root)
+    prepare_coco_stuff(coco_src, folder.root, progress=False)
+    assert snapshot(folder.root) == before
+
+
+def test_coco_stuff_refuses_unused_ids_and_missing_dirs(coco_src: Path, tmp_path: Path) -> None:
+    write_label(coco_src / "annotations" / "val2017" / "000000000139.png", [1, 11, 255])
+    with pytest.raises(DatasetFormatError, match=r"000000000139\.png holds values \[11\]"):
+        prepare_coco_stuff(coco_src, tmp_path / "out", progress=False)
+    (coco_src / "annotations" / "val2017" / "000000000139.png").unlink()
+    with pytest.raises(DatasetFormatError, match=r"000000000139_labelTrainIds\.png or 000000000139\.png"):
+        prepare_coco_stuff(coco_src, tmp_path / "out", progress=False)
+    with pytest.raises(DatasetFormatError, match=r"images/train2017 does not exist"):
+        prepare_coco_stuff(tmp_path / "empty", tmp_path / "out2", progress=False)
+
+
+@pytest.fixture()
+def context_src(tmp_path: Path) -> Path:
+    src = tmp_path / "VOC2010"
+    for i, stem in enumerate(["2008_000002", "2008_000003", "2008_000007"]):
+        write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
+    write_label(src / "SegmentationClassContext" / "2008_000002.png", [0, 1, 59, 255])
+    write_label(src / "SegmentationClassContext" / "2008_000003.png", [20, 0])
+    write_label(src / "SegmentationClassContext" / "2008_000007.png", [33])
+    write_list(src / "ImageSets" / "SegmentationContext" / "train.txt", ["2008_000002", "2008_000003"])
+    write_list(src / "ImageSets" / "SegmentationContext" / "val.txt", ["2008_000007"])
+    return src
+
+
+def test_context_labels_splits_and_rerun(context_src: Path, tmp_path: Path) -> None:
+    folder = prepare_context(context_src, tmp_path / "out", progress=False)
+    assert folder.stems("train") == ["2008_000002", "2008_000003"] and folder.stems("val") == ["2008_000007"]
+    assert folder.classes.to_dict() == BUILTIN_SPLITS["context"].to_dict()
+    assert set(np.unique(labels_of(folder, "2008_000002"))) == {0, 58, 255}
+    assert set(np.unique(labels_of(folder, "2008_000003"))) == {19, 255}  # 20 (cow) -> 19
+    assert folder.classes.names[19] == "cow" and folder.classes.names[33] == "motorbike"
+    before = snapshot(folder.root)
+    prepare_context(context_src, folder.root, progress=False)
+    assert snapshot(folder.root) == before
+
+
+def test_context_missing_files_and_foreign_dst(context_src: Path, tmp_path: Path) -> None:
+    prepare_voc_dst = tmp_path / "other"
+    prepare_voc_dst.mkdir()
+    BUILTIN_SPLITS["voc"].write(prepare_voc_dst / "classes.json")
+    with pytest.raises(DatasetFormatError, match="does not describe 'context'"):
+        prepare_context(context_src, prepare_voc_dst, progress=False)
+    (context_src / "SegmentationClassContext" / "2008_000007.png").unlink()
+    with pytest.raises(DatasetFormatError, match=r"SegmentationClassContext/2008_000007\.png"):
+        prepare_context(context_src, tmp_path / "out", progress=False)
+    (context_src / "ImageSets" / "SegmentationContext" / "train.txt").unlink()
+    with pytest.raises(DatasetFormatError, match=r"SegmentationContext/train\.txt does not exist"):
+        prepare_context(context_src, tmp_path / "out", progress=False)
+
+
+def test_preparers_registry() -> None:
+    assert set(PREPARERS) == {"voc", "coco-stuff", "context"}
+    assert PREPARERS["coco-stuff"] is prepare_coco_stuff
