@@ -52,7 +52,11 @@ class SegmentationInference:
     """
 
     def __init__(
-        self, model: SplitMatchSegmentor, mode: str = "whole", window: int = 512, stride: int = 426,
+        self,
+        model: SplitMatchSegmentor,
+        mode: str = "whole",
+        window: int = 512,
+        stride: int = 426,
         seen_calibration: float = 0.0,
     ) -> None:
         if mode not in ("whole", "slide"):

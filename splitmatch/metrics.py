@@ -106,5 +106,7 @@ def format_table(results: dict[str, dict], digits: int = 1) -> str:
     rows = []
     for name, m in results.items():
         cells = [m["miou_seen"], m["miou_unseen"], m["hiou"], m["miou"], m["pixel_acc"]]
-        rows.append(f"| {name} | " + " | ".join("n/a" if v is None or v != v else f"{v:.{digits}f}" for v in cells) + " |")
+        rows.append(
+            f"| {name} | " + " | ".join("n/a" if v is None or v != v else f"{v:.{digits}f}" for v in cells) + " |"
+        )
     return header + "\n".join(rows) + "\n"

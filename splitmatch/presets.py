@@ -31,15 +31,29 @@ def tiny() -> ExperimentConfig:
         name="tiny",
         clip=ClipConfig(arch="tiny-test", prompt_tokens=2, prompt_layers=2, decoder_layers=[0, 1], region_layers=2),
         decoder=DecoderConfig(
-            hidden_dim=32, num_layers=2, num_heads=2, ffn_dim=64, num_seen_queries=6, num_candidate_queries=4,
-            mfe_pool_factors=[1, 2], mask_upsample=1,
+            hidden_dim=32,
+            num_layers=2,
+            num_heads=2,
+            ffn_dim=64,
+            num_seen_queries=6,
+            num_candidate_queries=4,
+            mfe_pool_factors=[1, 2],
+            mask_upsample=1,
         ),
         pseudo=PseudoMaskConfig(input_size=64, window_sizes=[2, 4, 8], iterations=5, min_area=0.02, max_masks=8),
         loss=LossConfig(num_points=256),
         data=DataConfig(crop_size=64, resize_scale=[128, 64], num_workers=0),
         train=TrainConfig(
-            iterations=20, batch_size=2, lr=1e-3, head_lr_multiplier=1.0, warmup_iterations=0, grad_clip=1.0,
-            amp="none", log_every=5, checkpoint_every=10, keep_checkpoints=2,
+            iterations=20,
+            batch_size=2,
+            lr=1e-3,
+            head_lr_multiplier=1.0,
+            warmup_iterations=0,
+            grad_clip=1.0,
+            amp="none",
+            log_every=5,
+            checkpoint_every=10,
+            keep_checkpoints=2,
         ),
         inference=InferenceConfig(mode="whole", short_side=64, max_long_side=256, window=64, stride=48),
     )
@@ -50,16 +64,23 @@ def _vitb16(name: str, root: str, prompt_tokens: int, iterations: int) -> Experi
     return ExperimentConfig(
         name=name,
         clip=ClipConfig(
-            arch="ViT-B-16-quickgelu", weights="weights/ViT-B-16.pt", prompt_tokens=prompt_tokens,
-            prompt_layers=11, decoder_layers=[5, 8, 11], region_layers=3, templates="single",
+            arch="ViT-B-16-quickgelu",
+            weights="weights/ViT-B-16.pt",
+            prompt_tokens=prompt_tokens,
+            prompt_layers=11,
+            decoder_layers=[5, 8, 11],
+            region_layers=3,
+            templates="single",
         ),
-        decoder=DecoderConfig(hidden_dim=256, num_layers=6, num_heads=8, ffn_dim=1024,
-                              num_seen_queries=100, num_candidate_queries=20),
+        decoder=DecoderConfig(
+            hidden_dim=256, num_layers=6, num_heads=8, ffn_dim=1024, num_seen_queries=100, num_candidate_queries=20
+        ),
         pseudo=PseudoMaskConfig(input_size=512, window_sizes=[4, 8, 16], iterations=10, rho=0.8),
         loss=LossConfig(matching="split"),
         data=DataConfig(root=root, crop_size=512),
-        train=TrainConfig(iterations=iterations, batch_size=16, lr=2e-5, head_lr_multiplier=10.0,
-                          warmup_iterations=1500),
+        train=TrainConfig(
+            iterations=iterations, batch_size=16, lr=2e-5, head_lr_multiplier=10.0, warmup_iterations=1500
+        ),
         inference=InferenceConfig(mode="slide", short_side=512, window=512, stride=426),
     )
 

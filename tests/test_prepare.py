@@ -59,11 +59,15 @@ def voc_src(tmp_path: Path) -> Path:
     for i, stem in enumerate(["2007_000032", "2007_000039", "2008_000002", "2007_000033", "2007_000042"]):
         write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
     write_label(src / "SegmentationClassAug" / "2007_000032.png", [0, 1, 20, 255])
-    write_label(src / "SegmentationClassAug" / "2007_000039.png", [15, 16, 0])
+    write_label(src / "SegmentationClassAug" / "2007_000039.png", [15, 20, 0, 255])
     write_label(src / "SegmentationClassAug" / "2008_000002.png", [5])
     write_label(src / "SegmentationClassAug" / "2007_000042.png", [7])
-    # This val image has only the official palette PNG.
+    # Official palette PNGs; where SBD's label exists too, the official one must win for the
+    # VOC train/val stems (2007_000032, 2007_000033), SBD's for the aug stems.
+    write_label(src / "SegmentationClass" / "2007_000032.png", [0, 2, 255], palette=True)
     write_label(src / "SegmentationClass" / "2007_000033.png", [0, 1, 19, 255], palette=True)
+    write_label(src / "SegmentationClassAug" / "2007_000033.png", [4])
+    write_label(src / "SegmentationClass" / "2008_000002.png", [9], palette=True)
     lists = src / "ImageSets" / "Segmentation"
     write_list(lists / "train.txt", ["2007_000032", "2007_000039"])
     write_list(lists / "val.txt", ["2007_000033", "2007_000042"])
@@ -77,9 +81,11 @@ def test_voc_labels_splits_classes_and_links(voc_src: Path, tmp_path: Path) -> N
     assert folder.stems("val") == ["2007_000033", "2007_000042"]
     assert folder.classes.to_dict() == BUILTIN_SPLITS["voc"].to_dict()
     assert ClassSplit.read(folder.root / "classes.json").to_dict() == BUILTIN_SPLITS["voc"].to_dict()
-    assert set(np.unique(labels_of(folder, "2007_000032"))) == {0, 19, 255}  # 0 -> 255, 1 -> 0, 20 -> 19
-    assert set(np.unique(labels_of(folder, "2007_000039"))) == {14, 15, 255}
-    assert set(np.unique(labels_of(folder, "2007_000033"))) == {0, 18, 255}  # from the palette PNG
+    assert set(np.unique(labels_of(folder, "2007_000032"))) == {1, 255}  # official: 0 -> 255, 2 -> 1
+    assert set(np.unique(labels_of(folder, "2007_000039"))) == {14, 19, 255}  # SBD: 0 -> 255, 20 -> 19
+    assert set(np.unique(labels_of(folder, "2007_000033"))) == {0, 18, 255}  # official, not SBD's [4]
+    assert set(np.unique(labels_of(folder, "2008_000002"))) == {4}  # aug stem: SBD's 5, not [9]
+    assert set(np.unique(labels_of(folder, "2007_000042"))) == {6}  # only SBD's exists
     source = voc_src / "JPEGImages" / "2007_000032.jpg"
     assert (folder.root / "images" / "2007_000032.jpg").stat().st_ino == source.stat().st_ino
     assert len(folder.samples("train")) == 3
@@ -131,9 +137,12 @@ def test_voc_missing_source_files_are_named(voc_src: Path, tmp_path: Path) -> No
 
 
 def test_voc_missing_label_and_bad_values_are_named(voc_src: Path, tmp_path: Path) -> None:
-    (voc_src / "SegmentationClassAug" / "2008_000002.png").unlink()
-    with pytest.raises(DatasetFormatError, match=r"SegmentationClassAug/2008_000002\.png or Segm"):
+    (voc_src / "SegmentationClassAug" / "2007_000042.png").unlink()
+    with pytest.raises(
+        DatasetFormatError, match=r"SegmentationClass/2007_000042\.png or SegmentationClassAug"
+    ):
         prepare_voc(voc_src, tmp_path / "out", progress=False)
+    write_label(voc_src / "SegmentationClassAug" / "2007_000042.png", [7])
     write_label(voc_src / "SegmentationClassAug" / "2008_000002.png", [3, 21])
     with pytest.raises(DatasetFormatError, match=r"2008_000002\.png holds values \[21\]"):
         prepare_voc(voc_src, tmp_path / "out", progress=False)

@@ -157,6 +157,10 @@ def test_resize_short_side_can_keep_the_label_resolution() -> None:
     assert kept["label"].shape == (60, 80) and np.array_equal(kept["label"], sample["label"])
     moved = build_eval_transform(120, 1000)(sample, np.random.default_rng(0))
     assert moved["label"].shape == (60, 80)
+    # ZegCLIP's test resize (min_size=512) never caps the long side: max_long=None.
+    wide = {"image": np.zeros((100, 1000, 3), np.uint8), "label": np.zeros((100, 1000), np.uint8)}
+    assert ResizeShortSide(512, None)(wide)["image"].shape == (512, 5120, 3)
+    assert ResizeShortSide(512, 2048)(wide)["image"].shape == (205, 2048, 3)
 
 
 def test_photometric_distortion_changes_image_only_and_is_seeded() -> None:

@@ -45,7 +45,9 @@ class ClipImageEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(visual, VisionTransformer) or visual.attn_pool is not None:
-            raise ClipWeightsError(f"expected an open_clip VisionTransformer without attention pooling, got {type(visual)}")
+            raise ClipWeightsError(
+                f"expected an open_clip VisionTransformer without attention pooling, got {type(visual)}"
+            )
         if not all(isinstance(b, ResidualAttentionBlock) for b in visual.transformer.resblocks):
             raise ClipWeightsError("the CLIP image tower uses custom blocks; splitmatch needs ResidualAttentionBlock")
         self.visual = visual.requires_grad_(False)

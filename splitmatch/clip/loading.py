@@ -26,8 +26,8 @@ import torch
 from open_clip.tokenizer import SimpleTokenizer
 
 PACKAGE_CLIP_CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "clip"
-# Keys in OpenAI's archives that are metadata, not parameters.
-_OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
+# Keys in OpenAI's archives (and traced modules) that are metadata or derived buffers, not parameters.
+_OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
 
 class ClipWeightsError(ValueError):

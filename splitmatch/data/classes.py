@@ -44,9 +44,9 @@ class ClassSplit:
                 f"unseen classes {unknown} of '{self.dataset}' are not among its class names"
             )
         if len(set(self.unseen)) != len(self.unseen):
-            raise ClassSplitError(
-                f"unseen class list of '{self.dataset}' has duplicates: {list(self.unseen)}"
-            )
+            raise ClassSplitError(f"unseen class list of '{self.dataset}' has duplicates: {list(self.unseen)}")
+        # Canonical order (label-id order) so that equal splits compare equal however they were listed.
+        object.__setattr__(self, "unseen", tuple(n for n in self.names if n in set(self.unseen)))
         if len(self.names) > IGNORE_INDEX:
             raise ClassSplitError(
                 f"'{self.dataset}' has {len(self.names)} classes; label PNGs hold at most {IGNORE_INDEX} "
@@ -80,7 +80,7 @@ class ClassSplit:
             "ignore_index": IGNORE_INDEX,
             "classes": list(self.names),
             "seen": self.seen_names,
-            "unseen": [n for n in self.names if n in set(self.unseen)],
+            "unseen": list(self.unseen),
         }
 
     @classmethod

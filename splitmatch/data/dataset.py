@@ -83,7 +83,7 @@ class SegmentationDataset(Dataset):
         return len(self.samples)
 
     def _resolve(self, key: int | tuple[int, int]) -> tuple[int, np.random.Generator]:
-        if isinstance(key, tuple):
+        if isinstance(key, (tuple, list)):
             if len(key) != 2:
                 raise TypeError(f"dataset key must be an index or (index, aug_seed), got {key!r}")
             index, seed = int(key[0]), int(key[1])

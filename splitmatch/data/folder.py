@@ -176,9 +176,7 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def write_sample(
-    root: str | Path, stem: str, image: np.ndarray, label: np.ndarray, image_format: str = "png"
-):
+def write_sample(root: str | Path, stem: str, image: np.ndarray, label: np.ndarray, image_format: str = "png"):
     """Writes one image (``uint8 [H, W, 3]``) and its label map (``uint8 [H, W]``) into a folder.
 
     Args:
@@ -189,9 +187,7 @@ def write_sample(
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image for '{stem}' must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
     if label.dtype != np.uint8 or label.shape != image.shape[:2]:
-        raise ValueError(
-            f"label for '{stem}' must be uint8 {image.shape[:2]}, got {label.dtype} {label.shape}"
-        )
+        raise ValueError(f"label for '{stem}' must be uint8 {image.shape[:2]}, got {label.dtype} {label.shape}")
     root = Path(root)
     if image_format == "png":
         atomic_write_bytes(root / "images" / f"{stem}.png", _png_bytes(Image.fromarray(image)))

@@ -63,7 +63,12 @@ class SetCriterion(nn.Module):
         queries = matching.class_queries.to(logits.device)
         weight = torch.ones(no_object + 1, device=logits.device)
         weight[no_object] = self.no_object_weight
-        return F.cross_entropy(logits[:, queries].float().transpose(1, 2), target[:, queries], weight)
+        target = target[:, queries]
+        per_query = F.cross_entropy(logits[:, queries].float().transpose(1, 2), target, weight, reduction="none")
+        # A weighted mean whose denominator is summed over processes, so that the loss under
+        # DDP equals the single-process loss of the global batch.
+        weight_sum = all_reduce_sum(weight[target].sum()) / world_size()
+        return per_query.sum() / weight_sum.clamp(min=1e-6)
 
     def mask_loss(self, pred_masks: torch.Tensor, target_masks: list[torch.Tensor], pairs: list[Pairs]):
         """BCE and dice sums for matched pairs; ``pred_masks [B, Q, h, w]``, targets ``[M_b, H, W]``."""

@@ -107,7 +107,9 @@ class HungarianMatcher(nn.Module):
         return torch.rand(batch, self.num_points, 2, device=device)
 
     @torch.no_grad()
-    def match_queries(self, outputs: dict, targets: list[dict], queries: torch.Tensor, coords: torch.Tensor) -> list[Pairs]:
+    def match_queries(
+        self, outputs: dict, targets: list[dict], queries: torch.Tensor, coords: torch.Tensor
+    ) -> list[Pairs]:
         """Matches ``queries`` (``[N]`` indices) to each image's seen masks; indices returned are absolute."""
         batch = len(targets)
         masks, counts = pad_stack([t["masks"] for t in targets])

@@ -40,7 +40,10 @@ class PixelDecoder(nn.Module):
         self.mfe = mfe
         upsample: list[nn.Module] = []
         for _ in range({1: 0, 2: 1, 4: 2}[mask_upsample]):
-            upsample += [nn.ConvTranspose2d(hidden_dim, hidden_dim, 2, stride=2), conv_norm_act(hidden_dim, hidden_dim, 3)]
+            upsample += [
+                nn.ConvTranspose2d(hidden_dim, hidden_dim, 2, stride=2),
+                conv_norm_act(hidden_dim, hidden_dim, 3),
+            ]
         self.mask_upsample = nn.Sequential(*upsample)
         self.mask_proj = nn.Conv2d(hidden_dim, hidden_dim, 1)
 

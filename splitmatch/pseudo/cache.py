@@ -49,7 +49,9 @@ class PseudoMaskCache:
             except json.JSONDecodeError as error:
                 raise PseudoMaskCacheError(f"pseudo-mask cache record {meta} is not valid JSON: {error}") from None
             if recorded != self.fingerprint:
-                changed = sorted(k for k in set(recorded) | set(self.fingerprint) if recorded.get(k) != self.fingerprint.get(k))
+                changed = sorted(
+                    k for k in set(recorded) | set(self.fingerprint) if recorded.get(k) != self.fingerprint.get(k)
+                )
                 raise PseudoMaskCacheError(
                     f"pseudo-mask cache {self.directory} was made with other settings (differs in: "
                     f"{', '.join(changed)}); use another pseudo.cache_dir or delete that folder"

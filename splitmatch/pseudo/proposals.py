@@ -10,9 +10,7 @@ import torch.nn.functional as F
 from splitmatch.pseudo.kmeans import kmeans, window_seeds
 
 
-def scale_clusters(
-    dense: torch.Tensor, window_sizes: Sequence[int], iterations: int
-) -> list[torch.Tensor]:
+def scale_clusters(dense: torch.Tensor, window_sizes: Sequence[int], iterations: int) -> list[torch.Tensor]:
     """Cosine K-Means partitions of the grid, one per window size.
 
     Args:

@@ -33,10 +33,10 @@ WORLD_FILE = "world.json"
 WORLD_VERSION = 1  # bump when a change to the drawing code changes the images of a given seed
 BACKGROUND = "background"
 CLASS_NAMES: tuple[str, ...] = (BACKGROUND,) + tuple(c.name for c in WORLD_CLASSES)
-# Neither the easiest nor the hardest: each has a seen class with a related texture (heart's dots
-# and crescent's speckle, hexagon's brick and cross's grid, arrow's and star's diagonal stripes,
-# bolt's zigzag and circle's stripes) but its own outline.
-DEFAULT_UNSEEN: tuple[str, ...] = ("heart", "hexagon", "arrow", "bolt")
+# Neither the easiest nor the hardest: a small CNN told 8x8 patches of a 1,500-image world apart
+# at 95-98% for these four, against 99-100% for arrow, circle and triangle and 72-88% for
+# crescent and hexagon; and no two of them were each other's most frequent confusion.
+DEFAULT_UNSEEN: tuple[str, ...] = ("star", "heart", "ring", "bolt")
 _MAX_TRIES = 10  # placements tried per object before it is dropped
 
 

@@ -223,16 +223,19 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def colour_pair(rng: np.random.Generator, behind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A fill colour that stands out from the mean colour ``behind [3]`` of what the object covers
-    (so its outline shows) and a pattern colour far enough from the fill for the texture to show."""
+    """A fill and a pattern colour ``[3]`` each, for an object over the mean colour ``behind [3]``.
+
+    Both stand apart from what lies behind, so the outline shows, and from each other, so the
+    texture shows.
+    """
     fill = rng.uniform(0.0, 255.0, size=3).astype(np.float32)
     for _ in range(20):
         if np.linalg.norm(fill - behind) >= 90.0:
             break
         fill = rng.uniform(0.0, 255.0, size=3).astype(np.float32)
-    for _ in range(20):
+    for _ in range(30):
         pattern = rng.uniform(0.0, 255.0, size=3).astype(np.float32)
-        if np.linalg.norm(pattern - fill) >= 130.0:
+        if np.linalg.norm(pattern - fill) >= 130.0 and np.linalg.norm(pattern - behind) >= 70.0:
             return fill, pattern
     return fill, (255.0 - fill).astype(np.float32)
 

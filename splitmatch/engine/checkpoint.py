@@ -1,0 +1,182 @@
+"""Checkpoints: one safetensors file with the weights, the training state and a JSON record.
+
+The record (safetensors metadata key ``splitmatch``) carries the resolved config, the class
+split and the training classes, the step, optimizer hyper-parameters, the schedule state and
+a digest of every tensor. Loading never unpickles: tensors come from safetensors, the rest is
+JSON. Files are written to a temporary name and renamed, so a crash leaves the previous
+checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from splitmatch.config import ConfigError, ExperimentConfig, from_dict, to_dict
+from splitmatch.data.classes import ClassSplit, ClassSplitError
+
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^step_(\d+)\.safetensors$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable, damaged, or does not fit what is asked of it."""
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of all tensors, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    state = optimizer.state_dict()
+    tensors = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value)
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, groups
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    config: ExperimentConfig,
+    classes: ClassSplit,
+    train_classes: list[str],
+    step: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    schedule=None,
+) -> Path:
+    """Writes a checkpoint atomically; without an optimizer it is a weights-only model file."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    record: dict = {
+        "format": FORMAT_VERSION,
+        "config": to_dict(config),
+        "classes": classes.to_dict(),
+        "train_classes": list(train_classes),
+        "step": int(step),
+    }
+    if optimizer is not None:
+        optimizer_tensors, groups = _optimizer_tensors(optimizer)
+        tensors.update(optimizer_tensors)
+        record["optimizer_groups"] = groups
+        record["schedule"] = schedule.state_dict() if schedule is not None else None
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = state
+    record["digest"] = tensor_digest(tensors)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(tensors, tmp, metadata={"splitmatch": json.dumps(record)})
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def read_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    """Reads tensors and record, checking format, config, classes and (optionally) the digest."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: {error}") from None
+    if "splitmatch" not in metadata:
+        raise CheckpointError(f"{path} is a safetensors file but not a splitmatch checkpoint (no record)")
+    try:
+        record = json.loads(metadata["splitmatch"])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"checkpoint {path} has a damaged record: {error}") from None
+    if record.get("format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format {record.get('format')}, this version reads {FORMAT_VERSION}"
+        )
+    try:
+        record["config"] = from_dict(record["config"])
+        record["classes"] = ClassSplit.from_dict(record["classes"], where=f"classes of checkpoint {path}")
+    except (ConfigError, ClassSplitError, KeyError) as error:
+        raise CheckpointError(f"checkpoint {path} carries an invalid config or class split: {error}") from None
+    if verify and tensor_digest(tensors) != record.get("digest"):
+        raise CheckpointError(f"checkpoint {path} is damaged: its tensors do not match the recorded digest")
+    return tensors, record
+
+
+def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def load_model_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Loads weights strictly, explaining a mismatch with the architecture."""
+    state = model_state(tensors)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and expected[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"weights in {path} do not fit the model its config describes: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}, shape mismatch {wrong[:3]}"
+        )
+    model.load_state_dict(state)
+
+
+def restore_training_state(tensors: dict, record: dict, optimizer: torch.optim.Optimizer, schedule) -> int:
+    """Restores optimizer, schedule and RNG; returns the step to continue from."""
+    if "optimizer_groups" not in record:
+        raise CheckpointError("this checkpoint holds weights only; it cannot resume training")
+    state: dict = {"state": {}, "param_groups": record["optimizer_groups"]}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state["state"].setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict(state)
+    if record.get("schedule") is not None:
+        schedule.load_state_dict(record["schedule"])
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+    return int(record["step"])
+
+
+def checkpoint_path(directory: str | Path, step: int) -> Path:
+    return Path(directory) / f"step_{step:08d}.safetensors"
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Checkpoints in a folder, oldest step first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(directory: str | Path, keep: int) -> None:
+    """Deletes all but the newest ``keep`` step checkpoints."""
+    for path in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,96 @@
+"""What every run folder holds: resolved config, environment, and a metrics log (JSON lines)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from splitmatch.config import ExperimentConfig, save_yaml
+from splitmatch.data.folder import atomic_write_bytes
+from splitmatch.metrics import json_ready
+
+PACKAGES = ("splitmatch", "torch", "torchvision", "open_clip_torch", "numpy", "scipy", "Pillow", "safetensors")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_revision() -> str:
+    """The source tree's commit (with ``+dirty`` when it has changes), or ``unknown``."""
+    source = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=source, capture_output=True, text=True, timeout=5)
+        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_json(path: str | Path, data) -> None:
+    atomic_write_bytes(path, (json.dumps(json_ready(data), indent=2) + "\n").encode("utf-8"))
+
+
+class RunRecord:
+    """Writes a run's records into its folder (only on the main process when ``active``).
+
+    Args:
+        directory: the run folder.
+        config: the resolved config, saved as ``config.yaml``.
+        active: ``False`` on other ranks: nothing is written.
+    """
+
+    def __init__(self, directory: str | Path, config: ExperimentConfig, active: bool = True) -> None:
+        self.directory = Path(directory)
+        self.active = active
+        self.metrics_path = self.directory / "metrics.jsonl"
+        if not active:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        save_yaml(config, self.directory / "config.yaml")
+        write_json(
+            self.directory / "environment.json",
+            {
+                "seed": config.train.seed,
+                "versions": package_versions(),
+                "git_revision": git_revision(),
+                "command": sys.argv,
+                "platform": platform.platform(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drops log lines of steps the resumed run will redo."""
+        if not self.active or not self.metrics_path.is_file():
+            return
+        kept = [
+            line
+            for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step
+        ]
+        atomic_write_bytes(self.metrics_path, ("\n".join(kept) + "\n" if kept else "").encode("utf-8"))
+
+    def log(self, entry: dict) -> None:
+        """Appends one JSON line to ``metrics.jsonl``."""
+        if not self.active:
+            return
+        with open(self.metrics_path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(json_ready(entry)) + "\n")
+
+    def write(self, name: str, data) -> None:
+        if self.active:
+            write_json(self.directory / name, data)

@@ -1,0 +1,245 @@
+"""The training loop, single-process or under ``torchrun``, top to bottom.
+
+Single process::
+
+    splitmatch train --config configs/voc.yaml --out runs/voc
+
+Several GPUs on one machine (the same code; DDP from the ``torchrun`` environment)::
+
+    torchrun --nproc_per_node 4 -m splitmatch train --config configs/voc.yaml --out runs/voc
+
+A killed run continues exactly with ``--resume``: weights, optimizer, schedule, RNG, data
+order and augmentation all come back to where the last checkpoint left them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from splitmatch import distributed as dist
+from splitmatch.config import ExperimentConfig
+from splitmatch.data.dataset import SegmentationDataset, collate_segmentation
+from splitmatch.data.folder import DatasetFolder
+from splitmatch.data.transforms import build_train_transform
+from splitmatch.engine import checkpoint as ckpt
+from splitmatch.engine.evaluator import evaluate
+from splitmatch.engine.optim import build_optimizer, build_schedule
+from splitmatch.engine.run_record import RunRecord
+from splitmatch.engine.sampler import StepBatchSampler
+from splitmatch.engine.targets import build_targets
+from splitmatch.losses.criterion import SetCriterion
+from splitmatch.matching.matcher import HungarianMatcher, SplitMatcher
+from splitmatch.model.build import build_segmentor
+from splitmatch.pseudo.build_cache import fill_cache, open_cache
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+def build_criterion(config: ExperimentConfig) -> SetCriterion:
+    """The criterion with the matcher ``loss.matching`` names."""
+    loss = config.loss
+    if loss.matching == "split":
+        matcher = SplitMatcher(loss.cost_class, loss.cost_bce, loss.cost_dice, loss.cost_embed, loss.num_points)
+    else:
+        matcher = HungarianMatcher(loss.cost_class, loss.cost_bce, loss.cost_dice, loss.num_points)
+    weights = {
+        "class": loss.weight_class,
+        "bce": loss.weight_bce,
+        "dice": loss.weight_dice,
+        "embed": loss.weight_embed,
+        "candidate": loss.candidate_weight,
+    }
+    return SetCriterion(
+        matcher,
+        weights,
+        loss.no_object_weight,
+        loss.num_points,
+        loss.oversample_ratio,
+        loss.importance_sample_ratio,
+        loss.deep_supervision,
+    )
+
+
+def autocast_context(config: ExperimentConfig, device: torch.device):
+    """bf16/fp16 autocast on CUDA when asked; float32 everywhere else."""
+    if device.type != "cuda" or config.train.amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if config.train.amp == "bf16" else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Trains a model and evaluates it on the validation split.
+
+    Writes into ``out_dir``: ``config.yaml``, ``environment.json``, ``metrics.jsonl``,
+    ``checkpoints/step_*.safetensors`` (the last ``keep_checkpoints``), ``model.safetensors``
+    (final weights) and ``eval.json``.
+
+    Returns:
+        the validation metrics (:func:`splitmatch.metrics.summarize`).
+    """
+    device = dist.setup_from_environment()
+    out_dir = Path(out_dir)
+    seed_everything(config.train.seed + dist.rank())
+    main = dist.is_main_process()
+    checkpoint_dir = out_dir / "checkpoints"
+    previous = ckpt.list_checkpoints(checkpoint_dir)
+    if previous and not resume:
+        raise FileExistsError(f"{out_dir} already holds checkpoints; pass --resume to continue or choose another --out")
+    record = RunRecord(out_dir, config, active=main)
+
+    folder = DatasetFolder(config.data.root)
+    classes = folder.classes
+    train_names = classes.seen_names  # inductive: unseen names never reach training
+    model = build_segmentor(config).to(device)
+    criterion = build_criterion(config)
+
+    pseudo_cache = None
+    if config.loss.matching == "split":
+        pseudo_cache = open_cache(config, folder, model.image_encoder)
+        fill_cache(pseudo_cache, model.image_encoder, config, folder, config.data.train_split, progress=progress)
+        if dist.is_distributed():
+            torch.distributed.barrier()
+
+    optimizer = build_optimizer(model, config.train)
+    schedule = build_schedule(optimizer, config.train)
+    start_step = 0
+    if resume and previous:
+        tensors, saved = ckpt.read_checkpoint(previous[-1])
+        ckpt.load_model_state(model, tensors, previous[-1])
+        start_step = ckpt.restore_training_state(tensors, saved, optimizer, schedule)
+        record.truncate_after(start_step)
+
+    data = config.data
+    dataset = SegmentationDataset(
+        folder,
+        data.train_split,
+        inductive=True,
+        pseudo_masks=pseudo_cache,
+        base_seed=config.train.seed,
+        transform=build_train_transform(
+            data.crop_size,
+            tuple(data.resize_scale),
+            tuple(data.ratio_range),
+            data.cat_max_ratio,
+            data.flip_prob,
+            data.photometric,
+        ),
+    )
+    sampler = StepBatchSampler(
+        len(dataset),
+        config.train.batch_size,
+        dist.rank(),
+        dist.world_size(),
+        config.train.seed,
+        start_step,
+        config.train.iterations,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_segmentation,
+        num_workers=data.num_workers,
+        persistent_workers=data.num_workers > 0,
+        generator=torch.Generator(),
+    )  # its own generator: the global RNG stays as resumed
+    network = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if dist.is_distributed()
+        else model
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.train.amp == "fp16")
+    class_embeddings = model.encode_classes(train_names)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    model.train()
+    bar = tqdm(
+        total=config.train.iterations,
+        initial=start_step,
+        desc=f"train {config.loss.matching}",
+        disable=not (progress and main),
+    )
+    started = time.time()
+    for step, batch in enumerate(loader, start=start_step):
+        images = batch["image"].to(device, non_blocking=True)
+        targets = build_targets(
+            batch["label"].to(device),
+            classes.seen_ids,
+            batch["pseudo_index"].to(device) if pseudo_cache is not None else None,
+            batch.get("pseudo_embeddings"),
+        )
+        with autocast_context(config, device):
+            outputs = network(images, class_embeddings)
+        losses = criterion(outputs, targets)
+        if not math.isfinite(losses["loss"].item()):
+            terms = {k: round(v.item(), 4) for k, v in losses.items()}
+            raise NonFiniteLossError(
+                f"loss became non-finite at step {step} ({terms}); stopping. The last good checkpoint "
+                f"in {checkpoint_dir} is kept: lower train.lr or raise train.grad_clip and resume."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(losses["loss"]).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.train.grad_clip or float("inf"))
+        scaler.step(optimizer)
+        scaler.update()
+        schedule.step()
+        done = step + 1
+        bar.update(1)
+
+        if done % config.train.log_every == 0 or done == config.train.iterations:
+            entry = {
+                "step": done,
+                "lr": optimizer.param_groups[0]["lr"],
+                "grad_norm": grad_norm.item(),
+                "seconds": round(time.time() - started, 2),
+            }
+            entry.update({k: v.item() for k, v in losses.items()})
+            record.log(entry)
+            bar.set_postfix(loss=f"{entry['loss']:.3f}")
+        if main and (done % config.train.checkpoint_every == 0 or done == config.train.iterations):
+            ckpt.save_checkpoint(
+                ckpt.checkpoint_path(checkpoint_dir, done),
+                model,
+                config,
+                classes,
+                train_names,
+                done,
+                optimizer,
+                schedule,
+            )
+            ckpt.prune_checkpoints(checkpoint_dir, config.train.keep_checkpoints)
+        if config.train.eval_every and done % config.train.eval_every == 0 and done < config.train.iterations:
+            record.log(
+                {"step": done, "eval": evaluate(model, folder, data.val_split, config.inference, progress=False)}
+            )
+    bar.close()
+
+    if main:
+        ckpt.save_checkpoint(
+            out_dir / "model.safetensors", model, config, classes, train_names, config.train.iterations
+        )
+    metrics = evaluate(model, folder, data.val_split, config.inference, progress=progress)
+    record.write("eval.json", metrics)
+    record.log({"step": config.train.iterations, "eval": metrics})
+    return metrics

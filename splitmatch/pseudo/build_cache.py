@@ -1,0 +1,86 @@
+"""Filling the pseudo-mask cache for a training split (``splitmatch pseudo-masks``, and before training)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from splitmatch.clip.image_encoder import ClipImageEncoder
+from splitmatch.config import ExperimentConfig
+from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
+from splitmatch.data.folder import DatasetFolder, read_image, read_label
+from splitmatch.distributed import is_main_process, rank, world_size
+from splitmatch.engine.checkpoint import tensor_digest
+from splitmatch.pseudo.cache import PseudoMaskCache
+from splitmatch.pseudo.generator import PseudoMaskGenerator
+
+
+def cache_fingerprint(config: ExperimentConfig, encoder: ClipImageEncoder, classes: ClassSplit) -> dict:
+    """Everything pseudo masks depend on: CLIP weights, settings, and which pixels are annotated."""
+    settings = dataclasses.asdict(config.pseudo)
+    settings.pop("cache_dir")
+    return {
+        "clip_arch": config.clip.arch,
+        "clip_visual_digest": tensor_digest(encoder.visual.state_dict()),
+        "region_layers": encoder.region_layers,
+        "pseudo": settings,
+        "classes": list(classes.names),
+        "unseen": sorted(classes.unseen),
+    }
+
+
+def open_cache(config: ExperimentConfig, folder: DatasetFolder, encoder: ClipImageEncoder) -> PseudoMaskCache:
+    """The cache for this config: ``pseudo.cache_dir``, or a folder named by the fingerprint's hash."""
+    fingerprint = cache_fingerprint(config, encoder, folder.classes)
+    directory = config.pseudo.cache_dir
+    if directory is None:
+        key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+        directory = folder.root / "pseudo_masks" / key
+    return PseudoMaskCache(directory, fingerprint)
+
+
+def inductive_label(label: np.ndarray, classes: ClassSplit) -> np.ndarray:
+    """Seen-only training labels: unseen-class pixels become 255 (a copy; files are never changed)."""
+    mapped = label.copy()
+    mapped[np.isin(label, classes.unseen_ids)] = IGNORE_INDEX
+    return mapped
+
+
+@torch.no_grad()
+def fill_cache(
+    cache: PseudoMaskCache,
+    encoder: ClipImageEncoder,
+    config: ExperimentConfig,
+    folder: DatasetFolder,
+    split: str,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> int:
+    """Computes the pseudo masks missing from the cache (this process's share); returns how many."""
+    generator = PseudoMaskGenerator(encoder, config.pseudo)
+    device = next(encoder.parameters()).device
+    samples = [s for s in folder.samples(split)[rank() :: world_size()] if not cache.has(s.stem)]
+    bar = tqdm(total=len(samples), desc="pseudo masks", disable=not (progress and is_main_process()), leave=False)
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        images, unannotated = [], []
+        for sample in chunk:
+            image = read_image(sample.image_path)
+            label = read_label(sample.label_path, folder.classes.num_classes, image.shape[:2])
+            label = inductive_label(label, folder.classes)
+            resized, mask = generator.prepare(
+                torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(label.astype(np.int64))
+            )
+            images.append(resized)
+            unannotated.append(mask)
+        results = generator(torch.stack(images).to(device), torch.stack(unannotated).to(device))
+        for sample, result in zip(chunk, results):
+            cache.save(sample.stem, result.index_map.numpy(), result.embeddings.numpy())
+        bar.update(len(chunk))
+    bar.close()
+    return len(samples)

@@ -1,0 +1,99 @@
+"""Pictures of segmentations: colour overlays, legends with class names, side-by-side panels."""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from splitmatch.data.classes import IGNORE_INDEX
+
+
+def palette(count: int) -> np.ndarray:
+    """``[count, 3]`` uint8 distinct colours (golden-ratio hues, alternating lightness)."""
+    colours = []
+    for i in range(count):
+        hue = (i * 0.618033988749895) % 1.0
+        lightness = 0.45 if i % 2 == 0 else 0.62
+        colours.append([round(255 * c) for c in colorsys.hls_to_rgb(hue, lightness, 0.85)])
+    return np.array(colours, dtype=np.uint8).reshape(-1, 3)
+
+
+def colourise(labels: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """``[H, W]`` class ids (255 ignore, shown black) -> ``uint8 [H, W, 3]``."""
+    out = np.zeros((*labels.shape, 3), dtype=np.uint8)
+    valid = labels != IGNORE_INDEX
+    out[valid] = colours[labels[valid]]
+    return out
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, colours: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Blends a colourised label map over an RGB image, both ``[H, W(, 3)]``."""
+    coloured = colourise(labels, colours).astype(np.float32)
+    blended = (1 - alpha) * image.astype(np.float32) + alpha * coloured
+    return blended.clip(0, 255).astype(np.uint8)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        return ImageFont.load_default()
+
+
+def legend(names: list[str], colours: np.ndarray, width: int, swatch: int = 14, marks: dict[str, str] | None = None):
+    """A legend strip ``uint8 [h, width, 3]``: a colour swatch and name per class, wrapped in columns.
+
+    Args:
+        marks: optional suffix per name, e.g. ``{"sheep": " (unseen)"}``.
+    """
+    font = _font(swatch - 2)
+    entries = [name + (marks or {}).get(name, "") for name in names]
+    column = max(swatch + 8 + int(font.getlength(text)) + 12 for text in entries)
+    per_row = max(1, width // column)
+    rows = (len(entries) + per_row - 1) // per_row
+    canvas = Image.new("RGB", (width, rows * (swatch + 6) + 6), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(entries):
+        x, y = (i % per_row) * column + 6, (i // per_row) * (swatch + 6) + 6
+        draw.rectangle([x, y, x + swatch, y + swatch], fill=tuple(int(c) for c in colours[i]), outline="black")
+        draw.text((x + swatch + 6, y), text, fill="black", font=font)
+    return np.asarray(canvas)
+
+
+def titled(panel: np.ndarray, title: str, height: int = 16) -> np.ndarray:
+    """Puts a title line above an image panel."""
+    canvas = Image.new("RGB", (panel.shape[1], panel.shape[0] + height), "white")
+    canvas.paste(Image.fromarray(panel), (0, height))
+    ImageDraw.Draw(canvas).text((3, 2), title, fill="black", font=_font(height - 4))
+    return np.asarray(canvas)
+
+
+def grid(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
+    """Tiles equally sized panels ``[h, w, 3]`` into one image with white gaps."""
+    height = max(p.shape[0] for row in rows for p in row)
+    width = max(p.shape[1] for row in rows for p in row)
+    columns = max(len(row) for row in rows)
+    canvas = np.full((len(rows) * (height + gap) + gap, columns * (width + gap) + gap, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for c, panel in enumerate(row):
+            y, x = gap + r * (height + gap), gap + c * (width + gap)
+            canvas[y : y + panel.shape[0], x : x + panel.shape[1]] = panel
+    return canvas
+
+
+def stack_vertical(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """Stacks two ``[h, w, 3]`` images, padding the narrower with white."""
+    width = max(top.shape[1], bottom.shape[1])
+    pad = [np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0)), constant_values=255) for a in (top, bottom)]
+    return np.concatenate(pad, axis=0)
+
+
+def prediction_figure(image: np.ndarray, labels: np.ndarray, names: list[str], max_legend: int = 40) -> np.ndarray:
+    """What ``predict`` writes: the overlay with a legend of the classes present (or all, if few)."""
+    colours = palette(len(names))
+    present = sorted(set(np.unique(labels).tolist()) - {IGNORE_INDEX})
+    shown = present if len(names) > max_legend else list(range(len(names)))
+    strip = legend([names[i] for i in shown], colours[shown], max(image.shape[1], 240))
+    return stack_vertical(overlay(image, labels, colours), strip)

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny datasets in the folder format, made in the test."""
+
+from __future__ import annotations
+
+import os
+
+# Before torch loads: passive OpenMP waiting keeps tests fast when the other core is busy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from splitmatch.data.classes import ClassSplit  # noqa: E402
+from splitmatch.data.folder import DatasetFolder, write_sample, write_split  # noqa: E402
+
+TINY_CLASSES = ClassSplit(("background", "red", "green", "blue", "yellow"), ("yellow",), dataset="tiny")
+_COLOURS = {1: (220, 40, 40), 2: (40, 200, 60), 3: (40, 60, 220), 4: (230, 220, 40)}
+
+
+def make_tiny_dataset(root, num_train: int = 8, num_val: int = 4, size: int = 64, seed: int = 0) -> DatasetFolder:
+    """Images with 1-3 coloured rectangles on grey noise; class 4 ('yellow') is unseen."""
+    rng = np.random.default_rng(seed)
+    splits: dict[str, list[str]] = {"train": [], "val": []}
+    for split, count in (("train", num_train), ("val", num_val)):
+        for i in range(count):
+            height, width = size, size + 16 * (i % 2)
+            image = rng.integers(90, 140, size=(height, width, 3), dtype=np.uint8)
+            label = np.zeros((height, width), np.uint8)
+            classes = rng.choice([1, 2, 3, 4], size=int(rng.integers(1, 4)), replace=False)
+            for c in classes:
+                h, w = rng.integers(size // 4, size // 2, size=2)
+                y, x = rng.integers(0, height - h), rng.integers(0, width - w)
+                image[y : y + h, x : x + w] = _COLOURS[int(c)]
+                label[y : y + h, x : x + w] = c
+            stem = f"{split}_{i:03d}"
+            write_sample(root, stem, image, label)
+            splits[split].append(stem)
+    for split, stems in splits.items():
+        write_split(root, split, stems)
+    TINY_CLASSES.write(root / "classes.json")
+    return DatasetFolder(root)
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path) -> DatasetFolder:
+    return make_tiny_dataset(tmp_path / "data")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)

@@ -1,0 +1,135 @@
+"""K-Means against scikit-learn and a plain reference; the rho rule; index maps; the cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+
+from splitmatch.pseudo.cache import PseudoMaskCache, PseudoMaskCacheError
+from splitmatch.pseudo.kmeans import kmeans, window_seeds
+from splitmatch.pseudo.proposals import (
+    deduplicate,
+    index_map,
+    keep_unannotated_clusters,
+    masks_from_index_map,
+    propose,
+)
+
+
+def clustered_points(seed: int, n: int = 300, k: int = 6, dim: int = 16) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(k, dim, generator=generator) * 3
+    points = centres[torch.randint(0, k, (n,), generator=generator)] + torch.randn(n, dim, generator=generator)
+    return F.normalize(points, dim=-1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_euclidean_kmeans_equals_scikit_learn_from_the_same_seeds(seed):
+    points = clustered_points(seed)
+    seeds = points[torch.randperm(len(points), generator=torch.Generator().manual_seed(seed))[:6]]
+    for iterations in (1, 3, 10):
+        labels, centroids = kmeans(points[None], seeds[None], iterations, spherical=False)
+        reference = KMeans(6, init=seeds.double().numpy(), n_init=1, max_iter=iterations, tol=0.0,
+                           algorithm="lloyd").fit(points.double().numpy())
+        assert np.array_equal(labels[0].numpy(), reference.labels_)
+        assert np.allclose(centroids[0].numpy(), reference.cluster_centers_, atol=1e-5)
+
+
+def reference_spherical(points: np.ndarray, seeds: np.ndarray, iterations: int):
+    centroids = seeds / np.linalg.norm(seeds, axis=1, keepdims=True)
+    previous = None
+    for _ in range(iterations):
+        labels = (points @ centroids.T).argmax(1)
+        for k in range(len(centroids)):
+            members = points[labels == k]
+            if len(members):
+                total = members.sum(0)
+                centroids[k] = total / np.linalg.norm(total)
+        if previous is not None and np.array_equal(labels, previous):
+            break
+        previous = labels
+    return (points @ centroids.T).argmax(1), centroids
+
+
+def test_spherical_kmeans_matches_a_plain_loop_and_batches_independently():
+    batch = [clustered_points(s) for s in range(3)]
+    seeds = [p[:5] for p in batch]
+    labels, centroids = kmeans(torch.stack(batch), torch.stack(seeds), 10, spherical=True)
+    for b in range(3):
+        want_labels, want_centroids = reference_spherical(batch[b].double().numpy(), seeds[b].double().numpy(), 10)
+        assert np.array_equal(labels[b].numpy(), want_labels)
+        assert np.allclose(centroids[b].numpy(), want_centroids, atol=1e-5)
+
+
+def test_window_seeds_are_window_averages_at_half_stride():
+    dense = torch.randn(1, 4, 32, 32)
+    for window, count in ((4, 225), (8, 49), (16, 9)):
+        seeds = window_seeds(dense, window)
+        assert seeds.shape == (1, count, 4)
+        stride = window // 2
+        assert torch.allclose(seeds[0, 1], dense[0, :, 0:window, stride : stride + window].mean((1, 2)), atol=1e-6)
+
+
+def test_rho_rule_keeps_mostly_unannotated_clusters_and_clips_them():
+    # 8 patches: cluster 0 = patches 0-3 (all unannotated), cluster 1 = 4-7 (one unannotated).
+    assignments = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1]])
+    unannotated = torch.tensor([[1.0, 1.0, 1.0, 0.6, 0.0, 0.0, 1.0, 0.0]])
+    masks, keep = keep_unannotated_clusters(assignments, unannotated, rho=0.8, min_area=0.0)
+    assert keep.tolist() == [[True, False]]
+    assert masks[0, 0].tolist() == [True, True, True, True, False, False, False, False]
+    masks, keep = keep_unannotated_clusters(assignments, unannotated, rho=0.2, min_area=0.0)
+    assert keep.tolist() == [[True, True]]
+    assert masks[0, 1].tolist() == [False, False, False, False, False, False, True, False]  # clipped
+
+
+def test_proposals_stay_inside_unannotated_patches():
+    torch.manual_seed(0)
+    dense = torch.randn(2, 16, 16, 16)
+    dense[:, :, 4:12, 4:12] += 5.0  # a distinct object
+    unannotated = torch.zeros(2, 16, 16)
+    unannotated[:, 3:13, 3:13] = 1.0
+    results = propose(dense, unannotated, [2, 4, 8], 10, rho=0.8, min_area=0.01, dedup_iou=0.7, max_masks=20)
+    for masks, scales in results:
+        assert masks.shape[0] > 0
+        assert not (masks & (unannotated[0] < 0.5)).any()
+        assert scales.max() <= 2
+
+
+def test_deduplicate_drops_near_copies_and_keeps_largest_first():
+    a = torch.zeros(3, 10, dtype=torch.bool)
+    a[0, :6] = True
+    a[1, :5] = True  # IoU with 0 = 5/6
+    a[2, 7:] = True
+    assert deduplicate(a, 0.7, 10).tolist() == [0, 2]
+    assert deduplicate(a, 0.9, 10).tolist() == [0, 1, 2]
+    assert deduplicate(a, 0.9, 2).tolist() == [0, 1]
+
+
+def test_index_map_round_trip():
+    masks = torch.zeros(3, 4, 4, dtype=torch.bool)
+    masks[0, :2] = True
+    masks[1, 2:] = True
+    masks[2, :, :2] = True  # overlaps 0 and 1, from another scale
+    packed = index_map(masks, torch.tensor([0, 0, 1]), 2)
+    assert packed.dtype == torch.uint8 and packed.shape == (2, 4, 4)
+    assert torch.equal(masks_from_index_map(packed, 3), masks)
+
+
+def test_cache_round_trip_and_refuses_other_settings(tmp_path):
+    cache = PseudoMaskCache(tmp_path / "c", {"clip": "abc", "rho": 0.8})
+    index = np.random.randint(0, 3, size=(3, 8, 8), dtype=np.uint8)
+    embeddings = np.random.randn(2, 16).astype(np.float32)
+    cache.save("img_1", index, embeddings)
+    got_index, got_embeddings = PseudoMaskCache(tmp_path / "c", {"rho": 0.8, "clip": "abc"}).load("img_1")
+    assert np.array_equal(got_index, index)
+    assert np.allclose(got_embeddings, embeddings, atol=1e-2)
+    with pytest.raises(PseudoMaskCacheError, match="rho"):
+        PseudoMaskCache(tmp_path / "c", {"clip": "abc", "rho": 0.5})
+    with pytest.raises(PseudoMaskCacheError, match="pseudo-masks"):
+        cache.load("missing")
+    cache.path("broken").write_bytes(b"not a zip")
+    with pytest.raises(PseudoMaskCacheError, match="damaged"):
+        cache.load("broken")
