@@ -92,7 +92,7 @@ def brute_force(cost: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("shape", [(5, 3), (4, 4), (3, 5), (6, 2)])
 def test_solver_agrees_with_brute_force(shape):
-    for trial in range(5):
+    for _ in range(5):
         cost = torch.rand(1, *shape)
         (rows, cols), = solve(cost, [shape[1]], "test")
         assert len(rows) == min(shape)
