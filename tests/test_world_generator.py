@@ -40,17 +40,11 @@ def test_same_call_twice_gives_byte_identical_folders(world: DatasetFolder, tmp_
 
 
 def test_image_does_not_depend_on_split_size(tmp_path: Path) -> None:
-    short = generate_world(
-        tmp_path / "a", 7, WorldSpec(num_train=5, num_val=1, num_captions=1), progress=False
-    )
-    long = generate_world(
-        tmp_path / "b", 7, WorldSpec(num_train=10, num_val=2, num_captions=1), progress=False
-    )
+    short = generate_world(tmp_path / "a", 7, WorldSpec(num_train=5, num_val=1, num_captions=1), progress=False)
+    long = generate_world(tmp_path / "b", 7, WorldSpec(num_train=10, num_val=2, num_captions=1), progress=False)
     for name in ("images/train_000003.png", "labels/train_000003.png", "images/val_000000.png"):
         assert (short.root / name).read_bytes() == (long.root / name).read_bytes()
-    assert (short.root / "images/train_000003.png").read_bytes() != (
-        long.root / "images/train_000004.png"
-    ).read_bytes()
+    assert (short.root / "images/train_000003.png").read_bytes() != (long.root / "images/train_000004.png").read_bytes()
 
 
 def test_complete_world_is_left_alone_and_partial_one_resumed(tmp_path: Path) -> None:
@@ -104,6 +98,8 @@ def test_class_split_and_unique_looks() -> None:
     assert len({c.shape for c in WORLD_CLASSES}) == len(WORLD_CLASSES)
     with pytest.raises(ValueError, match="unicorn"):
         WorldSpec(unseen=("unicorn",))
+    with pytest.raises(ValueError, match="background"):
+        WorldSpec(unseen=("background", "star"))
 
 
 def test_every_class_occurs_in_a_similar_share_of_images() -> None:
