@@ -161,6 +161,40 @@ def cmd_convert_clip(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_world(args: argparse.Namespace) -> int:
+    from splitmatch.world.generator import generate_world
+
+    folder = generate_world(args.out, seed=args.seed, progress=not args.quiet)
+    counts = {split: len(folder.stems(split)) for split in folder.split_names()}
+    print(f"world in {folder.root}: {counts}; unseen classes: {', '.join(folder.classes.unseen)}")
+    return 0
+
+
+def cmd_toy_clip(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from splitmatch.world.toy_clip import ToyClipSpec, train_toy_clip
+
+    spec = ToyClipSpec(seed=args.seed)
+    if args.steps is not None:
+        spec = replace(spec, steps=args.steps)
+    record = train_toy_clip(args.world, args.out, spec, progress=not args.quiet)
+    print(f"wrote {args.out} ({record['train_seconds']} s)")
+    for kind, accuracy in record["zero_shot"].items():
+        print(f"  zero-shot {kind:>12s}: seen {accuracy['seen']:.1f}%  unseen {accuracy['unseen']:.1f}%")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from splitmatch.metrics import format_table
+    from splitmatch.world.demo import run_demo
+
+    metrics = run_demo(args.out, quick=args.quick, seed=args.seed, ablations=args.ablations, progress=not args.quiet)
+    print(format_table(metrics))
+    print(f"report: {Path(args.out) / 'report.md'}, figures: {Path(args.out) / 'figures'}")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from splitmatch.presets import PRESETS
 
@@ -226,6 +260,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst")
     p.add_argument("--arch", default="ViT-B-16-quickgelu")
     p.set_defaults(func=cmd_convert_clip)
+
+    p = commands.add_parser("world", help="generate the built-in zero-shot world dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_world)
+
+    p = commands.add_parser("toy-clip", help="train the world's small CLIP on captions of world images")
+    p.add_argument("--world", required=True, help="a folder made by `splitmatch world`")
+    p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
+    p.add_argument("--steps", type=int, help="training steps (default: ToyClipSpec's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_toy_clip)
+
+    p = commands.add_parser("demo", help="Split Matching vs Hungarian matching in the built-in world, end to end")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--quick", action="store_true", help="a tiny world and a few iterations (tests)")
+    p.add_argument("--ablations", action="store_true", help="also train the ablations of the method")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
 
     p = commands.add_parser("presets", help="list the named presets")
     p.set_defaults(func=cmd_presets)

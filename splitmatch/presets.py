@@ -59,6 +59,66 @@ def tiny() -> ExperimentConfig:
     )
 
 
+def world() -> ExperimentConfig:
+    """The built-in world (SPEC §7): its small CLIP, ~96 px images, a few minutes per model on a CPU."""
+    return ExperimentConfig(
+        name="world",
+        clip=ClipConfig(
+            arch="world-clip",
+            weights=None,
+            prompt_tokens=4,
+            prompt_layers=3,
+            decoder_layers=[1, 2],
+            region_layers=2,
+            templates="single",
+        ),
+        decoder=DecoderConfig(
+            hidden_dim=64,
+            num_layers=3,
+            num_heads=4,
+            ffn_dim=256,
+            num_seen_queries=16,
+            num_candidate_queries=8,
+            mfe=True,
+            mfe_pool_factors=[1, 2, 4],
+            mask_upsample=2,
+        ),
+        pseudo=PseudoMaskConfig(
+            dense_features="value",
+            input_size=96,
+            window_sizes=[2, 4, 8],
+            iterations=10,
+            rho=0.8,
+            min_area=0.02,
+            dedup_iou=0.7,
+            max_masks=12,
+        ),
+        loss=LossConfig(num_points=2048),
+        data=DataConfig(
+            root="demo_out/world",
+            crop_size=96,
+            resize_scale=[128, 96],
+            ratio_range=[0.75, 1.5],
+            cat_max_ratio=0.75,
+            num_workers=0,
+        ),
+        train=TrainConfig(
+            iterations=1000,
+            batch_size=16,
+            lr=1e-4,
+            head_lr_multiplier=10.0,
+            weight_decay=0.01,
+            warmup_iterations=50,
+            grad_clip=1.0,
+            amp="none",
+            log_every=25,
+            checkpoint_every=250,
+            keep_checkpoints=1,
+        ),
+        inference=InferenceConfig(mode="whole", short_side=96, max_long_side=192, window=96, stride=64),
+    )
+
+
 def _vitb16(name: str, root: str, prompt_tokens: int, iterations: int) -> ExperimentConfig:
     """SPEC §6: CLIP ViT-B/16 (OpenAI weights), ZegCLIP recipe, 512 crops, sliding-window evaluation."""
     return ExperimentConfig(
@@ -87,6 +147,7 @@ def _vitb16(name: str, root: str, prompt_tokens: int, iterations: int) -> Experi
 
 PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
     "tiny": tiny,
+    "world": world,
     "voc-vitb16": lambda: _vitb16("voc-vitb16", "data/voc", prompt_tokens=10, iterations=20000),
     "coco-stuff-vitb16": lambda: _vitb16("coco-stuff-vitb16", "data/coco-stuff", prompt_tokens=100, iterations=80000),
     "context-vitb16": lambda: _vitb16("context-vitb16", "data/context", prompt_tokens=10, iterations=40000),

@@ -190,13 +190,14 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, p
         )
         with autocast_context(config, device):
             outputs = network(images, class_embeddings)
-        losses = criterion(outputs, targets)
+        advice = f"The last good checkpoint in {checkpoint_dir} is kept: lower train.lr and resume."
+        try:
+            losses = criterion(outputs, targets)
+        except FloatingPointError as error:  # the matcher refuses non-finite costs
+            raise NonFiniteLossError(f"training diverged at step {step}: {error}. {advice}") from None
         if not math.isfinite(losses["loss"].item()):
             terms = {k: round(v.item(), 4) for k, v in losses.items()}
-            raise NonFiniteLossError(
-                f"loss became non-finite at step {step} ({terms}); stopping. The last good checkpoint "
-                f"in {checkpoint_dir} is kept: lower train.lr or raise train.grad_clip and resume."
-            )
+            raise NonFiniteLossError(f"loss became non-finite at step {step} ({terms}); stopping. {advice}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(losses["loss"]).backward()
         scaler.unscale_(optimizer)
@@ -208,13 +209,14 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, p
         bar.update(1)
 
         if done % config.train.log_every == 0 or done == config.train.iterations:
+            # Every rank reaches this line at the same steps; the mean over ranks is the global-batch loss.
             entry = {
                 "step": done,
                 "lr": optimizer.param_groups[0]["lr"],
                 "grad_norm": grad_norm.item(),
                 "seconds": round(time.time() - started, 2),
             }
-            entry.update({k: v.item() for k, v in losses.items()})
+            entry.update({k: (dist.all_reduce_sum(v.detach()) / dist.world_size()).item() for k, v in losses.items()})
             record.log(entry)
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
         if main and (done % config.train.checkpoint_every == 0 or done == config.train.iterations):

@@ -37,8 +37,13 @@ class CropSampler:
     """
 
     def __init__(
-        self, images: list[np.ndarray], labels: list[np.ndarray], class_names: tuple[str, ...], size: int,
-        scale: tuple[float, float] = (0.5, 1.0), min_share: float = 0.04,
+        self,
+        images: list[np.ndarray],
+        labels: list[np.ndarray],
+        class_names: tuple[str, ...],
+        size: int,
+        scale: tuple[float, float] = (0.5, 1.0),
+        min_share: float = 0.04,
     ) -> None:
         self.images, self.labels, self.class_names = images, labels, class_names
         self.size, self.scale, self.min_share = size, scale, min_share

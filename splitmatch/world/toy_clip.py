@@ -91,7 +91,7 @@ def train_toy_clip(world: str | Path, out: str | Path, spec: ToyClipSpec = ToyCl
     model.eval()
     record = {
         "spec": asdict(spec),
-        "world": json.loads((Path(world) / "world.json").read_text()) if (Path(world) / "world.json").is_file() else {},
+        "world": {**_world_record(Path(world)), "classes": list(names)},
         "train_seconds": round(time.time() - started, 1),
         "final_loss": round(loss.item(), 4),
         "zero_shot": zero_shot_report(model, folder, "val", spec.arch),
@@ -99,6 +99,11 @@ def train_toy_clip(world: str | Path, out: str | Path, spec: ToyClipSpec = ToyCl
     tensors = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(out, save(tensors, metadata={"splitmatch_toy_clip": json.dumps(record)}))
     return record
+
+
+def _world_record(root: Path) -> dict:
+    path = root / "world.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def read_toy_clip_record(path: str | Path) -> dict | None:

@@ -1,0 +1,93 @@
+"""The demo's pictures: predictions of both matchings beside the ground truth, and pseudo masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
+from splitmatch.data.folder import DatasetFolder, read_image, read_label
+from splitmatch.predictor import Predictor
+from splitmatch.pseudo.build_cache import inductive_label
+from splitmatch.pseudo.cache import PseudoMaskCache
+from splitmatch.visualize import colourise, grid, legend, palette, stack_vertical, titled
+
+
+def _upscale(panel: np.ndarray, factor: int) -> np.ndarray:
+    return panel.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def _pad_to(panel: np.ndarray, height: int, width: int) -> np.ndarray:
+    out = np.full((height, width, 3), 255, np.uint8)
+    out[: panel.shape[0], : panel.shape[1]] = panel
+    return out
+
+
+def _legend(classes: ClassSplit, width: int) -> np.ndarray:
+    marks = {name: " (unseen)" for name in classes.unseen}
+    return legend(list(classes.names), palette(classes.num_classes), width, marks=marks)
+
+
+def images_with_unseen(folder: DatasetFolder, split: str, count: int) -> list:
+    """The first ``count`` samples of a split whose labels contain an unseen class."""
+    chosen = []
+    for sample in folder.samples(split):
+        label = read_label(sample.label_path, folder.classes.num_classes)
+        if np.isin(label, folder.classes.unseen_ids).any():
+            chosen.append(sample)
+            if len(chosen) == count:
+                break
+    return chosen
+
+
+def prediction_figure(folder: DatasetFolder, predictors: dict[str, Predictor], path: Path, count: int = 6) -> None:
+    """Rows of validation images: image | ground truth | one column per predictor, plus a legend."""
+    classes = folder.classes
+    colours = palette(classes.num_classes)
+    size, factor = 128, 2
+    rows = []
+    for sample in images_with_unseen(folder, "val", count):
+        image = read_image(sample.image_path)
+        label = read_label(sample.label_path, classes.num_classes, image.shape[:2])
+        panels = [("image", image), ("ground truth", colourise(label, colours))]
+        for name, predictor in predictors.items():
+            panels.append((name, colourise(predictor.predict(image, list(classes.names)), colours)))
+        rows.append([titled(_upscale(_pad_to(p, size, size), factor), t, 18) for t, p in panels])
+    figure = grid(rows)
+    _save(stack_vertical(figure, _legend(classes, figure.shape[1])), path)
+
+
+def pseudo_mask_figure(folder: DatasetFolder, cache: PseudoMaskCache, path: Path, count: int = 6) -> None:
+    """Rows of training images: image | seen-only label (unseen ignored, black) | pseudo masks."""
+    classes = folder.classes
+    colours = palette(classes.num_classes)
+    mask_colours = palette(40)[::-1]
+    size, factor = 128, 2
+    rows = []
+    for sample in images_with_unseen(folder, "train", count):
+        image = read_image(sample.image_path)
+        label = read_label(sample.label_path, classes.num_classes, image.shape[:2])
+        seen_only = inductive_label(label, classes)
+        index_map, _ = cache.load(sample.stem)  # [S, h, w]
+        big = F.interpolate(torch.from_numpy(index_map)[None].float(), size=image.shape[:2], mode="nearest")[0]
+        pseudo = np.full(image.shape[:2], IGNORE_INDEX, np.int64)
+        for channel in big.long().numpy()[::-1]:  # coarse scales first, fine scales drawn over them
+            pseudo[channel > 0] = channel[channel > 0] - 1
+        pseudo[seen_only != IGNORE_INDEX] = IGNORE_INDEX
+        panels = [
+            ("image", image),
+            ("training label", colourise(seen_only, colours)),
+            ("pseudo masks", colourise(pseudo, mask_colours)),
+        ]
+        rows.append([titled(_upscale(_pad_to(p, size, size), factor), t, 18) for t, p in panels])
+    _save(grid(rows), path)
+
+
+def _save(array: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)

@@ -1,0 +1,68 @@
+"""A run killed with SIGKILL and resumed ends bitwise equal to an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from splitmatch.engine.checkpoint import list_checkpoints
+
+pytestmark = pytest.mark.slow
+
+
+def train_command(data_root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "splitmatch", "train", "--preset", "tiny", "--quiet",
+        "--set", f"data.root={data_root}", "--set", "train.iterations=16", "--set", "train.checkpoint_every=4",
+        "--set", "train.keep_checkpoints=2", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # one thread: identical reduction order in every run
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_sigkill_then_resume_gives_bitwise_equal_weights(tiny_dataset, tmp_path):
+    data_root = tiny_dataset.root
+    uninterrupted = tmp_path / "uninterrupted"
+    result = run(train_command(data_root, uninterrupted))
+    assert result.returncode == 0, result.stderr
+
+    killed = tmp_path / "killed"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen(train_command(data_root, killed), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline and not list_checkpoints(killed / "checkpoints"):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = list_checkpoints(killed / "checkpoints")
+    assert saved and not (killed / "model.safetensors").exists(), "the run should have died mid-way"
+
+    result = run(train_command(data_root, killed, "--resume"))
+    assert result.returncode == 0, result.stderr
+    expected = load_file(uninterrupted / "model.safetensors")
+    got = load_file(killed / "model.safetensors")
+    assert expected.keys() == got.keys()
+    different = [k for k in expected if not (expected[k] == got[k]).all()]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+    def logged_steps(run_dir: Path) -> list[str]:
+        return [line for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"eval"' not in line]
+
+    assert logged_steps(killed) == [] or len(logged_steps(killed)) == len(logged_steps(uninterrupted))
+
+
+def test_existing_run_is_not_overwritten_without_resume(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    assert run(train_command(tiny_dataset.root, out)).returncode == 0
+    result = run(train_command(tiny_dataset.root, out))
+    assert result.returncode == 2 and "--resume" in result.stderr
