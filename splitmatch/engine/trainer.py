@@ -100,7 +100,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, p
     """
     device = dist.setup_from_environment()
     out_dir = Path(out_dir)
-    seed_everything(config.train.seed + dist.rank())
+    seed_everything(config.train.seed)  # the same initial weights on every rank
     main = dist.is_main_process()
     checkpoint_dir = out_dir / "checkpoints"
     previous = ckpt.list_checkpoints(checkpoint_dir)
@@ -112,6 +112,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, p
     classes = folder.classes
     train_names = classes.seen_names  # inductive: unseen names never reach training
     model = build_segmentor(config).to(device)
+    torch.manual_seed(config.train.seed + dist.rank())  # independent point sampling per rank
     criterion = build_criterion(config)
 
     pseudo_cache = None

@@ -116,7 +116,9 @@ class SetCriterion(nn.Module):
     def _normaliser(count: int, outputs: dict) -> torch.Tensor:
         device = outputs["pred_logits"].device
         total = all_reduce_sum(torch.tensor(float(count), device=device))
-        return torch.clamp(total / world_size(), min=1.0)
+        # Clamp the global count, then share it out: each rank's loss is then its part of the
+        # single-process loss of the global batch (clamping after the division would not be).
+        return torch.clamp(total, min=1.0) / world_size()
 
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
         """Computes every loss term.

@@ -1,0 +1,49 @@
+"""The same training script under torchrun (2 CPU processes, gloo) follows the single-process loss."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def losses(run_dir: Path) -> list[float]:
+    entries = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [e["loss"] for e in entries if "loss" in e]
+
+
+def overrides(data_root: Path) -> list[str]:
+    settings = [f"data.root={data_root}", "train.iterations=8", "train.batch_size=4", "train.log_every=1",
+                "train.checkpoint_every=8", "loss.num_points=4096", "train.lr=1e-4"]  # fmt: skip
+    return [part for item in settings for part in ("--set", item)]
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")
+def test_two_process_loss_trajectory_matches_one_process(tiny_dataset, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    single = tmp_path / "single"
+    command = [sys.executable, "-m", "splitmatch", "train", "--preset", "tiny", "--quiet", "--out", str(single)]
+    result = subprocess.run(command + overrides(tiny_dataset.root), env=env, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+    double = tmp_path / "double"
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "splitmatch", "train", "--preset", "tiny",
+               "--quiet", "--out", str(double)]  # fmt: skip
+    result = subprocess.run(command + overrides(tiny_dataset.root), env=env, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    one, two = losses(single), losses(double)
+    assert len(one) == len(two) == 8
+    for step, (a, b) in enumerate(zip(one, two)):
+        assert abs(a - b) <= 0.03 * abs(a), f"step {step + 1}: single {a:.4f} vs torchrun {b:.4f}"
+    assert (double / "model.safetensors").is_file() and (double / "eval.json").is_file()
