@@ -7,6 +7,7 @@ import colorsys
 import numpy as np
 import pytest
 
+from splitmatch.data.colour import hsv_to_rgb, rgb_to_hsv
 from splitmatch.data.transforms import (
     Compose,
     Pad,
@@ -17,9 +18,7 @@ from splitmatch.data.transforms import (
     ResizeShortSide,
     build_eval_transform,
     build_train_transform,
-    hsv_to_rgb,
     rescale_size,
-    rgb_to_hsv,
 )
 
 BLOCK = 16

@@ -34,6 +34,8 @@ class CropSampler:
         size: CLIP input side.
         scale: crop side as a fraction of the short image side, ``(low, high)``.
         min_share: a class is visible when it covers at least this share of the crop.
+        object_crop_prob: share of crops framed on one object (its box plus a random margin),
+            like close-up photos; the rest are random windows.
     """
 
     def __init__(
@@ -44,9 +46,25 @@ class CropSampler:
         size: int,
         scale: tuple[float, float] = (0.5, 1.0),
         min_share: float = 0.04,
+        object_crop_prob: float = 0.5,
     ) -> None:
         self.images, self.labels, self.class_names = images, labels, class_names
         self.size, self.scale, self.min_share = size, scale, min_share
+        self.object_crop_prob = object_crop_prob
+
+    def window(self, label: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int]:
+        """A square crop ``(top, left, side)``: a random window, or one framed on a random object."""
+        height, width = label.shape
+        objects = [c for c in np.unique(label) if c != 0]
+        if objects and rng.random() < self.object_crop_prob:
+            ys, xs = np.nonzero(label == rng.choice(objects))
+            extent = max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
+            side = int(min(min(height, width), max(8, extent * rng.uniform(1.1, 1.5))))
+            top = int(np.clip(round((ys.min() + ys.max()) / 2 - side / 2), 0, height - side))
+            left = int(np.clip(round((xs.min() + xs.max()) / 2 - side / 2), 0, width - side))
+            return top, left, side
+        side = max(8, int(rng.uniform(*self.scale) * min(height, width)))
+        return int(rng.integers(height - side + 1)), int(rng.integers(width - side + 1)), side
 
     def sample(self, count: int, rng: np.random.Generator) -> tuple[torch.Tensor, list[tuple[int, ...]], list[str]]:
         """Returns ``crops [count, 3, size, size]`` float 0..255, class-id sets and captions."""
@@ -54,9 +72,7 @@ class CropSampler:
         for _ in range(count):
             index = int(rng.integers(len(self.images)))
             image, label = self.images[index], self.labels[index]
-            height, width = label.shape
-            side = max(8, int(rng.uniform(*self.scale) * min(height, width)))
-            top, left = int(rng.integers(height - side + 1)), int(rng.integers(width - side + 1))
+            top, left, side = self.window(label, rng)
             patch = image[top : top + side, left : left + side]
             window = label[top : top + side, left : left + side]
             if rng.random() < 0.5:

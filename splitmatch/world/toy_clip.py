@@ -32,12 +32,13 @@ from splitmatch.world.captions import CropSampler, positives
 @dataclass(frozen=True)
 class ToyClipSpec:
     arch: str = "world-clip"  # a model config in splitmatch/configs/clip
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.1
     warmup_steps: int = 100
     crop_scale: tuple[float, float] = (0.5, 1.0)  # crop side / image short side
+    object_crop_prob: float = 0.5  # share of crops framed on one object
     seed: int = 0
 
 
@@ -67,9 +68,9 @@ def train_toy_clip(world: str | Path, out: str | Path, spec: ToyClipSpec = ToyCl
     encoder = ClipImageEncoder(model.visual)
     encoder.visual.requires_grad_(True)
     tokenizer = clip_tokenizer(spec.arch)
-    sampler = CropSampler(images, labels, names, size, spec.crop_scale)
+    sampler = CropSampler(images, labels, names, size, spec.crop_scale, object_crop_prob=spec.object_crop_prob)
     parameters = [p for p in model.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=spec.lr, weight_decay=spec.weight_decay)
+    optimizer = torch.optim.AdamW(parameters, lr=spec.lr, betas=(0.9, 0.98), weight_decay=spec.weight_decay)
     started = time.time()
     model.train()
     bar = tqdm(range(spec.steps), desc="small CLIP", disable=not progress, leave=False)
