@@ -2,7 +2,9 @@
 
 Timing method: every callable is warmed up, then the callables being compared are run in
 turn (A, B, A, B, ...) so that a change of background load hits all of them alike, and the
-median of the repeats is reported. Scripts set ``OMP_WAIT_POLICY=PASSIVE`` before importing
+median of the repeats is reported. Ratios are the median of the per-repeat ratios of
+neighbouring samples (:func:`paired_ratio`), which cancels load that drifts between repeats
+better than a ratio of medians does; both are printed. Scripts set ``OMP_WAIT_POLICY=PASSIVE`` before importing
 torch: with the other core busy, OpenMP's default spin-waiting makes small ops ~100x slower.
 """
 
@@ -39,6 +41,11 @@ def time_interleaved(functions: dict[str, Callable[[], object]], repeats: int, w
     return {name: Timing(statistics.median(s), min(s), s) for name, s in samples.items()}
 
 
+def paired_ratio(value: Timing, reference: Timing) -> float:
+    """Median over repeats of ``value.samples[i] / reference.samples[i]`` (samples taken side by side)."""
+    return statistics.median(v / r for v, r in zip(value.samples, reference.samples))
+
+
 def load_average() -> str:
     """The 1, 5 and 15 minute load averages, and the core count, as one string."""
     one, five, fifteen = os.getloadavg()
@@ -49,8 +56,8 @@ def load_average() -> str:
 class Result:
     """One figure of a benchmark and how it compares with its reference and target.
 
-    ``ratio`` is ``value / reference`` unless given; ``passed`` is ``None`` for figures reported
-    for context only.
+    ``ratio`` (the figure judged against the target) is ``value / reference`` unless given, e.g.
+    as a :func:`paired_ratio`; ``passed`` is ``None`` for figures reported for context only.
     """
 
     name: str
@@ -79,13 +86,14 @@ def _number(value: float | None, unit: str) -> str:
 
 def print_results(title: str, results: list[Result], notes: list[str] = ()) -> None:
     """Prints a results table with PASS/MISS per target and the load average now."""
-    header = ("figure", "value", "reference", "ratio", "target", "status")
+    header = ("figure", "value", "reference", "ratio", "med/med", "target", "status")
     rows = [header]
     for r in results:
         status = "info" if r.passed is None else ("PASS" if r.passed else "MISS")
         reference = f"{_number(r.reference, r.unit)} ({r.reference_name})" if r.reference_name else "-"
         ratio = "-" if r.ratio is None else f"{r.ratio:.3g}"
-        rows.append((r.name, _number(r.value, r.unit), reference, ratio, r.target or "-", status))
+        plain = f"{r.value / r.reference:.3g}" if r.reference else "-"
+        rows.append((r.name, _number(r.value, r.unit), reference, ratio, plain, r.target or "-", status))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print(f"\n== {title} ==")
     for index, row in enumerate(rows):

@@ -161,6 +161,19 @@ def cmd_convert_clip(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from splitmatch.engine.seeds import format_seed_table, run_seeds
+
+    try:
+        seeds = [int(part) for part in args.seeds.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"splitmatch: error: --seeds must be comma-separated integers, got '{args.seeds}'") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"splitmatch: error: --seeds needs distinct seeds, got '{args.seeds}'")
+    print(format_seed_table(run_seeds(_config(args), seeds, args.out, progress=not args.quiet)))
+    return 0
+
+
 def cmd_world(args: argparse.Namespace) -> int:
     from splitmatch.world.generator import generate_world
 
@@ -220,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("seeds", help="train one config with several seeds; mean and std of every metric")
+    _add_config_arguments(p)
+    p.add_argument("--seeds", required=True, help="comma-separated, e.g. 0,1,2")
+    p.add_argument("--out", required=True, help="folder for seed_<s> runs and seeds.json")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_seeds)
 
     p = commands.add_parser("pseudo-masks", help="compute and cache pseudo masks for the training split")
     _add_config_arguments(p)

@@ -113,6 +113,7 @@ class TrainConfig:
     checkpoint_every: int = 2000
     keep_checkpoints: int = 3
     eval_every: int = 0  # 0: evaluate once at the end only
+    tensorboard: bool = False  # also write TensorBoard scalars (needs the 'tensorboard' extra)
 
 
 @dataclass

@@ -57,8 +57,19 @@ class RunRecord:
         self.directory = Path(directory)
         self.active = active
         self.metrics_path = self.directory / "metrics.jsonl"
+        self.tensorboard = None
         if not active:
             return
+        if config.train.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                from splitmatch.config import ConfigError
+
+                raise ConfigError(
+                    "train.tensorboard=true needs TensorBoard: pip install 'splitmatch[tensorboard]'"
+                ) from None
+            self.tensorboard = SummaryWriter(str(self.directory / "tensorboard"))
         self.directory.mkdir(parents=True, exist_ok=True)
         save_yaml(config, self.directory / "config.yaml")
         write_json(
@@ -90,6 +101,13 @@ class RunRecord:
             return
         with open(self.metrics_path, "a", encoding="utf-8") as out:
             out.write(json.dumps(json_ready(entry)) + "\n")
+        if self.tensorboard is not None:
+            step = entry.get("step", 0)
+            scalars = {k: v for k, v in entry.items() if isinstance(v, (int, float)) and k != "step"}
+            scalars.update({f"eval/{k}": v for k, v in entry.get("eval", {}).items() if isinstance(v, float)})
+            for key, value in scalars.items():
+                self.tensorboard.add_scalar(key, value, step)
+            self.tensorboard.flush()
 
     def write(self, name: str, data) -> None:
         if self.active:

@@ -1,0 +1,149 @@
+"""The benchmark path on fabricated data: official layout -> prepare -> train -> eval -> predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from splitmatch.cli import main
+from splitmatch.data.classes import BUILTIN_SPLITS
+from splitmatch.data.folder import DatasetFolder, read_label
+from splitmatch.engine.seeds import aggregate
+from splitmatch.engine.trainer import autocast_context
+from splitmatch.inference import SegmentationInference, calibrate_seen, semantic_scores
+from splitmatch.model.build import build_segmentor
+from splitmatch.presets import preset
+
+
+def fabricate_voc(src: Path, count: int = 6) -> None:
+    """VOC2012's layout: JPEGs, palette PNG labels (0 background, 1..20, 255 border), split lists."""
+    rng = np.random.default_rng(0)
+    stems = [f"2007_{i:06d}" for i in range(count)]
+    for i, stem in enumerate(stems):
+        (src / "JPEGImages").mkdir(parents=True, exist_ok=True)
+        (src / "SegmentationClass").mkdir(parents=True, exist_ok=True)
+        image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        label = np.zeros((48, 64), np.uint8)
+        label[8:30, 10:40] = 1 + (i % 20)
+        label[30:44, 40:60] = 16 + (i % 5)  # unseen classes 16..20 (pottedplant .. tvmonitor)
+        label[29:31, :] = 255
+        Image.fromarray(image).save(src / "JPEGImages" / f"{stem}.jpg", quality=95)
+        png = Image.fromarray(label).convert("P")
+        png.putpalette([(i * 37) % 256 for i in range(768)])
+        png.putdata(label.ravel().tolist())
+        png.save(src / "SegmentationClass" / f"{stem}.png")
+    lists = src / "ImageSets" / "Segmentation"
+    lists.mkdir(parents=True, exist_ok=True)
+    (lists / "train.txt").write_text("\n".join(stems[:4]) + "\n")
+    (lists / "val.txt").write_text("\n".join(stems[4:]) + "\n")
+
+
+def test_prepare_train_eval_predict_on_fabricated_voc(tmp_path, capsys):
+    fabricate_voc(tmp_path / "VOC2012")
+    data = tmp_path / "voc"
+    assert main(["prepare", "voc", "--src", str(tmp_path / "VOC2012"), "--dst", str(data), "--quiet"]) == 0
+    folder = DatasetFolder(data)
+    assert folder.classes == BUILTIN_SPLITS["voc"]
+    label = read_label(data / "labels" / "2007_000000.png", 20)
+    assert label[0, 0] == 255 and label[10, 20] == 0  # background -> 255, class 1 -> 0
+    assert label[35, 50] == 15  # pottedplant stays in the file: unseen -> 255 happens in training only
+
+    run = tmp_path / "run"
+    args = ["train", "--preset", "tiny", "--quiet", "--out", str(run), "--set", f"data.root={data}",
+            "--set", "train.iterations=3", "--set", "train.checkpoint_every=3"]  # fmt: skip
+    assert main(args) == 0
+    for name in ("config.yaml", "environment.json", "metrics.jsonl", "eval.json", "model.safetensors"):
+        assert (run / name).is_file(), name
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["seed"] == 0 and "torch" in environment["versions"] and environment["git_revision"]
+
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run / "model.safetensors"), "--json", str(tmp_path / "m.json")]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert set(metrics) >= {"miou_seen", "miou_unseen", "hiou", "pixel_acc", "per_class_iou"}
+    assert list(metrics["per_class_iou"]) == list(BUILTIN_SPLITS["voc"].names)
+
+    out = tmp_path / "pred"
+    image = data / "images" / "2007_000004.jpg"
+    assert main(["predict", "--checkpoint", str(run / "model.safetensors"), "--classes", "dog,sofa,sky",
+                 "--out", str(out), str(image)]) == 0  # fmt: skip
+    labels = np.array(Image.open(out / "2007_000004_labels.png"))
+    assert labels.shape == (48, 64) and labels.max() <= 2
+    overlay = Image.open(out / "2007_000004_overlay.png")
+    assert overlay.width >= 64 and overlay.height > 48  # the picture has a legend under it
+
+
+def test_eval_predictions_against_hand_computed_iou(tmp_path, capsys):
+    fabricate_voc(tmp_path / "VOC2012", count=6)
+    data = tmp_path / "voc"
+    main(["prepare", "voc", "--src", str(tmp_path / "VOC2012"), "--dst", str(data), "--quiet"])
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    folder = DatasetFolder(data)
+    hand = np.zeros((20, 20), np.int64)
+    for sample in folder.samples("val"):
+        label = read_label(sample.label_path, 20)
+        guess = np.where(label == 255, 0, label).astype(np.uint8)
+        guess[:, :32] = 3  # the left half is called 'boat'
+        Image.fromarray(guess).save(predictions / f"{sample.stem}.png")
+        valid = label != 255
+        np.add.at(hand, (label[valid].astype(int), guess[valid].astype(int)), 1)
+    assert main(["eval", "--predictions", str(predictions), "--data-root", str(data), "--split", "val",
+                 "--json", str(tmp_path / "m.json")]) == 0  # fmt: skip
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    for class_id, name in enumerate(BUILTIN_SPLITS["voc"].names):
+        tp = hand[class_id, class_id]
+        union = hand[class_id].sum() + hand[:, class_id].sum() - tp
+        expected = None if union == 0 else 100 * tp / union
+        assert metrics["per_class_iou"][name] == pytest.approx(expected), name
+    bad = predictions / "2007_000004.png"
+    Image.fromarray(np.full((48, 64), 255, np.uint8)).save(bad)
+    assert main(["eval", "--predictions", str(predictions), "--data-root", str(data), "--split", "val"]) == 2
+    assert "2007_000004.png" in capsys.readouterr().err
+
+
+def test_semantic_scores_and_calibration():
+    logits = torch.tensor([[[4.0, 0.0, 0.0], [0.0, 4.0, 0.0]]])  # 2 queries, 2 classes + no-object
+    masks = torch.tensor([[[[10.0, -10.0]], [[-10.0, 10.0]]]])  # query 0 left, query 1 right
+    scores = semantic_scores(logits, masks, (1, 2))
+    assert scores.argmax(1).tolist() == [[[0, 1]]]
+    calibrated = calibrate_seen(scores, torch.tensor([True, False]), 0.97)  # normalised: [0.98, 0.02]
+    assert calibrated.argmax(1).tolist() == [[[1, 1]]]  # seen class 0 loses its margin
+
+
+def test_sliding_window_equals_whole_image_when_one_window_covers_it():
+    torch.manual_seed(0)
+    model = build_segmentor(preset("tiny")).eval()
+    embeddings = model.encode_classes(["a", "b", "c"])
+    image = torch.rand(1, 3, 64, 64) * 255
+    whole = SegmentationInference(model, "whole")(image, embeddings)
+    slide = SegmentationInference(model, "slide", window=64, stride=48)(image, embeddings)
+    assert torch.allclose(whole, slide, atol=1e-5)
+    wide = torch.rand(1, 3, 64, 150) * 255  # three windows, overlapping, and not a patch multiple
+    scores = SegmentationInference(model, "slide", window=64, stride=48)(wide, embeddings)
+    assert scores.shape == (3, 64, 150) and torch.isfinite(scores).all()
+
+
+def test_mixed_precision_falls_back_to_float32_on_cpu():
+    config = preset("tiny")
+    config.train.amp = "bf16"
+    with autocast_context(config, torch.device("cpu")):
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_seed_aggregation():
+    runs = {
+        0: {"miou_seen": 50.0, "miou_unseen": 10.0, "hiou": 16.7, "miou": 40.0, "pixel_acc": 80.0,
+            "per_class_iou": {"a": 50.0, "b": float("nan")}},
+        1: {"miou_seen": 60.0, "miou_unseen": 30.0, "hiou": 40.0, "miou": 50.0, "pixel_acc": 90.0,
+            "per_class_iou": {"a": 70.0, "b": 20.0}},
+    }  # fmt: skip
+    summary = aggregate(runs)
+    assert summary["miou_seen"]["mean"] == pytest.approx(55.0)
+    assert summary["miou_unseen"]["std"] == pytest.approx(np.std([10.0, 30.0], ddof=1))
+    assert summary["per_class_iou"]["b"] == {"mean": 20.0, "std": 0.0, "n": 1}
