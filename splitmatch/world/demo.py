@@ -120,7 +120,8 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, ablations: boo
     }
     prediction_figure(world, predictors, out / "figures" / "predictions.png")
     cache = open_cache(configs["split"], world, predictors["Split Matching"].model.image_encoder)
-    pseudo_mask_figure(world, cache, out / "figures" / "pseudo_masks.png")
+    all_classes = predictors["Split Matching"].model.encode_classes(list(world.classes.names))
+    pseudo_mask_figure(world, cache, all_classes, out / "figures" / "pseudo_masks.png")
     times["figures"] = time.time() - mark
     times["total"] = time.time() - started
     write_json(out / "metrics.json", metrics)

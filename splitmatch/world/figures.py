@@ -60,8 +60,16 @@ def prediction_figure(folder: DatasetFolder, predictors: dict[str, Predictor], p
     _save(stack_vertical(figure, _legend(classes, figure.shape[1])), path)
 
 
-def pseudo_mask_figure(folder: DatasetFolder, cache: PseudoMaskCache, path: Path, count: int = 6) -> None:
-    """Rows of training images: image | seen-only label (unseen ignored, black) | pseudo masks."""
+def pseudo_mask_figure(
+    folder: DatasetFolder, cache: PseudoMaskCache, class_embeddings: torch.Tensor, path: Path, count: int = 6
+) -> None:
+    """Rows of training images: image | seen-only label (unseen ignored, black) | pseudo masks |
+    each pseudo mask coloured by the class its region embedding is closest to (CLIP's reading).
+
+    Args:
+        class_embeddings: ``[C, D]`` text embeddings of every class name, unseen included (used
+            for this picture only; training never sees unseen names).
+    """
     classes = folder.classes
     colours = palette(classes.num_classes)
     mask_colours = palette(40)[::-1]
@@ -71,19 +79,26 @@ def pseudo_mask_figure(folder: DatasetFolder, cache: PseudoMaskCache, path: Path
         image = read_image(sample.image_path)
         label = read_label(sample.label_path, classes.num_classes, image.shape[:2])
         seen_only = inductive_label(label, classes)
-        index_map, _ = cache.load(sample.stem)  # [S, h, w]
+        index_map, embeddings = cache.load(sample.stem)  # [S, h, w], [K, D]
         big = F.interpolate(torch.from_numpy(index_map)[None].float(), size=image.shape[:2], mode="nearest")[0]
         pseudo = np.full(image.shape[:2], IGNORE_INDEX, np.int64)
         for channel in big.long().numpy()[::-1]:  # coarse scales first, fine scales drawn over them
             pseudo[channel > 0] = channel[channel > 0] - 1
         pseudo[seen_only != IGNORE_INDEX] = IGNORE_INDEX
+        reading = np.full(image.shape[:2], IGNORE_INDEX, np.int64)
+        if embeddings.shape[0]:
+            nearest = (torch.from_numpy(embeddings) @ class_embeddings.cpu().t()).argmax(1).numpy()
+            inside = pseudo != IGNORE_INDEX
+            reading[inside] = nearest[pseudo[inside]]
         panels = [
             ("image", image),
             ("training label", colourise(seen_only, colours)),
             ("pseudo masks", colourise(pseudo, mask_colours)),
+            ("CLIP's reading", colourise(reading, colours)),
         ]
         rows.append([titled(_upscale(_pad_to(p, size, size), factor), t, 18) for t, p in panels])
-    _save(grid(rows), path)
+    figure = grid(rows)
+    _save(stack_vertical(figure, _legend(classes, figure.shape[1])), path)
 
 
 def _save(array: np.ndarray, path: Path) -> None:

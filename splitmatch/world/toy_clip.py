@@ -39,6 +39,7 @@ class ToyClipSpec:
     warmup_steps: int = 100
     crop_scale: tuple[float, float] = (0.5, 1.0)  # crop side / image short side
     object_crop_prob: float = 0.5  # share of crops framed on one object
+    dense_weight: float = 1.0  # weight of the pooled dense-feature contrastive term (0: plain CLIP)
     seed: int = 0
 
 
@@ -49,6 +50,11 @@ def load_split(folder: DatasetFolder, split: str) -> tuple[list[np.ndarray], lis
         images.append(image)
         labels.append(read_label(sample.label_path, folder.classes.num_classes, image.shape[:2]))
     return images, labels
+
+
+def symmetric_contrastive(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CLIP's loss with multi-positive targets: ``logits [N, N]`` image x text, ``target [N, N]``."""
+    return (soft_cross_entropy(logits, target) + soft_cross_entropy(logits.t(), target.t())) / 2
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -79,11 +85,18 @@ def train_toy_clip(world: str | Path, out: str | Path, spec: ToyClipSpec = ToyCl
         for group in optimizer.param_groups:
             group["lr"] = spec.lr * warm * 0.5 * (1 + math.cos(math.pi * step / spec.steps))
         crops, class_sets, captions = sampler.sample(spec.batch_size, rng)
-        image_embeddings = F.normalize(encoder(crops)["cls_embedding"], dim=-1)
+        features = encoder(crops, value_features=spec.dense_weight > 0)
         text_embeddings = model.encode_text(tokenizer(captions), normalize=True)
-        logits = model.logit_scale.exp().clamp(max=100) * image_embeddings @ text_embeddings.t()
         target = positives(class_sets)
-        loss = (soft_cross_entropy(logits, target) + soft_cross_entropy(logits.t(), target.t())) / 2
+        scale = model.logit_scale.exp().clamp(max=100)
+        loss = symmetric_contrastive(
+            scale * F.normalize(features["cls_embedding"], dim=-1) @ text_embeddings.t(), target
+        )
+        if spec.dense_weight > 0:
+            # The mean of the dense (value-path) features is contrasted with the caption too, so
+            # that each patch's feature speaks the text's language, as MaskCLIP finds in CLIP at scale.
+            pooled = F.normalize(features["dense_values"].mean(dim=(2, 3)), dim=-1)
+            loss = loss + spec.dense_weight * symmetric_contrastive(scale * pooled @ text_embeddings.t(), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,0 +1,122 @@
+"""Peak resident memory of `splitmatch predict` on a 512x512 image with CLIP ViT-B/16.
+
+Method: a ``voc-vitb16`` model with random CLIP weights is saved with
+``splitmatch.engine.checkpoint.save_checkpoint`` next to a random 512x512 PNG, then the real
+command line runs in a child process::
+
+    python -m splitmatch predict --checkpoint model.safetensors --classes <20 VOC names> --out DIR img.png
+
+(the checkpoint's inference settings: sliding 512 windows, i.e. one window for this image).
+Its peak RSS is ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` read right after it exits
+(it is the first child waited for), cross-checked with ``os.wait4``. Target: <= 2 GB (10^9
+bytes). The children are started by a lean launcher process (no torch): on Linux a child
+created by fork or vfork inherits its parent's RSS high-water mark across ``exec``, so
+launching from this script, which has just built the model, would report this script's peak.
+
+Reference, in the same run: a child that builds the bare open_clip ViT-B/16 CLIP (both
+towers, as the checkpoint holds both) for 512 inputs and encodes the image and the 20
+prompts: the floor for any CLIP-based predictor. The model's parameter and buffer memory is
+reported for context.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see common.py)
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from common import Result, parse_args, print_results, vitb16_config  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from splitmatch.data.classes import BUILTIN_SPLITS  # noqa: E402
+from splitmatch.engine.checkpoint import save_checkpoint  # noqa: E402
+from splitmatch.model.build import build_segmentor  # noqa: E402
+
+TARGET_GB = 2.0
+GB = 1e9
+REFERENCE = """
+import os, sys
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, {bench!r})
+import torch
+from bench_inference import bare_clip
+from splitmatch.clip.loading import clip_tokenizer
+clip = bare_clip("ViT-B-16-quickgelu", {size})
+with torch.no_grad():
+    clip.encode_image(torch.zeros(1, 3, {size}, {size}))
+    clip.encode_text(clip_tokenizer("ViT-B-16-quickgelu")([f"a photo of a {{n}}." for n in {names!r}]))
+"""
+# The lean launcher: runs each command with its output in a log; prints exit codes and peak RSS (KiB).
+LAUNCHER = """
+import json, os, resource, subprocess, sys
+report = {}
+for name, command in json.loads(sys.argv[1]).items():
+    with open(command["log"], "w") as out:
+        process = subprocess.Popen(command["argv"], stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    report[name] = {"code": os.waitstatus_to_exitcode(status), "wait4": usage.ru_maxrss, "children": children}
+print(json.dumps(report))
+"""
+
+
+def main() -> None:
+    args = parse_args(__doc__, repeats=1)
+    size = 224 if args.quick else 512
+    classes = BUILTIN_SPLITS["voc"]
+    names = list(classes.names)
+    with tempfile.TemporaryDirectory(prefix="splitmatch-bench-memory-") as tmp:
+        root = Path(tmp)
+        config = vitb16_config()
+        model = build_segmentor(config)
+        parameters = sum(p.numel() * p.element_size() for p in model.parameters())
+        buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+        checkpoint = save_checkpoint(root / "model.safetensors", model, config, classes, classes.seen_names, 0)
+        del model
+        image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / "image.png")
+
+        predict = [sys.executable, "-m", "splitmatch", "predict", "--checkpoint", str(checkpoint),
+                   "--classes", ",".join(names), "--out", str(root / "out"), str(root / "image.png")]  # fmt: skip
+        script = REFERENCE.format(bench=str(Path(__file__).resolve().parent), size=size, names=names)
+        commands = {  # predict first: RUSAGE_CHILDREN right after it is its peak alone
+            "predict": {"argv": predict, "log": str(root / "predict.log")},
+            "reference": {"argv": [sys.executable, "-c", script], "log": str(root / "reference.log")},
+        }
+        launched = subprocess.run([sys.executable, "-c", LAUNCHER, json.dumps(commands)], capture_output=True, text=True)
+        if launched.returncode != 0:
+            raise SystemExit(f"launcher failed:\n{launched.stderr}")
+        report = json.loads(launched.stdout)
+        for name, command in commands.items():
+            if report[name]["code"] != 0:
+                raise SystemExit(f"{name} failed ({report[name]['code']}):\n{Path(command['log']).read_text()}")
+        if not (root / "out" / "image_labels.png").is_file():
+            raise SystemExit("splitmatch predict wrote no label map")
+        checkpoint_bytes = checkpoint.stat().st_size
+
+    kib = 1024 / GB
+    peak, reference = report["predict"]["children"] * kib, report["reference"]["wait4"] * kib
+    results = [
+        Result(f"predict peak RSS, {size}px", peak, "GB", reference, "bare CLIP child",
+               f"<= {TARGET_GB} GB", peak <= TARGET_GB),
+        Result("model parameters + buffers", (parameters + buffers) / GB, "GB"),
+        Result("checkpoint file", checkpoint_bytes / GB, "GB"),
+    ]  # fmt: skip
+    notes = [
+        f"predict: RUSAGE_CHILDREN {peak:.3f} GB, os.wait4 {report['predict']['wait4'] * kib:.3f} GB",
+        f"parameters {parameters / GB:.3f} GB, buffers {buffers / GB:.3f} GB; 1 GB = 10^9 bytes; "
+        f"torch threads {torch.get_num_threads()}",
+    ]
+    print_results("bench_memory: peak RSS of `splitmatch predict`", results, notes)
+
+
+if __name__ == "__main__":
+    main()
