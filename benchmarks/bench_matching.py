@@ -38,7 +38,10 @@ def random_boxes(count: int, size: int, g: torch.Generator) -> torch.Tensor:
     masks = torch.zeros(count, size, size, dtype=torch.bool)
     for k in range(count):
         h, w = (torch.randint(size // 20, size * 3 // 5, (2,), generator=g)).tolist()
-        y, x = torch.randint(0, size - h, (1,), generator=g).item(), torch.randint(0, size - w, (1,), generator=g).item()
+        y, x = (
+            torch.randint(0, size - h, (1,), generator=g).item(),
+            torch.randint(0, size - w, (1,), generator=g).item(),
+        )
         masks[k, y : y + h, x : x + w] = True
     return masks
 
@@ -56,12 +59,14 @@ def make_batch(batch: int, grid: int, size: int, seed: int = 0) -> tuple[dict, l
     targets = []
     for _ in range(batch):
         seen, pseudo = torch.randint(1, 11, (1,), generator=g).item(), torch.randint(0, 21, (1,), generator=g).item()
-        targets.append({
-            "labels": torch.randint(0, NUM_CLASSES, (seen,), generator=g),
-            "masks": random_boxes(seen, size, g),
-            "pseudo_masks": random_boxes(pseudo, size, g),
-            "pseudo_embeddings": torch.randn(pseudo, DIM, generator=g),
-        })  # fmt: skip
+        targets.append(
+            {
+                "labels": torch.randint(0, NUM_CLASSES, (seen,), generator=g),
+                "masks": random_boxes(seen, size, g),
+                "pseudo_masks": random_boxes(pseudo, size, g),
+                "pseudo_embeddings": torch.randn(pseudo, DIM, generator=g),
+            }
+        )
     return outputs, targets
 
 
@@ -105,7 +110,9 @@ def reference_match(outputs: dict, targets: list[dict], coords: torch.Tensor) ->
             continue
         candidate_points = sample_each(masks[NUM_SEEN:], coords[b])  # [N_c, P]
         similarity = outputs["pred_embeds"][b, NUM_SEEN:] @ F.normalize(target["pseudo_embeddings"], dim=-1).t()
-        cost = -COSTS["embed"] * similarity + pair_costs(candidate_points, sample_each(target["pseudo_masks"], coords[b]))
+        cost = -COSTS["embed"] * similarity + pair_costs(
+            candidate_points, sample_each(target["pseudo_masks"], coords[b])
+        )
         candidate_pairs.append(solve(cost, NUM_SEEN))
     return Matching(seen_pairs, candidate_pairs, torch.arange(NUM_SEEN))
 
@@ -135,9 +142,15 @@ def main() -> None:
     seen = [len(t["labels"]) for t in targets]
     pseudo = [len(t["pseudo_masks"]) for t in targets]
     result = Result(
-        "SplitMatcher (batched)", timings["library"].median, "s", timings["reference"].median,
-        "per-image loop", f"<= {1 / TARGET:.2f} (>= {TARGET:.0f}x)", same and ratio <= 1 / TARGET, ratio,
-    )  # fmt: skip
+        "SplitMatcher (batched)",
+        timings["library"].median,
+        "s",
+        timings["reference"].median,
+        "per-image loop",
+        f"<= {1 / TARGET:.2f} (>= {TARGET:.0f}x)",
+        same and ratio <= 1 / TARGET,
+        ratio,
+    )
     notes = [
         f"speed-up {1 / ratio:.2f}x; assignments identical: {same}",
         f"B={batch}, Q={NUM_SEEN}+{NUM_CANDIDATES}, {points} points, pred masks 32x32, targets 128x128, "

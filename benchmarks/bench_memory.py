@@ -15,8 +15,9 @@ launching from this script, which has just built the model, would report this sc
 
 Reference, in the same run: a child that builds the bare open_clip ViT-B/16 CLIP (both
 towers, as the checkpoint holds both) for 512 inputs and encodes the image and the 20
-prompts: the floor for any CLIP-based predictor. The model's parameter and buffer memory is
-reported for context.
+prompts: the floor for any CLIP-based predictor. Reported for context: the peak of a child
+that only imports what ``predict`` imports, the model's parameter and buffer memory and the
+checkpoint's size.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ with torch.no_grad():
     clip.encode_image(torch.zeros(1, 3, {size}, {size}))
     clip.encode_text(clip_tokenizer("ViT-B-16-quickgelu")([f"a photo of a {{n}}." for n in {names!r}]))
 """
+IMPORTS = "import splitmatch.cli, splitmatch.predictor, splitmatch.visualize"  # what predict imports
 # The lean launcher: runs each command with its output in a log; prints exit codes and peak RSS (KiB).
 LAUNCHER = """
 import json, os, resource, subprocess, sys
@@ -84,14 +86,28 @@ def main() -> None:
         image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
         Image.fromarray(image).save(root / "image.png")
 
-        predict = [sys.executable, "-m", "splitmatch", "predict", "--checkpoint", str(checkpoint),
-                   "--classes", ",".join(names), "--out", str(root / "out"), str(root / "image.png")]  # fmt: skip
+        predict = [
+            sys.executable,
+            "-m",
+            "splitmatch",
+            "predict",
+            "--checkpoint",
+            str(checkpoint),
+            "--classes",
+            ",".join(names),
+            "--out",
+            str(root / "out"),
+            str(root / "image.png"),
+        ]
         script = REFERENCE.format(bench=str(Path(__file__).resolve().parent), size=size, names=names)
         commands = {  # predict first: RUSAGE_CHILDREN right after it is its peak alone
             "predict": {"argv": predict, "log": str(root / "predict.log")},
             "reference": {"argv": [sys.executable, "-c", script], "log": str(root / "reference.log")},
+            "imports": {"argv": [sys.executable, "-c", IMPORTS], "log": str(root / "imports.log")},
         }
-        launched = subprocess.run([sys.executable, "-c", LAUNCHER, json.dumps(commands)], capture_output=True, text=True)
+        launched = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, json.dumps(commands)], capture_output=True, text=True
+        )
         if launched.returncode != 0:
             raise SystemExit(f"launcher failed:\n{launched.stderr}")
         report = json.loads(launched.stdout)
@@ -105,11 +121,19 @@ def main() -> None:
     kib = 1024 / GB
     peak, reference = report["predict"]["children"] * kib, report["reference"]["wait4"] * kib
     results = [
-        Result(f"predict peak RSS, {size}px", peak, "GB", reference, "bare CLIP child",
-               f"<= {TARGET_GB} GB", peak <= TARGET_GB),
+        Result(
+            f"predict peak RSS, {size}px",
+            peak,
+            "GB",
+            reference,
+            "bare CLIP child",
+            f"<= {TARGET_GB} GB",
+            peak <= TARGET_GB,
+        ),
+        Result("imports alone (torch, open_clip, splitmatch)", report["imports"]["wait4"] * kib, "GB"),
         Result("model parameters + buffers", (parameters + buffers) / GB, "GB"),
         Result("checkpoint file", checkpoint_bytes / GB, "GB"),
-    ]  # fmt: skip
+    ]
     notes = [
         f"predict: RUSAGE_CHILDREN {peak:.3f} GB, os.wait4 {report['predict']['wait4'] * kib:.3f} GB",
         f"parameters {parameters / GB:.3f} GB, buffers {buffers / GB:.3f} GB; 1 GB = 10^9 bytes; "

@@ -25,7 +25,7 @@ def semantic_scores(pred_logits: torch.Tensor, pred_masks: torch.Tensor, size: t
         ``[B, C, H, W]``.
     """
     probs = pred_logits.float().softmax(-1)[..., :-1]
-    masks = F.interpolate(pred_masks.float(), size=size, mode="bilinear", align_corners=False).sigmoid()
+    masks = F.interpolate(pred_masks.float(), size=size, mode="bilinear", align_corners=False).sigmoid_()
     return torch.einsum("bqc,bqhw->bchw", probs, masks)
 
 

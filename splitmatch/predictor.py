@@ -23,10 +23,10 @@ def load_segmentor(path: str | Path, device: str | torch.device = "cpu") -> tupl
         the model in eval mode and the checkpoint record (``config``, ``classes``,
         ``train_classes``, ``step``...).
     """
-    tensors, record = ckpt.read_checkpoint(path)
+    record = ckpt.read_record(path)
     config: ExperimentConfig = record["config"]
     model = build_segmentor(config, load_clip_weights=False)
-    ckpt.load_model_state(model, tensors, path)
+    ckpt.load_model_weights(model, path, record)
     return model.to(device).eval(), record
 
 

@@ -60,8 +60,15 @@ class ClipTextEncoder(nn.Module):
         outputs = []
         for start in range(0, len(texts), 256):
             tokens = self.tokenizer(texts[start : start + 256]).to(device)  # [n, context]
-            x = self.token_embedding(tokens) + self.positional_embedding
-            x = self.ln_final(self.transformer(x, attn_mask=self.attn_mask))  # [n, context, W]
+            length = tokens.shape[1]
+            if self.attn_mask is not None and self.pool_type == "argmax":
+                # Under the causal mask no position up to the end token reads a later one, so the
+                # padding after the longest text can be dropped: 7x less work for short prompts.
+                length = int(tokens.argmax(-1).max()) + 1
+                tokens = tokens[:, :length]
+            mask = self.attn_mask[:length, :length] if self.attn_mask is not None else None
+            x = self.token_embedding(tokens) + self.positional_embedding[:length]
+            x = self.ln_final(self.transformer(x, attn_mask=mask))  # [n, length, W]
             x = open_clip.transformer.text_global_pool(x, tokens, self.pool_type, eos_token_id=self.eos_id)
             x = self.text_projection(x) if isinstance(self.text_projection, nn.Linear) else x @ self.text_projection
             outputs.append(F.normalize(x.float(), dim=-1))

@@ -31,13 +31,17 @@ class CheckpointError(ValueError):
     """A checkpoint is unreadable, damaged, or does not fit what is asked of it."""
 
 
+def _digest_update(digest, name: str, tensor: torch.Tensor) -> None:
+    tensor = tensor.detach().cpu().contiguous().reshape(-1)
+    digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+    digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+
+
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     """SHA-256 over names, dtypes, shapes and bytes of all tensors, in name order."""
     digest = hashlib.sha256()
     for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        _digest_update(digest, name, tensors[name])
     return digest.hexdigest()
 
 
@@ -94,17 +98,16 @@ def save_checkpoint(
     return path
 
 
-def read_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
-    """Reads tensors and record, checking format, config, classes and (optionally) the digest."""
-    path = Path(path)
+def _open(path: Path):
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
+        return safe_open(str(path), framework="pt")
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: {error}") from None
+
+
+def _parse_record(metadata: dict, path: Path) -> dict:
     if "splitmatch" not in metadata:
         raise CheckpointError(f"{path} is a safetensors file but not a splitmatch checkpoint (no record)")
     try:
@@ -120,9 +123,65 @@ def read_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, to
         record["classes"] = ClassSplit.from_dict(record["classes"], where=f"classes of checkpoint {path}")
     except (ConfigError, ClassSplitError, KeyError) as error:
         raise CheckpointError(f"checkpoint {path} carries an invalid config or class split: {error}") from None
+    return record
+
+
+def read_record(path: str | Path) -> dict:
+    """The checkpoint's record alone (config, classes, step...), checked; no tensor is read."""
+    path = Path(path)
+    with _open(path) as handle:
+        return _parse_record(handle.metadata() or {}, path)
+
+
+def read_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    """Reads tensors and record, checking format, config, classes and (optionally) the digest."""
+    path = Path(path)
+    try:
+        with _open(path) as handle:
+            record = _parse_record(handle.metadata() or {}, path)
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: {error}") from None
     if verify and tensor_digest(tensors) != record.get("digest"):
         raise CheckpointError(f"checkpoint {path} is damaged: its tensors do not match the recorded digest")
     return tensors, record
+
+
+def load_model_weights(model: torch.nn.Module, path: str | Path, record: dict) -> None:
+    """Streams a checkpoint's weights into ``model`` one tensor at a time, checking the digest.
+
+    Peak memory is the model plus its largest tensor, not the model twice.
+    """
+    path = Path(path)
+    expected = model.state_dict()
+    digest = hashlib.sha256()
+    try:
+        with _open(path) as handle:
+            keys = sorted(handle.keys())  # noqa: SIM118 (not a dict)
+            shapes = {
+                k[len("model.") :]: tuple(handle.get_slice(k).get_shape()) for k in keys if k.startswith("model.")
+            }
+            _check_fit(expected, shapes, path)
+            for key in keys:
+                tensor = handle.get_tensor(key)
+                _digest_update(digest, key, tensor)
+                if key.startswith("model."):
+                    expected[key[len("model.") :]].copy_(tensor)
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: {error}") from None
+    if digest.hexdigest() != record.get("digest"):
+        raise CheckpointError(f"checkpoint {path} is damaged: its tensors do not match the recorded digest")
+
+
+def _check_fit(expected: dict[str, torch.Tensor], shapes: dict[str, tuple], path: str | Path) -> None:
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong = [k for k in expected if k in shapes and tuple(expected[k].shape) != shapes[k]]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"weights in {path} do not fit the model its config describes: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}, shape mismatch {wrong[:3]}"
+        )
 
 
 def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -132,15 +191,7 @@ def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def load_model_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
     """Loads weights strictly, explaining a mismatch with the architecture."""
     state = model_state(tensors)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and expected[k].shape != state[k].shape]
-    if missing or unexpected or wrong:
-        raise CheckpointError(
-            f"weights in {path} do not fit the model its config describes: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}, shape mismatch {wrong[:3]}"
-        )
+    _check_fit(model.state_dict(), {k: tuple(v.shape) for k, v in state.items()}, path)
     model.load_state_dict(state)
 
 

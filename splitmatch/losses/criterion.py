@@ -8,7 +8,7 @@ from torch import nn
 
 from splitmatch.distributed import all_reduce_sum, world_size
 from splitmatch.losses.mask_losses import alignment_loss, dice_loss, sigmoid_bce_loss
-from splitmatch.matching.matcher import HungarianMatcher, Matching, Pairs
+from splitmatch.matching.matcher import HungarianMatcher, Matching, Pairs, pad_targets
 from splitmatch.matching.point_sampling import point_sample, uncertain_point_coords
 
 
@@ -89,9 +89,9 @@ class SetCriterion(nn.Module):
         point_logits = point_sample(src, coords).squeeze(1)  # [N, P]
         return sigmoid_bce_loss(point_logits, point_targets), dice_loss(point_logits, point_targets)
 
-    def layer_losses(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
-        """Unweighted, normalised loss terms of one read-out."""
-        matching = self.matcher(outputs, targets)
+    def layer_losses(self, outputs: dict, targets: list[dict], padded: dict) -> dict[str, torch.Tensor]:
+        """Unweighted, normalised loss terms of one read-out (``padded``: ``pad_targets(targets)``)."""
+        matching = self.matcher(outputs, targets, padded=padded)
         losses = {"class": self.class_loss(outputs["pred_logits"], matching, targets)}
         bce, dice = self.mask_loss(outputs["pred_masks"], [t["masks"] for t in targets], matching.seen)
         losses["bce"], losses["dice"] = bce / self._num_masks, dice / self._num_masks
@@ -133,11 +133,12 @@ class SetCriterion(nn.Module):
             read-out (``class``, ``bce``, ``dice``, ``cand_bce``, ``cand_dice``, ``cand_align``).
         """
         self._num_masks = self._normaliser(sum(len(t["labels"]) for t in targets), outputs)
+        padded = pad_targets(targets)  # once per step, shared by every read-out's matching
         readouts = [outputs] + (list(outputs.get("aux_outputs", [])) if self.deep_supervision else [])
         total = outputs["pred_logits"].new_zeros(())
         last_terms: dict[str, torch.Tensor] = {}
         for index, readout in enumerate(readouts):
-            terms = self.layer_losses(readout, targets)
+            terms = self.layer_losses(readout, targets, padded)
             total = total + self.weighted_total(terms)
             if index == 0:
                 last_terms = terms

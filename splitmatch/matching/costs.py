@@ -34,10 +34,9 @@ def sigmoid_bce_cost(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     Returns:
         ``[..., N, M]``.
     """
+    # Per point, BCE(x, t) = softplus(x) - x * t for t in [0, 1]: one elementwise pass, one matmul.
     num_points = logits.shape[-1]
-    pos = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
-    neg = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
-    cost = pos @ targets.transpose(-1, -2) + neg @ (1 - targets).transpose(-1, -2)
+    cost = F.softplus(logits).sum(-1, keepdim=True) - logits @ targets.transpose(-1, -2)
     return cost / num_points
 
 

@@ -51,6 +51,22 @@ def pad_stack(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
     return out, counts
 
 
+def pad_targets(targets: list[dict]) -> dict:
+    """Targets padded into batch tensors once, so that every decoder read-out can reuse them.
+
+    Returns:
+        ``masks [B, M, H, W]`` float, ``labels [B, M]``, ``counts`` (M_b), and when the targets have
+        them ``pseudo_masks [B, K, H, W]`` float, ``pseudo_embeddings [B, K, D]``, ``pseudo_counts``.
+    """
+    masks, counts = pad_stack([t["masks"] for t in targets])
+    padded = {"masks": masks.float(), "labels": pad_stack([t["labels"] for t in targets])[0], "counts": counts}
+    if all("pseudo_masks" in t for t in targets):
+        pseudo, pseudo_counts = pad_stack([t["pseudo_masks"] for t in targets])
+        padded["pseudo_masks"], padded["pseudo_counts"] = pseudo.float(), pseudo_counts
+        padded["pseudo_embeddings"] = pad_stack([t["pseudo_embeddings"] for t in targets])[0].float()
+    return padded
+
+
 def mask_costs(
     pred_masks: torch.Tensor, target_masks: torch.Tensor, coords: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,9 +80,14 @@ def mask_costs(
     Returns:
         two ``[B, N, M]`` float32 costs.
     """
-    pred_points = point_sample(pred_masks.float(), coords)  # [B, N, P]
-    target_points = point_sample(target_masks.float(), coords)  # [B, M, P]
-    return sigmoid_bce_cost(pred_points, target_points), dice_cost(pred_points, target_points)
+    bce, dice = [], []
+    # One image at a time: the [N, P] temporaries stay in cache instead of streaming [B, N, P].
+    for b in range(pred_masks.shape[0]):
+        pred_points = point_sample(pred_masks[b : b + 1].float(), coords[b : b + 1])[0]  # [N, P]
+        target_points = point_sample(target_masks[b : b + 1].float(), coords[b : b + 1])[0]  # [M, P]
+        bce.append(sigmoid_bce_cost(pred_points, target_points))
+        dice.append(dice_cost(pred_points, target_points))
+    return torch.stack(bce), torch.stack(dice)
 
 
 def solve(costs: torch.Tensor, counts: list[int], what: str) -> list[Pairs]:
@@ -107,33 +128,37 @@ class HungarianMatcher(nn.Module):
         return torch.rand(batch, self.num_points, 2, device=device)
 
     @torch.no_grad()
-    def match_queries(
-        self, outputs: dict, targets: list[dict], queries: torch.Tensor, coords: torch.Tensor
-    ) -> list[Pairs]:
-        """Matches ``queries`` (``[N]`` indices) to each image's seen masks; indices returned are absolute."""
-        batch = len(targets)
-        masks, counts = pad_stack([t["masks"] for t in targets])
+    def match_queries(self, outputs: dict, padded: dict, queries: torch.Tensor, coords: torch.Tensor) -> list[Pairs]:
+        """Matches ``queries`` (``[N]`` indices) to each image's seen masks; indices returned are absolute.
+
+        Args:
+            padded: from :func:`pad_targets`.
+        """
+        counts = padded["counts"]
         if max(counts) == 0 or queries.numel() == 0:
-            return empty_pairs(batch)
-        labels, _ = pad_stack([t["labels"] for t in targets])  # [B, M]
+            return empty_pairs(len(counts))
         probs = outputs["pred_logits"][:, queries].float().softmax(-1)  # [B, N, C+1]
-        bce, dice = mask_costs(outputs["pred_masks"][:, queries], masks, coords)
-        costs = self.cost_class * class_cost(probs, labels) + self.cost_bce * bce + self.cost_dice * dice
+        bce, dice = mask_costs(outputs["pred_masks"][:, queries], padded["masks"], coords)
+        costs = self.cost_class * class_cost(probs, padded["labels"]) + self.cost_bce * bce + self.cost_dice * dice
         return _absolute(solve(costs, counts, "seen"), queries)
 
-    def forward(self, outputs: dict, targets: list[dict], coords: torch.Tensor | None = None) -> Matching:
+    def forward(
+        self, outputs: dict, targets: list[dict], coords: torch.Tensor | None = None, padded: dict | None = None
+    ) -> Matching:
         """Matches every query to the seen ground truth.
 
         Args:
             outputs: ``pred_logits [B, Q, C+1]``, ``pred_masks [B, Q, h, w]``, ``query_group [Q]``.
             targets: per image ``labels [M]`` and ``masks [M, H, W]``.
             coords: ``[B, P, 2]`` shared points; random when ``None``.
+            padded: ``pad_targets(targets)`` when the caller already has it.
         """
         batch, num_queries = outputs["pred_logits"].shape[:2]
         device = outputs["pred_logits"].device
         coords = self.random_points(batch, device) if coords is None else coords
+        padded = pad_targets(targets) if padded is None else padded
         queries = torch.arange(num_queries, device=device)
-        return Matching(self.match_queries(outputs, targets, queries, coords), None, queries)
+        return Matching(self.match_queries(outputs, padded, queries, coords), None, queries)
 
 
 class SplitMatcher(HungarianMatcher):
@@ -148,32 +173,35 @@ class SplitMatcher(HungarianMatcher):
         self.cost_embed = cost_embed
 
     @torch.no_grad()
-    def match_candidates(self, outputs: dict, targets: list[dict], queries: torch.Tensor, coords: torch.Tensor):
+    def match_candidates(self, outputs: dict, padded: dict, queries: torch.Tensor, coords: torch.Tensor):
         """Matches candidate ``queries`` (``[N]`` indices) to each image's pseudo masks."""
-        batch = len(targets)
-        pseudo_masks, counts = pad_stack([t["pseudo_masks"] for t in targets])
+        counts = padded["pseudo_counts"]
         if max(counts) == 0 or queries.numel() == 0:
-            return empty_pairs(batch)
-        pseudo_embeddings, _ = pad_stack([t["pseudo_embeddings"] for t in targets])  # [B, K, D]
+            return empty_pairs(len(counts))
         embeds = outputs["pred_embeds"][:, queries].float()  # [B, N, D]
-        bce, dice = mask_costs(outputs["pred_masks"][:, queries], pseudo_masks, coords)
+        bce, dice = mask_costs(outputs["pred_masks"][:, queries], padded["pseudo_masks"], coords)
         costs = (
-            self.cost_embed * embedding_cost(embeds, pseudo_embeddings.float())
+            self.cost_embed * embedding_cost(embeds, padded["pseudo_embeddings"])
             + self.cost_bce * bce
             + self.cost_dice * dice
         )
         return _absolute(solve(costs, counts, "candidate"), queries)
 
-    def forward(self, outputs: dict, targets: list[dict], coords: torch.Tensor | None = None) -> Matching:
+    def forward(
+        self, outputs: dict, targets: list[dict], coords: torch.Tensor | None = None, padded: dict | None = None
+    ) -> Matching:
         """As :meth:`HungarianMatcher.forward`, plus ``pred_embeds [B, Q, D]`` and pseudo targets."""
         batch = outputs["pred_logits"].shape[0]
         device = outputs["pred_logits"].device
         coords = self.random_points(batch, device) if coords is None else coords
+        padded = pad_targets(targets) if padded is None else padded
+        if "pseudo_masks" not in padded:
+            raise ValueError("split matching needs pseudo_masks and pseudo_embeddings in every target")
         group = outputs["query_group"]
         seen_queries = torch.nonzero(group == SEEN_GROUP).flatten()
         candidate_queries = torch.nonzero(group == CANDIDATE_GROUP).flatten()
         return Matching(
-            self.match_queries(outputs, targets, seen_queries, coords),
-            self.match_candidates(outputs, targets, candidate_queries, coords),
+            self.match_queries(outputs, padded, seen_queries, coords),
+            self.match_candidates(outputs, padded, candidate_queries, coords),
             seen_queries,
         )

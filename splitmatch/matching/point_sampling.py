@@ -44,7 +44,7 @@ def uncertain_point_coords(
     candidates = torch.rand(count, num_candidates, 2, device=device, generator=generator)
     uncertainty = -point_sample(mask_logits, candidates).abs().squeeze(1)  # [N, num_candidates]
     num_uncertain = int(importance_sample_ratio * num_points)
-    chosen = torch.topk(uncertainty, k=num_uncertain, dim=1).indices  # [N, num_uncertain]
+    chosen = torch.topk(uncertainty, k=num_uncertain, dim=1, sorted=False).indices  # [N, num_uncertain]
     coords = torch.gather(candidates, 1, chosen.unsqueeze(-1).expand(-1, -1, 2))
     num_random = num_points - num_uncertain
     if num_random > 0:

@@ -27,15 +27,18 @@ def kmeans(
     Returns:
         ``assignments [B, N]`` int64 in ``0..K-1`` and ``centroids [B, K, D]``.
     """
-    features = features.float()
+    features = features.float().contiguous()  # a transposed view would send every matmul down a slow path
     centroids = F.normalize(seeds.float(), dim=-1) if spherical else seeds.float().clone()
-    num_clusters = centroids.shape[1]
+    batch, num_clusters, dim = centroids.shape
+    flat_features = features.reshape(-1, dim)  # [B*N, D]
+    offsets = (torch.arange(batch, device=features.device) * num_clusters).unsqueeze(1)  # [B, 1]
     previous = None
     for _ in range(iterations):
         assignments = _assign(features, centroids, spherical)
-        one_hot = F.one_hot(assignments, num_clusters).to(features.dtype)  # [B, N, K]
-        sums = one_hot.transpose(1, 2) @ features  # [B, K, D]
-        counts = one_hot.sum(1).unsqueeze(-1)  # [B, K, 1]
+        slots = (assignments + offsets).reshape(-1)  # cluster index over the whole batch
+        sums = features.new_zeros(batch * num_clusters, dim).index_add_(0, slots, flat_features)
+        sums = sums.view(batch, num_clusters, dim)  # [B, K, D]
+        counts = torch.bincount(slots, minlength=batch * num_clusters).view(batch, num_clusters, 1).to(sums.dtype)
         updated = F.normalize(sums, dim=-1) if spherical else sums / counts.clamp(min=1)
         centroids = torch.where(counts > 0, updated, centroids)
         if previous is not None and torch.equal(assignments, previous):
