@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from splitmatch.config import ExperimentConfig, merge, to_dict
@@ -50,25 +50,28 @@ QUICK = DemoSettings(
 )
 
 
-def clip_compatible(path: Path, world: DatasetFolder, spec: ToyClipSpec) -> bool:
-    """A small-CLIP file fits when it was made by this spec for a world of the same classes and drawing."""
+def clip_compatible(path: Path, world: DatasetFolder, spec: ToyClipSpec | None) -> bool:
+    """A small-CLIP file fits a world of the same classes and drawing version, made by ``spec``
+    (``None``: by any spec)."""
     record = read_toy_clip_record(path) if path.is_file() else None
     if record is None:
         return False
     made_for = record.get("world", {})
     return (
-        record.get("spec") == json.loads(json.dumps(spec.__dict__))
+        (spec is None or record.get("spec") == json.loads(json.dumps(asdict(spec))))
         and made_for.get("version") == WORLD_VERSION
-        and made_for.get("classes", list(world.classes.names)) == list(world.classes.names)
+        and made_for.get("classes") == list(world.classes.names)
     )
 
 
 def small_clip(out: Path, world: DatasetFolder, spec: ToyClipSpec, progress: bool) -> tuple[Path, dict]:
-    """The packaged small CLIP when it fits, else one trained here (cached in ``out``)."""
-    for candidate in (PACKAGED_CLIP, out / "world-clip.safetensors"):
-        if clip_compatible(candidate, world, spec):
-            return candidate, read_toy_clip_record(candidate)
+    """The packaged small CLIP (made by ``splitmatch toy-clip`` with the default spec) when it fits
+    the world, else one trained here with ``spec`` and cached in ``out``."""
+    if clip_compatible(PACKAGED_CLIP, world, None):
+        return PACKAGED_CLIP, read_toy_clip_record(PACKAGED_CLIP)
     path = out / "world-clip.safetensors"
+    if clip_compatible(path, world, spec):
+        return path, read_toy_clip_record(path)
     return path, train_toy_clip(world.root, path, spec, progress)
 
 

@@ -1,0 +1,49 @@
+"""The built-in world end to end: the small CLIP and `splitmatch demo --quick`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from splitmatch.cli import main
+from splitmatch.clip.image_encoder import ClipImageEncoder
+from splitmatch.clip.loading import build_clip
+from splitmatch.world.generator import WorldSpec, generate_world
+from splitmatch.world.toy_clip import ToyClipSpec, read_toy_clip_record, train_toy_clip
+
+pytestmark = pytest.mark.slow
+
+
+def test_small_clip_trains_and_loads_through_the_real_loader(tmp_path):
+    world = generate_world(tmp_path / "world", seed=1, spec=WorldSpec(num_train=4, num_val=6, num_captions=20),
+                           progress=False)  # fmt: skip
+    path = tmp_path / "clip.safetensors"
+    record = train_toy_clip(world.root, path, ToyClipSpec(steps=3, batch_size=8), progress=False)
+    assert set(record["zero_shot"]) == {"image", "patch_value", "patch_tokens"}
+    assert read_toy_clip_record(path)["spec"]["steps"] == 3
+    model = build_clip("world-clip", str(path))  # the loader real CLIP weights go through
+    encoder = ClipImageEncoder(model.visual)
+    out = encoder(torch.rand(1, 3, 96, 80) * 255, value_features=True)
+    assert out["dense_values"].shape == (1, 128, 12, 10)
+    assert path.stat().st_size < 10 * 2**20
+
+
+def test_demo_quick_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"split", "hungarian"}
+    for result in metrics.values():
+        for key in ("miou_seen", "miou_unseen", "hiou", "pixel_acc"):
+            assert result[key] is not None and math.isfinite(result[key])
+        assert len(result["per_class_iou"]) == 13
+    for figure in ("predictions.png", "pseudo_masks.png"):
+        assert (out / "figures" / figure).stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "| split |" in report and "| hungarian |" in report
+    # A second run reuses every stage.
+    assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 0
+    assert json.loads((out / "metrics.json").read_text()) == metrics
