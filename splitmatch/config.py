@@ -79,6 +79,9 @@ class LossConfig:
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75
     deep_supervision: bool = True
+    # Candidate mask loss points (chosen here): pseudo masks are only as sharp as the CLIP patch
+    # grid, so PointRend's focus on uncertain boundaries buys little there; "importance" restores it.
+    candidate_sampling: str = "uniform"
 
 
 @dataclass
@@ -141,6 +144,7 @@ class ExperimentConfig:
         """Checks values whose meaning is an enumeration or a range; returns self."""
         choices = {
             "loss.matching": (self.loss.matching, ("split", "hungarian")),
+            "loss.candidate_sampling": (self.loss.candidate_sampling, ("uniform", "importance")),
             "pseudo.dense_features": (self.pseudo.dense_features, ("value", "tokens")),
             "clip.templates": (self.clip.templates, ("single", "ensemble")),
             "train.amp": (self.train.amp, ("none", "bf16", "fp16")),

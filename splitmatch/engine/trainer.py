@@ -67,6 +67,7 @@ def build_criterion(config: ExperimentConfig) -> SetCriterion:
         loss.oversample_ratio,
         loss.importance_sample_ratio,
         loss.deep_supervision,
+        loss.candidate_sampling,
     )
 
 

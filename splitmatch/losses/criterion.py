@@ -29,6 +29,7 @@ class SetCriterion(nn.Module):
         no_object_weight: cross-entropy weight of the no-object class.
         num_points, oversample_ratio, importance_sample_ratio: mask-loss point sampling.
         deep_supervision: also supervise ``aux_outputs``.
+        candidate_sampling: ``uniform`` or ``importance`` points for the candidate mask loss.
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class SetCriterion(nn.Module):
         oversample_ratio: float,
         importance_sample_ratio: float,
         deep_supervision: bool = True,
+        candidate_sampling: str = "uniform",
     ) -> None:
         super().__init__()
         self.matcher = matcher
@@ -49,6 +51,7 @@ class SetCriterion(nn.Module):
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
         self.deep_supervision = deep_supervision
+        self.candidate_sampling = candidate_sampling
 
     def class_loss(self, logits: torch.Tensor, matching: Matching, targets: list[dict]) -> torch.Tensor:
         """Cross-entropy of the classified queries against matched labels or no-object.
@@ -70,8 +73,13 @@ class SetCriterion(nn.Module):
         weight_sum = all_reduce_sum(weight[target].sum()) / world_size()
         return per_query.sum() / weight_sum.clamp(min=1e-6)
 
-    def mask_loss(self, pred_masks: torch.Tensor, target_masks: list[torch.Tensor], pairs: list[Pairs]):
-        """BCE and dice sums for matched pairs; ``pred_masks [B, Q, h, w]``, targets ``[M_b, H, W]``."""
+    def mask_loss(
+        self, pred_masks: torch.Tensor, target_masks: list[torch.Tensor], pairs: list[Pairs], importance: bool = True
+    ):
+        """BCE and dice sums for matched pairs; ``pred_masks [B, Q, h, w]``, targets ``[M_b, H, W]``.
+
+        ``importance``: points concentrated where the prediction is uncertain (PointRend), else uniform.
+        """
         batch_index = torch.cat([torch.full_like(rows, b) for b, (rows, _) in enumerate(pairs)])
         query_index = torch.cat([rows for rows, _ in pairs])
         if query_index.numel() == 0:
@@ -82,9 +90,12 @@ class SetCriterion(nn.Module):
         tgt = torch.cat([target_masks[b][cols.to(target_masks[b].device)] for b, (_, cols) in enumerate(pairs)])
         tgt = tgt.unsqueeze(1).to(device=device, dtype=src.dtype)  # [N, 1, H, W]
         with torch.no_grad():
-            coords = uncertain_point_coords(
-                src, self.num_points, self.oversample_ratio, self.importance_sample_ratio
-            )  # [N, P, 2]
+            if importance:
+                coords = uncertain_point_coords(
+                    src, self.num_points, self.oversample_ratio, self.importance_sample_ratio
+                )
+            else:
+                coords = torch.rand(src.shape[0], self.num_points, 2, device=device)  # [N, P, 2]
             point_targets = point_sample(tgt, coords).squeeze(1)  # [N, P]
         point_logits = point_sample(src, coords).squeeze(1)  # [N, P]
         return sigmoid_bce_loss(point_logits, point_targets), dice_loss(point_logits, point_targets)
@@ -99,7 +110,8 @@ class SetCriterion(nn.Module):
             matched = sum(rows.numel() for rows, _ in matching.candidate)
             num_matched = self._normaliser(matched, outputs)
             pseudo = [t["pseudo_masks"] for t in targets]
-            cand_bce, cand_dice = self.mask_loss(outputs["pred_masks"], pseudo, matching.candidate)
+            importance = self.candidate_sampling == "importance"
+            cand_bce, cand_dice = self.mask_loss(outputs["pred_masks"], pseudo, matching.candidate, importance)
             losses["cand_bce"], losses["cand_dice"] = cand_bce / num_matched, cand_dice / num_matched
             losses["cand_align"] = self._alignment(outputs, targets, matching.candidate) / num_matched
         return losses

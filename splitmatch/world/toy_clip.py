@@ -32,13 +32,14 @@ from splitmatch.world.captions import CropSampler, positives
 @dataclass(frozen=True)
 class ToyClipSpec:
     arch: str = "world-clip"  # a model config in splitmatch/configs/clip
-    steps: int = 2000
+    steps: int = 4000
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.1
     warmup_steps: int = 100
     crop_scale: tuple[float, float] = (0.5, 1.0)  # crop side / image short side
     object_crop_prob: float = 0.5  # share of crops framed on one object
+    positional_embedding: bool = False  # learn one (True) or keep it at zero
     dense_weight: float = 1.0  # weight of the pooled dense-feature contrastive term (0: plain CLIP)
     seed: int = 0
 
@@ -73,9 +74,15 @@ def train_toy_clip(world: str | Path, out: str | Path, spec: ToyClipSpec = ToyCl
     size = model.visual.image_size[0]
     encoder = ClipImageEncoder(model.visual)
     encoder.visual.requires_grad_(True)
+    if not spec.positional_embedding:
+        # Kept at zero: at this size a learned position embedding dominated the value-path
+        # features (K-Means on them drew concentric rings, not objects). Without it the dense
+        # features describe content, and textures tell this world's classes apart.
+        model.visual.positional_embedding.data.zero_()
+        model.visual.positional_embedding.requires_grad_(False)
     tokenizer = clip_tokenizer(spec.arch)
     sampler = CropSampler(images, labels, names, size, spec.crop_scale, object_crop_prob=spec.object_crop_prob)
-    parameters = [p for p in model.parameters()]
+    parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=spec.lr, betas=(0.9, 0.98), weight_decay=spec.weight_decay)
     started = time.time()
     model.train()
