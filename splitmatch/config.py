@@ -47,6 +47,7 @@ class DecoderConfig:
     masked_attention: bool = True  # Mask2Former masked cross-attention
     mask_upsample: int = 1  # learned upsampling of pixel features before mask prediction (1, 2 or 4)
     logit_temperature: float = 0.07  # tau in cos(z, t_c) / tau
+    group_embed_heads: bool = False  # candidates get their own projection into CLIP space (chosen here)
 
 
 @dataclass

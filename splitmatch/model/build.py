@@ -50,5 +50,6 @@ def build_segmentor(config: ExperimentConfig, load_clip_weights: bool = True) ->
         num_candidate_queries=dec.num_candidate_queries,
         masked_attention=dec.masked_attention,
         temperature=dec.logit_temperature,
+        group_embed_heads=dec.group_embed_heads,
     )
     return SplitMatchSegmentor(image_encoder, text_encoder, pixel_decoder, query_decoder)

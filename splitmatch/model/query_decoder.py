@@ -76,6 +76,7 @@ class QueryDecoder(nn.Module):
         num_candidate_queries: N_c (may be 0).
         masked_attention: restrict cross-attention to each query's current mask (Mask2Former).
         temperature: tau.
+        group_embed_heads: a separate embedding projection for the candidate group.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class QueryDecoder(nn.Module):
         num_candidate_queries: int,
         masked_attention: bool = True,
         temperature: float = 0.07,
+        group_embed_heads: bool = False,
     ) -> None:
         super().__init__()
         num_queries = num_seen_queries + num_candidate_queries
@@ -101,6 +103,11 @@ class QueryDecoder(nn.Module):
         self.output_norm = nn.LayerNorm(hidden_dim)
         self.mask_embed = MLP(hidden_dim, hidden_dim, hidden_dim, 3)
         self.embed_head = nn.Linear(hidden_dim, embed_dim)
+        # Optionally the candidate group projects into CLIP's space with its own head, so that
+        # aligning candidates to region embeddings does not move the seen queries' embeddings.
+        self.candidate_embed_head = (
+            nn.Linear(hidden_dim, embed_dim) if group_embed_heads and num_candidate_queries > 0 else None
+        )
         self.no_object_embedding = nn.Parameter(F.normalize(torch.randn(embed_dim), dim=0))
         group = torch.tensor([SEEN_GROUP] * num_seen_queries + [CANDIDATE_GROUP] * num_candidate_queries)
         self.register_buffer("query_group", group, persistent=False)
@@ -108,7 +115,11 @@ class QueryDecoder(nn.Module):
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, class_embeddings: torch.Tensor) -> dict:
         """Read-out heads: ``queries [B, Q, d]``, ``mask_features [B, d, H, W]``, ``class_embeddings [C, D]``."""
         q = self.output_norm(queries)
-        embeds = F.normalize(self.embed_head(q), dim=-1)  # [B, Q, D]
+        embeds = self.embed_head(q)  # [B, Q, D]
+        if self.candidate_embed_head is not None:
+            is_candidate = (self.query_group == CANDIDATE_GROUP).view(1, -1, 1)
+            embeds = torch.where(is_candidate, self.candidate_embed_head(q), embeds)
+        embeds = F.normalize(embeds, dim=-1)
         targets = torch.cat([class_embeddings.to(embeds.dtype), F.normalize(self.no_object_embedding, dim=0)[None]])
         logits = embeds @ targets.t() / self.temperature  # [B, Q, C+1]
         masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(q), mask_features)  # [B, Q, H, W]
