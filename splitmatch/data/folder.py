@@ -152,12 +152,20 @@ def read_label(path: str | Path, num_classes: int, image_size: tuple[int, int] |
     return array
 
 
+def default_file_mode() -> int:
+    """``0o666`` minus the process umask: what ``open(path, "w")`` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Writes a file so that a reader never sees it half-written (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()

@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from splitmatch.config import ConfigError, ExperimentConfig, from_dict, to_dict
 from splitmatch.data.classes import ClassSplit, ClassSplitError
+from splitmatch.data.folder import default_file_mode
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^step_(\d+)\.safetensors$")
@@ -88,6 +89,7 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
+    os.chmod(tmp, default_file_mode())
     try:
         save_file(tensors, tmp, metadata={"splitmatch": json.dumps(record)})
         with open(tmp, "rb") as written:
