@@ -78,10 +78,11 @@ def world() -> ExperimentConfig:
             num_heads=4,
             ffn_dim=256,
             num_seen_queries=16,
-            num_candidate_queries=8,
+            num_candidate_queries=4,  # about one pseudo mask per image here: few idle candidates
             mfe=True,
             mfe_pool_factors=[1, 2, 4],
             mask_upsample=2,
+            group_embed_heads=True,  # measured in this world: seen mIoU 52 -> 68 with it
         ),
         pseudo=PseudoMaskConfig(
             dense_features="value",
@@ -133,7 +134,13 @@ def _vitb16(name: str, root: str, prompt_tokens: int, iterations: int) -> Experi
             templates="single",
         ),
         decoder=DecoderConfig(
-            hidden_dim=256, num_layers=6, num_heads=8, ffn_dim=1024, num_seen_queries=100, num_candidate_queries=20
+            hidden_dim=256,
+            num_layers=6,
+            num_heads=8,
+            ffn_dim=1024,
+            num_seen_queries=100,
+            num_candidate_queries=20,
+            group_embed_heads=True,
         ),
         pseudo=PseudoMaskConfig(input_size=512, window_sizes=[4, 8, 16], iterations=10, rho=0.8),
         loss=LossConfig(matching="split"),

@@ -60,6 +60,7 @@ def evaluate(
     classes: ClassSplit | None = None,
     progress: bool = True,
     max_images: int | None = None,
+    progress_position: int = 0,
 ) -> dict:
     """Scores a split with the sliding-window (or whole-image) protocol; images are sharded over processes.
 
@@ -77,7 +78,9 @@ def evaluate(
     samples = folder.samples(split)[:max_images]
     confusion = ConfusionMatrix(classes.num_classes)
     mine = samples[rank() :: world_size()]
-    for sample in tqdm(mine, desc=f"evaluate {split}", disable=not (progress and is_main_process()), leave=False):
+    bar = tqdm(mine, desc=f"evaluate {split}", disable=not (progress and is_main_process()), leave=False,
+               position=progress_position)  # fmt: skip
+    for sample in bar:
         image = read_image(sample.image_path)
         label = read_label(sample.label_path, classes.num_classes, image.shape[:2])
         confusion.update(predict_labels(inference, image, embeddings, seen, config, device), label)

@@ -89,12 +89,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+def train(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    progress_position: int = 0,
+) -> dict:
     """Trains a model and evaluates it on the validation split.
 
     Writes into ``out_dir``: ``config.yaml``, ``environment.json``, ``metrics.jsonl``,
     ``checkpoints/step_*.safetensors`` (the last ``keep_checkpoints``), ``model.safetensors``
-    (final weights) and ``eval.json``.
+    (final weights) and ``eval.json``. ``progress_position`` is the terminal line of the progress
+    bars, for runs that train side by side.
 
     Returns:
         the validation metrics (:func:`splitmatch.metrics.summarize`).
@@ -178,8 +185,9 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, p
     bar = tqdm(
         total=config.train.iterations,
         initial=start_step,
-        desc=f"train {config.loss.matching}",
+        desc=f"train {config.name}",
         disable=not (progress and main),
+        position=progress_position,
     )
     started = time.time()
     for step, batch in enumerate(loader, start=start_step):
@@ -243,7 +251,9 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, p
         ckpt.save_checkpoint(
             out_dir / "model.safetensors", model, config, classes, train_names, config.train.iterations
         )
-    metrics = evaluate(model, folder, data.val_split, config.inference, progress=progress)
+    metrics = evaluate(
+        model, folder, data.val_split, config.inference, progress=progress, progress_position=progress_position
+    )
     record.write("eval.json", metrics)
     record.log({"step": config.train.iterations, "eval": metrics})
     return metrics
