@@ -9,11 +9,17 @@ from PIL import Image, ImageDraw, ImageFont
 
 from splitmatch.data.classes import IGNORE_INDEX
 
+# Kelly's colours of maximum contrast (white and black left out: black marks "ignore").
+_KELLY = (
+    "848482", "BE0032", "0067A5", "008856", "F3C300", "875692", "F38400", "A1CAF1", "C2B280", "E68FAC",
+    "F99379", "604E97", "F6A600", "B3446C", "DCD300", "882D17", "8DB600", "654522", "E25822", "2B3D26",
+)  # fmt: skip
+
 
 def palette(count: int) -> np.ndarray:
-    """``[count, 3]`` uint8 distinct colours (golden-ratio hues, alternating lightness)."""
-    colours = []
-    for i in range(count):
+    """``[count, 3]`` uint8 distinct colours: Kelly's 20, then golden-ratio hues."""
+    colours = [[int(code[i : i + 2], 16) for i in (0, 2, 4)] for code in _KELLY[:count]]
+    for i in range(len(colours), count):
         hue = (i * 0.618033988749895) % 1.0
         lightness = 0.45 if i % 2 == 0 else 0.62
         colours.append([round(255 * c) for c in colorsys.hls_to_rgb(hue, lightness, 0.85)])
