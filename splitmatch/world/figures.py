@@ -82,7 +82,7 @@ def pseudo_mask_figure(
         index_map, embeddings = cache.load(sample.stem)  # [S, h, w], [K, D]
         big = F.interpolate(torch.from_numpy(index_map)[None].float(), size=image.shape[:2], mode="nearest")[0]
         pseudo = np.full(image.shape[:2], IGNORE_INDEX, np.int64)
-        for channel in big.long().numpy()[::-1]:  # coarse scales first, fine scales drawn over them
+        for channel in big.long().numpy():  # fine scales first, coarse ones (whole objects) drawn over them
             pseudo[channel > 0] = channel[channel > 0] - 1
         pseudo[seen_only != IGNORE_INDEX] = IGNORE_INDEX
         reading = np.full(image.shape[:2], IGNORE_INDEX, np.int64)
