@@ -40,9 +40,7 @@ class ClassSplit:
         known = set(self.names)
         unknown = [n for n in self.unseen if n not in known]
         if unknown:
-            raise ClassSplitError(
-                f"unseen classes {unknown} of '{self.dataset}' are not among its class names"
-            )
+            raise ClassSplitError(f"unseen classes {unknown} of '{self.dataset}' are not among its class names")
         if len(set(self.unseen)) != len(self.unseen):
             raise ClassSplitError(f"unseen class list of '{self.dataset}' has duplicates: {list(self.unseen)}")
         # Canonical order (label-id order) so that equal splits compare equal however they were listed.

@@ -90,9 +90,8 @@ class DatasetFolder:
             else:
                 samples.append(Sample(stem, image_path, label_path))
         if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise DatasetFormatError(
-                f"split '{split}' of {self.root} names {len(missing)} file(s) that do not exist: {shown}"
+                f"split '{split}' of {self.root} names {len(missing)} file(s) that do not exist: {list_some(missing)}"
             )
         return samples
 
@@ -102,6 +101,12 @@ class DatasetFolder:
             if path.is_file():
                 return path
         return None
+
+
+def list_some(items: list[str], limit: int = 5) -> str:
+    """``"a, b, c, d, e and 7 more"``: enough of a long list of names to act on, in one line."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -140,8 +145,7 @@ def read_label(path: str | Path, num_classes: int, image_size: tuple[int, int] |
         raise DatasetFormatError(f"label {path} is corrupt or truncated: {error}") from None
     if image_size is not None and tuple(array.shape) != tuple(image_size):
         raise DatasetFormatError(
-            f"label {path} is {array.shape[1]}x{array.shape[0]} (WxH) but its image is "
-            f"{image_size[1]}x{image_size[0]}"
+            f"label {path} is {array.shape[1]}x{array.shape[0]} (WxH) but its image is {image_size[1]}x{image_size[0]}"
         )
     bad = np.unique(array[(array >= num_classes) & (array != IGNORE_INDEX)])
     if bad.size:

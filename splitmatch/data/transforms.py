@@ -39,9 +39,7 @@ def check_sample(sample: Sample) -> None:
     size = image.shape[:2]
     label = sample.get("label")
     if label is not None and (label.dtype != np.uint8 or label.shape != size):
-        raise ValueError(
-            f"sample 'label' must be uint8 {size} like the image, got {label.dtype} {label.shape}"
-        )
+        raise ValueError(f"sample 'label' must be uint8 {size} like the image, got {label.dtype} {label.shape}")
     index = sample.get("pseudo_index")
     if index is not None and (index.dtype != np.uint8 or index.ndim != 3 or index.shape[1:] != size):
         raise ValueError(
@@ -124,9 +122,7 @@ def pad(sample: Sample, size: tuple[int, int]) -> Sample:
     if "label" in sample:
         out["label"] = np.pad(sample["label"], ((0, extra_h), (0, extra_w)), constant_values=IGNORE_INDEX)
     if "pseudo_index" in sample:
-        out["pseudo_index"] = np.pad(
-            sample["pseudo_index"], ((0, 0), (0, extra_h), (0, extra_w)), constant_values=0
-        )
+        out["pseudo_index"] = np.pad(sample["pseudo_index"], ((0, 0), (0, extra_h), (0, extra_w)), constant_values=0)
     return out
 
 
@@ -188,9 +184,7 @@ class RandomCrop:
 
     def __post_init__(self) -> None:
         if min(self.crop_size) <= 0 or self.tries < 1:
-            raise ValueError(
-                f"RandomCrop needs a positive crop_size and tries, got {self.crop_size}, {self.tries}"
-            )
+            raise ValueError(f"RandomCrop needs a positive crop_size and tries, got {self.crop_size}, {self.tries}")
 
     def _window(self, height: int, width: int, rng: np.random.Generator) -> tuple[int, int]:
         top = int(rng.integers(0, max(height - self.crop_size[0], 0) + 1))
@@ -332,8 +326,6 @@ def build_train_transform(
     return Compose(steps)
 
 
-def build_eval_transform(
-    short_side: int = 512, max_long: int | None = 2048, resize_label: bool = False
-) -> Compose:
+def build_eval_transform(short_side: int = 512, max_long: int | None = 2048, resize_label: bool = False) -> Compose:
     """Evaluation pipeline: short side to ``short_side``; the label stays at file resolution by default."""
     return Compose([ResizeShortSide(short_side, max_long, resize_label)])

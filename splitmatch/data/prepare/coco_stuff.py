@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX
-from splitmatch.data.folder import DatasetFolder, DatasetFormatError
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some
 from splitmatch.data.prepare.common import (
     LabelFormat,
     SourceSample,
@@ -104,17 +104,14 @@ def _sources(src: Path, split_dir: str) -> list[SourceSample]:
     for stem in stems:
         image = image_dir / f"{stem}.jpg"
         if f"{stem}_labelTrainIds.png" in labels:
-            samples.append(
-                SourceSample(stem, image, label_dir / f"{stem}_labelTrainIds.png", TRAIN_ID_FORMAT)
-            )
+            samples.append(SourceSample(stem, image, label_dir / f"{stem}_labelTrainIds.png", TRAIN_ID_FORMAT))
         elif f"{stem}.png" in labels:
             samples.append(SourceSample(stem, image, label_dir / f"{stem}.png", RAW_FORMAT))
         else:
             missing.append(f"{stem}_labelTrainIds.png or {stem}.png")
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DatasetFormatError(
-            f"{len(missing)} image(s) of {image_dir} have no label in {label_dir}: {shown}"
+            f"{len(missing)} image(s) of {image_dir} have no label in {label_dir}: {list_some(missing)}"
         )
     return samples
 

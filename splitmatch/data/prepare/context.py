@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX
-from splitmatch.data.folder import DatasetFolder, DatasetFormatError
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some
 from splitmatch.data.prepare.common import (
     LabelFormat,
     SourceSample,
@@ -57,9 +57,8 @@ def _sources(src: Path, stems: list[str]) -> list[SourceSample]:
             )
             samples.append(SourceSample(stem, image, label, CONTEXT_FORMAT))
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DatasetFormatError(
-            f"{len(missing)} file(s) named by the split lists are missing in {src}: {shown}"
+            f"{len(missing)} file(s) named by the split lists are missing in {src}: {list_some(missing)}"
         )
     return samples
 

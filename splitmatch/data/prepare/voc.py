@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX
-from splitmatch.data.folder import DatasetFolder, DatasetFormatError
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some
 from splitmatch.data.prepare.common import (
     LabelFormat,
     SourceSample,
@@ -49,8 +49,7 @@ def _check_root(src: Path) -> None:
         for nested in (src / "VOC2012", src / "VOCdevkit" / "VOC2012"):
             if (nested / "JPEGImages").is_dir():
                 raise DatasetFormatError(
-                    f"{src / 'JPEGImages'} does not exist, but {nested / 'JPEGImages'} does: "
-                    f"pass --src {nested}"
+                    f"{src / 'JPEGImages'} does not exist, but {nested / 'JPEGImages'} does: pass --src {nested}"
                 )
     require(src / "JPEGImages", "the VOC2012 JPEG images", LAYOUT)
     if not (src / "SegmentationClassAug").is_dir() and not (src / "SegmentationClass").is_dir():
@@ -92,9 +91,8 @@ def _sources(src: Path, official_stems: list[str], aug_stems: list[str]) -> list
             label = src / found[0] / f"{stem}.png"
             samples.append(SourceSample(stem, src / "JPEGImages" / f"{stem}.jpg", label, VOC_FORMAT))
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DatasetFormatError(
-            f"{len(missing)} file(s) named by the split lists are missing in {src}: {shown}"
+            f"{len(missing)} file(s) named by the split lists are missing in {src}: {list_some(missing)}"
         )
     return samples
 
