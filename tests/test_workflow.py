@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_prepare import coco_src, context_src, voc_src  # noqa: F401 (fixtures of the official layouts)
 
 from splitmatch.cli import main
 from splitmatch.data.classes import BUILTIN_SPLITS
@@ -76,6 +77,37 @@ def test_prepare_train_eval_predict_on_fabricated_voc(tmp_path, capsys):
     assert labels.shape == (48, 64) and labels.max() <= 2
     overlay = Image.open(out / "2007_000004_overlay.png")
     assert overlay.width >= 64 and overlay.height > 48  # the picture has a legend under it
+
+
+LAYOUTS = [("voc", "voc_src"), ("coco-stuff", "coco_src"), ("context", "context_src")]
+
+
+@pytest.mark.parametrize("dataset, fixture", LAYOUTS)
+def test_every_official_layout_goes_through_prepare_train_eval_predict(dataset, fixture, request, tmp_path):
+    src = request.getfixturevalue(fixture)
+    data = tmp_path / dataset
+    assert main(["prepare", dataset, "--src", str(src), "--dst", str(data), "--quiet"]) == 0
+    assert DatasetFolder(data).classes == BUILTIN_SPLITS[dataset]
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--quiet", "--out", str(run), "--set", f"data.root={data}",
+                 "--set", "train.iterations=2", "--set", "train.batch_size=2"]) == 0  # fmt: skip
+    assert main(["eval", "--checkpoint", str(run / "model.safetensors"), "--json", str(tmp_path / "m.json")]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert len(metrics["per_class_iou"]) == BUILTIN_SPLITS[dataset].num_classes
+    image = next((data / "images").iterdir())
+    assert main(["predict", "--checkpoint", str(run / "model.safetensors"), "--classes", "cat,grass",
+                 "--out", str(tmp_path / "pred"), str(image)]) == 0  # fmt: skip
+    assert (tmp_path / "pred" / f"{image.stem}_overlay.png").is_file()
+
+
+def test_seeds_command_reports_mean_and_std(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    assert main(["seeds", "--preset", "tiny", "--seeds", "0,1", "--out", str(out), "--quiet",
+                 "--set", f"data.root={tiny_dataset.root}", "--set", "train.iterations=2"]) == 0  # fmt: skip
+    summary = json.loads((out / "seeds.json").read_text())["summary"]
+    assert summary["seeds"] == [0, 1] and summary["hiou"]["n"] <= 2
+    assert (out / "seed_0" / "model.safetensors").is_file() and (out / "seed_1" / "eval.json").is_file()
+    assert "| hiou |" in capsys.readouterr().out
 
 
 def test_eval_predictions_against_hand_computed_iou(tmp_path, capsys):
