@@ -20,12 +20,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX
-from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError
 from splitmatch.data.prepare.common import (
     LabelFormat,
     SourceSample,
     convert_samples,
     list_names,
+    refuse_missing,
     require,
     write_classes,
     write_splits,
@@ -109,10 +110,7 @@ def _sources(src: Path, split_dir: str) -> list[SourceSample]:
             samples.append(SourceSample(stem, image, label_dir / f"{stem}.png", RAW_FORMAT))
         else:
             missing.append(f"{stem}_labelTrainIds.png or {stem}.png")
-    if missing:
-        raise DatasetFormatError(
-            f"{len(missing)} image(s) of {image_dir} have no label in {label_dir}: {list_some(missing)}"
-        )
+    refuse_missing(missing, f"image(s) of {image_dir} have no label in {label_dir}")
     return samples
 
 

@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
-from splitmatch.data.folder import CLASSES_FILE, DatasetFormatError, atomic_write_bytes
+from splitmatch.data.folder import CLASSES_FILE, DatasetFormatError, atomic_write_bytes, list_some
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +74,12 @@ def require(path: Path, what: str, layout: str) -> Path:
     if not path.exists():
         raise DatasetFormatError(f"{path} does not exist: expected {what}. Expected source layout: {layout}")
     return path
+
+
+def refuse_missing(missing: list[str], what: str) -> None:
+    """Raises, naming the first few, when any source file is missing: ``what`` says where."""
+    if missing:
+        raise DatasetFormatError(f"{len(missing)} {what}: {list_some(missing)}")
 
 
 def read_list(path: Path, layout: str) -> list[str]:

@@ -17,13 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX
-from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some
+from splitmatch.data.folder import DatasetFolder
 from splitmatch.data.prepare.common import (
     LabelFormat,
     SourceSample,
     convert_samples,
     list_names,
     read_list,
+    refuse_missing,
     require,
     write_classes,
     write_splits,
@@ -56,10 +57,7 @@ def _sources(src: Path, stems: list[str]) -> list[SourceSample]:
                 src / "SegmentationClassContext" / f"{stem}.png",
             )
             samples.append(SourceSample(stem, image, label, CONTEXT_FORMAT))
-    if missing:
-        raise DatasetFormatError(
-            f"{len(missing)} file(s) named by the split lists are missing in {src}: {list_some(missing)}"
-        )
+    refuse_missing(missing, f"file(s) named by the split lists are missing in {src}")
     return samples
 
 

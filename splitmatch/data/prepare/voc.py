@@ -21,13 +21,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX
-from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError
 from splitmatch.data.prepare.common import (
     LabelFormat,
     SourceSample,
     convert_samples,
     list_names,
     read_list,
+    refuse_missing,
     require,
     write_classes,
     write_splits,
@@ -90,10 +91,7 @@ def _sources(src: Path, official_stems: list[str], aug_stems: list[str]) -> list
         else:
             label = src / found[0] / f"{stem}.png"
             samples.append(SourceSample(stem, src / "JPEGImages" / f"{stem}.jpg", label, VOC_FORMAT))
-    if missing:
-        raise DatasetFormatError(
-            f"{len(missing)} file(s) named by the split lists are missing in {src}: {list_some(missing)}"
-        )
+    refuse_missing(missing, f"file(s) named by the split lists are missing in {src}")
     return samples
 
 
