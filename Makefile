@@ -24,3 +24,4 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check splitmatch tests benchmarks
+	$(VENV)/bin/ruff format --check splitmatch tests benchmarks

@@ -68,8 +68,19 @@ def test_bad_class_files(tiny_dataset, tmp_path, capsys, classes, message):
 
 
 def test_predict_with_bad_class_list(tiny_dataset, tmp_path, capsys):
-    code, err = run_cli(capsys, ["predict", "--checkpoint", str(tmp_path / "x.safetensors"), "--classes", "cat,,dog",
-                                 "--out", str(tmp_path / "p"), str(tiny_dataset.root / "images" / "val_000.png")])
+    code, err = run_cli(
+        capsys,
+        [
+            "predict",
+            "--checkpoint",
+            str(tmp_path / "x.safetensors"),
+            "--classes",
+            "cat,,dog",
+            "--out",
+            str(tmp_path / "p"),
+            str(tiny_dataset.root / "images" / "val_000.png"),
+        ],
+    )
     assert code == 2 and "empty name" in err
 
 
@@ -101,8 +112,19 @@ def test_wrong_clip_weights_file(tiny_dataset, tmp_path, capsys):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "run"
-    code, err = run_cli(capsys, train_args(tiny_dataset.root, out, "--set", "train.lr=1e12", "--set",
-                                           "train.checkpoint_every=1", "--set", "train.grad_clip=0"))
+    code, err = run_cli(
+        capsys,
+        train_args(
+            tiny_dataset.root,
+            out,
+            "--set",
+            "train.lr=1e12",
+            "--set",
+            "train.checkpoint_every=1",
+            "--set",
+            "train.grad_clip=0",
+        ),
+    )
     assert code == 2 and "non-finite" in err
     kept = list_checkpoints(out / "checkpoints")
     assert kept, "the checkpoints written before the divergence must stay"

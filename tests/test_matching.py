@@ -94,7 +94,7 @@ def brute_force(cost: torch.Tensor) -> float:
 def test_solver_agrees_with_brute_force(shape):
     for _ in range(5):
         cost = torch.rand(1, *shape)
-        (rows, cols), = solve(cost, [shape[1]], "test")
+        ((rows, cols),) = solve(cost, [shape[1]], "test")
         assert len(rows) == min(shape)
         assert cost[0, rows, cols].sum().item() == pytest.approx(brute_force(cost[0]), abs=1e-5)
 

@@ -22,8 +22,14 @@ def fixed_batch(batch: int = 2, size: int = 64, dim: int = 32):
         pseudo = torch.zeros(2, size, size, dtype=torch.bool)
         pseudo[0, size // 2 :, size // 2 :] = True
         pseudo[1, : size // 4, : size // 4] = True
-        targets.append({"labels": torch.tensor([0, 1 + b]), "masks": masks, "pseudo_masks": pseudo,
-                        "pseudo_embeddings": torch.nn.functional.normalize(torch.randn(2, dim), dim=-1)})
+        targets.append(
+            {
+                "labels": torch.tensor([0, 1 + b]),
+                "masks": masks,
+                "pseudo_masks": pseudo,
+                "pseudo_embeddings": torch.nn.functional.normalize(torch.randn(2, dim), dim=-1),
+            }
+        )
     return images, targets
 
 
@@ -37,8 +43,15 @@ def test_mfe_is_residual_and_keeps_shape():
     assert torch.allclose(mfe(features), features + sum(torch.nn.functional.gelu(torch.zeros(1)) for _ in range(3)))
 
 
-@pytest.mark.parametrize("overrides", [{}, {"decoder": {"mfe": False}}, {"decoder": {"masked_attention": False}},
-                                       {"decoder": {"fuse_intermediate": False, "mask_upsample": 2}}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"decoder": {"mfe": False}},
+        {"decoder": {"masked_attention": False}},
+        {"decoder": {"fuse_intermediate": False, "mask_upsample": 2}},
+    ],
+)
 def test_tiny_variants_forward_and_backward(overrides):
     config = merge(preset("tiny"), overrides).validate()
     model = build_segmentor(config)

@@ -42,11 +42,7 @@ def write_list(path: Path, stems: list[str]) -> None:
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Every file with its inode and modification time, to tell whether a re-run touched it."""
-    return {
-        str(p.relative_to(root)): (p.stat().st_ino, p.stat().st_mtime_ns)
-        for p in root.rglob("*")
-        if p.is_file()
-    }
+    return {str(p.relative_to(root)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
 
 def labels_of(folder: DatasetFolder, stem: str) -> np.ndarray:
@@ -138,9 +134,7 @@ def test_voc_missing_source_files_are_named(voc_src: Path, tmp_path: Path) -> No
 
 def test_voc_missing_label_and_bad_values_are_named(voc_src: Path, tmp_path: Path) -> None:
     (voc_src / "SegmentationClassAug" / "2007_000042.png").unlink()
-    with pytest.raises(
-        DatasetFormatError, match=r"SegmentationClass/2007_000042\.png or SegmentationClassAug"
-    ):
+    with pytest.raises(DatasetFormatError, match=r"SegmentationClass/2007_000042\.png or SegmentationClassAug"):
         prepare_voc(voc_src, tmp_path / "out", progress=False)
     write_label(voc_src / "SegmentationClassAug" / "2007_000042.png", [7])
     write_label(voc_src / "SegmentationClassAug" / "2008_000002.png", [3, 21])

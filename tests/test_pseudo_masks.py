@@ -32,8 +32,9 @@ def test_euclidean_kmeans_equals_scikit_learn_from_the_same_seeds(seed):
     seeds = points[torch.randperm(len(points), generator=torch.Generator().manual_seed(seed))[:6]]
     for iterations in (1, 3, 10):
         labels, centroids = kmeans(points[None], seeds[None], iterations, spherical=False)
-        reference = KMeans(6, init=seeds.double().numpy(), n_init=1, max_iter=iterations, tol=0.0,
-                           algorithm="lloyd").fit(points.double().numpy())
+        reference = KMeans(
+            6, init=seeds.double().numpy(), n_init=1, max_iter=iterations, tol=0.0, algorithm="lloyd"
+        ).fit(points.double().numpy())
         assert np.array_equal(labels[0].numpy(), reference.labels_)
         assert np.allclose(centroids[0].numpy(), reference.cluster_centers_, atol=1e-5)
 

@@ -56,6 +56,7 @@ def test_sigkill_then_resume_gives_bitwise_equal_weights(tiny_dataset, tmp_path)
     assert expected.keys() == got.keys()
     different = [k for k in expected if not (expected[k] == got[k]).all()]
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
     def logged_losses(run_dir: Path) -> list[tuple]:
         entries = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         return [(e["step"], e["loss"]) for e in entries if "loss" in e]
