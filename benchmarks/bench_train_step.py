@@ -15,7 +15,7 @@ cache's index map) with random region embeddings.
 Configurations: ``voc-vitb16`` (ViT-B/16 random weights, its decoder and loss settings,
 12,544 points) at batch 2 and crop 512 instead of 16 x 512, which this 2-core CPU cannot run
 in reasonable time: both matchers' costs scale with the batch alike, so the ratio holds; and
-the ``world`` preset as it trains (batch 16, crop 96). Target: split / hungarian <= 1.10.
+the ``world`` preset as it trains (its own batch and crop). Target: split / hungarian <= 1.10.
 For context, the two criteria alone (targets, matching and losses, no backward) are timed
 on one fixed set of outputs.
 """

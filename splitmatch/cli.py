@@ -106,6 +106,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_table({"result": metrics}))
     for name, value in metrics["per_class_iou"].items():
         print(f"  {name:>24s}  {'n/a' if value != value else f'{value:.1f}'}")
+    if "seen_calibration" in metrics:
+        print("\nthe same predictions under each seen-class calibration (amount taken off seen-class scores):")
+        print(format_table({f"seen calibration {k}": v for k, v in metrics["seen_calibration"].items()}))
     if args.json:
         Path(args.json).write_text(json.dumps(json_ready(metrics), indent=2) + "\n", encoding="utf-8")
     return 0

@@ -67,6 +67,9 @@ def harmonic_iou(seen: float, unseen: float) -> float:
     return 0.0 if seen + unseen == 0 else 2 * seen * unseen / (seen + unseen)
 
 
+SUMMARY_KEYS = ("miou_seen", "miou_unseen", "hiou", "miou", "pixel_acc")
+
+
 def summarize(matrix: np.ndarray, classes: ClassSplit) -> dict:
     """Zero-shot metrics from an accumulated confusion matrix.
 

@@ -40,10 +40,12 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         for key in ("miou_seen", "miou_unseen", "hiou", "pixel_acc"):
             assert result[key] is not None and math.isfinite(result[key])
         assert len(result["per_class_iou"]) == 13
+        assert set(result["seen_calibration"]) == {"0", "0.1"}
     for figure in ("predictions.png", "pseudo_masks.png"):
         assert (out / "figures" / figure).stat().st_size > 1000
     report = (out / "report.md").read_text()
     assert "| split |" in report and "| hungarian |" in report
+    assert "| split, seen calibration 0.1 |" in report
     # A second run reuses every stage.
     assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 0
     assert json.loads((out / "metrics.json").read_text()) == metrics

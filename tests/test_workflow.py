@@ -14,6 +14,7 @@ from test_prepare import coco_src, context_src, voc_src  # noqa: F401 (fixtures 
 from splitmatch.cli import main
 from splitmatch.data.classes import BUILTIN_SPLITS
 from splitmatch.data.folder import DatasetFolder, read_label
+from splitmatch.engine.evaluator import evaluate
 from splitmatch.engine.seeds import aggregate
 from splitmatch.engine.trainer import autocast_context
 from splitmatch.inference import SegmentationInference, calibrate_seen, semantic_scores
@@ -146,6 +147,21 @@ def test_semantic_scores_and_calibration():
     assert scores.argmax(1).tolist() == [[[0, 1]]]
     calibrated = calibrate_seen(scores, torch.tensor([True, False]), 0.97)  # normalised: [0.98, 0.02]
     assert calibrated.argmax(1).tolist() == [[[1, 1]]]  # seen class 0 loses its margin
+
+
+def test_one_evaluation_pass_reports_every_seen_calibration(tiny_dataset):
+    config = preset("tiny")
+    config.inference.mode = "whole"
+    model = build_segmentor(config).eval()
+    both = evaluate(model, tiny_dataset, "val", config.inference, progress=False, compared_calibrations=(0.0, 0.5))
+    assert set(both["seen_calibration"]) == {"0", "0.5"}
+    for amount in (0.0, 0.5):
+        config.inference.seen_calibration = amount
+        alone = evaluate(model, tiny_dataset, "val", config.inference, progress=False, compared_calibrations=())
+        assert both["seen_calibration"][f"{amount:g}"] == {key: alone[key] for key in both["seen_calibration"]["0"]}
+        assert list(alone["seen_calibration"]) == [f"{amount:g}"]
+    assert both["miou"] == both["seen_calibration"]["0"]["miou"]  # the headline is the config's calibration
+    assert both["seen_calibration"]["0"] != both["seen_calibration"]["0.5"]
 
 
 def test_sliding_window_equals_whole_image_when_one_window_covers_it():

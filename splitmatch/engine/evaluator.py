@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,12 @@ from splitmatch.config import InferenceConfig
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
 from splitmatch.distributed import all_reduce_sum, is_main_process, rank, world_size
-from splitmatch.inference import SegmentationInference
-from splitmatch.metrics import ConfusionMatrix, summarize
+from splitmatch.inference import SegmentationInference, calibrate_seen
+from splitmatch.metrics import SUMMARY_KEYS, ConfusionMatrix, summarize
 from splitmatch.model.segmentor import SplitMatchSegmentor
+
+# SPEC §5: seen-class calibration is reported both ways, without and with ZegCLIP's 0.1.
+COMPARED_SEEN_CALIBRATIONS = (0.0, 0.1)
 
 
 def resize_short_side(image: torch.Tensor, short: int, max_long: int) -> torch.Tensor:
@@ -45,13 +49,32 @@ def predict_labels(
     Returns:
         ``[H, W]`` int64 class ids.
     """
+    scores = predict_scores(inference, image, class_embeddings, seen, config, device)
+    return scores_to_labels(scores, image.shape[:2])
+
+
+@torch.no_grad()
+def predict_scores(
+    inference: SegmentationInference,
+    image: np.ndarray,
+    class_embeddings: torch.Tensor,
+    seen: torch.Tensor | None,
+    config: InferenceConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    """Class scores ``[C, h, w]`` at the inference resolution (``seen=None``: never calibrated)."""
     tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
     resized = resize_short_side(tensor, config.short_side, config.max_long_side)
-    scores = inference(resized, class_embeddings, seen)  # [C, h, w]
-    scores = F.interpolate(scores[None], size=image.shape[:2], mode="bilinear", align_corners=False)[0]
+    return inference(resized, class_embeddings, seen)
+
+
+def scores_to_labels(scores: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """``[C, h, w]`` scores to ``[H, W]`` int64 class ids at the image's own size."""
+    scores = F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0]
     return scores.argmax(0).cpu().numpy()
 
 
+@torch.no_grad()
 def evaluate(
     model: SplitMatchSegmentor,
     folder: DatasetFolder,
@@ -61,32 +84,47 @@ def evaluate(
     progress: bool = True,
     max_images: int | None = None,
     progress_position: int = 0,
+    compared_calibrations: Sequence[float] = COMPARED_SEEN_CALIBRATIONS,
 ) -> dict:
     """Scores a split with the sliding-window (or whole-image) protocol; images are sharded over processes.
 
+    Every image is run once; its scores are turned into labels under each seen-class
+    calibration (``config.seen_calibration`` and ``compared_calibrations``).
+
     Returns:
-        :func:`splitmatch.metrics.summarize`'s dict (percent).
+        :func:`splitmatch.metrics.summarize`'s dict (percent) under ``config.seen_calibration``,
+        plus ``seen_calibration``: amount (as text) -> the summary metrics under that amount.
     """
     classes = classes or folder.classes
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    inference = SegmentationInference(model, config.mode, config.window, config.stride, config.seen_calibration)
+    inference = SegmentationInference(model, config.mode, config.window, config.stride)  # calibrated below
     embeddings = model.encode_classes(classes.names)
     seen = torch.zeros(classes.num_classes, dtype=torch.bool)
     seen[classes.seen_ids] = True
+    amounts = list(dict.fromkeys([config.seen_calibration, *compared_calibrations]))
     samples = folder.samples(split)[:max_images]
-    confusion = ConfusionMatrix(classes.num_classes)
+    confusions = [ConfusionMatrix(classes.num_classes) for _ in amounts]
     mine = samples[rank() :: world_size()]
     bar = tqdm(mine, desc=f"evaluate {split}", disable=not (progress and is_main_process()), leave=False,
                position=progress_position)  # fmt: skip
     for sample in bar:
         image = read_image(sample.image_path)
         label = read_label(sample.label_path, classes.num_classes, image.shape[:2])
-        confusion.update(predict_labels(inference, image, embeddings, seen, config, device), label)
-    matrix = all_reduce_sum(torch.from_numpy(confusion.matrix).to(device)).cpu().numpy()
+        scores = predict_scores(inference, image, embeddings, None, config, device)
+        for amount, confusion in zip(amounts, confusions):
+            calibrated = calibrate_seen(scores[None], seen, amount)[0]
+            confusion.update(scores_to_labels(calibrated, image.shape[:2]), label)
+    stacked = torch.from_numpy(np.stack([c.matrix for c in confusions])).to(device)
+    matrices = all_reduce_sum(stacked).cpu().numpy()
     model.train(was_training)
-    return summarize(matrix, classes)
+    metrics = summarize(matrices[0], classes)
+    metrics["seen_calibration"] = {
+        f"{amount:g}": {key: summarize(matrix, classes)[key] for key in SUMMARY_KEYS}
+        for amount, matrix in zip(amounts, matrices)
+    }
+    return metrics
 
 
 def evaluate_predictions(predictions: str | Path, folder: DatasetFolder, split: str) -> dict:

@@ -10,8 +10,7 @@ import numpy as np
 from splitmatch.config import ExperimentConfig, merge
 from splitmatch.engine.run_record import write_json
 from splitmatch.engine.trainer import train
-
-SUMMARY_KEYS = ("miou_seen", "miou_unseen", "hiou", "miou", "pixel_acc")
+from splitmatch.metrics import SUMMARY_KEYS
 
 
 def aggregate(results: dict[int, dict]) -> dict:
