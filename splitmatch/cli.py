@@ -124,6 +124,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     names = parse_class_list(args.classes)
     overrides = {"mode": args.mode} if args.mode else {}
+    if args.seen_calibration is not None:
+        overrides["seen_calibration"] = args.seen_calibration
     predictor = Predictor.from_checkpoint(args.checkpoint, args.device, **overrides)
     out = Path(args.out)
     for path in args.images:
@@ -256,7 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
     p.add_argument("--split", default=None, help="split to score (default: the config's val split)")
     p.add_argument("--mode", choices=["slide", "whole"])
-    p.add_argument("--seen-calibration", type=float)
+    p.add_argument(
+        "--seen-calibration",
+        type=float,
+        help="amount taken off seen-class scores for the headline numbers (default: the checkpoint's); "
+        "0 and 0.1 are always reported as well",
+    )
     p.add_argument("--max-images", type=int)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="also write the metrics to this JSON file")
@@ -267,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", required=True, help='comma-separated names, e.g. "cat,sofa,pottedplant"')
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["slide", "whole"])
+    p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes")
     p.add_argument("--device", default="cpu")
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
