@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,7 +11,9 @@ from splitmatch.config import merge
 from splitmatch.engine.trainer import build_criterion
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.mfe import MultiScaleFeatureEnhancement
-from splitmatch.presets import preset
+from splitmatch.presets import load_config, preset
+
+CONFIG_FILES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
 
 def fixed_batch(batch: int = 2, size: int = 64, dim: int = 32):
@@ -79,6 +83,18 @@ def test_benchmark_presets_are_valid_configs(name):
     assert config.clip.arch == "ViT-B-16-quickgelu"
     assert config.decoder.num_seen_queries == 100 and config.decoder.num_candidate_queries == 20
     assert config.train.lr == 2e-5 and config.train.batch_size == 16
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("matching", ["split", "hungarian"])
+def test_shipped_config_files_resolve(path, matching):
+    config = load_config(str(path), None, [f"loss.matching={matching}"])
+    assert config.loss.matching == matching
+    assert config.data.root and config.clip.weights  # each file says where its data and weights live
+
+
+def test_config_files_exist():
+    assert {p.stem for p in CONFIG_FILES} >= {"voc", "coco-stuff", "context", "world"}
 
 
 @pytest.mark.parametrize("matching", ["split", "hungarian"])
