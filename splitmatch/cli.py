@@ -60,15 +60,19 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
     import torch
 
     from splitmatch.data.folder import DatasetFolder
+    from splitmatch.engine.trainer import seed_everything
     from splitmatch.model.build import build_segmentor
     from splitmatch.pseudo.build_cache import fill_cache, open_cache
 
     config = _config(args)
     folder = DatasetFolder(config.data.root)
     device = torch.device(args.device)
+    seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
     encoder = build_segmentor(config).image_encoder.to(device)
     cache = open_cache(config, folder, encoder)
-    count = fill_cache(cache, encoder, config, folder, config.data.train_split, args.batch_size)
+    count = fill_cache(
+        cache, encoder, config, folder, config.data.train_split, args.batch_size, progress=not args.quiet
+    )
     print(f"pseudo masks: computed {count}, cache {cache.directory}")
     return 0
 
@@ -250,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pseudo_masks)
 
     p = commands.add_parser("eval", help="evaluate a checkpoint, or score prediction PNGs")

@@ -55,10 +55,21 @@ def test_prepare_train_eval_predict_on_fabricated_voc(tmp_path, capsys):
     assert label[0, 0] == 255 and label[10, 20] == 0  # background -> 255, class 1 -> 0
     assert label[35, 50] == 15  # pottedplant stays in the file: unseen -> 255 happens in training only
 
+    capsys.readouterr()
+    assert main(["pseudo-masks", "--preset", "tiny", "--quiet", "--set", f"data.root={data}"]) == 0
+    first = capsys.readouterr().out
+    assert main(["pseudo-masks", "--preset", "tiny", "--quiet", "--set", f"data.root={data}"]) == 0
+    assert "computed 0," not in first and "computed 0," in capsys.readouterr().out  # cached: nothing redone
+
     run = tmp_path / "run"
     args = ["train", "--preset", "tiny", "--quiet", "--out", str(run), "--set", f"data.root={data}",
             "--set", "train.iterations=3", "--set", "train.checkpoint_every=3"]  # fmt: skip
     assert main(args) == 0
+    assert len(list((data / "pseudo_masks").iterdir())) == 1  # training used the cache the command made
+    baseline = tmp_path / "baseline"
+    assert main(["train", "--preset", "tiny", "--quiet", "--out", str(baseline), "--set", f"data.root={data}",
+                 "--set", "train.iterations=2", "--set", "loss.matching=hungarian"]) == 0  # fmt: skip
+    assert "matching: hungarian" in (baseline / "config.yaml").read_text()
     for name in ("config.yaml", "environment.json", "metrics.jsonl", "eval.json", "model.safetensors"):
         assert (run / name).is_file(), name
     environment = json.loads((run / "environment.json").read_text())
