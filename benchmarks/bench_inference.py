@@ -19,21 +19,17 @@ for warm and cold alike; the text encoding alone is reported for context.
 
 from __future__ import annotations
 
-import os
+import copy
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see common.py)
+import numpy as np
+import open_clip
+import torch
+from common import Result, paired_ratio, parse_args, print_results, time_interleaved, vitb16_config
 
-import copy  # noqa: E402
-
-import numpy as np  # noqa: E402
-import open_clip  # noqa: E402
-import torch  # noqa: E402
-from common import Result, paired_ratio, parse_args, print_results, time_interleaved, vitb16_config  # noqa: E402
-
-from splitmatch.clip.loading import clip_model_config  # noqa: E402
-from splitmatch.data.classes import BUILTIN_SPLITS  # noqa: E402
-from splitmatch.model.build import build_segmentor  # noqa: E402
-from splitmatch.predictor import Predictor  # noqa: E402
+from splitmatch.clip.loading import clip_model_config
+from splitmatch.data.classes import BUILTIN_SPLITS
+from splitmatch.model.build import build_segmentor
+from splitmatch.predictor import Predictor
 
 TARGET = 1.3
 

@@ -20,20 +20,16 @@ whole, as the pseudo-mask generator calls it.
 
 from __future__ import annotations
 
-import os
+import warnings
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see common.py)
+import numpy as np
+import torch
+import torch.nn.functional as F
+from common import Result, paired_ratio, parse_args, print_results, time_interleaved
+from sklearn.cluster import KMeans
 
-import warnings  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from common import Result, paired_ratio, parse_args, print_results, time_interleaved  # noqa: E402
-from sklearn.cluster import KMeans  # noqa: E402
-
-from splitmatch.pseudo.kmeans import kmeans, window_seeds  # noqa: E402
-from splitmatch.pseudo.proposals import scale_clusters  # noqa: E402
+from splitmatch.pseudo.kmeans import kmeans, window_seeds
+from splitmatch.pseudo.proposals import scale_clusters
 
 WINDOWS, ITERATIONS = (4, 8, 16), 10
 TARGET_MS, TARGET_SPEEDUP = 20.0, 10.0

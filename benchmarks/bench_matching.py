@@ -22,16 +22,12 @@ the Mask2Former-style reference.
 
 from __future__ import annotations
 
-import os
+import torch
+import torch.nn.functional as F
+from common import Result, paired_ratio, parse_args, print_results, time_interleaved
+from scipy.optimize import linear_sum_assignment
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see common.py)
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from common import Result, paired_ratio, parse_args, print_results, time_interleaved  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
-
-from splitmatch.matching.matcher import Matching, SplitMatcher  # noqa: E402
+from splitmatch.matching.matcher import Matching, SplitMatcher
 
 NUM_SEEN, NUM_CANDIDATES, NUM_CLASSES, DIM = 100, 20, 15, 512
 COSTS = {"class": 2.0, "bce": 5.0, "dice": 5.0, "embed": 2.0}

@@ -22,24 +22,20 @@ checkpoint's size.
 
 from __future__ import annotations
 
-import os
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see common.py)
+import numpy as np
+import torch
+from common import Result, parse_args, print_results, vitb16_config
+from PIL import Image
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from common import Result, parse_args, print_results, vitb16_config  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from splitmatch.data.classes import BUILTIN_SPLITS  # noqa: E402
-from splitmatch.engine.checkpoint import save_checkpoint  # noqa: E402
-from splitmatch.model.build import build_segmentor  # noqa: E402
+from splitmatch.data.classes import BUILTIN_SPLITS
+from splitmatch.engine.checkpoint import save_checkpoint
+from splitmatch.model.build import build_segmentor
 
 TARGET_GB = 2.0
 GB = 1e9

@@ -22,20 +22,16 @@ on one fixed set of outputs.
 
 from __future__ import annotations
 
-import os
+import torch
+import torch.nn.functional as F
+from common import Result, paired_ratio, parse_args, print_results, time_interleaved, vitb16_config
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see common.py)
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from common import Result, paired_ratio, parse_args, print_results, time_interleaved, vitb16_config  # noqa: E402
-
-from splitmatch.config import ExperimentConfig, merge  # noqa: E402
-from splitmatch.engine.optim import build_optimizer  # noqa: E402
-from splitmatch.engine.targets import build_targets  # noqa: E402
-from splitmatch.engine.trainer import build_criterion  # noqa: E402
-from splitmatch.model.build import build_segmentor  # noqa: E402
-from splitmatch.presets import preset  # noqa: E402
+from splitmatch.config import ExperimentConfig, merge
+from splitmatch.engine.optim import build_optimizer
+from splitmatch.engine.targets import build_targets
+from splitmatch.engine.trainer import build_criterion
+from splitmatch.model.build import build_segmentor
+from splitmatch.presets import preset
 
 TARGET = 1.10
 GRIDS = (2, 3, 4)  # pseudo-mask cells per side, one scale each
