@@ -69,3 +69,33 @@ def test_existing_run_is_not_overwritten_without_resume(tiny_dataset, tmp_path):
     assert run(train_command(tiny_dataset.root, out)).returncode == 0
     result = run(train_command(tiny_dataset.root, out))
     assert result.returncode == 2 and "--resume" in result.stderr
+
+
+def test_model_weights_are_read_exactly_in_any_dtype_and_a_bad_header_is_named(tiny_dataset, tmp_path):
+    import torch
+
+    from splitmatch.engine.checkpoint import CheckpointError, load_model_weights, read_record, save_checkpoint
+    from splitmatch.model.build import build_segmentor
+    from splitmatch.presets import preset
+
+    config = preset("tiny")
+    classes = tiny_dataset.classes
+    saved = build_segmentor(config)
+    path = save_checkpoint(tmp_path / "model.safetensors", saved, config, classes, classes.seen_names, 3)
+    fresh = build_segmentor(config)  # other random weights
+    load_model_weights(fresh, path, read_record(path))
+    for name, tensor in saved.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], tensor), name
+
+    half = build_segmentor(config).half()  # a file in another dtype goes through a conversion
+    half_path = save_checkpoint(tmp_path / "half.safetensors", half, config, classes, classes.seen_names, 3)
+    load_model_weights(fresh, half_path, read_record(half_path))
+    for name, tensor in half.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], tensor.to(fresh.state_dict()[name].dtype)), name
+
+    data = bytearray(path.read_bytes())
+    header = data[8 : 8 + int.from_bytes(data[:8], "little")]
+    broken = header.replace(b'"dtype":"F32"', b'"dtype":"F99"', 1)
+    path.write_bytes(bytes(data[:8] + broken + data[8 + len(header) :]))
+    with pytest.raises(CheckpointError, match="model.safetensors.*header"):
+        load_model_weights(fresh, path, read_record(path))

@@ -34,8 +34,21 @@ class CheckpointError(ValueError):
 
 def _digest_update(digest, name: str, tensor: torch.Tensor) -> None:
     tensor = tensor.detach().cpu().contiguous().reshape(-1)
-    digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-    digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    digest.update(_digest_prefix(name, tensor.dtype, tensor.numel()))
+    if tensor.numel():
+        digest.update(memoryview(tensor.view(torch.uint8).numpy()))  # the tensor's own bytes, no copy
+
+
+def _digest_prefix(name: str, dtype: torch.dtype, numel: int) -> bytes:
+    return f"{name}|{dtype}|{(numel,)}|".encode()
+
+
+# safetensors dtype names (the file format's header) -> torch dtypes.
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}  # fmt: skip
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -150,29 +163,67 @@ def read_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, to
 
 
 def load_model_weights(model: torch.nn.Module, path: str | Path, record: dict) -> None:
-    """Streams a checkpoint's weights into ``model`` one tensor at a time, checking the digest.
+    """Reads a checkpoint's weights straight into ``model``'s tensors, checking the digest.
 
-    Peak memory is the model plus its largest tensor, not the model twice.
+    The file is read, not memory-mapped, one tensor at a time into the parameter it belongs
+    to: peak memory is the model alone, not the model plus the file (the model must be on the
+    CPU and contiguous, as :func:`splitmatch.model.build.build_segmentor` makes it).
     """
     path = Path(path)
     expected = model.state_dict()
-    digest = hashlib.sha256()
     try:
-        with _open(path) as handle:
-            keys = sorted(handle.keys())  # noqa: SIM118 (not a dict)
-            shapes = {
-                k[len("model.") :]: tuple(handle.get_slice(k).get_shape()) for k in keys if k.startswith("model.")
-            }
+        with open(path, "rb") as file:
+            header, data_start = _read_header(file, path)
+            entries = {k: v for k, v in header.items() if k != "__metadata__"}
+            shapes = {k[len("model.") :]: tuple(v["shape"]) for k, v in entries.items() if k.startswith("model.")}
             _check_fit(expected, shapes, path)
-            for key in keys:
-                tensor = handle.get_tensor(key)
-                _digest_update(digest, key, tensor)
-                if key.startswith("model."):
-                    expected[key[len("model.") :]].copy_(tensor)
-    except (SafetensorError, OSError) as error:
+            digest = hashlib.sha256()
+            for key in sorted(entries):
+                dtype, numel = _entry_layout(entries[key], key, path)
+                target = expected.get(key[len("model.") :]) if key.startswith("model.") else None
+                direct = target is not None and target.dtype == dtype and target.device.type == "cpu"
+                direct = direct and target.is_contiguous()
+                buffer = target if direct else torch.empty(numel, dtype=dtype)
+                begin, end = entries[key]["data_offsets"]
+                file.seek(data_start + begin)
+                if numel and file.readinto(memoryview(buffer.reshape(-1).view(torch.uint8).numpy())) != end - begin:
+                    raise CheckpointError(f"checkpoint {path} is truncated: tensor {key} is incomplete")
+                _digest_update(digest, key, buffer)
+                if target is not None and not direct:
+                    target.copy_(buffer.view(target.shape))  # another dtype or device than the file's
+    except CheckpointError:
+        raise
+    except (OSError, KeyError, TypeError, AttributeError, ValueError) as error:  # a malformed header entry too
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: {error}") from None
     if digest.hexdigest() != record.get("digest"):
         raise CheckpointError(f"checkpoint {path} is damaged: its tensors do not match the recorded digest")
+
+
+def _entry_layout(entry: dict, key: str, path: Path) -> tuple[torch.dtype, int]:
+    """A header entry's torch dtype and element count, checked against its byte range."""
+    dtype = _SAFETENSORS_DTYPES.get(entry.get("dtype"))
+    numel = 1
+    for size in entry.get("shape", []):
+        numel *= size
+    begin, end = entry.get("data_offsets", (0, -1))
+    if dtype is None or end - begin != numel * dtype.itemsize:
+        raise CheckpointError(f"checkpoint {path}: tensor {key} has a dtype or size its header cannot back")
+    return dtype, numel
+
+
+def _read_header(file, path: Path) -> tuple[dict, int]:
+    """The safetensors header (8-byte little-endian length, then JSON) and where the data starts."""
+    prefix = file.read(8)
+    length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+    if length <= 0 or length > 100_000_000:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: bad header length")
+    try:
+        header = json.loads(file.read(length))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: bad header") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: bad header")
+    return header, 8 + length
 
 
 def _check_fit(expected: dict[str, torch.Tensor], shapes: dict[str, tuple], path: str | Path) -> None:
