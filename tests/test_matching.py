@@ -107,16 +107,19 @@ def test_matchers_reach_brute_force_optimum_on_their_own_costs():
     matcher = SplitMatcher(2.0, 5.0, 5.0, 2.0, 100)
     matching = matcher(outputs, targets, coords)
     from splitmatch.matching.matcher import mask_costs
+    from splitmatch.matching.point_sampling import point_sample
 
     seen = torch.arange(5)
-    bce, dice = mask_costs(outputs["pred_masks"][:, seen], targets[0]["masks"][None], coords)
+    mask_points = point_sample(targets[0]["masks"][None].float(), coords)  # grid_sample, as a reference
+    bce, dice = mask_costs(outputs["pred_masks"][:, seen], mask_points, coords)
     probs = outputs["pred_logits"][:, seen].softmax(-1)
     seen_cost = (2 * class_cost(probs, targets[0]["labels"][None]) + 5 * bce + 5 * dice)[0]
     rows, cols = matching.seen[0]
     assert seen_cost[rows, cols].sum().item() == pytest.approx(brute_force(seen_cost), abs=1e-4)
 
     cand = torch.arange(5, 9)
-    bce, dice = mask_costs(outputs["pred_masks"][:, cand], targets[0]["pseudo_masks"][None], coords)
+    pseudo_points = point_sample(targets[0]["pseudo_masks"][None].float(), coords)
+    bce, dice = mask_costs(outputs["pred_masks"][:, cand], pseudo_points, coords)
     emb = embedding_cost(outputs["pred_embeds"][:, cand], targets[0]["pseudo_embeddings"][None])
     cand_cost = (2 * emb + 5 * bce + 5 * dice)[0]
     rows, cols = matching.candidate[0]
@@ -152,3 +155,17 @@ def test_non_finite_costs_are_refused_with_a_message():
     targets = random_targets([2, 2], [1, 1])
     with pytest.raises(FloatingPointError, match="image 1"):
         HungarianMatcher(2.0, 5.0, 5.0, 64)(outputs, targets)
+
+
+def test_target_masks_are_read_at_points_as_grid_sample_reads_them():
+    from splitmatch.matching.point_sampling import point_sample, sample_target_masks
+
+    torch.manual_seed(0)
+    masks = torch.rand(5, 17, 23) > 0.5  # odd sizes: neither square nor a power of two
+    coords = torch.rand(5, 300, 2)
+    coords[:, :4] = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.01, 0.99]])  # borders: zero padding
+    reference = point_sample(masks[:, None].float(), coords).squeeze(1)
+    assert torch.allclose(sample_target_masks(masks, coords), reference, atol=1e-6)
+    shared = coords[:1]  # one set of points for every mask
+    assert torch.allclose(sample_target_masks(masks, shared), point_sample(masks[None].float(), shared)[0], atol=1e-6)
+    assert sample_target_masks(masks[:0], shared).shape == (0, 300)  # an image without targets

@@ -9,7 +9,7 @@ from torch import nn
 from splitmatch.distributed import all_reduce_sum, world_size
 from splitmatch.losses.mask_losses import alignment_loss, dice_loss, sigmoid_bce_loss
 from splitmatch.matching.matcher import HungarianMatcher, Matching, Pairs, pad_targets
-from splitmatch.matching.point_sampling import point_sample, uncertain_point_coords
+from splitmatch.matching.point_sampling import point_sample, sample_target_masks, uncertain_point_coords
 
 
 class SetCriterion(nn.Module):
@@ -88,7 +88,6 @@ class SetCriterion(nn.Module):
         device = pred_masks.device
         src = pred_masks[batch_index.to(device), query_index.to(device)].unsqueeze(1).float()  # [N, 1, h, w]
         tgt = torch.cat([target_masks[b][cols.to(target_masks[b].device)] for b, (_, cols) in enumerate(pairs)])
-        tgt = tgt.unsqueeze(1).to(device=device, dtype=src.dtype)  # [N, 1, H, W]
         with torch.no_grad():
             if importance:
                 coords = uncertain_point_coords(
@@ -96,7 +95,7 @@ class SetCriterion(nn.Module):
                 )
             else:
                 coords = torch.rand(src.shape[0], self.num_points, 2, device=device)  # [N, P, 2]
-            point_targets = point_sample(tgt, coords).squeeze(1)  # [N, P]
+            point_targets = sample_target_masks(tgt.to(device), coords)  # [N, P], masks stay binary
         point_logits = point_sample(src, coords).squeeze(1)  # [N, P]
         return sigmoid_bce_loss(point_logits, point_targets), dice_loss(point_logits, point_targets)
 
@@ -145,7 +144,8 @@ class SetCriterion(nn.Module):
             read-out (``class``, ``bce``, ``dice``, ``cand_bce``, ``cand_dice``, ``cand_align``).
         """
         self._num_masks = self._normaliser(sum(len(t["labels"]) for t in targets), outputs)
-        padded = pad_targets(targets)  # once per step, shared by every read-out's matching
+        points = self.matcher.random_points(len(targets), outputs["pred_logits"].device)
+        padded = pad_targets(targets, points)  # once per step, shared by every read-out's matching
         readouts = [outputs] + (list(outputs.get("aux_outputs", [])) if self.deep_supervision else [])
         total = outputs["pred_logits"].new_zeros(())
         last_terms: dict[str, torch.Tensor] = {}

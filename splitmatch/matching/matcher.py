@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from splitmatch.matching.costs import class_cost, dice_cost, embedding_cost, sigmoid_bce_cost
-from splitmatch.matching.point_sampling import point_sample
+from splitmatch.matching.point_sampling import point_sample, sample_target_masks
 from splitmatch.model.query_decoder import CANDIDATE_GROUP, SEEN_GROUP
 
 Pairs = tuple[torch.Tensor, torch.Tensor]
@@ -51,31 +51,42 @@ def pad_stack(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
     return out, counts
 
 
-def pad_targets(targets: list[dict]) -> dict:
-    """Targets padded into batch tensors once, so that every decoder read-out can reuse them.
+def pad_targets(targets: list[dict], coords: torch.Tensor) -> dict:
+    """Targets read at the matching points and padded into batch tensors, once per step.
+
+    Every decoder read-out of a step is matched on the same points, so the target masks are
+    read once (Mask2Former draws new points for every read-out; the costs are alike in
+    expectation, and the large target masks are not read seven times).
+
+    Args:
+        coords: ``[B, P, 2]`` points in ``[0, 1]``.
 
     Returns:
-        ``masks [B, M, H, W]`` float, ``labels [B, M]``, ``counts`` (M_b), and when the targets have
-        them ``pseudo_masks [B, K, H, W]`` float, ``pseudo_embeddings [B, K, D]``, ``pseudo_counts``.
+        ``coords``, ``mask_points [B, M, P]`` float, ``labels [B, M]``, ``counts`` (M_b), and when the
+        targets have them ``pseudo_points [B, K, P]``, ``pseudo_embeddings [B, K, D]``, ``pseudo_counts``.
     """
-    masks, counts = pad_stack([t["masks"] for t in targets])
-    padded = {"masks": masks.float(), "labels": pad_stack([t["labels"] for t in targets])[0], "counts": counts}
+
+    def read(key: str) -> tuple[torch.Tensor, list[int]]:
+        return pad_stack([sample_target_masks(t[key], coords[b : b + 1]) for b, t in enumerate(targets)])
+
+    mask_points, counts = read("masks")
+    labels = pad_stack([t["labels"] for t in targets])[0]
+    padded = {"coords": coords, "mask_points": mask_points, "labels": labels, "counts": counts}
     if all("pseudo_masks" in t for t in targets):
-        pseudo, pseudo_counts = pad_stack([t["pseudo_masks"] for t in targets])
-        padded["pseudo_masks"], padded["pseudo_counts"] = pseudo.float(), pseudo_counts
+        padded["pseudo_points"], padded["pseudo_counts"] = read("pseudo_masks")
         padded["pseudo_embeddings"] = pad_stack([t["pseudo_embeddings"] for t in targets])[0].float()
     return padded
 
 
 def mask_costs(
-    pred_masks: torch.Tensor, target_masks: torch.Tensor, coords: torch.Tensor
+    pred_masks: torch.Tensor, target_points: torch.Tensor, coords: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BCE and dice costs on shared points.
 
     Args:
         pred_masks: ``[B, N, h, w]`` logits.
-        target_masks: ``[B, M, H, W]`` binary.
-        coords: ``[B, P, 2]`` points in ``[0, 1]``, the same for predictions and targets of an image.
+        target_points: ``[B, M, P]`` target masks read at ``coords`` (:func:`pad_targets`).
+        coords: ``[B, P, 2]`` points in ``[0, 1]``.
 
     Returns:
         two ``[B, N, M]`` float32 costs.
@@ -84,9 +95,8 @@ def mask_costs(
     # One image at a time: the [N, P] temporaries stay in cache instead of streaming [B, N, P].
     for b in range(pred_masks.shape[0]):
         pred_points = point_sample(pred_masks[b : b + 1].float(), coords[b : b + 1])[0]  # [N, P]
-        target_points = point_sample(target_masks[b : b + 1].float(), coords[b : b + 1])[0]  # [M, P]
-        bce.append(sigmoid_bce_cost(pred_points, target_points))
-        dice.append(dice_cost(pred_points, target_points))
+        bce.append(sigmoid_bce_cost(pred_points, target_points[b]))
+        dice.append(dice_cost(pred_points, target_points[b]))
     return torch.stack(bce), torch.stack(dice)
 
 
@@ -128,7 +138,7 @@ class HungarianMatcher(nn.Module):
         return torch.rand(batch, self.num_points, 2, device=device)
 
     @torch.no_grad()
-    def match_queries(self, outputs: dict, padded: dict, queries: torch.Tensor, coords: torch.Tensor) -> list[Pairs]:
+    def match_queries(self, outputs: dict, padded: dict, queries: torch.Tensor) -> list[Pairs]:
         """Matches ``queries`` (``[N]`` indices) to each image's seen masks; indices returned are absolute.
 
         Args:
@@ -138,7 +148,7 @@ class HungarianMatcher(nn.Module):
         if max(counts) == 0 or queries.numel() == 0:
             return empty_pairs(len(counts))
         probs = outputs["pred_logits"][:, queries].float().softmax(-1)  # [B, N, C+1]
-        bce, dice = mask_costs(outputs["pred_masks"][:, queries], padded["masks"], coords)
+        bce, dice = mask_costs(outputs["pred_masks"][:, queries], padded["mask_points"], padded["coords"])
         costs = self.cost_class * class_cost(probs, padded["labels"]) + self.cost_bce * bce + self.cost_dice * dice
         return _absolute(solve(costs, counts, "seen"), queries)
 
@@ -151,14 +161,14 @@ class HungarianMatcher(nn.Module):
             outputs: ``pred_logits [B, Q, C+1]``, ``pred_masks [B, Q, h, w]``, ``query_group [Q]``.
             targets: per image ``labels [M]`` and ``masks [M, H, W]``.
             coords: ``[B, P, 2]`` shared points; random when ``None``.
-            padded: ``pad_targets(targets)`` when the caller already has it.
+            padded: ``pad_targets(targets, coords)`` when the caller already has it (its points win).
         """
         batch, num_queries = outputs["pred_logits"].shape[:2]
         device = outputs["pred_logits"].device
-        coords = self.random_points(batch, device) if coords is None else coords
-        padded = pad_targets(targets) if padded is None else padded
+        if padded is None:
+            padded = pad_targets(targets, self.random_points(batch, device) if coords is None else coords)
         queries = torch.arange(num_queries, device=device)
-        return Matching(self.match_queries(outputs, padded, queries, coords), None, queries)
+        return Matching(self.match_queries(outputs, padded, queries), None, queries)
 
 
 class SplitMatcher(HungarianMatcher):
@@ -173,13 +183,13 @@ class SplitMatcher(HungarianMatcher):
         self.cost_embed = cost_embed
 
     @torch.no_grad()
-    def match_candidates(self, outputs: dict, padded: dict, queries: torch.Tensor, coords: torch.Tensor):
+    def match_candidates(self, outputs: dict, padded: dict, queries: torch.Tensor):
         """Matches candidate ``queries`` (``[N]`` indices) to each image's pseudo masks."""
         counts = padded["pseudo_counts"]
         if max(counts) == 0 or queries.numel() == 0:
             return empty_pairs(len(counts))
         embeds = outputs["pred_embeds"][:, queries].float()  # [B, N, D]
-        bce, dice = mask_costs(outputs["pred_masks"][:, queries], padded["pseudo_masks"], coords)
+        bce, dice = mask_costs(outputs["pred_masks"][:, queries], padded["pseudo_points"], padded["coords"])
         costs = (
             self.cost_embed * embedding_cost(embeds, padded["pseudo_embeddings"])
             + self.cost_bce * bce
@@ -193,15 +203,15 @@ class SplitMatcher(HungarianMatcher):
         """As :meth:`HungarianMatcher.forward`, plus ``pred_embeds [B, Q, D]`` and pseudo targets."""
         batch = outputs["pred_logits"].shape[0]
         device = outputs["pred_logits"].device
-        coords = self.random_points(batch, device) if coords is None else coords
-        padded = pad_targets(targets) if padded is None else padded
-        if "pseudo_masks" not in padded:
+        if padded is None:
+            padded = pad_targets(targets, self.random_points(batch, device) if coords is None else coords)
+        if "pseudo_points" not in padded:
             raise ValueError("split matching needs pseudo_masks and pseudo_embeddings in every target")
         group = outputs["query_group"]
         seen_queries = torch.nonzero(group == SEEN_GROUP).flatten()
         candidate_queries = torch.nonzero(group == CANDIDATE_GROUP).flatten()
         return Matching(
-            self.match_queries(outputs, padded, seen_queries, coords),
-            self.match_candidates(outputs, padded, candidate_queries, coords),
+            self.match_queries(outputs, padded, seen_queries),
+            self.match_candidates(outputs, padded, candidate_queries),
             seen_queries,
         )
