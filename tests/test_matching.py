@@ -157,15 +157,17 @@ def test_non_finite_costs_are_refused_with_a_message():
         HungarianMatcher(2.0, 5.0, 5.0, 64)(outputs, targets)
 
 
-def test_target_masks_are_read_at_points_as_grid_sample_reads_them():
-    from splitmatch.matching.point_sampling import point_sample, sample_target_masks
+@pytest.mark.parametrize("size", [(17, 23), (160, 190)])  # small masks: grid_sample; large: the gather
+def test_target_masks_are_read_at_points_as_grid_sample_reads_them(size):
+    from splitmatch.matching.point_sampling import gather_bilinear, point_sample, sample_target_masks
 
     torch.manual_seed(0)
-    masks = torch.rand(5, 17, 23) > 0.5  # odd sizes: neither square nor a power of two
+    masks = torch.rand(5, *size) > 0.5  # neither square nor a power of two
     coords = torch.rand(5, 300, 2)
     coords[:, :4] = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.01, 0.99]])  # borders: zero padding
     reference = point_sample(masks[:, None].float(), coords).squeeze(1)
-    assert torch.allclose(sample_target_masks(masks, coords), reference, atol=1e-6)
+    assert torch.allclose(sample_target_masks(masks, coords), reference, atol=1e-5)
+    assert torch.allclose(gather_bilinear(masks, coords), reference, atol=1e-5)
     shared = coords[:1]  # one set of points for every mask
-    assert torch.allclose(sample_target_masks(masks, shared), point_sample(masks[None].float(), shared)[0], atol=1e-6)
+    assert torch.allclose(sample_target_masks(masks, shared), point_sample(masks[None].float(), shared)[0], atol=1e-5)
     assert sample_target_masks(masks[:0], shared).shape == (0, 300)  # an image without targets

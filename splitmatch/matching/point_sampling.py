@@ -21,11 +21,12 @@ def point_sample(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
 
 
 def sample_target_masks(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """What :func:`point_sample` reads from ``masks.float()``, without converting the masks.
+    """What :func:`point_sample` reads from ``masks.float()``, without a float copy of large masks.
 
-    Bilinear, ``align_corners=False``, zero outside: each point gathers its four neighbours.
-    Target masks are large (``[N, 512, 512]``) and points few, so this reads ``4 N P`` values
-    where a float copy for ``grid_sample`` writes ``N H W``.
+    Target masks can be large (``[N, 512, 512]``) and points few: then each point gathers its
+    four neighbours (``4 N P`` reads where the float copy for ``grid_sample`` writes ``N H W``).
+    Small masks go through ``grid_sample``, which is faster for them. Both give the same values up
+    to float rounding (1e-5).
 
     Args:
         masks: ``[N, H, W]``, any dtype (bool target masks).
@@ -35,16 +36,32 @@ def sample_target_masks(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tens
         ``[N, P]`` float32.
     """
     count, height, width = masks.shape
+    if count == 0:
+        return coords.new_zeros(0, coords.shape[1], dtype=torch.float32)
+    # Crossover measured on a 2-core CPU: gathering wins from 512x512 masks at 12,544 points.
+    if height * width > 16 * coords.shape[1]:
+        return gather_bilinear(masks, coords)
+    if coords.shape[0] == 1:  # one set of points: the masks are channels of one image
+        return point_sample(masks.float().unsqueeze(0), coords.float())[0]
+    return point_sample(masks.float().unsqueeze(1), coords.float()).squeeze(1)
+
+
+def gather_bilinear(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Bilinear reads (``align_corners=False``, zero outside) by gathering four neighbours per point.
+
+    Shapes as :func:`sample_target_masks`.
+    """
+    count, height, width = masks.shape
     coords = coords.float().expand(count, -1, -1)
-    x = coords[..., 0] * width - 0.5  # pixel centres at integer positions
-    y = coords[..., 1] * height - 0.5
+    grid = 2.0 * coords - 1.0  # as point_sample, then grid_sample's own unnormalisation (same rounding)
+    x = ((grid[..., 0] + 1) * width - 1) / 2  # pixel centres at integer positions
+    y = ((grid[..., 1] + 1) * height - 1) / 2
     x0, y0 = x.floor(), y.floor()
-    fx, fy = x - x0, y - y0
     # Per axis: the two neighbours' clamped positions and weights, zero for a neighbour outside.
     columns = [(x0 + d).clamp(0, width - 1).long() for d in (0, 1)]
     rows = [(y0 + d).clamp(0, height - 1).long() * width for d in (0, 1)]
-    x_weights = [(1 - fx) * (x0 >= 0), fx * (x0 + 1 < width)]
-    y_weights = [(1 - fy) * (y0 >= 0), fy * (y0 + 1 < height)]
+    x_weights = [(x0 + 1 - x) * (x0 >= 0), (x - x0) * (x0 + 1 < width)]
+    y_weights = [(y0 + 1 - y) * (y0 >= 0), (y - y0) * (y0 + 1 < height)]
     flat = masks.reshape(count, height * width)
     values = coords.new_zeros(coords.shape[:2])
     for row, y_weight in zip(rows, y_weights):
