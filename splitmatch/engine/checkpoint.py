@@ -34,13 +34,9 @@ class CheckpointError(ValueError):
 
 def _digest_update(digest, name: str, tensor: torch.Tensor) -> None:
     tensor = tensor.detach().cpu().contiguous().reshape(-1)
-    digest.update(_digest_prefix(name, tensor.dtype, tensor.numel()))
+    digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
     if tensor.numel():
         digest.update(memoryview(tensor.view(torch.uint8).numpy()))  # the tensor's own bytes, no copy
-
-
-def _digest_prefix(name: str, dtype: torch.dtype, numel: int) -> bytes:
-    return f"{name}|{dtype}|{(numel,)}|".encode()
 
 
 # safetensors dtype names (the file format's header) -> torch dtypes.

@@ -119,10 +119,10 @@ def evaluate(
     stacked = torch.from_numpy(np.stack([c.matrix for c in confusions])).to(device)
     matrices = all_reduce_sum(stacked).cpu().numpy()
     model.train(was_training)
-    metrics = summarize(matrices[0], classes)
+    summaries = [summarize(matrix, classes) for matrix in matrices]
+    metrics = summaries[0]
     metrics["seen_calibration"] = {
-        f"{amount:g}": {key: summarize(matrix, classes)[key] for key in SUMMARY_KEYS}
-        for amount, matrix in zip(amounts, matrices)
+        f"{amount:g}": {key: summary[key] for key in SUMMARY_KEYS} for amount, summary in zip(amounts, summaries)
     }
     return metrics
 

@@ -56,7 +56,7 @@ def pad_targets(targets: list[dict], coords: torch.Tensor) -> dict:
 
     Every decoder read-out of a step is matched on the same points, so the target masks are
     read once (Mask2Former draws new points for every read-out; the costs are alike in
-    expectation, and the large target masks are not read seven times).
+    expectation, and the large target masks are read once, not once per read-out).
 
     Args:
         coords: ``[B, P, 2]`` points in ``[0, 1]``.
