@@ -89,7 +89,22 @@ def summarize(matrix: np.ndarray, classes: ClassSplit) -> dict:
         "hiou": harmonic_iou(seen, unseen),
         "pixel_acc": float(np.trace(matrix) / total * 100) if total else float("nan"),
         "per_class_iou": {name: float(value) for name, value in zip(classes.names, iou)},
+        "mistaken_for": mistaken_for(matrix, classes.names),
     }
+
+
+def mistaken_for(matrix: np.ndarray, names: list[str], top: int = 3) -> dict[str, dict[str, float]]:
+    """Per ground-truth class, the classes its pixels are most often predicted as, in percent of
+    its pixels (its own class left out; classes absent from the ground truth left out)."""
+    result = {}
+    for index, name in enumerate(names):
+        total = matrix[index].sum()
+        if total == 0:
+            continue
+        others = [(float(matrix[index, j] / total * 100), j) for j in range(len(names)) if j != index]
+        others.sort(key=lambda pair: -pair[0])
+        result[name] = {names[j]: share for share, j in others[:top] if share > 0}
+    return result
 
 
 def json_ready(value):

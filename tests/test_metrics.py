@@ -38,6 +38,8 @@ def test_per_class_iou_by_hand_and_nan_for_absent_classes():
     assert result["miou_unseen"] == pytest.approx(100 * 4 / 6)  # d is NaN and left out
     assert result["pixel_acc"] == pytest.approx(100 * 9 / 12)
     assert math.isnan(result["per_class_iou"]["d"])
+    # c's 6 pixels: 2 predicted as a; a's 4 pixels: 1 as b; d is absent from the ground truth
+    assert result["mistaken_for"] == {"a": {"b": 25.0}, "b": {}, "c": {"a": pytest.approx(100 / 3)}}
 
 
 def test_class_predicted_but_absent_from_ground_truth_has_zero_iou():
