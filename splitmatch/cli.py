@@ -64,17 +64,40 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
     from splitmatch.model.build import build_segmentor
     from splitmatch.pseudo.build_cache import fill_cache, open_cache
 
+    if (args.json or args.figure) and not args.evaluate:
+        raise SystemExit("splitmatch: error: --json and --figure need --evaluate")
     config = _config(args)
     folder = DatasetFolder(config.data.root)
+    split = args.split or config.data.train_split
     device = torch.device(args.device)
     seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
-    encoder = build_segmentor(config).image_encoder.to(device)
-    cache = open_cache(config, folder, encoder)
-    count = fill_cache(
-        cache, encoder, config, folder, config.data.train_split, args.batch_size, progress=not args.quiet
-    )
+    model = build_segmentor(config).to(device)
+    cache = open_cache(config, folder, model.image_encoder)
+    count = fill_cache(cache, model.image_encoder, config, folder, split, args.batch_size, progress=not args.quiet)
     print(f"pseudo masks: computed {count}, cache {cache.directory}")
+    if args.evaluate:
+        _evaluate_pseudo_masks(args, config, folder, cache, model, split)
     return 0
+
+
+def _evaluate_pseudo_masks(args, config, folder, cache, model, split: str) -> None:
+    from splitmatch.engine.run_record import write_json
+    from splitmatch.pseudo.quality import evaluate_pseudo_masks, format_quality
+    from splitmatch.pseudo.quality_figure import worst_misses_figure
+
+    text = model.encode_classes(list(folder.classes.names))  # unseen names too: for scoring only
+    report = evaluate_pseudo_masks(
+        folder, cache, split, text, config.pseudo.window_sizes, config.pseudo.min_area, progress=not args.quiet
+    )
+    print(f"\npseudo masks of split '{split}' ({report['images']} images) against its full labels, percent:")
+    print(format_quality(report))
+    print(report["note"])
+    if args.json:
+        write_json(Path(args.json), report)
+        print(f"wrote {args.json}")
+    if args.figure:
+        rows = worst_misses_figure(folder, cache, report, args.figure)
+        print(f"wrote {args.figure} ({rows} images)" if rows else "no unseen pixel was missed: no figure")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -250,8 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_seeds)
 
-    p = commands.add_parser("pseudo-masks", help="compute and cache pseudo masks for the training split")
+    p = commands.add_parser("pseudo-masks", help="compute and cache pseudo masks; --evaluate scores them")
     _add_config_arguments(p)
+    p.add_argument("--split", help="split to compute (default: the config's training split)")
+    p.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="score the pseudo masks against the full labels (unseen classes included; used for this score only)",
+    )
+    p.add_argument("--json", help="with --evaluate: also write the scores to this JSON file")
+    p.add_argument("--figure", help="with --evaluate: draw the worst misses into this PNG file")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--quiet", action="store_true")

@@ -1,0 +1,252 @@
+"""How good are the cached pseudo masks? Scored against the full label files (``pseudo-masks --evaluate``).
+
+Training never sees unseen-class names or pixels: the loader turns them into "unannotated".
+The label files themselves hold every class, so the pseudo masks of any prepared dataset (the
+world, VOC, COCO-Stuff, Context) can be scored against the truth they stand in for. Four
+numbers, in percent, overall, per unseen class and per K-Means scale:
+
+* ``unseen_coverage``: share of unseen-class pixels inside some pseudo mask;
+* ``mask_precision``: share of pseudo-mask pixels that lie on the mask's dominant unseen class;
+* ``object_recall``: share of unseen objects (connected components of one unseen class of at
+  least ``min_area`` of the image) matched by a pseudo mask with IoU >= 0.5;
+* ``region_accuracy``: share of pseudo masks whose region embedding is nearest, among all class
+  names' text embeddings, to the mask's dominant class.
+
+Masks are read as training reads them: the patch-grid index map is resized (nearest) to the
+label and clipped to unannotated pixels. Pixels labelled 255 (void) have no truth and are left
+out of every count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import ndimage
+from tqdm import tqdm
+
+from splitmatch.data.classes import ClassSplit
+from splitmatch.data.folder import DatasetFolder, read_label
+from splitmatch.data.transforms import resize_nearest
+from splitmatch.pseudo.cache import PseudoMaskCache
+
+METRICS = ("unseen_coverage", "mask_precision", "object_recall", "region_accuracy")
+MATCH_IOU = 0.5  # an object counts as found when a pseudo mask overlaps it with at least this IoU
+UNSEEN_NAMES_NOTE = (
+    "Unseen class names and pixels are used here only to score the pseudo masks; training never sees them."
+)
+_EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
+
+
+@dataclass
+class _Tally:
+    """Hits and totals of the four metrics for one group (overall, a class or a scale)."""
+
+    counts: dict[str, list[int]] = field(default_factory=lambda: {m: [0, 0] for m in METRICS})
+    masks: int = 0
+    objects: int = 0
+
+    def add(self, metric: str, hits: int, total: int) -> None:
+        self.counts[metric][0] += int(hits)
+        self.counts[metric][1] += int(total)
+
+    def summary(self) -> dict:
+        out = {m: (round(100.0 * h / t, 1) if t else None) for m, (h, t) in self.counts.items()}
+        return out | {"masks": self.masks, "objects": self.objects}
+
+
+@dataclass
+class ImageScore:
+    """One image's misses, for ranking the worst: unseen pixels no mask covers, objects not found."""
+
+    stem: str
+    uncovered_share: float  # uncovered unseen pixels / image pixels
+    objects_missed: int
+    objects: int
+
+
+def unseen_objects(label: np.ndarray, unseen_ids: Sequence[int], min_pixels: float) -> tuple[np.ndarray, list[int]]:
+    """Connected components (8-neighbour) of each unseen class with at least ``min_pixels`` pixels.
+
+    Args:
+        label: ``[H, W]`` uint8 full label (unseen classes present).
+
+    Returns:
+        ``objects [H, W]`` int64, 0 outside, ``o + 1`` inside object ``o``, and each object's class id.
+    """
+    objects = np.zeros(label.shape, dtype=np.int64)
+    classes: list[int] = []
+    for class_id in unseen_ids:
+        where = label == class_id
+        if not where.any():
+            continue
+        components, count = ndimage.label(where, structure=_EIGHT_NEIGHBOURS)
+        areas = np.bincount(components.ravel(), minlength=count + 1)
+        for component in range(1, count + 1):
+            if areas[component] >= min_pixels:
+                classes.append(class_id)
+                objects[components == component] = len(classes)
+    return objects, classes
+
+
+def score_image(
+    label: np.ndarray,
+    index_map: np.ndarray,
+    embeddings: np.ndarray,
+    class_embeddings: np.ndarray,
+    classes: ClassSplit,
+    min_area: float,
+    tallies: dict[str, _Tally],
+    stem: str = "",
+) -> ImageScore:
+    """Adds one image's counts to ``tallies`` (keys ``overall``, ``class <name>``, ``scale <s>``).
+
+    Args:
+        label: ``[H, W]`` uint8 full label.
+        index_map: ``[S, h, w]`` uint8 cached index map (0 none, ``k + 1`` mask k).
+        embeddings: ``[K, D]`` region embeddings.
+        class_embeddings: ``[C, D]`` normalised text embeddings of every class name.
+    """
+    num_classes = classes.num_classes
+    num_masks = embeddings.shape[0]
+    index = resize_nearest(index_map, label.shape).astype(np.int64)  # [S, H, W]
+    unseen = np.isin(label, classes.unseen_ids)
+    region = unseen  # unannotated and not void: exactly the unseen-class pixels
+    objects, object_classes = unseen_objects(label, classes.unseen_ids, min_area * label.size)
+    num_objects = len(object_classes)
+
+    scale_of = np.full(num_masks, -1, dtype=np.int64)
+    histogram = np.zeros((num_masks + 1, num_classes), dtype=np.int64)  # [K+1, C] pixels per mask and class
+    overlap = np.zeros((num_objects + 1, num_masks + 1), dtype=np.int64)  # [O+1, K+1] object x mask pixels
+    covered = np.zeros(label.shape, dtype=bool)
+    covered_by_scale = []
+    clipped_label = np.where(region, label, 0).astype(np.int64)
+    for scale, channel in enumerate(index):
+        present = np.unique(channel)
+        scale_of[present[present > 0] - 1] = scale
+        clipped = np.where(region, channel, 0)  # [H, W] as training sees it
+        histogram += np.bincount((clipped * num_classes + clipped_label).ravel(), minlength=histogram.size).reshape(
+            histogram.shape
+        )
+        overlap += np.bincount((objects * (num_masks + 1) + clipped).ravel(), minlength=overlap.size).reshape(
+            overlap.shape
+        )
+        covered_by_scale.append(clipped > 0)
+        covered |= clipped > 0
+
+    for class_id in classes.unseen_ids:
+        pixels = label == class_id
+        total = int(pixels.sum())
+        name = classes.names[class_id]
+        for key in ("overall", f"class {name}"):
+            tallies.setdefault(key, _Tally()).add("unseen_coverage", (covered & pixels).sum(), total)
+        for scale, by_scale in enumerate(covered_by_scale):
+            tallies.setdefault(f"scale {scale}", _Tally()).add("unseen_coverage", (by_scale & pixels).sum(), total)
+
+    mask_area = histogram[1:].sum(1)  # [K]
+    nearest = (embeddings @ class_embeddings.T).argmax(1) if num_masks else np.zeros(0, np.int64)  # [K]
+    for k in range(num_masks):
+        keys = ["overall", f"scale {scale_of[k]}"]
+        for key in keys:
+            tallies.setdefault(key, _Tally()).masks += 1
+        if mask_area[k] == 0:
+            continue  # nothing of it survives clipping: no dominant class
+        dominant = int(histogram[k + 1].argmax())
+        keys.append(f"class {classes.names[dominant]}")
+        tallies.setdefault(keys[-1], _Tally()).masks += 1
+        for key in keys:
+            tallies[key].add("mask_precision", histogram[k + 1, dominant], mask_area[k])
+            tallies[key].add("region_accuracy", int(nearest[k]) == dominant, 1)
+
+    object_area = np.bincount(objects.ravel(), minlength=num_objects + 1)[1:]  # [O] (a pixel may lie in no mask)
+    intersection = overlap[1:, 1:]  # [O, K]
+    iou = intersection / np.maximum(object_area[:, None] + mask_area[None, :] - intersection, 1)
+    matched = iou >= MATCH_IOU  # [O, K]
+    missed = 0
+    for o, class_id in enumerate(object_classes):
+        found = bool(matched[o].any())
+        missed += not found
+        for key in ("overall", f"class {classes.names[class_id]}"):
+            tallies.setdefault(key, _Tally()).add("object_recall", found, 1)
+            tallies[key].objects += 1
+        for scale in range(index.shape[0]):
+            tallies.setdefault(f"scale {scale}", _Tally()).add(
+                "object_recall", bool(matched[o, scale_of == scale].any()), 1
+            )
+    return ImageScore(stem, float((unseen & ~covered).sum()) / label.size, missed, num_objects)
+
+
+def evaluate_pseudo_masks(
+    folder: DatasetFolder,
+    cache: PseudoMaskCache,
+    split: str,
+    class_embeddings: torch.Tensor,
+    window_sizes: Sequence[int],
+    min_area: float,
+    progress: bool = True,
+    worst: int = 20,
+) -> dict:
+    """Scores the cached pseudo masks of a split against its full label files.
+
+    Args:
+        class_embeddings: ``[C, D]`` normalised text embeddings of every class name of the folder,
+            unseen ones included (this diagnostic is their only use).
+        window_sizes: the K-Means seed windows, naming the scales (index-map channels).
+        min_area: smallest object scored by ``object_recall``, as a fraction of the image.
+
+    Returns:
+        ``{"split", "images", "note", "overall", "per_class", "per_scale", "worst_misses"}``; metrics
+        in percent (``None`` where nothing was there to count).
+    """
+    classes = folder.classes
+    text = class_embeddings.detach().float().cpu().numpy()
+    tallies: dict[str, _Tally] = {"overall": _Tally()}
+    for class_id in classes.unseen_ids:
+        tallies[f"class {classes.names[class_id]}"] = _Tally()
+    for scale in range(len(window_sizes)):
+        tallies[f"scale {scale}"] = _Tally()
+    scores = []
+    samples = folder.samples(split)
+    for sample in tqdm(samples, desc="score pseudo masks", disable=not progress, leave=False):
+        label = read_label(sample.label_path, classes.num_classes)
+        index_map, embeddings = cache.load(sample.stem)
+        scores.append(score_image(label, index_map, embeddings, text, classes, min_area, tallies, sample.stem))
+    scores.sort(key=lambda s: (-s.uncovered_share, -s.objects_missed, s.stem))
+    images = max(len(samples), 1)
+    overall = tallies["overall"].summary() | {"masks_per_image": round(tallies["overall"].masks / images, 2)}
+    return {
+        "split": split,
+        "images": len(samples),
+        "note": UNSEEN_NAMES_NOTE,
+        "overall": overall,
+        "per_class": {classes.names[c]: tallies[f"class {classes.names[c]}"].summary() for c in classes.unseen_ids},
+        "per_scale": {f"window {s}": tallies[f"scale {i}"].summary() for i, s in enumerate(window_sizes)},
+        "worst_misses": [
+            {
+                "stem": s.stem,
+                "uncovered_unseen_share": round(100 * s.uncovered_share, 1),
+                "objects_missed": s.objects_missed,
+                "objects": s.objects,
+            }
+            for s in scores[:worst]
+            if s.uncovered_share > 0 or s.objects_missed
+        ],  # fmt: skip
+    }
+
+
+def format_quality(report: dict) -> str:
+    """A plain-text table of :func:`evaluate_pseudo_masks`'s result."""
+    header = ["", *METRICS, "masks", "objects"]
+    rows = [["overall", *(report["overall"][m] for m in METRICS), report["overall"]["masks"],
+             report["overall"]["objects"]]]  # fmt: skip
+    for group in ("per_class", "per_scale"):
+        for name, values in report[group].items():
+            rows.append([name, *(values[m] for m in METRICS), values["masks"], values["objects"]])
+    cells = [[str(c) if not isinstance(c, float) else f"{c:.1f}" for c in row] for row in rows]
+    cells = [["n/a" if c == "None" else c for c in row] for row in cells]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    lines = ["  ".join(str(h).rjust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
