@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -66,21 +68,34 @@ def fill_cache(
     device = next(encoder.parameters()).device
     samples = [s for s in folder.samples(split)[rank() :: world_size()] if not cache.has(s.stem)]
     bar = tqdm(total=len(samples), desc="pseudo masks", disable=not (progress and is_main_process()), leave=False)
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        images, unannotated = [], []
-        for sample in chunk:
-            image = read_image(sample.image_path)
-            label = read_label(sample.label_path, folder.classes.num_classes, image.shape[:2])
-            label = inductive_label(label, folder.classes)
-            resized, mask = generator.prepare(
-                torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(label.astype(np.int64))
-            )
-            images.append(resized)
-            unannotated.append(mask)
-        results = generator(torch.stack(images).to(device), torch.stack(unannotated).to(device))
-        for sample, result in zip(chunk, results):
-            cache.save(sample.stem, result.index_map.numpy(), result.embeddings.numpy())
-        bar.update(len(chunk))
-    bar.close()
+    # Compression and file syncs release the GIL: one writer thread overlaps them with the next batch.
+    with bar, ThreadPoolExecutor(max_workers=1) as writer:
+        pending: deque[Future] = deque()
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            results = _batch(generator, folder, chunk, device)
+            for sample, result in zip(chunk, results):
+                pending.append(
+                    writer.submit(cache.save, sample.stem, result.index_map.numpy(), result.embeddings.numpy())
+                )
+            while pending and (len(pending) > 2 * batch_size or pending[0].done()):
+                pending.popleft().result()  # re-raises a failed write here
+            bar.update(len(chunk))
+        while pending:
+            pending.popleft().result()
     return len(samples)
+
+
+def _batch(generator: PseudoMaskGenerator, folder: DatasetFolder, chunk: list, device: torch.device) -> list:
+    """Pseudo masks of a few samples, read and resized as one batch."""
+    images, unannotated = [], []
+    for sample in chunk:
+        image = read_image(sample.image_path)
+        label = read_label(sample.label_path, folder.classes.num_classes, image.shape[:2])
+        label = inductive_label(label, folder.classes)
+        resized, mask = generator.prepare(
+            torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(label.astype(np.int64))
+        )
+        images.append(resized)
+        unannotated.append(mask)
+    return generator(torch.stack(images).to(device), torch.stack(unannotated).to(device))
