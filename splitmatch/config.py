@@ -60,6 +60,9 @@ class PseudoMaskConfig:
     min_area: float = 0.01  # drop candidates smaller than this fraction of the grid
     dedup_iou: float = 0.7  # across scales, drop a candidate whose mask IoU with a kept one exceeds this
     max_masks: int = 40  # cap per image, largest first
+    # Split every K-Means cluster into its connected pieces (8-neighbour, patch grid) before the
+    # rho rule, so rho and min_area hold per piece (chosen here; docs/pseudo-masks.md measures it).
+    components: bool = False
     cache_dir: str | None = None  # where pseudo masks are cached; None: <data.root>/pseudo_masks/<key>
 
 

@@ -12,6 +12,7 @@ from splitmatch.pseudo.cache import PseudoMaskCache, PseudoMaskCacheError
 from splitmatch.pseudo.kmeans import kmeans, window_seeds
 from splitmatch.pseudo.proposals import (
     deduplicate,
+    grid_components,
     index_map,
     keep_unannotated_clusters,
     masks_from_index_map,
@@ -86,6 +87,41 @@ def test_rho_rule_keeps_mostly_unannotated_clusters_and_clips_them():
     assert masks[0, 1].tolist() == [False, False, False, False, False, False, True, False]  # clipped
 
 
+@pytest.mark.parametrize("diagonal", [True, False])
+def test_grid_components_are_the_connected_pieces_of_each_cluster(diagonal):
+    from scipy import ndimage
+
+    generator = torch.Generator().manual_seed(int(diagonal))
+    assignments = torch.randint(0, 4, (3, 9 * 7), generator=generator)
+    pieces = grid_components(assignments, 9, 7, diagonal).view(3, 9, 7).numpy()
+    structure = np.ones((3, 3)) if diagonal else None
+    for b in range(3):
+        clusters = assignments[b].view(9, 7).numpy()
+        count = 0
+        for cluster in np.unique(clusters):
+            labelled, found = ndimage.label(clusters == cluster, structure=structure)
+            for piece in range(1, found + 1):
+                assert len(np.unique(pieces[b][labelled == piece])) == 1  # one piece, one id
+            count += found
+        assert len(np.unique(pieces[b])) == count  # and no two pieces share an id
+
+
+def test_rho_rule_per_piece_keeps_an_object_whose_cluster_also_holds_distant_background():
+    # One cluster: a 2x2 unannotated object in the top-left corner and, apart from it, four
+    # annotated patches that look alike. As one cluster it is half annotated and fails rho = 0.8.
+    dense = torch.zeros(1, 4, 6, 6)
+    dense[0, 0] = 1.0
+    dense[0, 1, 0:2, 0:2] = 5.0
+    dense[0, 1, 4:6, 4:6] = 5.0
+    unannotated = torch.zeros(1, 6, 6)
+    unannotated[0, 0:2, 0:2] = 1.0
+    args = ([3], 10, 0.8, 0.0, 0.7, 10)
+    ((masks, _),) = propose(dense, unannotated, *args)
+    assert masks.shape[0] == 0
+    ((masks, _),) = propose(dense, unannotated, *args, components=True)
+    assert masks.shape[0] == 1 and torch.equal(masks[0], unannotated[0].bool())
+
+
 def test_proposals_stay_inside_unannotated_patches():
     torch.manual_seed(0)
     dense = torch.randn(2, 16, 16, 16)
@@ -93,6 +129,7 @@ def test_proposals_stay_inside_unannotated_patches():
     unannotated = torch.zeros(2, 16, 16)
     unannotated[:, 3:13, 3:13] = 1.0
     results = propose(dense, unannotated, [2, 4, 8], 10, rho=0.8, min_area=0.01, dedup_iou=0.7, max_masks=20)
+    results += propose(dense, unannotated, [2, 4, 8], 10, 0.5, 0.01, 0.7, 20, components=True)
     for masks, scales in results:
         assert masks.shape[0] > 0
         assert not (masks & (unannotated[0] < 0.5)).any()

@@ -75,7 +75,15 @@ class PseudoMaskGenerator:
         patch = self.encoder.patch_size
         fraction = F.avg_pool2d(unannotated[:, None].float(), patch, stride=patch)[:, 0]  # [B, h, w]
         proposals = propose(
-            dense, fraction, cfg.window_sizes, cfg.iterations, cfg.rho, cfg.min_area, cfg.dedup_iou, cfg.max_masks
+            dense,
+            fraction,
+            cfg.window_sizes,
+            cfg.iterations,
+            cfg.rho,
+            cfg.min_area,
+            cfg.dedup_iou,
+            cfg.max_masks,
+            cfg.components,
         )
         count = max(masks.shape[0] for masks, _ in proposals)
         padded = torch.zeros(len(proposals), count, *dense.shape[2:], dtype=torch.bool, device=dense.device)

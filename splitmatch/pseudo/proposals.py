@@ -24,6 +24,40 @@ def scale_clusters(dense: torch.Tensor, window_sizes: Sequence[int], iterations:
     return [kmeans(points, window_seeds(normalised, s), iterations, spherical=True)[0] for s in window_sizes]
 
 
+def grid_components(assignments: torch.Tensor, height: int, width: int, diagonal: bool = True) -> torch.Tensor:
+    """Splits every cluster into its connected pieces on the patch grid.
+
+    K-Means groups patches by feature alone, so one cluster may hold an unseen object and, far
+    from it, a few background patches that look alike; as one cluster they fail the rho rule
+    together. Label propagation: every patch takes the smallest id among its neighbours of the
+    same cluster until nothing changes (as many rounds as the longest path inside a piece).
+
+    Args:
+        assignments: ``[B, h*w]`` cluster ids.
+        diagonal: 8-neighbour connectivity (else 4).
+
+    Returns:
+        ``[B, h*w]`` piece ids: each piece is named by the flat index of one of its patches.
+    """
+    batch = assignments.shape[0]
+    clusters = assignments.view(batch, height, width)
+    ids = torch.arange(height * width, device=assignments.device).expand(batch, -1).reshape(batch, height, width)
+    ids = ids.clone()
+    offsets = [(1, 0), (0, 1)] + ([(1, 1), (1, -1)] if diagonal else [])
+    pairs = []  # (target slice, source slice, same-cluster mask) for every neighbour direction, both ways
+    for dy, dx in offsets:
+        a = (slice(None), slice(dy, None), slice(max(dx, 0), width + min(dx, 0)))
+        b = (slice(None), slice(0, height - dy), slice(max(-dx, 0), width + min(-dx, 0)))
+        same = clusters[a] == clusters[b]
+        pairs += [(a, b, same), (b, a, same)]
+    while True:
+        previous = ids.clone()
+        for target, source, same in pairs:
+            ids[target] = torch.where(same, torch.minimum(ids[target], ids[source]), ids[target])
+        if torch.equal(ids, previous):
+            return ids.reshape(batch, -1)
+
+
 def keep_unannotated_clusters(
     assignments: torch.Tensor, unannotated: torch.Tensor, rho: float, min_area: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,12 +118,15 @@ def propose(
     min_area: float,
     dedup_iou: float,
     max_masks: int,
+    components: bool = False,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Candidate masks for a batch.
 
     Args:
         dense: ``[B, D, h, w]`` frozen CLIP dense features.
         unannotated: ``[B, h, w]`` unannotated fraction per patch.
+        components: split clusters into connected pieces before the rho rule (rho and the
+            minimum area then hold per piece).
 
     Returns:
         per image, ``masks [K, h, w]`` bool and ``scales [K]`` (index into ``window_sizes``).
@@ -98,6 +135,8 @@ def propose(
     fraction = unannotated.reshape(batch, -1)
     per_scale = []
     for scale, assignments in enumerate(scale_clusters(dense, window_sizes, iterations)):
+        if components:
+            assignments = grid_components(assignments, height, width)
         masks, keep = keep_unannotated_clusters(assignments, fraction, rho, min_area)
         per_scale.append((scale, masks, keep))
     results = []
