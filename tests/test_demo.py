@@ -11,6 +11,7 @@ import torch
 from splitmatch.cli import main
 from splitmatch.clip.image_encoder import ClipImageEncoder
 from splitmatch.clip.loading import build_clip
+from splitmatch.world.demo import world_spec
 from splitmatch.world.generator import WorldSpec, generate_world
 from splitmatch.world.toy_clip import ToyClipSpec, read_toy_clip_record, train_toy_clip
 
@@ -41,11 +42,23 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
             assert result[key] is not None and math.isfinite(result[key])
         assert len(result["per_class_iou"]) == 13
         assert set(result["seen_calibration"]) == {"0", "0.1"}
-    for figure in ("predictions.png", "pseudo_masks.png"):
+    for figure in ("predictions.png", "pseudo_masks.png", "pseudo_mask_misses.png"):
         assert (out / "figures" / figure).stat().st_size > 1000
     report = (out / "report.md").read_text()
     assert "| split |" in report and "| hungarian |" in report
     assert "| split, seen calibration 0.1 |" in report
+    quality = json.loads((out / "pseudo_masks.json").read_text())
+    assert quality["split"] == "train" and quality["images"] == 160
+    assert "## Pseudo masks" in report and f"| overall | {quality['overall']['unseen_coverage']:.1f} |" in report
+    # The packaged small CLIP fits, so the world is made without the images that would train one.
+    assert json.loads((out / "world" / "world.json").read_text())["spec"]["num_captions"] == 0
     # A second run reuses every stage.
     assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 0
     assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def test_demo_world_skips_caption_images_unless_the_folder_has_them(tmp_path):
+    spec = WorldSpec(num_train=3, num_val=2, num_captions=5)
+    assert world_spec(tmp_path / "none", spec).num_captions == 0  # the packaged small CLIP fits
+    made = generate_world(tmp_path / "made", seed=0, spec=spec, progress=False)
+    assert world_spec(made.root, spec) == spec  # an earlier world with them is reused as it is

@@ -175,6 +175,7 @@ def score_image(
             tallies.setdefault(f"scale {scale}", _Tally()).add(
                 "object_recall", bool(matched[o, scale_of == scale].any()), 1
             )
+            tallies[f"scale {scale}"].objects += 1
     return ImageScore(stem, float((unseen & ~covered).sum()) / label.size, missed, num_objects)
 
 

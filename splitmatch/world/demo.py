@@ -27,8 +27,10 @@ from splitmatch.model.build import build_segmentor
 from splitmatch.predictor import Predictor
 from splitmatch.presets import preset
 from splitmatch.pseudo.build_cache import fill_cache, open_cache
+from splitmatch.pseudo.quality import METRICS, evaluate_pseudo_masks
+from splitmatch.pseudo.quality_figure import worst_misses_figure
 from splitmatch.world.figures import prediction_figure, pseudo_mask_figure
-from splitmatch.world.generator import WORLD_VERSION, WorldSpec, generate_world
+from splitmatch.world.generator import WORLD_FILE, WORLD_VERSION, WorldSpec, generate_world, world_class_split
 from splitmatch.world.toy_clip import ToyClipSpec, read_toy_clip_record, train_toy_clip
 
 PACKAGED_CLIP = Path(__file__).resolve().parent / "assets" / "world-clip.safetensors"
@@ -57,7 +59,7 @@ QUICK = DemoSettings(
 )
 
 
-def clip_compatible(path: Path, world: DatasetFolder, spec: ToyClipSpec | None) -> bool:
+def clip_compatible(path: Path, class_names: list[str], spec: ToyClipSpec | None) -> bool:
     """A small-CLIP file fits a world of the same classes and drawing version, made by ``spec``
     (``None``: by any spec)."""
     record = read_toy_clip_record(path) if path.is_file() else None
@@ -67,17 +69,30 @@ def clip_compatible(path: Path, world: DatasetFolder, spec: ToyClipSpec | None) 
     return (
         (spec is None or record.get("spec") == json.loads(json.dumps(asdict(spec))))
         and made_for.get("version") == WORLD_VERSION
-        and made_for.get("classes") == list(world.classes.names)
+        and made_for.get("classes") == list(class_names)
     )
+
+
+def world_spec(folder: Path, spec: WorldSpec) -> WorldSpec:
+    """The world the demo needs: without the ``captions`` split when the packaged small CLIP fits
+    (those images only train a small CLIP), unless ``folder`` already holds them."""
+    if not clip_compatible(PACKAGED_CLIP, list(world_class_split(spec.unseen).names), None):
+        return spec
+    try:
+        made = json.loads((folder / WORLD_FILE).read_text(encoding="utf-8"))["spec"]["num_captions"]
+    except (OSError, ValueError, KeyError, TypeError):
+        made = 0
+    return replace(spec, num_captions=made if isinstance(made, int) and made >= 0 else 0)
 
 
 def small_clip(out: Path, world: DatasetFolder, spec: ToyClipSpec, progress: bool) -> tuple[Path, dict]:
     """The packaged small CLIP (made by ``splitmatch toy-clip`` with the default spec) when it fits
     the world, else one trained here with ``spec`` and cached in ``out``."""
-    if clip_compatible(PACKAGED_CLIP, world, None):
+    names = list(world.classes.names)
+    if clip_compatible(PACKAGED_CLIP, names, None):
         return PACKAGED_CLIP, read_toy_clip_record(PACKAGED_CLIP)
     path = out / "world-clip.safetensors"
-    if clip_compatible(path, world, spec):
+    if clip_compatible(path, names, spec):
         return path, read_toy_clip_record(path)
     return path, train_toy_clip(world.root, path, spec, progress)
 
@@ -144,7 +159,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, ablations: boo
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     started = time.time()
-    world = generate_world(out / "world", seed=seed, spec=settings.world, progress=progress)
+    world = generate_world(out / "world", seed=seed, spec=world_spec(out / "world", settings.world), progress=progress)
     times["world"] = time.time() - started
 
     mark = time.time()
@@ -176,15 +191,35 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, ablations: boo
     cache = open_cache(configs["split"], world, predictors["Split Matching"].model.image_encoder)
     all_classes = predictors["Split Matching"].model.encode_classes(list(world.classes.names))
     pseudo_mask_figure(world, cache, all_classes, out / "figures" / "pseudo_masks.png")
-    times["figures"] = time.time() - mark
+    pseudo = configs["split"].pseudo
+    quality = evaluate_pseudo_masks(
+        world, cache, configs["split"].data.train_split, all_classes, pseudo.window_sizes, pseudo.min_area, progress
+    )
+    write_json(out / "pseudo_masks.json", quality)
+    worst_misses_figure(world, cache, quality, out / "figures" / "pseudo_mask_misses.png")
+    times["figures, pseudo-mask scores"] = time.time() - mark
     times["total"] = time.time() - started
     write_json(out / "metrics.json", metrics)
-    (out / "report.md").write_text(report(metrics, clip_record, times, quick), encoding="utf-8")
+    (out / "report.md").write_text(report(metrics, clip_record, times, quick, quality), encoding="utf-8")
     return metrics
 
 
-def report(metrics: dict, clip_record: dict, times: dict, quick: bool) -> str:
-    """The demo's Markdown report: result table, per-class IoU, small-CLIP accuracy, timings."""
+def pseudo_mask_section(quality: dict) -> list[str]:
+    """Report lines: the pseudo-mask diagnostic's table (``splitmatch pseudo-masks --evaluate``)."""
+    lines = ["## Pseudo masks", "", f"Scored against the full labels of the `{quality['split']}` split "
+             f"({quality['images']} images), percent; the same as `splitmatch pseudo-masks --evaluate`. "
+             f"{quality['note']}", ""]  # fmt: skip
+    lines += ["| | " + " | ".join(METRICS) + " | masks | objects |", "|---" * (len(METRICS) + 3) + "|"]
+    groups = {"overall": quality["overall"], **quality["per_class"], **quality["per_scale"]}
+    for name, values in groups.items():
+        cells = ["n/a" if values[m] is None else f"{values[m]:.1f}" for m in METRICS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {values['masks']} | {values['objects']} |")
+    lines += ["", "Worst misses: `figures/pseudo_mask_misses.png`; every number: `pseudo_masks.json`."]
+    return lines
+
+
+def report(metrics: dict, clip_record: dict, times: dict, quick: bool, quality: dict | None = None) -> str:
+    """The demo's Markdown report: result table, per-class IoU, pseudo masks, small-CLIP accuracy, timings."""
     lines = ["# splitmatch demo: Split Matching vs Hungarian matching in the built-in world", ""]
     if quick:
         lines += ["**Quick mode**: a tiny world and a few iterations; the numbers only show that it runs.", ""]
@@ -207,6 +242,8 @@ def report(metrics: dict, clip_record: dict, times: dict, quick: bool) -> str:
     for name in names:
         cells = [metrics[run]["per_class_iou"][name] for run in metrics]
         lines.append(f"| {name} | " + " | ".join("n/a" if v is None else f"{v:.1f}" for v in cells) + " |")
+    if quality is not None:
+        lines += [""] + pseudo_mask_section(quality)
     zero_shot = clip_record.get("zero_shot", {})
     lines += ["", "## The small CLIP", "", "Zero-shot accuracy (percent) on validation objects:", ""]
     lines += ["| kind | seen | unseen |", "|---|---|---|"]
@@ -215,8 +252,9 @@ def report(metrics: dict, clip_record: dict, times: dict, quick: bool) -> str:
     lines += [f"| {stage} | {seconds:.0f} |" for stage, seconds in times.items()]
     lines += [
         "",
-        "Figures: `figures/predictions.png` (image, ground truth, Hungarian, Split Matching) and",
-        "`figures/pseudo_masks.png` (training label with unseen pixels ignored, and the pseudo masks).",
+        "Figures: `figures/predictions.png` (image, ground truth, Hungarian, Split Matching),",
+        "`figures/pseudo_masks.png` (training label with unseen pixels ignored, and the pseudo masks) and",
+        "`figures/pseudo_mask_misses.png` (the training images with the most unseen pixels outside every pseudo mask).",
         "",
     ]
     return "\n".join(lines)
