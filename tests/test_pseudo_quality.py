@@ -12,7 +12,6 @@ from test_workflow import fabricate_voc
 from splitmatch.cli import main
 from splitmatch.data.classes import ClassSplit
 from splitmatch.pseudo.quality import METRICS, UNSEEN_NAMES_NOTE, _Tally, score_image, unseen_objects
-from splitmatch.world.demo import PACKAGED_CLIP
 from splitmatch.world.generator import WorldSpec, generate_world
 
 CLASSES = ClassSplit(("background", "a", "b", "c"), ("b", "c"), dataset="hand")
@@ -126,9 +125,7 @@ def test_json_and_figure_need_evaluate(tiny_dataset, capsys):
 def test_evaluate_on_a_small_world(tmp_path, capsys):
     spec = WorldSpec(num_train=12, num_val=2, num_captions=0)
     world = generate_world(tmp_path / "world", seed=3, spec=spec, progress=False)
-    report = run_evaluate(
-        world.root, tmp_path, capsys, preset="world", extra=["--set", f"clip.weights={PACKAGED_CLIP}"]
-    )
+    report = run_evaluate(world.root, tmp_path, capsys, preset="world")  # with the packaged small CLIP
     assert list(report["per_class"]) == ["square", "heart", "cross", "bolt"]
     assert report["overall"]["objects"] > 0
     # The packaged small CLIP finds some of the unseen objects, and names most masks right.

@@ -13,7 +13,7 @@ numbers, in percent, overall, per unseen class and per K-Means scale:
   names' text embeddings, to the mask's dominant class.
 
 Masks are read as training reads them: the patch-grid index map is resized (nearest) to the
-label and clipped to unannotated pixels. Pixels labelled 255 (void) have no truth and are left
+label and clipped to unannotated pixels. Void pixels (the dataset's ignore value) have no truth and are left
 out of every count.
 """
 
@@ -71,7 +71,7 @@ def unseen_objects(label: np.ndarray, unseen_ids: Sequence[int], min_pixels: flo
     """Connected components (8-neighbour) of each unseen class with at least ``min_pixels`` pixels.
 
     Args:
-        label: ``[H, W]`` uint8 full label (unseen classes present).
+        label: ``[H, W]`` full label (unseen classes present).
 
     Returns:
         ``objects [H, W]`` int64, 0 outside, ``o + 1`` inside object ``o``, and each object's class id.
@@ -104,7 +104,7 @@ def score_image(
     """Adds one image's counts to ``tallies`` (keys ``overall``, ``class <name>``, ``scale <s>``).
 
     Args:
-        label: ``[H, W]`` uint8 full label.
+        label: ``[H, W]`` full label (uint8, or uint16 above 255 classes).
         index_map: ``[S, h, w]`` uint8 cached index map (0 none, ``k + 1`` mask k).
         embeddings: ``[K, D]`` region embeddings.
         class_embeddings: ``[C, D]`` normalised text embeddings of every class name.

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from splitmatch.data.classes import IGNORE_INDEX
 from splitmatch.data.folder import DatasetFolder, atomic_write_bytes, read_image, read_label
 from splitmatch.data.transforms import resize_nearest
 from splitmatch.pseudo.cache import PseudoMaskCache
@@ -29,12 +28,20 @@ def _fit(panel: np.ndarray, nearest: bool) -> np.ndarray:
     return out
 
 
+def _paint(ids: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """``[H, W]`` ids (-1: nothing there, light grey) -> ``uint8 [H, W, 3]``."""
+    out = np.full((*ids.shape, 3), 235, np.uint8)
+    out[ids >= 0] = colours[ids[ids >= 0]]
+    return out
+
+
 def worst_misses_figure(folder: DatasetFolder, cache: PseudoMaskCache, report: dict, path: str | Path,
                         count: int = 6) -> int:  # fmt: skip
     """Rows for the images with the most unseen pixels outside every pseudo mask.
 
     Each row: image | full label (unseen classes included) | pseudo masks as training sees them
     (clipped to unannotated pixels) | unseen pixels no pseudo mask covers, in their class colour.
+    Light grey: no pseudo mask / nothing missed there; black: void (no label).
 
     Args:
         report: :func:`splitmatch.pseudo.quality.evaluate_pseudo_masks`'s result (its ``worst_misses``).
@@ -55,18 +62,18 @@ def worst_misses_figure(folder: DatasetFolder, cache: PseudoMaskCache, report: d
         unseen = np.isin(label, classes.unseen_ids)
         index_map, _ = cache.load(stem)
         index = resize_nearest(index_map, label.shape)  # [S, H, W]
-        masks = np.full(label.shape, IGNORE_INDEX, np.int64)
+        masks = np.full(label.shape, -1, np.int64)
         for channel in index:  # fine scales first, coarse ones drawn over them
             masks[channel > 0] = (channel[channel > 0].astype(np.int64) - 1) % len(mask_colours)
-        masks[~unseen] = IGNORE_INDEX
-        missed = np.where(unseen & (masks == IGNORE_INDEX), label, IGNORE_INDEX)
-        shown.update(np.unique(label[label != IGNORE_INDEX]).tolist())
+        masks[~unseen] = -1
+        missed = np.where(unseen & (masks < 0), label, -1)
+        shown.update(np.unique(label[label != classes.ignore_index]).tolist())
         share = next(e["uncovered_unseen_share"] for e in report["worst_misses"] if e["stem"] == stem)
         panels = [
             (stem, _fit(image, nearest=False)),
-            ("label (unseen included)", _fit(colourise(label, colours), nearest=True)),
-            ("pseudo masks", _fit(colourise(masks, mask_colours), nearest=True)),
-            (f"missed: {share:.0f}% of image", _fit(colourise(missed, colours), nearest=True)),
+            ("label (unseen included)", _fit(colourise(label, colours, classes.ignore_index), nearest=True)),
+            ("pseudo masks", _fit(_paint(masks, mask_colours), nearest=True)),
+            (f"missed: {share:.0f}% of image", _fit(_paint(missed, colours), nearest=True)),
         ]
         rows.append([titled(panel, title, 18) for title, panel in panels])
     if not rows:
