@@ -66,7 +66,7 @@ def worst_misses_figure(folder: DatasetFolder, cache: PseudoMaskCache, report: d
         for channel in index:  # fine scales first, coarse ones drawn over them
             masks[channel > 0] = (channel[channel > 0].astype(np.int64) - 1) % len(mask_colours)
         masks[~unseen] = -1
-        missed = np.where(unseen & (masks < 0), label, -1)
+        missed = np.where(unseen & (masks < 0), label.astype(np.int64), -1)
         shown.update(np.unique(label[label != classes.ignore_index]).tolist())
         share = next(e["uncovered_unseen_share"] for e in report["worst_misses"] if e["stem"] == stem)
         panels = [
