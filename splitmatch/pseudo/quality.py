@@ -124,7 +124,7 @@ def score_image(
     covered_by_scale = []
     clipped_label = np.where(region, label, 0).astype(np.int64)
     for scale, channel in enumerate(index):
-        present = np.unique(channel)
+        present = np.unique(index_map[scale])  # on the grid: the same ids, far fewer cells
         scale_of[present[present > 0] - 1] = scale
         clipped = np.where(region, channel, 0)  # [H, W] as training sees it
         histogram += np.bincount((clipped * num_classes + clipped_label).ravel(), minlength=histogram.size).reshape(
