@@ -68,6 +68,10 @@ class PseudoMaskConfig:
     # Split every K-Means cluster into its connected pieces (8-neighbour, patch grid) before the
     # rho rule, so rho and min_area hold per piece (chosen here; docs/pseudo-masks.md measures it).
     components: bool = False
+    # "masked_cls": a CLS copy attends inside the mask in CLIP's last blocks (the method);
+    # "crop": CLIP's image embedding of a square crop around the mask (docs/pseudo-masks.md).
+    region_embedding: str = "masked_cls"
+    crop_context: float = 1.5  # crop side / the larger side of the mask's bounding box ("crop" only)
     cache_dir: str | None = None  # where pseudo masks are cached; None: <data.root>/pseudo_masks/<key>
 
 
@@ -159,6 +163,7 @@ class ExperimentConfig:
             "loss.matching": (self.loss.matching, ("split", "hungarian")),
             "loss.candidate_sampling": (self.loss.candidate_sampling, ("uniform", "importance")),
             "pseudo.dense_features": (self.pseudo.dense_features, ("value", "tokens")),
+            "pseudo.region_embedding": (self.pseudo.region_embedding, ("masked_cls", "crop")),
             "clip.templates": (self.clip.templates, ("single", "ensemble")),
             "train.amp": (self.train.amp, ("none", "bf16", "fp16")),
             "inference.mode": (self.inference.mode, ("slide", "whole")),
@@ -182,6 +187,10 @@ class ExperimentConfig:
             raise ConfigError("loss.matching=split needs decoder.num_candidate_queries > 0")
         if not 0.0 < self.pseudo.rho <= 1.0:
             raise ConfigError(f"pseudo.rho must lie in (0, 1], got {self.pseudo.rho}")
+        if self.pseudo.crop_context < 1.0:
+            raise ConfigError(
+                f"pseudo.crop_context must be at least 1 (the mask's own box), got {self.pseudo.crop_context}"
+            )
         if self.decoder.hidden_dim % self.decoder.num_heads:
             raise ConfigError(
                 f"decoder.hidden_dim ({self.decoder.hidden_dim}) must be divisible by "

@@ -18,6 +18,7 @@ from splitmatch.pseudo.proposals import (
     masks_from_index_map,
     propose,
 )
+from splitmatch.pseudo.region_crops import crop_region_embeddings, crop_windows
 
 
 def clustered_points(seed: int, n: int = 300, k: int = 6, dim: int = 16) -> torch.Tensor:
@@ -171,3 +172,34 @@ def test_cache_round_trip_and_refuses_other_settings(tmp_path):
     cache.path("broken").write_bytes(b"not a zip")
     with pytest.raises(PseudoMaskCacheError, match="damaged"):
         cache.load("broken")
+
+
+def test_crop_windows_frame_each_mask_with_context_and_stay_inside():
+    masks = torch.zeros(3, 4, 4, dtype=torch.bool)
+    masks[0, 1:3, 1] = True  # box rows 8..24, cols 8..16 in pixels (8-pixel patches)
+    masks[1, 0, 0] = True  # a corner patch: the window is shifted inside
+    masks[2] = True  # the whole grid: the window cannot exceed the image
+    windows = crop_windows(masks, (8, 8), (32, 32), context=1.5)
+    assert windows[0].tolist() == [4, 0, 24]  # side 1.5 * 16, centred on (16, 12), shifted to x >= 0
+    assert windows[1].tolist() == [0, 0, 12]
+    assert windows[2].tolist() == [0, 0, 32]
+
+
+def test_crop_region_embeddings_are_clip_image_embeddings_of_the_crops():
+    from splitmatch.clip.image_encoder import ClipImageEncoder
+    from splitmatch.clip.loading import build_clip
+
+    torch.manual_seed(0)
+    encoder = ClipImageEncoder(build_clip("tiny-test").visual).eval()
+    images = torch.rand(2, 3, 64, 64) * 255
+    grid = 64 // encoder.patch_size[0]
+    masks = [torch.zeros(2, grid, grid, dtype=torch.bool), torch.zeros(0, grid, grid, dtype=torch.bool)]
+    masks[0][0, 1:3, 1:4] = True
+    masks[0][1, -1, -1] = True
+    got = crop_region_embeddings(encoder, images, masks, context=1.3)
+    assert [g.shape[0] for g in got] == [2, 0]
+    size = tuple(encoder.visual.image_size)
+    for k, (top, left, side) in enumerate(crop_windows(masks[0], encoder.patch_size, (64, 64), 1.3).tolist()):
+        crop = F.interpolate(images[:1, :, top : top + side, left : left + side], size=size, mode="bilinear")
+        want = encoder(crop, use_prompts=False)["cls_embedding"][0]
+        assert torch.allclose(got[0][k], want, atol=1e-5)

@@ -115,6 +115,10 @@ def test_evaluate_on_a_prepared_voc_layout(tmp_path, capsys):
     assert set(report["per_class"]) == {"pottedplant", "sheep", "sofa", "train", "tvmonitor"}
     # Each training image holds one unseen block (14 x 20 pixels) and VOC's void rows stay out.
     assert report["overall"]["objects"] == 4
+    # The switches of docs/pseudo-masks.md make their own cache and are scored the same way.
+    switches = ["--set", "pseudo.components=true", "--set", "pseudo.rho=0.5", "--set", "pseudo.region_embedding=crop"]
+    other = run_evaluate(data, tmp_path, capsys, extra=switches)
+    assert other["overall"]["objects"] == 4 and len(list((data / "pseudo_masks").iterdir())) == 2
 
 
 def test_json_and_figure_need_evaluate(tiny_dataset, capsys):

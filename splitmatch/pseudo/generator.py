@@ -12,6 +12,7 @@ from splitmatch.clip.image_encoder import ClipImageEncoder
 from splitmatch.config import PseudoMaskConfig
 from splitmatch.data.classes import IGNORE_INDEX
 from splitmatch.pseudo.proposals import index_map, propose
+from splitmatch.pseudo.region_crops import crop_region_embeddings
 
 
 @dataclass
@@ -73,7 +74,7 @@ class PseudoMaskGenerator:
             images,
             use_prompts=False,
             value_features=cfg.dense_features == "value",
-            keep_hidden_before=self.encoder.region_start_layer,
+            keep_hidden_before=self.encoder.region_start_layer if cfg.region_embedding == "masked_cls" else None,
         )
         dense = features["dense_values" if cfg.dense_features == "value" else "dense_tokens"]  # [B, D, h, w]
         patch = self.encoder.patch_size
@@ -89,12 +90,17 @@ class PseudoMaskGenerator:
             cfg.max_masks,
             cfg.components,
         )
-        count = max(masks.shape[0] for masks, _ in proposals)
-        padded = torch.zeros(len(proposals), count, *dense.shape[2:], dtype=torch.bool, device=dense.device)
-        for b, (masks, _) in enumerate(proposals):
-            padded[b, : masks.shape[0]] = masks
-        embeddings = F.normalize(self.encoder.region_embeddings_from_hidden(features["hidden"], padded), dim=-1)
+        if cfg.region_embedding == "crop":
+            crops = crop_region_embeddings(self.encoder, images, [m for m, _ in proposals], cfg.crop_context)
+            embeddings = [F.normalize(e, dim=-1) for e in crops]
+        else:
+            count = max(masks.shape[0] for masks, _ in proposals)
+            padded = torch.zeros(len(proposals), count, *dense.shape[2:], dtype=torch.bool, device=dense.device)
+            for b, (masks, _) in enumerate(proposals):
+                padded[b, : masks.shape[0]] = masks
+            regions = F.normalize(self.encoder.region_embeddings_from_hidden(features["hidden"], padded), dim=-1)
+            embeddings = [regions[b, : masks.shape[0]] for b, (masks, _) in enumerate(proposals)]
         return [
-            PseudoMasks(index_map(masks, scales, len(cfg.window_sizes)).cpu(), embeddings[b, : masks.shape[0]].cpu())
+            PseudoMasks(index_map(masks, scales, len(cfg.window_sizes)).cpu(), embeddings[b].cpu())
             for b, (masks, scales) in enumerate(proposals)
         ]
