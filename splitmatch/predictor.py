@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from splitmatch.config import ExperimentConfig, InferenceConfig
+from splitmatch.config import ExperimentConfig, InferenceConfig, merge
 from splitmatch.data.classes import ClassSplit, validate_class_names
 from splitmatch.engine import checkpoint as ckpt
 from splitmatch.engine.evaluator import predict_labels
@@ -25,6 +25,11 @@ def load_segmentor(path: str | Path, device: str | torch.device = "cpu") -> tupl
     """
     record = ckpt.read_record(path)
     config: ExperimentConfig = record["config"]
+    with torch.device("meta"):  # shapes only, no memory: a record that asks for more than the file holds
+        shapes = {
+            name: tuple(t.shape) for name, t in build_segmentor(config, load_clip_weights=False).state_dict().items()
+        }
+    ckpt.check_tensor_shapes(path, shapes)
     model = build_segmentor(config, load_clip_weights=False)
     ckpt.load_model_weights(model, path, record)
     return model.to(device).eval(), record
@@ -36,7 +41,7 @@ class Predictor:
     Example::
 
         predictor = Predictor.from_checkpoint("runs/voc/model.safetensors")
-        labels = predictor.predict(image, ["cat", "sofa", "pottedplant"])  # [H, W] indices
+        labels = predictor.predict(image, ["cat", "sofa", "pottedplant"])  # [H, W] uint8 indices
 
     Args:
         model: a trained segmentor.
@@ -57,11 +62,7 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **overrides) -> Predictor:
         """Loads a checkpoint; ``overrides`` replace inference settings (e.g. ``mode="whole"``)."""
         model, record = load_segmentor(path, device)
-        config = record["config"].inference
-        for key, value in overrides.items():
-            if not hasattr(config, key):
-                raise ValueError(f"unknown inference setting '{key}'")
-            setattr(config, key, value)
+        config = merge(record["config"], {"inference": overrides}).validate().inference  # checked like any config
         predictor = cls(model, config, record["train_classes"])
         predictor.classes: ClassSplit = record["classes"]
         return predictor
@@ -75,7 +76,8 @@ class Predictor:
             class_names: the vocabulary, any names.
 
         Returns:
-            ``[H, W]`` int64 indices into ``class_names``.
+            ``[H, W]`` indices into ``class_names``: ``uint8`` for up to 255 names, else ``uint16``
+            (the types of label PNGs; a large image's map stays small).
         """
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")

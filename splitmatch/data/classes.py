@@ -175,6 +175,8 @@ def validate_class_names(names: list[str] | tuple[str, ...], where: str = "class
     """Refuses an empty vocabulary, blank names and duplicates, naming the offender."""
     if len(names) == 0:
         raise ClassSplitError(f"{where}: no class names given")
+    if len(names) > MAX_CLASSES:
+        raise ClassSplitError(f"{where}: {len(names)} names; label maps (16-bit) hold at most {MAX_CLASSES}")
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
             raise ClassSplitError(f"{where}: class {i} has an empty name")
