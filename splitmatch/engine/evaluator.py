@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from splitmatch.config import InferenceConfig
-from splitmatch.data.classes import ClassSplit
-from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
+from splitmatch.data.classes import ClassSplit, label_dtype_for
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some, read_image, read_label
 from splitmatch.distributed import all_reduce_sum, is_main_process, rank, world_size
 from splitmatch.inference import SegmentationInference, calibrate_seen
+from splitmatch.label_upsampling import upsample_argmax
 from splitmatch.metrics import SUMMARY_KEYS, ConfusionMatrix, summarize
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
@@ -23,11 +25,19 @@ COMPARED_SEEN_CALIBRATIONS = (0.0, 0.1)
 
 
 def resize_short_side(image: torch.Tensor, short: int, max_long: int) -> torch.Tensor:
-    """``[B, 3, H, W]`` -> bilinear resize so the short side is ``short`` and the long at most ``max_long``."""
+    """``[B, 3, H, W]`` -> bilinear resize so the short side is ``short`` and the long at most ``max_long``.
+
+    One channel at a time (the same numbers as all at once): a large uint8 image is never held
+    as float whole.
+    """
     height, width = image.shape[-2:]
     scale = min(short / min(height, width), max_long / max(height, width))
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return F.interpolate(image.float(), size=size, mode="bilinear", align_corners=False).clamp(0, 255)
+    channels = [
+        F.interpolate(image[:, c : c + 1].float(), size=size, mode="bilinear", align_corners=False)
+        for c in range(image.shape[1])
+    ]
+    return torch.cat(channels, dim=1).clamp_(0, 255)
 
 
 @torch.no_grad()
@@ -47,7 +57,7 @@ def predict_labels(
         seen: ``[C]`` bool.
 
     Returns:
-        ``[H, W]`` int64 class ids.
+        ``[H, W]`` class ids, ``uint8`` up to 255 classes, else ``uint16`` (the label-map types).
     """
     scores = predict_scores(inference, image, class_embeddings, seen, config, device)
     return scores_to_labels(scores, image.shape[:2])
@@ -63,15 +73,21 @@ def predict_scores(
     device: torch.device,
 ) -> torch.Tensor:
     """Class scores ``[C, h, w]`` at the inference resolution (``seen=None``: never calibrated)."""
-    tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
+    with warnings.catch_warnings():  # a read-only array (np.asarray of a PIL image) is only read here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
     resized = resize_short_side(tensor, config.short_side, config.max_long_side)
     return inference(resized, class_embeddings, seen)
 
 
 def scores_to_labels(scores: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """``[C, h, w]`` scores to ``[H, W]`` int64 class ids at the image's own size."""
-    scores = F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0]
-    return scores.argmax(0).cpu().numpy()
+    """``[C, h, w]`` scores to ``[H, W]`` class ids at the image's own size (bilinear, then argmax).
+
+    Memory does not grow with image size times class count (:func:`upsample_argmax`). The ids
+    are ``uint8`` up to 255 classes, else ``uint16``, the types of label maps on disk.
+    """
+    dtype = torch.uint8 if label_dtype_for(scores.shape[0]) == np.uint8 else torch.uint16
+    return upsample_argmax(scores, size, dtype).cpu().numpy()
 
 
 @torch.no_grad()
@@ -104,6 +120,8 @@ def evaluate(
     seen = torch.zeros(classes.num_classes, dtype=torch.bool)
     seen[classes.seen_ids] = True
     amounts = list(dict.fromkeys([config.seen_calibration, *compared_calibrations]))
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be a positive number of images or None (all), got {max_images}")
     samples = folder.samples(split)[:max_images]
     confusions = [ConfusionMatrix(classes.num_classes, classes.ignore_index) for _ in amounts]
     mine = samples[rank() :: world_size()]
@@ -128,14 +146,33 @@ def evaluate(
 
 
 def evaluate_predictions(predictions: str | Path, folder: DatasetFolder, split: str) -> dict:
-    """Scores label PNGs made by any method (``<stem>.png`` per image) with the same protocol."""
+    """Scores label PNGs made by any method with the same protocol.
+
+    Each image of the split needs ``<stem>.png`` or ``<stem>_labels.png`` (what ``splitmatch
+    predict`` writes) in ``predictions``: 8-bit, or 16-bit for more than 255 classes.
+    """
     predictions = Path(predictions)
     if not predictions.is_dir():
         raise DatasetFormatError(f"prediction folder {predictions} does not exist")
     classes = folder.classes
+    samples = folder.samples(split)
+    paths, missing = {}, []
+    for sample in samples:
+        found = [
+            p for p in (predictions / f"{sample.stem}.png", predictions / f"{sample.stem}_labels.png") if p.is_file()
+        ]
+        if found:
+            paths[sample.stem] = found[0]
+        else:
+            missing.append(f"{sample.stem}.png")
+    if missing:
+        raise DatasetFormatError(
+            f"prediction folder {predictions} lacks {len(missing)} of the {len(samples)} images of split "
+            f"'{split}': {list_some(missing)} (or <stem>_labels.png)"
+        )
     confusion = ConfusionMatrix(classes.num_classes, classes.ignore_index)
-    for sample in tqdm(folder.samples(split), desc="score predictions", leave=False):
-        path = predictions / f"{sample.stem}.png"
+    for sample in tqdm(samples, desc="score predictions", leave=False):
+        path = paths[sample.stem]
         label = read_label(sample.label_path, classes.num_classes)
         prediction = read_label(path, classes.num_classes, label.shape)
         if (prediction == classes.ignore_index).any():
