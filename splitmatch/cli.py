@@ -18,28 +18,52 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 
+class UsageError(ValueError):
+    """The command line itself is wrong (a missing or contradictory option)."""
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the input's fault: shown as one line, not a traceback."""
     from splitmatch.clip.loading import ClipWeightsError
     from splitmatch.config import ConfigError
     from splitmatch.data.classes import ClassSplitError
     from splitmatch.data.folder import DatasetFormatError
+    from splitmatch.distributed import DeviceError
     from splitmatch.engine.checkpoint import CheckpointError
+    from splitmatch.engine.run_folder import RunFolderError
     from splitmatch.engine.trainer import NonFiniteLossError
     from splitmatch.pseudo.cache import PseudoMaskCacheError
 
     return (
-        ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
-        PseudoMaskCacheError, NonFiniteLossError, FileExistsError, FileNotFoundError,
+        UsageError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
+        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, DeviceError,
     )  # fmt: skip
+
+
+def describe_os_error(error: OSError) -> str:
+    """An operating-system error in one line that names the path: ``Permission denied: /x/y``."""
+    if error.filename is None or not error.strerror:
+        return str(error)
+    target = f"{error.filename}" + (f" -> {error.filename2}" if error.filename2 is not None else "")
+    return f"{error.strerror}: {target}"
 
 
 def _config(args: argparse.Namespace):
     from splitmatch.presets import load_config
 
     if args.config is None and args.preset is None:
-        raise SystemExit("splitmatch: error: give --config FILE or --preset NAME (see `splitmatch presets`)")
+        raise UsageError("give --config FILE or --preset NAME (see `splitmatch presets`)")
     return load_config(args.config, args.preset, args.set)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,16 +81,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_pseudo_masks(args: argparse.Namespace) -> int:
-    import torch
-
     from splitmatch.data.folder import DatasetFolder
+    from splitmatch.distributed import resolve_device
     from splitmatch.engine.trainer import seed_everything
     from splitmatch.model.build import build_segmentor
     from splitmatch.pseudo.build_cache import fill_cache, open_cache
 
     config = _config(args)
+    device = resolve_device(args.device)
     folder = DatasetFolder(config.data.root)
-    device = torch.device(args.device)
     seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
     encoder = build_segmentor(config).image_encoder.to(device)
     cache = open_cache(config, folder, encoder)
@@ -78,21 +101,32 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from splitmatch.data.folder import DatasetFolder
+    from splitmatch.config import DataConfig, merge
+    from splitmatch.data.folder import DatasetFolder, check_output_file
+    from splitmatch.distributed import resolve_device
     from splitmatch.engine.evaluator import evaluate, evaluate_predictions
     from splitmatch.metrics import format_table, json_ready
 
+    if args.json:
+        check_output_file(args.json)  # before the evaluation, not after it
     if args.predictions:
+        if args.checkpoint:
+            raise UsageError("give --checkpoint CKPT or --predictions DIR, not both")
         if not args.data_root:
-            raise SystemExit("splitmatch: error: --predictions needs --data-root")
-        metrics = evaluate_predictions(args.predictions, DatasetFolder(args.data_root), args.split)
+            raise UsageError("--predictions needs --data-root")
+        folder = DatasetFolder(args.data_root)
+        metrics = evaluate_predictions(args.predictions, folder, args.split or DataConfig().val_split)
     else:
         if not args.checkpoint:
-            raise SystemExit("splitmatch: error: give --checkpoint CKPT or --predictions DIR")
+            raise UsageError("give --checkpoint CKPT or --predictions DIR")
         from splitmatch.predictor import load_segmentor
 
-        model, record = load_segmentor(args.checkpoint, args.device)
-        config = record["config"]
+        device = resolve_device(args.device)
+        model, record = load_segmentor(args.checkpoint, device)
+        overrides = {"mode": args.mode} if args.mode else {}
+        if args.seen_calibration is not None:
+            overrides["seen_calibration"] = args.seen_calibration
+        config = merge(record["config"], {"inference": overrides}).validate()
         folder = DatasetFolder(args.data_root or config.data.root)
         if folder.classes != record["classes"]:
             from splitmatch.engine.checkpoint import CheckpointError
@@ -101,12 +135,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"checkpoint {args.checkpoint} was trained with classes {record['classes'].to_dict()} but "
                 f"{folder.root}/classes.json describes {folder.classes.to_dict()}"
             )
-        inference = config.inference
-        if args.mode:
-            inference.mode = args.mode
-        if args.seen_calibration is not None:
-            inference.seen_calibration = args.seen_calibration
-        metrics = evaluate(model, folder, args.split or config.data.val_split, inference, max_images=args.max_images)
+        split = args.split or config.data.val_split
+        metrics = evaluate(model, folder, split, config.inference, max_images=args.max_images)
     print(format_table({"result": metrics}))
     for name, value in metrics["per_class_iou"].items():
         print(f"  {name:>24s}  {'n/a' if value != value else f'{value:.1f}'}")
@@ -114,33 +144,83 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print("\nthe same predictions under each seen-class calibration (amount taken off seen-class scores):")
         print(format_table({f"seen calibration {k}": v for k, v in metrics["seen_calibration"].items()}))
     if args.json:
-        Path(args.json).write_text(json.dumps(json_ready(metrics), indent=2) + "\n", encoding="utf-8")
+        from splitmatch.data.folder import atomic_write_bytes
+
+        atomic_write_bytes(args.json, (json.dumps(json_ready(metrics), indent=2) + "\n").encode("utf-8"))
     return 0
+
+
+def prediction_outputs(images: list[str], out: Path) -> dict[Path, Path]:
+    """Where each input's outputs go: ``out/<relative folder>/<stem>`` (``_labels.png``, ``_overlay.png``).
+
+    Inputs keep their folder structure below their common parent, so that ``a/x.png`` and
+    ``b/x.png`` both survive; an input named twice is done once.
+
+    Raises:
+        UsageError: two inputs of one folder that differ only in suffix (``x.png``, ``x.jpg``).
+    """
+    resolved = list(dict.fromkeys(Path(image).resolve() for image in images))
+    common = Path(os.path.commonpath([path.parent for path in resolved]))
+    outputs: dict[Path, Path] = {}
+    claimed: dict[Path, Path] = {}
+    for path in resolved:
+        target = out / path.parent.relative_to(common) / path.stem
+        if target in claimed:
+            raise UsageError(
+                f"{claimed[target]} and {path} would both be written to {target}_labels.png; "
+                "predict them into separate --out folders"
+            )
+        claimed[target] = path
+        outputs[path] = target
+    return outputs
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from splitmatch.data.classes import parse_class_list
-    from splitmatch.data.folder import atomic_write_bytes, read_image
+    from splitmatch.data.classes import label_dtype_for, parse_class_list
+    from splitmatch.data.folder import (
+        DatasetFormatError,
+        atomic_write_bytes,
+        ensure_writable_folder,
+        read_image,
+        write_label,
+    )
+    from splitmatch.distributed import resolve_device
     from splitmatch.predictor import Predictor
-    from splitmatch.visualize import prediction_figure
+    from splitmatch.visualize import class_pixel_counts, prediction_figure
 
     names = parse_class_list(args.classes)
+    device = resolve_device(args.device)
+    outputs = prediction_outputs(args.images, Path(args.out))
+    ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     overrides = {"mode": args.mode} if args.mode else {}
     if args.seen_calibration is not None:
         overrides["seen_calibration"] = args.seen_calibration
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, **overrides)
-    out = Path(args.out)
-    for path in args.images:
-        image = read_image(path)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device, **overrides)
+    failures = []
+    for path, target in outputs.items():
+        try:
+            image = read_image(path)
+        except DatasetFormatError as error:  # one bad image does not stop the others
+            failures.append(str(error))
+            print(f"splitmatch: skipped: {error}", file=sys.stderr)
+            continue
         labels = predictor.predict(image, names)
-        stem = Path(path).stem
-        _save_png(out / f"{stem}_labels.png", labels.astype(np.uint8), atomic_write_bytes)
-        _save_png(out / f"{stem}_overlay.png", prediction_figure(image, labels, names), atomic_write_bytes)
-        shares = np.bincount(labels.ravel(), minlength=len(names)) / labels.size
+        write_label(
+            target.with_name(f"{target.name}_labels.png"), labels.astype(label_dtype_for(len(names)), copy=False)
+        )
+        _save_png(target.with_name(f"{target.name}_overlay.png"), prediction_figure(image, labels, names),
+                  atomic_write_bytes)  # fmt: skip
+        shares = class_pixel_counts(labels, len(names)) / labels.size
         found = ", ".join(f"{names[i]} {shares[i]:.0%}" for i in np.argsort(-shares) if shares[i] > 0.005)
         print(f"{path}: {found}")
+    for failure in failures:
+        print(f"splitmatch: error: {failure}", file=sys.stderr)
+    if failures:
+        print(f"splitmatch: error: {len(failures)} of {len(outputs)} images failed; the other "
+              f"{len(outputs) - len(failures)} were written to {args.out}", file=sys.stderr)  # fmt: skip
+        return 2
     return 0
 
 
@@ -176,9 +256,9 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     try:
         seeds = [int(part) for part in args.seeds.split(",") if part.strip()]
     except ValueError:
-        raise SystemExit(f"splitmatch: error: --seeds must be comma-separated integers, got '{args.seeds}'") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise SystemExit(f"splitmatch: error: --seeds needs distinct seeds, got '{args.seeds}'")
+        raise UsageError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UsageError(f"--seeds needs distinct non-negative seeds, got '{args.seeds}'")
     print(format_seed_table(run_seeds(_config(args), seeds, args.out, progress=not args.quiet)))
     return 0
 
@@ -252,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("pseudo-masks", help="compute and cache pseudo masks for the training split")
     _add_config_arguments(p)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pseudo_masks)
 
@@ -269,8 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="amount taken off seen-class scores for the headline numbers (default: the checkpoint's); "
         "0 and 0.1 are always reported as well",
     )
-    p.add_argument("--max-images", type=int)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-images", type=_positive_int, help="score only the first N images of the split")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_eval)
 
@@ -280,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["slide", "whole"])
     p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
 
@@ -306,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("toy-clip", help="train the world's small CLIP on captions of world images")
     p.add_argument("--world", required=True, help="a folder made by `splitmatch world`")
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    p.add_argument("--steps", type=int, help="training steps (default: ToyClipSpec's)")
+    p.add_argument("--steps", type=_positive_int, help="training steps (default: ToyClipSpec's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_toy_clip)
@@ -331,5 +411,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except _user_errors() as error:
-        print(f"splitmatch: error: {error}", file=sys.stderr)
-        return 2
+        message = str(error)
+    except OSError as error:  # a read-only folder, a full disk, a path under a file...
+        message = describe_os_error(error)
+    except KeyboardInterrupt:
+        print("splitmatch: interrupted", file=sys.stderr)
+        return 130
+    if "Original Traceback" in message:  # raised in a DataLoader worker: its own message is the last line
+        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+    print(f"splitmatch: error: {' '.join(message.split())}", file=sys.stderr)  # one line, always
+    return 2

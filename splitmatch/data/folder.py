@@ -17,6 +17,7 @@ what is expected.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tempfile
@@ -255,6 +256,33 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def ensure_writable_folder(folder: str | Path) -> Path:
+    """Creates ``folder`` (with its parents) and checks that a file can be made in it.
+
+    Commands that end in a write call this before they compute, so that a read-only or
+    misspelt destination fails at once, not after the work.
+
+    Raises:
+        OSError: naming the path (a file in the way, no permission, a read-only file system).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
+    os.close(handle)
+    os.unlink(probe)
+    return folder
+
+
+def check_output_file(path: str | Path) -> None:
+    """Checks that the file ``path`` can be written (its folder made and writable, not a folder itself)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    ensure_writable_folder(path.parent)
 
 
 def _png_bytes(image: Image.Image) -> bytes:
