@@ -32,11 +32,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from splitmatch.engine.checkpoint import CheckpointError
     from splitmatch.engine.run_folder import RunFolderError
     from splitmatch.engine.trainer import NonFiniteLossError
+    from splitmatch.predict_outputs import OutputClashError
     from splitmatch.pseudo.cache import PseudoMaskCacheError
 
     return (
         UsageError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
-        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, DeviceError,
+        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, DeviceError, OutputClashError, FloatingPointError,
     )  # fmt: skip
 
 
@@ -150,43 +151,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def prediction_outputs(images: list[str], out: Path) -> dict[Path, Path]:
-    """Where each input's outputs go: ``out/<relative folder>/<stem>`` (``_labels.png``, ``_overlay.png``).
-
-    Inputs keep their folder structure below their common parent, so that ``a/x.png`` and
-    ``b/x.png`` both survive; an input named twice is done once.
-
-    Raises:
-        UsageError: two inputs of one folder that differ only in suffix (``x.png``, ``x.jpg``).
-    """
-    resolved = list(dict.fromkeys(Path(image).resolve() for image in images))
-    common = Path(os.path.commonpath([path.parent for path in resolved]))
-    outputs: dict[Path, Path] = {}
-    claimed: dict[Path, Path] = {}
-    for path in resolved:
-        target = out / path.parent.relative_to(common) / path.stem
-        if target in claimed:
-            raise UsageError(
-                f"{claimed[target]} and {path} would both be written to {target}_labels.png; "
-                "predict them into separate --out folders"
-            )
-        claimed[target] = path
-        outputs[path] = target
-    return outputs
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from splitmatch.data.classes import label_dtype_for, parse_class_list
-    from splitmatch.data.folder import (
-        DatasetFormatError,
-        atomic_write_bytes,
-        ensure_writable_folder,
-        read_image,
-        write_label,
-    )
+    from splitmatch.data.folder import DatasetFormatError, ensure_writable_folder, read_image, write_label, write_png
     from splitmatch.distributed import resolve_device
+    from splitmatch.predict_outputs import prediction_outputs
     from splitmatch.predictor import Predictor
     from splitmatch.visualize import class_pixel_counts, prediction_figure
 
@@ -210,8 +181,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         write_label(
             target.with_name(f"{target.name}_labels.png"), labels.astype(label_dtype_for(len(names)), copy=False)
         )
-        _save_png(target.with_name(f"{target.name}_overlay.png"), prediction_figure(image, labels, names),
-                  atomic_write_bytes)  # fmt: skip
+        write_png(target.with_name(f"{target.name}_overlay.png"), prediction_figure(image, labels, names))
         shares = class_pixel_counts(labels, len(names)) / labels.size
         found = ", ".join(f"{names[i]} {shares[i]:.0%}" for i in np.argsort(-shares) if shares[i] > 0.005)
         print(f"{path}: {found}")
@@ -224,16 +194,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save_png(path: Path, array, writer) -> None:
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    writer(path, buffer.getvalue())
-
-
 def cmd_prepare(args: argparse.Namespace) -> int:
     from splitmatch.data.prepare import PREPARERS
 
@@ -244,7 +204,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_convert_clip(args: argparse.Namespace) -> int:
     from splitmatch.clip.loading import build_clip, save_clip_safetensors
+    from splitmatch.data.folder import check_output_file
 
+    check_output_file(args.dst)
     save_clip_safetensors(build_clip(args.arch, args.src), args.dst)
     print(f"wrote {args.dst}")
     return 0
@@ -259,7 +221,11 @@ def cmd_seeds(args: argparse.Namespace) -> int:
         raise UsageError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise UsageError(f"--seeds needs distinct non-negative seeds, got '{args.seeds}'")
-    print(format_seed_table(run_seeds(_config(args), seeds, args.out, progress=not args.quiet)))
+    from splitmatch.data.folder import ensure_writable_folder
+
+    config = _config(args)
+    ensure_writable_folder(args.out)  # seeds.json is written after every run has trained
+    print(format_seed_table(run_seeds(config, seeds, args.out, progress=not args.quiet)))
     return 0
 
 
@@ -275,8 +241,10 @@ def cmd_world(args: argparse.Namespace) -> int:
 def cmd_toy_clip(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from splitmatch.data.folder import check_output_file
     from splitmatch.world.toy_clip import ToyClipSpec, train_toy_clip
 
+    check_output_file(args.out)  # written after training
     spec = ToyClipSpec(seed=args.seed)
     if args.steps is not None:
         spec = replace(spec, steps=args.steps)

@@ -176,3 +176,21 @@ def test_two_concurrent_runs_and_kill_9_release_the_lock(tiny_dataset, tmp_path)
     assert held["pid"] == first.pid  # the dead holder is still named in the file, but holds nothing
     with RunLock(out) as lock:
         lock.acquire()  # the kernel released the lock with the killed process
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")
+def test_under_torchrun_a_held_folder_stops_every_rank_without_a_hang(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "splitmatch",
+               *train_args(tiny_dataset.root, out)]  # fmt: skip
+    with RunLock(out) as holder:
+        holder.acquire()
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)  # a hang fails here
+        holder.commit()
+    assert result.returncode != 0
+    assert f"is in use by pid {os.getpid()}" in result.stderr  # rank 0, which holds run folders
+    assert "another process of this torchrun job could not start the run" in result.stderr  # rank 1
+    assert not (out / "config.yaml").exists()

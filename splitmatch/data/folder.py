@@ -271,7 +271,10 @@ def ensure_writable_folder(folder: str | Path) -> Path:
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(folder))
     folder.mkdir(parents=True, exist_ok=True)
-    handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
+    except OSError as error:  # name the folder, not the probe's random name
+        raise type(error)(error.errno, error.strerror, str(folder)) from None
     os.close(handle)
     os.unlink(probe)
     return folder
@@ -283,6 +286,11 @@ def check_output_file(path: str | Path) -> None:
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
     ensure_writable_folder(path.parent)
+
+
+def write_png(path: str | Path, array: np.ndarray) -> None:
+    """Writes an ``uint8 [H, W, 3]`` picture (or any array Pillow takes) as PNG, atomically."""
+    atomic_write_bytes(path, _png_bytes(Image.fromarray(array)))
 
 
 def _png_bytes(image: Image.Image) -> bytes:
