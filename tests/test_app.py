@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 import struct
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -14,6 +17,7 @@ import pytest
 from PIL import Image
 
 from splitmatch.app.examples import example_indices, write_examples
+from splitmatch.app.page import RESULT_LIFETIME_S, _prune
 from splitmatch.app.segment import DISPLAY_LONG_SIDE, AppError, Segmenter, read_upload
 from splitmatch.cli import main
 from splitmatch.data.folder import read_image, read_label
@@ -162,6 +166,26 @@ def test_examples_are_the_worlds_validation_images(tmp_path):
         assert np.array_equal(read_image(path), read_image(world.root / "images" / f"{stem}.png"))
         present = set(np.unique(read_label(world.root / "labels" / f"{stem}.png", 13)).tolist()) - {0}
         assert len(present) >= 2 and present & set(unseen)
+
+
+def test_cli_names_a_port_it_cannot_take(tiny_checkpoint, capsys):
+    pytest.importorskip("gradio", reason="the app extra is not installed: pip install -e '.[app]'")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["app", "--checkpoint", str(tiny_checkpoint), "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_old_result_files_are_pruned(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in (old, new):
+        folder.mkdir()
+        (folder / "x_labels.png").write_bytes(b"png")
+    os.utime(old, (time.time() - 700, time.time() - 700))
+    _prune(tmp_path, RESULT_LIFETIME_S)
+    assert not old.exists() and (new / "x_labels.png").is_file()
 
 
 def test_cli_says_how_to_install_the_extra(monkeypatch, capsys):

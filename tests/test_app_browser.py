@@ -89,6 +89,9 @@ def test_two_visitors_segment_at_once_and_bad_input_gets_a_message(browser_path,
         first, second = open_page(browser, url, requests), open_page(browser, url, requests)
         prefilled = first.locator("#classes textarea").input_value()
         assert prefilled == "background, red, green, blue, yellow"  # the checkpoint's own classes
+        assert "trained on 'tiny' with the classes background, red, green, blue; never shown yellow" in (
+            first.inner_text("body")
+        )
 
         fill_request(first, image=upload, names=", ".join(names_a), mode="whole", calibration=0.5)
         fill_request(second, example=0, names=", ".join(names_b), mode="slide")

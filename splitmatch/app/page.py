@@ -7,8 +7,12 @@ Gradio is an optional extra; this module is imported by ``splitmatch app`` only,
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import sys
 import tempfile
+import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -22,6 +26,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 QUEUE_SIZE = 16  # requests waiting beyond this are turned away with a message, not piled up
 UPLOAD_LIMIT = "50mb"
 TABLE_HEADERS = ["class", "area %"]
+# Gradio copies a result file into its own cache as the request ends; the app's copy can then go.
+RESULT_LIFETIME_S = 600
 
 
 def require_gradio():
@@ -52,6 +58,8 @@ def _about(segmenter: Segmenter, checkpoint: str) -> str:
 def build_page(segmenter: Segmenter, checkpoint: str, examples: list[Path], work_dir: Path):
     """The page: inputs on the left, results on the right; returns a ``gradio.Blocks``."""
     gr = require_gradio()
+    results_dir = work_dir / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
 
     def run(upload, class_text, seen_calibration, mode):
         # Called with Gradio's preprocessing off (see the events below): ``upload`` is the
@@ -68,14 +76,16 @@ def build_page(segmenter: Segmenter, checkpoint: str, examples: list[Path], work
                 duration=None,
                 print_exception=False,
             ) from None
-        request_dir = Path(tempfile.mkdtemp(dir=work_dir))
+        _prune(results_dir, RESULT_LIFETIME_S)
+        request_dir = Path(tempfile.mkdtemp(dir=results_dir))
         stem = Path(upload.get("orig_name") or image).stem
         label_path = request_dir / f"{stem}_labels.png"
         label_path.write_bytes(result.label_png())
         rows = [[name, percent] for name, percent in result.area_percent()]
         return result.figure, rows, str(label_path), result.summary()
 
-    with gr.Blocks(title="splitmatch", delete_cache=(3600, 3600)) as page:
+    # uploads and results older than an hour are deleted, hourly; no usage reports are sent
+    with gr.Blocks(title="splitmatch", delete_cache=(3600, 3600), analytics_enabled=False) as page:
         gr.Markdown(_about(segmenter, checkpoint))
         with gr.Row():
             with gr.Column():
@@ -153,14 +163,26 @@ def serve(
 ) -> None:
     """Loads the model and serves the page until interrupted."""
     require_gradio()
-    from splitmatch.app.examples import write_examples
     from splitmatch.app.segment import DEFAULT_MAX_PIXELS
 
     segmenter = Segmenter.from_checkpoint(checkpoint, device, max_pixels or DEFAULT_MAX_PIXELS)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:  # a terminated app stops as Ctrl+C stops it, deleting its files
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _serve(segmenter, str(checkpoint), host, port)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(segmenter: Segmenter, checkpoint: str, host: str, port: int) -> None:
+    from splitmatch.app.examples import write_examples
+
     with tempfile.TemporaryDirectory(prefix="splitmatch-app-") as work:
         work_dir = Path(work)
         examples = write_examples(work_dir / "examples")
-        page = build_page(segmenter, str(checkpoint), examples, work_dir)
+        page = build_page(segmenter, checkpoint, examples, work_dir)
         page.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
         if host not in LOCAL_HOSTS:
             print(
@@ -168,20 +190,40 @@ def serve(
                 "can use the app and its CPU",
                 file=sys.stderr,
             )
+        try:
+            page.launch(
+                server_name=host,
+                server_port=port,
+                share=False,
+                inbrowser=False,
+                show_error=True,
+                quiet=True,
+                max_file_size=UPLOAD_LIMIT,
+                allowed_paths=[str(work_dir / "examples")],
+                ssr_mode=False,
+                mcp_server=False,
+                footer_links=["gradio"],
+                prevent_thread_lock=True,  # returns once listening; block_thread below serves
+            )
+        except OSError:  # Gradio's message speaks of its own launch() arguments
+            raise AppError(
+                f"cannot listen on {host}:{port}: the port is taken or the address is not this machine's; "
+                "choose another --port or --host"
+            ) from None
         print(f"splitmatch app: {checkpoint} on http://{_url_host(host)}:{port} (Ctrl+C stops it)", flush=True)
-        page.launch(
-            server_name=host,
-            server_port=port,
-            share=False,
-            inbrowser=False,
-            show_error=True,
-            quiet=True,
-            max_file_size=UPLOAD_LIMIT,
-            allowed_paths=[str(work_dir / "examples")],
-            ssr_mode=False,
-            mcp_server=False,
-            footer_links=["gradio"],
-        )
+        page.block_thread()  # until Ctrl+C, which closes the server
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _prune(folder: Path, lifetime_s: float) -> None:
+    """Deletes the request folders in ``folder`` older than ``lifetime_s`` seconds."""
+    cutoff = time.time() - lifetime_s
+    for request_dir in folder.iterdir():
+        if request_dir.is_dir() and request_dir.stat().st_mtime < cutoff:
+            shutil.rmtree(request_dir, ignore_errors=True)
 
 
 def _url_host(host: str) -> str:
