@@ -13,22 +13,24 @@ def build_targets(
     train_class_ids: list[int],
     pseudo_index: torch.Tensor | None = None,
     pseudo_embeddings: list[torch.Tensor] | None = None,
+    ignore_index: int = IGNORE_INDEX,
 ) -> list[dict]:
     """Per-image targets.
 
     Args:
-        labels: ``[B, H, W]`` int64 dataset class ids (unseen already 255).
+        labels: ``[B, H, W]`` int64 dataset class ids (unseen already ``ignore_index``).
         train_class_ids: dataset ids of the classes the model is trained on, in the order of
             the class embeddings it receives.
         pseudo_index: ``[B, S, H, W]`` uint8 candidate index maps (0 none, k+1 candidate k).
         pseudo_embeddings: per image ``[K_b, D]``.
+        ignore_index: the dataset's ignore value (255, or 65535 above 255 classes).
 
     Returns:
         per image ``labels [M]`` (positions in ``train_class_ids``), ``masks [M, H, W]`` bool and,
         with pseudo masks, ``pseudo_masks [K', H, W]`` and ``pseudo_embeddings [K', D]`` keeping
         only candidates that still have pixels after augmentation.
     """
-    lookup = torch.full((256,), -1, dtype=torch.int64, device=labels.device)
+    lookup = torch.full((ignore_index + 1,), -1, dtype=torch.int64, device=labels.device)
     lookup[torch.as_tensor(train_class_ids, device=labels.device)] = torch.arange(
         len(train_class_ids), device=labels.device
     )
@@ -36,7 +38,7 @@ def build_targets(
     for b in range(labels.shape[0]):
         label = labels[b]
         present = torch.unique(label)
-        present = present[present != IGNORE_INDEX]
+        present = present[present != ignore_index]
         positions = lookup[present]
         if (positions < 0).any():
             stray = present[positions < 0].tolist()

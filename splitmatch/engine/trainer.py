@@ -197,6 +197,7 @@ def train(
             classes.seen_ids,
             batch["pseudo_index"].to(device) if pseudo_cache is not None else None,
             batch.get("pseudo_embeddings"),
+            classes.ignore_index,
         )
         with autocast_context(config, device):
             outputs = network(images, class_embeddings)
