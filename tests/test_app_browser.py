@@ -117,7 +117,9 @@ def test_two_visitors_segment_at_once_and_bad_input_gets_a_message(browser_path,
         not_an_image.write_text("a text file with an image's name\n")
         fill_request(second, image=not_an_image)
         segment(second)
-        second.get_by_text("notes.png is not an image this app can read").wait_for(timeout=60_000)
+        message = second.get_by_text("image notes.png is corrupt or truncated")
+        message.wait_for(timeout=60_000)
+        assert "/" not in message.inner_text()  # the server's upload folder stays private
 
     served_from = urlsplit(url).netloc  # blob: and data: URLs are the page's own
     off_machine = sorted(

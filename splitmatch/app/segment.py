@@ -17,14 +17,14 @@ import io
 import json
 import math
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, PngImagePlugin
 
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplitError, parse_class_list
+from splitmatch.data.folder import DatasetFormatError, read_image
 from splitmatch.predictor import Predictor
 from splitmatch.visualize import palette, prediction_figure
 
@@ -92,34 +92,20 @@ class Segmentation:
 
 
 def read_upload(source: str | Path | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Reads an uploaded image as RGB ``uint8 [H, W, 3]``, turned upright by its EXIF orientation.
+    """Reads an uploaded image as RGB ``uint8 [H, W, 3]``, as :func:`splitmatch.data.folder.read_image`
+    does (upright by its EXIF orientation, transparency on white, size checked before decoding).
 
     Raises:
-        AppError: no image, a file that is not an image, or one over ``max_pixels``; the size is
-            checked from the header, before the pixels are decoded.
+        AppError: no image, a file that is not an image, or one over ``max_pixels``; the message
+            names the file but not the folder the server keeps uploads in.
     """
     if source is None or str(source) == "":
         raise AppError("no image: upload one or pick an example")
     path = Path(source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below is stricter
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise AppError(_too_large(width, height, max_pixels))
-                upright = ImageOps.exif_transpose(image)
-                return np.asarray(upright.convert("RGB"), dtype=np.uint8).copy()
-    except AppError:
-        raise
-    except Image.DecompressionBombError:
-        raise AppError(f"{path.name} is far too large an image (over {max_pixels / 1e6:.0f} MP)") from None
-    except FileNotFoundError:
-        raise AppError(f"image {path.name} has gone; upload it again") from None
-    except UnidentifiedImageError:  # its message names the server's copy of the file: not for the page
-        raise AppError(f"{path.name} is not an image this app can read (PNG, JPEG, WebP, BMP...)") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise AppError(f"{path.name} is damaged or truncated: {error}") from None
+        return read_image(path, max_pixels)
+    except DatasetFormatError as error:
+        raise AppError(str(error).replace(str(path), path.name)) from None
 
 
 def _too_large(width: int, height: int, max_pixels: int) -> str:
