@@ -26,6 +26,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 QUEUE_SIZE = 16  # requests waiting beyond this are turned away with a message, not piled up
 UPLOAD_LIMIT = "50mb"
 TABLE_HEADERS = ["class", "area %"]
+# The uploaded image fills its box: world images (about 96 px) would otherwise be thumbnails.
+CSS = "#image img { width: 100%; height: 100%; object-fit: contain; }"
 # Gradio copies a result file into its own cache as the request ends; the app's copy can then go.
 RESULT_LIFETIME_S = 600
 
@@ -203,6 +205,7 @@ def _serve(segmenter: Segmenter, checkpoint: str, host: str, port: int) -> None:
                 ssr_mode=False,
                 mcp_server=False,
                 footer_links=["gradio"],
+                css=CSS,
                 prevent_thread_lock=True,  # returns once listening; block_thread below serves
             )
         except OSError:  # Gradio's message speaks of its own launch() arguments
