@@ -18,7 +18,8 @@ from splitmatch.inference import SegmentationInference, calibrate_seen
 from splitmatch.metrics import SUMMARY_KEYS, ConfusionMatrix, summarize
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
-# SPEC §5: seen-class calibration is reported both ways, without and with ZegCLIP's 0.1.
+# Seen-class calibration is reported both ways, without and with ZegCLIP's 0.1
+# (docs/method.md#evaluation-protocol).
 COMPARED_SEEN_CALIBRATIONS = (0.0, 0.1)
 
 
@@ -127,14 +128,14 @@ def evaluate(
     return metrics
 
 
-def evaluate_predictions(predictions: str | Path, folder: DatasetFolder, split: str) -> dict:
+def evaluate_predictions(predictions: str | Path, folder: DatasetFolder, split: str, progress: bool = True) -> dict:
     """Scores label PNGs made by any method (``<stem>.png`` per image) with the same protocol."""
     predictions = Path(predictions)
     if not predictions.is_dir():
         raise DatasetFormatError(f"prediction folder {predictions} does not exist")
     classes = folder.classes
     confusion = ConfusionMatrix(classes.num_classes, classes.ignore_index)
-    for sample in tqdm(folder.samples(split), desc="score predictions", leave=False):
+    for sample in tqdm(folder.samples(split), desc="score predictions", leave=False, disable=not progress):
         path = predictions / f"{sample.stem}.png"
         label = read_label(sample.label_path, classes.num_classes)
         prediction = read_label(path, classes.num_classes, label.shape)
