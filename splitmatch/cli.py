@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="model.safetensors to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cuda, cuda:N, cpu or auto (default: cpu)")
     p.add_argument("--max-megapixels", type=float, default=16.0, help="largest image accepted, in millions of pixels")
     p.set_defaults(func=cmd_app)
 
