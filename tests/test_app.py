@@ -168,6 +168,7 @@ def test_examples_are_the_worlds_validation_images(tmp_path):
         assert len(present) >= 2 and present & set(unseen)
 
 
+@pytest.mark.slow  # imports Gradio and builds the page before it finds the port taken
 def test_cli_names_a_port_it_cannot_take(tiny_checkpoint, capsys):
     pytest.importorskip("gradio", reason="the app extra is not installed: pip install -e '.[app]'")
     with socket.socket() as taken:
