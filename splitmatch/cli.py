@@ -24,11 +24,11 @@ class UsageError(ValueError):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the input's fault: shown as one line, not a traceback."""
+    from splitmatch.app.segment import AppError
     from splitmatch.clip.loading import ClipWeightsError
     from splitmatch.config import ConfigError
     from splitmatch.data.classes import ClassSplitError
     from splitmatch.data.folder import DatasetFormatError
-    from splitmatch.distributed import DeviceError
     from splitmatch.engine.checkpoint import CheckpointError
     from splitmatch.engine.run_folder import RunFolderError
     from splitmatch.engine.trainer import NonFiniteLossError
@@ -36,8 +36,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from splitmatch.pseudo.cache import PseudoMaskCacheError
 
     return (
-        UsageError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
-        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, DeviceError, OutputClashError, FloatingPointError,
+        UsageError, AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
+        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, OutputClashError, FloatingPointError,
     )  # fmt: skip
 
 
@@ -73,6 +73,30 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-4")
 
 
+def _device(args: argparse.Namespace):
+    """The device ``--device`` names, resolved (``auto``: the first GPU if any) and printed."""
+    from splitmatch.device import resolve_device
+
+    device = resolve_device(args.device)
+    print(f"device: {device}")
+    return device
+
+
+def _checkpoint_dataset(args: argparse.Namespace, config):
+    """``--data-root``, else the dataset folder the checkpoint was trained on."""
+    from splitmatch.config import describe_path
+    from splitmatch.data.folder import DatasetFolder, DatasetFormatError
+
+    if args.data_root:
+        return DatasetFolder(args.data_root)
+    if not Path(config.data.root).is_dir():
+        raise DatasetFormatError(
+            f"the dataset folder this checkpoint was trained on, {describe_path(config, 'data.root')}, "
+            "does not exist here; pass --data-root"
+        )
+    return DatasetFolder(config.data.root)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from splitmatch.engine.trainer import train
 
@@ -83,14 +107,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_pseudo_masks(args: argparse.Namespace) -> int:
     from splitmatch.data.folder import DatasetFolder
-    from splitmatch.distributed import resolve_device
     from splitmatch.engine.trainer import seed_everything
     from splitmatch.model.build import build_segmentor
     from splitmatch.pseudo.build_cache import fill_cache, open_cache
 
     config = _config(args)
-    device = resolve_device(args.device)
     folder = DatasetFolder(config.data.root)
+    device = _device(args)
     seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
     encoder = build_segmentor(config).image_encoder.to(device)
     cache = open_cache(config, folder, encoder)
@@ -104,9 +127,8 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from splitmatch.config import DataConfig, merge
     from splitmatch.data.folder import DatasetFolder, check_output_file
-    from splitmatch.distributed import resolve_device
     from splitmatch.engine.evaluator import evaluate, evaluate_predictions
-    from splitmatch.metrics import format_table, json_ready
+    from splitmatch.metrics import format_class_table, format_table, json_ready
 
     if args.json:
         check_output_file(args.json)  # before the evaluation, not after it
@@ -116,19 +138,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not args.data_root:
             raise UsageError("--predictions needs --data-root")
         folder = DatasetFolder(args.data_root)
-        metrics = evaluate_predictions(args.predictions, folder, args.split or DataConfig().val_split)
+        split = args.split or DataConfig().val_split
+        metrics = evaluate_predictions(args.predictions, folder, split, progress=not args.quiet)
     else:
         if not args.checkpoint:
             raise UsageError("give --checkpoint CKPT or --predictions DIR")
         from splitmatch.predictor import load_segmentor
 
-        device = resolve_device(args.device)
-        model, record = load_segmentor(args.checkpoint, device)
         overrides = {"mode": args.mode} if args.mode else {}
         if args.seen_calibration is not None:
             overrides["seen_calibration"] = args.seen_calibration
+        model, record = load_segmentor(args.checkpoint, _device(args))
         config = merge(record["config"], {"inference": overrides}).validate()
-        folder = DatasetFolder(args.data_root or config.data.root)
+        folder = _checkpoint_dataset(args, config)
         if folder.classes != record["classes"]:
             from splitmatch.engine.checkpoint import CheckpointError
 
@@ -136,11 +158,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"checkpoint {args.checkpoint} was trained with classes {record['classes'].to_dict()} but "
                 f"{folder.root}/classes.json describes {folder.classes.to_dict()}"
             )
-        split = args.split or config.data.val_split
-        metrics = evaluate(model, folder, split, config.inference, max_images=args.max_images)
+        metrics = evaluate(
+            model, folder, args.split or config.data.val_split, config.inference, max_images=args.max_images,
+            progress=not args.quiet,
+        )  # fmt: skip
     print(format_table({"result": metrics}))
-    for name, value in metrics["per_class_iou"].items():
-        print(f"  {name:>24s}  {'n/a' if value != value else f'{value:.1f}'}")
+    print(format_class_table(metrics, set(folder.classes.unseen)))
     if "seen_calibration" in metrics:
         print("\nthe same predictions under each seen-class calibration (amount taken off seen-class scores):")
         print(format_table({f"seen calibration {k}": v for k, v in metrics["seen_calibration"].items()}))
@@ -156,19 +179,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from splitmatch.data.classes import label_dtype_for, parse_class_list
     from splitmatch.data.folder import DatasetFormatError, ensure_writable_folder, read_image, write_label, write_png
-    from splitmatch.distributed import resolve_device
     from splitmatch.predict_outputs import prediction_outputs
     from splitmatch.predictor import Predictor
     from splitmatch.visualize import class_pixel_counts, prediction_figure
 
     names = parse_class_list(args.classes)
-    device = resolve_device(args.device)
     outputs = prediction_outputs(args.images, Path(args.out))
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     overrides = {"mode": args.mode} if args.mode else {}
     if args.seen_calibration is not None:
         overrides["seen_calibration"] = args.seen_calibration
-    predictor = Predictor.from_checkpoint(args.checkpoint, device, **overrides)
+    predictor = Predictor.from_checkpoint(args.checkpoint, _device(args), **overrides)
     failures = []
     for path, target in outputs.items():
         try:
@@ -191,6 +212,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"splitmatch: error: {len(failures)} of {len(outputs)} images failed; the other "
               f"{len(outputs) - len(failures)} were written to {args.out}", file=sys.stderr)  # fmt: skip
         return 2
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from splitmatch.app.page import require_gradio, serve
+    from splitmatch.app.segment import AppError
+
+    require_gradio()  # before the model loads: a missing extra is the first thing to hear about
+    if args.checkpoint is None:
+        raise AppError(
+            "give --checkpoint CKPT: a model.safetensors written by `splitmatch train` "
+            "(`splitmatch demo` leaves one in demo_out/runs/split/)"
+        )
+    if args.max_megapixels <= 0:
+        raise AppError(f"--max-megapixels must be positive, got {args.max_megapixels:g}")
+    serve(args.checkpoint, args.host, args.port, args.device, round(args.max_megapixels * 1e6))
     return 0
 
 
@@ -266,10 +303,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from splitmatch.presets import PRESETS
+    from splitmatch.presets import PRESETS, describe_preset
 
-    for name in sorted(PRESETS):
-        print(name)
+    print(f"{'preset':<18} {'CLIP model':<19} {'crop':>7}  what it is for")
+    for name in PRESETS:
+        print(describe_preset(name))
     return 0
 
 
@@ -280,6 +318,8 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from splitmatch.device import DEVICE_HELP
+
     parser = argparse.ArgumentParser(prog="splitmatch", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors too")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -300,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("pseudo-masks", help="compute and cache pseudo masks for the training split")
     _add_config_arguments(p)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pseudo_masks)
@@ -318,8 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
         "0 and 0.1 are always reported as well",
     )
     p.add_argument("--max-images", type=_positive_int, help="score only the first N images of the split")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
     p = commands.add_parser("predict", help="segment images with any class names")
@@ -328,9 +369,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["slide", "whole"])
     p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("app", help="a local web page to try a model on your images (extra: splitmatch[app])")
+    p.add_argument("--checkpoint", help="model.safetensors to serve")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--device", default="cpu", help="cuda, cuda:N, cpu or auto (default: cpu)")
+    p.add_argument("--max-megapixels", type=float, default=16.0, help="largest image accepted, in millions of pixels")
+    p.set_defaults(func=cmd_app)
 
     p = commands.add_parser("prepare", help="convert an official dataset into the folder format")
     p.add_argument("dataset", choices=["voc", "coco-stuff", "context"])
@@ -342,7 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("convert-clip", help="convert CLIP weights (e.g. OpenAI's TorchScript) to safetensors")
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--arch", default="ViT-B-16-quickgelu")
+    p.add_argument(
+        "--arch",
+        default="ViT-B-16-quickgelu",
+        help="open_clip model config the weights belong to (default: %(default)s, OpenAI's ViT-B/16; "
+        "e.g. ViT-L-14-quickgelu for OpenAI's ViT-L/14), or a model-config JSON file",
+    )
     p.set_defaults(func=cmd_convert_clip)
 
     p = commands.add_parser("world", help="generate the built-in zero-shot world dataset")
@@ -367,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    p = commands.add_parser("presets", help="list the named presets")
+    p = commands.add_parser("presets", help="list the named presets: CLIP model, training crop, purpose")
     p.set_defaults(func=cmd_presets)
     return parser
 

@@ -79,6 +79,17 @@ class Text:
 
 
 @dataclass(frozen=True)
+class TextMap:
+    """A mapping of strings to strings (bookkeeping, e.g. paths as they were written)."""
+
+    def allows(self, value: Any) -> bool:
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+    def describe(self, integer: bool) -> str:
+        return "a mapping of strings to strings"
+
+
+@dataclass(frozen=True)
 class Flag:
     def allows(self, value: Any) -> bool:
         return isinstance(value, bool)
@@ -193,6 +204,7 @@ RULES: dict[str, Any] = {
     "inference.window": SIDE,
     "inference.stride": SIDE,
     "inference.seen_calibration": Range(0, 1, note="ZegCLIP uses 0.1"),
+    "given_paths": TextMap(),
 }
 
 

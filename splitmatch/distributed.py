@@ -8,34 +8,6 @@ import torch
 import torch.distributed as dist
 
 
-class DeviceError(ValueError):
-    """A device name that torch does not know, or a device this machine does not have."""
-
-
-def resolve_device(name: str | torch.device) -> torch.device:
-    """The device ``name`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``) once it is known to exist here.
-
-    Raises:
-        DeviceError: an unknown name, or a device this machine lacks (named, with what it has).
-    """
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise DeviceError(f"unknown device '{name}' (expected cpu, cuda, cuda:N or mps)") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise DeviceError(f"device '{name}' is not available: this machine has no usable CUDA device")
-        if device.index is not None and device.index >= count:
-            raise DeviceError(f"device '{name}' is not available: this machine has CUDA devices 0..{count - 1}")
-    elif device.type == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise DeviceError(f"device '{name}' is not available on this machine")
-    elif device.type != "cpu":
-        raise DeviceError(f"device '{name}' is not supported (expected cpu, cuda, cuda:N or mps)")
-    return device
-
-
 def all_ranks_ok(ok: bool) -> bool:
     """True when every process reports ``ok`` (a collective: every rank must call it; True alone)."""
     if not is_distributed():

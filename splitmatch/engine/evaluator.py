@@ -20,7 +20,8 @@ from splitmatch.label_upsampling import upsample_argmax
 from splitmatch.metrics import SUMMARY_KEYS, ConfusionMatrix, summarize
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
-# SPEC §5: seen-class calibration is reported both ways, without and with ZegCLIP's 0.1.
+# Seen-class calibration is reported both ways, without and with ZegCLIP's 0.1
+# (docs/method.md#evaluation-protocol).
 COMPARED_SEEN_CALIBRATIONS = (0.0, 0.1)
 
 
@@ -145,7 +146,7 @@ def evaluate(
     return metrics
 
 
-def evaluate_predictions(predictions: str | Path, folder: DatasetFolder, split: str) -> dict:
+def evaluate_predictions(predictions: str | Path, folder: DatasetFolder, split: str, progress: bool = True) -> dict:
     """Scores label PNGs made by any method with the same protocol.
 
     Each image of the split needs ``<stem>.png`` or ``<stem>_labels.png`` (what ``splitmatch
@@ -171,7 +172,7 @@ def evaluate_predictions(predictions: str | Path, folder: DatasetFolder, split: 
             f"'{split}': {list_some(missing)} (or <stem>_labels.png)"
         )
     confusion = ConfusionMatrix(classes.num_classes, classes.ignore_index)
-    for sample in tqdm(samples, desc="score predictions", leave=False):
+    for sample in tqdm(samples, desc="score predictions", leave=False, disable=not progress):
         path = paths[sample.stem]
         label = read_label(sample.label_path, classes.num_classes)
         prediction = read_label(path, classes.num_classes, label.shape)

@@ -45,6 +45,7 @@ RUN_FILES = ("config.yaml", "environment.json", METRICS_FILE, "model.safetensors
 RESUMABLE_KEYS = (
     "name", "train.iterations", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.eval_every", "train.tensorboard", "data.root", "data.num_workers", "pseudo.cache_dir", "inference.",
+    "given_paths",
 )  # fmt: skip
 
 

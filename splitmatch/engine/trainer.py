@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from splitmatch import distributed as dist
-from splitmatch.config import ConfigError, ExperimentConfig
+from splitmatch.config import ConfigError, ExperimentConfig, resolve_paths
 from splitmatch.data.dataset import SegmentationDataset, collate_segmentation
 from splitmatch.data.folder import DatasetFolder
 from splitmatch.data.transforms import build_train_transform
@@ -112,6 +112,7 @@ def train(
     Returns:
         the validation metrics (:func:`splitmatch.metrics.summarize`).
     """
+    config = resolve_paths(config)  # the run folder and checkpoints then work from any folder
     device = dist.setup_from_environment()
     with RunLock(out_dir, active=dist.is_main_process()) as lock:
         return _train(config, Path(out_dir), resume, progress, progress_position, device, lock)
