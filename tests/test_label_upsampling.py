@@ -32,7 +32,8 @@ def tiled(monkeypatch):
     """Forces the tiled path on small maps, with tiles and blocks small enough to cut everything up."""
     monkeypatch.setattr(label_upsampling, "WHOLE_BYTES", 0)
     monkeypatch.setattr(label_upsampling, "BLOCK_BYTES", 4096)
-    monkeypatch.setattr(label_upsampling, "TILE", 3)
+    monkeypatch.setattr(label_upsampling, "MIN_TILE", 3)
+    monkeypatch.setattr(label_upsampling, "MAX_TILE", 3)
 
 
 CASES = [
