@@ -69,7 +69,7 @@ class RunLock:
         self.committed = False
         self._file = None
         self._previous: bytes | None = None
-        self._made_folder = False
+        self._made_folders: list[Path] = []
 
     def __enter__(self) -> RunLock:
         return self
@@ -83,7 +83,7 @@ class RunLock:
             return
         if self.folder.exists() and not self.folder.is_dir():
             raise RunFolderError(f"--out {self.folder} exists and is not a folder")
-        self._made_folder = not self.folder.exists()
+        self._made_folders = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
         while True:
             existed = self.path.exists()
@@ -125,9 +125,9 @@ class RunLock:
         if restore:
             if self._previous is None:
                 self.path.unlink(missing_ok=True)
-                if self._made_folder:
+                for folder in self._made_folders:  # innermost first; only those still empty
                     with contextlib.suppress(OSError):
-                        self.folder.rmdir()  # only if nothing else is in it
+                        folder.rmdir()
             else:
                 self._rewrite(self._file, self._previous)
         fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
