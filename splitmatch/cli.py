@@ -79,54 +79,89 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from splitmatch.data.folder import DatasetFolder
+    from splitmatch.data.vocabulary import Vocabulary, read_vocabulary
     from splitmatch.engine.evaluator import evaluate, evaluate_predictions
-    from splitmatch.metrics import format_table, json_ready
 
     if args.predictions:
         if not args.data_root:
             raise SystemExit("splitmatch: error: --predictions needs --data-root")
-        metrics = evaluate_predictions(args.predictions, DatasetFolder(args.data_root), args.split)
+        folder = DatasetFolder(args.data_root)
+        vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
+        metrics = evaluate_predictions(args.predictions, folder, args.split, vocabulary)
     else:
         if not args.checkpoint:
             raise SystemExit("splitmatch: error: give --checkpoint CKPT or --predictions DIR")
-        from splitmatch.predictor import load_segmentor
+        from splitmatch.predictor import load_segmentor, names_trained_on
 
         model, record = load_segmentor(args.checkpoint, args.device)
         config = record["config"]
         folder = DatasetFolder(args.data_root or config.data.root)
-        if folder.classes != record["classes"]:
-            from splitmatch.engine.checkpoint import CheckpointError
-
-            raise CheckpointError(
-                f"checkpoint {args.checkpoint} was trained with classes {record['classes'].to_dict()} but "
-                f"{folder.root}/classes.json describes {folder.classes.to_dict()}"
-            )
+        vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
         inference = config.inference
         if args.mode:
             inference.mode = args.mode
         if args.seen_calibration is not None:
             inference.seen_calibration = args.seen_calibration
-        metrics = evaluate(model, folder, args.split or config.data.val_split, inference, max_images=args.max_images)
-    print(format_table({"result": metrics}))
-    for name, value in metrics["per_class_iou"].items():
-        print(f"  {name:>24s}  {'n/a' if value != value else f'{value:.1f}'}")
-    if "seen_calibration" in metrics:
-        print("\nthe same predictions under each seen-class calibration (amount taken off seen-class scores):")
-        print(format_table({f"seen calibration {k}": v for k, v in metrics["seen_calibration"].items()}))
+        split = args.split or config.data.val_split
+        metrics = evaluate(model, folder, split, inference, vocabulary, names_trained_on(record),
+                           max_images=args.max_images)  # fmt: skip
+    vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
+    if args.vocabulary:
+        metrics["vocabulary"] = {"file": str(args.vocabulary), "left_out": vocabulary.left_out}
+    _print_evaluation(metrics, vocabulary, None if args.predictions else record)
     if args.json:
+        from splitmatch.metrics import json_ready
+
         Path(args.json).write_text(json.dumps(json_ready(metrics), indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
+    """The eval report: what was scored, the tables, per-class IoU, and the split by training names."""
+    from splitmatch.data.folder import list_some
+    from splitmatch.metrics import format_name_split_table, format_table
+
+    classes = vocabulary.classes
+    left_out = f" (left out, their pixels ignored: {list_some(vocabulary.left_out)})" if vocabulary.left_out else ""
+    print(f"scored with the {classes.num_classes} classes of '{classes.dataset}'{left_out}")
+    if not classes.unseen:
+        print(f"'{classes.dataset}' defines no unseen classes: mIoU(S) is over all classes, mIoU(U) and hIoU are n/a")
+    print(format_table({"result": metrics}))
+    # A checkpoint scored on classes other than the seen ones it was trained on: say which it knows.
+    split_differs = record is not None and metrics["trained_names"] != classes.seen_names
+    known = set(metrics["trained_names"]) if split_differs else set()
+    for name, value in metrics["per_class_iou"].items():
+        mark = "  (trained name)" if name in known else ""
+        print(f"  {name:>24s}  {'n/a' if value != value else f'{value:.1f}'}{mark}")
+    calibrations = metrics.get("seen_calibration", {})
+    if calibrations:
+        print("\nthe same predictions under each seen-class calibration (amount taken off seen-class scores):")
+        print(format_table({f"seen calibration {k}": v for k, v in calibrations.items()}))
+    if record is None:
+        return
+    trained_from = record["classes"].dataset
+    if not split_differs:
+        print(f"the checkpoint (trained on '{trained_from}') was trained on exactly the seen classes above")
+        return
+    trained, others = metrics["trained_names"], metrics["other_names"]
+    print(
+        f"split by the checkpoint's training vocabulary ('{trained_from}'): {len(trained)} of these "
+        f"{classes.num_classes} class names were trained on ({list_some(trained) or 'none'}), {len(others)} "
+        f"were not ({list_some(others) or 'none'}); the seen-class calibration applies to the former:"
+    )
+    print(format_name_split_table({f"seen calibration {k}": v for k, v in calibrations.items()}))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from splitmatch.data.classes import parse_class_list
-    from splitmatch.data.folder import atomic_write_bytes, read_image
+    from splitmatch.data.classes import label_dtype_for, parse_class_list
+    from splitmatch.data.folder import atomic_write_bytes, read_image, write_label
     from splitmatch.predictor import Predictor
     from splitmatch.visualize import prediction_figure
 
-    names = parse_class_list(args.classes)
+    entries = parse_class_list(args.classes)
+    names = [entry[0] for entry in entries]  # shown and written; synonyms only shape the text embedding
     overrides = {"mode": args.mode} if args.mode else {}
     if args.seen_calibration is not None:
         overrides["seen_calibration"] = args.seen_calibration
@@ -134,9 +169,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     for path in args.images:
         image = read_image(path)
-        labels = predictor.predict(image, names)
+        labels = predictor.predict(image, entries)
         stem = Path(path).stem
-        _save_png(out / f"{stem}_labels.png", labels.astype(np.uint8), atomic_write_bytes)
+        write_label(out / f"{stem}_labels.png", labels.astype(label_dtype_for(len(names))))  # 16-bit above 255
         _save_png(out / f"{stem}_overlay.png", prediction_figure(image, labels, names), atomic_write_bytes)
         shares = np.bincount(labels.ravel(), minlength=len(names)) / labels.size
         found = ", ".join(f"{names[i]} {shares[i]:.0%}" for i in np.argsort(-shares) if shares[i] > 0.005)
@@ -260,7 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("eval", help="evaluate a checkpoint, or score prediction PNGs")
     p.add_argument("--checkpoint")
     p.add_argument("--predictions", help="folder of <stem>.png label maps made by any method")
-    p.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
+    p.add_argument("--data-root", help="dataset folder (default: the checkpoint's); its classes may differ from "
+                   "the checkpoint's: they are scored by name")  # fmt: skip
+    p.add_argument("--vocabulary", metavar="JSON", help="score with this class list instead of the dataset's: "
+                   "reordered, renamed, a subset or with synonyms, tied to the dataset's classes by name "
+                   "(docs/open-vocabulary.md)")  # fmt: skip
     p.add_argument("--split", default=None, help="split to score (default: the config's val split)")
     p.add_argument("--mode", choices=["slide", "whole"])
     p.add_argument(
@@ -276,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("predict", help="segment images with any class names")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--classes", required=True, help='comma-separated names, e.g. "cat,sofa,pottedplant"')
+    p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|", '
+                   'e.g. "cat,sofa,tv monitor|television"')  # fmt: skip
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["slide", "whole"])
     p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from splitmatch.config import ExperimentConfig, InferenceConfig
-from splitmatch.data.classes import ClassSplit, validate_class_names
+from splitmatch.data.classes import ClassEntry, ClassSplit, class_texts
 from splitmatch.engine import checkpoint as ckpt
 from splitmatch.engine.evaluator import predict_labels
 from splitmatch.inference import SegmentationInference
@@ -30,6 +31,13 @@ def load_segmentor(path: str | Path, device: str | torch.device = "cpu") -> tupl
     return model.to(device).eval(), record
 
 
+def names_trained_on(record: dict) -> set[str]:
+    """The class names a checkpoint was trained on, with their synonyms (from the checkpoint record)."""
+    trained = set(record["train_classes"])
+    synonyms = record["classes"].synonyms
+    return trained | {more for name in trained for more in synonyms.get(name, ())}
+
+
 class Predictor:
     """Segments images with a trained model against a vocabulary of your choice.
 
@@ -37,11 +45,13 @@ class Predictor:
 
         predictor = Predictor.from_checkpoint("runs/voc/model.safetensors")
         labels = predictor.predict(image, ["cat", "sofa", "pottedplant"])  # [H, W] indices
+        labels = predictor.predict(image, ["cat", ("tv monitor", "television")])  # with a synonym
 
     Args:
         model: a trained segmentor.
         config: inference settings (mode, window, stride, resize, calibration).
-        seen_classes: names the model was trained on; they get the seen-class calibration.
+        seen_classes: names the model was trained on; a class any of whose names is among them
+            gets the seen-class calibration.
     """
 
     def __init__(self, model: SplitMatchSegmentor, config: InferenceConfig, seen_classes: list[str] = ()) -> None:
@@ -62,24 +72,25 @@ class Predictor:
             if not hasattr(config, key):
                 raise ValueError(f"unknown inference setting '{key}'")
             setattr(config, key, value)
-        predictor = cls(model, config, record["train_classes"])
+        predictor = cls(model, config, sorted(names_trained_on(record)))
         predictor.classes: ClassSplit = record["classes"]
         return predictor
 
     @torch.no_grad()
-    def predict(self, image: np.ndarray, class_names: list[str]) -> np.ndarray:
+    def predict(self, image: np.ndarray, class_names: Sequence[ClassEntry]) -> np.ndarray:
         """Labels every pixel with one of ``class_names``.
 
         Args:
             image: ``uint8 [H, W, 3]`` RGB.
-            class_names: the vocabulary, any names.
+            class_names: the vocabulary, any names; an entry may be a sequence of names (the
+                class's name and its synonyms), whose text embeddings are averaged.
 
         Returns:
             ``[H, W]`` int64 indices into ``class_names``.
         """
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
-        validate_class_names(class_names)
-        embeddings = self.model.encode_classes(list(class_names))
-        seen = torch.tensor([name in self.seen_classes for name in class_names])
+        texts = class_texts(class_names)
+        embeddings = self.model.encode_classes(texts)
+        seen = torch.tensor([any(name in self.seen_classes for name in names) for names in texts])
         return predict_labels(self.inference, image, embeddings, seen, self.config, self.device)
