@@ -192,7 +192,12 @@ def _save_png(path: Path, array, writer) -> None:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from splitmatch.data.prepare import PREPARERS
 
-    folder = PREPARERS[args.dataset](args.src, args.dst, not args.quiet)
+    options = {}
+    if args.background:
+        if args.dataset != "voc":
+            raise SystemExit(f"splitmatch: error: --background is an option of 'prepare voc', not of '{args.dataset}'")
+        options["background"] = True
+    folder = PREPARERS[args.dataset](args.src, args.dst, not args.quiet, **options)
     print(f"prepared {args.dataset} in {folder.root}: splits {', '.join(folder.split_names())}")
     return 0
 
@@ -325,9 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser("prepare", help="convert an official dataset into the folder format")
-    p.add_argument("dataset", choices=["voc", "coco-stuff", "context"])
+    p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459"])
     p.add_argument("--src", required=True)
     p.add_argument("--dst", required=True)
+    p.add_argument("--background", action="store_true", help="voc: keep background as a class (21 classes, 'voc21')")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_prepare)
 
