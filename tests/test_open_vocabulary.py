@@ -246,3 +246,13 @@ def test_the_seen_calibration_follows_the_names_trained_on(trained):
     vocabulary = ClassSplit(("yellow", "crimson", "ruby"), (), "v", {"ruby": ("red",)})
     assert trained_mask(vocabulary, names_trained_on(record)).tolist() == [False, False, True]
     assert trained_mask(TINY_CLASSES).tolist() == [True, True, True, True, False]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "configs" / "vocabularies").glob("*.json")))
+def test_shipped_world_vocabularies_fit_the_world(path):
+    from splitmatch.world.generator import world_class_split
+
+    world = world_class_split()
+    vocabulary = read_vocabulary(path, world)
+    assert set(vocabulary.classes.names) <= set(world.names)
+    assert vocabulary.classes.unseen == tuple(n for n in vocabulary.classes.names if n in world.unseen)
