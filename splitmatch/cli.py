@@ -48,6 +48,30 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-4")
 
 
+def _device(args: argparse.Namespace):
+    """The device ``--device`` names, resolved (``auto``: the first GPU if any) and printed."""
+    from splitmatch.device import resolve_device
+
+    device = resolve_device(args.device)
+    print(f"device: {device}")
+    return device
+
+
+def _checkpoint_dataset(args: argparse.Namespace, config):
+    """``--data-root``, else the dataset folder the checkpoint was trained on."""
+    from splitmatch.config import describe_path
+    from splitmatch.data.folder import DatasetFolder, DatasetFormatError
+
+    if args.data_root:
+        return DatasetFolder(args.data_root)
+    if not Path(config.data.root).is_dir():
+        raise DatasetFormatError(
+            f"the dataset folder this checkpoint was trained on, {describe_path(config, 'data.root')}, "
+            "does not exist here; pass --data-root"
+        )
+    return DatasetFolder(config.data.root)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from splitmatch.engine.trainer import train
 
@@ -57,8 +81,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_pseudo_masks(args: argparse.Namespace) -> int:
-    import torch
-
     from splitmatch.data.folder import DatasetFolder
     from splitmatch.engine.trainer import seed_everything
     from splitmatch.model.build import build_segmentor
@@ -66,7 +88,7 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
 
     config = _config(args)
     folder = DatasetFolder(config.data.root)
-    device = torch.device(args.device)
+    device = _device(args)
     seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
     encoder = build_segmentor(config).image_encoder.to(device)
     cache = open_cache(config, folder, encoder)
@@ -81,37 +103,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from splitmatch.data.folder import DatasetFolder
     from splitmatch.data.vocabulary import Vocabulary, read_vocabulary
     from splitmatch.engine.evaluator import evaluate, evaluate_predictions
+    from splitmatch.metrics import json_ready
 
+    record = None
     if args.predictions:
         if not args.data_root:
             raise SystemExit("splitmatch: error: --predictions needs --data-root")
         folder = DatasetFolder(args.data_root)
         vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
-        metrics = evaluate_predictions(args.predictions, folder, args.split, vocabulary)
+        metrics = evaluate_predictions(args.predictions, folder, args.split, not args.quiet, vocabulary)
     else:
         if not args.checkpoint:
             raise SystemExit("splitmatch: error: give --checkpoint CKPT or --predictions DIR")
         from splitmatch.predictor import load_segmentor, names_trained_on
 
-        model, record = load_segmentor(args.checkpoint, args.device)
+        model, record = load_segmentor(args.checkpoint, _device(args))
         config = record["config"]
-        folder = DatasetFolder(args.data_root or config.data.root)
+        # The dataset's classes may differ from the checkpoint's: they are scored by name.
+        folder = _checkpoint_dataset(args, config)
         vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
         inference = config.inference
         if args.mode:
             inference.mode = args.mode
         if args.seen_calibration is not None:
             inference.seen_calibration = args.seen_calibration
-        split = args.split or config.data.val_split
-        metrics = evaluate(model, folder, split, inference, vocabulary, names_trained_on(record),
-                           max_images=args.max_images)  # fmt: skip
+        metrics = evaluate(
+            model, folder, args.split or config.data.val_split, inference, vocabulary, names_trained_on(record),
+            max_images=args.max_images, progress=not args.quiet,
+        )  # fmt: skip
     vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
     if args.vocabulary:
         metrics["vocabulary"] = {"file": str(args.vocabulary), "left_out": vocabulary.left_out}
-    _print_evaluation(metrics, vocabulary, None if args.predictions else record)
+    _print_evaluation(metrics, vocabulary, record)
     if args.json:
-        from splitmatch.metrics import json_ready
-
         Path(args.json).write_text(json.dumps(json_ready(metrics), indent=2) + "\n", encoding="utf-8")
     return 0
 
@@ -119,7 +143,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
     """The eval report: what was scored, the tables, per-class IoU, and the split by training names."""
     from splitmatch.data.folder import list_some
-    from splitmatch.metrics import format_name_split_table, format_table
+    from splitmatch.metrics import format_class_table, format_name_split_table, format_table
 
     classes = vocabulary.classes
     left_out = f" (left out, their pixels ignored: {list_some(vocabulary.left_out)})" if vocabulary.left_out else ""
@@ -127,23 +151,19 @@ def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
     if not classes.unseen:
         print(f"'{classes.dataset}' defines no unseen classes: mIoU(S) is over all classes, mIoU(U) and hIoU are n/a")
     print(format_table({"result": metrics}))
-    # A checkpoint scored on classes other than the seen ones it was trained on: say which it knows.
-    split_differs = record is not None and metrics["trained_names"] != classes.seen_names
-    known = set(metrics["trained_names"]) if split_differs else set()
-    for name, value in metrics["per_class_iou"].items():
-        mark = "  (trained name)" if name in known else ""
-        print(f"  {name:>24s}  {'n/a' if value != value else f'{value:.1f}'}{mark}")
+    print(format_class_table(metrics, set(classes.unseen)))
     calibrations = metrics.get("seen_calibration", {})
     if calibrations:
-        print("\nthe same predictions under each seen-class calibration (amount taken off seen-class scores):")
+        print("the same predictions under each seen-class calibration (amount taken off seen-class scores):")
         print(format_table({f"seen calibration {k}": v for k, v in calibrations.items()}))
     if record is None:
         return
     trained_from = record["classes"].dataset
-    if not split_differs:
+    trained, others = metrics["trained_names"], metrics["other_names"]
+    if trained == classes.seen_names:
         print(f"the checkpoint (trained on '{trained_from}') was trained on exactly the seen classes above")
         return
-    trained, others = metrics["trained_names"], metrics["other_names"]
+    # A checkpoint scored on classes other than the seen ones it was trained on: say which it knows.
     print(
         f"split by the checkpoint's training vocabulary ('{trained_from}'): {len(trained)} of these "
         f"{classes.num_classes} class names were trained on ({list_some(trained) or 'none'}), {len(others)} "
@@ -165,7 +185,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     overrides = {"mode": args.mode} if args.mode else {}
     if args.seen_calibration is not None:
         overrides["seen_calibration"] = args.seen_calibration
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, **overrides)
+    predictor = Predictor.from_checkpoint(args.checkpoint, _device(args), **overrides)
     out = Path(args.out)
     for path in args.images:
         image = read_image(path)
@@ -258,10 +278,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from splitmatch.presets import PRESETS
+    from splitmatch.presets import PRESETS, describe_preset
 
-    for name in sorted(PRESETS):
-        print(name)
+    print(f"{'preset':<18} {'CLIP model':<19} {'crop':>7}  what it is for")
+    for name in PRESETS:
+        print(describe_preset(name))
     return 0
 
 
@@ -272,6 +293,8 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from splitmatch.device import DEVICE_HELP
+
     parser = argparse.ArgumentParser(prog="splitmatch", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors too")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -292,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("pseudo-masks", help="compute and cache pseudo masks for the training split")
     _add_config_arguments(p)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pseudo_masks)
@@ -314,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
         "0 and 0.1 are always reported as well",
     )
     p.add_argument("--max-images", type=int)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
     p = commands.add_parser("predict", help="segment images with any class names")
@@ -325,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["slide", "whole"])
     p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
 
@@ -340,7 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("convert-clip", help="convert CLIP weights (e.g. OpenAI's TorchScript) to safetensors")
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--arch", default="ViT-B-16-quickgelu")
+    p.add_argument(
+        "--arch",
+        default="ViT-B-16-quickgelu",
+        help="open_clip model config the weights belong to (default: %(default)s, OpenAI's ViT-B/16; "
+        "e.g. ViT-L-14-quickgelu for OpenAI's ViT-L/14), or a model-config JSON file",
+    )
     p.set_defaults(func=cmd_convert_clip)
 
     p = commands.add_parser("world", help="generate the built-in zero-shot world dataset")
@@ -365,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    p = commands.add_parser("presets", help="list the named presets")
+    p = commands.add_parser("presets", help="list the named presets: CLIP model, training crop, purpose")
     p.set_defaults(func=cmd_presets)
     return parser
 

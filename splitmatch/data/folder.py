@@ -134,20 +134,36 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarr
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
             with Image.open(path) as image:
-                width, height = image.size  # from the header: nothing decoded yet
-                if width * height > max_pixels:
-                    raise DatasetFormatError(
-                        f"image {path} is {width}x{height} = {width * height:,} pixels, more than the "
-                        f"{max_pixels:,} that are safe to decode"
-                    )
-                image.load()
-                return _as_rgb(ImageOps.exif_transpose(image))
+                return image_to_rgb(image, f"image {path}", max_pixels)
+    except DatasetFormatError:
+        raise
     except FileNotFoundError:
         raise DatasetFormatError(f"image {path} does not exist") from None
     except IsADirectoryError:
         raise DatasetFormatError(f"image {path} is a folder, not an image file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DatasetFormatError(f"image {path} is corrupt or truncated: {error}") from None
+
+
+def image_to_rgb(image: Image.Image, name: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """A Pillow image as RGB ``uint8 [H, W, 3]``, the way :func:`read_image` reads files (EXIF
+    orientation applied, 16-bit grayscale scaled, transparency on white, size limit checked
+    before decoding). ``name`` names the image in errors.
+
+    Raises:
+        DatasetFormatError: the image is too large, or its data are corrupt or truncated.
+    """
+    width, height = image.size  # from the header: a freshly opened image is not decoded yet
+    if width * height > max_pixels:
+        raise DatasetFormatError(
+            f"{name} is {width}x{height} = {width * height:,} pixels, more than the {max_pixels:,} "
+            "that are safe to decode"
+        )
+    try:
+        image.load()
+        return _as_rgb(ImageOps.exif_transpose(image))
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DatasetFormatError(f"{name} is corrupt or truncated: {error}") from None
 
 
 def _as_rgb(image: Image.Image) -> np.ndarray:

@@ -19,7 +19,8 @@ from splitmatch.inference import SegmentationInference, calibrate_seen
 from splitmatch.metrics import NAME_SPLIT_KEYS, SUMMARY_KEYS, ConfusionMatrix, summarize, summarize_name_split
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
-# SPEC §5: seen-class calibration is reported both ways, without and with ZegCLIP's 0.1.
+# Seen-class calibration is reported both ways, without and with ZegCLIP's 0.1
+# (docs/method.md#evaluation-protocol).
 COMPARED_SEEN_CALIBRATIONS = (0.0, 0.1)
 
 
@@ -157,7 +158,11 @@ def trained_mask(classes: ClassSplit, trained_names: Collection[str] | None = No
 
 
 def evaluate_predictions(
-    predictions: str | Path, folder: DatasetFolder, split: str, vocabulary: Vocabulary | None = None
+    predictions: str | Path,
+    folder: DatasetFolder,
+    split: str,
+    progress: bool = True,
+    vocabulary: Vocabulary | None = None,
 ) -> dict:
     """Scores label PNGs made by any method (``<stem>.png`` per image) with the same protocol.
 
@@ -169,7 +174,7 @@ def evaluate_predictions(
     vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
     classes = vocabulary.classes
     confusion = ConfusionMatrix(classes.num_classes, classes.ignore_index)
-    for sample in tqdm(folder.samples(split), desc="score predictions", leave=False):
+    for sample in tqdm(folder.samples(split), desc="score predictions", leave=False, disable=not progress):
         path = predictions / f"{sample.stem}.png"
         label = vocabulary.relabel(read_label(sample.label_path, folder.classes.num_classes))
         prediction = read_label(path, classes.num_classes, label.shape)

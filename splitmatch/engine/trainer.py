@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from splitmatch import distributed as dist
-from splitmatch.config import ExperimentConfig
+from splitmatch.config import ExperimentConfig, resolve_paths
 from splitmatch.data.dataset import SegmentationDataset, collate_segmentation
 from splitmatch.data.folder import DatasetFolder
 from splitmatch.data.transforms import build_train_transform
@@ -106,6 +106,7 @@ def train(
     Returns:
         the validation metrics (:func:`splitmatch.metrics.summarize`).
     """
+    config = resolve_paths(config)  # the run folder and checkpoints then work from any folder
     device = dist.setup_from_environment()
     out_dir = Path(out_dir)
     seed_everything(config.train.seed)  # the same initial weights on every rank

@@ -1,4 +1,5 @@
-"""Pseudo masks and region embeddings for training images, from the frozen CLIP (SPEC §3)."""
+"""Pseudo masks and region embeddings for training images, from the frozen CLIP
+(docs/method.md#pseudo-masks-and-region-embeddings)."""
 
 from __future__ import annotations
 
