@@ -20,6 +20,7 @@ from pathlib import Path  # noqa: E402
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the input's fault: shown as one line, not a traceback."""
+    from splitmatch.app.segment import AppError
     from splitmatch.clip.loading import ClipWeightsError
     from splitmatch.config import ConfigError
     from splitmatch.data.classes import ClassSplitError
@@ -29,7 +30,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from splitmatch.pseudo.cache import PseudoMaskCacheError
 
     return (
-        ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
+        AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
         PseudoMaskCacheError, NonFiniteLossError, FileExistsError, FileNotFoundError,
     )  # fmt: skip
 
@@ -209,6 +210,22 @@ def _save_png(path: Path, array, writer) -> None:
     writer(path, buffer.getvalue())
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    from splitmatch.app.page import require_gradio, serve
+    from splitmatch.app.segment import AppError
+
+    require_gradio()  # before the model loads: a missing extra is the first thing to hear about
+    if args.checkpoint is None:
+        raise AppError(
+            "give --checkpoint CKPT: a model.safetensors written by `splitmatch train` "
+            "(`splitmatch demo` leaves one in demo_out/runs/split/)"
+        )
+    if args.max_megapixels <= 0:
+        raise AppError(f"--max-megapixels must be positive, got {args.max_megapixels:g}")
+    serve(args.checkpoint, args.host, args.port, args.device, round(args.max_megapixels * 1e6))
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from splitmatch.data.prepare import PREPARERS
 
@@ -352,6 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("app", help="a local web page to try a model on your images (extra: splitmatch[app])")
+    p.add_argument("--checkpoint", help="model.safetensors to serve")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--device", default="cpu", help="cuda, cuda:N, cpu or auto (default: cpu)")
+    p.add_argument("--max-megapixels", type=float, default=16.0, help="largest image accepted, in millions of pixels")
+    p.set_defaults(func=cmd_app)
 
     p = commands.add_parser("prepare", help="convert an official dataset into the folder format")
     p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459"])

@@ -141,7 +141,11 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarr
         raise DatasetFormatError(f"image {path} does not exist") from None
     except IsADirectoryError:
         raise DatasetFormatError(f"image {path} is a folder, not an image file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:  # Pillow's own hard limit, checked inside Image.open
+        raise DatasetFormatError(
+            f"image {path} is too large to decode safely (limit {max_pixels:,} pixels): {error}"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DatasetFormatError(f"image {path} is corrupt or truncated: {error}") from None
 
 
