@@ -176,12 +176,12 @@ def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from splitmatch.data.classes import label_dtype_for, parse_class_list
+    from splitmatch.data.classes import label_dtype_for, parse_class_entries
     from splitmatch.data.folder import atomic_write_bytes, read_image, write_label
     from splitmatch.predictor import Predictor
     from splitmatch.visualize import prediction_figure
 
-    entries = parse_class_list(args.classes)
+    entries = parse_class_entries(args.classes)
     names = [entry[0] for entry in entries]  # shown and written; synonyms only shape the text embedding
     overrides = {"mode": args.mode} if args.mode else {}
     if args.seen_calibration is not None:

@@ -15,7 +15,7 @@ from conftest import TINY_CLASSES, make_tiny_dataset
 from PIL import Image
 
 from splitmatch.cli import main
-from splitmatch.data.classes import ClassSplit, ClassSplitError, class_texts, parse_class_list
+from splitmatch.data.classes import ClassSplit, ClassSplitError, class_texts, parse_class_entries, parse_class_list
 from splitmatch.data.folder import DatasetFolder, read_image, read_label, write_label
 from splitmatch.data.vocabulary import Vocabulary, read_vocabulary, vocabulary_from_dict
 from splitmatch.engine.evaluator import trained_mask
@@ -201,14 +201,20 @@ def test_synonyms_in_classes_json_round_trip_and_are_checked(tmp_path):
 
 
 def test_class_list_syntax_with_synonyms():
-    assert parse_class_list("cat, tv monitor | television,sofa") == [("cat",), ("tv monitor", "television"), ("sofa",)]
+    text = "cat, tv monitor | television,sofa"
+    assert parse_class_entries(text) == [("cat",), ("tv monitor", "television"), ("sofa",)]
+    assert parse_class_list(text) == ["cat", "tv monitor", "sofa"]
     with pytest.raises(ClassSplitError, match="appears twice"):
-        parse_class_list("cat,dog|puppy|dog")
+        parse_class_entries("cat,dog|puppy|dog")
     with pytest.raises(ClassSplitError, match=r"\['cat'\] of class 'dog' are names of other classes"):
         parse_class_list("cat,dog|cat")
     with pytest.raises(ClassSplitError, match="empty name"):
-        parse_class_list("cat,|dog")
+        parse_class_entries("cat,|dog")
     assert class_texts(["a", ("b", "c")]) == (("a",), ("b", "c"))
+    from splitmatch.app.segment import parse_entries, parse_names  # the app's name box reads the same syntax
+
+    assert parse_entries("background, tv monitor|television") == [("background",), ("tv monitor", "television")]
+    assert parse_names("background, tv monitor|television") == ["background", "tv monitor"]
 
 
 def test_a_class_of_several_names_embeds_as_the_mean_of_its_names():

@@ -254,14 +254,23 @@ def class_texts(entries: Sequence[ClassEntry], where: str = "class names") -> tu
     return texts
 
 
-def parse_class_list(text: str) -> list[tuple[str, ...]]:
-    """Parses a class list as typed on the command line.
+def parse_class_entries(text: str) -> list[tuple[str, ...]]:
+    """Parses a class list as typed on the command line, keeping synonyms.
 
     Classes are separated by commas, a class's synonyms by ``|``:
     ``"cat, tv monitor|television"`` -> ``[("cat",), ("tv monitor", "television")]``.
     """
     entries = [tuple(name.strip() for name in part.split("|")) for part in text.split(",")]
     return list(class_texts(entries, where=f"class list '{text}'"))
+
+
+def parse_class_list(text: str) -> list[str]:
+    """The class names of a typed class list: ``"cat, dog,sofa"`` -> ``["cat", "dog", "sofa"]``.
+
+    Synonyms (``"tv monitor|television"``) are checked, and only each class's first name is
+    returned; :func:`parse_class_entries` keeps them.
+    """
+    return [entry[0] for entry in parse_class_entries(text)]
 
 
 VOC_CLASSES = (
