@@ -127,46 +127,43 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from splitmatch.config import DataConfig, merge
     from splitmatch.data.folder import DatasetFolder, check_output_file
+    from splitmatch.data.vocabulary import Vocabulary, read_vocabulary
     from splitmatch.engine.evaluator import evaluate, evaluate_predictions
-    from splitmatch.metrics import format_class_table, format_table, json_ready
+    from splitmatch.metrics import json_ready
 
     if args.json:
         check_output_file(args.json)  # before the evaluation, not after it
+    record = None
     if args.predictions:
         if args.checkpoint:
             raise UsageError("give --checkpoint CKPT or --predictions DIR, not both")
         if not args.data_root:
             raise UsageError("--predictions needs --data-root")
         folder = DatasetFolder(args.data_root)
+        vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
         split = args.split or DataConfig().val_split
-        metrics = evaluate_predictions(args.predictions, folder, split, progress=not args.quiet)
+        metrics = evaluate_predictions(args.predictions, folder, split, not args.quiet, vocabulary)
     else:
         if not args.checkpoint:
             raise UsageError("give --checkpoint CKPT or --predictions DIR")
-        from splitmatch.predictor import load_segmentor
+        from splitmatch.predictor import load_segmentor, names_trained_on
 
         overrides = {"mode": args.mode} if args.mode else {}
         if args.seen_calibration is not None:
             overrides["seen_calibration"] = args.seen_calibration
         model, record = load_segmentor(args.checkpoint, _device(args))
         config = merge(record["config"], {"inference": overrides}).validate()
+        # The dataset's classes may differ from the checkpoint's: they are scored by name.
         folder = _checkpoint_dataset(args, config)
-        if folder.classes != record["classes"]:
-            from splitmatch.engine.checkpoint import CheckpointError
-
-            raise CheckpointError(
-                f"checkpoint {args.checkpoint} was trained with classes {record['classes'].to_dict()} but "
-                f"{folder.root}/classes.json describes {folder.classes.to_dict()}"
-            )
+        vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
         metrics = evaluate(
-            model, folder, args.split or config.data.val_split, config.inference, max_images=args.max_images,
-            progress=not args.quiet,
+            model, folder, args.split or config.data.val_split, config.inference, vocabulary,
+            names_trained_on(record), max_images=args.max_images, progress=not args.quiet,
         )  # fmt: skip
-    print(format_table({"result": metrics}))
-    print(format_class_table(metrics, set(folder.classes.unseen)))
-    if "seen_calibration" in metrics:
-        print("\nthe same predictions under each seen-class calibration (amount taken off seen-class scores):")
-        print(format_table({f"seen calibration {k}": v for k, v in metrics["seen_calibration"].items()}))
+    vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
+    if args.vocabulary:
+        metrics["vocabulary"] = {"file": str(args.vocabulary), "left_out": vocabulary.left_out}
+    _print_evaluation(metrics, vocabulary, record)
     if args.json:
         from splitmatch.data.folder import atomic_write_bytes
 
@@ -174,16 +171,49 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
+    """The eval report: what was scored, the tables, per-class IoU, and the split by training names."""
+    from splitmatch.data.folder import list_some
+    from splitmatch.metrics import format_class_table, format_name_split_table, format_table
+
+    classes = vocabulary.classes
+    left_out = f" (left out, their pixels ignored: {list_some(vocabulary.left_out)})" if vocabulary.left_out else ""
+    print(f"scored with the {classes.num_classes} classes of '{classes.dataset}'{left_out}")
+    if not classes.unseen:
+        print(f"'{classes.dataset}' defines no unseen classes: mIoU(S) is over all classes, mIoU(U) and hIoU are n/a")
+    print(format_table({"result": metrics}))
+    print(format_class_table(metrics, set(classes.unseen)))
+    calibrations = metrics.get("seen_calibration", {})
+    if calibrations:
+        print("the same predictions under each seen-class calibration (amount taken off seen-class scores):")
+        print(format_table({f"seen calibration {k}": v for k, v in calibrations.items()}))
+    if record is None:
+        return
+    trained_from = record["classes"].dataset
+    trained, others = metrics["trained_names"], metrics["other_names"]
+    if trained == classes.seen_names:
+        print(f"the checkpoint (trained on '{trained_from}') was trained on exactly the seen classes above")
+        return
+    # A checkpoint scored on classes other than the seen ones it was trained on: say which it knows.
+    print(
+        f"split by the checkpoint's training vocabulary ('{trained_from}'): {len(trained)} of these "
+        f"{classes.num_classes} class names were trained on ({list_some(trained) or 'none'}), {len(others)} "
+        f"were not ({list_some(others) or 'none'}); the seen-class calibration applies to the former:"
+    )
+    print(format_name_split_table({f"seen calibration {k}": v for k, v in calibrations.items()}))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from splitmatch.data.classes import label_dtype_for, parse_class_list
+    from splitmatch.data.classes import label_dtype_for, parse_class_entries
     from splitmatch.data.folder import DatasetFormatError, ensure_writable_folder, read_image, write_label, write_png
     from splitmatch.predict_outputs import prediction_outputs
     from splitmatch.predictor import Predictor
     from splitmatch.visualize import class_pixel_counts, prediction_figure
 
-    names = parse_class_list(args.classes)
+    entries = parse_class_entries(args.classes)
+    names = [entry[0] for entry in entries]  # shown and written; synonyms only shape the text embedding
     outputs = prediction_outputs(args.images, Path(args.out))
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     overrides = {"mode": args.mode} if args.mode else {}
@@ -198,8 +228,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failures.append(str(error))
             print(f"splitmatch: skipped: {error}", file=sys.stderr)
             continue
-        labels = predictor.predict(image, names)
-        write_label(
+        labels = predictor.predict(image, entries)
+        write_label(  # 16-bit above 255 names
             target.with_name(f"{target.name}_labels.png"), labels.astype(label_dtype_for(len(names)), copy=False)
         )
         write_png(target.with_name(f"{target.name}_overlay.png"), prediction_figure(image, labels, names))
@@ -234,7 +264,12 @@ def cmd_app(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from splitmatch.data.prepare import PREPARERS
 
-    folder = PREPARERS[args.dataset](args.src, args.dst, not args.quiet)
+    options = {}
+    if args.background:
+        if args.dataset != "voc":
+            raise SystemExit(f"splitmatch: error: --background is an option of 'prepare voc', not of '{args.dataset}'")
+        options["background"] = True
+    folder = PREPARERS[args.dataset](args.src, args.dst, not args.quiet, **options)
     print(f"prepared {args.dataset} in {folder.root}: splits {', '.join(folder.split_names())}")
     return 0
 
@@ -348,7 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("eval", help="evaluate a checkpoint, or score prediction PNGs")
     p.add_argument("--checkpoint")
     p.add_argument("--predictions", help="folder of <stem>.png label maps made by any method")
-    p.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
+    p.add_argument("--data-root", help="dataset folder (default: the checkpoint's); its classes may differ from "
+                   "the checkpoint's: they are scored by name")  # fmt: skip
+    p.add_argument("--vocabulary", metavar="JSON", help="score with this class list instead of the dataset's: "
+                   "reordered, renamed, a subset or with synonyms, tied to the dataset's classes by name "
+                   "(docs/open-vocabulary.md)")  # fmt: skip
     p.add_argument("--split", default=None, help="split to score (default: the config's val split)")
     p.add_argument("--mode", choices=["slide", "whole"])
     p.add_argument(
@@ -365,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("predict", help="segment images with any class names")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--classes", required=True, help='comma-separated names, e.g. "cat,sofa,pottedplant"')
+    p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|", '
+                   'e.g. "cat,sofa,tv monitor|television"')  # fmt: skip
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["slide", "whole"])
     p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes")
@@ -382,9 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_app)
 
     p = commands.add_parser("prepare", help="convert an official dataset into the folder format")
-    p.add_argument("dataset", choices=["voc", "coco-stuff", "context"])
+    p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459"])
     p.add_argument("--src", required=True)
     p.add_argument("--dst", required=True)
+    p.add_argument("--background", action="store_true", help="voc: keep background as a class (21 classes, 'voc21')")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_prepare)
 

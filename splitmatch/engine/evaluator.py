@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +14,11 @@ from tqdm import tqdm
 from splitmatch.config import InferenceConfig
 from splitmatch.data.classes import ClassSplit, label_dtype_for
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some, read_image, read_label
+from splitmatch.data.vocabulary import Vocabulary
 from splitmatch.distributed import all_reduce_sum, is_main_process, rank, world_size
 from splitmatch.inference import SegmentationInference, calibrate_seen
 from splitmatch.label_upsampling import upsample_argmax
-from splitmatch.metrics import SUMMARY_KEYS, ConfusionMatrix, summarize
+from splitmatch.metrics import NAME_SPLIT_KEYS, SUMMARY_KEYS, ConfusionMatrix, summarize, summarize_name_split
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
 # Seen-class calibration is reported both ways, without and with ZegCLIP's 0.1
@@ -97,7 +98,8 @@ def evaluate(
     folder: DatasetFolder,
     split: str,
     config: InferenceConfig,
-    classes: ClassSplit | None = None,
+    vocabulary: Vocabulary | None = None,
+    trained_names: Collection[str] | None = None,
     progress: bool = True,
     max_images: int | None = None,
     progress_position: int = 0,
@@ -108,18 +110,28 @@ def evaluate(
     Every image is run once; its scores are turned into labels under each seen-class
     calibration (``config.seen_calibration`` and ``compared_calibrations``).
 
+    Args:
+        vocabulary: the class list to score with (default: the dataset's own). Its classes are
+            named to the model by their names and synonyms; its label ids are what is scored.
+        trained_names: the names the model was trained on (a checkpoint's, synonyms included).
+            A class any of whose names is among them counts as trained on: the seen-class
+            calibration applies to it, and the metrics are split by it. Default: the
+            vocabulary's seen classes (a model trained on this dataset).
+
     Returns:
         :func:`splitmatch.metrics.summarize`'s dict (percent) under ``config.seen_calibration``,
-        plus ``seen_calibration``: amount (as text) -> the summary metrics under that amount.
+        the split by training names (:func:`splitmatch.metrics.summarize_name_split`, with
+        ``trained_names`` and ``other_names`` listing the classes on each side), and
+        ``seen_calibration``: amount (as text) -> the summary metrics under that amount.
     """
-    classes = classes or folder.classes
+    vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
+    classes = vocabulary.classes
+    trained = trained_mask(classes, trained_names)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     inference = SegmentationInference(model, config.mode, config.window, config.stride)  # calibrated below
-    embeddings = model.encode_classes(classes.names)
-    seen = torch.zeros(classes.num_classes, dtype=torch.bool)
-    seen[classes.seen_ids] = True
+    embeddings = model.encode_classes(classes.texts)
     amounts = list(dict.fromkeys([config.seen_calibration, *compared_calibrations]))
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be a positive number of images or None (all), got {max_images}")
@@ -130,32 +142,57 @@ def evaluate(
                position=progress_position)  # fmt: skip
     for sample in bar:
         image = read_image(sample.image_path)
-        label = read_label(sample.label_path, classes.num_classes, image.shape[:2])
+        label = vocabulary.relabel(read_label(sample.label_path, folder.classes.num_classes, image.shape[:2]))
         scores = predict_scores(inference, image, embeddings, None, config, device)
         for amount, confusion in zip(amounts, confusions):
-            calibrated = calibrate_seen(scores[None], seen, amount)[0]
+            calibrated = calibrate_seen(scores[None], trained, amount)[0]
             confusion.update(scores_to_labels(calibrated, image.shape[:2]), label)
     stacked = torch.from_numpy(np.stack([c.matrix for c in confusions])).to(device)
     matrices = all_reduce_sum(stacked).cpu().numpy()
     model.train(was_training)
-    summaries = [summarize(matrix, classes) for matrix in matrices]
+    summaries = [summarize(matrix, classes) | summarize_name_split(matrix, trained.numpy()) for matrix in matrices]
     metrics = summaries[0]
+    metrics["trained_names"] = [name for name, on in zip(classes.names, trained.tolist()) if on]
+    metrics["other_names"] = [name for name, on in zip(classes.names, trained.tolist()) if not on]
+    keys = SUMMARY_KEYS + NAME_SPLIT_KEYS
     metrics["seen_calibration"] = {
-        f"{amount:g}": {key: summary[key] for key in SUMMARY_KEYS} for amount, summary in zip(amounts, summaries)
+        f"{amount:g}": {key: summary[key] for key in keys} for amount, summary in zip(amounts, summaries)
     }
     return metrics
 
 
-def evaluate_predictions(predictions: str | Path, folder: DatasetFolder, split: str, progress: bool = True) -> dict:
+def trained_mask(classes: ClassSplit, trained_names: Collection[str] | None = None) -> torch.Tensor:
+    """``[C]`` bool: True for the classes a model was trained on.
+
+    With ``trained_names``, a class counts when its name or one of its synonyms is among them;
+    without, the classes' own seen/unseen split decides (a model trained on this dataset).
+    """
+    if trained_names is None:
+        mask = torch.zeros(classes.num_classes, dtype=torch.bool)
+        mask[classes.seen_ids] = True
+        return mask
+    known = set(trained_names)
+    return torch.tensor([any(name in known for name in names) for names in classes.texts], dtype=torch.bool)
+
+
+def evaluate_predictions(
+    predictions: str | Path,
+    folder: DatasetFolder,
+    split: str,
+    progress: bool = True,
+    vocabulary: Vocabulary | None = None,
+) -> dict:
     """Scores label PNGs made by any method with the same protocol.
 
     Each image of the split needs ``<stem>.png`` or ``<stem>_labels.png`` (what ``splitmatch
-    predict`` writes) in ``predictions``: 8-bit, or 16-bit for more than 255 classes.
+    predict`` writes) in ``predictions``: 8-bit, or 16-bit for more than 255 classes. With a
+    ``vocabulary``, the PNGs hold its label ids and the dataset's labels are relabelled to it.
     """
     predictions = Path(predictions)
     if not predictions.is_dir():
         raise DatasetFormatError(f"prediction folder {predictions} does not exist")
-    classes = folder.classes
+    vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
+    classes = vocabulary.classes
     samples = folder.samples(split)
     paths, missing = {}, []
     for sample in samples:
@@ -174,7 +211,7 @@ def evaluate_predictions(predictions: str | Path, folder: DatasetFolder, split: 
     confusion = ConfusionMatrix(classes.num_classes, classes.ignore_index)
     for sample in tqdm(samples, desc="score predictions", leave=False, disable=not progress):
         path = paths[sample.stem]
-        label = read_label(sample.label_path, classes.num_classes)
+        label = vocabulary.relabel(read_label(sample.label_path, folder.classes.num_classes))
         prediction = read_label(path, classes.num_classes, label.shape)
         if (prediction == classes.ignore_index).any():
             raise DatasetFormatError(

@@ -209,7 +209,7 @@ def _train(
         else model
     )
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.train.amp == "fp16")
-    class_embeddings = model.encode_classes(train_names)
+    class_embeddings = model.encode_classes([classes.texts[i] for i in classes.seen_ids])  # names + synonyms
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     model.train()
