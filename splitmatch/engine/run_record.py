@@ -12,6 +12,7 @@ from pathlib import Path
 
 from splitmatch.config import ExperimentConfig, save_yaml
 from splitmatch.data.folder import atomic_write_bytes
+from splitmatch.engine.run_folder import read_metrics
 from splitmatch.metrics import json_ready
 
 PACKAGES = ("splitmatch", "torch", "torchvision", "open_clip_torch", "numpy", "scipy", "Pillow", "safetensors")
@@ -86,8 +87,6 @@ class RunRecord:
 
     def truncate_after(self, step: int) -> None:
         """On resume, drops log lines of steps the resumed run will redo, and a torn last line."""
-        from splitmatch.engine.run_folder import read_metrics
-
         if not self.active or not self.metrics_path.is_file():
             return
         kept = [raw for raw, entry in read_metrics(self.metrics_path) if entry.get("step", 0) <= step]
