@@ -89,9 +89,7 @@ def fill_cache(
             results, sizes = _batch(generator, folder, chunk, device)
             for sample, result, size in zip(chunk, results, sizes):
                 pending.append(
-                    writer.submit(
-                        cache.save, sample.stem, result.index_map.numpy(), result.embeddings.numpy(), size
-                    )
+                    writer.submit(cache.save, sample.stem, result.index_map.numpy(), result.embeddings.numpy(), size)
                 )
             while pending and (len(pending) > 2 * batch_size or pending[0].done()):
                 pending.popleft().result()  # re-raises a failed write here
