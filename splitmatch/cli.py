@@ -32,12 +32,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from splitmatch.engine.checkpoint import CheckpointError
     from splitmatch.engine.run_folder import RunFolderError
     from splitmatch.engine.trainer import NonFiniteLossError
-    from splitmatch.predict_outputs import OutputClashError
+    from splitmatch.predict_outputs import OutputClashError, PredictInputError
     from splitmatch.pseudo.cache import PseudoMaskCacheError
 
     return (
         UsageError, AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
-        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, OutputClashError, FloatingPointError,
+        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, OutputClashError, PredictInputError,
+        FloatingPointError,
     )  # fmt: skip
 
 
@@ -204,44 +205,28 @@ def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from splitmatch.data.classes import label_dtype_for, parse_class_entries
-    from splitmatch.data.folder import DatasetFormatError, ensure_writable_folder, read_image, write_label, write_png
+    from splitmatch.data.classes import parse_class_entries
+    from splitmatch.data.folder import ensure_writable_folder
     from splitmatch.predict_outputs import prediction_outputs
+    from splitmatch.predict_run import SUMMARY_NAME, predict_images
     from splitmatch.predictor import Predictor
-    from splitmatch.visualize import class_pixel_counts, prediction_figure
 
     entries = parse_class_entries(args.classes)
-    names = [entry[0] for entry in entries]  # shown and written; synonyms only shape the text embedding
     outputs = prediction_outputs(args.images, Path(args.out))
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     overrides = {"mode": args.mode} if args.mode else {}
     if args.seen_calibration is not None:
         overrides["seen_calibration"] = args.seen_calibration
     predictor = Predictor.from_checkpoint(args.checkpoint, _device(args), **overrides)
-    failures = []
-    for path, target in outputs.items():
-        try:
-            image = read_image(path)
-        except DatasetFormatError as error:  # one bad image does not stop the others
-            failures.append(str(error))
-            print(f"splitmatch: skipped: {error}", file=sys.stderr)
-            continue
-        labels = predictor.predict(image, entries)
-        write_label(  # 16-bit above 255 names
-            target.with_name(f"{target.name}_labels.png"), labels.astype(label_dtype_for(len(names)), copy=False)
-        )
-        write_png(target.with_name(f"{target.name}_overlay.png"), prediction_figure(image, labels, names))
-        shares = class_pixel_counts(labels, len(names)) / labels.size
-        found = ", ".join(f"{names[i]} {shares[i]:.0%}" for i in np.argsort(-shares) if shares[i] > 0.005)
-        print(f"{path}: {found}")
+    summary = predict_images(predictor, outputs, entries, Path(args.out), args.checkpoint, progress=not args.quiet)
+    failures = [failure["error"] for failure in summary["failed"]]
     for failure in failures:
         print(f"splitmatch: error: {failure}", file=sys.stderr)
     if failures:
         print(f"splitmatch: error: {len(failures)} of {len(outputs)} images failed; the other "
               f"{len(outputs) - len(failures)} were written to {args.out}", file=sys.stderr)  # fmt: skip
         return 2
+    print(f"{len(outputs)} images: label maps, overlays and {SUMMARY_NAME} in {args.out}")
     return 0
 
 
@@ -402,15 +387,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
-    p = commands.add_parser("predict", help="segment images with any class names")
+    p = commands.add_parser("predict", help="segment images and folders of images with any class names")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|", '
                    'e.g. "cat,sofa,tv monitor|television"')  # fmt: skip
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for <image>_labels.png, <image>_overlay.png and summary.json")
     p.add_argument("--mode", choices=["slide", "whole"])
     p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("images", nargs="+")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("images", nargs="+", metavar="PATH", help="image files, and folders searched for .jpg, .jpeg "
+                   "and .png files (hidden ones and --out skipped)")  # fmt: skip
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser("app", help="a local web page to try a model on your images (extra: splitmatch[app])")
