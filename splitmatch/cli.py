@@ -17,6 +17,8 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+PACKAGED_HELP = "packaged:world-model, a model of the built-in world's shapes and textures, not of photos"
+
 
 class UsageError(ValueError):
     """The command line itself is wrong (a missing or contradictory option)."""
@@ -217,8 +219,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     overrides = {"mode": args.mode} if args.mode else {}
     if args.seen_calibration is not None:
         overrides["seen_calibration"] = args.seen_calibration
-    predictor = Predictor.from_checkpoint(args.checkpoint, _device(args), **overrides)
-    summary = predict_images(predictor, outputs, entries, Path(args.out), args.checkpoint, progress=not args.quiet)
+    checkpoint = _checkpoint_or_packaged(args.checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, _device(args), **overrides)
+    summary = predict_images(predictor, outputs, entries, Path(args.out), checkpoint, progress=not args.quiet)
     failures = [failure["error"] for failure in summary["failed"]]
     for failure in failures:
         print(f"splitmatch: error: {failure}", file=sys.stderr)
@@ -226,8 +229,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"splitmatch: error: {len(failures)} of {len(outputs)} images failed; the other "
               f"{len(outputs) - len(failures)} were written to {args.out}", file=sys.stderr)  # fmt: skip
         return 2
-    print(f"{len(outputs)} images: label maps, overlays and {SUMMARY_NAME} in {args.out}")
+    print(f"{len(outputs)} image{'s' * (len(outputs) != 1)}: label maps, overlays and {SUMMARY_NAME} in {args.out}")
     return 0
+
+
+def _checkpoint_or_packaged(checkpoint: str | None) -> str:
+    """``--checkpoint``, else the model shipped with splitmatch; says what that model is for."""
+    from splitmatch.engine.packaged_model import PACKAGED_MODEL_NAME, WORLD_MODEL_NOTE
+
+    checkpoint = checkpoint or PACKAGED_MODEL_NAME
+    if checkpoint == PACKAGED_MODEL_NAME:
+        print(f"model: {PACKAGED_MODEL_NAME}, {WORLD_MODEL_NOTE}", flush=True)
+    return checkpoint
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -235,14 +248,21 @@ def cmd_app(args: argparse.Namespace) -> int:
     from splitmatch.app.segment import AppError
 
     require_gradio()  # before the model loads: a missing extra is the first thing to hear about
-    if args.checkpoint is None:
-        raise AppError(
-            "give --checkpoint CKPT: a model.safetensors written by `splitmatch train` "
-            "(`splitmatch demo` leaves one in demo_out/runs/split/)"
-        )
     if args.max_megapixels <= 0:
         raise AppError(f"--max-megapixels must be positive, got {args.max_megapixels:g}")
-    serve(args.checkpoint, args.host, args.port, args.device, round(args.max_megapixels * 1e6))
+    checkpoint = _checkpoint_or_packaged(args.checkpoint)
+    serve(checkpoint, args.host, args.port, args.device, round(args.max_megapixels * 1e6))
+    return 0
+
+
+def cmd_package_model(args: argparse.Namespace) -> int:
+    from splitmatch.data.folder import check_output_file
+    from splitmatch.engine.packaged_model import package_model
+
+    check_output_file(args.out)
+    record = package_model(args.checkpoint, args.out, args.data_root, args.clip)
+    size = Path(args.out).stat().st_size
+    print(f"wrote {args.out} ({size / 1e6:.2f} MB, step {record['step']}, CLIP from {record['clip_from']['weights']})")
     return 0
 
 
@@ -388,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = commands.add_parser("predict", help="segment images and folders of images with any class names")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", help=f"model file (default: {PACKAGED_HELP})")
     p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|", '
                    'e.g. "cat,sofa,tv monitor|television"')  # fmt: skip
     p.add_argument("--out", required=True, help="folder for <image>_labels.png, <image>_overlay.png and summary.json")
@@ -401,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser("app", help="a local web page to try a model on your images (extra: splitmatch[app])")
-    p.add_argument("--checkpoint", help="model.safetensors to serve")
+    p.add_argument("--checkpoint", help=f"model file to serve (default: {PACKAGED_HELP})")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--device", default="cpu", help="cuda, cuda:N, cpu or auto (default: cpu)")
@@ -440,6 +460,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_toy_clip)
+
+    p = commands.add_parser("package-model", help="a model file without its packaged CLIP's tensors, made "
+                            "the same byte for byte from the same checkpoint (docs/world.md)")  # fmt: skip
+    p.add_argument("--checkpoint", required=True, help="a checkpoint trained with clip.weights packaged:NAME")
+    p.add_argument("--out", required=True, help="model file to write (.safetensors)")
+    p.add_argument("--clip", metavar="packaged:NAME", help="the packaged CLIP the checkpoint was trained on, "
+                   "when its config names the file instead (its tensors are compared)")  # fmt: skip
+    p.add_argument(
+        "--data-root",
+        default="demo_out/world",
+        help="the dataset folder its config names, relative to where a command runs "
+        "(default: %(default)s, where `splitmatch demo` writes the world)",
+    )
+    p.set_defaults(func=cmd_package_model)
 
     p = commands.add_parser("demo", help="Split Matching vs Hungarian matching in the built-in world, end to end")
     p.add_argument("--out", default="demo_out")

@@ -195,11 +195,15 @@ def test_cli_says_how_to_install_the_extra(monkeypatch, capsys):
     assert "pip install 'splitmatch[app]'" in capsys.readouterr().err
 
 
-def test_cli_asks_for_a_checkpoint(monkeypatch, capsys, tmp_path):
+def test_cli_serves_the_packaged_world_model_without_a_checkpoint(monkeypatch, capsys, tmp_path):
     import splitmatch.app.page
 
+    served = []
     monkeypatch.setattr(splitmatch.app.page, "require_gradio", lambda: None)
-    assert main(["app"]) == 2
-    assert "give --checkpoint CKPT" in capsys.readouterr().err
+    monkeypatch.setattr(splitmatch.app.page, "serve", lambda checkpoint, *args: served.append(checkpoint))
+    assert main(["app"]) == 0 and served == ["packaged:world-model"]
+    assert "model: packaged:world-model, a model of splitmatch's built-in world" in capsys.readouterr().out
+    monkeypatch.undo()
+    monkeypatch.setattr(splitmatch.app.page, "require_gradio", lambda: None)
     assert main(["app", "--checkpoint", str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors does not exist" in capsys.readouterr().err
