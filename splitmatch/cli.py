@@ -17,6 +17,8 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+PACKAGED_HELP = "packaged:world-model, a model of the built-in world's shapes and textures, not of photos"
+
 
 class UsageError(ValueError):
     """The command line itself is wrong (a missing or contradictory option)."""
@@ -32,12 +34,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from splitmatch.engine.checkpoint import CheckpointError
     from splitmatch.engine.run_folder import RunFolderError
     from splitmatch.engine.trainer import NonFiniteLossError
-    from splitmatch.predict_outputs import OutputClashError
+    from splitmatch.predict_outputs import OutputClashError, PredictInputError
     from splitmatch.pseudo.cache import PseudoMaskCacheError
 
     return (
         UsageError, AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
-        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, OutputClashError, FloatingPointError,
+        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, OutputClashError, PredictInputError,
+        FloatingPointError,
     )  # fmt: skip
 
 
@@ -227,45 +230,40 @@ def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from splitmatch.data.classes import label_dtype_for, parse_class_entries
-    from splitmatch.data.folder import DatasetFormatError, ensure_writable_folder, read_image, write_label, write_png
+    from splitmatch.data.classes import parse_class_entries
+    from splitmatch.data.folder import ensure_writable_folder
     from splitmatch.predict_outputs import prediction_outputs
+    from splitmatch.predict_run import SUMMARY_NAME, predict_images
     from splitmatch.predictor import Predictor
-    from splitmatch.visualize import class_pixel_counts, prediction_figure
 
     entries = parse_class_entries(args.classes)
-    names = [entry[0] for entry in entries]  # shown and written; synonyms only shape the text embedding
     outputs = prediction_outputs(args.images, Path(args.out))
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     overrides = {"mode": args.mode} if args.mode else {}
     if args.seen_calibration is not None:
         overrides["seen_calibration"] = args.seen_calibration
-    predictor = Predictor.from_checkpoint(args.checkpoint, _device(args), **overrides)
-    failures = []
-    for path, target in outputs.items():
-        try:
-            image = read_image(path)
-        except DatasetFormatError as error:  # one bad image does not stop the others
-            failures.append(str(error))
-            print(f"splitmatch: skipped: {error}", file=sys.stderr)
-            continue
-        labels = predictor.predict(image, entries)
-        write_label(  # 16-bit above 255 names
-            target.with_name(f"{target.name}_labels.png"), labels.astype(label_dtype_for(len(names)), copy=False)
-        )
-        write_png(target.with_name(f"{target.name}_overlay.png"), prediction_figure(image, labels, names))
-        shares = class_pixel_counts(labels, len(names)) / labels.size
-        found = ", ".join(f"{names[i]} {shares[i]:.0%}" for i in np.argsort(-shares) if shares[i] > 0.005)
-        print(f"{path}: {found}")
+    checkpoint = _checkpoint_or_packaged(args.checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, _device(args), **overrides)
+    summary = predict_images(predictor, outputs, entries, Path(args.out), checkpoint, progress=not args.quiet)
+    failures = [failure["error"] for failure in summary["failed"]]
     for failure in failures:
         print(f"splitmatch: error: {failure}", file=sys.stderr)
     if failures:
         print(f"splitmatch: error: {len(failures)} of {len(outputs)} images failed; the other "
               f"{len(outputs) - len(failures)} were written to {args.out}", file=sys.stderr)  # fmt: skip
         return 2
+    print(f"{len(outputs)} image{'s' * (len(outputs) != 1)}: label maps, overlays and {SUMMARY_NAME} in {args.out}")
     return 0
+
+
+def _checkpoint_or_packaged(checkpoint: str | None) -> str:
+    """``--checkpoint``, else the model shipped with splitmatch; says what that model is for."""
+    from splitmatch.engine.packaged_model import PACKAGED_MODEL_NAME, WORLD_MODEL_NOTE
+
+    checkpoint = checkpoint or PACKAGED_MODEL_NAME
+    if checkpoint == PACKAGED_MODEL_NAME:
+        print(f"model: {PACKAGED_MODEL_NAME}, {WORLD_MODEL_NOTE}", flush=True)
+    return checkpoint
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -273,14 +271,21 @@ def cmd_app(args: argparse.Namespace) -> int:
     from splitmatch.app.segment import AppError
 
     require_gradio()  # before the model loads: a missing extra is the first thing to hear about
-    if args.checkpoint is None:
-        raise AppError(
-            "give --checkpoint CKPT: a model.safetensors written by `splitmatch train` "
-            "(`splitmatch demo` leaves one in demo_out/runs/split/)"
-        )
     if args.max_megapixels <= 0:
         raise AppError(f"--max-megapixels must be positive, got {args.max_megapixels:g}")
-    serve(args.checkpoint, args.host, args.port, args.device, round(args.max_megapixels * 1e6))
+    checkpoint = _checkpoint_or_packaged(args.checkpoint)
+    serve(checkpoint, args.host, args.port, args.device, round(args.max_megapixels * 1e6))
+    return 0
+
+
+def cmd_package_model(args: argparse.Namespace) -> int:
+    from splitmatch.data.folder import check_output_file
+    from splitmatch.engine.packaged_model import package_model
+
+    check_output_file(args.out)
+    record = package_model(args.checkpoint, args.out, args.data_root, args.clip)
+    size = Path(args.out).stat().st_size
+    print(f"wrote {args.out} ({size / 1e6:.2f} MB, step {record['step']}, CLIP from {record['clip_from']['weights']})")
     return 0
 
 
@@ -375,6 +380,22 @@ def _print_metrics(metrics: dict) -> None:
     print(format_table({"validation": metrics}))
 
 
+class _HelpShowsDefaults(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to every option whose help does not already say its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        default = action.default
+        if default in (None, False, [], argparse.SUPPRESS) or "default" in help_text:
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
+def _add_command(commands, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` starts with its one-line purpose and shows every default."""
+    return commands.add_parser(name, help=help, description=help, formatter_class=_HelpShowsDefaults)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from splitmatch.device import DEVICE_HELP
 
@@ -382,21 +403,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors too")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("train", help="train a model (single process or under torchrun)")
+    p = _add_command(commands, "train", help="train a model (single process or under torchrun)")
     _add_config_arguments(p)
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = commands.add_parser("seeds", help="train one config with several seeds; mean and std of every metric")
+    p = _add_command(commands, "seeds", help="train one config with several seeds; mean and std of every metric")
     _add_config_arguments(p)
     p.add_argument("--seeds", required=True, help="comma-separated, e.g. 0,1,2")
     p.add_argument("--out", required=True, help="folder for seed_<s> runs and seeds.json")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_seeds)
 
-    p = commands.add_parser("pseudo-masks", help="compute and cache pseudo masks; --evaluate scores them")
+    p = _add_command(
+        commands, "pseudo-masks", help="compute and cache pseudo masks for the training split; --evaluate scores them"
+    )
     _add_config_arguments(p)
     p.add_argument("--split", help="split to compute (default: the config's training split)")
     p.add_argument(
@@ -407,12 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="with --evaluate: also write the scores to this JSON file")
     p.add_argument("--figure", help="with --evaluate: draw the worst misses into this PNG file")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=_positive_int, default=8)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="images per frozen-CLIP forward pass")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_pseudo_masks)
 
-    p = commands.add_parser("eval", help="evaluate a checkpoint, or score prediction PNGs")
-    p.add_argument("--checkpoint")
+    p = _add_command(commands, "eval", help="evaluate a checkpoint, or score prediction PNGs")
+    p.add_argument("--checkpoint", help="model.safetensors (or a checkpoint) to evaluate")
     p.add_argument("--predictions", help="folder of <stem>.png label maps made by any method")
     p.add_argument("--data-root", help="dataset folder (default: the checkpoint's); its classes may differ from "
                    "the checkpoint's: they are scored by name")  # fmt: skip
@@ -420,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "reordered, renamed, a subset or with synonyms, tied to the dataset's classes by name "
                    "(docs/open-vocabulary.md)")  # fmt: skip
     p.add_argument("--split", default=None, help="split to score (default: the config's val split)")
-    p.add_argument("--mode", choices=["slide", "whole"])
+    p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
+                   "(default: the checkpoint's inference.mode)")  # fmt: skip
     p.add_argument(
         "--seen-calibration",
         type=float,
@@ -433,36 +457,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
-    p = commands.add_parser("predict", help="segment images with any class names")
-    p.add_argument("--checkpoint", required=True)
+    p = _add_command(commands, "predict", help="segment images and folders of images with any class names")
+    p.add_argument("--checkpoint", help=f"model.safetensors (or a checkpoint) to use (default: {PACKAGED_HELP})")
     p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|", '
                    'e.g. "cat,sofa,tv monitor|television"')  # fmt: skip
-    p.add_argument("--out", required=True)
-    p.add_argument("--mode", choices=["slide", "whole"])
-    p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes")
+    p.add_argument("--out", required=True, help="folder for <stem>_labels.png and <stem>_overlay.png per image, "
+                   "in the inputs' folder structure, and summary.json")  # fmt: skip
+    p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
+                   "(default: the checkpoint's inference.mode)")  # fmt: skip
+    p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes "
+                   "(default: the checkpoint's)")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("images", nargs="+")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("images", nargs="+", metavar="PATH", help="image files (JPEG, PNG, ...), and folders searched for "
+                   ".jpg, .jpeg and .png files (hidden ones and --out skipped)")  # fmt: skip
     p.set_defaults(func=cmd_predict)
 
-    p = commands.add_parser("app", help="a local web page to try a model on your images (extra: splitmatch[app])")
-    p.add_argument("--checkpoint", help="model.safetensors to serve")
+    p = _add_command(commands, "app", help="a local web page to try a model on your images (extra: splitmatch[app])")
+    p.add_argument("--checkpoint", help=f"model.safetensors to serve (default: {PACKAGED_HELP})")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="port to listen on")
     p.add_argument("--device", default="cpu", help="cuda, cuda:N, cpu or auto (default: cpu)")
     p.add_argument("--max-megapixels", type=float, default=16.0, help="largest image accepted, in millions of pixels")
     p.set_defaults(func=cmd_app)
 
-    p = commands.add_parser("prepare", help="convert an official dataset into the folder format")
-    p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459"])
-    p.add_argument("--src", required=True)
-    p.add_argument("--dst", required=True)
+    p = _add_command(commands, "prepare", help="convert an official dataset into the folder format")
+    p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459"],
+                   help="which official layout --src holds (docs/datasets.md)")  # fmt: skip
+    p.add_argument("--src", required=True, help="the official download, unpacked (never modified)")
+    p.add_argument("--dst", required=True, help="folder to write in the folder format")
     p.add_argument("--background", action="store_true", help="voc: keep background as a class (21 classes, 'voc21')")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_prepare)
 
-    p = commands.add_parser("convert-clip", help="convert CLIP weights (e.g. OpenAI's TorchScript) to safetensors")
-    p.add_argument("src")
-    p.add_argument("dst")
+    p = _add_command(commands, "convert-clip", help="convert CLIP weights (e.g. OpenAI's TorchScript) to safetensors")
+    p.add_argument("src", help="CLIP weights: OpenAI's TorchScript .pt or an open_clip checkpoint")
+    p.add_argument("dst", help=".safetensors file to write")
     p.add_argument(
         "--arch",
         default="ViT-B-16-quickgelu",
@@ -471,29 +501,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_convert_clip)
 
-    p = commands.add_parser("world", help="generate the built-in zero-shot world dataset")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p = _add_command(commands, "world", help="generate the built-in zero-shot world dataset")
+    p.add_argument("--out", required=True, help="folder to write the world into (folder format)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the world's images")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_world)
 
-    p = commands.add_parser("toy-clip", help="train the world's small CLIP on captions of world images")
+    p = _add_command(commands, "toy-clip", help="train the world's small CLIP on captions of world images")
     p.add_argument("--world", required=True, help="a folder made by `splitmatch world`")
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     p.add_argument("--steps", type=_positive_int, help="training steps (default: ToyClipSpec's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="random seed of initialisation and batches")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_toy_clip)
 
-    p = commands.add_parser("demo", help="Split Matching vs Hungarian matching in the built-in world, end to end")
-    p.add_argument("--out", default="demo_out")
+    p = _add_command(commands, "package-model", help="a model file without its packaged CLIP's tensors, made "
+                     "the same byte for byte from the same checkpoint (docs/world.md)")  # fmt: skip
+    p.add_argument("--checkpoint", required=True, help="a checkpoint trained with clip.weights packaged:NAME")
+    p.add_argument("--out", required=True, help="model file to write (.safetensors)")
+    p.add_argument("--clip", metavar="packaged:NAME", help="the packaged CLIP the checkpoint was trained on, "
+                   "when its config names the file instead (its tensors are compared)")  # fmt: skip
+    p.add_argument(
+        "--data-root",
+        default="demo_out/world",
+        help="the dataset folder its config names, relative to where a command runs "
+        "(default: %(default)s, where `splitmatch demo` writes the world)",
+    )
+    p.set_defaults(func=cmd_package_model)
+
+    p = _add_command(commands, "demo", help="Split Matching vs Hungarian matching in the built-in world, end to end")
+    p.add_argument("--out", default="demo_out", help="folder for the world, runs, report.md and figures")
     p.add_argument("--quick", action="store_true", help="a tiny world and a few iterations (tests)")
     p.add_argument("--ablations", action="store_true", help="also train the ablations of the method")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="training seed of every run")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
-    p = commands.add_parser("presets", help="list the named presets: CLIP model, training crop, purpose")
+    p = _add_command(commands, "presets", help="list the named presets: CLIP model, training crop, purpose")
     p.set_defaults(func=cmd_presets)
     return parser
 
