@@ -89,6 +89,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         if not args.checkpoint:
             raise SystemExit("splitmatch: error: give --checkpoint CKPT or --predictions DIR")
+        from splitmatch.config import ConfigError, merge, parse_override
         from splitmatch.predictor import load_segmentor
 
         model, record = load_segmentor(args.checkpoint, args.device)
@@ -101,12 +102,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"checkpoint {args.checkpoint} was trained with classes {record['classes'].to_dict()} but "
                 f"{folder.root}/classes.json describes {folder.classes.to_dict()}"
             )
+        for override in args.set:
+            if not override.startswith("inference."):
+                raise ConfigError(f"eval --set takes inference.* keys only, got '{override}'")
+            config = merge(config, parse_override(override)).validate()
         inference = config.inference
         if args.mode:
             inference.mode = args.mode
         if args.seen_calibration is not None:
             inference.seen_calibration = args.seen_calibration
-        metrics = evaluate(model, folder, args.split or config.data.val_split, inference, max_images=args.max_images)
+        from splitmatch.inference import candidate_scoring
+
+        split = args.split or config.data.val_split
+        candidates = candidate_scoring(config)
+        metrics = evaluate(model, folder, split, inference, max_images=args.max_images, candidates=candidates)
     print(format_table({"result": metrics}))
     for name, value in metrics["per_class_iou"].items():
         print(f"  {name:>24s}  {'n/a' if value != value else f'{value:.1f}'}")
@@ -270,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
         "0 and 0.1 are always reported as well",
     )
     p.add_argument("--max-images", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="inference setting, e.g. inference.candidate_scoring=excluded")  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.set_defaults(func=cmd_eval)

@@ -128,6 +128,14 @@ class InferenceConfig:
     window: int = 512
     stride: int = 426
     seen_calibration: float = 0.0  # subtracted from seen-class scores (ZegCLIP uses 0.1)
+    # How the candidate queries of a Split Matching model score pixels (chosen here, measured in
+    # docs/recipe.md). They never get a class or no-object loss, so their no-object logit is
+    # untrained: "classes" takes the softmax over the classes alone, "no_object" scores them as
+    # seen queries are scored, "excluded" leaves them out. Hungarian models score every query alike.
+    candidate_scoring: str = "no_object"
+    candidate_temperature: float = 0.0  # tau of their softmax; 0: decoder.logit_temperature (0.01 is CLIP's 100)
+    candidate_weight: float = 1.0  # factor on the candidates' share of the class scores
+    candidate_mask_confidence: bool = False  # also weight each candidate by its mask's mean confidence
 
 
 @dataclass
@@ -150,6 +158,7 @@ class ExperimentConfig:
             "clip.templates": (self.clip.templates, ("single", "ensemble")),
             "train.amp": (self.train.amp, ("none", "bf16", "fp16")),
             "inference.mode": (self.inference.mode, ("slide", "whole")),
+            "inference.candidate_scoring": (self.inference.candidate_scoring, ("classes", "no_object", "excluded")),
             "decoder.mask_upsample": (self.decoder.mask_upsample, (1, 2, 4)),
         }
         for key, (value, allowed) in choices.items():
@@ -168,6 +177,9 @@ class ExperimentConfig:
                 raise ConfigError(f"{key} must be positive, got {value}")
         if self.loss.matching == "split" and self.decoder.num_candidate_queries <= 0:
             raise ConfigError("loss.matching=split needs decoder.num_candidate_queries > 0")
+        for key in ("candidate_temperature", "candidate_weight"):
+            if getattr(self.inference, key) < 0:
+                raise ConfigError(f"inference.{key} must be >= 0, got {getattr(self.inference, key)}")
         if not 0.0 < self.pseudo.rho <= 1.0:
             raise ConfigError(f"pseudo.rho must lie in (0, 1], got {self.pseudo.rho}")
         if self.decoder.hidden_dim % self.decoder.num_heads:

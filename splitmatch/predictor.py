@@ -11,7 +11,7 @@ from splitmatch.config import ExperimentConfig, InferenceConfig
 from splitmatch.data.classes import ClassSplit, validate_class_names
 from splitmatch.engine import checkpoint as ckpt
 from splitmatch.engine.evaluator import predict_labels
-from splitmatch.inference import SegmentationInference
+from splitmatch.inference import CandidateScoring, SegmentationInference, candidate_scoring
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
@@ -42,27 +42,36 @@ class Predictor:
         model: a trained segmentor.
         config: inference settings (mode, window, stride, resize, calibration).
         seen_classes: names the model was trained on; they get the seen-class calibration.
+        candidates: how candidate queries score (:func:`splitmatch.inference.candidate_scoring`);
+            ``None`` scores every query alike (a Hungarian model).
     """
 
-    def __init__(self, model: SplitMatchSegmentor, config: InferenceConfig, seen_classes: list[str] = ()) -> None:
+    def __init__(
+        self,
+        model: SplitMatchSegmentor,
+        config: InferenceConfig,
+        seen_classes: list[str] = (),
+        candidates: CandidateScoring | None = None,
+    ) -> None:
         self.model = model.eval()
         self.config = config
         self.seen_classes = set(seen_classes)
         self.device = next(model.parameters()).device
         self.inference = SegmentationInference(
-            model, config.mode, config.window, config.stride, config.seen_calibration
+            model, config.mode, config.window, config.stride, config.seen_calibration, candidates
         )
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **overrides) -> Predictor:
         """Loads a checkpoint; ``overrides`` replace inference settings (e.g. ``mode="whole"``)."""
         model, record = load_segmentor(path, device)
-        config = record["config"].inference
+        experiment: ExperimentConfig = record["config"]
+        config = experiment.inference
         for key, value in overrides.items():
             if not hasattr(config, key):
                 raise ValueError(f"unknown inference setting '{key}'")
             setattr(config, key, value)
-        predictor = cls(model, config, record["train_classes"])
+        predictor = cls(model, config, record["train_classes"], candidate_scoring(experiment))
         predictor.classes: ClassSplit = record["classes"]
         return predictor
 

@@ -14,7 +14,7 @@ from splitmatch.config import InferenceConfig
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
 from splitmatch.distributed import all_reduce_sum, is_main_process, rank, world_size
-from splitmatch.inference import SegmentationInference, calibrate_seen
+from splitmatch.inference import CandidateScoring, SegmentationInference, calibrate_seen
 from splitmatch.metrics import SUMMARY_KEYS, ConfusionMatrix, summarize
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
@@ -85,11 +85,14 @@ def evaluate(
     max_images: int | None = None,
     progress_position: int = 0,
     compared_calibrations: Sequence[float] = COMPARED_SEEN_CALIBRATIONS,
+    candidates: CandidateScoring | None = None,
 ) -> dict:
     """Scores a split with the sliding-window (or whole-image) protocol; images are sharded over processes.
 
     Every image is run once; its scores are turned into labels under each seen-class
-    calibration (``config.seen_calibration`` and ``compared_calibrations``).
+    calibration (``config.seen_calibration`` and ``compared_calibrations``). ``candidates``: how a
+    Split Matching model's candidate queries score (:func:`splitmatch.inference.candidate_scoring`
+    of the model's config); ``None`` scores every query alike, as for a Hungarian model.
 
     Returns:
         :func:`splitmatch.metrics.summarize`'s dict (percent) under ``config.seen_calibration``,
@@ -99,7 +102,7 @@ def evaluate(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    inference = SegmentationInference(model, config.mode, config.window, config.stride)  # calibrated below
+    inference = SegmentationInference(model, config.mode, config.window, config.stride, candidates=candidates)
     embeddings = model.encode_classes(classes.names)
     seen = torch.zeros(classes.num_classes, dtype=torch.bool)
     seen[classes.seen_ids] = True

@@ -35,6 +35,7 @@ from splitmatch.engine.optim import build_optimizer, build_schedule
 from splitmatch.engine.run_record import RunRecord
 from splitmatch.engine.sampler import StepBatchSampler
 from splitmatch.engine.targets import build_targets
+from splitmatch.inference import candidate_scoring
 from splitmatch.losses.criterion import SetCriterion
 from splitmatch.matching.matcher import HungarianMatcher, SplitMatcher
 from splitmatch.model.build import build_segmentor
@@ -180,6 +181,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.train.amp == "fp16")
     class_embeddings = model.encode_classes(train_names)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    candidates = candidate_scoring(config)
 
     model.train()
     bar = tqdm(
@@ -242,9 +244,8 @@ def train(
             )
             ckpt.prune_checkpoints(checkpoint_dir, config.train.keep_checkpoints)
         if config.train.eval_every and done % config.train.eval_every == 0 and done < config.train.iterations:
-            record.log(
-                {"step": done, "eval": evaluate(model, folder, data.val_split, config.inference, progress=False)}
-            )
+            metrics = evaluate(model, folder, data.val_split, config.inference, progress=False, candidates=candidates)
+            record.log({"step": done, "eval": metrics})
     bar.close()
 
     if main:
@@ -252,7 +253,13 @@ def train(
             out_dir / "model.safetensors", model, config, classes, train_names, config.train.iterations
         )
     metrics = evaluate(
-        model, folder, data.val_split, config.inference, progress=progress, progress_position=progress_position
+        model,
+        folder,
+        data.val_split,
+        config.inference,
+        progress=progress,
+        progress_position=progress_position,
+        candidates=candidates,
     )
     record.write("eval.json", metrics)
     record.log({"step": config.train.iterations, "eval": metrics})
