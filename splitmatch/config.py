@@ -60,6 +60,9 @@ class PseudoMaskConfig:
     min_area: float = 0.01  # drop candidates smaller than this fraction of the grid
     dedup_iou: float = 0.7  # across scales, drop a candidate whose mask IoU with a kept one exceeds this
     max_masks: int = 40  # cap per image, largest first
+    # After augmentation a pseudo mask may be cut to a sliver whose region embedding still describes
+    # the whole region: drop it below this fraction of the training crop (chosen here; 0 keeps any).
+    min_crop_area: float = 0.0
     cache_dir: str | None = None  # where pseudo masks are cached; None: <data.root>/pseudo_masks/<key>
 
 
@@ -96,6 +99,9 @@ class DataConfig:
     cat_max_ratio: float = 0.75
     flip_prob: float = 0.5
     photometric: bool = True
+    # Colour of the padding around crops smaller than crop_size (chosen here): "mean" is the CLIP
+    # normalisation's mean colour, zero after normalising as mmseg pads; "black" is 0.
+    pad_fill: str = "black"
     num_workers: int = 4
 
 
@@ -106,6 +112,7 @@ class TrainConfig:
     lr: float = 2e-5
     head_lr_multiplier: float = 10.0  # prompts and decoder heads
     weight_decay: float = 0.01
+    decay_prompts: bool = False  # apply weight_decay to the visual prompts too (ZegCLIP does; chosen here)
     poly_power: float = 0.9
     warmup_iterations: int = 1500
     warmup_ratio: float = 1e-6
@@ -158,6 +165,7 @@ class ExperimentConfig:
             "clip.templates": (self.clip.templates, ("single", "ensemble")),
             "train.amp": (self.train.amp, ("none", "bf16", "fp16")),
             "inference.mode": (self.inference.mode, ("slide", "whole")),
+            "data.pad_fill": (self.data.pad_fill, ("mean", "black")),
             "inference.candidate_scoring": (self.inference.candidate_scoring, ("classes", "no_object", "excluded")),
             "decoder.mask_upsample": (self.decoder.mask_upsample, (1, 2, 4)),
         }
@@ -180,6 +188,8 @@ class ExperimentConfig:
         for key in ("candidate_temperature", "candidate_weight"):
             if getattr(self.inference, key) < 0:
                 raise ConfigError(f"inference.{key} must be >= 0, got {getattr(self.inference, key)}")
+        if not 0.0 <= self.pseudo.min_crop_area < 1.0:
+            raise ConfigError(f"pseudo.min_crop_area must lie in [0, 1), got {self.pseudo.min_crop_area}")
         if not 0.0 < self.pseudo.rho <= 1.0:
             raise ConfigError(f"pseudo.rho must lie in (0, 1], got {self.pseudo.rho}")
         if self.decoder.hidden_dim % self.decoder.num_heads:

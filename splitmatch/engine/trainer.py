@@ -80,6 +80,11 @@ def autocast_context(config: ExperimentConfig, device: torch.device):
     return torch.autocast("cuda", dtype=dtype)
 
 
+def mean_colour(model) -> tuple[int, int, int]:
+    """The image encoder's normalisation mean as an RGB colour in 0..255 (zero once normalised)."""
+    return tuple(int(round(v)) for v in model.image_encoder.pixel_mean.flatten().tolist())
+
+
 def seed_everything(seed: int) -> None:
     import random
 
@@ -154,6 +159,7 @@ def train(
             data.cat_max_ratio,
             data.flip_prob,
             data.photometric,
+            pad_fill=mean_colour(model) if data.pad_fill == "mean" else (0, 0, 0),
         ),
     )
     sampler = StepBatchSampler(
@@ -199,6 +205,7 @@ def train(
             classes.seen_ids,
             batch["pseudo_index"].to(device) if pseudo_cache is not None else None,
             batch.get("pseudo_embeddings"),
+            config.pseudo.min_crop_area,
         )
         with autocast_context(config, device):
             outputs = network(images, class_embeddings)
