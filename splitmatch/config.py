@@ -109,6 +109,10 @@ class DataConfig:
 class TrainConfig:
     iterations: int = 20000
     batch_size: int = 16  # global batch (divided over processes under torchrun)
+    # Each step's batch is cut into accumulate_steps x processes micro-batches, forwarded one after
+    # the other; the step (loss normalisers, clipping, optimizer, schedule, log) is still that of
+    # the whole batch. The recipe's batch 16 on one GPU: accumulate_steps 2, 4 or 8 as memory needs.
+    accumulate_steps: int = 1
     lr: float = 2e-5
     head_lr_multiplier: float = 10.0  # prompts and decoder heads
     weight_decay: float = 0.01
@@ -119,6 +123,9 @@ class TrainConfig:
     min_lr: float = 1e-6
     grad_clip: float = 0.01  # max gradient norm; 0 disables
     seed: int = 0
+    # torch.use_deterministic_algorithms for the process (and the library's deterministic kernels
+    # where CUDA's are not): bitwise repeatable CUDA training, somewhat slower (docs/reproducibility.md).
+    deterministic: bool = False
     amp: str = "bf16"  # "none", "bf16" or "fp16"; CUDA only, CPU always runs float32
     log_every: int = 50
     checkpoint_every: int = 2000
@@ -135,6 +142,7 @@ class InferenceConfig:
     window: int = 512
     stride: int = 426
     seen_calibration: float = 0.0  # subtracted from seen-class scores (ZegCLIP uses 0.1)
+    amp: str = "bf16"  # "none", "bf16" or "fp16" autocast of the model on CUDA; scores stay float32
     # How the candidate queries of a Split Matching model score pixels (chosen here, measured in
     # docs/recipe.md). They never get a class or no-object loss, so their no-object logit is
     # untrained: "classes" takes the softmax over the classes alone, "no_object" scores them as
@@ -164,6 +172,7 @@ class ExperimentConfig:
             "pseudo.dense_features": (self.pseudo.dense_features, ("value", "tokens")),
             "clip.templates": (self.clip.templates, ("single", "ensemble")),
             "train.amp": (self.train.amp, ("none", "bf16", "fp16")),
+            "inference.amp": (self.inference.amp, ("none", "bf16", "fp16")),
             "inference.mode": (self.inference.mode, ("slide", "whole")),
             "data.pad_fill": (self.data.pad_fill, ("mean", "black")),
             "inference.candidate_scoring": (self.inference.candidate_scoring, ("classes", "no_object", "excluded")),
@@ -177,12 +186,18 @@ class ExperimentConfig:
             "decoder.hidden_dim": self.decoder.hidden_dim,
             "decoder.num_layers": self.decoder.num_layers,
             "train.batch_size": self.train.batch_size,
+            "train.accumulate_steps": self.train.accumulate_steps,
             "train.iterations": self.train.iterations,
             "loss.num_points": self.loss.num_points,
         }
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
+        if self.train.batch_size % self.train.accumulate_steps:
+            raise ConfigError(
+                f"train.batch_size ({self.train.batch_size}) must split evenly into "
+                f"train.accumulate_steps ({self.train.accumulate_steps}) micro-batches"
+            )
         if self.loss.matching == "split" and self.decoder.num_candidate_queries <= 0:
             raise ConfigError("loss.matching=split needs decoder.num_candidate_queries > 0")
         for key in ("candidate_temperature", "candidate_weight"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -39,6 +40,13 @@ class CandidateScoring:
             raise ValueError(f"candidate scoring mode must be 'classes', 'no_object' or 'excluded', got {self.mode!r}")
         if (self.temperature is not None and self.temperature <= 0) or self.weight < 0:
             raise ValueError(f"candidate temperature must be > 0, weight >= 0; got {self.temperature}, {self.weight}")
+
+
+def mixed_precision(device: torch.device, amp: str):
+    """bf16/fp16 autocast on CUDA when ``amp`` asks for it; float32 everywhere else."""
+    if device.type != "cuda" or amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def candidate_scoring(config: ExperimentConfig) -> CandidateScoring | None:
@@ -146,6 +154,8 @@ class SegmentationInference:
         seen_calibration: amount subtracted from seen-class scores (0 disables).
         candidates: how candidate queries score (:func:`candidate_scoring`); ``None`` scores every
             query as a seen query.
+        amp: ``"none"``, ``"bf16"`` or ``"fp16"``: autocast of the model on CUDA; the scores are
+            computed in float32 from its outputs either way.
     """
 
     def __init__(
@@ -156,6 +166,7 @@ class SegmentationInference:
         stride: int = 426,
         seen_calibration: float = 0.0,
         candidates: CandidateScoring | None = None,
+        amp: str = "none",
     ) -> None:
         if mode not in ("whole", "slide"):
             raise ValueError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
@@ -164,6 +175,7 @@ class SegmentationInference:
         self.model, self.mode, self.window, self.stride = model, mode, window, stride
         self.seen_calibration = seen_calibration
         self.candidates = candidates
+        self.amp = amp
 
     def _padded_forward(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
         """Scores of ``[B, 3, h, w]`` padded to whole patches (with the mean colour), cut back."""
@@ -175,7 +187,8 @@ class SegmentationInference:
             canvas = mean.expand(image.shape[0], 3, height + pad_h, width + pad_w).clone()
             canvas[..., :height, :width] = image
             image = canvas
-        outputs = self.model(image, class_embeddings)
+        with mixed_precision(image.device, self.amp):
+            outputs = self.model(image, class_embeddings)
         probs = query_class_probabilities(
             outputs["pred_logits"],
             outputs["pred_masks"],

@@ -58,7 +58,7 @@ class Predictor:
         self.seen_classes = set(seen_classes)
         self.device = next(model.parameters()).device
         self.inference = SegmentationInference(
-            model, config.mode, config.window, config.stride, config.seen_calibration, candidates
+            model, config.mode, config.window, config.stride, config.seen_calibration, candidates, config.amp
         )
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,9 @@ def test_prepare_train_eval_predict_on_fabricated_voc(tmp_path, capsys):
         assert (run / name).is_file(), name
     environment = json.loads((run / "environment.json").read_text())
     assert environment["seed"] == 0 and "torch" in environment["versions"] and environment["git_revision"]
+    compute = environment["compute"]  # what moves float results between machines
+    assert compute["cpu_model"] and compute["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert compute["torch_threads"] >= 1 and compute["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY")
 
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(run / "model.safetensors"), "--json", str(tmp_path / "m.json")]) == 0

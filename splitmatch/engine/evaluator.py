@@ -102,7 +102,9 @@ def evaluate(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    inference = SegmentationInference(model, config.mode, config.window, config.stride, candidates=candidates)
+    inference = SegmentationInference(
+        model, config.mode, config.window, config.stride, candidates=candidates, amp=config.amp
+    )  # calibrated below, once per amount
     embeddings = model.encode_classes(classes.names)
     seen = torch.zeros(classes.num_classes, dtype=torch.bool)
     seen[classes.seen_ids] = True

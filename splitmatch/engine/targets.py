@@ -56,3 +56,8 @@ def build_targets(
             target["pseudo_embeddings"] = embeddings[alive]
         targets.append(target)
     return targets
+
+
+def move_targets(targets: list[dict], device: torch.device) -> list[dict]:
+    """The targets with every tensor on ``device`` (copies issued without waiting where possible)."""
+    return [{key: value.to(device, non_blocking=True) for key, value in target.items()} for target in targets]
