@@ -2,7 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # CPU machines without CUDA: these builds lie on this project's CI disk. GPU users may
-# instead `pip install -e ".[dev]"` into an environment that already has their torch build.
+# instead `pip install -e ".[dev,app]"` into an environment that already has their torch build.
+# The app extra (Gradio) and playwright let the test suite drive `splitmatch app` in a browser.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: install demo test lint bench
@@ -13,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,app]"
 	touch $@
 
 demo: install

@@ -20,6 +20,7 @@ from pathlib import Path  # noqa: E402
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the input's fault: shown as one line, not a traceback."""
+    from splitmatch.app.segment import AppError
     from splitmatch.clip.loading import ClipWeightsError
     from splitmatch.config import ConfigError
     from splitmatch.data.classes import ClassSplitError
@@ -29,7 +30,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from splitmatch.pseudo.cache import PseudoMaskCacheError
 
     return (
-        ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
+        AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
         PseudoMaskCacheError, NonFiniteLossError, FileExistsError, FileNotFoundError,
     )  # fmt: skip
 
@@ -48,6 +49,30 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-4")
 
 
+def _device(args: argparse.Namespace):
+    """The device ``--device`` names, resolved (``auto``: the first GPU if any) and printed."""
+    from splitmatch.device import resolve_device
+
+    device = resolve_device(args.device)
+    print(f"device: {device}")
+    return device
+
+
+def _checkpoint_dataset(args: argparse.Namespace, config):
+    """``--data-root``, else the dataset folder the checkpoint was trained on."""
+    from splitmatch.config import describe_path
+    from splitmatch.data.folder import DatasetFolder, DatasetFormatError
+
+    if args.data_root:
+        return DatasetFolder(args.data_root)
+    if not Path(config.data.root).is_dir():
+        raise DatasetFormatError(
+            f"the dataset folder this checkpoint was trained on, {describe_path(config, 'data.root')}, "
+            "does not exist here; pass --data-root"
+        )
+    return DatasetFolder(config.data.root)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from splitmatch.engine.trainer import train
 
@@ -57,8 +82,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_pseudo_masks(args: argparse.Namespace) -> int:
-    import torch
-
     from splitmatch.data.folder import DatasetFolder
     from splitmatch.engine.trainer import seed_everything
     from splitmatch.model.build import build_segmentor
@@ -66,7 +89,7 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
 
     config = _config(args)
     folder = DatasetFolder(config.data.root)
-    device = torch.device(args.device)
+    device = _device(args)
     seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
     encoder = build_segmentor(config).image_encoder.to(device)
     cache = open_cache(config, folder, encoder)
@@ -80,21 +103,22 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from splitmatch.data.folder import DatasetFolder
     from splitmatch.engine.evaluator import evaluate, evaluate_predictions
-    from splitmatch.metrics import format_table, json_ready
+    from splitmatch.metrics import format_class_table, format_table, json_ready
 
     if args.predictions:
         if not args.data_root:
             raise SystemExit("splitmatch: error: --predictions needs --data-root")
-        metrics = evaluate_predictions(args.predictions, DatasetFolder(args.data_root), args.split)
+        folder = DatasetFolder(args.data_root)
+        metrics = evaluate_predictions(args.predictions, folder, args.split, progress=not args.quiet)
     else:
         if not args.checkpoint:
             raise SystemExit("splitmatch: error: give --checkpoint CKPT or --predictions DIR")
         from splitmatch.config import ConfigError, merge, parse_override
         from splitmatch.predictor import load_segmentor
 
-        model, record = load_segmentor(args.checkpoint, args.device)
+        model, record = load_segmentor(args.checkpoint, _device(args))
         config = record["config"]
-        folder = DatasetFolder(args.data_root or config.data.root)
+        folder = _checkpoint_dataset(args, config)
         if folder.classes != record["classes"]:
             from splitmatch.engine.checkpoint import CheckpointError
 
@@ -113,12 +137,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             inference.seen_calibration = args.seen_calibration
         from splitmatch.inference import candidate_scoring
 
-        split = args.split or config.data.val_split
-        candidates = candidate_scoring(config)
-        metrics = evaluate(model, folder, split, inference, max_images=args.max_images, candidates=candidates)
+        metrics = evaluate(
+            model, folder, args.split or config.data.val_split, inference, max_images=args.max_images,
+            progress=not args.quiet, candidates=candidate_scoring(config),
+        )  # fmt: skip
     print(format_table({"result": metrics}))
-    for name, value in metrics["per_class_iou"].items():
-        print(f"  {name:>24s}  {'n/a' if value != value else f'{value:.1f}'}")
+    print(format_class_table(metrics, set(folder.classes.unseen)))
     if "seen_calibration" in metrics:
         print("\nthe same predictions under each seen-class calibration (amount taken off seen-class scores):")
         print(format_table({f"seen calibration {k}": v for k, v in metrics["seen_calibration"].items()}))
@@ -139,7 +163,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     overrides = {"mode": args.mode} if args.mode else {}
     if args.seen_calibration is not None:
         overrides["seen_calibration"] = args.seen_calibration
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, **overrides)
+    predictor = Predictor.from_checkpoint(args.checkpoint, _device(args), **overrides)
     out = Path(args.out)
     for path in args.images:
         image = read_image(path)
@@ -161,6 +185,22 @@ def _save_png(path: Path, array, writer) -> None:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     writer(path, buffer.getvalue())
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from splitmatch.app.page import require_gradio, serve
+    from splitmatch.app.segment import AppError
+
+    require_gradio()  # before the model loads: a missing extra is the first thing to hear about
+    if args.checkpoint is None:
+        raise AppError(
+            "give --checkpoint CKPT: a model.safetensors written by `splitmatch train` "
+            "(`splitmatch demo` leaves one in demo_out/runs/split/)"
+        )
+    if args.max_megapixels <= 0:
+        raise AppError(f"--max-megapixels must be positive, got {args.max_megapixels:g}")
+    serve(args.checkpoint, args.host, args.port, args.device, round(args.max_megapixels * 1e6))
+    return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -227,10 +267,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from splitmatch.presets import PRESETS
+    from splitmatch.presets import PRESETS, describe_preset
 
-    for name in sorted(PRESETS):
-        print(name)
+    print(f"{'preset':<18} {'CLIP model':<19} {'crop':>7}  what it is for")
+    for name in PRESETS:
+        print(describe_preset(name))
     return 0
 
 
@@ -241,6 +282,8 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from splitmatch.device import DEVICE_HELP
+
     parser = argparse.ArgumentParser(prog="splitmatch", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors too")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -261,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("pseudo-masks", help="compute and cache pseudo masks for the training split")
     _add_config_arguments(p)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pseudo_masks)
@@ -281,8 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="inference setting, e.g. inference.candidate_scoring=excluded")  # fmt: skip
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
     p = commands.add_parser("predict", help="segment images with any class names")
@@ -291,9 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["slide", "whole"])
     p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("app", help="a local web page to try a model on your images (extra: splitmatch[app])")
+    p.add_argument("--checkpoint", help="model.safetensors to serve")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--device", default="cpu", help="cuda, cuda:N, cpu or auto (default: cpu)")
+    p.add_argument("--max-megapixels", type=float, default=16.0, help="largest image accepted, in millions of pixels")
+    p.set_defaults(func=cmd_app)
 
     p = commands.add_parser("prepare", help="convert an official dataset into the folder format")
     p.add_argument("dataset", choices=["voc", "coco-stuff", "context"])
@@ -305,7 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("convert-clip", help="convert CLIP weights (e.g. OpenAI's TorchScript) to safetensors")
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--arch", default="ViT-B-16-quickgelu")
+    p.add_argument(
+        "--arch",
+        default="ViT-B-16-quickgelu",
+        help="open_clip model config the weights belong to (default: %(default)s, OpenAI's ViT-B/16; "
+        "e.g. ViT-L-14-quickgelu for OpenAI's ViT-L/14), or a model-config JSON file",
+    )
     p.set_defaults(func=cmd_convert_clip)
 
     p = commands.add_parser("world", help="generate the built-in zero-shot world dataset")
@@ -330,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    p = commands.add_parser("presets", help="list the named presets")
+    p = commands.add_parser("presets", help="list the named presets: CLIP model, training crop, purpose")
     p.set_defaults(func=cmd_presets)
     return parser
 

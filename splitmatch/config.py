@@ -2,13 +2,16 @@
 
 A run's configuration is resolved in three layers: a named preset (``splitmatch.presets``), then
 a YAML file, then ``key=value`` overrides such as ``train.lr=1e-4``. Unknown keys and values of
-the wrong type are refused with the full dotted name. The resolved config is written beside
-every run and inside every checkpoint.
+the wrong type are refused with the full dotted name. Relative paths are made absolute against
+the current folder (:func:`resolve_paths`). The resolved config is written beside every run and
+inside every checkpoint. docs/configuration.md describes the layers, paths and devices;
+docs/method.md maps the paper's symbols to these keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,7 +28,9 @@ class ConfigError(ValueError):
 @dataclass
 class ClipConfig:
     arch: str = "ViT-B-16-quickgelu"  # open_clip model config name, or a path to a model-config JSON
-    weights: str | None = None  # local file (OpenAI .pt, open_clip .pt/.bin, .safetensors) or open_clip tag
+    # A file (.safetensors, open_clip .pt/.bin, OpenAI's TorchScript .pt), "packaged:NAME" for
+    # weights shipped inside splitmatch (packaged:world-clip), or an open_clip pretrained tag.
+    weights: str | None = None
     prompt_tokens: int = 10  # N_p deep visual prompt tokens per layer (0 disables prompts)
     prompt_layers: int = 11  # L_p: prompts are inserted at each of the first L_p layers
     decoder_layers: list[int] = field(default_factory=lambda: [5, 8, 11])  # ViT blocks fed to the decoder
@@ -108,7 +113,8 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     iterations: int = 20000
-    batch_size: int = 16  # global batch (divided over processes under torchrun)
+    # The global batch: under torchrun each of the N processes takes batch_size / N images per step.
+    batch_size: int = 16
     # Each step's batch is cut into accumulate_steps x processes micro-batches, forwarded one after
     # the other; the step (loss normalisers, clipping, optimizer, schedule, log) is still that of
     # the whole batch. The recipe's batch 16 on one GPU: accumulate_steps 2, 4 or 8 as memory needs.
@@ -163,6 +169,9 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    # Relative paths as they were written ({"data.root": "data/voc"}), recorded by resolve_paths
+    # when it made them absolute; shown in messages, never used to find a file.
+    given_paths: dict[str, str] = field(default_factory=dict, compare=False)
 
     def validate(self) -> ExperimentConfig:
         """Checks values whose meaning is an enumeration or a range; returns self."""
@@ -236,6 +245,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             except ConfigError as error:
                 errors.append(str(error))
         raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is dict:
+        key_type, value_type = typing.get_args(annotation)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return {_coerce(k, key_type, key): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         (item_type,) = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)):
@@ -322,6 +336,64 @@ def read_yaml(path: str | Path) -> dict:
 def from_dict(data: dict) -> ExperimentConfig:
     """Rebuilds a config from :func:`to_dict`'s form (e.g. out of a checkpoint), strictly."""
     return merge(ExperimentConfig(), data).validate()
+
+
+# Keys whose values name files or folders; resolve_paths makes relative ones absolute.
+PATH_KEYS = ("data.root", "clip.weights", "clip.arch", "pseudo.cache_dir")
+PACKAGED_PREFIX = "packaged:"  # clip.weights: a file shipped inside the installed package
+
+
+def weights_name_is_path(weights: str, base: str | Path | None = None) -> bool:
+    """Whether a ``clip.weights`` value names a file (rather than an open_clip pretrained tag
+    such as ``openai``, or a ``packaged:`` name); relative names are looked up in ``base``."""
+    if weights.startswith(PACKAGED_PREFIX):
+        return False
+    path = Path(weights).expanduser()
+    exists = (Path(base) / path if base is not None else path).exists()
+    return exists or path.suffix in (".pt", ".pth", ".bin", ".safetensors") or "/" in weights
+
+
+def _names_a_path(key: str, value: str | None, base: Path) -> bool:
+    if not value:
+        return False
+    if key == "clip.weights":
+        return weights_name_is_path(value, base)
+    if key == "clip.arch":  # a model-config name (ViT-B-16-quickgelu) or a JSON file
+        return value.endswith(".json")
+    return True
+
+
+def resolve_paths(config: ExperimentConfig, base: str | Path | None = None) -> ExperimentConfig:
+    """A copy of ``config`` whose relative paths (:data:`PATH_KEYS`) are absolute.
+
+    Every relative path, whether it comes from a preset, a YAML file or ``--set``, means a path
+    relative to ``base`` (default: the current folder), as the paths typed in the same command
+    do; ``~`` is expanded. The values as written are kept in ``given_paths`` for messages.
+    Absolute paths, open_clip tags and ``packaged:`` names are left as they are, so calling
+    this twice changes nothing.
+    """
+    base = Path(os.getcwd() if base is None else base)
+    given = dict(config.given_paths)
+    changes: dict[str, dict] = {}
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if not _names_a_path(key, value, base) or Path(value).is_absolute():
+            continue
+        absolute = Path(value).expanduser()
+        absolute = Path(os.path.normpath(absolute if absolute.is_absolute() else base / absolute))
+        changes.setdefault(section, {})[name] = str(absolute)
+        given[key] = value
+    resolved = merge(config, changes) if changes else config
+    return dataclasses.replace(resolved, given_paths=given)
+
+
+def describe_path(config: ExperimentConfig, key: str) -> str:
+    """A path key's value for messages: ``/abs/data/voc (given as data/voc)``."""
+    section, name = key.split(".")
+    value = getattr(getattr(config, section), name)
+    given = config.given_paths.get(key)
+    return f"{value} (given as {given})" if given and given != value else f"{value}"
 
 
 def save_yaml(config: ExperimentConfig, path: str | Path) -> None:

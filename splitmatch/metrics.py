@@ -128,3 +128,21 @@ def format_table(results: dict[str, dict], digits: int = 1) -> str:
             f"| {name} | " + " | ".join("n/a" if v is None or v != v else f"{v:.{digits}f}" for v in cells) + " |"
         )
     return header + "\n".join(rows) + "\n"
+
+
+def format_class_table(metrics: dict, unseen: set[str] | frozenset[str] = frozenset()) -> str:
+    """Per class, one line: IoU and what its pixels are most often predicted as instead.
+
+    ``metrics`` is :func:`summarize`'s dict (a JSON-read one, with ``None`` for NaN, too);
+    classes named in ``unseen`` are marked.
+    """
+    mistaken = metrics.get("mistaken_for", {})
+    names = list(metrics["per_class_iou"])
+    width = max([len(name) for name in names] + [5])
+    lines = [f"  {'class':<{width}}  {'':6}    IoU  its pixels predicted as another class (% of its pixels)"]
+    for name, iou in metrics["per_class_iou"].items():
+        shown = "n/a" if iou is None or iou != iou else f"{iou:.1f}"
+        others = ", ".join(f"{other} {share:.0f}%" for other, share in mistaken.get(name, {}).items())
+        kind = "unseen" if name in unseen else "seen"
+        lines.append(f"  {name:<{width}}  {kind:6}  {shown:>5}  {others or '-'}".rstrip())
+    return "\n".join(lines) + "\n"

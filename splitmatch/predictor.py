@@ -6,9 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from splitmatch.config import ExperimentConfig, InferenceConfig
 from splitmatch.data.classes import ClassSplit, validate_class_names
+from splitmatch.data.folder import image_to_rgb, read_image
+from splitmatch.device import resolve_device
 from splitmatch.engine import checkpoint as ckpt
 from splitmatch.engine.evaluator import predict_labels
 from splitmatch.inference import CandidateScoring, SegmentationInference, candidate_scoring
@@ -16,8 +19,11 @@ from splitmatch.model.build import build_segmentor
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
 
-def load_segmentor(path: str | Path, device: str | torch.device = "cpu") -> tuple[SplitMatchSegmentor, dict]:
+def load_segmentor(path: str | Path, device: str | torch.device = "auto") -> tuple[SplitMatchSegmentor, dict]:
     """Builds the model a checkpoint describes and loads its weights (no unpickling).
+
+    ``device`` is a name :func:`splitmatch.device.resolve_device` accepts: ``auto`` (the first
+    GPU when CUDA is available, else the CPU), ``cuda``, ``cuda:N`` or ``cpu``.
 
     Returns:
         the model in eval mode and the checkpoint record (``config``, ``classes``,
@@ -27,7 +33,34 @@ def load_segmentor(path: str | Path, device: str | torch.device = "cpu") -> tupl
     config: ExperimentConfig = record["config"]
     model = build_segmentor(config, load_clip_weights=False)
     ckpt.load_model_weights(model, path, record)
-    return model.to(device).eval(), record
+    return model.to(resolve_device(device)).eval(), record
+
+
+ImageInput = str | Path | Image.Image | np.ndarray
+
+
+def as_rgb_array(image: ImageInput) -> np.ndarray:
+    """What :meth:`Predictor.predict` accepts, as RGB ``uint8 [H, W, 3]``.
+
+    A path is read like every dataset image (:func:`splitmatch.data.folder.read_image`) and a
+    Pillow image is converted the same way, so both get their EXIF orientation applied; an
+    array must already be RGB ``uint8 [H, W, 3]`` (reverse OpenCV's BGR: ``array[..., ::-1]``).
+    """
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return image_to_rgb(image, f"image {getattr(image, 'filename', '') or '(Pillow image)'}")
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(
+                f"an image array must be RGB uint8 [H, W, 3], got {image.dtype} {list(image.shape)}; "
+                "pass other arrays through PIL.Image.fromarray(...)"
+            )
+        # torch needs positive strides (a reversed BGR -> RGB view has negative ones) and warns
+        # about read-only memory (np.asarray of a PIL image is read-only).
+        image = np.ascontiguousarray(image)
+        return image if image.flags.writeable else image.copy()
+    raise TypeError(f"image must be a path, a PIL image or a uint8 [H, W, 3] array, got {type(image).__name__}")
 
 
 class Predictor:
@@ -36,7 +69,8 @@ class Predictor:
     Example::
 
         predictor = Predictor.from_checkpoint("runs/voc/model.safetensors")
-        labels = predictor.predict(image, ["cat", "sofa", "pottedplant"])  # [H, W] indices
+        names = ["background", "cat", "sofa", "pottedplant"]
+        labels = predictor.predict("photo.jpg", names)  # int64 [H, W], indices into names
 
     Args:
         model: a trained segmentor.
@@ -62,8 +96,9 @@ class Predictor:
         )
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **overrides) -> Predictor:
-        """Loads a checkpoint; ``overrides`` replace inference settings (e.g. ``mode="whole"``)."""
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **overrides) -> Predictor:
+        """Loads a checkpoint onto ``device`` (``auto``: the first GPU when CUDA is available,
+        else the CPU); ``overrides`` replace inference settings (e.g. ``mode="whole"``)."""
         model, record = load_segmentor(path, device)
         experiment: ExperimentConfig = record["config"]
         config = experiment.inference
@@ -76,18 +111,24 @@ class Predictor:
         return predictor
 
     @torch.no_grad()
-    def predict(self, image: np.ndarray, class_names: list[str]) -> np.ndarray:
+    def predict(self, image: ImageInput, class_names: list[str]) -> np.ndarray:
         """Labels every pixel with one of ``class_names``.
 
+        Every pixel gets one of the names: there is no "none" or "unknown". A model trained with
+        background ignored (VOC, Context-59) has no background class of its own, so add a
+        background-like name ("background", "wall", "sky"...) or pixels of things you did not
+        name go to the nearest name you gave.
+
         Args:
-            image: ``uint8 [H, W, 3]`` RGB.
-            class_names: the vocabulary, any names.
+            image: a path, a PIL image or an RGB ``uint8 [H, W, 3]`` array (see :func:`as_rgb_array`);
+                paths and PIL images are turned upright by their EXIF orientation first.
+            class_names: the vocabulary, any names, seen in training or not.
 
         Returns:
-            ``[H, W]`` int64 indices into ``class_names``.
+            ``int64 [H, W]`` indices into ``class_names``, at the size of the image as shown
+            (after the EXIF orientation).
         """
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+        image = as_rgb_array(image)
         validate_class_names(class_names)
         embeddings = self.model.encode_classes(list(class_names))
         seen = torch.tensor([name in self.seen_classes for name in class_names])

@@ -1,11 +1,13 @@
 """Named experiment presets, from the tiny random-init test model to ViT-B/16 on the benchmarks.
 
 Every number of a run is spelled out here or in a YAML file that starts from one of these
-(``preset: voc-vitb16``); :func:`load_config` resolves preset, file and overrides.
+(``preset: voc-vitb16``); :func:`load_config` resolves preset, file and overrides. The first
+line of each preset's docstring is what ``splitmatch presets`` says it is for.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,11 +24,12 @@ from splitmatch.config import (
     merge,
     parse_override,
     read_yaml,
+    resolve_paths,
 )
 
 
 def tiny() -> ExperimentConfig:
-    """A random-init model small enough for unit tests (a training step takes well under a second)."""
+    """Unit tests and docs examples: random-init tiny CLIP, a training step well under a second."""
     return ExperimentConfig(
         name="tiny",
         clip=ClipConfig(arch="tiny-test", prompt_tokens=2, prompt_layers=2, decoder_layers=[0, 1], region_layers=2),
@@ -60,12 +63,12 @@ def tiny() -> ExperimentConfig:
 
 
 def world() -> ExperimentConfig:
-    """The built-in world (SPEC §7): its small CLIP, ~96 px images, a few minutes per model on a CPU."""
+    """The built-in world (docs/world.md): its small CLIP, minutes per model on a CPU."""
     return ExperimentConfig(
         name="world",
         clip=ClipConfig(
             arch="world-clip",
-            weights=None,
+            weights="packaged:world-clip",  # made by `splitmatch toy-clip` (docs/world.md)
             prompt_tokens=4,
             prompt_layers=3,
             decoder_layers=[1, 2],
@@ -121,12 +124,13 @@ def world() -> ExperimentConfig:
 
 
 def _vitb16(name: str, root: str, prompt_tokens: int, iterations: int) -> ExperimentConfig:
-    """SPEC §6: CLIP ViT-B/16 (OpenAI weights), ZegCLIP recipe, 512 crops, sliding-window evaluation."""
+    """CLIP ViT-B/16 (OpenAI weights), ZegCLIP's recipe (docs/method.md#training-recipe), 512 crops,
+    sliding-window evaluation (docs/method.md#evaluation-protocol)."""
     return ExperimentConfig(
         name=name,
         clip=ClipConfig(
             arch="ViT-B-16-quickgelu",
-            weights="weights/ViT-B-16.pt",
+            weights="weights/ViT-B-16.safetensors",  # made once by `splitmatch convert-clip`
             prompt_tokens=prompt_tokens,
             prompt_layers=11,
             decoder_layers=[5, 8, 11],
@@ -152,17 +156,40 @@ def _vitb16(name: str, root: str, prompt_tokens: int, iterations: int) -> Experi
     )
 
 
+def voc_vitb16() -> ExperimentConfig:
+    """PASCAL VOC 2012 + SBD, 15 seen / 5 unseen classes, 20k iterations (configs/voc.yaml)."""
+    return _vitb16("voc-vitb16", "data/voc", prompt_tokens=10, iterations=20000)
+
+
+def coco_stuff_vitb16() -> ExperimentConfig:
+    """COCO-Stuff 164K, 156 seen / 15 unseen classes, 80k iterations (configs/coco-stuff.yaml)."""
+    return _vitb16("coco-stuff-vitb16", "data/coco-stuff", prompt_tokens=100, iterations=80000)
+
+
+def context_vitb16() -> ExperimentConfig:
+    """PASCAL Context-59, 49 seen / 10 unseen classes, 40k iterations (configs/context.yaml)."""
+    return _vitb16("context-vitb16", "data/context", prompt_tokens=10, iterations=40000)
+
+
 PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
     "tiny": tiny,
     "world": world,
-    "voc-vitb16": lambda: _vitb16("voc-vitb16", "data/voc", prompt_tokens=10, iterations=20000),
-    "coco-stuff-vitb16": lambda: _vitb16("coco-stuff-vitb16", "data/coco-stuff", prompt_tokens=100, iterations=80000),
-    "context-vitb16": lambda: _vitb16("context-vitb16", "data/context", prompt_tokens=10, iterations=40000),
+    "voc-vitb16": voc_vitb16,
+    "coco-stuff-vitb16": coco_stuff_vitb16,
+    "context-vitb16": context_vitb16,
 }
 
 
 def register_preset(name: str, builder: Callable[[], ExperimentConfig]) -> None:
     PRESETS[name] = builder
+
+
+def describe_preset(name: str) -> str:
+    """One line for ``splitmatch presets``: name, CLIP model, training crop, what it is for."""
+    config = preset(name)
+    doc = (PRESETS[name].__doc__ or "").strip().splitlines()
+    purpose = doc[0].rstrip(".") if doc else ""
+    return f"{name:<18} {config.clip.arch:<19} {config.data.crop_size:>4} px  {purpose}"
 
 
 def preset(name: str) -> ExperimentConfig:
@@ -177,7 +204,8 @@ def load_config(
     """Resolves a run's config: preset, then YAML file, then ``key=value`` overrides.
 
     A YAML file may name its base with a top-level ``preset:`` key; otherwise ``preset_name``
-    (or the defaults of :class:`ExperimentConfig`) is the base.
+    (or the defaults of :class:`ExperimentConfig`) is the base. Relative paths, wherever they
+    were written, are made absolute against the current folder (:func:`resolve_paths`).
     """
     data = read_yaml(path) if path is not None else {}
     base_name = data.pop("preset", None) or preset_name
@@ -185,4 +213,5 @@ def load_config(
     config = merge(config, data)
     for override in overrides or []:
         config = merge(config, parse_override(override))
-    return config.validate()
+    # given_paths records how this build spelled its paths, not how an earlier one did.
+    return resolve_paths(dataclasses.replace(config, given_paths={})).validate()

@@ -7,7 +7,7 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from splitmatch.data.classes import IGNORE_INDEX
+from splitmatch.data.classes import IGNORE_INDEX, ignore_index_for
 
 # Kelly's colours of maximum contrast (white and black left out: black marks "ignore").
 _KELLY = (
@@ -26,17 +26,19 @@ def palette(count: int) -> np.ndarray:
     return np.array(colours, dtype=np.uint8).reshape(-1, 3)
 
 
-def colourise(labels: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """``[H, W]`` class ids (255 ignore, shown black) -> ``uint8 [H, W, 3]``."""
+def colourise(labels: np.ndarray, colours: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """``[H, W]`` class ids (``ignore_index`` shown black) -> ``uint8 [H, W, 3]``."""
     out = np.zeros((*labels.shape, 3), dtype=np.uint8)
-    valid = labels != IGNORE_INDEX
+    valid = labels != ignore_index
     out[valid] = colours[labels[valid]]
     return out
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, colours: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+def overlay(
+    image: np.ndarray, labels: np.ndarray, colours: np.ndarray, alpha: float = 0.55, ignore_index: int = IGNORE_INDEX
+) -> np.ndarray:
     """Blends a colourised label map over an RGB image, both ``[H, W(, 3)]``."""
-    coloured = colourise(labels, colours).astype(np.float32)
+    coloured = colourise(labels, colours, ignore_index).astype(np.float32)
     blended = (1 - alpha) * image.astype(np.float32) + alpha * coloured
     return blended.clip(0, 255).astype(np.uint8)
 
@@ -99,7 +101,8 @@ def stack_vertical(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
 def prediction_figure(image: np.ndarray, labels: np.ndarray, names: list[str], max_legend: int = 40) -> np.ndarray:
     """What ``predict`` writes: the overlay with a legend of the classes present (or all, if few)."""
     colours = palette(len(names))
-    present = sorted(set(np.unique(labels).tolist()) - {IGNORE_INDEX})
+    ignore = ignore_index_for(len(names))  # with more than 255 names, 255 is a class
+    present = sorted(set(np.unique(labels).tolist()) - {ignore})
     shown = present if len(names) > max_legend else list(range(len(names)))
     strip = legend([names[i] for i in shown], colours[shown], max(image.shape[1], 240))
-    return stack_vertical(overlay(image, labels, colours), strip)
+    return stack_vertical(overlay(image, labels, colours, ignore_index=ignore), strip)

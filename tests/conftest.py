@@ -51,3 +51,18 @@ def tiny_dataset(tmp_path) -> DatasetFolder:
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny model trained for two steps on a tiny dataset: what the app tests serve."""
+    from splitmatch.engine.trainer import train
+    from splitmatch.presets import preset
+
+    root = tmp_path_factory.mktemp("tiny_checkpoint")
+    config = preset("tiny")
+    config.data.root = str(make_tiny_dataset(root / "data").root)
+    config.train.iterations = 2
+    config.train.checkpoint_every = 2
+    train(config, root / "run", progress=False)
+    return root / "run" / "model.safetensors"

@@ -12,6 +12,8 @@ Weight files, in order of preference:
 * OpenAI's TorchScript archives (``ViT-B-16.pt``). These can only be read by ``torch.jit.load``,
   which runs TorchScript code from the file: load only archives from a source you trust, or
   convert them once with ``splitmatch convert-clip`` and use the ``.safetensors`` result;
+* ``packaged:NAME``: weights shipped inside splitmatch (``packaged:world-clip``, the built-in
+  world's small CLIP), found wherever the package is installed;
 * an open_clip pretrained tag (``openai``, ``laion2b_s34b_b88k``...) when a network is present.
 """
 
@@ -25,7 +27,10 @@ import open_clip
 import torch
 from open_clip.tokenizer import SimpleTokenizer
 
+from splitmatch.config import PACKAGED_PREFIX, weights_name_is_path
+
 PACKAGE_CLIP_CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "clip"
+PACKAGED_WEIGHTS = Path(__file__).resolve().parent.parent / "world" / "assets"  # packaged:NAME -> NAME.safetensors
 # Keys in OpenAI's archives (and traced modules) that are metadata or derived buffers, not parameters.
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
@@ -88,7 +93,9 @@ def build_clip(arch: str, weights: str | None = None) -> open_clip.CLIP:
     config = clip_model_config(arch)
     _check_supported(config, arch)
     model_config = {k: v for k, v in config.items() if k in ("embed_dim", "vision_cfg", "text_cfg", "quick_gelu")}
-    if weights is not None and not _looks_like_file(weights):
+    if weights is not None and weights.startswith(PACKAGED_PREFIX):
+        weights = str(packaged_weights(weights))
+    if weights is not None and not weights_name_is_path(weights):
         return _from_pretrained_tag(arch, weights)
     model = open_clip.CLIP(**model_config)
     if weights is not None:
@@ -96,9 +103,14 @@ def build_clip(arch: str, weights: str | None = None) -> open_clip.CLIP:
     return model.eval()
 
 
-def _looks_like_file(weights: str) -> bool:
-    path = Path(weights)
-    return path.exists() or path.suffix in (".pt", ".pth", ".bin", ".safetensors") or "/" in weights
+def packaged_weights(name: str) -> Path:
+    """The file a ``packaged:NAME`` weights name stands for, inside the installed package."""
+    stem = name[len(PACKAGED_PREFIX) :] if name.startswith(PACKAGED_PREFIX) else name
+    path = PACKAGED_WEIGHTS / f"{stem}.safetensors"
+    if not stem or "/" in stem or not path.is_file():
+        known = ", ".join(f"{PACKAGED_PREFIX}{p.stem}" for p in sorted(PACKAGED_WEIGHTS.glob("*.safetensors")))
+        raise ClipWeightsError(f"unknown packaged weights '{name}' (this installation has: {known or 'none'})")
+    return path
 
 
 def read_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -14,7 +14,33 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-IGNORE_INDEX = 255
+import numpy as np
+
+IGNORE_INDEX = 255  # "no class" in 8-bit label maps (datasets of up to 255 classes)
+IGNORE_INDEX_16BIT = 65535  # "no class" in 16-bit label maps (datasets of more classes)
+MAX_CLASSES = IGNORE_INDEX_16BIT  # ids 0..65534 fit a 16-bit label map beside its ignore value
+
+
+def ignore_index_for(num_classes: int) -> int:
+    """The ignore value of a dataset's label maps: 255 up to 255 classes, 65535 above.
+
+    Labels are stored in the narrowest unsigned type that holds every class id and one value
+    more; that value (the type's maximum) marks ignored pixels.
+    """
+    return IGNORE_INDEX if num_classes <= IGNORE_INDEX else IGNORE_INDEX_16BIT
+
+
+def label_dtype_for(num_classes: int) -> np.dtype:
+    """``uint8`` label maps up to 255 classes, ``uint16`` above."""
+    return np.dtype(np.uint8) if num_classes <= IGNORE_INDEX else np.dtype(np.uint16)
+
+
+def ignore_index_of(dtype: np.dtype) -> int:
+    """The ignore value of a label array of this dtype (its maximum): 255 for uint8, 65535 for uint16."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"label maps are uint8 or uint16, got {dtype}")
+    return int(np.iinfo(dtype).max)
 
 
 class ClassSplitError(ValueError):
@@ -45,15 +71,24 @@ class ClassSplit:
             raise ClassSplitError(f"unseen class list of '{self.dataset}' has duplicates: {list(self.unseen)}")
         # Canonical order (label-id order) so that equal splits compare equal however they were listed.
         object.__setattr__(self, "unseen", tuple(n for n in self.names if n in set(self.unseen)))
-        if len(self.names) > IGNORE_INDEX:
+        if len(self.names) > MAX_CLASSES:
             raise ClassSplitError(
-                f"'{self.dataset}' has {len(self.names)} classes; label PNGs hold at most {IGNORE_INDEX} "
-                f"(id {IGNORE_INDEX} means ignore)"
+                f"'{self.dataset}' has {len(self.names)} classes; 16-bit label maps hold at most {MAX_CLASSES}"
             )
 
     @property
     def num_classes(self) -> int:
         return len(self.names)
+
+    @property
+    def ignore_index(self) -> int:
+        """255 for datasets of up to 255 classes (8-bit labels), 65535 above (16-bit labels)."""
+        return ignore_index_for(self.num_classes)
+
+    @property
+    def label_dtype(self) -> np.dtype:
+        """``uint8`` or ``uint16``: the type of this dataset's label maps in memory and on disk."""
+        return label_dtype_for(self.num_classes)
 
     @property
     def unseen_ids(self) -> list[int]:
@@ -75,7 +110,7 @@ class ClassSplit:
         """JSON-ready form; ``seen`` is written out too so a reader sees the split at a glance."""
         return {
             "dataset": self.dataset,
-            "ignore_index": IGNORE_INDEX,
+            "ignore_index": self.ignore_index,
             "classes": list(self.names),
             "seen": self.seen_names,
             "unseen": list(self.unseen),
@@ -95,9 +130,13 @@ class ClassSplit:
         unseen = data.get("unseen", [])
         if not isinstance(unseen, list) or not all(isinstance(n, str) for n in unseen):
             raise ClassSplitError(f"{where}: 'unseen' must be a list of class-name strings")
-        ignore = data.get("ignore_index", IGNORE_INDEX)
-        if ignore != IGNORE_INDEX:
-            raise ClassSplitError(f"{where}: ignore_index must be {IGNORE_INDEX}, got {ignore!r}")
+        expected_ignore = ignore_index_for(len(names))
+        ignore = data.get("ignore_index", expected_ignore)
+        if ignore != expected_ignore:
+            raise ClassSplitError(
+                f"{where}: ignore_index must be {expected_ignore} for {len(names)} classes "
+                f"({IGNORE_INDEX} up to {IGNORE_INDEX} classes, {IGNORE_INDEX_16BIT} above), got {ignore!r}"
+            )
         if "seen" in data:
             seen = data["seen"]
             if not isinstance(seen, list) or not all(isinstance(n, str) for n in seen):

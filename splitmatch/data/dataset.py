@@ -1,8 +1,8 @@
 """The segmentation dataset: one split of a dataset folder as tensors, optionally with pseudo masks.
 
 ``SegmentationDataset(folder, "train", transform, inductive=True, pseudo_masks=cache)`` gives,
-per image, the augmented image, its label with unseen classes turned into ignore (255), and the
-cached pseudo masks of the unannotated regions moved exactly as the label was.
+per image, the augmented image, its label with unseen classes turned into ignore (255, or 65535
+above 255 classes), and the cached pseudo masks of the unannotated regions moved exactly as the label was.
 
 Augmentation is reproducible: ``dataset[i]`` draws from ``np.random.default_rng((base_seed, i))``
 and ``dataset[(i, seed)]`` from ``np.random.default_rng(seed)``, so a sampler that hands out
@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from splitmatch.data.classes import IGNORE_INDEX
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
 from splitmatch.data.transforms import resize_nearest
 
@@ -43,13 +42,14 @@ class SegmentationDataset(Dataset):
         split: a split name with a list file, e.g. ``"train"``.
         transform: ``transform(sample, rng) -> sample`` on numpy samples (see
             ``splitmatch.data.transforms``); ``None`` returns the file's pixels.
-        inductive: training labels: unseen-class pixels become 255. Files are never changed.
+        inductive: training labels: unseen-class pixels become ignore. Files are never changed.
         pseudo_masks: optional :class:`PseudoMaskSource`. Its index map is resized (nearest) to
-            the image, transformed with it, then zeroed wherever the label is not 255, so the
+            the image, transformed with it, then zeroed wherever the label is not ignore, so the
             pseudo masks cover unannotated pixels only.
         base_seed: seeds the augmentation of integer keys, see the module docstring.
 
-    Items are dicts: ``image`` uint8 [3, H, W], ``label`` int64 [H, W], ``stem`` str,
+    Items are dicts: ``image`` uint8 [3, H, W], ``label`` int64 [H, W] (ignore:
+    ``folder.classes.ignore_index``), ``stem`` str,
     ``orig_size`` (H0, W0) of the file, and with pseudo masks ``pseudo_index`` uint8 [S, H, W]
     and ``pseudo_embeddings`` float32 [K, D].
     """
@@ -75,9 +75,10 @@ class SegmentationDataset(Dataset):
         self.pseudo_masks = pseudo_masks
         self.base_seed = base_seed
         # A lookup table maps every label value at once; only unseen ids change.
-        self.label_map = np.arange(256, dtype=np.uint8)
+        self.ignore_index = self.classes.ignore_index
+        self.label_map = np.arange(self.ignore_index + 1, dtype=self.classes.label_dtype)
         if inductive:
-            self.label_map[self.classes.unseen_ids] = IGNORE_INDEX
+            self.label_map[self.classes.unseen_ids] = self.ignore_index
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -140,7 +141,7 @@ class SegmentationDataset(Dataset):
                     f"at {sample['label'].shape} for '{sample_paths.stem}'; it must resize both alike"
                 )
             # Pseudo masks stand for unseen objects, so they may only cover unannotated pixels.
-            index_map = np.where(sample["label"][None] == IGNORE_INDEX, index_map, 0).astype(np.uint8)
+            index_map = np.where(sample["label"][None] == self.ignore_index, index_map, 0).astype(np.uint8)
             out["pseudo_index"] = torch.from_numpy(index_map)
             out["pseudo_embeddings"] = torch.from_numpy(np.ascontiguousarray(embeddings))
         return out

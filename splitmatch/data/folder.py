@@ -6,7 +6,8 @@ written in it, and users bring their own data in it::
     ROOT/
       classes.json          class names in label-id order and the unseen ones (ClassSplit)
       images/<stem>.jpg     RGB images (.jpg, .jpeg or .png)
-      labels/<stem>.png     single-channel uint8 label maps: 0..C-1 a class, 255 ignore
+      labels/<stem>.png     single-channel label maps: 0..C-1 a class; 8-bit with 255 ignore,
+                            or 16-bit with 65535 ignore for datasets of more than 255 classes
       splits/<split>.txt    one stem per line, e.g. splits/train.txt, splits/val.txt
 
 Label files hold every class, seen and unseen: the inductive mapping (unseen to 255) happens
@@ -16,18 +17,25 @@ what is expected.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
+from splitmatch.data.classes import IGNORE_INDEX, IGNORE_INDEX_16BIT, ClassSplit, ignore_index_for, label_dtype_for
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CLASSES_FILE = "classes.json"
+# Images with more pixels are refused before decoding: a small file can declare a huge image
+# (a "decompression bomb"). Pillow's own hard limit; 16,000 x 11,000 still passes.
+MAX_IMAGE_PIXELS = 2 * 89_478_485
+_EIGHT_BIT_LABEL_MODES = ("L", "P")
+_SIXTEEN_BIT_LABEL_MODES = ("I;16", "I;16L", "I;16B", "I")
 
 
 class DatasetFormatError(ValueError):
@@ -109,51 +117,136 @@ def list_some(items: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Reads an image as RGB ``uint8 [H, W, 3]``; a corrupt or truncated file names itself."""
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    except FileNotFoundError:
-        raise DatasetFormatError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise DatasetFormatError(f"image {path} is corrupt or truncated: {error}") from None
+def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Reads an image as RGB ``uint8 [H, W, 3]``, the way image viewers show it.
 
+    * The EXIF orientation tag is applied (phone photos are often stored sideways), so the
+      array has the orientation users see and their label maps were drawn on.
+    * 16-bit grayscale is scaled to 8 bits (not clipped to white); other grayscale and palette
+      images become RGB; transparent pixels are shown on white.
+    * Images of more than ``max_pixels`` pixels are refused before they are decoded.
 
-def read_label(path: str | Path, num_classes: int, image_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Reads a label map as ``uint8 [H, W]`` and checks its values and size.
-
-    Args:
-        path: a single-channel PNG.
-        num_classes: values must lie in ``0..num_classes-1`` or be 255.
-        image_size: ``(H, W)`` of the image it belongs to, checked when given.
+    Raises:
+        DatasetFormatError: the file is missing, corrupt, truncated or too large (named).
     """
     path = Path(path)
     try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
+            with Image.open(path) as image:
+                return image_to_rgb(image, f"image {path}", max_pixels)
+    except DatasetFormatError:
+        raise
+    except FileNotFoundError:
+        raise DatasetFormatError(f"image {path} does not exist") from None
+    except IsADirectoryError:
+        raise DatasetFormatError(f"image {path} is a folder, not an image file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DatasetFormatError(f"image {path} is corrupt or truncated: {error}") from None
+
+
+def image_to_rgb(image: Image.Image, name: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """A Pillow image as RGB ``uint8 [H, W, 3]``, the way :func:`read_image` reads files (EXIF
+    orientation applied, 16-bit grayscale scaled, transparency on white, size limit checked
+    before decoding). ``name`` names the image in errors.
+
+    Raises:
+        DatasetFormatError: the image is too large, or its data are corrupt or truncated.
+    """
+    width, height = image.size  # from the header: a freshly opened image is not decoded yet
+    if width * height > max_pixels:
+        raise DatasetFormatError(
+            f"{name} is {width}x{height} = {width * height:,} pixels, more than the {max_pixels:,} "
+            "that are safe to decode"
+        )
+    try:
+        image.load()
+        return _as_rgb(ImageOps.exif_transpose(image))
+    except (OSError, SyntaxError, ValueError) as error:
+        raise DatasetFormatError(f"{name} is corrupt or truncated: {error}") from None
+
+
+def _as_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow image -> ``uint8 [H, W, 3]`` RGB."""
+    if image.mode in _SIXTEEN_BIT_LABEL_MODES:  # 16-bit grayscale: 0..65535 -> 0..255
+        values = np.asarray(image, dtype=np.float64)
+        gray = np.clip(np.rint(values * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_label(path: str | Path, num_classes: int, image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Reads a label map and checks its values and size.
+
+    Datasets of up to 255 classes have 8-bit label maps (255 ignore); a 16-bit file is
+    accepted too, with 255 or 65535 as ignore. Datasets of more classes need 16-bit label maps
+    (65535 ignore): in an 8-bit file 255 could not be told apart from class 255.
+
+    Args:
+        path: a single-channel PNG (8-bit grayscale or palette, or 16-bit grayscale).
+        num_classes: C; values must lie in ``0..C-1`` or be the ignore value.
+        image_size: ``(H, W)`` of the image it belongs to, checked when given.
+
+    Returns:
+        ``[H, W]`` ``uint8`` (ignore 255) when C <= 255, else ``uint16`` (ignore 65535); see
+        :attr:`splitmatch.data.classes.ClassSplit.label_dtype`.
+    """
+    path = Path(path)
+    ignore = ignore_index_for(num_classes)
+    try:
         with Image.open(path) as label:
             label.load()
-            if label.mode not in ("L", "P"):
+            mode = label.mode
+            if mode not in _EIGHT_BIT_LABEL_MODES + _SIXTEEN_BIT_LABEL_MODES:
                 raise DatasetFormatError(
-                    f"label {path} has mode {label.mode}; expected a single-channel 8-bit PNG (mode L or P)"
+                    f"label {path} has mode {mode}; expected a single-channel PNG "
+                    f"(8-bit grayscale or palette, or 16-bit grayscale) holding class ids"
                 )
-            array = np.asarray(label, dtype=np.uint8).copy()
+            array = np.asarray(label).astype(np.int64)
     except FileNotFoundError:
         raise DatasetFormatError(f"label {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except IsADirectoryError:
+        raise DatasetFormatError(f"label {path} is a folder, not a PNG file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DatasetFormatError(f"label {path} is corrupt or truncated: {error}") from None
+    if mode in _EIGHT_BIT_LABEL_MODES and ignore != IGNORE_INDEX:
+        raise DatasetFormatError(
+            f"label {path} is an 8-bit PNG, but the dataset has {num_classes} classes: datasets of more "
+            f"than {IGNORE_INDEX} classes need 16-bit label PNGs ({IGNORE_INDEX_16BIT} = ignore)"
+        )
     if image_size is not None and tuple(array.shape) != tuple(image_size):
         raise DatasetFormatError(
             f"label {path} is {array.shape[1]}x{array.shape[0]} (WxH) but its image is {image_size[1]}x{image_size[0]}"
         )
-    bad = np.unique(array[(array >= num_classes) & (array != IGNORE_INDEX)])
+    if mode in _SIXTEEN_BIT_LABEL_MODES:
+        array[array == IGNORE_INDEX_16BIT] = ignore  # a 16-bit file may mark ignore either way
+    bad = np.unique(array[((array < 0) | (array >= num_classes)) & (array != ignore)])
     if bad.size:
         raise DatasetFormatError(
             f"label {path} holds values {bad[:10].tolist()} outside the {num_classes} classes "
-            f"(expected 0..{num_classes - 1} or {IGNORE_INDEX})"
+            f"(expected 0..{num_classes - 1} or {ignore})"
         )
-    return array
+    return array.astype(label_dtype_for(num_classes))
+
+
+def label_png_bytes(label: np.ndarray) -> bytes:
+    """Encodes a label map as PNG: ``uint8 [H, W]`` as 8-bit, ``uint16 [H, W]`` as 16-bit grayscale."""
+    if label.ndim != 2 or label.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"a label map must be uint8 or uint16 [H, W], got {label.dtype} {label.shape}")
+    return _png_bytes(Image.fromarray(np.ascontiguousarray(label)))
+
+
+def write_label(path: str | Path, label: np.ndarray) -> None:
+    """Writes a label map atomically: 8-bit PNG for ``uint8``, 16-bit PNG for ``uint16``.
+
+    Use ``label.astype(ClassSplit.label_dtype)`` (or :func:`~splitmatch.data.classes.label_dtype_for`)
+    so that datasets and vocabularies of more than 255 classes get 16-bit files.
+    """
+    atomic_write_bytes(path, label_png_bytes(label))
 
 
 def default_file_mode() -> int:
@@ -181,25 +274,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def _png_bytes(image: Image.Image) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 def write_sample(root: str | Path, stem: str, image: np.ndarray, label: np.ndarray, image_format: str = "png"):
-    """Writes one image (``uint8 [H, W, 3]``) and its label map (``uint8 [H, W]``) into a folder.
+    """Writes one image (``uint8 [H, W, 3]``) and its label map (``uint8`` or ``uint16 [H, W]``) into a folder.
 
     Args:
         image_format: ``png`` (lossless) or ``jpg``.
     """
-    import io
-
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image for '{stem}' must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
-    if label.dtype != np.uint8 or label.shape != image.shape[:2]:
-        raise ValueError(f"label for '{stem}' must be uint8 {image.shape[:2]}, got {label.dtype} {label.shape}")
+    if label.dtype not in (np.uint8, np.uint16) or label.shape != image.shape[:2]:
+        raise ValueError(
+            f"label for '{stem}' must be uint8 or uint16 {image.shape[:2]}, got {label.dtype} {label.shape}"
+        )
     root = Path(root)
     if image_format == "png":
         atomic_write_bytes(root / "images" / f"{stem}.png", _png_bytes(Image.fromarray(image)))
@@ -209,7 +300,7 @@ def write_sample(root: str | Path, stem: str, image: np.ndarray, label: np.ndarr
         atomic_write_bytes(root / "images" / f"{stem}.jpg", buffer.getvalue())
     else:
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
-    atomic_write_bytes(root / "labels" / f"{stem}.png", _png_bytes(Image.fromarray(label)))
+    write_label(root / "labels" / f"{stem}.png", label)
 
 
 def write_split(root: str | Path, split: str, stems: list[str]) -> None:

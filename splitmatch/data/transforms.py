@@ -3,7 +3,7 @@
 A sample is a dict::
 
     "image":        uint8 [H, W, 3]  RGB
-    "label":        uint8 [H, W]     class ids, 255 ignore
+    "label":        uint8 [H, W]     class ids, 255 ignore (uint16 [H, W], 65535 ignore, above 255 classes)
     "pseudo_index": uint8 [S, H, W]  optional; 0 means "no pseudo mask", k >= 1 a mask id
 
 Every geometric transform moves the label and the pseudo index map with the image, nearest
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from splitmatch.data.classes import IGNORE_INDEX
+from splitmatch.data.classes import ignore_index_of
 from splitmatch.data.colour import adjust_hsv
 
 Sample = dict
@@ -38,8 +38,10 @@ def check_sample(sample: Sample) -> None:
         raise ValueError(f"sample 'image' must be uint8 [H, W, 3], got {got}")
     size = image.shape[:2]
     label = sample.get("label")
-    if label is not None and (label.dtype != np.uint8 or label.shape != size):
-        raise ValueError(f"sample 'label' must be uint8 {size} like the image, got {label.dtype} {label.shape}")
+    if label is not None and (label.dtype not in (np.uint8, np.uint16) or label.shape != size):
+        raise ValueError(
+            f"sample 'label' must be uint8 or uint16 {size} like the image, got {label.dtype} {label.shape}"
+        )
     index = sample.get("pseudo_index")
     if index is not None and (index.dtype != np.uint8 or index.ndim != 3 or index.shape[1:] != size):
         raise ValueError(
@@ -112,7 +114,7 @@ def hflip(sample: Sample) -> Sample:
 
 
 def pad(sample: Sample, size: tuple[int, int], fill: tuple[int, int, int] = (0, 0, 0)) -> Sample:
-    """Pads bottom and right to at least ``size = (H, W)``: image ``fill`` (RGB), label 255, pseudo index 0."""
+    """Pads bottom and right to at least ``size = (H, W)``: image ``fill`` (RGB), label ignore, pseudo index 0."""
     height, width = sample["image"].shape[:2]
     extra_h, extra_w = max(size[0] - height, 0), max(size[1] - width, 0)
     if extra_h == 0 and extra_w == 0:
@@ -123,7 +125,8 @@ def pad(sample: Sample, size: tuple[int, int], fill: tuple[int, int, int] = (0, 
     image[:height, :width] = sample["image"]
     out["image"] = image
     if "label" in sample:
-        out["label"] = np.pad(sample["label"], ((0, extra_h), (0, extra_w)), constant_values=IGNORE_INDEX)
+        ignore = ignore_index_of(sample["label"].dtype)
+        out["label"] = np.pad(sample["label"], ((0, extra_h), (0, extra_w)), constant_values=ignore)
     if "pseudo_index" in sample:
         out["pseudo_index"] = np.pad(sample["pseudo_index"], ((0, 0), (0, extra_h), (0, extra_w)), constant_values=0)
     return out
@@ -177,12 +180,12 @@ class RandomCrop:
 
     Up to 10 crop windows are drawn; the first one in which more than one class is present and
     no class covers ``cat_max_ratio`` or more of the non-ignored pixels is taken, otherwise the
-    last one drawn. ``cat_max_ratio >= 1`` turns the check off.
+    last one drawn. ``cat_max_ratio >= 1`` turns the check off. Ignored pixels (the label
+    type's maximum, see :func:`~splitmatch.data.classes.ignore_index_of`) are not counted.
     """
 
     crop_size: tuple[int, int]
     cat_max_ratio: float = 0.75
-    ignore_index: int = IGNORE_INDEX
     tries: int = 10
 
     def __post_init__(self) -> None:
@@ -196,7 +199,7 @@ class RandomCrop:
 
     def _balanced(self, label: np.ndarray) -> bool:
         values, counts = np.unique(label, return_counts=True)
-        counts = counts[values != self.ignore_index]
+        counts = counts[values != ignore_index_of(label.dtype)]
         return len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:

@@ -18,7 +18,8 @@ from splitmatch.inference import CandidateScoring, SegmentationInference, calibr
 from splitmatch.metrics import SUMMARY_KEYS, ConfusionMatrix, summarize
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
-# SPEC §5: seen-class calibration is reported both ways, without and with ZegCLIP's 0.1.
+# Seen-class calibration is reported both ways, without and with ZegCLIP's 0.1
+# (docs/method.md#evaluation-protocol).
 COMPARED_SEEN_CALIBRATIONS = (0.0, 0.1)
 
 
@@ -110,7 +111,7 @@ def evaluate(
     seen[classes.seen_ids] = True
     amounts = list(dict.fromkeys([config.seen_calibration, *compared_calibrations]))
     samples = folder.samples(split)[:max_images]
-    confusions = [ConfusionMatrix(classes.num_classes) for _ in amounts]
+    confusions = [ConfusionMatrix(classes.num_classes, classes.ignore_index) for _ in amounts]
     mine = samples[rank() :: world_size()]
     bar = tqdm(mine, desc=f"evaluate {split}", disable=not (progress and is_main_process()), leave=False,
                position=progress_position)  # fmt: skip
@@ -132,18 +133,20 @@ def evaluate(
     return metrics
 
 
-def evaluate_predictions(predictions: str | Path, folder: DatasetFolder, split: str) -> dict:
+def evaluate_predictions(predictions: str | Path, folder: DatasetFolder, split: str, progress: bool = True) -> dict:
     """Scores label PNGs made by any method (``<stem>.png`` per image) with the same protocol."""
     predictions = Path(predictions)
     if not predictions.is_dir():
         raise DatasetFormatError(f"prediction folder {predictions} does not exist")
     classes = folder.classes
-    confusion = ConfusionMatrix(classes.num_classes)
-    for sample in tqdm(folder.samples(split), desc="score predictions", leave=False):
+    confusion = ConfusionMatrix(classes.num_classes, classes.ignore_index)
+    for sample in tqdm(folder.samples(split), desc="score predictions", leave=False, disable=not progress):
         path = predictions / f"{sample.stem}.png"
         label = read_label(sample.label_path, classes.num_classes)
         prediction = read_label(path, classes.num_classes, label.shape)
-        if (prediction == 255).any():
-            raise DatasetFormatError(f"prediction {path} contains 255; every pixel needs a class id")
+        if (prediction == classes.ignore_index).any():
+            raise DatasetFormatError(
+                f"prediction {path} contains the ignore value {classes.ignore_index}; every pixel needs a class id"
+            )
         confusion.update(prediction, label)
     return summarize(confusion.matrix, classes)

@@ -15,16 +15,18 @@ def build_targets(
     train_class_ids: list[int],
     pseudo_index: torch.Tensor | None = None,
     pseudo_embeddings: list[torch.Tensor] | None = None,
+    ignore_index: int = IGNORE_INDEX,
     min_pseudo_area: float = 0.0,
 ) -> list[dict]:
     """Per-image targets.
 
     Args:
-        labels: ``[B, H, W]`` int64 dataset class ids (unseen already 255).
+        labels: ``[B, H, W]`` int64 dataset class ids (unseen already ``ignore_index``).
         train_class_ids: dataset ids of the classes the model is trained on, in the order of
             the class embeddings it receives.
         pseudo_index: ``[B, S, H, W]`` uint8 candidate index maps (0 none, k+1 candidate k).
         pseudo_embeddings: per image ``[K_b, D]``.
+        ignore_index: the dataset's ignore value (255, or 65535 above 255 classes).
         min_pseudo_area: a pseudo mask is kept only when it covers at least this fraction of the
             ``H x W`` crop (and at least one pixel).
 
@@ -34,7 +36,7 @@ def build_targets(
         only candidates that still cover ``min_pseudo_area`` after augmentation.
     """
     min_pixels = max(1, math.ceil(min_pseudo_area * labels.shape[-2] * labels.shape[-1]))
-    lookup = torch.full((256,), -1, dtype=torch.int64, device=labels.device)
+    lookup = torch.full((ignore_index + 1,), -1, dtype=torch.int64, device=labels.device)
     lookup[torch.as_tensor(train_class_ids, device=labels.device)] = torch.arange(
         len(train_class_ids), device=labels.device
     )
@@ -42,7 +44,7 @@ def build_targets(
     for b in range(labels.shape[0]):
         label = labels[b]
         present = torch.unique(label)
-        present = present[present != IGNORE_INDEX]
+        present = present[present != ignore_index]
         positions = lookup[present]
         if (positions < 0).any():
             stray = present[positions < 0].tolist()

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from splitmatch import distributed as dist
-from splitmatch.config import ConfigError, ExperimentConfig
+from splitmatch.config import ConfigError, ExperimentConfig, resolve_paths
 from splitmatch.data.dataset import SegmentationDataset, collate_segmentation
 from splitmatch.data.folder import DatasetFolder
 from splitmatch.data.transforms import build_train_transform
@@ -130,6 +130,7 @@ def train(
     Returns:
         the validation metrics (:func:`splitmatch.metrics.summarize`).
     """
+    config = resolve_paths(config)  # the run folder and checkpoints then work from any folder
     device = dist.setup_from_environment()
     if config.train.deterministic:
         use_deterministic_algorithms()
@@ -235,7 +236,8 @@ def train(
                     classes.seen_ids,
                     part.get("pseudo_index") if pseudo_cache is not None else None,
                     part.get("pseudo_embeddings"),
-                    config.pseudo.min_crop_area,
+                    ignore_index=classes.ignore_index,
+                    min_pseudo_area=config.pseudo.min_crop_area,
                 ),
                 device,
             )

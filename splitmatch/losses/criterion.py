@@ -1,4 +1,5 @@
-"""The training objective of SPEC §4: seen loss, candidate loss, deep supervision."""
+"""The training objective: seen loss, candidate loss, deep supervision
+(docs/method.md#split-matching-and-the-losses)."""
 
 from __future__ import annotations
 

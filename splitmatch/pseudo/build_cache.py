@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from splitmatch.clip.image_encoder import ClipImageEncoder
 from splitmatch.config import ExperimentConfig
-from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
+from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import DatasetFolder, read_image, read_label
 from splitmatch.distributed import is_main_process, rank, world_size
 from splitmatch.engine.checkpoint import tensor_digest
@@ -45,9 +45,9 @@ def open_cache(config: ExperimentConfig, folder: DatasetFolder, encoder: ClipIma
 
 
 def inductive_label(label: np.ndarray, classes: ClassSplit) -> np.ndarray:
-    """Seen-only training labels: unseen-class pixels become 255 (a copy; files are never changed)."""
+    """Seen-only training labels: unseen-class pixels become ignore (a copy; files are never changed)."""
     mapped = label.copy()
-    mapped[np.isin(label, classes.unseen_ids)] = IGNORE_INDEX
+    mapped[np.isin(label, classes.unseen_ids)] = classes.ignore_index
     return mapped
 
 
@@ -74,7 +74,9 @@ def fill_cache(
             label = read_label(sample.label_path, folder.classes.num_classes, image.shape[:2])
             label = inductive_label(label, folder.classes)
             resized, mask = generator.prepare(
-                torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(label.astype(np.int64))
+                torch.from_numpy(image).permute(2, 0, 1),
+                torch.from_numpy(label.astype(np.int64)),
+                folder.classes.ignore_index,
             )
             images.append(resized)
             unannotated.append(mask)

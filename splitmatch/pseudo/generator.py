@@ -1,4 +1,5 @@
-"""Pseudo masks and region embeddings for training images, from the frozen CLIP (SPEC §3)."""
+"""Pseudo masks and region embeddings for training images, from the frozen CLIP
+(docs/method.md#pseudo-masks-and-region-embeddings)."""
 
 from __future__ import annotations
 
@@ -38,19 +39,22 @@ class PseudoMaskGenerator:
         self.encoder = encoder
         self.config = config
 
-    def prepare(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare(
+        self, image: torch.Tensor, label: torch.Tensor, ignore_index: int = IGNORE_INDEX
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Resizes one image and its (seen-only) label to the square CLIP input.
 
         Args:
             image: ``[3, H, W]`` uint8.
-            label: ``[H, W]`` int64 with unseen classes already 255.
+            label: ``[H, W]`` int64 with unseen classes already ``ignore_index``.
+            ignore_index: the dataset's ignore value (255, or 65535 above 255 classes).
 
         Returns:
             ``image [3, S, S]`` float 0..255 and ``unannotated [S, S]`` float 0/1.
         """
         size = (self.config.input_size, self.config.input_size)
         resized = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
-        unannotated = (label == IGNORE_INDEX).float()[None, None]
+        unannotated = (label == ignore_index).float()[None, None]
         return resized.clamp(0, 255), F.interpolate(unannotated, size=size, mode="nearest")[0, 0]
 
     @torch.no_grad()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from splitmatch.config import ExperimentConfig, merge, to_dict
+from splitmatch.config import ExperimentConfig, merge, resolve_paths, to_dict
 from splitmatch.data.folder import DatasetFolder
 from splitmatch.engine.run_record import write_json
 from splitmatch.engine.trainer import train
@@ -31,6 +31,7 @@ from splitmatch.world.figures import prediction_figure, pseudo_mask_figure
 from splitmatch.world.generator import WORLD_VERSION, WorldSpec, generate_world
 from splitmatch.world.toy_clip import ToyClipSpec, read_toy_clip_record, train_toy_clip
 
+PACKAGED_CLIP_NAME = "packaged:world-clip"  # a name that holds wherever the package is installed
 PACKAGED_CLIP = Path(__file__).resolve().parent / "assets" / "world-clip.safetensors"
 
 # Ablations of the method: what each part earns (run with --ablations).
@@ -71,15 +72,19 @@ def clip_compatible(path: Path, world: DatasetFolder, spec: ToyClipSpec | None) 
     )
 
 
-def small_clip(out: Path, world: DatasetFolder, spec: ToyClipSpec, progress: bool) -> tuple[Path, dict]:
+def small_clip(out: Path, world: DatasetFolder, spec: ToyClipSpec, progress: bool) -> tuple[str, dict]:
     """The packaged small CLIP (made by ``splitmatch toy-clip`` with the default spec) when it fits
-    the world, else one trained here with ``spec`` and cached in ``out``."""
+    the world, else one trained here with ``spec`` and cached in ``out``.
+
+    Returns:
+        the ``clip.weights`` value (``packaged:world-clip`` or a file path) and the CLIP's record.
+    """
     if clip_compatible(PACKAGED_CLIP, world, None):
-        return PACKAGED_CLIP, read_toy_clip_record(PACKAGED_CLIP)
+        return PACKAGED_CLIP_NAME, read_toy_clip_record(PACKAGED_CLIP)
     path = out / "world-clip.safetensors"
     if clip_compatible(path, world, spec):
-        return path, read_toy_clip_record(path)
-    return path, train_toy_clip(world.root, path, spec, progress)
+        return str(path), read_toy_clip_record(path)
+    return str(path), train_toy_clip(world.root, path, spec, progress)
 
 
 def _is_done(config: ExperimentConfig, run_dir: Path) -> bool:
@@ -148,13 +153,12 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, ablations: boo
     times["world"] = time.time() - started
 
     mark = time.time()
-    clip_path, clip_record = small_clip(out, world, replace(settings.clip, seed=seed), progress)
+    clip_weights, clip_record = small_clip(out, world, replace(settings.clip, seed=seed), progress)
     times["small CLIP"] = time.time() - mark
 
     base = merge(preset("world"), settings.overrides)
-    base = merge(
-        base, {"data": {"root": str(world.root)}, "clip": {"weights": str(clip_path)}, "train": {"seed": seed}}
-    )
+    base = merge(base, {"data": {"root": str(world.root)}, "clip": {"weights": clip_weights}, "train": {"seed": seed}})
+    base = resolve_paths(base)  # checkpoints that work from any folder
     runs = {"split": {"loss": {"matching": "split"}}, "hungarian": {"loss": {"matching": "hungarian"}}}
     if ablations:
         runs.update({f"split, {name}": {"loss": {"matching": "split"}} | change for name, change in ABLATIONS.items()})

@@ -1,0 +1,235 @@
+"""The app's web page: a thin Gradio layout over :class:`splitmatch.app.segment.Segmenter`.
+
+Gradio is an optional extra; this module is imported by ``splitmatch app`` only, after
+:func:`require_gradio` has checked that it is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from splitmatch.app.segment import MODES, AppError, Segmenter
+
+# A local tool: no usage reports sent to Gradio's makers (set before Gradio is imported).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+INSTALL_HINT = "pip install 'splitmatch[app]'"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+QUEUE_SIZE = 16  # requests waiting beyond this are turned away with a message, not piled up
+UPLOAD_LIMIT = "50mb"
+TABLE_HEADERS = ["class", "area %"]
+# The uploaded image fills its box: world images (about 96 px) would otherwise be thumbnails.
+CSS = "#image img { width: 100%; height: 100%; object-fit: contain; }"
+# Gradio copies a result file into its own cache as the request ends; the app's copy can then go.
+RESULT_LIFETIME_S = 600
+
+
+def require_gradio():
+    """Gradio, or :class:`AppError` saying how to install it."""
+    try:
+        import gradio
+    except ImportError:
+        raise AppError(f"the app needs Gradio, an optional extra: {INSTALL_HINT}") from None
+    return gradio
+
+
+def _about(segmenter: Segmenter, checkpoint: str) -> str:
+    seen = segmenter.seen_classes
+    unseen = [name for name in segmenter.model_classes if name not in set(seen)]
+    model = f"Model `{Path(checkpoint).name}`, trained on '{segmenter.dataset}' with the classes {', '.join(seen)}"
+    model += f"; never shown {', '.join(unseen)}." if unseen else "."
+    if segmenter.dataset == "world":
+        model += " A model of the built-in world (shapes and textures), not of photos."
+    lines = [
+        "## splitmatch: zero-shot semantic segmentation",
+        model,
+        "Type any class names: the model labels every pixel with one of them. It runs on this "
+        "machine, one request at a time.",
+    ]
+    return "\n\n".join(lines)
+
+
+def build_page(segmenter: Segmenter, checkpoint: str, examples: list[Path], work_dir: Path):
+    """The page: inputs on the left, results on the right; returns a ``gradio.Blocks``."""
+    gr = require_gradio()
+    results_dir = work_dir / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+
+    def run(upload, class_text, seen_calibration, mode):
+        # Called with Gradio's preprocessing off (see the events below): ``upload`` is the
+        # uploaded file's record, whose path Gradio has already checked lies in its upload folder.
+        image = upload.get("path") if isinstance(upload, dict) else None
+        try:
+            result = segmenter.segment(image, class_text, seen_calibration, mode)
+        except AppError as error:
+            raise gr.Error(str(error), duration=None, print_exception=False) from None
+        except Exception as error:  # a model failure is the server's to log, not the visitor's to read
+            traceback.print_exc(file=sys.stderr)
+            raise gr.Error(
+                f"the model failed on this input ({type(error).__name__}); the server log has the details",
+                duration=None,
+                print_exception=False,
+            ) from None
+        _prune(results_dir, RESULT_LIFETIME_S)
+        request_dir = Path(tempfile.mkdtemp(dir=results_dir))
+        stem = Path(upload.get("orig_name") or image).stem
+        label_path = request_dir / f"{stem}_labels.png"
+        label_path.write_bytes(result.label_png())
+        rows = [[name, percent] for name, percent in result.area_percent()]
+        return result.figure, rows, str(label_path), result.summary()
+
+    # uploads and results older than an hour are deleted, hourly; no usage reports are sent
+    with gr.Blocks(title="splitmatch", delete_cache=(3600, 3600), analytics_enabled=False) as page:
+        gr.Markdown(_about(segmenter, checkpoint))
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(
+                    sources=["upload", "clipboard"],
+                    height=320,
+                    label="Image",
+                    elem_id="image",
+                )
+                gr.Examples(
+                    examples=[[str(path)] for path in examples],
+                    inputs=[image],
+                    label="Examples: validation images of the built-in world (shapes and textures)",
+                    elem_id="examples",
+                )
+                classes = gr.Textbox(
+                    value=segmenter.default_class_text,
+                    label="Class names, comma-separated",
+                    info="Any names; the model's own classes are filled in.",
+                    lines=2,
+                    elem_id="classes",
+                )
+                calibration = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=segmenter.default_seen_calibration,
+                    step=0.05,
+                    label="Seen-class calibration",
+                    info="Taken off the scores of the classes the model was trained with, in favour of new names.",
+                    elem_id="calibration",
+                )
+                mode = gr.Radio(
+                    list(MODES),
+                    value=segmenter.default_mode,
+                    label="Inference",
+                    info="whole: the image at once; slide: overlapping windows, averaged.",
+                    elem_id="mode",
+                )
+                button = gr.Button("Segment", variant="primary", elem_id="segment")
+            with gr.Column():
+                figure = gr.Image(
+                    label="Prediction",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                    elem_id="prediction",
+                )
+                timing = gr.Textbox(label="Time", interactive=False, elem_id="timing")
+                table = gr.Dataframe(
+                    headers=TABLE_HEADERS,
+                    datatype=["str", "number"],
+                    label="Area of each class",
+                    interactive=False,
+                    elem_id="areas",
+                )
+                labels = gr.File(
+                    label="Label map (PNG; pixel value i = the i-th class name, from 0)",
+                    interactive=False,
+                    elem_id="label-map",
+                )
+        inputs, outputs = [image, classes, calibration, mode], [figure, table, labels, timing]
+        # Gradio's own image preprocessing would decode the upload and answer a file that is not
+        # an image with its internals; the segmenter reads it instead, with a message of its own.
+        for event in (button.click, classes.submit):
+            event(run, inputs, outputs, concurrency_limit=1, api_name=False, preprocess=False)
+    return page
+
+
+def serve(
+    checkpoint: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    device: str = "cpu",
+    max_pixels: int | None = None,
+) -> None:
+    """Loads the model and serves the page until interrupted."""
+    require_gradio()
+    from splitmatch.app.segment import DEFAULT_MAX_PIXELS
+
+    segmenter = Segmenter.from_checkpoint(checkpoint, device, max_pixels or DEFAULT_MAX_PIXELS)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:  # a terminated app stops as Ctrl+C stops it, deleting its files
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _serve(segmenter, str(checkpoint), host, port)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(segmenter: Segmenter, checkpoint: str, host: str, port: int) -> None:
+    from splitmatch.app.examples import write_examples
+
+    with tempfile.TemporaryDirectory(prefix="splitmatch-app-") as work:
+        work_dir = Path(work)
+        examples = write_examples(work_dir / "examples")
+        page = build_page(segmenter, checkpoint, examples, work_dir)
+        page.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+        if host not in LOCAL_HOSTS:
+            print(
+                f"splitmatch app: listening on {host}: anyone who can reach this machine on port {port} "
+                "can use the app and its CPU",
+                file=sys.stderr,
+            )
+        try:
+            page.launch(
+                server_name=host,
+                server_port=port,
+                share=False,
+                inbrowser=False,
+                show_error=True,
+                quiet=True,
+                max_file_size=UPLOAD_LIMIT,
+                allowed_paths=[str(work_dir / "examples")],
+                ssr_mode=False,
+                mcp_server=False,
+                footer_links=["gradio"],
+                css=CSS,
+                prevent_thread_lock=True,  # returns once listening; block_thread below serves
+            )
+        except OSError:  # Gradio's message speaks of its own launch() arguments
+            raise AppError(
+                f"cannot listen on {host}:{port}: the port is taken or the address is not this machine's; "
+                "choose another --port or --host"
+            ) from None
+        print(f"splitmatch app: {checkpoint} on http://{_url_host(host)}:{port} (Ctrl+C stops it)", flush=True)
+        page.block_thread()  # until Ctrl+C, which closes the server
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _prune(folder: Path, lifetime_s: float) -> None:
+    """Deletes the request folders in ``folder`` older than ``lifetime_s`` seconds."""
+    cutoff = time.time() - lifetime_s
+    for request_dir in folder.iterdir():
+        if request_dir.is_dir() and request_dir.stat().st_mtime < cutoff:
+            shutil.rmtree(request_dir, ignore_errors=True)
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

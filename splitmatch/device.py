@@ -1,0 +1,41 @@
+"""Which device a command runs on: ``auto`` picks the GPU when there is one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from splitmatch.config import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+DEVICE_HELP = "cuda, cuda:N, cpu or auto (default: auto, the first GPU when CUDA is available, else the CPU)"
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> ``cuda:0`` when CUDA is available, else ``cpu``; ``cuda`` -> ``cuda:0``.
+
+    Raises:
+        ConfigError: the name is not a device, or names a GPU this machine does not have.
+    """
+    import torch  # here, not at the top: the command line's --help must not wait for torch
+
+    if isinstance(name, torch.device):
+        device = name
+    elif name == "auto":
+        device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    else:
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(f"device '{name}' is not a device name; expected {DEVICE_HELP}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device '{name}' asked for, but CUDA is not available here; use --device cpu")
+        index = 0 if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device '{name}' asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+        device = torch.device("cuda", index)
+    elif device.type != "cpu":
+        raise ConfigError(f"device '{name}' is not supported; expected {DEVICE_HELP}")
+    return device
