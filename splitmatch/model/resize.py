@@ -35,6 +35,9 @@ def resize_bilinear(features: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     """
     if not (features.requires_grad and torch.are_deterministic_algorithms_enabled()):
         return F.interpolate(features, size=size, mode="bilinear", align_corners=False)
-    rows = interpolation_matrix(features.shape[-2], size[0], features.device, features.dtype)  # [H, h]
-    cols = interpolation_matrix(features.shape[-1], size[1], features.device, features.dtype)  # [W, w]
-    return torch.einsum("Hh,bchw,Ww->bcHW", rows, features, cols)
+    rows = interpolation_matrix(features.shape[-2], size[0], features.device, torch.float32)  # [H, h]
+    cols = interpolation_matrix(features.shape[-1], size[1], features.device, torch.float32)  # [W, w]
+    # In float32 even under autocast, as interpolate computes: bf16 weights would round 1/3 and the like.
+    with torch.autocast(features.device.type, enabled=False):
+        resized = torch.einsum("Hh,bchw,Ww->bcHW", rows, features.float(), cols)
+    return resized.to(features.dtype)
