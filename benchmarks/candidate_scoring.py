@@ -58,13 +58,15 @@ def cosine_spread(model, folder: DatasetFolder, split: str, config, max_images: 
 
     Returns:
         medians over candidates whose mask confidence is >= 0.5: ``top1`` (highest cosine),
-        ``margin`` (highest minus second highest), ``range`` (highest minus lowest), and
-        ``count`` (candidates counted).
+        ``margin`` (highest minus second highest), ``range`` (highest minus lowest),
+        ``no_object_cosine`` (with the learned no-object embedding), ``no_object_probability``
+        (its share of the softmax with no-object at the model's tau), ``top1_probability`` (the
+        top class's share of the softmax over the classes alone) and ``count`` (candidates counted).
     """
     classes = folder.classes
     embeddings = model.encode_classes(classes.names)
     tau = model.query_decoder.temperature
-    top1, margin, spread = [], [], []
+    top1, margin, spread, no_object, no_object_probability, top1_probability = [], [], [], [], [], []
     for sample in folder.samples(split)[:max_images]:
         image = torch.from_numpy(read_image(sample.image_path)).permute(2, 0, 1)[None]
         resized = resize_short_side(image, config.short_side, config.max_long_side)
@@ -72,14 +74,25 @@ def cosine_spread(model, folder: DatasetFolder, split: str, config, max_images: 
         resized = resized[..., : resized.shape[-2] // ph * ph, : resized.shape[-1] // pw * pw]
         outputs = model(resized, embeddings)
         candidates = outputs["query_group"] == CANDIDATE_GROUP
-        cosines = outputs["pred_logits"][0, candidates, :-1].float() * tau  # [N_c, C]
         confident = mask_confidence(outputs["pred_masks"][:, candidates])[0] >= 0.5
-        ordered = cosines[confident].sort(-1, descending=True).values
+        logits = outputs["pred_logits"][0, candidates][confident].float()  # [N, C+1], cos / tau
+        ordered = (logits[:, :-1] * tau).sort(-1, descending=True).values
         top1 += ordered[:, 0].tolist()
         margin += (ordered[:, 0] - ordered[:, 1]).tolist()
         spread += (ordered[:, 0] - ordered[:, -1]).tolist()
+        no_object += (logits[:, -1] * tau).tolist()
+        no_object_probability += logits.softmax(-1)[:, -1].tolist()
+        top1_probability += logits[:, :-1].softmax(-1).amax(-1).tolist()
     median = lambda values: round(statistics.median(values), 3) if values else None  # noqa: E731
-    return {"top1": median(top1), "margin": median(margin), "range": median(spread), "count": len(top1)}
+    return {
+        "top1": median(top1),
+        "margin": median(margin),
+        "range": median(spread),
+        "no_object_cosine": median(no_object),
+        "no_object_probability": median(no_object_probability),
+        "top1_probability": median(top1_probability),
+        "count": len(top1),
+    }
 
 
 def main() -> None:
@@ -111,8 +124,10 @@ def main() -> None:
           f"{config.inference.seen_calibration:g}, tau {model.query_decoder.temperature}:\n")  # fmt: skip
     print(format_table(results))
     print(
-        f"candidate cosines with the class texts (medians over {spread['count']} confident candidates): "
-        f"top-1 {spread['top1']}, top-1 minus top-2 {spread['margin']}, top-1 minus lowest {spread['range']}"
+        f"confident candidates ({spread['count']}), medians: cosine with the top class {spread['top1']}, "
+        f"top-1 minus top-2 {spread['margin']}, top-1 minus lowest {spread['range']}; cosine with the "
+        f"no-object embedding {spread['no_object_cosine']}, no-object probability {spread['no_object_probability']}; "
+        f"top class probability over the classes alone {spread['top1_probability']}"
     )
     print(f"{time.time() - started:.0f} s")
     if args.json:

@@ -97,3 +97,29 @@ def test_leaving_candidates_out_changes_only_what_they_scored():
     zero_weight = SegmentationInference(model, "whole", candidates=CandidateScoring("classes", weight=0.0))
     assert torch.allclose(without, zero_weight(image, embeddings))
     assert (without < everything).all()  # every candidate added a positive share to every pixel
+
+
+@pytest.mark.slow
+def test_candidate_scoring_script_evaluates_every_variant(tiny_dataset, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from splitmatch.engine.checkpoint import save_checkpoint
+
+    config = merge(preset("tiny"), {"data": {"root": str(tiny_dataset.root)}})
+    model = build_segmentor(config)
+    classes = tiny_dataset.classes
+    checkpoint = save_checkpoint(tmp_path / "model.safetensors", model, config, classes, classes.seen_names, 1)
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "candidate_scoring.py"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(script.parent.parent))
+    result = subprocess.run([sys.executable, str(script), "--checkpoint", str(checkpoint), "--max-images", "2",
+                             "--json", str(tmp_path / "scores.json")], capture_output=True, text=True, env=env,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert len(scores["variants"]) == 9 and scores["cosines"]["count"] >= 0
+    for name, metrics in scores["variants"].items():
+        assert set(metrics) == {"miou_seen", "miou_unseen", "hiou", "miou", "pixel_acc"}, name
