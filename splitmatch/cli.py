@@ -18,6 +18,10 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 
+class UsageError(ValueError):
+    """The command line itself is wrong (a missing or contradictory option)."""
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the input's fault: shown as one line, not a traceback."""
     from splitmatch.app.segment import AppError
@@ -26,21 +30,41 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from splitmatch.data.classes import ClassSplitError
     from splitmatch.data.folder import DatasetFormatError
     from splitmatch.engine.checkpoint import CheckpointError
+    from splitmatch.engine.run_folder import RunFolderError
     from splitmatch.engine.trainer import NonFiniteLossError
+    from splitmatch.predict_outputs import OutputClashError
     from splitmatch.pseudo.cache import PseudoMaskCacheError
 
     return (
-        AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
-        PseudoMaskCacheError, NonFiniteLossError, FileExistsError, FileNotFoundError,
+        UsageError, AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
+        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, OutputClashError, FloatingPointError,
     )  # fmt: skip
+
+
+def describe_os_error(error: OSError) -> str:
+    """An operating-system error in one line that names the path: ``Permission denied: /x/y``."""
+    if error.filename is None or not error.strerror:
+        return str(error)
+    target = f"{error.filename}" + (f" -> {error.filename2}" if error.filename2 is not None else "")
+    return f"{error.strerror}: {target}"
 
 
 def _config(args: argparse.Namespace):
     from splitmatch.presets import load_config
 
     if args.config is None and args.preset is None:
-        raise SystemExit("splitmatch: error: give --config FILE or --preset NAME (see `splitmatch presets`)")
+        raise UsageError("give --config FILE or --preset NAME (see `splitmatch presets`)")
     return load_config(args.config, args.preset, args.set)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,90 +125,132 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from splitmatch.data.folder import DatasetFolder
+    from splitmatch.config import DataConfig, merge
+    from splitmatch.data.folder import DatasetFolder, check_output_file
+    from splitmatch.data.vocabulary import Vocabulary, read_vocabulary
     from splitmatch.engine.evaluator import evaluate, evaluate_predictions
-    from splitmatch.metrics import format_class_table, format_table, json_ready
+    from splitmatch.metrics import json_ready
 
+    if args.json:
+        check_output_file(args.json)  # before the evaluation, not after it
+    record = None
     if args.predictions:
+        if args.checkpoint:
+            raise UsageError("give --checkpoint CKPT or --predictions DIR, not both")
         if not args.data_root:
-            raise SystemExit("splitmatch: error: --predictions needs --data-root")
+            raise UsageError("--predictions needs --data-root")
         folder = DatasetFolder(args.data_root)
-        metrics = evaluate_predictions(args.predictions, folder, args.split, progress=not args.quiet)
+        vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
+        split = args.split or DataConfig().val_split
+        metrics = evaluate_predictions(args.predictions, folder, split, not args.quiet, vocabulary)
     else:
         if not args.checkpoint:
-            raise SystemExit("splitmatch: error: give --checkpoint CKPT or --predictions DIR")
-        from splitmatch.config import ConfigError, merge, parse_override
-        from splitmatch.predictor import load_segmentor
+            raise UsageError("give --checkpoint CKPT or --predictions DIR")
+        from splitmatch.config import ConfigError, parse_override
+        from splitmatch.inference import candidate_scoring
+        from splitmatch.predictor import load_segmentor, names_trained_on
 
+        overrides = {"mode": args.mode} if args.mode else {}
+        if args.seen_calibration is not None:
+            overrides["seen_calibration"] = args.seen_calibration
         model, record = load_segmentor(args.checkpoint, _device(args))
         config = record["config"]
-        folder = _checkpoint_dataset(args, config)
-        if folder.classes != record["classes"]:
-            from splitmatch.engine.checkpoint import CheckpointError
-
-            raise CheckpointError(
-                f"checkpoint {args.checkpoint} was trained with classes {record['classes'].to_dict()} but "
-                f"{folder.root}/classes.json describes {folder.classes.to_dict()}"
-            )
         for override in args.set:
             if not override.startswith("inference."):
                 raise ConfigError(f"eval --set takes inference.* keys only, got '{override}'")
-            config = merge(config, parse_override(override)).validate()
-        inference = config.inference
-        if args.mode:
-            inference.mode = args.mode
-        if args.seen_calibration is not None:
-            inference.seen_calibration = args.seen_calibration
-        from splitmatch.inference import candidate_scoring
-
+            config = merge(config, parse_override(override))
+        config = merge(config, {"inference": overrides}).validate()
+        # The dataset's classes may differ from the checkpoint's: they are scored by name.
+        folder = _checkpoint_dataset(args, config)
+        vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
         metrics = evaluate(
-            model, folder, args.split or config.data.val_split, inference, max_images=args.max_images,
-            progress=not args.quiet, candidates=candidate_scoring(config),
+            model, folder, args.split or config.data.val_split, config.inference, vocabulary,
+            names_trained_on(record), max_images=args.max_images, progress=not args.quiet,
+            candidates=candidate_scoring(config),
         )  # fmt: skip
-    print(format_table({"result": metrics}))
-    print(format_class_table(metrics, set(folder.classes.unseen)))
-    if "seen_calibration" in metrics:
-        print("\nthe same predictions under each seen-class calibration (amount taken off seen-class scores):")
-        print(format_table({f"seen calibration {k}": v for k, v in metrics["seen_calibration"].items()}))
+    vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
+    if args.vocabulary:
+        metrics["vocabulary"] = {"file": str(args.vocabulary), "left_out": vocabulary.left_out}
+    _print_evaluation(metrics, vocabulary, record)
     if args.json:
-        Path(args.json).write_text(json.dumps(json_ready(metrics), indent=2) + "\n", encoding="utf-8")
+        from splitmatch.data.folder import atomic_write_bytes
+
+        atomic_write_bytes(args.json, (json.dumps(json_ready(metrics), indent=2) + "\n").encode("utf-8"))
     return 0
+
+
+def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
+    """The eval report: what was scored, the tables, per-class IoU, and the split by training names."""
+    from splitmatch.data.folder import list_some
+    from splitmatch.metrics import format_class_table, format_name_split_table, format_table
+
+    classes = vocabulary.classes
+    left_out = f" (left out, their pixels ignored: {list_some(vocabulary.left_out)})" if vocabulary.left_out else ""
+    print(f"scored with the {classes.num_classes} classes of '{classes.dataset}'{left_out}")
+    if not classes.unseen:
+        print(f"'{classes.dataset}' defines no unseen classes: mIoU(S) is over all classes, mIoU(U) and hIoU are n/a")
+    print(format_table({"result": metrics}))
+    print(format_class_table(metrics, set(classes.unseen)))
+    calibrations = metrics.get("seen_calibration", {})
+    if calibrations:
+        print("the same predictions under each seen-class calibration (amount taken off seen-class scores):")
+        print(format_table({f"seen calibration {k}": v for k, v in calibrations.items()}))
+    if record is None:
+        return
+    trained_from = record["classes"].dataset
+    trained, others = metrics["trained_names"], metrics["other_names"]
+    if trained == classes.seen_names:
+        print(f"the checkpoint (trained on '{trained_from}') was trained on exactly the seen classes above")
+        return
+    # A checkpoint scored on classes other than the seen ones it was trained on: say which it knows.
+    print(
+        f"split by the checkpoint's training vocabulary ('{trained_from}'): {len(trained)} of these "
+        f"{classes.num_classes} class names were trained on ({list_some(trained) or 'none'}), {len(others)} "
+        f"were not ({list_some(others) or 'none'}); the seen-class calibration applies to the former:"
+    )
+    print(format_name_split_table({f"seen calibration {k}": v for k, v in calibrations.items()}))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from splitmatch.data.classes import parse_class_list
-    from splitmatch.data.folder import atomic_write_bytes, read_image
+    from splitmatch.data.classes import label_dtype_for, parse_class_entries
+    from splitmatch.data.folder import DatasetFormatError, ensure_writable_folder, read_image, write_label, write_png
+    from splitmatch.predict_outputs import prediction_outputs
     from splitmatch.predictor import Predictor
-    from splitmatch.visualize import prediction_figure
+    from splitmatch.visualize import class_pixel_counts, prediction_figure
 
-    names = parse_class_list(args.classes)
+    entries = parse_class_entries(args.classes)
+    names = [entry[0] for entry in entries]  # shown and written; synonyms only shape the text embedding
+    outputs = prediction_outputs(args.images, Path(args.out))
+    ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     overrides = {"mode": args.mode} if args.mode else {}
     if args.seen_calibration is not None:
         overrides["seen_calibration"] = args.seen_calibration
     predictor = Predictor.from_checkpoint(args.checkpoint, _device(args), **overrides)
-    out = Path(args.out)
-    for path in args.images:
-        image = read_image(path)
-        labels = predictor.predict(image, names)
-        stem = Path(path).stem
-        _save_png(out / f"{stem}_labels.png", labels.astype(np.uint8), atomic_write_bytes)
-        _save_png(out / f"{stem}_overlay.png", prediction_figure(image, labels, names), atomic_write_bytes)
-        shares = np.bincount(labels.ravel(), minlength=len(names)) / labels.size
+    failures = []
+    for path, target in outputs.items():
+        try:
+            image = read_image(path)
+        except DatasetFormatError as error:  # one bad image does not stop the others
+            failures.append(str(error))
+            print(f"splitmatch: skipped: {error}", file=sys.stderr)
+            continue
+        labels = predictor.predict(image, entries)
+        write_label(  # 16-bit above 255 names
+            target.with_name(f"{target.name}_labels.png"), labels.astype(label_dtype_for(len(names)), copy=False)
+        )
+        write_png(target.with_name(f"{target.name}_overlay.png"), prediction_figure(image, labels, names))
+        shares = class_pixel_counts(labels, len(names)) / labels.size
         found = ", ".join(f"{names[i]} {shares[i]:.0%}" for i in np.argsort(-shares) if shares[i] > 0.005)
         print(f"{path}: {found}")
+    for failure in failures:
+        print(f"splitmatch: error: {failure}", file=sys.stderr)
+    if failures:
+        print(f"splitmatch: error: {len(failures)} of {len(outputs)} images failed; the other "
+              f"{len(outputs) - len(failures)} were written to {args.out}", file=sys.stderr)  # fmt: skip
+        return 2
     return 0
-
-
-def _save_png(path: Path, array, writer) -> None:
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    writer(path, buffer.getvalue())
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -206,14 +272,21 @@ def cmd_app(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from splitmatch.data.prepare import PREPARERS
 
-    folder = PREPARERS[args.dataset](args.src, args.dst, not args.quiet)
+    options = {}
+    if args.background:
+        if args.dataset != "voc":
+            raise SystemExit(f"splitmatch: error: --background is an option of 'prepare voc', not of '{args.dataset}'")
+        options["background"] = True
+    folder = PREPARERS[args.dataset](args.src, args.dst, not args.quiet, **options)
     print(f"prepared {args.dataset} in {folder.root}: splits {', '.join(folder.split_names())}")
     return 0
 
 
 def cmd_convert_clip(args: argparse.Namespace) -> int:
     from splitmatch.clip.loading import build_clip, save_clip_safetensors
+    from splitmatch.data.folder import check_output_file
 
+    check_output_file(args.dst)
     save_clip_safetensors(build_clip(args.arch, args.src), args.dst)
     print(f"wrote {args.dst}")
     return 0
@@ -225,10 +298,14 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     try:
         seeds = [int(part) for part in args.seeds.split(",") if part.strip()]
     except ValueError:
-        raise SystemExit(f"splitmatch: error: --seeds must be comma-separated integers, got '{args.seeds}'") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise SystemExit(f"splitmatch: error: --seeds needs distinct seeds, got '{args.seeds}'")
-    print(format_seed_table(run_seeds(_config(args), seeds, args.out, progress=not args.quiet)))
+        raise UsageError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UsageError(f"--seeds needs distinct non-negative seeds, got '{args.seeds}'")
+    from splitmatch.data.folder import ensure_writable_folder
+
+    config = _config(args)
+    ensure_writable_folder(args.out)  # seeds.json is written after every run has trained
+    print(format_seed_table(run_seeds(config, seeds, args.out, progress=not args.quiet)))
     return 0
 
 
@@ -244,8 +321,10 @@ def cmd_world(args: argparse.Namespace) -> int:
 def cmd_toy_clip(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from splitmatch.data.folder import check_output_file
     from splitmatch.world.toy_clip import ToyClipSpec, train_toy_clip
 
+    check_output_file(args.out)  # written after training
     spec = ToyClipSpec(seed=args.seed)
     if args.steps is not None:
         spec = replace(spec, steps=args.steps)
@@ -305,14 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("pseudo-masks", help="compute and cache pseudo masks for the training split")
     _add_config_arguments(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pseudo_masks)
 
     p = commands.add_parser("eval", help="evaluate a checkpoint, or score prediction PNGs")
     p.add_argument("--checkpoint")
     p.add_argument("--predictions", help="folder of <stem>.png label maps made by any method")
-    p.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
+    p.add_argument("--data-root", help="dataset folder (default: the checkpoint's); its classes may differ from "
+                   "the checkpoint's: they are scored by name")  # fmt: skip
+    p.add_argument("--vocabulary", metavar="JSON", help="score with this class list instead of the dataset's: "
+                   "reordered, renamed, a subset or with synonyms, tied to the dataset's classes by name "
+                   "(docs/open-vocabulary.md)")  # fmt: skip
     p.add_argument("--split", default=None, help="split to score (default: the config's val split)")
     p.add_argument("--mode", choices=["slide", "whole"])
     p.add_argument(
@@ -321,9 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="amount taken off seen-class scores for the headline numbers (default: the checkpoint's); "
         "0 and 0.1 are always reported as well",
     )
-    p.add_argument("--max-images", type=int)
+    p.add_argument("--max-images", type=_positive_int, help="score only the first N images of the split")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="inference setting, e.g. inference.candidate_scoring=excluded")  # fmt: skip
+                   help="inference setting, e.g. inference.candidate_scoring=classes")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -331,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("predict", help="segment images with any class names")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--classes", required=True, help='comma-separated names, e.g. "cat,sofa,pottedplant"')
+    p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|", '
+                   'e.g. "cat,sofa,tv monitor|television"')  # fmt: skip
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=["slide", "whole"])
     p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes")
@@ -348,9 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_app)
 
     p = commands.add_parser("prepare", help="convert an official dataset into the folder format")
-    p.add_argument("dataset", choices=["voc", "coco-stuff", "context"])
+    p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459"])
     p.add_argument("--src", required=True)
     p.add_argument("--dst", required=True)
+    p.add_argument("--background", action="store_true", help="voc: keep background as a class (21 classes, 'voc21')")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_prepare)
 
@@ -374,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("toy-clip", help="train the world's small CLIP on captions of world images")
     p.add_argument("--world", required=True, help="a folder made by `splitmatch world`")
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    p.add_argument("--steps", type=int, help="training steps (default: ToyClipSpec's)")
+    p.add_argument("--steps", type=_positive_int, help="training steps (default: ToyClipSpec's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_toy_clip)
@@ -399,5 +484,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except _user_errors() as error:
-        print(f"splitmatch: error: {error}", file=sys.stderr)
-        return 2
+        message = str(error)
+    except OSError as error:  # a read-only folder, a full disk, a path under a file...
+        message = describe_os_error(error)
+    except KeyboardInterrupt:
+        print("splitmatch: interrupted", file=sys.stderr)
+        return 130
+    if "Original Traceback" in message:  # raised in a DataLoader worker: its own message is the last line
+        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+    print(f"splitmatch: error: {' '.join(message.split())}", file=sys.stderr)  # one line, always
+    return 2

@@ -174,53 +174,14 @@ class ExperimentConfig:
     given_paths: dict[str, str] = field(default_factory=dict, compare=False)
 
     def validate(self) -> ExperimentConfig:
-        """Checks values whose meaning is an enumeration or a range; returns self."""
-        choices = {
-            "loss.matching": (self.loss.matching, ("split", "hungarian")),
-            "loss.candidate_sampling": (self.loss.candidate_sampling, ("uniform", "importance")),
-            "pseudo.dense_features": (self.pseudo.dense_features, ("value", "tokens")),
-            "clip.templates": (self.clip.templates, ("single", "ensemble")),
-            "train.amp": (self.train.amp, ("none", "bf16", "fp16")),
-            "inference.amp": (self.inference.amp, ("none", "bf16", "fp16")),
-            "inference.mode": (self.inference.mode, ("slide", "whole")),
-            "data.pad_fill": (self.data.pad_fill, ("mean", "black")),
-            "inference.candidate_scoring": (self.inference.candidate_scoring, ("classes", "no_object", "excluded")),
-            "decoder.mask_upsample": (self.decoder.mask_upsample, (1, 2, 4)),
-        }
-        for key, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
-        positive = {
-            "decoder.num_seen_queries": self.decoder.num_seen_queries,
-            "decoder.hidden_dim": self.decoder.hidden_dim,
-            "decoder.num_layers": self.decoder.num_layers,
-            "train.batch_size": self.train.batch_size,
-            "train.accumulate_steps": self.train.accumulate_steps,
-            "train.iterations": self.train.iterations,
-            "loss.num_points": self.loss.num_points,
-        }
-        for key, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"{key} must be positive, got {value}")
-        if self.train.batch_size % self.train.accumulate_steps:
-            raise ConfigError(
-                f"train.batch_size ({self.train.batch_size}) must split evenly into "
-                f"train.accumulate_steps ({self.train.accumulate_steps}) micro-batches"
-            )
-        if self.loss.matching == "split" and self.decoder.num_candidate_queries <= 0:
-            raise ConfigError("loss.matching=split needs decoder.num_candidate_queries > 0")
-        for key in ("candidate_temperature", "candidate_weight"):
-            if getattr(self.inference, key) < 0:
-                raise ConfigError(f"inference.{key} must be >= 0, got {getattr(self.inference, key)}")
-        if not 0.0 <= self.pseudo.min_crop_area < 1.0:
-            raise ConfigError(f"pseudo.min_crop_area must lie in [0, 1), got {self.pseudo.min_crop_area}")
-        if not 0.0 < self.pseudo.rho <= 1.0:
-            raise ConfigError(f"pseudo.rho must lie in (0, 1], got {self.pseudo.rho}")
-        if self.decoder.hidden_dim % self.decoder.num_heads:
-            raise ConfigError(
-                f"decoder.hidden_dim ({self.decoder.hidden_dim}) must be divisible by "
-                f"decoder.num_heads ({self.decoder.num_heads})"
-            )
+        """Checks every value (type, range) and the relations between them; returns self.
+
+        The rules live in :mod:`splitmatch.config_checks`; a violation raises :class:`ConfigError`
+        naming the dotted key and what it may be.
+        """
+        from splitmatch.config_checks import check_config
+
+        check_config(self)
         return self
 
 
@@ -285,7 +246,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
 def merge(config: Any, updates: dict, prefix: str = "") -> Any:
     """Returns a copy of a config dataclass with nested ``updates`` applied, refusing unknown keys."""
     if not isinstance(updates, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {updates!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping of keys, got {updates!r}")
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in dataclasses.fields(config)}
     changes = {}
@@ -309,7 +270,7 @@ def parse_override(text: str) -> dict:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as error:
-        raise ConfigError(f"override '{text}': value is not valid YAML: {error}") from None
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({_yaml_problem(error)})") from None
     nested: dict = value
     for part in reversed(key.strip().split(".")):
         if not part:
@@ -318,18 +279,34 @@ def parse_override(text: str) -> dict:
     return nested
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own text spans several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or type(error).__name__
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
 def read_yaml(path: str | Path) -> dict:
+    """A YAML config file's top-level mapping (empty for an empty file), or one-line ConfigError."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not YAML text (it is not UTF-8; a binary file?)") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        raise ConfigError(f"config file {path} is not valid YAML ({_yaml_problem(error)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at top level")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of sections (train:, data:, ...) at top level, "
+            f"not a {type(data).__name__}"
+        )
     return data
 
 

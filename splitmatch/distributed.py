@@ -8,6 +8,17 @@ import torch
 import torch.distributed as dist
 
 
+def all_ranks_ok(ok: bool) -> bool:
+    """True when every process reports ``ok`` (a collective: every rank must call it; True alone)."""
+    if not is_distributed():
+        return ok
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        flag = flag.cuda()
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 

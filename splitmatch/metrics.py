@@ -93,6 +93,28 @@ def summarize(matrix: np.ndarray, classes: ClassSplit) -> dict:
     }
 
 
+NAME_SPLIT_KEYS = ("miou_trained", "miou_other", "hiou_trained_other")
+
+
+def summarize_name_split(matrix: np.ndarray, trained: np.ndarray) -> dict:
+    """mIoU over the classes a model was trained on, over the others, and their harmonic mean.
+
+    When a checkpoint is scored on its own dataset this equals the seen/unseen split; on another
+    dataset (or vocabulary) it says how the model does on names it knows and on new names.
+
+    Args:
+        matrix: ``[C, C]`` accumulated confusion.
+        trained: ``[C]`` bool, True for classes whose name the model was trained on.
+
+    Returns:
+        ``miou_trained``, ``miou_other``, ``hiou_trained_other`` (percent; NaN when a side is empty).
+    """
+    trained = np.asarray(trained, dtype=bool)
+    iou = per_class_iou(matrix) * 100
+    on, off = nan_mean(iou[trained]), nan_mean(iou[~trained])
+    return {"miou_trained": on, "miou_other": off, "hiou_trained_other": harmonic_iou(on, off)}
+
+
 def mistaken_for(matrix: np.ndarray, names: list[str], top: int = 3) -> dict[str, dict[str, float]]:
     """Per ground-truth class, the classes its pixels are most often predicted as, in percent of
     its pixels (its own class left out; classes absent from the ground truth left out)."""
@@ -116,6 +138,18 @@ def json_ready(value):
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def format_name_split_table(results: dict[str, dict], digits: int = 1) -> str:
+    """A Markdown table of :func:`summarize_name_split`'s metrics, one row per named result."""
+    header = "| run | mIoU(trained names) | mIoU(other names) | hIoU |\n|---|---|---|---|\n"
+    rows = []
+    for name, m in results.items():
+        cells = [m["miou_trained"], m["miou_other"], m["hiou_trained_other"]]
+        rows.append(
+            f"| {name} | " + " | ".join("n/a" if v is None or v != v else f"{v:.{digits}f}" for v in cells) + " |"
+        )
+    return header + "\n".join(rows) + "\n"
 
 
 def format_table(results: dict[str, dict], digits: int = 1) -> str:

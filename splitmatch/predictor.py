@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from splitmatch.config import ExperimentConfig, InferenceConfig
-from splitmatch.data.classes import ClassSplit, validate_class_names
+from splitmatch.config import ExperimentConfig, InferenceConfig, merge
+from splitmatch.data.classes import ClassEntry, ClassSplit, class_texts
 from splitmatch.data.folder import image_to_rgb, read_image
 from splitmatch.device import resolve_device
 from splitmatch.engine import checkpoint as ckpt
@@ -31,6 +32,11 @@ def load_segmentor(path: str | Path, device: str | torch.device = "auto") -> tup
     """
     record = ckpt.read_record(path)
     config: ExperimentConfig = record["config"]
+    with torch.device("meta"):  # shapes only, no memory: a record that asks for more than the file holds
+        shapes = {
+            name: tuple(t.shape) for name, t in build_segmentor(config, load_clip_weights=False).state_dict().items()
+        }
+    ckpt.check_tensor_shapes(path, shapes)
     model = build_segmentor(config, load_clip_weights=False)
     ckpt.load_model_weights(model, path, record)
     return model.to(resolve_device(device)).eval(), record
@@ -63,6 +69,13 @@ def as_rgb_array(image: ImageInput) -> np.ndarray:
     raise TypeError(f"image must be a path, a PIL image or a uint8 [H, W, 3] array, got {type(image).__name__}")
 
 
+def names_trained_on(record: dict) -> set[str]:
+    """The class names a checkpoint was trained on, with their synonyms (from the checkpoint record)."""
+    trained = set(record["train_classes"])
+    synonyms = record["classes"].synonyms
+    return trained | {more for name in trained for more in synonyms.get(name, ())}
+
+
 class Predictor:
     """Segments images with a trained model against a vocabulary of your choice.
 
@@ -70,12 +83,14 @@ class Predictor:
 
         predictor = Predictor.from_checkpoint("runs/voc/model.safetensors")
         names = ["background", "cat", "sofa", "pottedplant"]
-        labels = predictor.predict("photo.jpg", names)  # int64 [H, W], indices into names
+        labels = predictor.predict("photo.jpg", names)  # uint8 [H, W], indices into names
+        labels = predictor.predict("photo.jpg", ["background", ("tv monitor", "television")])  # a synonym
 
     Args:
         model: a trained segmentor.
         config: inference settings (mode, window, stride, resize, calibration).
-        seen_classes: names the model was trained on; they get the seen-class calibration.
+        seen_classes: names the model was trained on; a class any of whose names is among them
+            gets the seen-class calibration.
         candidates: how candidate queries score (:func:`splitmatch.inference.candidate_scoring`);
             ``None`` scores every query alike (a Hungarian model).
     """
@@ -100,18 +115,13 @@ class Predictor:
         """Loads a checkpoint onto ``device`` (``auto``: the first GPU when CUDA is available,
         else the CPU); ``overrides`` replace inference settings (e.g. ``mode="whole"``)."""
         model, record = load_segmentor(path, device)
-        experiment: ExperimentConfig = record["config"]
-        config = experiment.inference
-        for key, value in overrides.items():
-            if not hasattr(config, key):
-                raise ValueError(f"unknown inference setting '{key}'")
-            setattr(config, key, value)
-        predictor = cls(model, config, record["train_classes"], candidate_scoring(experiment))
+        experiment = merge(record["config"], {"inference": overrides}).validate()  # checked like any config
+        predictor = cls(model, experiment.inference, sorted(names_trained_on(record)), candidate_scoring(experiment))
         predictor.classes: ClassSplit = record["classes"]
         return predictor
 
     @torch.no_grad()
-    def predict(self, image: ImageInput, class_names: list[str]) -> np.ndarray:
+    def predict(self, image: ImageInput, class_names: Sequence[ClassEntry]) -> np.ndarray:
         """Labels every pixel with one of ``class_names``.
 
         Every pixel gets one of the names: there is no "none" or "unknown". A model trained with
@@ -122,14 +132,17 @@ class Predictor:
         Args:
             image: a path, a PIL image or an RGB ``uint8 [H, W, 3]`` array (see :func:`as_rgb_array`);
                 paths and PIL images are turned upright by their EXIF orientation first.
-            class_names: the vocabulary, any names, seen in training or not.
+            class_names: the vocabulary, any names, seen in training or not; an entry may be a
+                sequence of names (the class's name and its synonyms), whose text embeddings
+                are averaged.
 
         Returns:
-            ``int64 [H, W]`` indices into ``class_names``, at the size of the image as shown
-            (after the EXIF orientation).
+            ``[H, W]`` indices into ``class_names``, at the size of the image as shown (after the
+            EXIF orientation): ``uint8`` for up to 255 names, else ``uint16`` (the types of label
+            PNGs, so that a large image's map stays small).
         """
         image = as_rgb_array(image)
-        validate_class_names(class_names)
-        embeddings = self.model.encode_classes(list(class_names))
-        seen = torch.tensor([name in self.seen_classes for name in class_names])
+        texts = class_texts(class_names)
+        embeddings = self.model.encode_classes(texts)
+        seen = torch.tensor([any(name in self.seen_classes for name in names) for names in texts])
         return predict_labels(self.inference, image, embeddings, seen, self.config, self.device)

@@ -209,6 +209,8 @@ def load_config(
     """
     data = read_yaml(path) if path is not None else {}
     base_name = data.pop("preset", None) or preset_name
+    if base_name is not None and not isinstance(base_name, str):
+        raise ConfigError(f"config file {path}: 'preset' must name a preset, got {base_name!r}")
     config = preset(base_name) if base_name else ExperimentConfig()
     config = merge(config, data)
     for override in overrides or []:

@@ -34,13 +34,40 @@ def colourise(labels: np.ndarray, colours: np.ndarray, ignore_index: int = IGNOR
     return out
 
 
+# Rows per block when a picture is built from a large image: float copies of a block stay small.
+BLOCK_ROWS = 256
+
+
 def overlay(
-    image: np.ndarray, labels: np.ndarray, colours: np.ndarray, alpha: float = 0.55, ignore_index: int = IGNORE_INDEX
+    image: np.ndarray,
+    labels: np.ndarray,
+    colours: np.ndarray,
+    alpha: float = 0.55,
+    ignore_index: int = IGNORE_INDEX,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Blends a colourised label map over an RGB image, both ``[H, W(, 3)]``."""
-    coloured = colourise(labels, colours, ignore_index).astype(np.float32)
-    blended = (1 - alpha) * image.astype(np.float32) + alpha * coloured
-    return blended.clip(0, 255).astype(np.uint8)
+    """Blends a colourised label map over an RGB image, both ``[H, W(, 3)]``, a block of rows at a time.
+
+    Args:
+        out: ``uint8 [H, W, 3]`` to write into (e.g. part of a larger canvas); made when ``None``.
+    """
+    if out is None:
+        out = np.empty(image.shape, dtype=np.uint8)
+    for start in range(0, image.shape[0], BLOCK_ROWS):
+        rows = slice(start, start + BLOCK_ROWS)
+        coloured = colourise(labels[rows], colours, ignore_index).astype(np.float32)
+        blended = (1 - alpha) * image[rows].astype(np.float32) + alpha * coloured
+        out[rows] = blended.clip(0, 255).astype(np.uint8)
+    return out
+
+
+def class_pixel_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[num_classes]`` int64 pixel count per class id of ``labels`` (ids beyond are left out), blockwise."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for start in range(0, labels.shape[0], BLOCK_ROWS):
+        block = labels[start : start + BLOCK_ROWS].ravel()
+        counts += np.bincount(block[block < num_classes], minlength=num_classes)[:num_classes]
+    return counts
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -93,16 +120,24 @@ def grid(rows: list[list[np.ndarray]], gap: int = 4) -> np.ndarray:
 
 def stack_vertical(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
     """Stacks two ``[h, w, 3]`` images, padding the narrower with white."""
-    width = max(top.shape[1], bottom.shape[1])
-    pad = [np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0)), constant_values=255) for a in (top, bottom)]
-    return np.concatenate(pad, axis=0)
+    canvas = np.full((top.shape[0] + bottom.shape[0], max(top.shape[1], bottom.shape[1]), 3), 255, np.uint8)
+    canvas[: top.shape[0], : top.shape[1]] = top
+    canvas[top.shape[0] :, : bottom.shape[1]] = bottom
+    return canvas
 
 
 def prediction_figure(image: np.ndarray, labels: np.ndarray, names: list[str], max_legend: int = 40) -> np.ndarray:
-    """What ``predict`` writes: the overlay with a legend of the classes present (or all, if few)."""
+    """What ``predict`` writes: the overlay with a legend of the classes present (or all, if few).
+
+    Built in place on one canvas, so a large image costs one picture's memory, not several.
+    """
     colours = palette(len(names))
     ignore = ignore_index_for(len(names))  # with more than 255 names, 255 is a class
-    present = sorted(set(np.unique(labels).tolist()) - {ignore})
+    present = np.flatnonzero(class_pixel_counts(labels, len(names))).tolist()
     shown = present if len(names) > max_legend else list(range(len(names)))
     strip = legend([names[i] for i in shown], colours[shown], max(image.shape[1], 240))
-    return stack_vertical(overlay(image, labels, colours, ignore_index=ignore), strip)
+    height, width = image.shape[:2]
+    canvas = np.full((height + strip.shape[0], max(width, strip.shape[1]), 3), 255, np.uint8)
+    overlay(image, labels, colours, ignore_index=ignore, out=canvas[:height, :width])
+    canvas[height:, : strip.shape[1]] = strip
+    return canvas

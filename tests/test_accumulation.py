@@ -115,7 +115,7 @@ def test_batches_are_split_evenly_or_refused():
         split_batch(batch, 3)
     with pytest.raises(ConfigError, match=r"batch_size \(6\) must split evenly into train.accumulate_steps \(4\)"):
         load_config(preset_name="tiny", overrides=["train.batch_size=6", "train.accumulate_steps=4"])
-    with pytest.raises(ConfigError, match="train.accumulate_steps must be positive"):
+    with pytest.raises(ConfigError, match=r"train.accumulate_steps must be an integer in 1\.\."):
         load_config(preset_name="tiny", overrides=["train.accumulate_steps=0"])
 
 

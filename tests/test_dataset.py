@@ -50,7 +50,7 @@ class FakePseudoMasks:
     def __init__(self, dim: int = 8) -> None:
         self.dim = dim
 
-    def load(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    def load(self, stem: str, image_size=None) -> tuple[np.ndarray, np.ndarray]:
         cells = np.arange(1, 17, dtype=np.uint8).reshape(4, 4)
         index_map = np.stack([cells, np.where(cells > 8, 1, 2).astype(np.uint8)])
         return index_map, np.random.default_rng(len(stem)).normal(size=(16, self.dim)).astype(np.float32)
@@ -164,8 +164,8 @@ def test_label_size_mismatch_is_named(folder: DatasetFolder) -> None:
 
 def test_inconsistent_pseudo_masks_are_refused(folder: DatasetFolder) -> None:
     class TooFewEmbeddings(FakePseudoMasks):
-        def load(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
-            index_map, embeddings = super().load(stem)
+        def load(self, stem: str, image_size=None) -> tuple[np.ndarray, np.ndarray]:
+            index_map, embeddings = super().load(stem, image_size)
             return index_map, embeddings[:4]
 
     dataset = SegmentationDataset(folder, "train", pseudo_masks=TooFewEmbeddings())

@@ -138,3 +138,13 @@ def test_more_than_255_classes_end_to_end_through_dataset_targets_and_metrics(tm
     confusion.update(np.full((8, 8), 290), truth)
     assert confusion.matrix[290, 290] == 31 and confusion.matrix[255, 290] == 32
     assert torch.is_tensor(item)
+
+
+def test_an_image_over_pillows_own_limit_is_called_too_large_not_corrupt(tmp_path):
+    # A PNG header declaring 20,000 x 10,000 pixels; Pillow refuses it inside Image.open.
+    buffer = io.BytesIO()
+    Image.new("1", (20000, 10000)).save(buffer, format="PNG")
+    path = tmp_path / "huge.png"
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(DatasetFormatError, match="huge.png is too large to decode safely"):
+        read_image(path)

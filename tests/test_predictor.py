@@ -42,7 +42,7 @@ def test_path_pil_and_array_give_the_same_labels_upright(predictor, sideways_pho
         assert photo.size == (40, 64)  # stored sideways
         from_pil = predictor.predict(photo, NAMES)
     from_array = predictor.predict(read_image(sideways_photo), NAMES)
-    assert from_path.shape == (40, 64) and from_path.dtype == np.int64  # as shown, EXIF applied
+    assert from_path.shape == (40, 64) and from_path.dtype == np.uint8  # as shown, EXIF applied
     assert np.array_equal(from_path, from_pil) and np.array_equal(from_path, from_array)
     assert np.array_equal(from_path, from_string)
     assert from_path.min() >= 0 and from_path.max() < len(NAMES)  # every pixel one of the names

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 from PIL import Image
 
 from splitmatch.data.classes import BUILTIN_SPLITS, ClassSplit
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_label
-from splitmatch.data.prepare import PREPARERS, prepare_coco_stuff, prepare_context, prepare_voc
+from splitmatch.data.prepare import (
+    PREPARERS,
+    prepare_ade20k,
+    prepare_coco_stuff,
+    prepare_context,
+    prepare_context459,
+    prepare_voc,
+)
+from splitmatch.data.prepare.ade20k import ADE20K_CLASSES
 from splitmatch.data.prepare.coco_stuff import RAW_TO_TRAIN_ID, check_class_order
 
 HEIGHT, WIDTH = 12, 16
@@ -227,6 +237,127 @@ def test_context_missing_files_and_foreign_dst(context_src: Path, tmp_path: Path
         prepare_context(context_src, tmp_path / "out", progress=False)
 
 
+def test_voc_with_background_as_a_class(voc_src: Path, tmp_path: Path) -> None:
+    folder = prepare_voc(voc_src, tmp_path / "out", progress=False, background=True)
+    assert folder.classes.names == ("background", *BUILTIN_SPLITS["voc"].names)
+    assert folder.classes.unseen == () and folder.classes.dataset == "voc21"
+    assert set(np.unique(labels_of(folder, "2007_000032"))) == {0, 2, 255}  # official: ids kept as they are
+    assert set(np.unique(labels_of(folder, "2007_000039"))) == {0, 15, 20, 255}  # SBD: 20 (tvmonitor) stays 20
+    assert folder.stems("val") == ["2007_000033", "2007_000042"]
+    with pytest.raises(DatasetFormatError, match="does not describe 'voc'"):
+        prepare_voc(voc_src, folder.root, progress=False)  # the 20-class VOC into the 21-class folder
+
+
+@pytest.fixture()
+def ade_src(tmp_path: Path) -> Path:
+    src = tmp_path / "ADEChallengeData2016"
+    for i, (split, stem) in enumerate([("training", "ADE_train_00000001"), ("training", "ADE_train_00000002"),
+                                       ("validation", "ADE_val_00000001")]):  # fmt: skip
+        write_jpeg(src / "images" / split / f"{stem}.jpg", i)
+    write_label(src / "annotations" / "training" / "ADE_train_00000001.png", [0, 1, 8, 150])
+    write_label(src / "annotations" / "training" / "ADE_train_00000002.png", [3])
+    write_label(src / "annotations" / "validation" / "ADE_val_00000001.png", [150, 0, 13])
+    return src
+
+
+def test_ade20k_labels_classes_and_splits(ade_src: Path, tmp_path: Path) -> None:
+    folder = prepare_ade20k(ade_src, tmp_path / "out", progress=False)
+    assert folder.classes.num_classes == 150 and folder.classes.unseen == ()
+    assert folder.classes.names[:8] == ("wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed")
+    assert folder.classes.names[-1] == "flag" and folder.classes.names == ADE20K_CLASSES
+    assert folder.stems("train") == ["ADE_train_00000001", "ADE_train_00000002"]
+    assert folder.stems("val") == ["ADE_val_00000001"]
+    assert set(np.unique(labels_of(folder, "ADE_train_00000001"))) == {255, 0, 7, 149}  # 0 -> ignore, k -> k-1
+    assert set(np.unique(labels_of(folder, "ADE_val_00000001"))) == {149, 255, 12}
+    before = snapshot(folder.root)
+    prepare_ade20k(ade_src, folder.root, progress=False)
+    assert snapshot(folder.root) == before
+
+
+def test_ade20k_refuses_bad_values_and_missing_files(ade_src: Path, tmp_path: Path) -> None:
+    write_label(ade_src / "annotations" / "training" / "ADE_train_00000002.png", [3, 151])
+    with pytest.raises(DatasetFormatError, match=r"ADE_train_00000002\.png holds values \[151\]"):
+        prepare_ade20k(ade_src, tmp_path / "out", progress=False)
+    (ade_src / "annotations" / "validation" / "ADE_val_00000001.png").unlink()
+    with pytest.raises(DatasetFormatError, match=r"1 image\(s\) of .* have no label .*ADE_val_00000001\.png"):
+        prepare_ade20k(ade_src, tmp_path / "out", progress=False)
+    with pytest.raises(DatasetFormatError, match="pass --src .*ADEChallengeData2016"):
+        prepare_ade20k(ade_src.parent, tmp_path / "out", progress=False)
+
+
+CONTEXT459_NAMES = ["accordion", "aeroplane", "air conditioner"] + [f"thing {i}" for i in range(4, 460)]
+
+
+def write_mat(path: Path, values: list[int]) -> None:
+    """An official full-Context label file: a MATLAB v5 .mat with a uint16 LabelMap."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    label = np.array(values, dtype=np.uint16)[np.arange(HEIGHT * WIDTH).reshape(HEIGHT, WIDTH) % len(values)]
+    scipy.io.savemat(path, {"LabelMap": label})
+
+
+@pytest.fixture()
+def context459_src(tmp_path: Path) -> Path:
+    src = tmp_path / "VOC2010"
+    for i, stem in enumerate(["2008_000002", "2008_000003", "2008_000007"]):
+        write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
+    write_mat(src / "trainval" / "2008_000002.mat", [0, 1, 300, 459])
+    write_mat(src / "trainval" / "2008_000003.mat", [256, 2])
+    write_mat(src / "trainval" / "2008_000007.mat", [3, 0, 459])
+    (src / "labels.txt").write_text("".join(f"{i}: {name}\n" for i, name in enumerate(CONTEXT459_NAMES, 1)))
+    write_list(src / "ImageSets" / "SegmentationContext" / "train.txt", ["2008_000002", "2008_000003"])
+    write_list(src / "ImageSets" / "SegmentationContext" / "val.txt", ["2008_000007"])
+    return src
+
+
+def test_context459_sixteen_bit_labels_and_official_names(context459_src: Path, tmp_path: Path) -> None:
+    folder = prepare_context459(context459_src, tmp_path / "out", progress=False)
+    assert folder.classes.names == tuple(CONTEXT459_NAMES) and folder.classes.unseen == ()
+    assert folder.classes.ignore_index == 65535
+    assert json.loads((folder.root / "classes.json").read_text())["ignore_index"] == 65535
+    with Image.open(folder.root / "labels" / "2008_000002.png") as png:
+        assert png.mode.startswith("I")  # a 16-bit PNG: ids above 254 survive
+    label = labels_of(folder, "2008_000002")
+    assert label.dtype == np.uint16 and set(np.unique(label)) == {65535, 0, 299, 458}
+    assert set(np.unique(labels_of(folder, "2008_000003"))) == {255, 1}  # 256 -> 255: a class, not ignore
+    assert folder.stems("train") == ["2008_000002", "2008_000003"] and folder.stems("val") == ["2008_000007"]
+    before = snapshot(folder.root)
+    prepare_context459(context459_src, folder.root, progress=False)
+    assert snapshot(folder.root) == before
+
+
+def test_context459_val_list_as_cat_seg_ships_it(context459_src: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(context459_src / "ImageSets")
+    (context459_src / "pascalcontext_val.txt").write_text("2008_000007\n2008_000003\n")
+    folder = prepare_context459(context459_src, tmp_path / "out", progress=False)
+    assert folder.split_names() == ["val"] and folder.stems("val") == ["2008_000007", "2008_000003"]
+
+
+def test_context459_refuses_bad_files(context459_src: Path, tmp_path: Path) -> None:
+    write_mat(context459_src / "trainval" / "2008_000003.mat", [2, 460])
+    with pytest.raises(DatasetFormatError, match=r"2008_000003\.mat holds values \[460\]"):
+        prepare_context459(context459_src, tmp_path / "out", progress=False)
+    (context459_src / "trainval" / "2008_000003.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(20))
+    with pytest.raises(DatasetFormatError, match=r"2008_000003\.mat"):
+        prepare_context459(context459_src, tmp_path / "out", progress=False)
+    scipy.io.savemat(context459_src / "trainval" / "2008_000003.mat", {"Other": np.zeros((2, 2))})
+    with pytest.raises(DatasetFormatError, match=r"2008_000003\.mat holds no 2-D integer variable 'LabelMap'"):
+        prepare_context459(context459_src, tmp_path / "out", progress=False)
+    scipy.io.savemat(context459_src / "trainval" / "2008_000003.mat", {"LabelMap": np.ones((3, 3), np.uint16)})
+    with pytest.raises(DatasetFormatError, match=r"is 3x3 \(WxH\) but image"):
+        prepare_context459(context459_src, tmp_path / "out", progress=False)
+    (context459_src / "trainval" / "2008_000003.mat").unlink()
+    with pytest.raises(DatasetFormatError, match=r"trainval/2008_000003\.mat"):
+        prepare_context459(context459_src, tmp_path / "out", progress=False)
+    (context459_src / "labels.txt").write_text("1: accordion\n2: aeroplane\n")
+    with pytest.raises(DatasetFormatError, match=r"labels\.txt lists 2 classes; expected ids 1..459"):
+        prepare_context459(context459_src, tmp_path / "out", progress=False)
+    (context459_src / "labels.txt").write_text("1 accordion\n")
+    with pytest.raises(DatasetFormatError, match=r"labels\.txt line 1: expected '<id>: <name>'"):
+        prepare_context459(context459_src, tmp_path / "out", progress=False)
+
+
 def test_preparers_registry() -> None:
-    assert set(PREPARERS) == {"voc", "coco-stuff", "context"}
+    assert set(PREPARERS) == {"voc", "coco-stuff", "context", "ade20k", "context-459"}
     assert PREPARERS["coco-stuff"] is prepare_coco_stuff

@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL and resumed ends bitwise equal to an uninterrupted run."""
+"""A run killed with SIGKILL and resumed ends bitwise equal to an uninterrupted run (torn log and
+temporaries included)."""
 
 from __future__ import annotations
 
@@ -48,9 +49,15 @@ def test_sigkill_then_resume_gives_bitwise_equal_weights(tiny_dataset, tmp_path)
     process.wait()
     saved = list_checkpoints(killed / "checkpoints")
     assert saved and not (killed / "model.safetensors").exists(), "the run should have died mid-way"
+    # What a kill can leave besides: a log line cut mid-way and a checkpoint's temporary file.
+    with open(killed / "metrics.jsonl", "ab") as log:
+        log.write(b'{"step": 99, "lr": 0.001, "grad_no')
+    stale = killed / "checkpoints" / ".step_00000099.safetensors.k9x2.tmp"
+    stale.write_bytes(b"\0" * 4096)
 
     result = run(train_command(data_root, killed, "--resume"))
     assert result.returncode == 0, result.stderr
+    assert not stale.exists()
     expected = load_file(uninterrupted / "model.safetensors")
     got = load_file(killed / "model.safetensors")
     assert expected.keys() == got.keys()

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_prepare import coco_src, context_src, voc_src  # noqa: F401 (fixtures of the official layouts)
+from test_prepare import (  # noqa: F401 (fixtures of the official layouts)
+    ade_src,
+    coco_src,
+    context459_src,
+    context_src,
+    voc_src,
+)
 
 from splitmatch.cli import main
 from splitmatch.data.classes import BUILTIN_SPLITS
@@ -99,7 +105,7 @@ def test_prepare_train_eval_predict_on_fabricated_voc(tmp_path, capsys):
     assert overlay.width >= 64 and overlay.height > 48  # the picture has a legend under it
 
 
-LAYOUTS = [("voc", "voc_src"), ("coco-stuff", "coco_src"), ("context", "context_src")]
+LAYOUTS = [("voc", "voc_src"), ("coco-stuff", "coco_src"), ("context", "context_src"), ("ade20k", "ade_src")]
 
 
 @pytest.mark.parametrize("dataset, fixture", LAYOUTS)
@@ -107,17 +113,48 @@ def test_every_official_layout_goes_through_prepare_train_eval_predict(dataset, 
     src = request.getfixturevalue(fixture)
     data = tmp_path / dataset
     assert main(["prepare", dataset, "--src", str(src), "--dst", str(data), "--quiet"]) == 0
-    assert DatasetFolder(data).classes == BUILTIN_SPLITS[dataset]
+    assert dataset not in BUILTIN_SPLITS or DatasetFolder(data).classes == BUILTIN_SPLITS[dataset]
     run = tmp_path / "run"
     assert main(["train", "--preset", "tiny", "--quiet", "--out", str(run), "--set", f"data.root={data}",
                  "--set", "train.iterations=2", "--set", "train.batch_size=2"]) == 0  # fmt: skip
     assert main(["eval", "--checkpoint", str(run / "model.safetensors"), "--json", str(tmp_path / "m.json")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert len(metrics["per_class_iou"]) == BUILTIN_SPLITS[dataset].num_classes
+    assert len(metrics["per_class_iou"]) == DatasetFolder(data).classes.num_classes
     image = next((data / "images").iterdir())
     assert main(["predict", "--checkpoint", str(run / "model.safetensors"), "--classes", "cat,grass",
                  "--out", str(tmp_path / "pred"), str(image)]) == 0  # fmt: skip
     assert (tmp_path / "pred" / f"{image.stem}_overlay.png").is_file()
+
+
+@pytest.mark.slow
+def test_sixteen_bit_labels_through_prepare_train_eval_predict(context459_src, tmp_path):  # noqa: F811
+    """Context-459: 16-bit label PNGs from prepare, through training, eval, predict and eval --predictions."""
+    data = tmp_path / "context-459"
+    assert main(["prepare", "context-459", "--src", str(context459_src), "--dst", str(data), "--quiet"]) == 0
+    folder = DatasetFolder(data)
+    assert folder.classes.num_classes == 459 and folder.classes.ignore_index == 65535
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--quiet", "--out", str(run), "--set", f"data.root={data}",
+                 "--set", "train.iterations=2", "--set", "train.batch_size=2"]) == 0  # fmt: skip
+    checkpoint = str(run / "model.safetensors")
+    assert main(["eval", "--checkpoint", checkpoint, "--json", str(tmp_path / "m.json")]) == 0
+    by_model = json.loads((tmp_path / "m.json").read_text())
+    assert len(by_model["per_class_iou"]) == 459 and by_model["pixel_acc"] is not None
+
+    names = ",".join(folder.classes.names)
+    image = folder.samples("val")[0].image_path
+    assert main(["predict", "--checkpoint", checkpoint, "--classes", names, "--out", str(tmp_path / "pred"),
+                 str(image)]) == 0  # fmt: skip
+    written = tmp_path / "pred" / f"{image.stem}_labels.png"
+    with Image.open(written) as png:
+        assert png.mode.startswith("I")  # 459 names: a 16-bit label map
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    written.rename(predictions / f"{image.stem}.png")
+    assert main(["eval", "--predictions", str(predictions), "--data-root", str(data), "--split", "val",
+                 "--json", str(tmp_path / "p.json")]) == 0  # fmt: skip
+    by_file = json.loads((tmp_path / "p.json").read_text())
+    assert by_file["per_class_iou"] == by_model["per_class_iou"]  # the same labels, scored from the PNG
 
 
 def test_seeds_command_reports_mean_and_std(tiny_dataset, tmp_path, capsys):

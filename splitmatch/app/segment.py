@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from splitmatch.data.classes import IGNORE_INDEX, ClassSplitError, parse_class_list
+from splitmatch.data.classes import IGNORE_INDEX, ClassSplitError, parse_class_entries
 from splitmatch.data.folder import DatasetFormatError, read_image
 from splitmatch.predictor import Predictor
 from splitmatch.visualize import palette, prediction_figure
@@ -116,17 +116,23 @@ def _too_large(width: int, height: int, max_pixels: int) -> str:
     )
 
 
-def parse_names(text: str | None) -> list[str]:
-    """The page's class-name box -> names, as ``splitmatch predict --classes`` parses them."""
+def parse_entries(text: str | None) -> list[tuple[str, ...]]:
+    """The page's class-name box -> per class its names, as ``splitmatch predict --classes``
+    parses them (commas between classes, ``|`` between a class's synonyms)."""
     if text is None or not text.strip():
         raise AppError("no class names: type at least one, comma-separated (e.g. background, circle, heart)")
     try:
-        names = parse_class_list(text)
+        entries = parse_class_entries(text)
     except ClassSplitError as error:
         raise AppError(str(error)) from None
-    if len(names) > IGNORE_INDEX:
-        raise AppError(f"{len(names)} class names; a label map holds at most {IGNORE_INDEX}")
-    return names
+    if len(entries) > IGNORE_INDEX:
+        raise AppError(f"{len(entries)} class names; a label map holds at most {IGNORE_INDEX}")
+    return entries
+
+
+def parse_names(text: str | None) -> list[str]:
+    """The page's class-name box -> the class names (each class's first name)."""
+    return [entry[0] for entry in parse_entries(text)]
 
 
 def _enlarged(array: np.ndarray) -> np.ndarray:
@@ -214,7 +220,8 @@ class Segmenter:
         Raises:
             AppError: any input the model cannot be run on.
         """
-        names = parse_names(class_text)
+        entries = parse_entries(class_text)
+        names = [entry[0] for entry in entries]  # shown; synonyms only shape the text embeddings
         predictor = self._predictor(mode, seen_calibration)
         if isinstance(image, np.ndarray):
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -225,7 +232,7 @@ class Segmenter:
         else:
             pixels = read_upload(image, self.max_pixels)
         started = time.perf_counter()
-        labels = predictor.predict(pixels, names).astype(np.uint8)  # [H, W]
+        labels = predictor.predict(pixels, entries).astype(np.uint8)  # [H, W]
         seconds = time.perf_counter() - started
         figure = prediction_figure(_enlarged(pixels), _enlarged(labels), names)
         config = predictor.config

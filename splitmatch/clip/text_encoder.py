@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import open_clip
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ from open_clip.tokenizer import SimpleTokenizer
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from torch import nn
 
-from splitmatch.data.classes import validate_class_names
+from splitmatch.data.classes import ClassEntry, class_texts
 
 SINGLE_TEMPLATE = ("a photo of a {}.",)
 
@@ -25,6 +27,9 @@ def prompt_templates(kind: str) -> tuple[str, ...]:
 
 class ClipTextEncoder(nn.Module):
     """Class names -> normalised embeddings ``[C, D]``, averaged over prompt templates.
+
+    A class given several names (a name and its synonyms) gets the normalised mean of its
+    names' embeddings.
 
     The tower is frozen, so results are cached per (class list, device); the cache is cleared
     whenever the module moves. Text tower parameters stay inside the wrapped CLIP model so a
@@ -74,13 +79,28 @@ class ClipTextEncoder(nn.Module):
             outputs.append(F.normalize(x.float(), dim=-1))
         return torch.cat(outputs)
 
-    def forward(self, class_names: list[str] | tuple[str, ...]) -> torch.Tensor:
-        """Class embeddings ``[C, D]``: per class, the normalised mean over templates."""
-        names = tuple(class_names)
-        validate_class_names(names)
-        key = (names, self.token_embedding.weight.device)
+    def forward(self, class_names: Sequence[ClassEntry]) -> torch.Tensor:
+        """Class embeddings ``[C, D]``.
+
+        Args:
+            class_names: per class, a name or a sequence of names (name, then synonyms).
+
+        Returns:
+            per class, each name's embedding is the normalised mean over templates; a class of
+            several names gets the normalised mean of its names' embeddings.
+        """
+        classes = class_texts(class_names)
+        key = (classes, self.token_embedding.weight.device)
         if key not in self._cache:
+            names = [name for names in classes for name in names]
             texts = [template.format(name) for name in names for template in self.templates]
-            embeddings = self.encode_texts(texts).view(len(names), len(self.templates), -1)
-            self._cache[key] = F.normalize(embeddings.mean(dim=1), dim=-1)
+            per_name = self.encode_texts(texts).view(len(names), len(self.templates), -1)
+            per_name = F.normalize(per_name.mean(dim=1), dim=-1)  # [N, D]
+            rows, start = [], 0
+            for names_of_class in classes:
+                block = per_name[start : start + len(names_of_class)]  # [n, D]
+                start += len(names_of_class)
+                # One name: its embedding as is (bitwise what a plain list gives).
+                rows.append(block[0] if len(block) == 1 else F.normalize(block.mean(dim=0), dim=-1))
+            self._cache[key] = torch.stack(rows)
         return self._cache[key]

@@ -4,6 +4,11 @@ A :class:`ClassSplit` names every class of a dataset in label-id order and says 
 unseen. It is what a dataset's ``classes.json`` holds, what a checkpoint carries, and what the
 metrics use to report mIoU(S), mIoU(U) and hIoU.
 
+A class may carry synonyms: more names for the text encoder, whose embeddings are averaged
+with the class name's (``"synonyms": {"tvmonitor": ["tv monitor", "television"]}``). Anywhere a
+vocabulary is given as a list, an entry is either one name or a sequence of names, the first
+being the class's name and the rest its synonyms (:func:`class_texts`).
+
 The built-in vocabularies follow the ZegCLIP class lists and the standard inductive splits, so
 that numbers compare with published ones.
 """
@@ -11,7 +16,8 @@ that numbers compare with published ones.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,14 +61,18 @@ class ClassSplit:
         names: every class name; label id ``i`` means ``names[i]``.
         unseen: the unseen class names, a subset of ``names`` (order does not matter).
         dataset: a short name of the dataset, for records and messages.
+        synonyms: class name -> more names for the same class; the text encoder averages the
+            embeddings of the name and its synonyms. Classes without synonyms are left out.
     """
 
     names: tuple[str, ...]
     unseen: tuple[str, ...]
     dataset: str = "custom"
+    synonyms: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         validate_class_names(self.names, where=f"class list of '{self.dataset}'")
+        object.__setattr__(self, "synonyms", _checked_synonyms(self.names, self.synonyms, self.dataset))
         known = set(self.names)
         unknown = [n for n in self.unseen if n not in known]
         if unknown:
@@ -106,21 +116,30 @@ class ClassSplit:
     def seen_names(self) -> list[str]:
         return [self.names[i] for i in self.seen_ids]
 
+    @property
+    def texts(self) -> tuple[tuple[str, ...], ...]:
+        """Per class, in label-id order, its name followed by its synonyms: what the text encoder reads."""
+        return tuple((name, *self.synonyms.get(name, ())) for name in self.names)
+
     def to_dict(self) -> dict:
         """JSON-ready form; ``seen`` is written out too so a reader sees the split at a glance."""
-        return {
+        data = {
             "dataset": self.dataset,
             "ignore_index": self.ignore_index,
             "classes": list(self.names),
             "seen": self.seen_names,
             "unseen": list(self.unseen),
         }
+        if self.synonyms:
+            data["synonyms"] = {name: list(more) for name, more in self.synonyms.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "class split") -> ClassSplit:
         """Builds a split from :meth:`to_dict`'s form, checking every field.
 
         ``seen`` is optional; when present it must be exactly the classes not listed as unseen.
+        ``synonyms`` is optional: class name -> list of more names.
         """
         if not isinstance(data, dict):
             raise ClassSplitError(f"{where}: expected a JSON object, got {type(data).__name__}")
@@ -150,8 +169,16 @@ class ClassSplit:
             extra = [n for n in seen if n not in set(names)]
             if extra:
                 raise ClassSplitError(f"{where}: seen classes {extra} are not among its class names")
+        synonyms = data.get("synonyms", {})
+        if not isinstance(synonyms, dict) or not all(
+            isinstance(more, list) and all(isinstance(n, str) for n in more) for more in synonyms.values()
+        ):
+            raise ClassSplitError(
+                f"{where}: 'synonyms' must map class names to lists of names, "
+                f'e.g. {{"tvmonitor": ["tv monitor", "television"]}}'
+            )
         try:
-            return cls(tuple(names), tuple(unseen), str(data.get("dataset", "custom")))
+            return cls(tuple(names), tuple(unseen), str(data.get("dataset", "custom")), synonyms)
         except ClassSplitError as error:
             raise ClassSplitError(f"{where}: {error}") from None
 
@@ -175,6 +202,8 @@ def validate_class_names(names: list[str] | tuple[str, ...], where: str = "class
     """Refuses an empty vocabulary, blank names and duplicates, naming the offender."""
     if len(names) == 0:
         raise ClassSplitError(f"{where}: no class names given")
+    if len(names) > MAX_CLASSES:
+        raise ClassSplitError(f"{where}: {len(names)} names; label maps (16-bit) hold at most {MAX_CLASSES}")
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
             raise ClassSplitError(f"{where}: class {i} has an empty name")
@@ -186,11 +215,64 @@ def validate_class_names(names: list[str] | tuple[str, ...], where: str = "class
         seen[key] = i
 
 
+def _checked_synonyms(names: tuple[str, ...], synonyms: Mapping, dataset: str) -> dict[str, tuple[str, ...]]:
+    """Synonyms in label-id order, as tuples, empty lists dropped; refuses what would be ambiguous."""
+    known = set(names)
+    unknown = [name for name in synonyms if name not in known]
+    if unknown:
+        raise ClassSplitError(f"synonyms are given for {unknown}, which are not classes of '{dataset}'")
+    checked = {}
+    for name in names:
+        more = tuple(synonyms.get(name, ()))
+        if more:
+            validate_class_names((name, *more), where=f"names of class '{name}' of '{dataset}'")
+            clash = [n for n in more if n in known]
+            if clash:
+                raise ClassSplitError(f"synonyms {clash} of class '{name}' of '{dataset}' are names of other classes")
+            checked[name] = more
+    return checked
+
+
+ClassEntry = str | Sequence[str]  # one class: its name, or its name followed by synonyms
+
+
+def class_texts(entries: Sequence[ClassEntry], where: str = "class names") -> tuple[tuple[str, ...], ...]:
+    """A vocabulary as given by a user -> per class, its names (name first, then synonyms).
+
+    ``["cat", ("tv monitor", "television")]`` -> ``(("cat",), ("tv monitor", "television"))``.
+    Refuses an empty vocabulary, blank names, a class named twice, a name repeated in one class
+    and a synonym that is another class's name (which class would it mean?).
+    """
+    if isinstance(entries, str):
+        raise ClassSplitError(f"{where}: expected a list of class names, got the string '{entries}'")
+    texts = tuple((entry,) if isinstance(entry, str) else tuple(entry) for entry in entries)
+    validate_class_names([t[0] if t else "" for t in texts], where=where)
+    class_names = {t[0] for t in texts}
+    for names in texts:
+        validate_class_names(names, where=f"{where}: names of class '{names[0]}'")
+        clash = [n for n in names[1:] if n in class_names]
+        if clash:
+            raise ClassSplitError(f"{where}: synonyms {clash} of class '{names[0]}' are names of other classes")
+    return texts
+
+
+def parse_class_entries(text: str) -> list[tuple[str, ...]]:
+    """Parses a class list as typed on the command line, keeping synonyms.
+
+    Classes are separated by commas, a class's synonyms by ``|``:
+    ``"cat, tv monitor|television"`` -> ``[("cat",), ("tv monitor", "television")]``.
+    """
+    entries = [tuple(name.strip() for name in part.split("|")) for part in text.split(",")]
+    return list(class_texts(entries, where=f"class list '{text}'"))
+
+
 def parse_class_list(text: str) -> list[str]:
-    """Parses a comma-separated class list as typed on the command line: ``"cat, dog,sofa"``."""
-    names = [part.strip() for part in text.split(",")]
-    validate_class_names(names, where=f"class list '{text}'")
-    return names
+    """The class names of a typed class list: ``"cat, dog,sofa"`` -> ``["cat", "dog", "sofa"]``.
+
+    Synonyms (``"tv monitor|television"``) are checked, and only each class's first name is
+    returned; :func:`parse_class_entries` keeps them.
+    """
+    return [entry[0] for entry in parse_class_entries(text)]
 
 
 VOC_CLASSES = (

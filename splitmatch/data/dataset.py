@@ -25,8 +25,11 @@ from splitmatch.data.transforms import resize_nearest
 class PseudoMaskSource(Protocol):
     """Where cached pseudo masks come from (e.g. the pseudo-mask cache of ``splitmatch.pseudo``)."""
 
-    def load(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    def load(self, stem: str, image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Returns ``index_map`` uint8 [S, h, w] and ``embeddings`` float32 [K, D].
+
+        ``image_size`` is the ``(H, W)`` of the image as read now; a source that recorded the
+        size its masks were made for refuses another.
 
         Index value 0 means "no pseudo mask"; value k in 1..K means the mask whose embedding is
         row k-1. The grid (h, w) may be coarser than the image.
@@ -98,7 +101,7 @@ class SegmentationDataset(Dataset):
         return index, rng if rng is not None else np.random.default_rng((self.base_seed, index))
 
     def _pseudo(self, stem: str, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        index_map, embeddings = self.pseudo_masks.load(stem)
+        index_map, embeddings = self.pseudo_masks.load(stem, image_size=size)
         index_map, embeddings = np.asarray(index_map), np.asarray(embeddings)
         where = f"pseudo masks of '{stem}'"
         if index_map.dtype != np.uint8 or index_map.ndim != 3:

@@ -17,6 +17,7 @@ what is expected.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tempfile
@@ -141,7 +142,11 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarr
         raise DatasetFormatError(f"image {path} does not exist") from None
     except IsADirectoryError:
         raise DatasetFormatError(f"image {path} is a folder, not an image file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:  # Pillow's own hard limit, checked inside Image.open
+        raise DatasetFormatError(
+            f"image {path} is too large to decode safely (limit {max_pixels:,} pixels): {error}"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DatasetFormatError(f"image {path} is corrupt or truncated: {error}") from None
 
 
@@ -271,6 +276,41 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def ensure_writable_folder(folder: str | Path) -> Path:
+    """Creates ``folder`` (with its parents) and checks that a file can be made in it.
+
+    Commands that end in a write call this before they compute, so that a read-only or
+    misspelt destination fails at once, not after the work.
+
+    Raises:
+        OSError: naming the path (a file in the way, no permission, a read-only file system).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
+    except OSError as error:  # name the folder, not the probe's random name
+        raise type(error)(error.errno, error.strerror, str(folder)) from None
+    os.close(handle)
+    os.unlink(probe)
+    return folder
+
+
+def check_output_file(path: str | Path) -> None:
+    """Checks that the file ``path`` can be written (its folder made and writable, not a folder itself)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    ensure_writable_folder(path.parent)
+
+
+def write_png(path: str | Path, array: np.ndarray) -> None:
+    """Writes an ``uint8 [H, W, 3]`` picture (or any array Pillow takes) as PNG, atomically."""
+    atomic_write_bytes(path, _png_bytes(Image.fromarray(array)))
 
 
 def _png_bytes(image: Image.Image) -> bytes:

@@ -106,9 +106,12 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
-    os.chmod(tmp, default_file_mode())
     try:
-        save_file(tensors, tmp, metadata={"splitmatch": json.dumps(record)})
+        try:
+            save_file(tensors, tmp, metadata={"splitmatch": json.dumps(record)})
+        except SafetensorError as error:  # e.g. a full disk, reported by the Rust writer
+            raise OSError(f"could not write checkpoint {path}: {error}") from None
+        os.chmod(tmp, default_file_mode())  # mkstemp's 0600 (which save_file keeps) -> the umask's mode
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
         os.replace(tmp, path)
@@ -140,8 +143,16 @@ def _parse_record(metadata: dict, path: Path) -> dict:
     try:
         record["config"] = from_dict(record["config"])
         record["classes"] = ClassSplit.from_dict(record["classes"], where=f"classes of checkpoint {path}")
-    except (ConfigError, ClassSplitError, KeyError) as error:
+    except (ConfigError, ClassSplitError, KeyError, TypeError) as error:
         raise CheckpointError(f"checkpoint {path} carries an invalid config or class split: {error}") from None
+    step, train_classes = record.get("step"), record.get("train_classes")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"checkpoint {path} has an invalid step {step!r} (expected an integer >= 0)")
+    names = set(record["classes"].names)
+    if not isinstance(train_classes, list) or not all(isinstance(n, str) and n in names for n in train_classes):
+        raise CheckpointError(f"checkpoint {path} has invalid train_classes (expected names of its classes)")
+    if not isinstance(record.get("digest"), str):
+        raise CheckpointError(f"checkpoint {path} has no tensor digest")
     return record
 
 
@@ -230,10 +241,40 @@ def _read_header(file, path: Path) -> tuple[dict, int]:
     return header, 8 + length
 
 
+def check_tensor_shapes(path: str | Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """Compares the model tensors a checkpoint's header declares with ``expected`` (name -> shape).
+
+    Reads the header alone, so that a record edited to describe a larger model than the file
+    holds is refused before that model is built.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            header, _ = _read_header(file, path)
+    except OSError as error:
+        raise CheckpointError(f"checkpoint {path} is not readable: {error}") from None
+    try:
+        shapes = {k[len("model.") :]: tuple(v["shape"]) for k, v in header.items() if k.startswith("model.")}
+    except (KeyError, TypeError):
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: bad header entry") from None
+    _check_fit({k: _Shape(v) for k, v in expected.items()}, shapes, path)
+
+
+class _Shape:
+    """Stands in for a tensor where only its shape is compared."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = tuple(shape)
+
+
 def _check_fit(expected: dict[str, torch.Tensor], shapes: dict[str, tuple], path: str | Path) -> None:
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(set(shapes) - set(expected))
-    wrong = [k for k in expected if k in shapes and tuple(expected[k].shape) != shapes[k]]
+    wrong = [
+        f"{k} {list(shapes[k])} in the file, {list(expected[k].shape)} in the model"
+        for k in expected
+        if k in shapes and tuple(expected[k].shape) != shapes[k]
+    ]
     if missing or unexpected or wrong:
         raise CheckpointError(
             f"weights in {path} do not fit the model its config describes: missing {missing[:3]}, "

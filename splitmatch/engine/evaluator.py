@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from splitmatch.config import InferenceConfig
-from splitmatch.data.classes import ClassSplit
-from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
+from splitmatch.data.classes import ClassSplit, label_dtype_for
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some, read_image, read_label
+from splitmatch.data.vocabulary import Vocabulary
 from splitmatch.distributed import all_reduce_sum, is_main_process, rank, world_size
 from splitmatch.inference import CandidateScoring, SegmentationInference, calibrate_seen
-from splitmatch.metrics import SUMMARY_KEYS, ConfusionMatrix, summarize
+from splitmatch.label_upsampling import upsample_argmax
+from splitmatch.metrics import NAME_SPLIT_KEYS, SUMMARY_KEYS, ConfusionMatrix, summarize, summarize_name_split
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
 # Seen-class calibration is reported both ways, without and with ZegCLIP's 0.1
@@ -24,11 +27,19 @@ COMPARED_SEEN_CALIBRATIONS = (0.0, 0.1)
 
 
 def resize_short_side(image: torch.Tensor, short: int, max_long: int) -> torch.Tensor:
-    """``[B, 3, H, W]`` -> bilinear resize so the short side is ``short`` and the long at most ``max_long``."""
+    """``[B, 3, H, W]`` -> bilinear resize so the short side is ``short`` and the long at most ``max_long``.
+
+    One channel at a time (the same numbers as all at once): a large uint8 image is never held
+    as float whole.
+    """
     height, width = image.shape[-2:]
     scale = min(short / min(height, width), max_long / max(height, width))
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return F.interpolate(image.float(), size=size, mode="bilinear", align_corners=False).clamp(0, 255)
+    channels = [
+        F.interpolate(image[:, c : c + 1].float(), size=size, mode="bilinear", align_corners=False)
+        for c in range(image.shape[1])
+    ]
+    return torch.cat(channels, dim=1).clamp_(0, 255)
 
 
 @torch.no_grad()
@@ -48,7 +59,7 @@ def predict_labels(
         seen: ``[C]`` bool.
 
     Returns:
-        ``[H, W]`` int64 class ids.
+        ``[H, W]`` class ids, ``uint8`` up to 255 classes, else ``uint16`` (the label-map types).
     """
     scores = predict_scores(inference, image, class_embeddings, seen, config, device)
     return scores_to_labels(scores, image.shape[:2])
@@ -64,15 +75,21 @@ def predict_scores(
     device: torch.device,
 ) -> torch.Tensor:
     """Class scores ``[C, h, w]`` at the inference resolution (``seen=None``: never calibrated)."""
-    tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
+    with warnings.catch_warnings():  # a read-only array (np.asarray of a PIL image) is only read here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
     resized = resize_short_side(tensor, config.short_side, config.max_long_side)
     return inference(resized, class_embeddings, seen)
 
 
 def scores_to_labels(scores: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """``[C, h, w]`` scores to ``[H, W]`` int64 class ids at the image's own size."""
-    scores = F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0]
-    return scores.argmax(0).cpu().numpy()
+    """``[C, h, w]`` scores to ``[H, W]`` class ids at the image's own size (bilinear, then argmax).
+
+    Memory does not grow with image size times class count (:func:`upsample_argmax`). The ids
+    are ``uint8`` up to 255 classes, else ``uint16``, the types of label maps on disk.
+    """
+    dtype = torch.uint8 if label_dtype_for(scores.shape[0]) == np.uint8 else torch.uint16
+    return upsample_argmax(scores, size, dtype).cpu().numpy()
 
 
 @torch.no_grad()
@@ -81,7 +98,8 @@ def evaluate(
     folder: DatasetFolder,
     split: str,
     config: InferenceConfig,
-    classes: ClassSplit | None = None,
+    vocabulary: Vocabulary | None = None,
+    trained_names: Collection[str] | None = None,
     progress: bool = True,
     max_images: int | None = None,
     progress_position: int = 0,
@@ -95,21 +113,33 @@ def evaluate(
     Split Matching model's candidate queries score (:func:`splitmatch.inference.candidate_scoring`
     of the model's config); ``None`` scores every query alike, as for a Hungarian model.
 
+    Args:
+        vocabulary: the class list to score with (default: the dataset's own). Its classes are
+            named to the model by their names and synonyms; its label ids are what is scored.
+        trained_names: the names the model was trained on (a checkpoint's, synonyms included).
+            A class any of whose names is among them counts as trained on: the seen-class
+            calibration applies to it, and the metrics are split by it. Default: the
+            vocabulary's seen classes (a model trained on this dataset).
+
     Returns:
         :func:`splitmatch.metrics.summarize`'s dict (percent) under ``config.seen_calibration``,
-        plus ``seen_calibration``: amount (as text) -> the summary metrics under that amount.
+        the split by training names (:func:`splitmatch.metrics.summarize_name_split`, with
+        ``trained_names`` and ``other_names`` listing the classes on each side), and
+        ``seen_calibration``: amount (as text) -> the summary metrics under that amount.
     """
-    classes = classes or folder.classes
+    vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
+    classes = vocabulary.classes
+    trained = trained_mask(classes, trained_names)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     inference = SegmentationInference(
         model, config.mode, config.window, config.stride, candidates=candidates, amp=config.amp
     )  # calibrated below, once per amount
-    embeddings = model.encode_classes(classes.names)
-    seen = torch.zeros(classes.num_classes, dtype=torch.bool)
-    seen[classes.seen_ids] = True
+    embeddings = model.encode_classes(classes.texts)
     amounts = list(dict.fromkeys([config.seen_calibration, *compared_calibrations]))
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be a positive number of images or None (all), got {max_images}")
     samples = folder.samples(split)[:max_images]
     confusions = [ConfusionMatrix(classes.num_classes, classes.ignore_index) for _ in amounts]
     mine = samples[rank() :: world_size()]
@@ -117,32 +147,76 @@ def evaluate(
                position=progress_position)  # fmt: skip
     for sample in bar:
         image = read_image(sample.image_path)
-        label = read_label(sample.label_path, classes.num_classes, image.shape[:2])
+        label = vocabulary.relabel(read_label(sample.label_path, folder.classes.num_classes, image.shape[:2]))
         scores = predict_scores(inference, image, embeddings, None, config, device)
         for amount, confusion in zip(amounts, confusions):
-            calibrated = calibrate_seen(scores[None], seen, amount)[0]
+            calibrated = calibrate_seen(scores[None], trained, amount)[0]
             confusion.update(scores_to_labels(calibrated, image.shape[:2]), label)
     stacked = torch.from_numpy(np.stack([c.matrix for c in confusions])).to(device)
     matrices = all_reduce_sum(stacked).cpu().numpy()
     model.train(was_training)
-    summaries = [summarize(matrix, classes) for matrix in matrices]
+    summaries = [summarize(matrix, classes) | summarize_name_split(matrix, trained.numpy()) for matrix in matrices]
     metrics = summaries[0]
+    metrics["trained_names"] = [name for name, on in zip(classes.names, trained.tolist()) if on]
+    metrics["other_names"] = [name for name, on in zip(classes.names, trained.tolist()) if not on]
+    keys = SUMMARY_KEYS + NAME_SPLIT_KEYS
     metrics["seen_calibration"] = {
-        f"{amount:g}": {key: summary[key] for key in SUMMARY_KEYS} for amount, summary in zip(amounts, summaries)
+        f"{amount:g}": {key: summary[key] for key in keys} for amount, summary in zip(amounts, summaries)
     }
     return metrics
 
 
-def evaluate_predictions(predictions: str | Path, folder: DatasetFolder, split: str, progress: bool = True) -> dict:
-    """Scores label PNGs made by any method (``<stem>.png`` per image) with the same protocol."""
+def trained_mask(classes: ClassSplit, trained_names: Collection[str] | None = None) -> torch.Tensor:
+    """``[C]`` bool: True for the classes a model was trained on.
+
+    With ``trained_names``, a class counts when its name or one of its synonyms is among them;
+    without, the classes' own seen/unseen split decides (a model trained on this dataset).
+    """
+    if trained_names is None:
+        mask = torch.zeros(classes.num_classes, dtype=torch.bool)
+        mask[classes.seen_ids] = True
+        return mask
+    known = set(trained_names)
+    return torch.tensor([any(name in known for name in names) for names in classes.texts], dtype=torch.bool)
+
+
+def evaluate_predictions(
+    predictions: str | Path,
+    folder: DatasetFolder,
+    split: str,
+    progress: bool = True,
+    vocabulary: Vocabulary | None = None,
+) -> dict:
+    """Scores label PNGs made by any method with the same protocol.
+
+    Each image of the split needs ``<stem>.png`` or ``<stem>_labels.png`` (what ``splitmatch
+    predict`` writes) in ``predictions``: 8-bit, or 16-bit for more than 255 classes. With a
+    ``vocabulary``, the PNGs hold its label ids and the dataset's labels are relabelled to it.
+    """
     predictions = Path(predictions)
     if not predictions.is_dir():
         raise DatasetFormatError(f"prediction folder {predictions} does not exist")
-    classes = folder.classes
+    vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
+    classes = vocabulary.classes
+    samples = folder.samples(split)
+    paths, missing = {}, []
+    for sample in samples:
+        found = [
+            p for p in (predictions / f"{sample.stem}.png", predictions / f"{sample.stem}_labels.png") if p.is_file()
+        ]
+        if found:
+            paths[sample.stem] = found[0]
+        else:
+            missing.append(f"{sample.stem}.png")
+    if missing:
+        raise DatasetFormatError(
+            f"prediction folder {predictions} lacks {len(missing)} of the {len(samples)} images of split "
+            f"'{split}': {list_some(missing)} (or <stem>_labels.png)"
+        )
     confusion = ConfusionMatrix(classes.num_classes, classes.ignore_index)
-    for sample in tqdm(folder.samples(split), desc="score predictions", leave=False, disable=not progress):
-        path = predictions / f"{sample.stem}.png"
-        label = read_label(sample.label_path, classes.num_classes)
+    for sample in tqdm(samples, desc="score predictions", leave=False, disable=not progress):
+        path = paths[sample.stem]
+        label = vocabulary.relabel(read_label(sample.label_path, folder.classes.num_classes))
         prediction = read_label(path, classes.num_classes, label.shape)
         if (prediction == classes.ignore_index).any():
             raise DatasetFormatError(

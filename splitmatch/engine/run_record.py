@@ -12,6 +12,7 @@ from pathlib import Path
 
 from splitmatch.config import ExperimentConfig, save_yaml
 from splitmatch.data.folder import atomic_write_bytes
+from splitmatch.engine.run_folder import read_metrics
 from splitmatch.metrics import json_ready
 
 PACKAGES = ("splitmatch", "torch", "torchvision", "open_clip_torch", "numpy", "scipy", "Pillow", "safetensors")
@@ -124,15 +125,11 @@ class RunRecord:
         )
 
     def truncate_after(self, step: int) -> None:
-        """On resume, drops log lines of steps the resumed run will redo."""
+        """On resume, drops log lines of steps the resumed run will redo, and a torn last line."""
         if not self.active or not self.metrics_path.is_file():
             return
-        kept = [
-            line
-            for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step
-        ]
-        atomic_write_bytes(self.metrics_path, ("\n".join(kept) + "\n" if kept else "").encode("utf-8"))
+        kept = [raw for raw, entry in read_metrics(self.metrics_path) if entry.get("step", 0) <= step]
+        atomic_write_bytes(self.metrics_path, b"".join(raw + b"\n" for raw in kept))
 
     def log(self, entry: dict) -> None:
         """Appends one JSON line to ``metrics.jsonl``."""

@@ -36,13 +36,13 @@ def aggregate(results: dict[int, dict]) -> dict:
 
 
 def run_seeds(config: ExperimentConfig, seeds: list[int], out: str | Path, progress: bool = True) -> dict:
-    """Trains ``config`` once per seed into ``out/seed_<s>`` (resuming unfinished runs) and aggregates."""
+    """Trains ``config`` once per seed into ``out/seed_<s>`` (continuing unfinished runs) and aggregates."""
     out = Path(out)
     results = {}
     for seed in seeds:
-        run_dir = out / f"seed_{seed}"
-        resume = (run_dir / "checkpoints").is_dir()
-        results[seed] = train(merge(config, {"train": {"seed": seed}}), run_dir, resume=resume, progress=progress)
+        # resume=True starts an empty folder afresh and continues a run that was cut short.
+        results[seed] = train(merge(config, {"train": {"seed": seed}}), out / f"seed_{seed}", resume=True,
+                              progress=progress)  # fmt: skip
     summary = aggregate(results)
     write_json(out / "seeds.json", {"summary": summary, "runs": {str(s): r for s, r in results.items()}})
     return summary

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from splitmatch.engine import checkpoint as ckpt
 from splitmatch.engine.evaluator import evaluate
 from splitmatch.engine.micro_batches import DivergenceWatch, split_batch
 from splitmatch.engine.optim import build_optimizer, build_schedule
+from splitmatch.engine.run_folder import RunLock, open_run, remove_stale_temporaries
 from splitmatch.engine.run_record import RunRecord
 from splitmatch.engine.sampler import StepBatchSampler
 from splitmatch.engine.targets import build_targets, move_targets
@@ -127,6 +129,10 @@ def train(
     (final weights) and ``eval.json``. ``progress_position`` is the terminal line of the progress
     bars, for runs that train side by side.
 
+    The folder is locked for the run (``run.lock``); a folder that holds a run is refused unless
+    ``resume``, and every check happens before anything in it changes
+    (:mod:`splitmatch.engine.run_folder`).
+
     Returns:
         the validation metrics (:func:`splitmatch.metrics.summarize`).
     """
@@ -134,17 +140,33 @@ def train(
     device = dist.setup_from_environment()
     if config.train.deterministic:
         use_deterministic_algorithms()
-    out_dir = Path(out_dir)
+    with RunLock(out_dir, active=dist.is_main_process()) as lock:
+        return _train(config, Path(out_dir), resume, progress, progress_position, device, lock)
+
+
+def _train(
+    config: ExperimentConfig,
+    out_dir: Path,
+    resume: bool,
+    progress: bool,
+    progress_position: int,
+    device: torch.device,
+    lock: RunLock,
+) -> dict:
     seed_everything(config.train.seed)  # the same initial weights on every rank
     main = dist.is_main_process()
     checkpoint_dir = out_dir / "checkpoints"
-    previous = ckpt.list_checkpoints(checkpoint_dir)
-    if previous and not resume:
-        raise FileExistsError(f"{out_dir} already holds checkpoints; pass --resume to continue or choose another --out")
-    record = RunRecord(out_dir, config, active=main)
-
     folder = DatasetFolder(config.data.root)
     classes = folder.classes
+    for split in (config.data.train_split, config.data.val_split):  # a missing file fails now, not at the end
+        folder.samples(split)
+    if config.train.batch_size % dist.world_size():
+        raise ConfigError(
+            f"train.batch_size={config.train.batch_size} (the global batch) does not divide over "
+            f"{dist.world_size()} processes"
+        )
+    start = open_run(config, out_dir, resume, lock, classes)  # checks only: the folder is unchanged
+
     train_names = classes.seen_names  # inductive: unseen names never reach training
     model = build_segmentor(config).to(device)
     torch.manual_seed(config.train.seed + dist.rank())  # independent point sampling per rank
@@ -160,11 +182,21 @@ def train(
     optimizer = build_optimizer(model, config.train)
     schedule = build_schedule(optimizer, config.train)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.train.amp == "fp16")
-    start_step = 0
-    if resume and previous:
-        tensors, saved = ckpt.read_checkpoint(previous[-1])
-        ckpt.load_model_state(model, tensors, previous[-1])
-        start_step = ckpt.restore_training_state(tensors, saved, optimizer, schedule, scaler, dist.rank(), device)
+    start_step = start.step
+    if start.checkpoint is not None:
+        ckpt.load_model_state(model, start.tensors, start.checkpoint)
+        start_step = ckpt.restore_training_state(
+            start.tensors, start.record, optimizer, schedule, scaler, dist.rank(), device
+        )
+        start.tensors = None  # the model and optimizer hold their own copies now
+
+    # Every check passed: from here on the run writes into its folder.
+    lock.commit()
+    if main:
+        for path in remove_stale_temporaries(out_dir):
+            print(f"splitmatch: removed {path}, left by an interrupted write", file=sys.stderr)
+    record = RunRecord(out_dir, config, active=main)
+    if resume:
         record.truncate_after(start_step)
 
     data = config.data
@@ -205,7 +237,7 @@ def train(
         if dist.is_distributed()
         else model
     )
-    class_embeddings = model.encode_classes(train_names)
+    class_embeddings = model.encode_classes([classes.texts[i] for i in classes.seen_ids])  # names + synonyms
     trainable = [p for p in model.parameters() if p.requires_grad]
     query_group = model.query_decoder.query_group.cpu()
     candidates = candidate_scoring(config)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from splitmatch.clip.image_encoder import ClipImageEncoder
 from splitmatch.clip.text_encoder import ClipTextEncoder
+from splitmatch.data.classes import ClassEntry
 from splitmatch.model.pixel_decoder import PixelDecoder
 from splitmatch.model.query_decoder import QueryDecoder
 
@@ -38,8 +41,9 @@ class SplitMatchSegmentor(nn.Module):
     def patch_size(self) -> tuple[int, int]:
         return self.image_encoder.patch_size
 
-    def encode_classes(self, class_names: list[str] | tuple[str, ...]) -> torch.Tensor:
-        """Normalised class embeddings ``[C, D]`` (cached per list)."""
+    def encode_classes(self, class_names: Sequence[ClassEntry]) -> torch.Tensor:
+        """Normalised class embeddings ``[C, D]`` (cached per list); an entry is a name, or a name and
+        its synonyms (their embeddings averaged)."""
         return self.text_encoder(class_names)
 
     def forward(self, images: torch.Tensor, class_embeddings: torch.Tensor) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 
 import numpy as np
 import torch
@@ -41,7 +42,8 @@ def open_cache(config: ExperimentConfig, folder: DatasetFolder, encoder: ClipIma
     if directory is None:
         key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
         directory = folder.root / "pseudo_masks" / key
-    return PseudoMaskCache(directory, fingerprint)
+    grid = config.pseudo.input_size // encoder.patch_size[0], config.pseudo.input_size // encoder.patch_size[1]
+    return PseudoMaskCache(directory, fingerprint, (len(config.pseudo.window_sizes), *grid), encoder.embed_dim)
 
 
 def inductive_label(label: np.ndarray, classes: ClassSplit) -> np.ndarray:
@@ -61,16 +63,28 @@ def fill_cache(
     batch_size: int = 8,
     progress: bool = True,
 ) -> int:
-    """Computes the pseudo masks missing from the cache (this process's share); returns how many."""
+    """Computes the pseudo masks missing from the cache (this process's share); returns how many.
+
+    Entries already there are read and checked first (:meth:`PseudoMaskCache.problem`); a damaged
+    or foreign one is named on stderr and computed again.
+    """
     generator = PseudoMaskGenerator(encoder, config.pseudo)
     device = next(encoder.parameters()).device
-    samples = [s for s in folder.samples(split)[rank() :: world_size()] if not cache.has(s.stem)]
+    samples = []
+    for sample in folder.samples(split)[rank() :: world_size()]:
+        problem = cache.problem(sample.stem)
+        if problem is not None:
+            print(f"splitmatch: recomputing {cache.path(sample.stem)}: {problem}", file=sys.stderr)
+        elif cache.has(sample.stem):
+            continue
+        samples.append(sample)
     bar = tqdm(total=len(samples), desc="pseudo masks", disable=not (progress and is_main_process()), leave=False)
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
-        images, unannotated = [], []
+        images, unannotated, sizes = [], [], []
         for sample in chunk:
             image = read_image(sample.image_path)
+            sizes.append(image.shape[:2])
             label = read_label(sample.label_path, folder.classes.num_classes, image.shape[:2])
             label = inductive_label(label, folder.classes)
             resized, mask = generator.prepare(
@@ -81,8 +95,8 @@ def fill_cache(
             images.append(resized)
             unannotated.append(mask)
         results = generator(torch.stack(images).to(device), torch.stack(unannotated).to(device))
-        for sample, result in zip(chunk, results):
-            cache.save(sample.stem, result.index_map.numpy(), result.embeddings.numpy())
+        for sample, result, size in zip(chunk, results, sizes):
+            cache.save(sample.stem, result.index_map.numpy(), result.embeddings.numpy(), size)
         bar.update(len(chunk))
     bar.close()
     return len(samples)

@@ -103,8 +103,8 @@ def train_or_reuse(config: ExperimentConfig, run_dir: Path, progress: bool, thre
         torch.set_num_threads(threads)
     if _is_done(config, run_dir):
         return json.loads((run_dir / "eval.json").read_text())
-    resume = (run_dir / "checkpoints").is_dir()
-    metrics = train(config, run_dir, resume=resume, progress=progress, progress_position=position)
+    # resume=True starts an empty folder afresh and continues a run that was cut short.
+    metrics = train(config, run_dir, resume=True, progress=progress, progress_position=position)
     write_json(run_dir / "resolved.json", to_dict(config))
     return metrics
 

@@ -11,14 +11,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from splitmatch.data.folder import DatasetFolder
+from splitmatch.data.prepare.ade20k import prepare_ade20k
 from splitmatch.data.prepare.coco_stuff import prepare_coco_stuff
 from splitmatch.data.prepare.context import prepare_context
+from splitmatch.data.prepare.context459 import prepare_context459
 from splitmatch.data.prepare.voc import prepare_voc
 
 PREPARERS: dict[str, Callable[[str | Path, str | Path, bool], DatasetFolder]] = {
     "voc": prepare_voc,
     "coco-stuff": prepare_coco_stuff,
     "context": prepare_context,
+    "ade20k": prepare_ade20k,
+    "context-459": prepare_context459,
 }
 
-__all__ = ["PREPARERS", "prepare_coco_stuff", "prepare_context", "prepare_voc"]
+__all__ = [
+    "PREPARERS", "prepare_ade20k", "prepare_coco_stuff", "prepare_context", "prepare_context459", "prepare_voc",
+]  # fmt: skip

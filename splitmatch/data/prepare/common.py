@@ -10,12 +10,11 @@ again finishes the job or does nothing.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
-from splitmatch.data.folder import CLASSES_FILE, DatasetFormatError, atomic_write_bytes, list_some
+from splitmatch.data.folder import CLASSES_FILE, DatasetFormatError, atomic_write_bytes, list_some, write_label
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +59,7 @@ class SourceSample:
         stem: the name in the folder format (``images/<stem><suffix>``, ``labels/<stem>.png``).
         image: the official image file.
         label: the official label file.
-        format: how the label file's values map to class ids.
+        format: how the label file's values map to class ids (for 8-bit PNG labels).
     """
 
     stem: str
@@ -130,15 +129,9 @@ def convert_label(sample: SourceSample) -> np.ndarray:
                     f"(grayscale or palette) holding class indices"
                 )
             values = np.asarray(label, dtype=np.uint8)
-        with Image.open(sample.image) as image:
-            width, height = image.size  # reads the header only
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise DatasetFormatError(f"cannot read {sample.label} or {sample.image}: {error}") from None
-    if values.shape != (height, width):
-        raise DatasetFormatError(
-            f"label {sample.label} is {values.shape[1]}x{values.shape[0]} (WxH) but image {sample.image} "
-            f"is {width}x{height}"
-        )
+        raise DatasetFormatError(f"cannot read {sample.label}: {error}") from None
+    check_label_size(values, sample)
     bad = np.unique(values[~sample.format.valid[values]])
     if bad.size:
         raise DatasetFormatError(
@@ -146,6 +139,20 @@ def convert_label(sample: SourceSample) -> np.ndarray:
             f"(expected {sample.format.description})"
         )
     return sample.format.lut[values]
+
+
+def check_label_size(values: np.ndarray, sample: SourceSample) -> None:
+    """Refuses an official label ``[H, W]`` whose size is not its image's (read from the header only)."""
+    try:
+        with Image.open(sample.image) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise DatasetFormatError(f"cannot read {sample.image}: {error}") from None
+    if values.shape != (height, width):
+        raise DatasetFormatError(
+            f"label {sample.label} is {values.shape[1]}x{values.shape[0]} (WxH) but image {sample.image} "
+            f"is {width}x{height}"
+        )
 
 
 def remove_stale_temporaries(*directories: Path) -> None:
@@ -156,16 +163,24 @@ def remove_stale_temporaries(*directories: Path) -> None:
                 (directory / name).unlink(missing_ok=True)
 
 
-def convert_samples(samples: list[SourceSample], dst: Path, progress: bool, desc: str) -> int:
-    """Writes every sample not yet in ``dst``; returns how many were written."""
+def convert_samples(
+    samples: list[SourceSample],
+    dst: Path,
+    progress: bool,
+    desc: str,
+    convert: Callable[[SourceSample], np.ndarray] = convert_label,
+) -> int:
+    """Writes every sample not yet in ``dst``; returns how many were written.
+
+    Args:
+        convert: reads a sample's official label and returns its class ids, ``uint8 [H, W]``
+            (255 ignore) or ``uint16 [H, W]`` (65535 ignore) for datasets of more than 255 classes.
+    """
     remove_stale_temporaries(dst / "images", dst / "labels")
     images, labels = list_names(dst / "images"), list_names(dst / "labels")
     todo = [s for s in samples if s.stem + s.image.suffix not in images or s.stem + ".png" not in labels]
     for sample in tqdm(todo, desc=desc, unit="img", disable=not progress):
-        label = convert_label(sample)
-        buffer = io.BytesIO()
-        Image.fromarray(label).save(buffer, format="PNG")
-        atomic_write_bytes(dst / "labels" / f"{sample.stem}.png", buffer.getvalue())
+        write_label(dst / "labels" / f"{sample.stem}.png", convert(sample))
         link_or_copy(sample.image, dst / "images" / f"{sample.stem}{sample.image.suffix}")
     return len(todo)
 

@@ -13,14 +13,17 @@ Splits written: ``train`` = train + aug without any val stem (10,582 with the fu
 ``val`` = val. As in mmseg's ``pascal_voc12_aug`` and ZegCLIP, the stems of the official
 train and val lists take their label from SegmentationClass, the other (SBD) stems from
 SegmentationClassAug; either folder stands in when the preferred one lacks a stem.
-Background (0) becomes ignore, classes 1..20 become 0..19, 255 stays.
+Background (0) becomes ignore, classes 1..20 become 0..19, 255 stays: the 20-class VOC of the
+zero-shot benchmark (and "VOC-20" / "PAS-20" of the open-vocabulary papers). With
+``background=True`` background is a class instead: 21 classes, ``background`` first, ids as in
+the files (the "PAS-21" of FC-CLIP), with no unseen classes (a cross-dataset target).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX
+from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX, VOC_CLASSES, ClassSplit
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
 from splitmatch.data.prepare.common import (
     LabelFormat,
@@ -43,6 +46,10 @@ VOC_FORMAT = LabelFormat.from_mapping(
     {0: IGNORE_INDEX, **{value: value - 1 for value in range(1, 21)}, IGNORE_INDEX: IGNORE_INDEX},
     description="0 (background) .. 20, or 255",
 )
+VOC21_FORMAT = LabelFormat.from_mapping(
+    {value: value for value in [*range(21), IGNORE_INDEX]}, description="0 (background) .. 20, or 255"
+)
+VOC21_SPLIT = ClassSplit(("background", *VOC_CLASSES), (), "voc21")
 
 
 def _check_root(src: Path) -> None:
@@ -72,7 +79,9 @@ def voc_splits(src: Path) -> dict[str, list[str]]:
     return {"train": merged, "val": val}
 
 
-def _sources(src: Path, official_stems: list[str], aug_stems: list[str]) -> list[SourceSample]:
+def _sources(
+    src: Path, official_stems: list[str], aug_stems: list[str], label_format: LabelFormat
+) -> list[SourceSample]:
     images = list_names(src / "JPEGImages")
     folders = {name: list_names(src / name) for name in ("SegmentationClass", "SegmentationClassAug")}
     # As in mmseg / ZegCLIP: the VOC train and val stems use the official labels; only the
@@ -90,13 +99,16 @@ def _sources(src: Path, official_stems: list[str], aug_stems: list[str]) -> list
             missing.append(f"JPEGImages/{stem}.jpg")
         else:
             label = src / found[0] / f"{stem}.png"
-            samples.append(SourceSample(stem, src / "JPEGImages" / f"{stem}.jpg", label, VOC_FORMAT))
+            samples.append(SourceSample(stem, src / "JPEGImages" / f"{stem}.jpg", label, label_format))
     refuse_missing(missing, f"file(s) named by the split lists are missing in {src}")
     return samples
 
 
-def prepare_voc(src: str | Path, dst: str | Path, progress: bool = True) -> DatasetFolder:
+def prepare_voc(src: str | Path, dst: str | Path, progress: bool = True, background: bool = False) -> DatasetFolder:
     """Converts VOC 2012 + SBD (mmseg layout, see the module docstring) into a dataset folder.
+
+    Args:
+        background: keep background as class 0 (21 classes, dataset ``voc21``) instead of ignoring it.
 
     Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
 
@@ -108,8 +120,8 @@ def prepare_voc(src: str | Path, dst: str | Path, progress: bool = True) -> Data
     _check_root(src)
     splits = voc_splits(src)
     official = read_list(src / "ImageSets" / "Segmentation" / "train.txt", LAYOUT) + splits["val"]
-    samples = _sources(src, official, splits["train"])
-    write_classes(dst, BUILTIN_SPLITS["voc"])
+    samples = _sources(src, official, splits["train"], VOC21_FORMAT if background else VOC_FORMAT)
+    write_classes(dst, VOC21_SPLIT if background else BUILTIN_SPLITS["voc"])
     convert_samples(samples, dst, progress, desc="voc")
     write_splits(dst, splits)
     return DatasetFolder(dst)
