@@ -127,3 +127,45 @@ def test_divergence_watch_keeps_the_first_bad_step_without_syncing_each_step():
     watch.update(3, {"loss": torch.tensor(float("inf")), "dice": torch.tensor(0.75)})
     step, terms = watch.first_bad_step()
     assert step == 2 and terms["dice"] == 0.25 and terms["loss"] != terms["loss"]
+
+
+def fixed_points(monkeypatch) -> None:
+    """Makes every random point draw the same for every mask: what remains between a whole batch
+    and its micro-batches is float rounding alone."""
+    rand = torch.rand
+
+    def same_rows(*size, device=None, generator=None, **kwargs):
+        size = tuple(size[0]) if len(size) == 1 and not isinstance(size[0], int) else size
+        row = rand(1, *size[1:], generator=torch.Generator().manual_seed(sum(size[1:])), **kwargs)
+        return row.expand(size[0], *size[1:]).contiguous().to(device)
+
+    monkeypatch.setattr(torch, "rand", same_rows)
+
+
+@pytest.mark.parametrize("matching", ["split", "hungarian"])
+def test_two_micro_batches_of_half_the_batch_give_the_whole_batch_gradient(monkeypatch, matching):
+    torch.manual_seed(0)
+    cfg = config(points=256, matching=matching)
+    model = build_segmentor(cfg).train()
+    criterion = build_criterion(cfg)
+    batch = fabricated_batch()
+    embeddings = model.encode_classes([f"class {i}" for i in SEEN_IDS])
+    fixed_points(monkeypatch)
+
+    def gradient(parts: int) -> tuple[torch.Tensor, torch.Tensor]:
+        micro = split_batch(batch, parts)
+        targets = [targets_of(part, matching) for part in micro]
+        normalisers = criterion.normalisers([t for p in targets for t in p], model.query_decoder.query_group, "cpu")
+        model.zero_grad(set_to_none=True)
+        loss = torch.zeros(())
+        for part, part_targets in zip(micro, targets):
+            losses = criterion(model(part["image"], embeddings.detach()), part_targets, normalisers)
+            losses["loss"].backward()
+            loss += losses["loss"].detach()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]), loss
+
+    whole, whole_loss = gradient(1)
+    halves, halves_loss = gradient(2)
+    assert whole.abs().max() > 0
+    torch.testing.assert_close(halves_loss, whole_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(halves, whole, rtol=1e-4, atol=1e-6 * whole.abs().max().item())

@@ -180,3 +180,39 @@ def test_non_finite_loss_between_log_steps_stops_before_the_next_checkpoint(tiny
         train(load_config(preset_name="tiny", overrides=overrides), out, progress=False)
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step_00000002.safetensors"]
     assert not (out / "model.safetensors").exists()
+
+
+def test_interrupted_run_with_micro_batches_resumes_to_the_same_weights(tiny_dataset, tmp_path, monkeypatch):
+    """In one process: every generator and the schedule come from the checkpoint, not from what
+    the interrupted run left behind, and accumulation keeps the step exact across the resume."""
+    import torch
+
+    from splitmatch.engine import checkpoint as ckpt
+    from splitmatch.engine.trainer import train
+    from splitmatch.presets import load_config
+
+    overrides = [f"data.root={tiny_dataset.root}", "train.iterations=4", "train.checkpoint_every=2",
+                 "train.accumulate_steps=2", "train.eval_every=0"]  # fmt: skip
+    config = load_config(preset_name="tiny", overrides=overrides)
+    train(config, tmp_path / "whole", progress=False)
+
+    class Interrupted(Exception):
+        pass
+
+    prune = ckpt.prune_checkpoints
+
+    def interrupt_after_first_checkpoint(*args, **kwargs):
+        prune(*args, **kwargs)
+        raise Interrupted
+
+    monkeypatch.setattr(ckpt, "prune_checkpoints", interrupt_after_first_checkpoint)
+    with pytest.raises(Interrupted):
+        train(config, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(ckpt, "prune_checkpoints", prune)
+    torch.manual_seed(12345)  # whatever the process's generators hold now must not matter
+    train(config, tmp_path / "resumed", resume=True, progress=False)
+
+    expected = load_file(tmp_path / "whole" / "model.safetensors")
+    got = load_file(tmp_path / "resumed" / "model.safetensors")
+    different = [k for k in expected if not torch.equal(expected[k], got[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
