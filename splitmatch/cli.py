@@ -360,6 +360,22 @@ def _print_metrics(metrics: dict) -> None:
     print(format_table({"validation": metrics}))
 
 
+class _HelpShowsDefaults(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to every option whose help does not already say its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        default = action.default
+        if default in (None, False, [], argparse.SUPPRESS) or "default" in help_text:
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
+def _add_command(commands, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` starts with its one-line purpose and shows every default."""
+    return commands.add_parser(name, help=help, description=help, formatter_class=_HelpShowsDefaults)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from splitmatch.device import DEVICE_HELP
 
@@ -367,29 +383,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors too")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("train", help="train a model (single process or under torchrun)")
+    p = _add_command(commands, "train", help="train a model (single process or under torchrun)")
     _add_config_arguments(p)
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = commands.add_parser("seeds", help="train one config with several seeds; mean and std of every metric")
+    p = _add_command(commands, "seeds", help="train one config with several seeds; mean and std of every metric")
     _add_config_arguments(p)
     p.add_argument("--seeds", required=True, help="comma-separated, e.g. 0,1,2")
     p.add_argument("--out", required=True, help="folder for seed_<s> runs and seeds.json")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_seeds)
 
-    p = commands.add_parser("pseudo-masks", help="compute and cache pseudo masks for the training split")
+    p = _add_command(commands, "pseudo-masks", help="compute and cache pseudo masks for the training split")
     _add_config_arguments(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=_positive_int, default=8)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="images per frozen-CLIP forward pass")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_pseudo_masks)
 
-    p = commands.add_parser("eval", help="evaluate a checkpoint, or score prediction PNGs")
-    p.add_argument("--checkpoint")
+    p = _add_command(commands, "eval", help="evaluate a checkpoint, or score prediction PNGs")
+    p.add_argument("--checkpoint", help="model.safetensors (or a checkpoint) to evaluate")
     p.add_argument("--predictions", help="folder of <stem>.png label maps made by any method")
     p.add_argument("--data-root", help="dataset folder (default: the checkpoint's); its classes may differ from "
                    "the checkpoint's: they are scored by name")  # fmt: skip
@@ -397,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "reordered, renamed, a subset or with synonyms, tied to the dataset's classes by name "
                    "(docs/open-vocabulary.md)")  # fmt: skip
     p.add_argument("--split", default=None, help="split to score (default: the config's val split)")
-    p.add_argument("--mode", choices=["slide", "whole"])
+    p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
+                   "(default: the checkpoint's inference.mode)")  # fmt: skip
     p.add_argument(
         "--seen-calibration",
         type=float,
@@ -406,42 +423,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-images", type=_positive_int, help="score only the first N images of the split")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="inference setting, e.g. inference.candidate_scoring=classes")  # fmt: skip
+                   help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
-    p = commands.add_parser("predict", help="segment images with any class names")
-    p.add_argument("--checkpoint", required=True)
+    p = _add_command(commands, "predict", help="segment images with any class names")
+    p.add_argument("--checkpoint", required=True, help="model.safetensors (or a checkpoint) to segment with")
     p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|", '
                    'e.g. "cat,sofa,tv monitor|television"')  # fmt: skip
-    p.add_argument("--out", required=True)
-    p.add_argument("--mode", choices=["slide", "whole"])
-    p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes")
+    p.add_argument("--out", required=True, help="folder for <stem>_labels.png and <stem>_overlay.png per image")
+    p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
+                   "(default: the checkpoint's inference.mode)")  # fmt: skip
+    p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes "
+                   "(default: the checkpoint's)")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     p.set_defaults(func=cmd_predict)
 
-    p = commands.add_parser("app", help="a local web page to try a model on your images (extra: splitmatch[app])")
+    p = _add_command(commands, "app", help="a local web page to try a model on your images (extra: splitmatch[app])")
     p.add_argument("--checkpoint", help="model.safetensors to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="port to listen on")
     p.add_argument("--device", default="cpu", help="cuda, cuda:N, cpu or auto (default: cpu)")
     p.add_argument("--max-megapixels", type=float, default=16.0, help="largest image accepted, in millions of pixels")
     p.set_defaults(func=cmd_app)
 
-    p = commands.add_parser("prepare", help="convert an official dataset into the folder format")
-    p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459"])
-    p.add_argument("--src", required=True)
-    p.add_argument("--dst", required=True)
+    p = _add_command(commands, "prepare", help="convert an official dataset into the folder format")
+    p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459"],
+                   help="which official layout --src holds (docs/datasets.md)")  # fmt: skip
+    p.add_argument("--src", required=True, help="the official download, unpacked (never modified)")
+    p.add_argument("--dst", required=True, help="folder to write in the folder format")
     p.add_argument("--background", action="store_true", help="voc: keep background as a class (21 classes, 'voc21')")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_prepare)
 
-    p = commands.add_parser("convert-clip", help="convert CLIP weights (e.g. OpenAI's TorchScript) to safetensors")
-    p.add_argument("src")
-    p.add_argument("dst")
+    p = _add_command(commands, "convert-clip", help="convert CLIP weights (e.g. OpenAI's TorchScript) to safetensors")
+    p.add_argument("src", help="CLIP weights: OpenAI's TorchScript .pt or an open_clip checkpoint")
+    p.add_argument("dst", help=".safetensors file to write")
     p.add_argument(
         "--arch",
         default="ViT-B-16-quickgelu",
@@ -450,29 +470,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_convert_clip)
 
-    p = commands.add_parser("world", help="generate the built-in zero-shot world dataset")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p = _add_command(commands, "world", help="generate the built-in zero-shot world dataset")
+    p.add_argument("--out", required=True, help="folder to write the world into (folder format)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the world's images")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_world)
 
-    p = commands.add_parser("toy-clip", help="train the world's small CLIP on captions of world images")
+    p = _add_command(commands, "toy-clip", help="train the world's small CLIP on captions of world images")
     p.add_argument("--world", required=True, help="a folder made by `splitmatch world`")
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     p.add_argument("--steps", type=_positive_int, help="training steps (default: ToyClipSpec's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="random seed of initialisation and batches")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_toy_clip)
 
-    p = commands.add_parser("demo", help="Split Matching vs Hungarian matching in the built-in world, end to end")
-    p.add_argument("--out", default="demo_out")
+    p = _add_command(commands, "demo", help="Split Matching vs Hungarian matching in the built-in world, end to end")
+    p.add_argument("--out", default="demo_out", help="folder for the world, runs, report.md and figures")
     p.add_argument("--quick", action="store_true", help="a tiny world and a few iterations (tests)")
     p.add_argument("--ablations", action="store_true", help="also train the ablations of the method")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="training seed of every run")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
-    p = commands.add_parser("presets", help="list the named presets: CLIP model, training crop, purpose")
+    p = _add_command(commands, "presets", help="list the named presets: CLIP model, training crop, purpose")
     p.set_defaults(func=cmd_presets)
     return parser
 

@@ -249,17 +249,9 @@ def _run_python(block: Block, work: Path, scratch: Path) -> None:
     assert seconds < BLOCK_SECONDS, f"{block.where}: took {seconds:.0f} s; mark it <!-- not-run: REASON -->"
 
 
-# The README predates this convention and is rewritten with its markers; until then it fails,
-# and once it passes, strict xfail fails the suite so that this mark is removed.
-_UNMARKED = {"README.md"}
-
-
 def _document_params():
     for document in DOCUMENTS:
-        marks = []
-        if document.name in _UNMARKED and document.parent == REPO:
-            marks = [pytest.mark.xfail(strict=True, reason="README.md has no docs-test markers yet")]
-        yield pytest.param(document, marks=marks, id=str(document.relative_to(REPO)))
+        yield pytest.param(document, id=str(document.relative_to(REPO)))
 
 
 @pytest.mark.slow
