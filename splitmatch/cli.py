@@ -17,6 +17,8 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+PACKAGED_HELP = "packaged:world-model, a model of the built-in world's shapes and textures, not of photos"
+
 
 class UsageError(ValueError):
     """The command line itself is wrong (a missing or contradictory option)."""
@@ -32,12 +34,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from splitmatch.engine.checkpoint import CheckpointError
     from splitmatch.engine.run_folder import RunFolderError
     from splitmatch.engine.trainer import NonFiniteLossError
-    from splitmatch.predict_outputs import OutputClashError
+    from splitmatch.predict_outputs import OutputClashError, PredictInputError
     from splitmatch.pseudo.cache import PseudoMaskCacheError
 
     return (
         UsageError, AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
-        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, OutputClashError, FloatingPointError,
+        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, OutputClashError, PredictInputError,
+        FloatingPointError,
     )  # fmt: skip
 
 
@@ -212,45 +215,40 @@ def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from splitmatch.data.classes import label_dtype_for, parse_class_entries
-    from splitmatch.data.folder import DatasetFormatError, ensure_writable_folder, read_image, write_label, write_png
+    from splitmatch.data.classes import parse_class_entries
+    from splitmatch.data.folder import ensure_writable_folder
     from splitmatch.predict_outputs import prediction_outputs
+    from splitmatch.predict_run import SUMMARY_NAME, predict_images
     from splitmatch.predictor import Predictor
-    from splitmatch.visualize import class_pixel_counts, prediction_figure
 
     entries = parse_class_entries(args.classes)
-    names = [entry[0] for entry in entries]  # shown and written; synonyms only shape the text embedding
     outputs = prediction_outputs(args.images, Path(args.out))
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     overrides = {"mode": args.mode} if args.mode else {}
     if args.seen_calibration is not None:
         overrides["seen_calibration"] = args.seen_calibration
-    predictor = Predictor.from_checkpoint(args.checkpoint, _device(args), **overrides)
-    failures = []
-    for path, target in outputs.items():
-        try:
-            image = read_image(path)
-        except DatasetFormatError as error:  # one bad image does not stop the others
-            failures.append(str(error))
-            print(f"splitmatch: skipped: {error}", file=sys.stderr)
-            continue
-        labels = predictor.predict(image, entries)
-        write_label(  # 16-bit above 255 names
-            target.with_name(f"{target.name}_labels.png"), labels.astype(label_dtype_for(len(names)), copy=False)
-        )
-        write_png(target.with_name(f"{target.name}_overlay.png"), prediction_figure(image, labels, names))
-        shares = class_pixel_counts(labels, len(names)) / labels.size
-        found = ", ".join(f"{names[i]} {shares[i]:.0%}" for i in np.argsort(-shares) if shares[i] > 0.005)
-        print(f"{path}: {found}")
+    checkpoint = _checkpoint_or_packaged(args.checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, _device(args), **overrides)
+    summary = predict_images(predictor, outputs, entries, Path(args.out), checkpoint, progress=not args.quiet)
+    failures = [failure["error"] for failure in summary["failed"]]
     for failure in failures:
         print(f"splitmatch: error: {failure}", file=sys.stderr)
     if failures:
         print(f"splitmatch: error: {len(failures)} of {len(outputs)} images failed; the other "
               f"{len(outputs) - len(failures)} were written to {args.out}", file=sys.stderr)  # fmt: skip
         return 2
+    print(f"{len(outputs)} image{'s' * (len(outputs) != 1)}: label maps, overlays and {SUMMARY_NAME} in {args.out}")
     return 0
+
+
+def _checkpoint_or_packaged(checkpoint: str | None) -> str:
+    """``--checkpoint``, else the model shipped with splitmatch; says what that model is for."""
+    from splitmatch.engine.packaged_model import PACKAGED_MODEL_NAME, WORLD_MODEL_NOTE
+
+    checkpoint = checkpoint or PACKAGED_MODEL_NAME
+    if checkpoint == PACKAGED_MODEL_NAME:
+        print(f"model: {PACKAGED_MODEL_NAME}, {WORLD_MODEL_NOTE}", flush=True)
+    return checkpoint
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -258,14 +256,21 @@ def cmd_app(args: argparse.Namespace) -> int:
     from splitmatch.app.segment import AppError
 
     require_gradio()  # before the model loads: a missing extra is the first thing to hear about
-    if args.checkpoint is None:
-        raise AppError(
-            "give --checkpoint CKPT: a model.safetensors written by `splitmatch train` "
-            "(`splitmatch demo` leaves one in demo_out/runs/split/)"
-        )
     if args.max_megapixels <= 0:
         raise AppError(f"--max-megapixels must be positive, got {args.max_megapixels:g}")
-    serve(args.checkpoint, args.host, args.port, args.device, round(args.max_megapixels * 1e6))
+    checkpoint = _checkpoint_or_packaged(args.checkpoint)
+    serve(checkpoint, args.host, args.port, args.device, round(args.max_megapixels * 1e6))
+    return 0
+
+
+def cmd_package_model(args: argparse.Namespace) -> int:
+    from splitmatch.data.folder import check_output_file
+    from splitmatch.engine.packaged_model import package_model
+
+    check_output_file(args.out)
+    record = package_model(args.checkpoint, args.out, args.data_root, args.clip)
+    size = Path(args.out).stat().st_size
+    print(f"wrote {args.out} ({size / 1e6:.2f} MB, step {record['step']}, CLIP from {record['clip_from']['weights']})")
     return 0
 
 
@@ -429,21 +434,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
-    p = _add_command(commands, "predict", help="segment images with any class names")
-    p.add_argument("--checkpoint", required=True, help="model.safetensors (or a checkpoint) to segment with")
+    p = _add_command(commands, "predict", help="segment images and folders of images with any class names")
+    p.add_argument("--checkpoint", help=f"model.safetensors (or a checkpoint) to use (default: {PACKAGED_HELP})")
     p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|", '
                    'e.g. "cat,sofa,tv monitor|television"')  # fmt: skip
-    p.add_argument("--out", required=True, help="folder for <stem>_labels.png and <stem>_overlay.png per image")
+    p.add_argument("--out", required=True, help="folder for <stem>_labels.png and <stem>_overlay.png per image, "
+                   "in the inputs' folder structure, and summary.json")  # fmt: skip
     p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
                    "(default: the checkpoint's inference.mode)")  # fmt: skip
     p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes "
                    "(default: the checkpoint's)")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("images", nargs="+", metavar="PATH", help="image files (JPEG, PNG, ...), and folders searched for "
+                   ".jpg, .jpeg and .png files (hidden ones and --out skipped)")  # fmt: skip
     p.set_defaults(func=cmd_predict)
 
     p = _add_command(commands, "app", help="a local web page to try a model on your images (extra: splitmatch[app])")
-    p.add_argument("--checkpoint", help="model.safetensors to serve")
+    p.add_argument("--checkpoint", help=f"model.safetensors to serve (default: {PACKAGED_HELP})")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on")
     p.add_argument("--device", default="cpu", help="cuda, cuda:N, cpu or auto (default: cpu)")
@@ -483,6 +491,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of initialisation and batches")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_toy_clip)
+
+    p = _add_command(commands, "package-model", help="a model file without its packaged CLIP's tensors, made "
+                     "the same byte for byte from the same checkpoint (docs/world.md)")  # fmt: skip
+    p.add_argument("--checkpoint", required=True, help="a checkpoint trained with clip.weights packaged:NAME")
+    p.add_argument("--out", required=True, help="model file to write (.safetensors)")
+    p.add_argument("--clip", metavar="packaged:NAME", help="the packaged CLIP the checkpoint was trained on, "
+                   "when its config names the file instead (its tensors are compared)")  # fmt: skip
+    p.add_argument(
+        "--data-root",
+        default="demo_out/world",
+        help="the dataset folder its config names, relative to where a command runs "
+        "(default: %(default)s, where `splitmatch demo` writes the world)",
+    )
+    p.set_defaults(func=cmd_package_model)
 
     p = _add_command(commands, "demo", help="Split Matching vs Hungarian matching in the built-in world, end to end")
     p.add_argument("--out", default="demo_out", help="folder for the world, runs, report.md and figures")

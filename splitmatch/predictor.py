@@ -15,6 +15,7 @@ from splitmatch.data.folder import image_to_rgb, read_image
 from splitmatch.device import resolve_device
 from splitmatch.engine import checkpoint as ckpt
 from splitmatch.engine.evaluator import predict_labels
+from splitmatch.engine.packaged_model import PACKAGED_MODEL_NAME, check_packaged_clip, checkpoint_file
 from splitmatch.inference import CandidateScoring, SegmentationInference, candidate_scoring
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.segmentor import SplitMatchSegmentor
@@ -23,22 +24,29 @@ from splitmatch.model.segmentor import SplitMatchSegmentor
 def load_segmentor(path: str | Path, device: str | torch.device = "auto") -> tuple[SplitMatchSegmentor, dict]:
     """Builds the model a checkpoint describes and loads its weights (no unpickling).
 
-    ``device`` is a name :func:`splitmatch.device.resolve_device` accepts: ``auto`` (the first
-    GPU when CUDA is available, else the CPU), ``cuda``, ``cuda:N`` or ``cpu``.
+    ``path`` is a checkpoint file or ``packaged:world-model`` (the model shipped with splitmatch).
+    A file without its CLIP tensors (record ``clip_from``) gets them from the packaged CLIP
+    weights it names, after their digest is checked. ``device`` is a name
+    :func:`splitmatch.device.resolve_device` accepts: ``auto`` (the first GPU when CUDA is
+    available, else the CPU), ``cuda``, ``cuda:N`` or ``cpu``.
 
     Returns:
         the model in eval mode and the checkpoint record (``config``, ``classes``,
         ``train_classes``, ``step``...).
     """
+    path = checkpoint_file(path)
     record = ckpt.read_record(path)
     config: ExperimentConfig = record["config"]
+    clip_left_out = "clip_from" in record
     with torch.device("meta"):  # shapes only, no memory: a record that asks for more than the file holds
-        shapes = {
-            name: tuple(t.shape) for name, t in build_segmentor(config, load_clip_weights=False).state_dict().items()
-        }
+        described = build_segmentor(config, load_clip_weights=False)
+        left_out = set(described.clip_state_keys()) if clip_left_out else set()
+        shapes = {name: tuple(t.shape) for name, t in described.state_dict().items() if name not in left_out}
     ckpt.check_tensor_shapes(path, shapes)
-    model = build_segmentor(config, load_clip_weights=False)
-    ckpt.load_model_weights(model, path, record)
+    model = build_segmentor(config, load_clip_weights=clip_left_out)
+    if clip_left_out:
+        check_packaged_clip(model, record, path)
+    ckpt.load_model_weights(model, path, record, left_out)
     return model.to(resolve_device(device)).eval(), record
 
 
@@ -105,6 +113,7 @@ class Predictor:
         self.model = model.eval()
         self.config = config
         self.seen_classes = set(seen_classes)
+        self.candidates = candidates
         self.device = next(model.parameters()).device
         self.inference = SegmentationInference(
             model, config.mode, config.window, config.stride, config.seen_calibration, candidates, config.amp
@@ -112,13 +121,20 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **overrides) -> Predictor:
-        """Loads a checkpoint onto ``device`` (``auto``: the first GPU when CUDA is available,
-        else the CPU); ``overrides`` replace inference settings (e.g. ``mode="whole"``)."""
+        """Loads a checkpoint (a file, or ``packaged:world-model``) onto ``device`` (``auto``: the
+        first GPU when CUDA is available, else the CPU); ``overrides`` replace inference settings
+        (e.g. ``mode="whole"``)."""
         model, record = load_segmentor(path, device)
         experiment = merge(record["config"], {"inference": overrides}).validate()  # checked like any config
         predictor = cls(model, experiment.inference, sorted(names_trained_on(record)), candidate_scoring(experiment))
         predictor.classes: ClassSplit = record["classes"]
         return predictor
+
+    @classmethod
+    def packaged(cls, device: str | torch.device = "auto", **overrides) -> Predictor:
+        """The model shipped with splitmatch: Split Matching trained on the built-in world (shapes
+        and textures, not photos), with its classes in ``predictor.classes``; nothing to download."""
+        return cls.from_checkpoint(PACKAGED_MODEL_NAME, device, **overrides)
 
     @torch.no_grad()
     def predict(self, image: ImageInput, class_names: Sequence[ClassEntry]) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Drives ``splitmatch app`` in a real headless Chromium, for tests/test_app_browser.py and for the
 screenshot in the docs::
 
-    python tests/app_browser.py --checkpoint runs/world/model.safetensors --out docs/images/app.png
+    python tests/app_browser.py --out docs/images/app.png     # the packaged world model
+    python tests/app_browser.py --checkpoint runs/world/model.safetensors --out app.png
 
 Needs the app extra and playwright (``pip install -e ".[dev,app]"``, which ``make install``
 runs) and an installed Chromium (Debian: ``apt-get install chromium``). Playwright drives that
@@ -52,8 +53,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(checkpoint: str | Path, port: int | None = None, start_timeout: float = 600.0) -> Iterator[str]:
+def running_app(checkpoint: str | Path | None, port: int | None = None, start_timeout: float = 600.0) -> Iterator[str]:
     """Starts ``python -m splitmatch app`` on 127.0.0.1 with this repository's code; yields its URL.
+
+    ``checkpoint=None`` starts it without ``--checkpoint``: it serves the packaged world model.
 
     The timeout is generous: importing torch and Gradio takes a few seconds of CPU, which a
     shared machine can stretch to minutes.
@@ -61,7 +64,8 @@ def running_app(checkpoint: str | Path, port: int | None = None, start_timeout: 
     port = port or free_port()
     url = f"http://127.0.0.1:{port}/"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    command = [sys.executable, "-m", "splitmatch", "app", "--checkpoint", str(checkpoint), "--port", str(port)]
+    command = [sys.executable, "-m", "splitmatch", "app", "--port", str(port)]
+    command += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
@@ -173,8 +177,11 @@ def fetch(url: str) -> bytes:
         return response.read()
 
 
-def screenshot(checkpoint: str | Path, out: str | Path, example: int = 0, calibration: float | None = None) -> dict:
-    """Serves ``checkpoint``, segments one example with the model's own classes, saves the page."""
+def screenshot(
+    checkpoint: str | Path | None, out: str | Path, example: int = 0, calibration: float | None = None
+) -> dict:
+    """Serves ``checkpoint`` (``None``: the packaged world model), segments one example with the
+    model's own classes, saves the page."""
     browser_path = find_browser()
     if browser_path is None:
         raise SystemExit("no Chromium found: install one (Debian: apt-get install chromium) or set SPLITMATCH_BROWSER")
@@ -191,7 +198,7 @@ def screenshot(checkpoint: str | Path, out: str | Path, example: int = 0, calibr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", help="model to serve (default: the packaged world model)")
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.add_argument("--example", type=int, default=0, help="which example image to segment (from 0)")
     parser.add_argument("--seen-calibration", type=float, help="default: the checkpoint's")

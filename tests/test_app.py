@@ -195,11 +195,39 @@ def test_cli_says_how_to_install_the_extra(monkeypatch, capsys):
     assert "pip install 'splitmatch[app]'" in capsys.readouterr().err
 
 
-def test_cli_asks_for_a_checkpoint(monkeypatch, capsys, tmp_path):
+def test_cli_serves_the_packaged_world_model_without_a_checkpoint(monkeypatch, capsys, tmp_path):
     import splitmatch.app.page
 
+    served = []
     monkeypatch.setattr(splitmatch.app.page, "require_gradio", lambda: None)
-    assert main(["app"]) == 2
-    assert "give --checkpoint CKPT" in capsys.readouterr().err
+    monkeypatch.setattr(splitmatch.app.page, "serve", lambda checkpoint, *args: served.append(checkpoint))
+    assert main(["app"]) == 0 and served == ["packaged:world-model"]
+    assert "model: packaged:world-model, a model of splitmatch's built-in world" in capsys.readouterr().out
+    monkeypatch.undo()
+    monkeypatch.setattr(splitmatch.app.page, "require_gradio", lambda: None)
     assert main(["app", "--checkpoint", str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors does not exist" in capsys.readouterr().err
+
+
+def test_the_packaged_world_model_behind_the_page(tmp_path):
+    from splitmatch.app.page import _about
+
+    segmenter = Segmenter.from_checkpoint("packaged:world-model")
+    about = _about(segmenter, "packaged:world-model")
+    assert "Model `packaged:world-model`, trained on 'world'" in about and "not of photos" in about
+    assert "never shown square, heart, cross, bolt" in about
+    assert segmenter.default_class_text.split(", ")[:3] == ["background", "circle", "square"]
+    example = write_examples(tmp_path / "examples", count=1)[0]
+    typed = "heart, background, bolt, circle"  # any names, in any order
+    result = segmenter.segment(example, typed)  # a path, as the page passes an upload
+    expected = Predictor.packaged("cpu").predict(example, [name.strip() for name in typed.split(",")])
+    assert np.array_equal(result.labels, expected) and result.names == ("heart", "background", "bolt", "circle")
+
+
+def test_a_changed_mode_keeps_the_candidate_scoring(tiny_checkpoint):
+    from splitmatch.inference import CandidateScoring
+
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu", candidate_scoring="excluded")
+    assert predictor.candidates == CandidateScoring("excluded")
+    segmenter = Segmenter(predictor, list(predictor.classes.names), 10**6, predictor.classes.dataset)
+    assert segmenter._predictor("slide", 0.5).candidates == CandidateScoring("excluded")

@@ -126,3 +126,29 @@ def test_two_visitors_segment_at_once_and_bad_input_gets_a_message(browser_path,
         {r for r in requests if urlsplit(r).scheme in WEB_SCHEMES and urlsplit(r).netloc != served_from}
     )
     assert not off_machine, f"the page fetched from elsewhere: {off_machine[:5]}"
+
+
+@pytest.mark.slow
+def test_without_a_checkpoint_the_packaged_world_model_segments_an_example(browser_path):
+    from splitmatch.app.examples import EXAMPLE_SEED, EXAMPLE_SPLIT, example_indices
+    from splitmatch.predictor import Predictor
+    from splitmatch.world.generator import DEFAULT_SPEC, image_rng, render_image
+
+    with running_app(None) as url, chromium(browser_path) as browser:
+        page = open_page(browser, url)
+        assert "trained on 'world'" in page.inner_text("body") and "not of photos" in page.inner_text("body")
+        names = [name.strip() for name in page.locator("#classes textarea").input_value().split(",")]
+        assert len(names) == 13 and names[0] == "background" and {"circle", "heart", "bolt"} <= set(names)
+        typed = list(reversed(names))  # any order: the label values follow the typed names
+        fill_request(page, example=0, names=", ".join(typed), mode="whole")
+        segment(page)
+        result = wait_for_result(page)
+
+    image, _ = render_image(image_rng(EXAMPLE_SEED, EXAMPLE_SPLIT, example_indices()[0]), DEFAULT_SPEC)
+    _check_figure(result["figure_url"], typed, image.shape[:2])
+    labels = _check_label_map(result["label_url"], typed, image.shape[:2])
+    _check_table(result["table"], typed, labels)
+    # The page serves the library's packaged model (its quality on world images: tests/test_packaged_model.py);
+    # another process may break a near-tie of scores otherwise, hence agreement rather than equality.
+    expected = Predictor.packaged("cpu", mode="whole").predict(image, typed)
+    assert (labels == expected).mean() > 0.999, "the page's result is not the packaged model's"

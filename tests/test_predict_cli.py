@@ -69,7 +69,9 @@ def test_unreadable_images_are_named_at_the_end_and_the_others_done(tiny_dataset
     broken = tmp_path / "broken.png"
     broken.write_bytes(good[0].read_bytes()[:80])
     missing = tmp_path / "missing.png"
-    images = [broken, good[0], missing, good[1], tmp_path, good[2]]  # tmp_path: a folder given as an image
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image\n")
+    images = [broken, good[0], missing, good[1], notes, good[2]]
     code, out, err = predict(capsys, checkpoint, tmp_path / "out", images)
     assert code == 2
     written = sorted(p.name for p in (tmp_path / "out").rglob("*_labels.png"))
@@ -78,7 +80,9 @@ def test_unreadable_images_are_named_at_the_end_and_the_others_done(tiny_dataset
     assert final[-1] == f"splitmatch: error: 3 of 6 images failed; the other 3 were written to {tmp_path / 'out'}"
     named = "\n".join(final[-4:-1])
     assert "broken.png is corrupt or truncated" in named and "missing.png does not exist" in named
-    assert "is a folder" in named
+    assert "notes.txt is corrupt or truncated" in named
+    failed = json.loads((tmp_path / "out" / "summary.json").read_text())["failed"]
+    assert [entry["input"] for entry in failed] == [str(broken), str(missing), str(notes)]
 
 
 def test_300_names_give_16_bit_label_maps_that_eval_reads(tiny_dataset, checkpoint, tmp_path, capsys, monkeypatch):

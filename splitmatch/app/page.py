@@ -47,7 +47,10 @@ def _about(segmenter: Segmenter, checkpoint: str) -> str:
     model = f"Model `{Path(checkpoint).name}`, trained on '{segmenter.dataset}' with the classes {', '.join(seen)}"
     model += f"; never shown {', '.join(unseen)}." if unseen else "."
     if segmenter.dataset == "world":
-        model += " A model of the built-in world (shapes and textures), not of photos."
+        model += (
+            " A model of the built-in world (shapes and textures), not of photos: for photos, start the app "
+            "with `--checkpoint` and a model trained on a benchmark."
+        )
     lines = [
         "## splitmatch: zero-shot semantic segmentation",
         model,

@@ -5,6 +5,11 @@ split and the training classes, the step, optimizer hyper-parameters, the schedu
 a digest of every tensor. Loading never unpickles: tensors come from safetensors, the rest is
 JSON. Files are written to a temporary name and renamed, so a crash leaves the previous
 checkpoint intact.
+
+A model file may leave out the frozen CLIP tensors when they come from weights shipped with
+splitmatch: its record then names them (``clip_from``: the ``packaged:`` name and a digest of
+the tensors left out), and the loader refuses other CLIP tensors than those
+(:mod:`splitmatch.engine.packaged_model`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -22,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from splitmatch import distributed as dist
-from splitmatch.config import ConfigError, ExperimentConfig, from_dict, to_dict
+from splitmatch.config import PACKAGED_PREFIX, ConfigError, ExperimentConfig, from_dict, to_dict
 from splitmatch.data.classes import ClassSplit, ClassSplitError
 from splitmatch.data.folder import default_file_mode
 
@@ -153,7 +159,26 @@ def _parse_record(metadata: dict, path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path} has invalid train_classes (expected names of its classes)")
     if not isinstance(record.get("digest"), str):
         raise CheckpointError(f"checkpoint {path} has no tensor digest")
+    _check_clip_from(record, path)
     return record
+
+
+def _check_clip_from(record: dict, path: Path) -> None:
+    """A record that leaves the CLIP tensors out must name the packaged weights its config uses."""
+    if "clip_from" not in record:
+        return
+    clip_from, weights = record["clip_from"], record["config"].clip.weights
+    if (
+        not isinstance(clip_from, dict)
+        or not isinstance(weights, str)
+        or not weights.startswith(PACKAGED_PREFIX)
+        or clip_from.get("weights") != weights
+        or not re.fullmatch(r"[0-9a-f]{64}", str(clip_from.get("digest")))
+    ):
+        raise CheckpointError(
+            f"checkpoint {path} leaves its CLIP tensors out but its record does not name where they come "
+            f"from (expected clip_from with the config's packaged clip.weights, got {clip_from!r} and {weights!r})"
+        )
 
 
 def read_record(path: str | Path) -> dict:
@@ -177,15 +202,20 @@ def read_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, to
     return tensors, record
 
 
-def load_model_weights(model: torch.nn.Module, path: str | Path, record: dict) -> None:
+def load_model_weights(model: torch.nn.Module, path: str | Path, record: dict, left_out: Collection[str] = ()) -> None:
     """Reads a checkpoint's weights straight into ``model``'s tensors, checking the digest.
 
     The file is read, not memory-mapped, one tensor at a time into the parameter it belongs
     to: peak memory is the model alone, not the model plus the file (the model must be on the
     CPU and contiguous, as :func:`splitmatch.model.build.build_segmentor` makes it).
+
+    Args:
+        left_out: state-dict keys the file must not hold because the model already has them
+            (the packaged CLIP tensors of a file whose record has ``clip_from``).
     """
     path = Path(path)
-    expected = model.state_dict()
+    left_out = set(left_out)
+    expected = {k: v for k, v in model.state_dict().items() if k not in left_out}
     try:
         with open(path, "rb") as file:
             header, data_start = _read_header(file, path)

@@ -62,6 +62,13 @@ class SplitMatchSegmentor(nn.Module):
         decoded = self.pixel_decoder(features["dense_tokens"], features["layer_features"])
         return self.query_decoder(decoded["memory"], decoded["mask_features"], class_embeddings)
 
+    def clip_state_keys(self) -> list[str]:
+        """The state-dict keys of the frozen CLIP towers (all of them come from ``clip.weights``),
+        sorted; the prompts, decoders and heads are the rest."""
+        visual = self.image_encoder.visual.state_dict(prefix="image_encoder.visual.")
+        text = self.text_encoder.state_dict(prefix="text_encoder.")
+        return sorted([*visual, *text])
+
     def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by learning-rate group: ``prompts`` and ``heads`` (everything CLIP is frozen)."""
         groups: dict[str, list[nn.Parameter]] = {"prompts": [], "heads": []}

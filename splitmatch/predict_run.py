@@ -1,0 +1,97 @@
+"""``splitmatch predict`` over many images: label maps, overlays, a progress bar and ``summary.json``.
+
+An image that cannot be read is named and skipped; the others are still done. ``summary.json``
+records, per image, its size, the classes present with their share of the image and the time
+the model took, with the class list, the checkpoint, the device and the inference settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from splitmatch.data.classes import ClassEntry, class_texts, label_dtype_for
+from splitmatch.data.folder import DatasetFormatError, atomic_write_bytes, read_image, write_label, write_png
+from splitmatch.predictor import Predictor
+from splitmatch.visualize import class_pixel_counts, prediction_figure
+
+SUMMARY_NAME = "summary.json"
+
+
+def class_areas(labels: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """The classes present in ``labels [H, W]`` (indices into ``names``) -> percent of the image,
+    largest first (ties in the order of ``names``), to two decimals."""
+    shares = class_pixel_counts(labels, len(names)) / labels.size
+    order = np.argsort(-shares, kind="stable")
+    return {names[i]: round(100.0 * float(shares[i]), 2) for i in order if shares[i] > 0}
+
+
+def predict_images(
+    predictor: Predictor,
+    outputs: dict[Path, Path],
+    entries: Sequence[ClassEntry],
+    out: Path,
+    checkpoint: str,
+    progress: bool = True,
+) -> dict:
+    """Predicts every input, writes ``<target>_labels.png``, ``<target>_overlay.png`` and
+    ``out/summary.json``; prints one line per image. Returns the summary.
+
+    Args:
+        outputs: input image -> output path without suffix (:func:`splitmatch.predict_outputs.prediction_outputs`).
+        entries: the class names, each a name or a name and its synonyms; label value ``i`` is
+            the ``i``-th entry.
+        checkpoint: how the model was named (a path or ``packaged:world-model``), for the summary.
+    """
+    texts = class_texts(entries)
+    names = [names[0] for names in texts]  # shown and written; synonyms only shape the text embedding
+    dtype = label_dtype_for(len(names))  # 16-bit above 255 names
+    images, failed = [], []
+    started = time.perf_counter()
+    bar = tqdm(outputs.items(), desc="predict", unit="image", disable=not progress, leave=False, file=sys.stderr)
+    for path, target in bar:
+        try:
+            image = read_image(path)
+        except DatasetFormatError as error:  # one bad image does not stop the others
+            failed.append({"input": str(path), "error": str(error)})
+            tqdm.write(f"splitmatch: skipped: {error}", file=sys.stderr)
+            continue
+        mark = time.perf_counter()
+        labels = predictor.predict(image, entries)
+        seconds = time.perf_counter() - mark
+        label_path = target.with_name(f"{target.name}_labels.png")
+        overlay_path = target.with_name(f"{target.name}_overlay.png")
+        write_label(label_path, labels.astype(dtype, copy=False))
+        write_png(overlay_path, prediction_figure(image, labels, names))
+        areas = class_areas(labels, names)
+        images.append({
+            "input": str(path),
+            "labels": label_path.relative_to(out).as_posix(),
+            "overlay": overlay_path.relative_to(out).as_posix(),
+            "width": int(image.shape[1]),
+            "height": int(image.shape[0]),
+            "classes": areas,
+            "seconds": round(seconds, 4),
+        })  # fmt: skip
+        shown = ", ".join(f"{name} {percent:.0f}%" for name, percent in areas.items() if percent >= 0.5)
+        tqdm.write(f"{path}: {shown}", file=sys.stdout)
+    summary = {
+        "checkpoint": checkpoint,
+        "trained_on": predictor.classes.dataset if hasattr(predictor, "classes") else None,
+        "classes": names,
+        "synonyms": {names[0]: list(names[1:]) for names in texts if len(names) > 1},
+        "device": str(predictor.device),
+        "settings": dataclasses.asdict(predictor.config),
+        "images": images,
+        "failed": failed,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    atomic_write_bytes(out / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
+    return summary
