@@ -172,19 +172,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         if not args.checkpoint:
             raise UsageError("give --checkpoint CKPT or --predictions DIR")
+        from splitmatch.config import ConfigError, parse_override
+        from splitmatch.inference import candidate_scoring
         from splitmatch.predictor import load_segmentor, names_trained_on
 
         overrides = {"mode": args.mode} if args.mode else {}
         if args.seen_calibration is not None:
             overrides["seen_calibration"] = args.seen_calibration
         model, record = load_segmentor(args.checkpoint, _device(args))
-        config = merge(record["config"], {"inference": overrides}).validate()
+        config = record["config"]
+        for override in args.set:
+            if not override.startswith("inference."):
+                raise ConfigError(f"eval --set takes inference.* keys only, got '{override}'")
+            config = merge(config, parse_override(override))
+        config = merge(config, {"inference": overrides}).validate()
         # The dataset's classes may differ from the checkpoint's: they are scored by name.
         folder = _checkpoint_dataset(args, config)
         vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
         metrics = evaluate(
             model, folder, args.split or config.data.val_split, config.inference, vocabulary,
             names_trained_on(record), max_images=args.max_images, progress=not args.quiet,
+            candidates=candidate_scoring(config),
         )  # fmt: skip
     vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
     if args.vocabulary:
@@ -452,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
         "0 and 0.1 are always reported as well",
     )
     p.add_argument("--max-images", type=_positive_int, help="score only the first N images of the split")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -72,6 +72,9 @@ class PseudoMaskConfig:
     # "crop": CLIP's image embedding of a square crop around the mask (docs/pseudo-masks.md).
     region_embedding: str = "masked_cls"
     crop_context: float = 1.5  # crop side / the larger side of the mask's bounding box ("crop" only)
+    # After augmentation a pseudo mask may be cut to a sliver whose region embedding still describes
+    # the whole region: drop it below this fraction of the training crop (chosen here; 0 keeps any).
+    min_crop_area: float = 0.0
     cache_dir: str | None = None  # where pseudo masks are cached; None: <data.root>/pseudo_masks/<key>
 
 
@@ -108,6 +111,9 @@ class DataConfig:
     cat_max_ratio: float = 0.75
     flip_prob: float = 0.5
     photometric: bool = True
+    # Colour of the padding around crops smaller than crop_size (chosen here): "mean" is the CLIP
+    # normalisation's mean colour, zero after normalising as mmseg pads; "black" is 0.
+    pad_fill: str = "black"
     num_workers: int = 4
 
 
@@ -116,15 +122,23 @@ class TrainConfig:
     iterations: int = 20000
     # The global batch: under torchrun each of the N processes takes batch_size / N images per step.
     batch_size: int = 16
+    # Each step's batch is cut into accumulate_steps x processes micro-batches, forwarded one after
+    # the other; the step (loss normalisers, clipping, optimizer, schedule, log) is still that of
+    # the whole batch. The recipe's batch 16 on one GPU: accumulate_steps 2, 4 or 8 as memory needs.
+    accumulate_steps: int = 1
     lr: float = 2e-5
     head_lr_multiplier: float = 10.0  # prompts and decoder heads
     weight_decay: float = 0.01
+    decay_prompts: bool = False  # apply weight_decay to the visual prompts too (ZegCLIP does; chosen here)
     poly_power: float = 0.9
     warmup_iterations: int = 1500
     warmup_ratio: float = 1e-6
     min_lr: float = 1e-6
     grad_clip: float = 0.01  # max gradient norm; 0 disables
     seed: int = 0
+    # torch.use_deterministic_algorithms for the process (and the library's deterministic kernels
+    # where CUDA's are not): bitwise repeatable CUDA training, somewhat slower (docs/reproducibility.md).
+    deterministic: bool = False
     amp: str = "bf16"  # "none", "bf16" or "fp16"; CUDA only, CPU always runs float32
     log_every: int = 50
     checkpoint_every: int = 2000
@@ -141,6 +155,15 @@ class InferenceConfig:
     window: int = 512
     stride: int = 426
     seen_calibration: float = 0.0  # subtracted from seen-class scores (ZegCLIP uses 0.1)
+    amp: str = "bf16"  # "none", "bf16" or "fp16" autocast of the model on CUDA; scores stay float32
+    # How the candidate queries of a Split Matching model score pixels (chosen here, measured in
+    # docs/recipe.md). They never get a class or no-object loss, so their no-object logit is
+    # untrained: "classes" takes the softmax over the classes alone, "no_object" scores them as
+    # seen queries are scored, "excluded" leaves them out. Hungarian models score every query alike.
+    candidate_scoring: str = "no_object"
+    candidate_temperature: float = 0.0  # tau of their softmax; 0: decoder.logit_temperature (0.01 is CLIP's 100)
+    candidate_weight: float = 1.0  # factor on the candidates' share of the class scores
+    candidate_mask_confidence: bool = False  # also weight each candidate by its mask's mean confidence
 
 
 @dataclass

@@ -152,6 +152,7 @@ RULES: dict[str, Any] = {
     "pseudo.iterations": Range(1, MAX_COUNT),
     "pseudo.rho": Range(0, 1, low_open=True),
     "pseudo.min_area": Range(0, 1, high_open=True),
+    "pseudo.min_crop_area": Range(0, 1, high_open=True, note="0 keeps every target"),
     "pseudo.dedup_iou": Range(0, 1, low_open=True),
     "pseudo.max_masks": Range(1, 254, note="the cache's index maps are 8-bit, 0 meaning none"),
     "pseudo.components": Flag(),
@@ -184,11 +185,14 @@ RULES: dict[str, Any] = {
     "data.flip_prob": PROBABILITY,
     "data.photometric": Flag(),
     "data.num_workers": Range(0, 1024),
+    "data.pad_fill": Choice(("mean", "black")),
     "train.iterations": Range(1, 10**9),
     "train.batch_size": Range(1, MAX_COUNT),
+    "train.accumulate_steps": Range(1, MAX_COUNT, note="micro-batches per step"),
     "train.lr": POSITIVE,
     "train.head_lr_multiplier": POSITIVE,
     "train.weight_decay": NON_NEGATIVE,
+    "train.decay_prompts": Flag(),
     "train.poly_power": NON_NEGATIVE,
     "train.warmup_iterations": Range(0, 10**9, note="0 disables warm-up"),
     "train.warmup_ratio": Range(0, 1, low_open=True),
@@ -196,6 +200,7 @@ RULES: dict[str, Any] = {
     "train.grad_clip": Range(0, note="0 disables clipping"),
     "train.seed": Range(0, 2**63 - 1),
     "train.amp": Choice(("none", "bf16", "fp16")),
+    "train.deterministic": Flag(),
     "train.log_every": Range(1, 10**9),
     "train.checkpoint_every": Range(1, 10**9),
     "train.keep_checkpoints": Range(0, 10**6, note="0 keeps every checkpoint"),
@@ -207,6 +212,11 @@ RULES: dict[str, Any] = {
     "inference.window": SIDE,
     "inference.stride": SIDE,
     "inference.seen_calibration": Range(0, 1, note="ZegCLIP uses 0.1"),
+    "inference.amp": Choice(("none", "bf16", "fp16")),
+    "inference.candidate_scoring": Choice(("classes", "no_object", "excluded")),
+    "inference.candidate_temperature": Range(0, note="0: decoder.logit_temperature"),
+    "inference.candidate_weight": Range(0, note="0 leaves the candidates' class scores out"),
+    "inference.candidate_mask_confidence": Flag(),
     "given_paths": TextMap(),
 }
 
@@ -276,6 +286,11 @@ def _check_relations(config: Any, error: type[Exception]) -> None:
         )
     if train.min_lr > train.lr:
         raise error(f"train.min_lr ({train.min_lr:g}) must not exceed train.lr ({train.lr:g})")
+    if train.batch_size % train.accumulate_steps:
+        raise error(
+            f"train.batch_size ({train.batch_size}) must split evenly into train.accumulate_steps "
+            f"({train.accumulate_steps}) micro-batches"
+        )
     _check_against_clip(config, error)
 
 

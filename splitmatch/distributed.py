@@ -43,6 +43,27 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def all_reduce_min(value: torch.Tensor) -> torch.Tensor:
+    """Minimum over processes (a copy; the identity in a single process)."""
+    value = value.detach().clone()
+    if is_distributed():
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return value
+
+
+def all_gather(value: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
+    """Every process's ``value`` (equal shapes on all), on the CPU, by rank; ``[value]`` in a single process.
+
+    ``device`` is where the collective runs (NCCL needs CUDA tensors).
+    """
+    if not is_distributed():
+        return [value.detach().cpu()]
+    local = value.detach().to(device)
+    gathered = [torch.empty_like(local) for _ in range(world_size())]
+    dist.all_gather(gathered, local)
+    return [tensor.cpu() for tensor in gathered]
+
+
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 

@@ -2,31 +2,134 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from splitmatch.config import ExperimentConfig
+from splitmatch.model.query_decoder import CANDIDATE_GROUP
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
 
-def semantic_scores(pred_logits: torch.Tensor, pred_masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``S[c, x] = sum_i p_i(c) * sigmoid(m_i(x))``.
+@dataclass(frozen=True)
+class CandidateScoring:
+    """How the candidate queries of a Split Matching model score pixels.
 
-    ``p_i`` is the softmax over the classes and no-object, with no-object then dropped
-    (Mask2Former), so a query that is confidently "nothing" contributes nothing.
+    Candidates are trained on masks and region embeddings only: no class loss, no no-object
+    loss. Their no-object logit is therefore untrained, and an unmatched candidate was never
+    taught to switch off.
+
+    Attributes:
+        mode: ``"classes"`` (softmax over the classes alone), ``"no_object"`` (softmax over the
+            classes and no-object, no-object dropped: as seen queries) or ``"excluded"`` (left out).
+        temperature: tau of the candidates' softmax; ``None`` keeps the model's.
+        weight: factor on each candidate's class probabilities.
+        mask_confidence: also weight each candidate by :func:`mask_confidence`.
+    """
+
+    mode: str = "classes"
+    temperature: float | None = None
+    weight: float = 1.0
+    mask_confidence: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("classes", "no_object", "excluded"):
+            raise ValueError(f"candidate scoring mode must be 'classes', 'no_object' or 'excluded', got {self.mode!r}")
+        if (self.temperature is not None and self.temperature <= 0) or self.weight < 0:
+            raise ValueError(f"candidate temperature must be > 0, weight >= 0; got {self.temperature}, {self.weight}")
+
+
+def mixed_precision(device: torch.device, amp: str):
+    """bf16/fp16 autocast on CUDA when ``amp`` asks for it; float32 everywhere else."""
+    if device.type != "cuda" or amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def candidate_scoring(config: ExperimentConfig) -> CandidateScoring | None:
+    """The candidate scoring ``config.inference`` asks for; ``None`` (all queries scored alike) for a
+    Hungarian model, whose candidate queries are trained as seen queries are."""
+    if config.loss.matching != "split":
+        return None
+    inference = config.inference
+    return CandidateScoring(
+        inference.candidate_scoring,
+        inference.candidate_temperature or None,
+        inference.candidate_weight,
+        inference.candidate_mask_confidence,
+    )
+
+
+def mask_confidence(pred_masks: torch.Tensor) -> torch.Tensor:
+    """Mean foreground probability inside each predicted mask (Mask2Former's mask score).
 
     Args:
-        pred_logits: ``[B, Q, C+1]``.
+        pred_masks: ``[B, Q, h, w]`` logits.
+
+    Returns:
+        ``[B, Q]`` in ``[0, 1]``; 0 for an empty mask.
+    """
+    probs = pred_masks.float().sigmoid().flatten(2)  # [B, Q, h*w]
+    inside = (probs > 0.5).float()
+    return (probs * inside).sum(-1) / inside.sum(-1).clamp(min=1.0)
+
+
+def query_class_probabilities(
+    pred_logits: torch.Tensor,
+    pred_masks: torch.Tensor,
+    query_group: torch.Tensor,
+    model_temperature: float,
+    candidates: CandidateScoring | None = None,
+) -> torch.Tensor:
+    """``p_i(c)``, each query's weight on each class in the semantic map.
+
+    Seen queries (and every query when ``candidates`` is ``None``): softmax over the classes
+    and no-object, no-object then dropped (Mask2Former), so a query that is confidently
+    "nothing" contributes nothing. Candidate queries: as ``candidates`` says.
+
+    Args:
+        pred_logits: ``[B, Q, C+1]``, ``cos / model_temperature``.
+        pred_masks: ``[B, Q, h, w]`` logits (for the mask confidence).
+        query_group: ``[Q]``, 0 seen, 1 candidate.
+        model_temperature: the decoder's tau.
+
+    Returns:
+        ``[B, Q, C]``.
+    """
+    logits = pred_logits.float()
+    probs = logits.softmax(-1)[..., :-1]  # [B, Q, C]
+    is_candidate = (query_group == CANDIDATE_GROUP).to(logits.device)
+    if candidates is None or not bool(is_candidate.any()):
+        return probs
+    if candidates.mode == "excluded":
+        return probs * (~is_candidate).view(1, -1, 1)
+    scale = model_temperature / candidates.temperature if candidates.temperature else 1.0
+    if candidates.mode == "classes":
+        candidate_probs = (logits[..., :-1] * scale).softmax(-1)
+    else:
+        candidate_probs = (logits * scale).softmax(-1)[..., :-1]
+    candidate_probs = candidate_probs * candidates.weight
+    if candidates.mask_confidence:
+        candidate_probs = candidate_probs * mask_confidence(pred_masks).unsqueeze(-1)
+    return torch.where(is_candidate.view(1, -1, 1), candidate_probs, probs)
+
+
+def semantic_scores(class_probs: torch.Tensor, pred_masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``S[c, x] = sum_i p_i(c) * sigmoid(m_i(x))``.
+
+    Args:
+        class_probs: ``[B, Q, C]`` from :func:`query_class_probabilities`.
         pred_masks: ``[B, Q, h, w]`` logits.
         size: ``(H, W)`` output size; masks are upsampled bilinearly.
 
     Returns:
         ``[B, C, H, W]``.
     """
-    probs = pred_logits.float().softmax(-1)[..., :-1]
     masks = F.interpolate(pred_masks.float(), size=size, mode="bilinear", align_corners=False).sigmoid_()
-    return torch.einsum("bqc,bqhw->bchw", probs, masks)
+    return torch.einsum("bqc,bqhw->bchw", class_probs.float(), masks)
 
 
 def calibrate_seen(scores: torch.Tensor, seen: torch.Tensor, amount: float) -> torch.Tensor:
@@ -49,6 +152,10 @@ class SegmentationInference:
         model: the segmentor.
         mode: ``"whole"`` or ``"slide"`` (windows of ``window`` pixels every ``stride``).
         seen_calibration: amount subtracted from seen-class scores (0 disables).
+        candidates: how candidate queries score (:func:`candidate_scoring`); ``None`` scores every
+            query as a seen query.
+        amp: ``"none"``, ``"bf16"`` or ``"fp16"``: autocast of the model on CUDA; the scores are
+            computed in float32 from its outputs either way.
     """
 
     def __init__(
@@ -58,6 +165,8 @@ class SegmentationInference:
         window: int = 512,
         stride: int = 426,
         seen_calibration: float = 0.0,
+        candidates: CandidateScoring | None = None,
+        amp: str = "none",
     ) -> None:
         if mode not in ("whole", "slide"):
             raise ValueError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
@@ -65,6 +174,8 @@ class SegmentationInference:
             raise ValueError(f"sliding-window stride must lie in 1..{window}, got {stride}")
         self.model, self.mode, self.window, self.stride = model, mode, window, stride
         self.seen_calibration = seen_calibration
+        self.candidates = candidates
+        self.amp = amp
 
     def _padded_forward(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
         """Scores of ``[B, 3, h, w]`` padded to whole patches (with the mean colour), cut back."""
@@ -76,8 +187,16 @@ class SegmentationInference:
             canvas = mean.expand(image.shape[0], 3, height + pad_h, width + pad_w).clone()
             canvas[..., :height, :width] = image
             image = canvas
-        outputs = self.model(image, class_embeddings)
-        scores = semantic_scores(outputs["pred_logits"], outputs["pred_masks"], image.shape[-2:])
+        with mixed_precision(image.device, self.amp):
+            outputs = self.model(image, class_embeddings)
+        probs = query_class_probabilities(
+            outputs["pred_logits"],
+            outputs["pred_masks"],
+            outputs["query_group"],
+            self.model.query_decoder.temperature,
+            self.candidates,
+        )
+        scores = semantic_scores(probs, outputs["pred_masks"], image.shape[-2:])
         return scores[..., :height, :width]
 
     @torch.no_grad()

@@ -16,7 +16,7 @@ from splitmatch.device import resolve_device
 from splitmatch.engine import checkpoint as ckpt
 from splitmatch.engine.evaluator import predict_labels
 from splitmatch.engine.packaged_model import PACKAGED_MODEL_NAME, check_packaged_clip, checkpoint_file
-from splitmatch.inference import SegmentationInference
+from splitmatch.inference import CandidateScoring, SegmentationInference, candidate_scoring
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
@@ -99,15 +99,24 @@ class Predictor:
         config: inference settings (mode, window, stride, resize, calibration).
         seen_classes: names the model was trained on; a class any of whose names is among them
             gets the seen-class calibration.
+        candidates: how candidate queries score (:func:`splitmatch.inference.candidate_scoring`);
+            ``None`` scores every query alike (a Hungarian model).
     """
 
-    def __init__(self, model: SplitMatchSegmentor, config: InferenceConfig, seen_classes: list[str] = ()) -> None:
+    def __init__(
+        self,
+        model: SplitMatchSegmentor,
+        config: InferenceConfig,
+        seen_classes: list[str] = (),
+        candidates: CandidateScoring | None = None,
+    ) -> None:
         self.model = model.eval()
         self.config = config
         self.seen_classes = set(seen_classes)
+        self.candidates = candidates
         self.device = next(model.parameters()).device
         self.inference = SegmentationInference(
-            model, config.mode, config.window, config.stride, config.seen_calibration
+            model, config.mode, config.window, config.stride, config.seen_calibration, candidates, config.amp
         )
 
     @classmethod
@@ -116,8 +125,8 @@ class Predictor:
         first GPU when CUDA is available, else the CPU); ``overrides`` replace inference settings
         (e.g. ``mode="whole"``)."""
         model, record = load_segmentor(path, device)
-        config = merge(record["config"], {"inference": overrides}).validate().inference  # checked like any config
-        predictor = cls(model, config, sorted(names_trained_on(record)))
+        experiment = merge(record["config"], {"inference": overrides}).validate()  # checked like any config
+        predictor = cls(model, experiment.inference, sorted(names_trained_on(record)), candidate_scoring(experiment))
         predictor.classes: ClassSplit = record["classes"]
         return predictor
 

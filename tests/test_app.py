@@ -222,3 +222,12 @@ def test_the_packaged_world_model_behind_the_page(tmp_path):
     result = segmenter.segment(example, typed)  # a path, as the page passes an upload
     expected = Predictor.packaged("cpu").predict(example, [name.strip() for name in typed.split(",")])
     assert np.array_equal(result.labels, expected) and result.names == ("heart", "background", "bolt", "circle")
+
+
+def test_a_changed_mode_keeps_the_candidate_scoring(tiny_checkpoint):
+    from splitmatch.inference import CandidateScoring
+
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu", candidate_scoring="excluded")
+    assert predictor.candidates == CandidateScoring("excluded")
+    segmenter = Segmenter(predictor, list(predictor.classes.names), 10**6, predictor.classes.dataset)
+    assert segmenter._predictor("slide", 0.5).candidates == CandidateScoring("excluded")

@@ -106,3 +106,113 @@ def test_model_weights_are_read_exactly_in_any_dtype_and_a_bad_header_is_named(t
     path.write_bytes(bytes(data[:8] + broken + data[8 + len(header) :]))
     with pytest.raises(CheckpointError, match="model.safetensors.*header"):
         load_model_weights(fresh, path, read_record(path))
+
+
+def test_every_process_resumes_its_own_random_state_and_the_scaler_its_scale(tmp_path):
+    import torch
+    from conftest import TINY_CLASSES
+
+    from splitmatch.engine.checkpoint import read_checkpoint, restore_training_state, save_checkpoint
+    from splitmatch.engine.optim import build_optimizer, build_schedule
+    from splitmatch.model.build import build_segmentor
+    from splitmatch.presets import preset
+
+    config = preset("tiny")
+    model = build_segmentor(config)
+    optimizer, schedule = build_optimizer(model, config.train), None
+    schedule = build_schedule(optimizer, config.train)
+    states = {}
+    for rank in (0, 1):
+        torch.manual_seed(100 + rank)
+        states[f"rng.rank{rank}.cpu"] = torch.get_rng_state()
+    scaler = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=7)
+    path = save_checkpoint(tmp_path / "step.safetensors", model, config, TINY_CLASSES, TINY_CLASSES.seen_names, 5,
+                           optimizer, schedule, rng=states, grad_scaler=scaler.state_dict())  # fmt: skip
+    tensors, record = read_checkpoint(path)
+
+    for rank in (0, 1):
+        torch.manual_seed(0)
+        resumed = torch.amp.GradScaler("cpu")
+        assert restore_training_state(tensors, record, optimizer, schedule, resumed, rank) == 5
+        torch.manual_seed(100 + rank)
+        expected = torch.rand(4)
+        torch.set_rng_state(states[f"rng.rank{rank}.cpu"])
+        assert torch.equal(torch.rand(4), expected)
+        restore_training_state(tensors, record, optimizer, schedule, resumed, rank)
+        assert torch.equal(torch.rand(4), expected), f"process {rank} did not get its own generator back"
+        assert resumed.get_scale() == 256.0 and resumed.get_growth_interval() == 7
+
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    with pytest.warns(UserWarning, match="no random state for process 2"):
+        restore_training_state(tensors, record, optimizer, schedule, None, rank=2)
+    assert torch.equal(torch.get_rng_state(), before)  # left as seeded: the run goes on, differently
+
+    legacy = dict(tensors)  # a checkpoint of the earlier format kept one state, under rng.torch
+    legacy["rng.torch"] = legacy.pop("rng.rank0.cpu")
+    del legacy["rng.rank1.cpu"]
+    restore_training_state(legacy, record, optimizer, schedule, None, rank=0)
+    assert torch.equal(torch.get_rng_state(), states["rng.rank0.cpu"])
+
+
+def test_non_finite_loss_between_log_steps_stops_before_the_next_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    import torch
+
+    from splitmatch.engine.trainer import NonFiniteLossError, train
+    from splitmatch.losses.criterion import SetCriterion
+    from splitmatch.presets import load_config
+
+    calls = {"count": 0}
+    forward = SetCriterion.forward
+
+    def poisoned(self, outputs, targets, normalisers=None):
+        result = forward(self, outputs, targets, normalisers)
+        calls["count"] += 1
+        if calls["count"] == 3:  # step 3's loss: NaN, then NaN gradients and weights
+            result["loss"] = result["loss"] * torch.tensor(float("nan"))
+        return result
+
+    monkeypatch.setattr(SetCriterion, "forward", poisoned)
+    overrides = [f"data.root={tiny_dataset.root}", "train.iterations=6", "train.log_every=100",
+                 "train.checkpoint_every=2", "train.keep_checkpoints=5"]  # fmt: skip
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match="non-finite at step 3"):
+        train(load_config(preset_name="tiny", overrides=overrides), out, progress=False)
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step_00000002.safetensors"]
+    assert not (out / "model.safetensors").exists()
+
+
+def test_interrupted_run_with_micro_batches_resumes_to_the_same_weights(tiny_dataset, tmp_path, monkeypatch):
+    """In one process: every generator and the schedule come from the checkpoint, not from what
+    the interrupted run left behind, and accumulation keeps the step exact across the resume."""
+    import torch
+
+    from splitmatch.engine import checkpoint as ckpt
+    from splitmatch.engine.trainer import train
+    from splitmatch.presets import load_config
+
+    overrides = [f"data.root={tiny_dataset.root}", "train.iterations=4", "train.checkpoint_every=2",
+                 "train.accumulate_steps=2", "train.eval_every=0"]  # fmt: skip
+    config = load_config(preset_name="tiny", overrides=overrides)
+    train(config, tmp_path / "whole", progress=False)
+
+    class Interrupted(Exception):
+        pass
+
+    prune = ckpt.prune_checkpoints
+
+    def interrupt_after_first_checkpoint(*args, **kwargs):
+        prune(*args, **kwargs)
+        raise Interrupted
+
+    monkeypatch.setattr(ckpt, "prune_checkpoints", interrupt_after_first_checkpoint)
+    with pytest.raises(Interrupted):
+        train(config, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(ckpt, "prune_checkpoints", prune)
+    torch.manual_seed(12345)  # whatever the process's generators hold now must not matter
+    train(config, tmp_path / "resumed", resume=True, progress=False)
+
+    expected = load_file(tmp_path / "whole" / "model.safetensors")
+    got = load_file(tmp_path / "resumed" / "model.safetensors")
+    different = [k for k in expected if not torch.equal(expected[k], got[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -80,12 +81,19 @@ def test_prepare_train_eval_predict_on_fabricated_voc(tmp_path, capsys):
         assert (run / name).is_file(), name
     environment = json.loads((run / "environment.json").read_text())
     assert environment["seed"] == 0 and "torch" in environment["versions"] and environment["git_revision"]
+    compute = environment["compute"]  # what moves float results between machines
+    assert compute["cpu_model"] and compute["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert compute["torch_threads"] >= 1 and compute["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY")
 
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(run / "model.safetensors"), "--json", str(tmp_path / "m.json")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert set(metrics) >= {"miou_seen", "miou_unseen", "hiou", "pixel_acc", "per_class_iou"}
     assert list(metrics["per_class_iou"]) == list(BUILTIN_SPLITS["voc"].names)
+    checkpoint = str(run / "model.safetensors")
+    assert main(["eval", "--checkpoint", checkpoint, "--set", "inference.candidate_scoring=excluded"]) == 0
+    assert main(["eval", "--checkpoint", checkpoint, "--set", "train.lr=1"]) == 2
+    assert "inference.* keys only" in capsys.readouterr().err
 
     out = tmp_path / "pred"
     image = data / "images" / "2007_000004.jpg"
@@ -191,7 +199,7 @@ def test_eval_predictions_against_hand_computed_iou(tmp_path, capsys):
 def test_semantic_scores_and_calibration():
     logits = torch.tensor([[[4.0, 0.0, 0.0], [0.0, 4.0, 0.0]]])  # 2 queries, 2 classes + no-object
     masks = torch.tensor([[[[10.0, -10.0]], [[-10.0, 10.0]]]])  # query 0 left, query 1 right
-    scores = semantic_scores(logits, masks, (1, 2))
+    scores = semantic_scores(logits.softmax(-1)[..., :-1], masks, (1, 2))
     assert scores.argmax(1).tolist() == [[[0, 1]]]
     calibrated = calibrate_seen(scores, torch.tensor([True, False]), 0.97)  # normalised: [0.98, 0.02]
     assert calibrated.argmax(1).tolist() == [[[1, 1]]]  # seen class 0 loses its margin

@@ -200,7 +200,7 @@ class Segmenter:
         if (mode, amount) == (base.config.mode, base.config.seen_calibration):
             return base
         config = replace(base.config, mode=mode, seen_calibration=amount)
-        return Predictor(base.model, config, sorted(base.seen_classes))
+        return Predictor(base.model, config, sorted(base.seen_classes), base.candidates)
 
     def segment(
         self,

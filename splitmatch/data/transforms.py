@@ -113,14 +113,17 @@ def hflip(sample: Sample) -> Sample:
     return out
 
 
-def pad(sample: Sample, size: tuple[int, int]) -> Sample:
-    """Pads bottom and right to at least ``size = (H, W)``: image 0, label ignore, pseudo index 0."""
+def pad(sample: Sample, size: tuple[int, int], fill: tuple[int, int, int] = (0, 0, 0)) -> Sample:
+    """Pads bottom and right to at least ``size = (H, W)``: image ``fill`` (RGB), label ignore, pseudo index 0."""
     height, width = sample["image"].shape[:2]
     extra_h, extra_w = max(size[0] - height, 0), max(size[1] - width, 0)
     if extra_h == 0 and extra_w == 0:
         return dict(sample)
     out = dict(sample)
-    out["image"] = np.pad(sample["image"], ((0, extra_h), (0, extra_w), (0, 0)), constant_values=0)
+    image = np.empty((height + extra_h, width + extra_w, 3), dtype=sample["image"].dtype)
+    image[...] = np.asarray(fill, dtype=image.dtype)
+    image[:height, :width] = sample["image"]
+    out["image"] = image
     if "label" in sample:
         ignore = ignore_index_of(sample["label"].dtype)
         out["label"] = np.pad(sample["label"], ((0, extra_h), (0, extra_w)), constant_values=ignore)
@@ -270,12 +273,17 @@ class PhotometricDistortion:
 
 @dataclass
 class Pad:
-    """Pads bottom/right to at least ``size = (H, W)`` (see :func:`pad`)."""
+    """Pads bottom/right to at least ``size = (H, W)`` with the RGB colour ``fill`` (see :func:`pad`)."""
 
     size: tuple[int, int]
+    fill: tuple[int, int, int] = (0, 0, 0)
+
+    def __post_init__(self) -> None:
+        if len(self.fill) != 3 or not all(0 <= int(v) <= 255 for v in self.fill):
+            raise ValueError(f"Pad fill must be three values in 0..255, got {self.fill}")
 
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        return pad(sample, self.size)
+        return pad(sample, self.size, self.fill)
 
 
 @dataclass
@@ -318,8 +326,13 @@ def build_train_transform(
     cat_max_ratio: float = 0.75,
     flip_prob: float = 0.5,
     photometric: bool = True,
+    pad_fill: tuple[int, int, int] = (0, 0, 0),
 ) -> Compose:
-    """The ZegCLIP training pipeline: resize, crop, flip, photometric distortion, pad to the crop."""
+    """The ZegCLIP training pipeline: resize, crop, flip, photometric distortion, pad to the crop.
+
+    ``pad_fill``: the RGB colour of the padding. mmseg pads after normalising, with zeros, which
+    is the normalisation's mean colour; pass that mean (0..255) to do the same.
+    """
     steps = [
         RandomResize(scale, ratio_range),
         RandomCrop((crop_size, crop_size), cat_max_ratio),
@@ -327,7 +340,7 @@ def build_train_transform(
     ]
     if photometric:
         steps.append(PhotometricDistortion())
-    steps.append(Pad((crop_size, crop_size)))
+    steps.append(Pad((crop_size, crop_size), pad_fill))
     return Compose(steps)
 
 

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Collection
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from splitmatch import distributed as dist
 from splitmatch.config import PACKAGED_PREFIX, ConfigError, ExperimentConfig, from_dict, to_dict
 from splitmatch.data.classes import ClassSplit, ClassSplitError
 from splitmatch.data.folder import default_file_mode
@@ -80,8 +82,15 @@ def save_checkpoint(
     step: int,
     optimizer: torch.optim.Optimizer | None = None,
     schedule=None,
+    rng: dict[str, torch.Tensor] | None = None,
+    grad_scaler: dict | None = None,
 ) -> Path:
-    """Writes a checkpoint atomically; without an optimizer it is a weights-only model file."""
+    """Writes a checkpoint atomically; without an optimizer it is a weights-only model file.
+
+    With an optimizer it also holds the training state: the schedule, every process's random
+    generators (``rng``, from :func:`rng_states`; this process's alone when ``None``) and the
+    fp16 gradient scaler's state (``grad_scaler``, when it is in use).
+    """
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     record: dict = {
         "format": FORMAT_VERSION,
@@ -95,10 +104,9 @@ def save_checkpoint(
         tensors.update(optimizer_tensors)
         record["optimizer_groups"] = groups
         record["schedule"] = schedule.state_dict() if schedule is not None else None
-        tensors["rng.torch"] = torch.get_rng_state()
-        if torch.cuda.is_available():
-            for i, state in enumerate(torch.cuda.get_rng_state_all()):
-                tensors[f"rng.cuda.{i}"] = state
+        tensors.update(rng if rng is not None else _local_rng_state(0, None))
+        if grad_scaler:
+            record["grad_scaler"] = grad_scaler
     record["digest"] = tensor_digest(tensors)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -315,8 +323,57 @@ def load_model_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], p
     model.load_state_dict(state)
 
 
-def restore_training_state(tensors: dict, record: dict, optimizer: torch.optim.Optimizer, schedule) -> int:
-    """Restores optimizer, schedule and RNG; returns the step to continue from."""
+def _local_rng_state(rank: int, device: torch.device | None) -> dict[str, torch.Tensor]:
+    """This process's CPU generator and, on a CUDA device, its CUDA generator, keyed by ``rank``."""
+    states = {f"rng.rank{rank}.cpu": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        states[f"rng.rank{rank}.cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def rng_states(device: torch.device) -> dict[str, torch.Tensor]:
+    """Every process's generator states: ``rng.rank<r>.cpu`` and, on CUDA, ``rng.rank<r>.cuda``.
+
+    Each process draws its own random points, so each resumes from its own state. A collective
+    call under ``torchrun``: every process makes it, and every process receives all states.
+    """
+    states = {}
+    for key, state in _local_rng_state(0, device).items():
+        kind = key.rsplit(".", 1)[1]
+        for rank, gathered in enumerate(dist.all_gather(state, device)):
+            states[f"rng.rank{rank}.{kind}"] = gathered
+    return states
+
+
+def _restore_rng(tensors: dict, rank: int, device: torch.device | None) -> None:
+    """Sets this process's generators from the checkpoint; keeps them (with a warning) when it has none."""
+    cpu = tensors.get(f"rng.rank{rank}.cpu")
+    if cpu is None and rank == 0:
+        cpu = tensors.get("rng.torch")  # format of checkpoints that kept one process's state
+    if cpu is None:
+        warnings.warn(
+            f"the checkpoint holds no random state for process {rank} (it was written by fewer processes): "
+            "its random points will differ from those of an uninterrupted run",
+            stacklevel=3,
+        )
+        return
+    torch.set_rng_state(cpu)
+    cuda = tensors.get(f"rng.rank{rank}.cuda")
+    if cuda is not None and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda, device)
+
+
+def restore_training_state(
+    tensors: dict,
+    record: dict,
+    optimizer: torch.optim.Optimizer,
+    schedule,
+    grad_scaler: torch.amp.GradScaler | None = None,
+    rank: int = 0,
+    device: torch.device | None = None,
+) -> int:
+    """Restores optimizer, schedule, this process's random generators (``rank`` on ``device``) and
+    the gradient scaler; returns the step to continue from."""
     if "optimizer_groups" not in record:
         raise CheckpointError("this checkpoint holds weights only; it cannot resume training")
     state: dict = {"state": {}, "param_groups": record["optimizer_groups"]}
@@ -327,10 +384,9 @@ def restore_training_state(tensors: dict, record: dict, optimizer: torch.optim.O
     optimizer.load_state_dict(state)
     if record.get("schedule") is not None:
         schedule.load_state_dict(record["schedule"])
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda_states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
-    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda_states)
+    _restore_rng(tensors, rank, device)
+    if grad_scaler is not None and grad_scaler.is_enabled() and record.get("grad_scaler"):
+        grad_scaler.load_state_dict(record["grad_scaler"])
     return int(record["step"])
 
 

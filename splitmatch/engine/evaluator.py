@@ -16,7 +16,7 @@ from splitmatch.data.classes import ClassSplit, label_dtype_for
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some, read_image, read_label
 from splitmatch.data.vocabulary import Vocabulary
 from splitmatch.distributed import all_reduce_sum, is_main_process, rank, world_size
-from splitmatch.inference import SegmentationInference, calibrate_seen
+from splitmatch.inference import CandidateScoring, SegmentationInference, calibrate_seen
 from splitmatch.label_upsampling import upsample_argmax
 from splitmatch.metrics import NAME_SPLIT_KEYS, SUMMARY_KEYS, ConfusionMatrix, summarize, summarize_name_split
 from splitmatch.model.segmentor import SplitMatchSegmentor
@@ -104,11 +104,14 @@ def evaluate(
     max_images: int | None = None,
     progress_position: int = 0,
     compared_calibrations: Sequence[float] = COMPARED_SEEN_CALIBRATIONS,
+    candidates: CandidateScoring | None = None,
 ) -> dict:
     """Scores a split with the sliding-window (or whole-image) protocol; images are sharded over processes.
 
     Every image is run once; its scores are turned into labels under each seen-class
-    calibration (``config.seen_calibration`` and ``compared_calibrations``).
+    calibration (``config.seen_calibration`` and ``compared_calibrations``). ``candidates``: how a
+    Split Matching model's candidate queries score (:func:`splitmatch.inference.candidate_scoring`
+    of the model's config); ``None`` scores every query alike, as for a Hungarian model.
 
     Args:
         vocabulary: the class list to score with (default: the dataset's own). Its classes are
@@ -130,7 +133,9 @@ def evaluate(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    inference = SegmentationInference(model, config.mode, config.window, config.stride)  # calibrated below
+    inference = SegmentationInference(
+        model, config.mode, config.window, config.stride, candidates=candidates, amp=config.amp
+    )  # calibrated below, once per amount
     embeddings = model.encode_classes(classes.texts)
     amounts = list(dict.fromkeys([config.seen_calibration, *compared_calibrations]))
     if max_images is not None and max_images < 1:

@@ -12,14 +12,18 @@ def build_optimizer(model: SplitMatchSegmentor, config: TrainConfig) -> torch.op
     """AdamW over the trainable parameters; CLIP stays frozen.
 
     Groups: prompts and heads at ``lr * head_lr_multiplier``; norms, biases, embeddings of
-    queries and the no-object embedding without weight decay (as ZegCLIP and Mask2Former).
+    queries and the no-object embedding without weight decay (as ZegCLIP and Mask2Former); the
+    visual prompts with it only when ``config.decay_prompts``.
     """
     base = config.lr * config.head_lr_multiplier
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.ndim <= 1 or "norm" in name or "query_feat" in name or "query_pos" in name or "prompts" in name:
+        is_prompt = name.startswith("image_encoder.prompts")
+        if is_prompt:
+            (decay if config.decay_prompts else no_decay).append(param)
+        elif param.ndim <= 1 or "norm" in name or "query_feat" in name or "query_pos" in name:
             no_decay.append(param)
         else:
             decay.append(param)

@@ -42,10 +42,12 @@ METRICS_FILE = "metrics.jsonl"
 RUN_FILES = ("config.yaml", "environment.json", METRICS_FILE, "model.safetensors", "eval.json")
 # What may change when a run continues: how long it runs, how it logs and keeps checkpoints,
 # where the data and caches are, and how it is evaluated. Everything else shapes the weights.
+# train.accumulate_steps cuts the same global batch into other micro-batches (a run moved to fewer
+# GPUs continues with more of them); train.deterministic picks kernels, not what they compute.
 RESUMABLE_KEYS = (
     "name", "train.iterations", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
-    "train.eval_every", "train.tensorboard", "data.root", "data.num_workers", "pseudo.cache_dir", "inference.",
-    "given_paths",
+    "train.eval_every", "train.tensorboard", "train.accumulate_steps", "train.deterministic", "data.root",
+    "data.num_workers", "pseudo.cache_dir", "inference.", "given_paths",
 )  # fmt: skip
 
 

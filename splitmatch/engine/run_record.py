@@ -41,6 +41,44 @@ def git_revision() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def compute_environment() -> dict:
+    """What moves float results between machines: the CPU, the kernels torch picks for it, threads,
+    OpenMP's wait policy, the GPU. Runs are bitwise repeatable only where all of these agree."""
+    import os
+
+    import torch
+
+    environment = {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cuda": None,
+    }
+    if torch.cuda.is_available():
+        environment["cuda"] = {
+            "device": torch.cuda.get_device_name(),
+            "devices": torch.cuda.device_count(),
+            "cuda_version": torch.version.cuda,
+            "cudnn_version": torch.backends.cudnn.version(),
+        }
+    return environment
+
+
 def write_json(path: str | Path, data) -> None:
     atomic_write_bytes(path, (json.dumps(json_ready(data), indent=2) + "\n").encode("utf-8"))
 
@@ -81,6 +119,7 @@ class RunRecord:
                 "git_revision": git_revision(),
                 "command": sys.argv,
                 "platform": platform.platform(),
+                "compute": compute_environment(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from splitmatch.data.classes import IGNORE_INDEX
@@ -14,6 +16,7 @@ def build_targets(
     pseudo_index: torch.Tensor | None = None,
     pseudo_embeddings: list[torch.Tensor] | None = None,
     ignore_index: int = IGNORE_INDEX,
+    min_pseudo_area: float = 0.0,
 ) -> list[dict]:
     """Per-image targets.
 
@@ -24,12 +27,15 @@ def build_targets(
         pseudo_index: ``[B, S, H, W]`` uint8 candidate index maps (0 none, k+1 candidate k).
         pseudo_embeddings: per image ``[K_b, D]``.
         ignore_index: the dataset's ignore value (255, or 65535 above 255 classes).
+        min_pseudo_area: a pseudo mask is kept only when it covers at least this fraction of the
+            ``H x W`` crop (and at least one pixel).
 
     Returns:
         per image ``labels [M]`` (positions in ``train_class_ids``), ``masks [M, H, W]`` bool and,
         with pseudo masks, ``pseudo_masks [K', H, W]`` and ``pseudo_embeddings [K', D]`` keeping
-        only candidates that still have pixels after augmentation.
+        only candidates that still cover ``min_pseudo_area`` after augmentation.
     """
+    min_pixels = max(1, math.ceil(min_pseudo_area * labels.shape[-2] * labels.shape[-1]))
     lookup = torch.full((ignore_index + 1,), -1, dtype=torch.int64, device=labels.device)
     lookup[torch.as_tensor(train_class_ids, device=labels.device)] = torch.arange(
         len(train_class_ids), device=labels.device
@@ -47,8 +53,13 @@ def build_targets(
         if pseudo_index is not None:
             embeddings = pseudo_embeddings[b].to(labels.device)
             masks = masks_from_index_map(pseudo_index[b], embeddings.shape[0])  # [K, H, W]
-            alive = masks.flatten(1).any(1)
+            alive = masks.flatten(1).sum(1) >= min_pixels
             target["pseudo_masks"] = masks[alive]
             target["pseudo_embeddings"] = embeddings[alive]
         targets.append(target)
     return targets
+
+
+def move_targets(targets: list[dict], device: torch.device) -> list[dict]:
+    """The targets with every tensor on ``device`` (copies issued without waiting where possible)."""
+    return [{key: value.to(device, non_blocking=True) for key, value in target.items()} for target in targets]

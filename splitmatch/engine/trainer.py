@@ -15,7 +15,7 @@ order and augmentation all come back to where the last checkpoint left them.
 from __future__ import annotations
 
 import contextlib
-import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,11 +32,13 @@ from splitmatch.data.folder import DatasetFolder
 from splitmatch.data.transforms import build_train_transform
 from splitmatch.engine import checkpoint as ckpt
 from splitmatch.engine.evaluator import evaluate
+from splitmatch.engine.micro_batches import DivergenceWatch, split_batch
 from splitmatch.engine.optim import build_optimizer, build_schedule
 from splitmatch.engine.run_folder import RunLock, open_run, remove_stale_temporaries
 from splitmatch.engine.run_record import RunRecord
 from splitmatch.engine.sampler import StepBatchSampler
-from splitmatch.engine.targets import build_targets
+from splitmatch.engine.targets import build_targets, move_targets
+from splitmatch.inference import candidate_scoring, mixed_precision
 from splitmatch.losses.criterion import SetCriterion
 from splitmatch.matching.matcher import HungarianMatcher, SplitMatcher
 from splitmatch.model.build import build_segmentor
@@ -74,11 +76,33 @@ def build_criterion(config: ExperimentConfig) -> SetCriterion:
 
 
 def autocast_context(config: ExperimentConfig, device: torch.device):
-    """bf16/fp16 autocast on CUDA when asked; float32 everywhere else."""
-    if device.type != "cuda" or config.train.amp == "none":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if config.train.amp == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    """bf16/fp16 autocast on CUDA as ``train.amp`` asks; float32 everywhere else."""
+    return mixed_precision(device, config.train.amp)
+
+
+def build_loader(dataset, sampler: StepBatchSampler, num_workers: int, device: torch.device) -> DataLoader:
+    """The training loader: batches as the sampler says, pinned for a CUDA device."""
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_segmentation,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=device.type == "cuda",  # non_blocking copies overlap with compute only from pinned memory
+        generator=torch.Generator(),  # its own generator: the global RNG stays as resumed
+    )
+
+
+def use_deterministic_algorithms() -> None:
+    """Deterministic kernels for the rest of the process (``train.deterministic``)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read by cuBLAS when it starts
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
+def mean_colour(model) -> tuple[int, int, int]:
+    """The image encoder's normalisation mean as an RGB colour in 0..255 (zero once normalised)."""
+    return tuple(int(round(v)) for v in model.image_encoder.pixel_mean.flatten().tolist())
 
 
 def seed_everything(seed: int) -> None:
@@ -114,6 +138,8 @@ def train(
     """
     config = resolve_paths(config)  # the run folder and checkpoints then work from any folder
     device = dist.setup_from_environment()
+    if config.train.deterministic:
+        use_deterministic_algorithms()
     with RunLock(out_dir, active=dist.is_main_process()) as lock:
         return _train(config, Path(out_dir), resume, progress, progress_position, device, lock)
 
@@ -155,10 +181,13 @@ def _train(
 
     optimizer = build_optimizer(model, config.train)
     schedule = build_schedule(optimizer, config.train)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.train.amp == "fp16")
     start_step = start.step
     if start.checkpoint is not None:
         ckpt.load_model_state(model, start.tensors, start.checkpoint)
-        start_step = ckpt.restore_training_state(start.tensors, start.record, optimizer, schedule)
+        start_step = ckpt.restore_training_state(
+            start.tensors, start.record, optimizer, schedule, scaler, dist.rank(), device
+        )
         start.tensors = None  # the model and optimizer hold their own copies now
 
     # Every check passed: from here on the run writes into its folder.
@@ -184,8 +213,15 @@ def _train(
             data.cat_max_ratio,
             data.flip_prob,
             data.photometric,
+            pad_fill=mean_colour(model) if data.pad_fill == "mean" else (0, 0, 0),
         ),
     )
+    accumulate = config.train.accumulate_steps
+    if config.train.batch_size % (accumulate * dist.world_size()):
+        raise ConfigError(
+            f"train.batch_size {config.train.batch_size} does not split into train.accumulate_steps "
+            f"({accumulate}) x {dist.world_size()} processes equal micro-batches"
+        )
     sampler = StepBatchSampler(
         len(dataset),
         config.train.batch_size,
@@ -195,22 +231,23 @@ def _train(
         start_step,
         config.train.iterations,
     )
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=collate_segmentation,
-        num_workers=data.num_workers,
-        persistent_workers=data.num_workers > 0,
-        generator=torch.Generator(),
-    )  # its own generator: the global RNG stays as resumed
+    loader = build_loader(dataset, sampler, data.num_workers, device)
     network = (
         DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         if dist.is_distributed()
         else model
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.train.amp == "fp16")
     class_embeddings = model.encode_classes([classes.texts[i] for i in classes.seen_ids])  # names + synonyms
     trainable = [p for p in model.parameters() if p.requires_grad]
+    query_group = model.query_decoder.query_group.cpu()
+    candidates = candidate_scoring(config)
+    watch = DivergenceWatch(device)
+    advice = f"The last good checkpoint in {checkpoint_dir} is kept: lower train.lr and resume."
+
+    def stop_if_diverged() -> None:
+        bad = watch.first_bad_step()
+        if bad is not None:
+            raise NonFiniteLossError(f"loss became non-finite at step {bad[0]} ({bad[1]}); stopping. {advice}")
 
     model.train()
     bar = tqdm(
@@ -222,35 +259,49 @@ def _train(
     )
     started = time.time()
     for step, batch in enumerate(loader, start=start_step):
-        images = batch["image"].to(device, non_blocking=True)
-        targets = build_targets(
-            batch["label"].to(device),
-            classes.seen_ids,
-            batch["pseudo_index"].to(device) if pseudo_cache is not None else None,
-            batch.get("pseudo_embeddings"),
-            classes.ignore_index,
-        )
-        with autocast_context(config, device):
-            outputs = network(images, class_embeddings)
-        advice = f"The last good checkpoint in {checkpoint_dir} is kept: lower train.lr and resume."
-        try:
-            losses = criterion(outputs, targets)
-        except FloatingPointError as error:  # the matcher refuses non-finite costs
-            raise NonFiniteLossError(f"training diverged at step {step}: {error}. {advice}") from None
-        if not math.isfinite(losses["loss"].item()):
-            terms = {k: round(v.item(), 4) for k, v in losses.items()}
-            raise NonFiniteLossError(f"loss became non-finite at step {step} ({terms}); stopping. {advice}")
+        done = step + 1
+        micro_batches = split_batch(batch, accumulate)
+        targets = [
+            move_targets(
+                build_targets(
+                    part["label"],
+                    classes.seen_ids,
+                    part.get("pseudo_index") if pseudo_cache is not None else None,
+                    part.get("pseudo_embeddings"),
+                    ignore_index=classes.ignore_index,
+                    min_pseudo_area=config.pseudo.min_crop_area,
+                ),
+                device,
+            )
+            for part in micro_batches
+        ]  # built on the CPU: no device synchronisation for unique() and the like
+        normalisers = criterion.normalisers([t for part in targets for t in part], query_group, device)
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(losses["loss"]).backward()
+        terms: dict[str, torch.Tensor] = {}
+        for index, (part, part_targets) in enumerate(zip(micro_batches, targets)):
+            last = index == len(micro_batches) - 1
+            # DDP all-reduces the gradients once per step, in the last micro-batch's backward.
+            with network.no_sync() if network is not model and not last else contextlib.nullcontext():
+                with autocast_context(config, device):
+                    outputs = network(part["image"].to(device, non_blocking=True), class_embeddings)
+                try:
+                    losses = criterion(outputs, part_targets, normalisers)
+                except FloatingPointError as error:  # the matcher refuses non-finite costs
+                    stop_if_diverged()  # names the step whose loss went bad first, if one did
+                    raise NonFiniteLossError(f"training diverged at step {done}: {error}. {advice}") from None
+                scaler.scale(losses["loss"]).backward()
+            for name, value in losses.items():
+                terms[name] = terms[name] + value.detach() if name in terms else value.detach()
+        watch.update(done, terms)
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.train.grad_clip or float("inf"))
         scaler.step(optimizer)
         scaler.update()
         schedule.step()
-        done = step + 1
         bar.update(1)
 
         if done % config.train.log_every == 0 or done == config.train.iterations:
+            stop_if_diverged()
             # Every rank reaches this line at the same steps; the mean over ranks is the global-batch loss.
             entry = {
                 "step": done,
@@ -258,33 +309,45 @@ def _train(
                 "grad_norm": grad_norm.item(),
                 "seconds": round(time.time() - started, 2),
             }
-            entry.update({k: (dist.all_reduce_sum(v.detach()) / dist.world_size()).item() for k, v in losses.items()})
+            entry.update({k: (dist.all_reduce_sum(v) / dist.world_size()).item() for k, v in terms.items()})
             record.log(entry)
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
-        if main and (done % config.train.checkpoint_every == 0 or done == config.train.iterations):
-            ckpt.save_checkpoint(
-                ckpt.checkpoint_path(checkpoint_dir, done),
-                model,
-                config,
-                classes,
-                train_names,
-                done,
-                optimizer,
-                schedule,
-            )
-            ckpt.prune_checkpoints(checkpoint_dir, config.train.keep_checkpoints)
+        if done % config.train.checkpoint_every == 0 or done == config.train.iterations:
+            stop_if_diverged()
+            rng = ckpt.rng_states(device)  # every process's generators: a collective call
+            if main:
+                ckpt.save_checkpoint(
+                    ckpt.checkpoint_path(checkpoint_dir, done),
+                    model,
+                    config,
+                    classes,
+                    train_names,
+                    done,
+                    optimizer,
+                    schedule,
+                    rng=rng,
+                    grad_scaler=scaler.state_dict() if scaler.is_enabled() else None,
+                )
+                ckpt.prune_checkpoints(checkpoint_dir, config.train.keep_checkpoints)
         if config.train.eval_every and done % config.train.eval_every == 0 and done < config.train.iterations:
-            record.log(
-                {"step": done, "eval": evaluate(model, folder, data.val_split, config.inference, progress=False)}
-            )
+            stop_if_diverged()
+            metrics = evaluate(model, folder, data.val_split, config.inference, progress=False, candidates=candidates)
+            record.log({"step": done, "eval": metrics})
     bar.close()
+    stop_if_diverged()
 
     if main:
         ckpt.save_checkpoint(
             out_dir / "model.safetensors", model, config, classes, train_names, config.train.iterations
         )
     metrics = evaluate(
-        model, folder, data.val_split, config.inference, progress=progress, progress_position=progress_position
+        model,
+        folder,
+        data.val_split,
+        config.inference,
+        progress=progress,
+        progress_position=progress_position,
+        candidates=candidates,
     )
     record.write("eval.json", metrics)
     record.log({"step": config.train.iterations, "eval": metrics})

@@ -3,14 +3,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from splitmatch.distributed import all_reduce_sum, world_size
 from splitmatch.losses.mask_losses import alignment_loss, dice_loss, sigmoid_bce_loss
 from splitmatch.matching.matcher import HungarianMatcher, Matching, Pairs, pad_targets
 from splitmatch.matching.point_sampling import point_sample, sample_target_masks, uncertain_point_coords
+
+
+@dataclass
+class LossNormalisers:
+    """What the loss terms of one optimisation step are divided by.
+
+    Each is a total over the step's whole global batch (every process, every micro-batch),
+    clamped at 1 and shared out over the processes: DDP averages gradients over processes, so
+    each process's loss is then its part of the single-process loss of the global batch, and
+    micro-batches of one step add up to it. All are known from the targets before any forward.
+
+    Attributes:
+        num_masks: seen ground-truth masks (mask losses of seen queries).
+        class_weight: the cross-entropy weights of all classified queries (1 for a matched query,
+            the no-object weight for the others).
+        num_candidates: matched candidate queries (candidate losses).
+    """
+
+    num_masks: torch.Tensor
+    class_weight: torch.Tensor
+    num_candidates: torch.Tensor
 
 
 class SetCriterion(nn.Module):
@@ -22,7 +44,8 @@ class SetCriterion(nn.Module):
       alignment ``1 - cos(z_i, e_k)``. Unmatched candidates get no loss at all, and candidates
       never get a seen-class cross-entropy: their regions may be unseen classes.
 
-    Normalisers (number of seen masks, number of matched candidates) are summed over processes.
+    Normalisers (:class:`LossNormalisers`) are those of the whole global batch; pass them in when
+    a step is split into micro-batches.
 
     Args:
         matcher: a :class:`HungarianMatcher` (baseline) or :class:`SplitMatcher` (method).
@@ -54,11 +77,33 @@ class SetCriterion(nn.Module):
         self.deep_supervision = deep_supervision
         self.candidate_sampling = candidate_sampling
 
-    def class_loss(self, logits: torch.Tensor, matching: Matching, targets: list[dict]) -> torch.Tensor:
-        """Cross-entropy of the classified queries against matched labels or no-object.
+    def normalisers(self, targets: list[dict], query_group: torch.Tensor, device: torch.device) -> LossNormalisers:
+        """The normalisers of a step from its targets alone, summed over processes (one all-reduce).
+
+        A Hungarian assignment of ``N`` queries to ``M`` targets matches ``min(N, M)`` of them, so
+        every count is known before the forward pass.
+
+        Args:
+            targets: this process's targets of the whole step (all its micro-batches).
+            query_group: ``[Q]``, 0 seen, 1 candidate.
+        """
+        class_queries, candidate_queries = self.matcher.query_counts(query_group)
+        masks = [len(t["labels"]) for t in targets]
+        matched = [min(count, class_queries) for count in masks]
+        class_weight = sum(m + self.no_object_weight * (class_queries - m) for m in matched)
+        candidates = sum(min(len(t.get("pseudo_masks", ())), candidate_queries) for t in targets)
+        totals = all_reduce_sum(torch.tensor([sum(masks), class_weight, candidates], device=device))
+        shared = totals.clamp(min=1.0) / world_size()
+        return LossNormalisers(shared[0], shared[1], shared[2])
+
+    def class_loss(
+        self, logits: torch.Tensor, matching: Matching, targets: list[dict], normaliser: torch.Tensor
+    ) -> torch.Tensor:
+        """Weighted cross-entropy of the classified queries against matched labels or no-object.
 
         Args:
             logits: ``[B, Q, C+1]``.
+            normaliser: the step's :attr:`LossNormalisers.class_weight`.
         """
         no_object = logits.shape[-1] - 1
         target = torch.full(logits.shape[:2], no_object, dtype=torch.int64, device=logits.device)
@@ -67,12 +112,12 @@ class SetCriterion(nn.Module):
         queries = matching.class_queries.to(logits.device)
         weight = torch.ones(no_object + 1, device=logits.device)
         weight[no_object] = self.no_object_weight
-        target = target[:, queries]
-        per_query = F.cross_entropy(logits[:, queries].float().transpose(1, 2), target, weight, reduction="none")
-        # A weighted mean whose denominator is summed over processes, so that the loss under
-        # DDP equals the single-process loss of the global batch.
-        weight_sum = all_reduce_sum(weight[target].sum()) / world_size()
-        return per_query.sum() / weight_sum.clamp(min=1e-6)
+        target = target[:, queries]  # [B, N]
+        # log_softmax and a gather rather than F.cross_entropy: the same arithmetic, and its CUDA
+        # backward is deterministic under torch.use_deterministic_algorithms (NLLLoss's is not).
+        log_probs = logits[:, queries].float().log_softmax(-1)  # [B, N, C+1]
+        per_query = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1) * weight[target]
+        return per_query.sum() / normaliser
 
     def mask_loss(
         self, pred_masks: torch.Tensor, target_masks: list[torch.Tensor], pairs: list[Pairs], importance: bool = True
@@ -100,15 +145,16 @@ class SetCriterion(nn.Module):
         point_logits = point_sample(src, coords).squeeze(1)  # [N, P]
         return sigmoid_bce_loss(point_logits, point_targets), dice_loss(point_logits, point_targets)
 
-    def layer_losses(self, outputs: dict, targets: list[dict], padded: dict) -> dict[str, torch.Tensor]:
+    def layer_losses(
+        self, outputs: dict, targets: list[dict], padded: dict, normalisers: LossNormalisers
+    ) -> dict[str, torch.Tensor]:
         """Unweighted, normalised loss terms of one read-out (``padded``: ``pad_targets(targets)``)."""
         matching = self.matcher(outputs, targets, padded=padded)
-        losses = {"class": self.class_loss(outputs["pred_logits"], matching, targets)}
+        losses = {"class": self.class_loss(outputs["pred_logits"], matching, targets, normalisers.class_weight)}
         bce, dice = self.mask_loss(outputs["pred_masks"], [t["masks"] for t in targets], matching.seen)
-        losses["bce"], losses["dice"] = bce / self._num_masks, dice / self._num_masks
+        losses["bce"], losses["dice"] = bce / normalisers.num_masks, dice / normalisers.num_masks
         if matching.candidate is not None:
-            matched = sum(rows.numel() for rows, _ in matching.candidate)
-            num_matched = self._normaliser(matched, outputs)
+            num_matched = normalisers.num_candidates
             pseudo = [t["pseudo_masks"] for t in targets]
             importance = self.candidate_sampling == "importance"
             cand_bce, cand_dice = self.mask_loss(outputs["pred_masks"], pseudo, matching.candidate, importance)
@@ -124,34 +170,32 @@ class SetCriterion(nn.Module):
             return embeds.sum() * 0.0
         return alignment_loss(torch.cat(chosen).float(), torch.cat(goals).to(embeds.device).float())
 
-    @staticmethod
-    def _normaliser(count: int, outputs: dict) -> torch.Tensor:
-        device = outputs["pred_logits"].device
-        total = all_reduce_sum(torch.tensor(float(count), device=device))
-        # Clamp the global count, then share it out: each rank's loss is then its part of the
-        # single-process loss of the global batch (clamping after the division would not be).
-        return torch.clamp(total, min=1.0) / world_size()
-
-    def forward(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, outputs: dict, targets: list[dict], normalisers: LossNormalisers | None = None
+    ) -> dict[str, torch.Tensor]:
         """Computes every loss term.
 
         Args:
             outputs: the model's output dict (with ``aux_outputs``).
             targets: per image ``labels``, ``masks`` and, for Split Matching, ``pseudo_masks``
                 and ``pseudo_embeddings``.
+            normalisers: the step's (:meth:`normalisers` of all its micro-batches' targets);
+                ``None``: those of ``targets`` alone.
 
         Returns:
             ``loss`` (the weighted total to back-propagate) and every unweighted term of the last
             read-out (``class``, ``bce``, ``dice``, ``cand_bce``, ``cand_dice``, ``cand_align``).
         """
-        self._num_masks = self._normaliser(sum(len(t["labels"]) for t in targets), outputs)
-        points = self.matcher.random_points(len(targets), outputs["pred_logits"].device)
+        device = outputs["pred_logits"].device
+        if normalisers is None:
+            normalisers = self.normalisers(targets, outputs["query_group"], device)
+        points = self.matcher.random_points(len(targets), device)
         padded = pad_targets(targets, points)  # once per step, shared by every read-out's matching
         readouts = [outputs] + (list(outputs.get("aux_outputs", [])) if self.deep_supervision else [])
         total = outputs["pred_logits"].new_zeros(())
         last_terms: dict[str, torch.Tensor] = {}
         for index, readout in enumerate(readouts):
-            terms = self.layer_losses(readout, targets, padded)
+            terms = self.layer_losses(readout, targets, padded, normalisers)
             total = total + self.weighted_total(terms)
             if index == 0:
                 last_terms = terms

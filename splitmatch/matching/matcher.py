@@ -137,6 +137,10 @@ class HungarianMatcher(nn.Module):
     def random_points(self, batch: int, device: torch.device) -> torch.Tensor:
         return torch.rand(batch, self.num_points, 2, device=device)
 
+    def query_counts(self, query_group: torch.Tensor) -> tuple[int, int]:
+        """How many queries are classified (matched to seen masks) and how many are candidates."""
+        return int(query_group.numel()), 0
+
     @torch.no_grad()
     def match_queries(self, outputs: dict, padded: dict, queries: torch.Tensor) -> list[Pairs]:
         """Matches ``queries`` (``[N]`` indices) to each image's seen masks; indices returned are absolute.
@@ -181,6 +185,9 @@ class SplitMatcher(HungarianMatcher):
     def __init__(self, cost_class: float, cost_bce: float, cost_dice: float, cost_embed: float, num_points: int):
         super().__init__(cost_class, cost_bce, cost_dice, num_points)
         self.cost_embed = cost_embed
+
+    def query_counts(self, query_group: torch.Tensor) -> tuple[int, int]:
+        return int((query_group == SEEN_GROUP).sum()), int((query_group == CANDIDATE_GROUP).sum())
 
     @torch.no_grad()
     def match_candidates(self, outputs: dict, padded: dict, queries: torch.Tensor):

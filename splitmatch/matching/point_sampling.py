@@ -16,6 +16,11 @@ def point_sample(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[B, C, P]``.
     """
+    if masks.requires_grad and torch.are_deterministic_algorithms_enabled():
+        # grid_sample has no deterministic CUDA backward; a gather's backward has one.
+        batch, channels = masks.shape[:2]
+        flat = gather_bilinear(masks.flatten(0, 1), coords.repeat_interleave(channels, dim=0))  # [B*C, P]
+        return flat.view(batch, channels, -1).to(masks.dtype)
     grid = (2.0 * coords - 1.0).unsqueeze(2)  # [B, P, 1, 2]
     return F.grid_sample(masks, grid.to(masks.dtype), mode="bilinear", align_corners=False).squeeze(3)
 

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from splitmatch.model.resize import resize_bilinear
+
 
 def conv_norm_act(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
     """Conv (no bias) + GroupNorm + GELU, the unit every decoder convolution uses."""
@@ -47,6 +49,6 @@ class MultiScaleFeatureEnhancement(nn.Module):
             pooled = F.avg_pool2d(features, factor, ceil_mode=True) if factor > 1 else features
             enhanced = branch(pooled)
             if factor > 1:
-                enhanced = F.interpolate(enhanced, size=size, mode="bilinear", align_corners=False)
+                enhanced = resize_bilinear(enhanced, size)
             out = out + enhanced
         return out

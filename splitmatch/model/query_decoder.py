@@ -51,11 +51,15 @@ class DecoderLayer(nn.Module):
 
     def forward(self, queries, query_pos, memory, memory_pos, attn_mask):
         """queries/query_pos ``[B, Q, d]``, memory/memory_pos ``[B, HW, d]``,
-        attn_mask ``[B*heads, Q, HW]`` bool (True blocks) or None -> ``[B, Q, d]``."""
-        attended = self.cross_attn(queries + query_pos, memory + memory_pos, memory, attn_mask=attn_mask)[0]
+        attn_mask ``[B*heads, Q, HW]`` bool (True blocks) or None -> ``[B, Q, d]``.
+
+        The attention weights are never asked for: without them nn.MultiheadAttention runs
+        scaled_dot_product_attention (fused kernels on CUDA) instead of materialising them."""
+        key = memory + memory_pos
+        attended = self.cross_attn(queries + query_pos, key, memory, attn_mask=attn_mask, need_weights=False)[0]
         queries = self.norms[0](queries + attended)
         q = queries + query_pos
-        queries = self.norms[1](queries + self.self_attn(q, q, queries)[0])
+        queries = self.norms[1](queries + self.self_attn(q, q, queries, need_weights=False)[0])
         return self.norms[2](queries + self.ffn(queries))
 
 
