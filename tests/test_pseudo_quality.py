@@ -93,7 +93,6 @@ def run_evaluate(data, tmp_path, capsys, preset: str = "tiny", extra: list[str] 
     return report
 
 
-@pytest.mark.slow  # two splits scored through the CLI: about 6 s
 def test_evaluate_on_the_tiny_dataset(tiny_dataset, tmp_path, capsys):
     report = run_evaluate(tiny_dataset.root, tmp_path, capsys)
     assert report["split"] == "train" and report["images"] == 8
