@@ -154,7 +154,9 @@ def _vitb16(name: str, root: str, prompt_tokens: int, iterations: int) -> Experi
         ),
         pseudo=PseudoMaskConfig(input_size=512, window_sizes=[4, 8, 16], iterations=10, rho=0.8),
         loss=LossConfig(matching="split"),
-        data=DataConfig(root=root, crop_size=512),
+        # ZegCLIP (mmseg) pads crops after normalisation, i.e. with the mean colour: the recipe's
+        # padding, so that the model never sees a black frame that no image has (docs/recipe.md).
+        data=DataConfig(root=root, crop_size=512, pad_fill="mean"),
         train=TrainConfig(
             iterations=iterations, batch_size=16, lr=2e-5, head_lr_multiplier=10.0, warmup_iterations=1500
         ),
