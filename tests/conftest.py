@@ -66,3 +66,26 @@ def tiny_checkpoint(tmp_path_factory):
     config.train.checkpoint_every = 2
     train(config, root / "run", progress=False)
     return root / "run" / "model.safetensors"
+
+
+@pytest.fixture
+def untrained_checkpoint(tiny_dataset, tmp_path):
+    """A tiny model's checkpoint (random weights: predict's plumbing does not need a trained one)."""
+    from splitmatch.engine.checkpoint import save_checkpoint
+    from splitmatch.model.build import build_segmentor
+    from splitmatch.presets import preset
+
+    config = preset("tiny")
+    classes = tiny_dataset.classes
+    model = build_segmentor(config)
+    return save_checkpoint(tmp_path / "model.safetensors", model, config, classes, classes.seen_names, 1)
+
+
+def run_predict(capsys, checkpoint, out, paths, classes: str, *extra) -> tuple[int, str, str]:
+    """``splitmatch predict`` in this process: (exit code, stdout, stderr)."""
+    from splitmatch.cli import main
+
+    code = main(["predict", "--checkpoint", str(checkpoint), "--classes", classes, "--out", str(out),
+                 *extra, *map(str, paths)])  # fmt: skip
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -8,29 +8,20 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import run_predict
 from PIL import Image
 
 from splitmatch.cli import main
 from splitmatch.data.folder import read_label
-from splitmatch.engine.checkpoint import save_checkpoint
-from splitmatch.model.build import build_segmentor
-from splitmatch.presets import preset
 
 
 @pytest.fixture
-def checkpoint(tiny_dataset, tmp_path):
-    """A tiny model's checkpoint (random weights: predict's plumbing does not need a trained one)."""
-    config = preset("tiny")
-    classes = tiny_dataset.classes
-    return save_checkpoint(tmp_path / "model.safetensors", build_segmentor(config), config, classes,
-                           classes.seen_names, 1)  # fmt: skip
+def checkpoint(untrained_checkpoint):
+    return untrained_checkpoint
 
 
 def predict(capsys, checkpoint, out, paths, classes="background,red,green,sky", *extra) -> tuple[int, str, str]:
-    code = main(["predict", "--checkpoint", str(checkpoint), "--classes", classes, "--out", str(out),
-                 *extra, *map(str, paths)])  # fmt: skip
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_predict(capsys, checkpoint, out, paths, classes, *extra)
 
 
 @pytest.fixture
