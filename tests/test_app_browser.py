@@ -143,11 +143,11 @@ def test_without_a_checkpoint_the_packaged_world_model_segments_an_example(brows
         fill_request(page, example=0, names=", ".join(typed), mode="whole")
         segment(page)
         result = wait_for_result(page)
-
-    image, _ = render_image(image_rng(EXAMPLE_SEED, EXAMPLE_SPLIT, example_indices()[0]), DEFAULT_SPEC)
-    _check_figure(result["figure_url"], typed, image.shape[:2])
-    labels = _check_label_map(result["label_url"], typed, image.shape[:2])
-    _check_table(result["table"], typed, labels)
+        # The result's files are served by the app: fetch them while it runs.
+        image, _ = render_image(image_rng(EXAMPLE_SEED, EXAMPLE_SPLIT, example_indices()[0]), DEFAULT_SPEC)
+        _check_figure(result["figure_url"], typed, image.shape[:2])
+        labels = _check_label_map(result["label_url"], typed, image.shape[:2])
+        _check_table(result["table"], typed, labels)
     # The page serves the library's packaged model (its quality on world images: tests/test_packaged_model.py);
     # another process may break a near-tie of scores otherwise, hence agreement rather than equality.
     expected = Predictor.packaged("cpu", mode="whole").predict(image, typed)
