@@ -73,7 +73,8 @@ class PseudoMaskConfig:
     region_embedding: str = "masked_cls"
     crop_context: float = 1.5  # crop side / the larger side of the mask's bounding box ("crop" only)
     # After augmentation a pseudo mask may be cut to a sliver whose region embedding still describes
-    # the whole region: drop it below this fraction of the training crop (chosen here; 0 keeps any).
+    # the whole region: drop it below this fraction of the training crop (chosen here; 0 keeps any:
+    # 0.01 cost seen classes 3.4 points in the world, docs/recipe.md).
     min_crop_area: float = 0.0
     cache_dir: str | None = None  # where pseudo masks are cached; None: <data.root>/pseudo_masks/<key>
 
@@ -112,7 +113,8 @@ class DataConfig:
     flip_prob: float = 0.5
     photometric: bool = True
     # Colour of the padding around crops smaller than crop_size (chosen here): "mean" is the CLIP
-    # normalisation's mean colour, zero after normalising as mmseg pads; "black" is 0.
+    # normalisation's mean colour, zero after normalising as mmseg pads (the ViT-B/16 presets');
+    # "black" is 0. Equal within the seed spread in the world (docs/recipe.md).
     pad_fill: str = "black"
     num_workers: int = 4
 
