@@ -171,3 +171,10 @@ def test_inconsistent_pseudo_masks_are_refused(folder: DatasetFolder) -> None:
     dataset = SegmentationDataset(folder, "train", pseudo_masks=TooFewEmbeddings())
     with pytest.raises(DatasetFormatError, match=r"'a'.*mask 16.*only 4"):
         dataset[0]
+
+
+def test_a_class_file_that_is_a_folder_is_named(tmp_path):
+    from splitmatch.data.classes import ClassSplit, ClassSplitError
+
+    with pytest.raises(ClassSplitError, match=r"class file .* is a folder, not a JSON file"):
+        ClassSplit.read(tmp_path)

@@ -53,6 +53,20 @@ class ClassSplitError(ValueError):
     """A class vocabulary or seen/unseen split is malformed."""
 
 
+def read_json_file(path: str | Path, description: str) -> object:
+    """A JSON file's content; a missing file, a folder or invalid JSON is one ClassSplitError that
+    names ``description`` and the path (class files and vocabulary files share this)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ClassSplitError(f"{description} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ClassSplitError(f"{description} {path} is a folder, not a JSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ClassSplitError(f"{description} {path} is not valid JSON: {error}") from None
+
+
 @dataclass(frozen=True)
 class ClassSplit:
     """Class names in label-id order and the names of the unseen classes.
@@ -185,14 +199,7 @@ class ClassSplit:
     @classmethod
     def read(cls, path: str | Path) -> ClassSplit:
         """Reads a ``classes.json`` file."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ClassSplitError(f"class file {path} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ClassSplitError(f"class file {path} is not valid JSON: {error}") from None
-        return cls.from_dict(data, where=f"class file {path}")
+        return cls.from_dict(read_json_file(path, "class file"), where=f"class file {path}")
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -19,13 +19,12 @@ the vocabulary keeps) and ``synonyms`` (those of the classes it keeps, under the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from splitmatch.data.classes import ClassSplit, ClassSplitError
+from splitmatch.data.classes import ClassSplit, ClassSplitError, read_json_file
 
 
 @dataclass(frozen=True)
@@ -114,13 +113,4 @@ def vocabulary_from_dict(data: dict, dataset: ClassSplit, where: str = "vocabula
 
 def read_vocabulary(path: str | Path, dataset: ClassSplit) -> Vocabulary:
     """Reads a vocabulary file (see the module docstring) for a dataset of classes ``dataset``."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ClassSplitError(f"vocabulary file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ClassSplitError(f"vocabulary file {path} is a folder, not a JSON file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ClassSplitError(f"vocabulary file {path} is not valid JSON: {error}") from None
-    return vocabulary_from_dict(data, dataset, where=f"vocabulary file {path}")
+    return vocabulary_from_dict(read_json_file(path, "vocabulary file"), dataset, where=f"vocabulary file {path}")
