@@ -1,0 +1,139 @@
+"""The commands that score: ``eval`` (a checkpoint, or prediction PNGs) and ``pseudo-masks`` (with
+``--evaluate``, its masks against the full labels)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from splitmatch.commands.common import UsageError, checkpoint_dataset, command_config, command_device
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from splitmatch.config import DataConfig, merge
+    from splitmatch.data.folder import DatasetFolder, check_output_file
+    from splitmatch.data.vocabulary import Vocabulary, read_vocabulary
+    from splitmatch.engine.evaluator import evaluate, evaluate_predictions
+    from splitmatch.metrics import json_ready
+
+    if args.json:
+        check_output_file(args.json)  # before the evaluation, not after it
+    record = None
+    if args.predictions:
+        if args.checkpoint:
+            raise UsageError("give --checkpoint CKPT or --predictions DIR, not both")
+        if not args.data_root:
+            raise UsageError("--predictions needs --data-root")
+        folder = DatasetFolder(args.data_root)
+        vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
+        split = args.split or DataConfig().val_split
+        metrics = evaluate_predictions(args.predictions, folder, split, not args.quiet, vocabulary)
+    else:
+        if not args.checkpoint:
+            raise UsageError("give --checkpoint CKPT or --predictions DIR")
+        from splitmatch.config import ConfigError, parse_override
+        from splitmatch.inference import candidate_scoring
+        from splitmatch.predictor import load_segmentor, names_trained_on
+
+        overrides = {"mode": args.mode} if args.mode else {}
+        if args.seen_calibration is not None:
+            overrides["seen_calibration"] = args.seen_calibration
+        model, record = load_segmentor(args.checkpoint, command_device(args))
+        config = record["config"]
+        for override in args.set:
+            if not override.startswith("inference."):
+                raise ConfigError(f"eval --set takes inference.* keys only, got '{override}'")
+            config = merge(config, parse_override(override))
+        config = merge(config, {"inference": overrides}).validate()
+        # The dataset's classes may differ from the checkpoint's: they are scored by name.
+        folder = checkpoint_dataset(args, config)
+        vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
+        metrics = evaluate(
+            model, folder, args.split or config.data.val_split, config.inference, vocabulary,
+            names_trained_on(record), max_images=args.max_images, progress=not args.quiet,
+            candidates=candidate_scoring(config),
+        )  # fmt: skip
+    vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
+    if args.vocabulary:
+        metrics["vocabulary"] = {"file": str(args.vocabulary), "left_out": vocabulary.left_out}
+    _print_evaluation(metrics, vocabulary, record)
+    if args.json:
+        from splitmatch.data.folder import atomic_write_bytes
+
+        atomic_write_bytes(args.json, (json.dumps(json_ready(metrics), indent=2) + "\n").encode("utf-8"))
+    return 0
+
+
+def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
+    """The eval report: what was scored, the tables, per-class IoU, and the split by training names."""
+    from splitmatch.data.folder import list_some
+    from splitmatch.metrics import format_class_table, format_name_split_table, format_table
+
+    classes = vocabulary.classes
+    left_out = f" (left out, their pixels ignored: {list_some(vocabulary.left_out)})" if vocabulary.left_out else ""
+    print(f"scored with the {classes.num_classes} classes of '{classes.dataset}'{left_out}")
+    if not classes.unseen:
+        print(f"'{classes.dataset}' defines no unseen classes: mIoU(S) is over all classes, mIoU(U) and hIoU are n/a")
+    print(format_table({"result": metrics}))
+    print(format_class_table(metrics, set(classes.unseen)))
+    calibrations = metrics.get("seen_calibration", {})
+    if calibrations:
+        print("the same predictions under each seen-class calibration (amount taken off seen-class scores):")
+        print(format_table({f"seen calibration {k}": v for k, v in calibrations.items()}))
+    if record is None:
+        return
+    trained_from = record["classes"].dataset
+    trained, others = metrics["trained_names"], metrics["other_names"]
+    if trained == classes.seen_names:
+        print(f"the checkpoint (trained on '{trained_from}') was trained on exactly the seen classes above")
+        return
+    # A checkpoint scored on classes other than the seen ones it was trained on: say which it knows.
+    print(
+        f"split by the checkpoint's training vocabulary ('{trained_from}'): {len(trained)} of these "
+        f"{classes.num_classes} class names were trained on ({list_some(trained) or 'none'}), {len(others)} "
+        f"were not ({list_some(others) or 'none'}); the seen-class calibration applies to the former:"
+    )
+    print(format_name_split_table({f"seen calibration {k}": v for k, v in calibrations.items()}))
+
+
+def cmd_pseudo_masks(args: argparse.Namespace) -> int:
+    from splitmatch.data.folder import DatasetFolder
+    from splitmatch.engine.trainer import seed_everything
+    from splitmatch.model.build import build_segmentor
+    from splitmatch.pseudo.build_cache import fill_cache, open_cache
+
+    if (args.json or args.figure) and not args.evaluate:
+        raise SystemExit("splitmatch: error: --json and --figure need --evaluate")
+    config = command_config(args)
+    folder = DatasetFolder(config.data.root)
+    split = args.split or config.data.train_split
+    device = command_device(args)
+    seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
+    model = build_segmentor(config).to(device)
+    cache = open_cache(config, folder, model.image_encoder)
+    count = fill_cache(cache, model.image_encoder, config, folder, split, args.batch_size, progress=not args.quiet)
+    print(f"pseudo masks: computed {count}, cache {cache.directory}")
+    if args.evaluate:
+        _evaluate_pseudo_masks(args, config, folder, cache, model, split)
+    return 0
+
+
+def _evaluate_pseudo_masks(args, config, folder, cache, model, split: str) -> None:
+    from splitmatch.engine.run_record import write_json
+    from splitmatch.pseudo.quality import evaluate_pseudo_masks, format_quality
+    from splitmatch.pseudo.quality_figure import worst_misses_figure
+
+    text = model.encode_classes(list(folder.classes.names))  # unseen names too: for scoring only
+    report = evaluate_pseudo_masks(
+        folder, cache, split, text, config.pseudo.window_sizes, config.pseudo.min_area, progress=not args.quiet
+    )
+    print(f"\npseudo masks of split '{split}' ({report['images']} images) against its full labels, percent:")
+    print(format_quality(report))
+    print(report["note"])
+    if args.json:
+        write_json(Path(args.json), report)
+        print(f"wrote {args.json}")
+    if args.figure:
+        rows = worst_misses_figure(folder, cache, report, args.figure)
+        print(f"wrote {args.figure} ({rows} images)" if rows else "no unseen pixel was missed: no figure")

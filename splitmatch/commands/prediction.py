@@ -1,0 +1,69 @@
+"""The commands that use a trained model: ``predict``, ``app`` and ``package-model``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from splitmatch.commands.common import command_device
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from splitmatch.data.classes import parse_class_entries
+    from splitmatch.data.folder import ensure_writable_folder
+    from splitmatch.predict_outputs import prediction_outputs
+    from splitmatch.predict_run import SUMMARY_NAME, predict_images
+    from splitmatch.predictor import Predictor
+
+    entries = parse_class_entries(args.classes)
+    outputs = prediction_outputs(args.images, Path(args.out))
+    ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
+    overrides = {"mode": args.mode} if args.mode else {}
+    if args.seen_calibration is not None:
+        overrides["seen_calibration"] = args.seen_calibration
+    checkpoint = _checkpoint_or_packaged(args.checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, command_device(args), **overrides)
+    summary = predict_images(predictor, outputs, entries, Path(args.out), checkpoint, progress=not args.quiet)
+    failures = [failure["error"] for failure in summary["failed"]]
+    for failure in failures:
+        print(f"splitmatch: error: {failure}", file=sys.stderr)
+    if failures:
+        print(f"splitmatch: error: {len(failures)} of {len(outputs)} images failed; the other "
+              f"{len(outputs) - len(failures)} were written to {args.out}", file=sys.stderr)  # fmt: skip
+        return 2
+    print(f"{len(outputs)} image{'s' * (len(outputs) != 1)}: label maps, overlays and {SUMMARY_NAME} in {args.out}")
+    return 0
+
+
+def _checkpoint_or_packaged(checkpoint: str | None) -> str:
+    """``--checkpoint``, else the model shipped with splitmatch; says what that model is for."""
+    from splitmatch.engine.packaged_model import PACKAGED_MODEL_NAME, WORLD_MODEL_NOTE
+
+    checkpoint = checkpoint or PACKAGED_MODEL_NAME
+    if checkpoint == PACKAGED_MODEL_NAME:
+        print(f"model: {PACKAGED_MODEL_NAME}, {WORLD_MODEL_NOTE}", flush=True)
+    return checkpoint
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from splitmatch.app.page import require_gradio, serve
+    from splitmatch.app.segment import AppError
+
+    require_gradio()  # before the model loads: a missing extra is the first thing to hear about
+    if args.max_megapixels <= 0:
+        raise AppError(f"--max-megapixels must be positive, got {args.max_megapixels:g}")
+    checkpoint = _checkpoint_or_packaged(args.checkpoint)
+    serve(checkpoint, args.host, args.port, args.device, round(args.max_megapixels * 1e6))
+    return 0
+
+
+def cmd_package_model(args: argparse.Namespace) -> int:
+    from splitmatch.data.folder import check_output_file
+    from splitmatch.engine.packaged_model import package_model
+
+    check_output_file(args.out)
+    record = package_model(args.checkpoint, args.out, args.data_root, args.clip)
+    size = Path(args.out).stat().st_size
+    print(f"wrote {args.out} ({size / 1e6:.2f} MB, step {record['step']}, CLIP from {record['clip_from']['weights']})")
+    return 0
