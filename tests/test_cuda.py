@@ -10,10 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from splitmatch.engine.checkpoint import list_checkpoints, read_checkpoint
+from splitmatch.engine.checkpoint import read_checkpoint
 from splitmatch.engine.evaluator import evaluate, predict_scores
 from splitmatch.engine.sampler import StepBatchSampler
 from splitmatch.engine.trainer import build_loader, train
+from splitmatch.engine.training_state import list_checkpoints
 from splitmatch.inference import SegmentationInference
 from splitmatch.matching.point_sampling import point_sample
 from splitmatch.model.build import build_segmentor

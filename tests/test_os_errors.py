@@ -15,7 +15,8 @@ import pytest
 from safetensors import SafetensorError
 
 from splitmatch.cli import main
-from splitmatch.engine.checkpoint import list_checkpoints, read_checkpoint
+from splitmatch.engine.checkpoint import read_checkpoint
+from splitmatch.engine.training_state import list_checkpoints
 
 
 def train_args(data_root: Path, out: Path, *extra: str) -> list[str]:

@@ -19,8 +19,9 @@ from splitmatch.cli import main
 from splitmatch.clip.loading import build_clip, save_clip_safetensors
 from splitmatch.config import merge
 from splitmatch.data.folder import read_label
-from splitmatch.engine.checkpoint import CheckpointError, read_checkpoint, read_record, save_checkpoint
+from splitmatch.engine.checkpoint import CheckpointError, read_checkpoint, read_record
 from splitmatch.engine.packaged_model import PACKAGED_MODEL_NAME, clip_digest, package_model
+from splitmatch.engine.training_state import save_training_checkpoint
 from splitmatch.metrics import ConfusionMatrix, summarize
 from splitmatch.model.build import build_segmentor
 from splitmatch.predictor import Predictor
@@ -47,7 +48,7 @@ def _checkpoint(path, dataset, weights="packaged:tiny-clip", seed=0):
     model = build_segmentor(config)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     classes = dataset.classes
-    return save_checkpoint(path, model, config, classes, classes.seen_names, 7, optimizer)  # with training state
+    return save_training_checkpoint(path, model, config, classes, classes.seen_names, 7, optimizer)
 
 
 def test_packaging_gives_the_same_bytes_without_clip_tensors_or_machine_paths(packaged_clip, tiny_dataset, tmp_path):

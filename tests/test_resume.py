@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from splitmatch.engine.checkpoint import list_checkpoints
+from splitmatch.engine.training_state import list_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -112,8 +112,9 @@ def test_every_process_resumes_its_own_random_state_and_the_scaler_its_scale(tmp
     import torch
     from conftest import TINY_CLASSES
 
-    from splitmatch.engine.checkpoint import read_checkpoint, restore_training_state, save_checkpoint
+    from splitmatch.engine.checkpoint import read_checkpoint
     from splitmatch.engine.optim import build_optimizer, build_schedule
+    from splitmatch.engine.training_state import restore_training_state, save_training_checkpoint
     from splitmatch.model.build import build_segmentor
     from splitmatch.presets import preset
 
@@ -126,8 +127,9 @@ def test_every_process_resumes_its_own_random_state_and_the_scaler_its_scale(tmp
         torch.manual_seed(100 + rank)
         states[f"rng.rank{rank}.cpu"] = torch.get_rng_state()
     scaler = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=7)
-    path = save_checkpoint(tmp_path / "step.safetensors", model, config, TINY_CLASSES, TINY_CLASSES.seen_names, 5,
-                           optimizer, schedule, rng=states, grad_scaler=scaler.state_dict())  # fmt: skip
+    path = save_training_checkpoint(tmp_path / "step.safetensors", model, config, TINY_CLASSES,
+                                    TINY_CLASSES.seen_names, 5, optimizer, schedule, rng=states,
+                                    grad_scaler=scaler.state_dict())  # fmt: skip
     tensors, record = read_checkpoint(path)
 
     for rank in (0, 1):
@@ -187,7 +189,7 @@ def test_interrupted_run_with_micro_batches_resumes_to_the_same_weights(tiny_dat
     the interrupted run left behind, and accumulation keeps the step exact across the resume."""
     import torch
 
-    from splitmatch.engine import checkpoint as ckpt
+    from splitmatch.engine import training_state
     from splitmatch.engine.trainer import train
     from splitmatch.presets import load_config
 
@@ -199,16 +201,16 @@ def test_interrupted_run_with_micro_batches_resumes_to_the_same_weights(tiny_dat
     class Interrupted(Exception):
         pass
 
-    prune = ckpt.prune_checkpoints
+    prune = training_state.prune_checkpoints
 
     def interrupt_after_first_checkpoint(*args, **kwargs):
         prune(*args, **kwargs)
         raise Interrupted
 
-    monkeypatch.setattr(ckpt, "prune_checkpoints", interrupt_after_first_checkpoint)
+    monkeypatch.setattr(training_state, "prune_checkpoints", interrupt_after_first_checkpoint)
     with pytest.raises(Interrupted):
         train(config, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(ckpt, "prune_checkpoints", prune)
+    monkeypatch.setattr(training_state, "prune_checkpoints", prune)
     torch.manual_seed(12345)  # whatever the process's generators hold now must not matter
     train(config, tmp_path / "resumed", resume=True, progress=False)
 

@@ -6,6 +6,10 @@ a digest of every tensor. Loading never unpickles: tensors come from safetensors
 JSON. Files are written to a temporary name and renamed, so a crash leaves the previous
 checkpoint intact.
 
+This module is the file format: writing, reading and checking a file, and loading its weights.
+The training state a step checkpoint adds (optimizer, schedule, random generators) and the
+step checkpoints of a run folder are :mod:`splitmatch.engine.training_state`.
+
 A model file may leave out the frozen CLIP tensors when they come from weights shipped with
 splitmatch: its record then names them (``clip_from``: the ``packaged:`` name and a digest of
 the tensors left out), and the loader refuses other CLIP tensors than those
@@ -19,7 +23,6 @@ import json
 import os
 import re
 import tempfile
-import warnings
 from collections.abc import Collection
 from pathlib import Path
 
@@ -27,13 +30,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from splitmatch import distributed as dist
 from splitmatch.config import PACKAGED_PREFIX, ConfigError, ExperimentConfig, from_dict, to_dict
 from splitmatch.data.classes import ClassSplit, ClassSplitError
 from splitmatch.data.folder import default_file_mode
 
 FORMAT_VERSION = 1
-_NAME = re.compile(r"^step_(\d+)\.safetensors$")
 
 
 class CheckpointError(ValueError):
@@ -63,16 +64,6 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    state = optimizer.state_dict()
-    tensors = {}
-    for index, values in state["state"].items():
-        for key, value in values.items():
-            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value)
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state["param_groups"]]
-    return tensors, groups
-
-
 def save_checkpoint(
     path: str | Path,
     model: torch.nn.Module,
@@ -80,17 +71,19 @@ def save_checkpoint(
     classes: ClassSplit,
     train_classes: list[str],
     step: int,
-    optimizer: torch.optim.Optimizer | None = None,
-    schedule=None,
-    rng: dict[str, torch.Tensor] | None = None,
-    grad_scaler: dict | None = None,
 ) -> Path:
-    """Writes a checkpoint atomically; without an optimizer it is a weights-only model file.
+    """Writes a weights-only model file atomically.
 
-    With an optimizer it also holds the training state: the schedule, every process's random
-    generators (``rng``, from :func:`rng_states`; this process's alone when ``None``) and the
-    fp16 gradient scaler's state (``grad_scaler``, when it is in use).
+    A step checkpoint that can resume training is written by
+    :func:`splitmatch.engine.training_state.save_training_checkpoint`.
     """
+    return write_checkpoint(path, *checkpoint_contents(model, config, classes, train_classes, step))
+
+
+def checkpoint_contents(
+    model: torch.nn.Module, config: ExperimentConfig, classes: ClassSplit, train_classes: list[str], step: int
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors (``model.<key>``, on the CPU) and the record of a model file, before its digest."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     record: dict = {
         "format": FORMAT_VERSION,
@@ -99,14 +92,11 @@ def save_checkpoint(
         "train_classes": list(train_classes),
         "step": int(step),
     }
-    if optimizer is not None:
-        optimizer_tensors, groups = _optimizer_tensors(optimizer)
-        tensors.update(optimizer_tensors)
-        record["optimizer_groups"] = groups
-        record["schedule"] = schedule.state_dict() if schedule is not None else None
-        tensors.update(rng if rng is not None else _local_rng_state(0, None))
-        if grad_scaler:
-            record["grad_scaler"] = grad_scaler
+    return tensors, record
+
+
+def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], record: dict) -> Path:
+    """Adds the tensors' digest to ``record`` and writes both to ``path`` atomically."""
     record["digest"] = tensor_digest(tensors)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -321,89 +311,3 @@ def load_model_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], p
     state = model_state(tensors)
     _check_fit(model.state_dict(), {k: tuple(v.shape) for k, v in state.items()}, path)
     model.load_state_dict(state)
-
-
-def _local_rng_state(rank: int, device: torch.device | None) -> dict[str, torch.Tensor]:
-    """This process's CPU generator and, on a CUDA device, its CUDA generator, keyed by ``rank``."""
-    states = {f"rng.rank{rank}.cpu": torch.get_rng_state()}
-    if device is not None and device.type == "cuda":
-        states[f"rng.rank{rank}.cuda"] = torch.cuda.get_rng_state(device)
-    return states
-
-
-def rng_states(device: torch.device) -> dict[str, torch.Tensor]:
-    """Every process's generator states: ``rng.rank<r>.cpu`` and, on CUDA, ``rng.rank<r>.cuda``.
-
-    Each process draws its own random points, so each resumes from its own state. A collective
-    call under ``torchrun``: every process makes it, and every process receives all states.
-    """
-    states = {}
-    for key, state in _local_rng_state(0, device).items():
-        kind = key.rsplit(".", 1)[1]
-        for rank, gathered in enumerate(dist.all_gather(state, device)):
-            states[f"rng.rank{rank}.{kind}"] = gathered
-    return states
-
-
-def _restore_rng(tensors: dict, rank: int, device: torch.device | None) -> None:
-    """Sets this process's generators from the checkpoint; keeps them (with a warning) when it has none."""
-    cpu = tensors.get(f"rng.rank{rank}.cpu")
-    if cpu is None and rank == 0:
-        cpu = tensors.get("rng.torch")  # format of checkpoints that kept one process's state
-    if cpu is None:
-        warnings.warn(
-            f"the checkpoint holds no random state for process {rank} (it was written by fewer processes): "
-            "its random points will differ from those of an uninterrupted run",
-            stacklevel=3,
-        )
-        return
-    torch.set_rng_state(cpu)
-    cuda = tensors.get(f"rng.rank{rank}.cuda")
-    if cuda is not None and device is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(cuda, device)
-
-
-def restore_training_state(
-    tensors: dict,
-    record: dict,
-    optimizer: torch.optim.Optimizer,
-    schedule,
-    grad_scaler: torch.amp.GradScaler | None = None,
-    rank: int = 0,
-    device: torch.device | None = None,
-) -> int:
-    """Restores optimizer, schedule, this process's random generators (``rank`` on ``device``) and
-    the gradient scaler; returns the step to continue from."""
-    if "optimizer_groups" not in record:
-        raise CheckpointError("this checkpoint holds weights only; it cannot resume training")
-    state: dict = {"state": {}, "param_groups": record["optimizer_groups"]}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state["state"].setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict(state)
-    if record.get("schedule") is not None:
-        schedule.load_state_dict(record["schedule"])
-    _restore_rng(tensors, rank, device)
-    if grad_scaler is not None and grad_scaler.is_enabled() and record.get("grad_scaler"):
-        grad_scaler.load_state_dict(record["grad_scaler"])
-    return int(record["step"])
-
-
-def checkpoint_path(directory: str | Path, step: int) -> Path:
-    return Path(directory) / f"step_{step:08d}.safetensors"
-
-
-def list_checkpoints(directory: str | Path) -> list[Path]:
-    """Checkpoints in a folder, oldest step first."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def prune_checkpoints(directory: str | Path, keep: int) -> None:
-    """Deletes all but the newest ``keep`` step checkpoints."""
-    for path in list_checkpoints(directory)[:-keep] if keep > 0 else []:
-        path.unlink(missing_ok=True)

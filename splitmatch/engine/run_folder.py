@@ -36,6 +36,7 @@ from splitmatch.config_checks import config_fields
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import list_some
 from splitmatch.engine import checkpoint as ckpt
+from splitmatch.engine.training_state import list_checkpoints
 
 LOCK_FILE = "run.lock"
 METRICS_FILE = "metrics.jsonl"
@@ -189,7 +190,7 @@ def open_run(config: ExperimentConfig, folder: Path, resume: bool, lock: RunLock
 def existing_run(folder: Path) -> list[str]:
     """What of a run a folder holds: the names of run files and checkpoints present."""
     found = [name for name in RUN_FILES if (folder / name).exists()]
-    checkpoints = ckpt.list_checkpoints(folder / "checkpoints")
+    checkpoints = list_checkpoints(folder / "checkpoints")
     if checkpoints:
         found.append(f"checkpoints/ ({len(checkpoints)})")
     return found
@@ -203,7 +204,7 @@ def inspect_run(config: ExperimentConfig, folder: Path, resume: bool, classes: C
             f"{folder} already holds a run ({', '.join(held)}); pass --resume to continue it or choose another --out"
         )
     read_metrics(folder / METRICS_FILE)  # refuses a damaged log before anything is written
-    checkpoints = ckpt.list_checkpoints(folder / "checkpoints")
+    checkpoints = list_checkpoints(folder / "checkpoints")
     if not checkpoints:
         if (folder / "model.safetensors").exists():
             raise RunFolderError(

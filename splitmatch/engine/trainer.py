@@ -31,6 +31,7 @@ from splitmatch.data.dataset import SegmentationDataset, collate_segmentation
 from splitmatch.data.folder import DatasetFolder
 from splitmatch.data.transforms import build_train_transform
 from splitmatch.engine import checkpoint as ckpt
+from splitmatch.engine import training_state
 from splitmatch.engine.evaluator import evaluate
 from splitmatch.engine.micro_batches import DivergenceWatch, split_batch
 from splitmatch.engine.optim import build_optimizer, build_schedule
@@ -185,7 +186,7 @@ def _train(
     start_step = start.step
     if start.checkpoint is not None:
         ckpt.load_model_state(model, start.tensors, start.checkpoint)
-        start_step = ckpt.restore_training_state(
+        start_step = training_state.restore_training_state(
             start.tensors, start.record, optimizer, schedule, scaler, dist.rank(), device
         )
         start.tensors = None  # the model and optimizer hold their own copies now
@@ -314,10 +315,10 @@ def _train(
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
         if done % config.train.checkpoint_every == 0 or done == config.train.iterations:
             stop_if_diverged()
-            rng = ckpt.rng_states(device)  # every process's generators: a collective call
+            rng = training_state.rng_states(device)  # every process's generators: a collective call
             if main:
-                ckpt.save_checkpoint(
-                    ckpt.checkpoint_path(checkpoint_dir, done),
+                training_state.save_training_checkpoint(
+                    training_state.checkpoint_path(checkpoint_dir, done),
                     model,
                     config,
                     classes,
@@ -328,7 +329,7 @@ def _train(
                     rng=rng,
                     grad_scaler=scaler.state_dict() if scaler.is_enabled() else None,
                 )
-                ckpt.prune_checkpoints(checkpoint_dir, config.train.keep_checkpoints)
+                training_state.prune_checkpoints(checkpoint_dir, config.train.keep_checkpoints)
         if config.train.eval_every and done % config.train.eval_every == 0 and done < config.train.iterations:
             stop_if_diverged()
             metrics = evaluate(model, folder, data.val_split, config.inference, progress=False, candidates=candidates)
