@@ -248,6 +248,19 @@ def test_voc_with_background_as_a_class(voc_src: Path, tmp_path: Path) -> None:
         prepare_voc(voc_src, folder.root, progress=False)  # the 20-class VOC into the 21-class folder
 
 
+def test_background_option_of_another_dataset_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    from splitmatch.cli import main
+
+    assert (
+        main(["prepare", "context", "--src", str(tmp_path / "src"), "--dst", str(tmp_path / "dst"), "--background"])
+        == 2
+    )
+    assert capsys.readouterr().err.strip() == (
+        "splitmatch: error: --background is an option of 'prepare voc', not of 'context'"
+    )
+    assert not (tmp_path / "dst").exists()
+
+
 @pytest.fixture()
 def ade_src(tmp_path: Path) -> Path:
     src = tmp_path / "ADEChallengeData2016"

@@ -122,8 +122,9 @@ def test_evaluate_on_a_prepared_voc_layout(tmp_path, capsys):
 
 
 def test_json_and_figure_need_evaluate(tiny_dataset, capsys):
-    with pytest.raises(SystemExit, match="need --evaluate"):
-        main(["pseudo-masks", "--preset", "tiny", "--set", f"data.root={tiny_dataset.root}", "--json", "x.json"])
+    code = main(["pseudo-masks", "--preset", "tiny", "--set", f"data.root={tiny_dataset.root}", "--json", "x.json"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "splitmatch: error: --json and --figure need --evaluate"
 
 
 def test_evaluate_on_a_small_world(tmp_path, capsys):

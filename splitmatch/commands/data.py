@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from splitmatch.commands.common import UsageError
+
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from splitmatch.data.prepare import PREPARERS
@@ -13,7 +15,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     options = {}
     if args.background:
         if args.dataset != "voc":
-            raise SystemExit(f"splitmatch: error: --background is an option of 'prepare voc', not of '{args.dataset}'")
+            raise UsageError(f"--background is an option of 'prepare voc', not of '{args.dataset}'")
         options["background"] = True
     folder = PREPARERS[args.dataset](args.src, args.dst, not args.quiet, **options)
     print(f"prepared {args.dataset} in {folder.root}: splits {', '.join(folder.split_names())}")

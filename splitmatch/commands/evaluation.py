@@ -104,7 +104,7 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
     from splitmatch.pseudo.build_cache import fill_cache, open_cache
 
     if (args.json or args.figure) and not args.evaluate:
-        raise SystemExit("splitmatch: error: --json and --figure need --evaluate")
+        raise UsageError("--json and --figure need --evaluate")
     config = command_config(args)
     folder = DatasetFolder(config.data.root)
     split = args.split or config.data.train_split
