@@ -73,7 +73,14 @@ class _HelpShowsDefaults(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         help_text = action.help or ""
         default = action.default
-        if default in (None, False, [], argparse.SUPPRESS) or "default" in help_text:
+        # Identity, not equality: a default of 0 (== False) is still shown.
+        if (
+            default is None
+            or default is False
+            or default == []
+            or default is argparse.SUPPRESS
+            or "default" in help_text
+        ):
             return help_text
         return f"{help_text} (default: %(default)s)"
 
@@ -223,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a tiny world and a few iterations (tests)")
     p.add_argument("--ablations", action="store_true", help="also train the ablations of the method")
     p.add_argument("--seed", type=int, default=0, help="training seed of every run")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="change the world preset in every run, e.g. train.iterations=1000 (runs go to runs-<changes>)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=data.cmd_demo)
 

@@ -55,6 +55,29 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     # A second run reuses every stage.
     assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 0
     assert json.loads((out / "metrics.json").read_text()) == metrics
+    # Changed settings train in a folder of their own; the default runs stay as they were.
+    default_run = (out / "runs" / "split" / "model.safetensors").read_bytes()
+    assert main(["demo", "--out", str(out), "--quick", "--quiet", "--set", "train.iterations=12"]) == 0
+    changed = out / "runs-train.iterations=12"
+    assert json.loads((changed / "split" / "resolved.json").read_text())["train"]["iterations"] == 12
+    assert json.loads((changed / "hungarian" / "resolved.json").read_text())["train"]["iterations"] == 12
+    assert (out / "runs" / "split" / "model.safetensors").read_bytes() == default_run
+    assert "Changed from the `world` preset in every run: `train.iterations=12`." in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.seed=3", "train.seed is set by --seed"),
+        ("loss.matching=split", "loss.matching is set by the demo"),
+        ("train.iterations=0", "train.iterations must be an integer"),
+        ("train.itrations=5", "unknown config key 'train.itrations'"),
+    ],
+)
+def test_demo_refuses_overrides_before_making_anything(tmp_path, capsys, override, message):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quick", "--quiet", "--set", override]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
 
 
 def test_demo_world_skips_caption_images_unless_the_folder_has_them(tmp_path):

@@ -62,7 +62,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from splitmatch.metrics import format_table
     from splitmatch.world.demo import run_demo
 
-    metrics = run_demo(args.out, quick=args.quick, seed=args.seed, ablations=args.ablations, progress=not args.quiet)
+    metrics = run_demo(
+        args.out,
+        quick=args.quick,
+        seed=args.seed,
+        ablations=args.ablations,
+        progress=not args.quiet,
+        overrides=args.set,
+    )
     print(format_table(metrics))
     print(f"report: {Path(args.out) / 'report.md'}, figures: {Path(args.out) / 'figures'}")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from splitmatch.config import ExperimentConfig, merge, resolve_paths, to_dict
+from splitmatch.config import ConfigError, ExperimentConfig, merge, parse_override, resolve_paths, to_dict
 from splitmatch.data.folder import DatasetFolder
 from splitmatch.engine.run_record import write_json
 from splitmatch.engine.trainer import train
@@ -124,15 +125,15 @@ def train_or_reuse(config: ExperimentConfig, run_dir: Path, progress: bool, thre
     return metrics
 
 
-def train_side_by_side(configs: dict[str, ExperimentConfig], out: Path, progress: bool) -> dict[str, dict]:
-    """Trains several runs at once, one process and thread per core.
+def train_side_by_side(configs: dict[str, ExperimentConfig], runs: Path, progress: bool) -> dict[str, dict]:
+    """Trains several runs at once, one process and thread per core, each in ``runs/<name>``.
 
     The world's model is small: most of a step is many small ops that one thread runs about as
     fast as two, so two runs side by side finish in about the time of one run on both cores.
     """
     workers = max(1, min(len(configs), os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    run_dirs = {name: out / "runs" / name.replace(", ", "__").replace(" ", "-") for name in configs}
+    run_dirs = {name: runs / name.replace(", ", "__").replace(" ", "-") for name in configs}
     if workers == 1:
         return {name: train_or_reuse(c, run_dirs[name], progress) for name, c in configs.items()}
     context = multiprocessing.get_context("spawn")
@@ -157,9 +158,62 @@ def fill_pseudo_masks(configs: dict[str, ExperimentConfig], world: DatasetFolder
             done.add(cache.directory)
 
 
-def run_demo(out: str | Path, quick: bool = False, seed: int = 0, ablations: bool = False, progress: bool = True):
-    """Runs the whole demo; returns ``{"split": metrics, "hungarian": metrics, ...}``."""
+# What the demo itself sets in every run: a --set may not change these.
+DEMO_KEYS = ("data.root", "clip.weights", "train.seed", "loss.matching", "name")
+
+
+def parse_demo_overrides(overrides: list[str]) -> dict:
+    """``--set KEY=VALUE`` items as one nested dict of changes to the ``world`` preset.
+
+    Raises:
+        ConfigError: an item is malformed or sets a key the demo sets itself (named).
+    """
+    changes: dict = {}
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if key in DEMO_KEYS:
+            what = "--seed" if key == "train.seed" else "the demo (its runs differ only in loss.matching)"
+            raise ConfigError(f"demo --set {text}: {key} is set by {what}")
+        changes = _deep_merge(changes, parse_override(text))
+    return changes
+
+
+def _deep_merge(into: dict, change: dict) -> dict:
+    merged = dict(into)
+    for key, value in change.items():
+        merged[key] = (
+            _deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
+    return merged
+
+
+def runs_folder(out: Path, overrides: list[str]) -> Path:
+    """``out/runs``, or with overrides ``out/runs-<the overrides>``: runs of other settings never
+    continue (or overwrite) the default ones."""
+    if not overrides:
+        return out / "runs"
+    return out / ("runs-" + "-".join(re.sub(r"[^A-Za-z0-9._=+-]", "_", text) for text in overrides))
+
+
+def run_demo(
+    out: str | Path,
+    quick: bool = False,
+    seed: int = 0,
+    ablations: bool = False,
+    progress: bool = True,
+    overrides: list[str] | None = None,
+):
+    """Runs the whole demo; returns ``{"split": metrics, "hungarian": metrics, ...}``.
+
+    Args:
+        overrides: ``KEY=VALUE`` changes to the ``world`` preset for every run (``--set``), for
+            example ``train.iterations=1000``; their runs go to their own folder (:func:`runs_folder`).
+    """
     settings = QUICK if quick else DemoSettings()
+    overrides = list(overrides or [])
+    changes = parse_demo_overrides(overrides)
+    world_preset = merge(merge(preset("world"), settings.overrides), changes)
+    world_preset.validate()  # a bad value is refused before anything is made
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
@@ -171,7 +225,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, ablations: boo
     clip_weights, clip_record = small_clip(out, world, replace(settings.clip, seed=seed), progress)
     times["small CLIP"] = time.time() - mark
 
-    base = merge(preset("world"), settings.overrides)
+    base = world_preset
     base = merge(base, {"data": {"root": str(world.root)}, "clip": {"weights": clip_weights}, "train": {"seed": seed}})
     base = resolve_paths(base)  # checkpoints that work from any folder
     runs = {"split": {"loss": {"matching": "split"}}, "hungarian": {"loss": {"matching": "hungarian"}}}
@@ -183,13 +237,14 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, ablations: boo
     fill_pseudo_masks(configs, world, progress)
     times["pseudo masks"] = time.time() - mark
     mark = time.time()
-    metrics = train_side_by_side(configs, out, progress)
+    runs = runs_folder(out, overrides)
+    metrics = train_side_by_side(configs, runs, progress)
     times["train + evaluate"] = time.time() - mark
 
     mark = time.time()
     predictors = {
-        "Hungarian": Predictor.from_checkpoint(out / "runs" / "hungarian" / "model.safetensors"),
-        "Split Matching": Predictor.from_checkpoint(out / "runs" / "split" / "model.safetensors"),
+        "Hungarian": Predictor.from_checkpoint(runs / "hungarian" / "model.safetensors"),
+        "Split Matching": Predictor.from_checkpoint(runs / "split" / "model.safetensors"),
     }
     prediction_figure(world, predictors, out / "figures" / "predictions.png")
     cache = open_cache(configs["split"], world, predictors["Split Matching"].model.image_encoder)
@@ -204,7 +259,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, ablations: boo
     times["figures, pseudo-mask scores"] = time.time() - mark
     times["total"] = time.time() - started
     write_json(out / "metrics.json", metrics)
-    (out / "report.md").write_text(report(metrics, clip_record, times, quick, quality), encoding="utf-8")
+    (out / "report.md").write_text(report(metrics, clip_record, times, quick, quality, overrides), encoding="utf-8")
     return metrics
 
 
@@ -222,11 +277,15 @@ def pseudo_mask_section(quality: dict) -> list[str]:
     return lines
 
 
-def report(metrics: dict, clip_record: dict, times: dict, quick: bool, quality: dict | None = None) -> str:
+def report(
+    metrics: dict, clip_record: dict, times: dict, quick: bool, quality: dict | None = None, overrides: list[str] = ()
+) -> str:
     """The demo's Markdown report: result table, per-class IoU, pseudo masks, small-CLIP accuracy, timings."""
     lines = ["# splitmatch demo: Split Matching vs Hungarian matching in the built-in world", ""]
     if quick:
         lines += ["**Quick mode**: a tiny world and a few iterations; the numbers only show that it runs.", ""]
+    if overrides:
+        lines += ["Changed from the `world` preset in every run: " + ", ".join(f"`{o}`" for o in overrides) + ".", ""]
     lines += ["Validation split, every class scored by name (unseen classes never named in training).", ""]
     lines += [format_table(metrics)]
     if "split" in metrics and "hungarian" in metrics:
