@@ -55,14 +55,18 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     # A second run reuses every stage.
     assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 0
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    # Changed settings train in a folder of their own; the default runs stay as they were.
-    default_run = (out / "runs" / "split" / "model.safetensors").read_bytes()
+    # Changed settings train, report and draw in a folder of their own; the default demo's stay as they were.
+    default_files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and "world" not in p.parts}
+    capsys.readouterr()
     assert main(["demo", "--out", str(out), "--quick", "--quiet", "--set", "train.iterations=12"]) == 0
     changed = out / "runs-train.iterations=12"
+    assert f"report: {changed / 'report.md'}" in capsys.readouterr().out
     assert json.loads((changed / "split" / "resolved.json").read_text())["train"]["iterations"] == 12
     assert json.loads((changed / "hungarian" / "resolved.json").read_text())["train"]["iterations"] == 12
-    assert (out / "runs" / "split" / "model.safetensors").read_bytes() == default_run
-    assert "Changed from the `world` preset in every run: `train.iterations=12`." in (out / "report.md").read_text()
+    assert "Changed from the `world` preset in every run: `train.iterations=12`." in (changed / "report.md").read_text()
+    assert set(json.loads((changed / "metrics.json").read_text())) == {"split", "hungarian"}
+    assert (changed / "figures" / "predictions.png").is_file()
+    assert {p: p.read_bytes() for p in default_files} == default_files
 
 
 @pytest.mark.parametrize(

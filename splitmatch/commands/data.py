@@ -60,7 +60,7 @@ def cmd_toy_clip(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from splitmatch.metrics import format_table
-    from splitmatch.world.demo import run_demo
+    from splitmatch.world.demo import run_demo, runs_folder
 
     metrics = run_demo(
         args.out,
@@ -71,7 +71,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         overrides=args.set,
     )
     print(format_table(metrics))
-    print(f"report: {Path(args.out) / 'report.md'}, figures: {Path(args.out) / 'figures'}")
+    results = runs_folder(Path(args.out), args.set) if args.set else Path(args.out)
+    print(f"report: {results / 'report.md'}, figures: {results / 'figures'}")
     return 0
 
 

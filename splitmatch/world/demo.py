@@ -189,7 +189,7 @@ def _deep_merge(into: dict, change: dict) -> dict:
 
 def runs_folder(out: Path, overrides: list[str]) -> Path:
     """``out/runs``, or with overrides ``out/runs-<the overrides>``: runs of other settings never
-    continue (or overwrite) the default ones."""
+    continue (or overwrite) the default ones, and their report and figures go there too."""
     if not overrides:
         return out / "runs"
     return out / ("runs-" + "-".join(re.sub(r"[^A-Za-z0-9._=+-]", "_", text) for text in overrides))
@@ -207,12 +207,12 @@ def run_demo(
 
     Args:
         overrides: ``KEY=VALUE`` changes to the ``world`` preset for every run (``--set``), for
-            example ``train.iterations=1000``; their runs go to their own folder (:func:`runs_folder`).
+            example ``train.iterations=1000``; their runs, report and figures go to their own
+            folder (:func:`runs_folder`), beside the default demo's.
     """
     settings = QUICK if quick else DemoSettings()
     overrides = list(overrides or [])
-    changes = parse_demo_overrides(overrides)
-    world_preset = merge(merge(preset("world"), settings.overrides), changes)
+    world_preset = merge(merge(preset("world"), settings.overrides), parse_demo_overrides(overrides))
     world_preset.validate()  # a bad value is refused before anything is made
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -225,19 +225,19 @@ def run_demo(
     clip_weights, clip_record = small_clip(out, world, replace(settings.clip, seed=seed), progress)
     times["small CLIP"] = time.time() - mark
 
-    base = world_preset
-    base = merge(base, {"data": {"root": str(world.root)}, "clip": {"weights": clip_weights}, "train": {"seed": seed}})
-    base = resolve_paths(base)  # checkpoints that work from any folder
-    runs = {"split": {"loss": {"matching": "split"}}, "hungarian": {"loss": {"matching": "hungarian"}}}
+    demo_keys = {"data": {"root": str(world.root)}, "clip": {"weights": clip_weights}, "train": {"seed": seed}}
+    base = resolve_paths(merge(world_preset, demo_keys))  # checkpoints that work from any folder
+    changes = {"split": {"loss": {"matching": "split"}}, "hungarian": {"loss": {"matching": "hungarian"}}}
     if ablations:
-        runs.update({f"split, {name}": {"loss": {"matching": "split"}} | change for name, change in ABLATIONS.items()})
-    configs = {name: merge(merge(base, change), {"name": name}).validate() for name, change in runs.items()}
+        changes.update({f"split, {name}": {"loss": {"matching": "split"}} | c for name, c in ABLATIONS.items()})
+    configs = {name: merge(merge(base, change), {"name": name}).validate() for name, change in changes.items()}
 
     mark = time.time()
     fill_pseudo_masks(configs, world, progress)
     times["pseudo masks"] = time.time() - mark
     mark = time.time()
     runs = runs_folder(out, overrides)
+    results = runs if overrides else out  # report, metrics and figures
     metrics = train_side_by_side(configs, runs, progress)
     times["train + evaluate"] = time.time() - mark
 
@@ -246,20 +246,20 @@ def run_demo(
         "Hungarian": Predictor.from_checkpoint(runs / "hungarian" / "model.safetensors"),
         "Split Matching": Predictor.from_checkpoint(runs / "split" / "model.safetensors"),
     }
-    prediction_figure(world, predictors, out / "figures" / "predictions.png")
+    prediction_figure(world, predictors, results / "figures" / "predictions.png")
     cache = open_cache(configs["split"], world, predictors["Split Matching"].model.image_encoder)
     all_classes = predictors["Split Matching"].model.encode_classes(list(world.classes.names))
-    pseudo_mask_figure(world, cache, all_classes, out / "figures" / "pseudo_masks.png")
+    pseudo_mask_figure(world, cache, all_classes, results / "figures" / "pseudo_masks.png")
     pseudo = configs["split"].pseudo
     quality = evaluate_pseudo_masks(
         world, cache, configs["split"].data.train_split, all_classes, pseudo.window_sizes, pseudo.min_area, progress
     )
-    write_json(out / "pseudo_masks.json", quality)
-    worst_misses_figure(world, cache, quality, out / "figures" / "pseudo_mask_misses.png")
+    write_json(results / "pseudo_masks.json", quality)
+    worst_misses_figure(world, cache, quality, results / "figures" / "pseudo_mask_misses.png")
     times["figures, pseudo-mask scores"] = time.time() - mark
     times["total"] = time.time() - started
-    write_json(out / "metrics.json", metrics)
-    (out / "report.md").write_text(report(metrics, clip_record, times, quick, quality, overrides), encoding="utf-8")
+    write_json(results / "metrics.json", metrics)
+    (results / "report.md").write_text(report(metrics, clip_record, times, quick, quality, overrides), encoding="utf-8")
     return metrics
 
 
