@@ -33,12 +33,10 @@ from common import Result, paired_ratio, parse_args, print_results, time_interle
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from splitmatch.config import merge
-from splitmatch.data.dataset import SegmentationDataset
-from splitmatch.data.transforms import build_train_transform
 from splitmatch.engine.optim import build_optimizer
 from splitmatch.engine.sampler import StepBatchSampler
 from splitmatch.engine.targets import build_targets
-from splitmatch.engine.trainer import build_criterion, build_loader
+from splitmatch.engine.trainer import build_criterion, build_loader, build_train_dataset
 from splitmatch.model.build import build_segmentor
 from splitmatch.presets import preset
 from splitmatch.pseudo.build_cache import fill_cache, open_cache
@@ -93,16 +91,10 @@ def make_world(folder: Path, num_train: int, config):
     spec = WorldSpec(num_train=num_train, num_val=1, num_captions=0)
     world = generate_world(folder, seed=0, spec=spec, progress=False)
     config = merge(config, {"data": {"root": str(world.root)}})
-    encoder = build_segmentor(config).image_encoder
-    cache = open_cache(config, world, encoder)
-    fill_cache(cache, encoder, config, world, "train", progress=False)
-    data = config.data
-    dataset = SegmentationDataset(
-        world, "train", inductive=True, pseudo_masks=cache, base_seed=0,
-        transform=build_train_transform(data.crop_size, tuple(data.resize_scale), tuple(data.ratio_range),
-                                        data.cat_max_ratio, data.flip_prob, data.photometric),
-    )  # fmt: skip
-    return world, dataset
+    model = build_segmentor(config)
+    cache = open_cache(config, world, model.image_encoder)
+    fill_cache(cache, model.image_encoder, config, world, "train", progress=False)
+    return world, build_train_dataset(config, world, cache, model)
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ def cmd_toy_clip(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from splitmatch.metrics import format_table
-    from splitmatch.world.demo import run_demo, runs_folder
+    from splitmatch.world.demo import results_folder, run_demo
 
     metrics = run_demo(
         args.out,
@@ -71,7 +71,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         overrides=args.set,
     )
     print(format_table(metrics))
-    results = runs_folder(Path(args.out), args.set) if args.set else Path(args.out)
+    results = results_folder(Path(args.out), args.set)
     print(f"report: {results / 'report.md'}, figures: {results / 'figures'}")
     return 0
 

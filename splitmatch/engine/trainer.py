@@ -106,6 +106,28 @@ def mean_colour(model) -> tuple[int, int, int]:
     return tuple(int(round(v)) for v in model.image_encoder.pixel_mean.flatten().tolist())
 
 
+def build_train_dataset(config: ExperimentConfig, folder: DatasetFolder, pseudo_cache, model) -> SegmentationDataset:
+    """The training split as training reads it: seen classes only (inductive), the training
+    transform of ``config.data`` and, for Split Matching, the pseudo masks of ``pseudo_cache``."""
+    data = config.data
+    return SegmentationDataset(
+        folder,
+        data.train_split,
+        inductive=True,
+        pseudo_masks=pseudo_cache,
+        base_seed=config.train.seed,
+        transform=build_train_transform(
+            data.crop_size,
+            tuple(data.resize_scale),
+            tuple(data.ratio_range),
+            data.cat_max_ratio,
+            data.flip_prob,
+            data.photometric,
+            pad_fill=mean_colour(model) if data.pad_fill == "mean" else (0, 0, 0),
+        ),
+    )
+
+
 def seed_everything(seed: int) -> None:
     import random
 
@@ -201,22 +223,7 @@ def _train(
         record.truncate_after(start_step)
 
     data = config.data
-    dataset = SegmentationDataset(
-        folder,
-        data.train_split,
-        inductive=True,
-        pseudo_masks=pseudo_cache,
-        base_seed=config.train.seed,
-        transform=build_train_transform(
-            data.crop_size,
-            tuple(data.resize_scale),
-            tuple(data.ratio_range),
-            data.cat_max_ratio,
-            data.flip_prob,
-            data.photometric,
-            pad_fill=mean_colour(model) if data.pad_fill == "mean" else (0, 0, 0),
-        ),
-    )
+    dataset = build_train_dataset(config, folder, pseudo_cache, model)
     accumulate = config.train.accumulate_steps
     if config.train.batch_size % (accumulate * dist.world_size()):
         raise ConfigError(

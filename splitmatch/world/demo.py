@@ -162,37 +162,33 @@ def fill_pseudo_masks(configs: dict[str, ExperimentConfig], world: DatasetFolder
 DEMO_KEYS = ("data.root", "clip.weights", "train.seed", "loss.matching", "name")
 
 
-def parse_demo_overrides(overrides: list[str]) -> dict:
-    """``--set KEY=VALUE`` items as one nested dict of changes to the ``world`` preset.
+def apply_demo_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """``config`` with the ``--set KEY=VALUE`` items applied in order, as ``load_config`` applies them.
 
     Raises:
         ConfigError: an item is malformed or sets a key the demo sets itself (named).
     """
-    changes: dict = {}
     for text in overrides:
         key = text.split("=", 1)[0].strip()
         if key in DEMO_KEYS:
             what = "--seed" if key == "train.seed" else "the demo (its runs differ only in loss.matching)"
             raise ConfigError(f"demo --set {text}: {key} is set by {what}")
-        changes = _deep_merge(changes, parse_override(text))
-    return changes
-
-
-def _deep_merge(into: dict, change: dict) -> dict:
-    merged = dict(into)
-    for key, value in change.items():
-        merged[key] = (
-            _deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-        )
-    return merged
+        config = merge(config, parse_override(text))
+    return config
 
 
 def runs_folder(out: Path, overrides: list[str]) -> Path:
     """``out/runs``, or with overrides ``out/runs-<the overrides>``: runs of other settings never
-    continue (or overwrite) the default ones, and their report and figures go there too."""
+    continue (or overwrite) the default ones."""
     if not overrides:
         return out / "runs"
     return out / ("runs-" + "-".join(re.sub(r"[^A-Za-z0-9._=+-]", "_", text) for text in overrides))
+
+
+def results_folder(out: Path, overrides: list[str]) -> Path:
+    """Where the demo writes ``report.md``, ``metrics.json`` and figures: ``out``, or with
+    overrides their runs folder, so that the default demo's stay as they were."""
+    return runs_folder(out, overrides) if overrides else out
 
 
 def run_demo(
@@ -208,11 +204,11 @@ def run_demo(
     Args:
         overrides: ``KEY=VALUE`` changes to the ``world`` preset for every run (``--set``), for
             example ``train.iterations=1000``; their runs, report and figures go to their own
-            folder (:func:`runs_folder`), beside the default demo's.
+            folder (:func:`runs_folder`, :func:`results_folder`), beside the default demo's.
     """
     settings = QUICK if quick else DemoSettings()
     overrides = list(overrides or [])
-    world_preset = merge(merge(preset("world"), settings.overrides), parse_demo_overrides(overrides))
+    world_preset = apply_demo_overrides(merge(preset("world"), settings.overrides), overrides)
     world_preset.validate()  # a bad value is refused before anything is made
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,8 +232,7 @@ def run_demo(
     fill_pseudo_masks(configs, world, progress)
     times["pseudo masks"] = time.time() - mark
     mark = time.time()
-    runs = runs_folder(out, overrides)
-    results = runs if overrides else out  # report, metrics and figures
+    runs, results = runs_folder(out, overrides), results_folder(out, overrides)
     metrics = train_side_by_side(configs, runs, progress)
     times["train + evaluate"] = time.time() - mark
 
