@@ -2,7 +2,7 @@
 
 Method: the ``voc-vitb16`` preset (CLIP ViT-B/16 built from open_clip's ``ViT-B-16-quickgelu``
 config, random weights: speed does not depend on values) is wrapped in a
-:class:`splitmatch.predictor.Predictor` in whole-image mode, exactly as ``splitmatch predict``
+:class:`splitmatch.predict.predictor.Predictor` in whole-image mode, exactly as ``splitmatch predict``
 uses it, and asked to label a random 512x512 uint8 image with the 20 VOC class names. That
 covers resizing, the prompted image encoder, pixel decoder with MFE, the 6-layer query
 decoder, semantic scores at full resolution and the argmax.
@@ -26,10 +26,10 @@ import open_clip
 import torch
 from common import Result, paired_ratio, parse_args, print_results, time_interleaved, vitb16_config
 
-from splitmatch.clip.loading import clip_model_config
+from splitmatch.config.architectures import clip_model_config
 from splitmatch.data.classes import BUILTIN_SPLITS
 from splitmatch.model.build import build_segmentor
-from splitmatch.predictor import Predictor
+from splitmatch.predict.predictor import Predictor
 
 TARGET = 1.3
 

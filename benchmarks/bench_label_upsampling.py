@@ -1,4 +1,5 @@
-"""Labels at full size: the tiled argmax of ``splitmatch.label_upsampling`` against upsampling every class whole.
+"""Labels at full size: the tiled argmax of ``splitmatch.inference.label_upsampling`` against upsampling
+every class whole.
 
 Method: class scores shaped like a model's (20 soft masks, each with a class distribution drawn
 at random) at 384x384 are brought to 1152x1152 (``--quick``: 256 -> 768) for 21, 171 and 300
@@ -17,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from common import Result, parse_args, print_results, time_interleaved
 
-from splitmatch import label_upsampling
-from splitmatch.label_upsampling import upsample_argmax
+from splitmatch.inference import label_upsampling
+from splitmatch.inference.label_upsampling import upsample_argmax
 
 GB = 1e9
 

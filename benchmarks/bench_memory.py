@@ -1,7 +1,7 @@
 """Peak resident memory of `splitmatch predict` with CLIP ViT-B/16: at 512 px, and whether it grows with image size.
 
 Method: a ``voc-vitb16`` model with random CLIP weights is saved with
-``splitmatch.engine.checkpoint.save_checkpoint`` next to a random 512x512 PNG, then the real
+``splitmatch.storage.checkpoint.save_checkpoint`` next to a random 512x512 PNG, then the real
 command line runs in a child process::
 
     python -m splitmatch predict --checkpoint model.safetensors --classes <20 VOC names> --out DIR img.png
@@ -41,8 +41,8 @@ from common import Result, parse_args, print_results, vitb16_config
 from PIL import Image
 
 from splitmatch.data.classes import BUILTIN_SPLITS
-from splitmatch.engine.checkpoint import save_checkpoint
 from splitmatch.model.build import build_segmentor
+from splitmatch.storage.checkpoint import save_checkpoint
 
 TARGET_GB = 2.0
 TARGET_GROWTH = 1.2
@@ -59,7 +59,7 @@ with torch.no_grad():
     clip.encode_image(torch.zeros(1, 3, {size}, {size}))
     clip.encode_text(clip_tokenizer("ViT-B-16-quickgelu")([f"a photo of a {{n}}." for n in {names!r}]))
 """
-IMPORTS = "import splitmatch.cli, splitmatch.predictor, splitmatch.visualize"  # what predict imports
+IMPORTS = "import splitmatch.cli, splitmatch.predict.predictor, splitmatch.visualize"  # what predict imports
 # The lean launcher: runs each command with its output in a log; prints exit codes and peak RSS (KiB).
 LAUNCHER = """
 import json, os, resource, subprocess, sys

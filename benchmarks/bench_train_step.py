@@ -1,6 +1,6 @@
 """One training step with Split Matching vs Hungarian matching, same model and batch.
 
-Method: the step is the body of ``splitmatch.engine.trainer.train``'s loop: ``build_targets``
+Method: the step is the body of ``splitmatch.train.trainer.train``'s loop: ``build_targets``
 (which unpacks the pseudo-mask index maps for Split Matching), forward, ``SetCriterion``
 (matching and losses on the last read-out and the 6 auxiliary ones), ``zero_grad``, backward,
 gradient clipping and the AdamW step. The two criteria come from ``build_criterion`` with
@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from common import Result, paired_ratio, parse_args, print_results, time_interleaved, vitb16_config
 
 from splitmatch.config import ExperimentConfig, merge
-from splitmatch.engine.optim import build_optimizer
-from splitmatch.engine.targets import build_targets
-from splitmatch.engine.trainer import build_criterion
+from splitmatch.config.presets import preset
 from splitmatch.model.build import build_segmentor
-from splitmatch.presets import preset
+from splitmatch.train.optim import build_optimizer
+from splitmatch.train.targets import build_targets
+from splitmatch.train.trainer import build_criterion
 
 TARGET = 1.10
 GRIDS = (2, 3, 4)  # pseudo-mask cells per side, one scale each

@@ -2,7 +2,7 @@
 
 Why: ``make demo`` trains two world models of 2,000 steps side by side, one thread each, and
 the training is most of its time. This script splits one Split Matching step of the ``world``
-preset, as ``splitmatch.engine.trainer.train`` runs it, into its phases and times variants
+preset, as ``splitmatch.train.trainer.train`` runs it, into its phases and times variants
 that would make it cheaper.
 
 Method: a small world (96 training images, the real generator and the packaged small CLIP) is
@@ -33,13 +33,13 @@ from common import Result, paired_ratio, parse_args, print_results, time_interle
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from splitmatch.config import merge
-from splitmatch.engine.optim import build_optimizer
-from splitmatch.engine.sampler import StepBatchSampler
-from splitmatch.engine.targets import build_targets
-from splitmatch.engine.trainer import build_criterion, build_loader, build_train_dataset
+from splitmatch.config.presets import preset
 from splitmatch.model.build import build_segmentor
-from splitmatch.presets import preset
 from splitmatch.pseudo.build_cache import fill_cache, open_cache
+from splitmatch.train.optim import build_optimizer
+from splitmatch.train.sampler import StepBatchSampler
+from splitmatch.train.targets import build_targets
+from splitmatch.train.trainer import build_criterion, build_loader, build_train_dataset
 from splitmatch.world.generator import WorldSpec, generate_world
 
 PHASES = ("data", "targets", "forward", "criterion", "backward", "optimizer")

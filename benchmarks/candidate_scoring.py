@@ -3,8 +3,8 @@
 Candidate queries are trained on pseudo masks and region embeddings only (no class loss, no
 no-object loss), so at inference their no-object logit is untrained and an unmatched candidate
 was never taught to switch off. This script evaluates one trained checkpoint under each
-scoring variant (``inference.candidate_*``, see ``splitmatch.inference.CandidateScoring``) with
-the library's own evaluation (``splitmatch.engine.evaluator.evaluate``), and prints mIoU(S),
+scoring variant (``inference.candidate_*``, see ``splitmatch.inference.segmentation.CandidateScoring``) with
+the library's own evaluation (``splitmatch.evaluation.evaluator.evaluate``), and prints mIoU(S),
 mIoU(U) and hIoU per variant. Only inference changes, so one training serves every row.
 
 It also prints how the candidates' cosines with the class texts are spread (the quantity
@@ -31,11 +31,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command line: the 
 import torch  # noqa: E402
 
 from splitmatch.data.folder import DatasetFolder, read_image  # noqa: E402
-from splitmatch.engine.evaluator import evaluate, resize_short_side  # noqa: E402
-from splitmatch.inference import CandidateScoring, mask_confidence  # noqa: E402
-from splitmatch.metrics import format_table  # noqa: E402
+from splitmatch.evaluation.evaluator import evaluate  # noqa: E402
+from splitmatch.evaluation.metrics import format_table  # noqa: E402
+from splitmatch.inference.images import resize_short_side  # noqa: E402
+from splitmatch.inference.segmentation import CandidateScoring, mask_confidence  # noqa: E402
 from splitmatch.model.query_decoder import CANDIDATE_GROUP  # noqa: E402
-from splitmatch.predictor import load_segmentor  # noqa: E402
+from splitmatch.predict.loading import load_segmentor  # noqa: E402
 
 CLIP_TEMPERATURE = 0.01  # CLIP's logit scale of 100
 

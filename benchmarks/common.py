@@ -123,6 +123,6 @@ def parse_args(description: str, repeats: int) -> argparse.Namespace:
 
 def vitb16_config(overrides: list[str] = ()):
     """The ``voc-vitb16`` preset with random CLIP weights (``clip.weights=None``) and extra overrides."""
-    from splitmatch.presets import load_config
+    from splitmatch.config.presets import load_config
 
     return load_config(preset_name="voc-vitb16", overrides=["clip.weights=null", *overrides])

@@ -19,14 +19,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from splitmatch.config.presets import load_config  # noqa: E402
 from splitmatch.data.dataset import SegmentationDataset  # noqa: E402
 from splitmatch.data.folder import DatasetFolder  # noqa: E402
 from splitmatch.data.transforms import Compose, build_train_transform  # noqa: E402
-from splitmatch.engine.sampler import StepBatchSampler  # noqa: E402
 from splitmatch.model.build import build_segmentor  # noqa: E402
-from splitmatch.presets import load_config  # noqa: E402
 from splitmatch.pseudo.build_cache import open_cache  # noqa: E402
 from splitmatch.pseudo.proposals import masks_from_index_map  # noqa: E402
+from splitmatch.train.sampler import StepBatchSampler  # noqa: E402
 
 THRESHOLDS = (0.005, 0.01, 0.02, 0.05)
 

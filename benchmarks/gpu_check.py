@@ -117,8 +117,8 @@ def training_step_figures(config, device, repeats: int) -> dict:
     import torch
     from bench_train_step import make_batch
 
-    from splitmatch.engine.optim import build_optimizer
     from splitmatch.model.build import build_segmentor
+    from splitmatch.train.optim import build_optimizer
 
     torch.manual_seed(0)
     model = build_segmentor(config).to(device).train()
@@ -138,9 +138,9 @@ def measure_step(model, optimizer, data: dict, seen_ids: list[int], config, matc
     import torch
 
     from splitmatch.config import merge
-    from splitmatch.engine.targets import build_targets, move_targets
-    from splitmatch.engine.trainer import autocast_context, build_criterion
     from splitmatch.matching.matcher import pad_targets
+    from splitmatch.train.targets import build_targets, move_targets
+    from splitmatch.train.trainer import autocast_context, build_criterion
 
     criterion = build_criterion(merge(config, {"loss": {"matching": matching}}))
     class_embeddings = model.encode_classes([f"class {i}" for i in seen_ids])
@@ -188,9 +188,9 @@ def predict_figures(config, device, size: int, repeats: int) -> dict:
     import torch
 
     from splitmatch.data.classes import BUILTIN_SPLITS
-    from splitmatch.inference import candidate_scoring
+    from splitmatch.inference.segmentation import candidate_scoring
     from splitmatch.model.build import build_segmentor
-    from splitmatch.predictor import Predictor
+    from splitmatch.predict.predictor import Predictor
 
     torch.manual_seed(0)
     model = build_segmentor(config).to(device).eval()
@@ -264,7 +264,7 @@ def main() -> int:
     import open_clip
     import torch
 
-    from splitmatch.presets import load_config
+    from splitmatch.config.presets import load_config
 
     if not args.smoke and not torch.cuda.is_available():
         message = "no CUDA device is visible to torch; run with --smoke for the CPU check"

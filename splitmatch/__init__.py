@@ -2,9 +2,9 @@
 
 The library API lives in its modules (importing this package loads nothing heavy)::
 
-    from splitmatch.predictor import Predictor
-    from splitmatch.presets import load_config
-    from splitmatch.engine.trainer import train
+    from splitmatch.predict.predictor import Predictor
+    from splitmatch.config.presets import load_config
+    from splitmatch.train.trainer import train
 """
 
 __version__ = "0.1.0"

@@ -30,11 +30,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from splitmatch.config import ConfigError
     from splitmatch.data.classes import ClassSplitError
     from splitmatch.data.folder import DatasetFormatError
-    from splitmatch.engine.checkpoint import CheckpointError
-    from splitmatch.engine.run_folder import RunFolderError
-    from splitmatch.engine.trainer import NonFiniteLossError
-    from splitmatch.predict_outputs import OutputClashError, PredictInputError
+    from splitmatch.predict.outputs import OutputClashError, PredictInputError
     from splitmatch.pseudo.cache import PseudoMaskCacheError
+    from splitmatch.storage.checkpoint import CheckpointError
+    from splitmatch.train.run_folder import RunFolderError
+    from splitmatch.train.trainer import NonFiniteLossError
 
     return (
         UsageError, AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,

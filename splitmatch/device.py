@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from splitmatch.config import ConfigError
@@ -39,3 +40,12 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     elif device.type != "cpu":
         raise ConfigError(f"device '{name}' is not supported; expected {DEVICE_HELP}")
     return device
+
+
+def mixed_precision(device: torch.device, amp: str):
+    """bf16/fp16 autocast on CUDA when ``amp`` asks for it; float32 everywhere else."""
+    import torch
+
+    if device.type != "cuda" or amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)

@@ -56,8 +56,8 @@ def _seed():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny model trained for two steps on a tiny dataset: what the app tests serve."""
-    from splitmatch.engine.trainer import train
-    from splitmatch.presets import preset
+    from splitmatch.config.presets import preset
+    from splitmatch.train.trainer import train
 
     root = tmp_path_factory.mktemp("tiny_checkpoint")
     config = preset("tiny")
@@ -71,9 +71,9 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture
 def untrained_checkpoint(tiny_dataset, tmp_path):
     """A tiny model's checkpoint (random weights: predict's plumbing does not need a trained one)."""
-    from splitmatch.engine.checkpoint import save_checkpoint
+    from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.presets import preset
+    from splitmatch.storage.checkpoint import save_checkpoint
 
     config = preset("tiny")
     classes = tiny_dataset.classes

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from splitmatch.config import ConfigError
-from splitmatch.engine.micro_batches import DivergenceWatch, split_batch
-from splitmatch.engine.targets import build_targets
-from splitmatch.engine.trainer import build_criterion
+from splitmatch.config.presets import load_config
 from splitmatch.model.build import build_segmentor
-from splitmatch.presets import load_config
+from splitmatch.train.micro_batches import DivergenceWatch, split_batch
+from splitmatch.train.targets import build_targets
+from splitmatch.train.trainer import build_criterion
 
 SEEN_IDS = [0, 1, 2, 3]
 

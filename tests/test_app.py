@@ -21,7 +21,7 @@ from splitmatch.app.page import RESULT_LIFETIME_S, _prune
 from splitmatch.app.segment import DISPLAY_LONG_SIDE, AppError, Segmenter, read_upload
 from splitmatch.cli import main
 from splitmatch.data.folder import read_image, read_label
-from splitmatch.predictor import Predictor
+from splitmatch.predict.predictor import Predictor
 from splitmatch.visualize import legend, palette
 from splitmatch.world.generator import DEFAULT_UNSEEN, WorldSpec, generate_world
 
@@ -225,7 +225,7 @@ def test_the_packaged_world_model_behind_the_page(tmp_path):
 
 
 def test_a_changed_mode_keeps_the_candidate_scoring(tiny_checkpoint):
-    from splitmatch.inference import CandidateScoring
+    from splitmatch.inference.segmentation import CandidateScoring
 
     predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu", candidate_scoring="excluded")
     assert predictor.candidates == CandidateScoring("excluded")

@@ -131,7 +131,7 @@ def test_two_visitors_segment_at_once_and_bad_input_gets_a_message(browser_path,
 @pytest.mark.slow
 def test_without_a_checkpoint_the_packaged_world_model_segments_an_example(browser_path):
     from splitmatch.app.examples import EXAMPLE_SEED, EXAMPLE_SPLIT, example_indices
-    from splitmatch.predictor import Predictor
+    from splitmatch.predict.predictor import Predictor
     from splitmatch.world.generator import DEFAULT_SPEC, image_rng, render_image
 
     with running_app(None) as url, chromium(browser_path) as browser:

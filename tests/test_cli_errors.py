@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from splitmatch.cli import main
-from splitmatch.engine.training_state import list_checkpoints
+from splitmatch.train.state import list_checkpoints
 
 
 def train_args(data_root, out, *extra):

@@ -7,9 +7,9 @@ import torch
 
 from splitmatch.cli import build_parser, main
 from splitmatch.config import ConfigError
+from splitmatch.config.presets import PRESETS, preset
 from splitmatch.device import resolve_device
-from splitmatch.metrics import format_class_table
-from splitmatch.presets import PRESETS, preset
+from splitmatch.evaluation.metrics import format_class_table
 
 
 def test_auto_device_is_the_gpu_when_there_is_one():

@@ -11,12 +11,12 @@ from splitmatch.clip.image_encoder import ClipImageEncoder
 from splitmatch.clip.loading import (
     ClipWeightsError,
     build_clip,
-    clip_model_config,
     clip_tokenizer,
     is_torchscript_archive,
     save_clip_safetensors,
 )
 from splitmatch.clip.text_encoder import ClipTextEncoder, prompt_templates
+from splitmatch.config.architectures import ArchitectureError, clip_model_config
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_bad_weights_files_get_clear_errors(tiny_clip, tmp_path):
     torch.save({"x": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ClipWeightsError, match="does not fit"):
         build_clip("tiny-test", str(tmp_path / "other.pt"))
-    with pytest.raises(ClipWeightsError, match="unknown CLIP architecture"):
+    with pytest.raises(ArchitectureError, match="unknown CLIP architecture"):
         clip_model_config("ViT-Nonexistent")
     with pytest.raises(ClipWeightsError, match="timm or ResNet"):
         build_clip("RN50")

@@ -10,16 +10,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from splitmatch.engine.checkpoint import read_checkpoint
-from splitmatch.engine.evaluator import evaluate, predict_scores
-from splitmatch.engine.sampler import StepBatchSampler
-from splitmatch.engine.trainer import build_loader, train
-from splitmatch.engine.training_state import list_checkpoints
-from splitmatch.inference import SegmentationInference
+from splitmatch.config.presets import load_config
+from splitmatch.evaluation.evaluator import evaluate
+from splitmatch.inference.images import predict_scores
+from splitmatch.inference.segmentation import SegmentationInference
 from splitmatch.matching.point_sampling import point_sample
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.query_decoder import DecoderLayer
-from splitmatch.presets import load_config
+from splitmatch.storage.checkpoint import read_checkpoint
+from splitmatch.train.sampler import StepBatchSampler
+from splitmatch.train.state import list_checkpoints
+from splitmatch.train.trainer import build_loader, train
 
 pytestmark = [
     pytest.mark.cuda,

@@ -152,9 +152,9 @@ def anchors(document: Path) -> set[str]:
 
 
 def _make_stand_ins(directory: Path) -> dict[str, Path]:
-    from splitmatch.engine.checkpoint import save_checkpoint
+    from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.presets import preset
+    from splitmatch.storage.checkpoint import save_checkpoint
 
     directory.mkdir(parents=True, exist_ok=True)
     config = preset("tiny")
@@ -203,7 +203,7 @@ def run_block(block: Block, work: Path, env: dict[str, str], scratch: Path) -> N
     """Runs one block in ``work``; fails the test with the block's place and its output."""
     language = RUN_LANGUAGES.get(block.language)
     if block.language == "yaml" and re.match(r"^preset:", block.code):
-        from splitmatch.presets import load_config
+        from splitmatch.config.presets import load_config
 
         config_file = scratch / f"block-{block.line}.yaml"
         config_file.write_text(block.code)

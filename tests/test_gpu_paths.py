@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from splitmatch.engine.sampler import StepBatchSampler
-from splitmatch.engine.trainer import build_loader
-from splitmatch.inference import mixed_precision
+from splitmatch.device import mixed_precision
 from splitmatch.matching.point_sampling import point_sample
 from splitmatch.model.query_decoder import DecoderLayer
 from splitmatch.model.resize import resize_bilinear
+from splitmatch.train.sampler import StepBatchSampler
+from splitmatch.train.trainer import build_loader
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from splitmatch.data.folder import (
     write_split,
 )
 from splitmatch.data.transforms import RandomCrop, pad
-from splitmatch.engine.targets import build_targets
-from splitmatch.metrics import ConfusionMatrix
+from splitmatch.evaluation.metrics import ConfusionMatrix
+from splitmatch.train.targets import build_targets
 
 
 def _with_orientation(image: Image.Image, orientation: int) -> bytes:

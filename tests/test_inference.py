@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from splitmatch.config import ConfigError, merge
-from splitmatch.inference import (
+from splitmatch.config.presets import load_config, preset
+from splitmatch.inference.segmentation import (
     CandidateScoring,
     SegmentationInference,
     candidate_scoring,
@@ -14,7 +15,6 @@ from splitmatch.inference import (
     query_class_probabilities,
 )
 from splitmatch.model.build import build_segmentor
-from splitmatch.presets import load_config, preset
 
 TAU = 0.07
 GROUP = torch.tensor([0, 0, 1, 1])  # two seen queries, two candidates
@@ -107,7 +107,7 @@ def test_candidate_scoring_script_evaluates_every_variant(tiny_dataset, tmp_path
     import sys
     from pathlib import Path
 
-    from splitmatch.engine.checkpoint import save_checkpoint
+    from splitmatch.storage.checkpoint import save_checkpoint
 
     config = merge(preset("tiny"), {"data": {"root": str(tiny_dataset.root)}})
     model = build_segmentor(config)

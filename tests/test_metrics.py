@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from splitmatch.data.classes import ClassSplit
-from splitmatch.metrics import ConfusionMatrix, harmonic_iou, per_class_iou, summarize
+from splitmatch.evaluation.metrics import ConfusionMatrix, harmonic_iou, per_class_iou, summarize
 
 CLASSES = ClassSplit(("a", "b", "c", "d"), ("c", "d"))
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from splitmatch.config import merge
-from splitmatch.engine.trainer import build_criterion
+from splitmatch.config.presets import load_config, preset
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.mfe import MultiScaleFeatureEnhancement
-from splitmatch.presets import load_config, preset
+from splitmatch.train.trainer import build_criterion
 
 CONFIG_FILES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

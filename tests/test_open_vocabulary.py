@@ -15,13 +15,14 @@ from conftest import TINY_CLASSES, make_tiny_dataset
 from PIL import Image
 
 from splitmatch.cli import main
+from splitmatch.config.presets import preset
 from splitmatch.data.classes import ClassSplit, ClassSplitError, class_texts, parse_class_entries, parse_class_list
 from splitmatch.data.folder import DatasetFolder, read_image, read_label, write_label
 from splitmatch.data.vocabulary import Vocabulary, read_vocabulary, vocabulary_from_dict
-from splitmatch.engine.evaluator import trained_mask
+from splitmatch.evaluation.evaluator import trained_mask
 from splitmatch.model.build import build_segmentor
-from splitmatch.predictor import Predictor, names_trained_on
-from splitmatch.presets import preset
+from splitmatch.predict.loading import names_trained_on
+from splitmatch.predict.predictor import Predictor
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +246,7 @@ def test_predict_takes_synonyms_on_the_command_line_and_in_python(trained, tmp_p
 
 def test_the_seen_calibration_follows_the_names_trained_on(trained):
     _, checkpoint = trained
-    from splitmatch.engine.checkpoint import read_record
+    from splitmatch.storage.checkpoint import read_record
 
     record = read_record(checkpoint)
     assert names_trained_on(record) == {"background", "red", "green", "blue"}

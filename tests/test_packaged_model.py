@@ -13,22 +13,21 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import splitmatch.clip.loading as clip_loading
-import splitmatch.engine.packaged_model as packaged_model
+from splitmatch import packaged
 from splitmatch.cli import main
 from splitmatch.clip.loading import build_clip, save_clip_safetensors
 from splitmatch.config import merge
+from splitmatch.config.presets import preset
 from splitmatch.data.folder import read_label
-from splitmatch.engine.checkpoint import CheckpointError, read_checkpoint, read_record
-from splitmatch.engine.packaged_model import PACKAGED_MODEL_NAME, clip_digest, package_model
-from splitmatch.engine.training_state import save_training_checkpoint
-from splitmatch.metrics import ConfusionMatrix, summarize
+from splitmatch.evaluation.metrics import ConfusionMatrix, summarize
 from splitmatch.model.build import build_segmentor
-from splitmatch.predictor import Predictor
-from splitmatch.presets import preset
+from splitmatch.predict.packaged_model import PACKAGED_MODEL_NAME, clip_digest, package_model
+from splitmatch.predict.predictor import Predictor
+from splitmatch.storage.checkpoint import CheckpointError, read_checkpoint, read_record
+from splitmatch.train.state import save_training_checkpoint
 from splitmatch.world.generator import DEFAULT_SPEC, image_rng, render_image, world_class_split
 
-WORLD_MODEL = packaged_model.PACKAGED_MODELS / "world-model.safetensors"
+WORLD_MODEL = packaged.PACKAGED_MODELS / "world-model.safetensors"
 
 
 @pytest.fixture
@@ -37,8 +36,8 @@ def packaged_clip(tmp_path, monkeypatch):
     assets = tmp_path / "assets"
     torch.manual_seed(1)
     save_clip_safetensors(build_clip("tiny-test"), assets / "tiny-clip.safetensors")
-    monkeypatch.setattr(clip_loading, "PACKAGED_WEIGHTS", assets)
-    monkeypatch.setattr(packaged_model, "PACKAGED_MODELS", assets / "models")
+    monkeypatch.setattr(packaged, "PACKAGED_WEIGHTS", assets)
+    monkeypatch.setattr(packaged, "PACKAGED_MODELS", assets / "models")
     return assets / "tiny-clip.safetensors"
 
 
@@ -167,7 +166,7 @@ def world_images(tmp_path_factory) -> tuple:
 
 def test_the_packaged_world_model_loads_small_and_matches_the_packaged_clip():
     # Small: it refers to the packaged CLIP instead of carrying those tensors again.
-    assert WORLD_MODEL.stat().st_size < (clip_loading.PACKAGED_WEIGHTS / "world-clip.safetensors").stat().st_size
+    assert WORLD_MODEL.stat().st_size < (packaged.PACKAGED_WEIGHTS / "world-clip.safetensors").stat().st_size
     tensors, record = read_checkpoint(WORLD_MODEL)  # every stored tensor checked against the recorded digest
     assert record["clip_from"]["weights"] == record["config"].clip.weights == "packaged:world-clip"
     assert record["classes"] == world_class_split() and record["config"].loss.matching == "split"

@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 from splitmatch.cli import main
 from splitmatch.clip.loading import ClipWeightsError, build_clip, packaged_weights
 from splitmatch.config import ExperimentConfig, describe_path, merge, resolve_paths
-from splitmatch.engine.checkpoint import read_record
-from splitmatch.presets import load_config
+from splitmatch.config.presets import load_config
+from splitmatch.storage.checkpoint import read_record
 
 REPO = Path(__file__).resolve().parents[1]
 

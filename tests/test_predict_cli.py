@@ -14,7 +14,7 @@ from PIL import Image
 from splitmatch.cli import main
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import read_label, write_sample, write_split
-from splitmatch.predictor import Predictor
+from splitmatch.predict.predictor import Predictor
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_unknown_or_absent_device(tiny_dataset, checkpoint, tmp_path, capsys, de
 
 
 def test_destinations_are_checked_before_the_work(tiny_dataset, checkpoint, tmp_path, capsys, monkeypatch):
-    import splitmatch.predictor as predictor_module
+    import splitmatch.predict.predictor as predictor_module
 
     def never(*args, **kwargs):
         raise AssertionError("the model was loaded before the destination was checked")

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+from splitmatch.config.presets import preset
 from splitmatch.data.folder import DatasetFormatError, read_image
 from splitmatch.model.build import build_segmentor
-from splitmatch.predictor import Predictor, as_rgb_array
-from splitmatch.presets import preset
+from splitmatch.predict.predictor import Predictor, as_rgb_array
 
 NAMES = ["background", "red square", "blue circle"]
 

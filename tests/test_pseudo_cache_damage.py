@@ -79,10 +79,10 @@ def test_each_damaged_entry_is_named_and_recomputed(tiny_dataset, capsys):
 
 
 def test_a_damaged_entry_met_while_training_is_refused_by_name(tiny_dataset, capsys):
-    from splitmatch.engine.trainer import seed_everything
+    from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.presets import preset
     from splitmatch.pseudo.build_cache import open_cache
+    from splitmatch.train.trainer import seed_everything
 
     fill(capsys, tiny_dataset.root)
     config = preset("tiny")

@@ -207,8 +207,8 @@ def test_crop_region_embeddings_are_clip_image_embeddings_of_the_crops():
 
 def test_fill_cache_writes_every_entry_and_a_failed_fill_resumes(tiny_dataset, monkeypatch):
     from splitmatch.config import merge
+    from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.presets import preset
     from splitmatch.pseudo import cache as cache_module
     from splitmatch.pseudo.build_cache import fill_cache, open_cache
 

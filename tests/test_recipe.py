@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from splitmatch.config import ConfigError
+from splitmatch.config.presets import load_config, preset
 from splitmatch.data.transforms import Pad, build_train_transform
-from splitmatch.engine.optim import build_optimizer
-from splitmatch.engine.targets import build_targets
-from splitmatch.engine.trainer import mean_colour
 from splitmatch.model.build import build_segmentor
-from splitmatch.presets import load_config, preset
+from splitmatch.train.optim import build_optimizer
+from splitmatch.train.targets import build_targets
+from splitmatch.train.trainer import mean_colour
 
 
 def test_crops_are_padded_with_the_colour_asked_for_which_normalises_to_zero():

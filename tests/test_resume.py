@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from splitmatch.engine.training_state import list_checkpoints
+from splitmatch.train.state import list_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -81,9 +81,9 @@ def test_existing_run_is_not_overwritten_without_resume(tiny_dataset, tmp_path):
 def test_model_weights_are_read_exactly_in_any_dtype_and_a_bad_header_is_named(tiny_dataset, tmp_path):
     import torch
 
-    from splitmatch.engine.checkpoint import CheckpointError, load_model_weights, read_record, save_checkpoint
+    from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.presets import preset
+    from splitmatch.storage.checkpoint import CheckpointError, load_model_weights, read_record, save_checkpoint
 
     config = preset("tiny")
     classes = tiny_dataset.classes
@@ -112,11 +112,11 @@ def test_every_process_resumes_its_own_random_state_and_the_scaler_its_scale(tmp
     import torch
     from conftest import TINY_CLASSES
 
-    from splitmatch.engine.checkpoint import read_checkpoint
-    from splitmatch.engine.optim import build_optimizer, build_schedule
-    from splitmatch.engine.training_state import restore_training_state, save_training_checkpoint
+    from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.presets import preset
+    from splitmatch.storage.checkpoint import read_checkpoint
+    from splitmatch.train.optim import build_optimizer, build_schedule
+    from splitmatch.train.state import restore_training_state, save_training_checkpoint
 
     config = preset("tiny")
     model = build_segmentor(config)
@@ -160,9 +160,9 @@ def test_every_process_resumes_its_own_random_state_and_the_scaler_its_scale(tmp
 def test_non_finite_loss_between_log_steps_stops_before_the_next_checkpoint(tiny_dataset, tmp_path, monkeypatch):
     import torch
 
-    from splitmatch.engine.trainer import NonFiniteLossError, train
+    from splitmatch.config.presets import load_config
     from splitmatch.losses.criterion import SetCriterion
-    from splitmatch.presets import load_config
+    from splitmatch.train.trainer import NonFiniteLossError, train
 
     calls = {"count": 0}
     forward = SetCriterion.forward
@@ -189,9 +189,9 @@ def test_interrupted_run_with_micro_batches_resumes_to_the_same_weights(tiny_dat
     the interrupted run left behind, and accumulation keeps the step exact across the resume."""
     import torch
 
-    from splitmatch.engine import training_state
-    from splitmatch.engine.trainer import train
-    from splitmatch.presets import load_config
+    from splitmatch.config.presets import load_config
+    from splitmatch.train import state as training_state
+    from splitmatch.train.trainer import train
 
     overrides = [f"data.root={tiny_dataset.root}", "train.iterations=4", "train.checkpoint_every=2",
                  "train.accumulate_steps=2", "train.eval_every=0"]  # fmt: skip

@@ -16,8 +16,8 @@ import pytest
 from conftest import make_tiny_dataset
 
 from splitmatch.cli import main
-from splitmatch.engine.run_folder import LOCK_FILE, RunLock
-from splitmatch.engine.training_state import list_checkpoints
+from splitmatch.train.run_folder import LOCK_FILE, RunLock
+from splitmatch.train.state import list_checkpoints
 
 
 def train_args(data_root: Path, out: Path, *extra: str) -> list[str]:

@@ -19,14 +19,14 @@ from test_prepare import (  # noqa: F401 (fixtures of the official layouts)
 )
 
 from splitmatch.cli import main
+from splitmatch.config.presets import preset
 from splitmatch.data.classes import BUILTIN_SPLITS
 from splitmatch.data.folder import DatasetFolder, read_label
-from splitmatch.engine.evaluator import evaluate
-from splitmatch.engine.seeds import aggregate
-from splitmatch.engine.trainer import autocast_context
-from splitmatch.inference import SegmentationInference, calibrate_seen, semantic_scores
+from splitmatch.evaluation.evaluator import evaluate
+from splitmatch.inference.segmentation import SegmentationInference, calibrate_seen, semantic_scores
 from splitmatch.model.build import build_segmentor
-from splitmatch.presets import preset
+from splitmatch.train.seeds import aggregate
+from splitmatch.train.trainer import autocast_context
 
 
 def fabricate_voc(src: Path, count: int = 6) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from splitmatch.data.folder import atomic_write_bytes
+from splitmatch.storage.files import atomic_write_bytes
 from splitmatch.world.generator import DEFAULT_SPEC, image_rng, render_image, world_class_split
 
 EXAMPLE_SEED = 0

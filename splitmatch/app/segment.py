@@ -25,7 +25,7 @@ from PIL import Image, PngImagePlugin
 
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplitError, parse_class_entries
 from splitmatch.data.folder import DatasetFormatError, read_image
-from splitmatch.predictor import Predictor
+from splitmatch.predict.predictor import Predictor
 from splitmatch.visualize import palette, prediction_figure
 
 # 16 MP (a 4000 x 4000 image): scores for a few dozen classes at full size stay within a few GiB.

@@ -1,9 +1,10 @@
 """Building open_clip CLIP models from architecture configs and loading their weights.
 
-Architectures are data: an open_clip model-config name (``ViT-B-16-quickgelu``), a config
-shipped with splitmatch (``splitmatch/configs/clip/*.json``) or a path to such a JSON file. The
-model is always built from that config and the weights are loaded into it strictly, so a file
-that does not fit the architecture is refused with the keys and shapes that differ.
+Architectures are data (:mod:`splitmatch.config.architectures`): an open_clip model-config name
+(``ViT-B-16-quickgelu``), a config shipped with splitmatch (``splitmatch/configs/clip/*.json``)
+or a path to such a JSON file. The model is always built from that config and the weights are
+loaded into it strictly, so a file that does not fit the architecture is refused with the keys
+and shapes that differ.
 
 Weight files, in order of preference:
 
@@ -19,7 +20,6 @@ Weight files, in order of preference:
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
@@ -27,39 +27,16 @@ import open_clip
 import torch
 from open_clip.tokenizer import SimpleTokenizer
 
-from splitmatch.config import PACKAGED_PREFIX, weights_name_is_path
+from splitmatch import packaged
+from splitmatch.config.architectures import clip_model_config
+from splitmatch.config.loading import weights_name_is_path
 
-PACKAGE_CLIP_CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "clip"
-PACKAGED_WEIGHTS = Path(__file__).resolve().parent.parent / "world" / "assets"  # packaged:NAME -> NAME.safetensors
 # Keys in OpenAI's archives (and traced modules) that are metadata or derived buffers, not parameters.
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
 
 class ClipWeightsError(ValueError):
     """A CLIP architecture or weights file cannot be used."""
-
-
-def clip_model_config(arch: str) -> dict:
-    """The open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``...) for ``arch``."""
-    path = Path(arch)
-    if path.suffix == ".json":
-        if not path.is_file():
-            raise ClipWeightsError(f"CLIP architecture file {path} does not exist")
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ClipWeightsError(f"CLIP architecture file {path} is not valid JSON: {error}") from None
-    shipped = PACKAGE_CLIP_CONFIGS / f"{arch}.json"
-    if shipped.is_file():
-        return json.loads(shipped.read_text(encoding="utf-8"))
-    config = open_clip.get_model_config(arch)
-    if config is None:
-        ours = sorted(p.stem for p in PACKAGE_CLIP_CONFIGS.glob("*.json"))
-        raise ClipWeightsError(
-            f"unknown CLIP architecture '{arch}': not a JSON file, not one of splitmatch's ({', '.join(ours)}) "
-            f"and not an open_clip model config (see open_clip.list_models())"
-        )
-    return config
 
 
 def _check_supported(config: dict, arch: str) -> None:
@@ -93,7 +70,7 @@ def build_clip(arch: str, weights: str | None = None) -> open_clip.CLIP:
     config = clip_model_config(arch)
     _check_supported(config, arch)
     model_config = {k: v for k, v in config.items() if k in ("embed_dim", "vision_cfg", "text_cfg", "quick_gelu")}
-    if weights is not None and weights.startswith(PACKAGED_PREFIX):
+    if weights is not None and packaged.is_packaged_name(weights):
         weights = str(packaged_weights(weights))
     if weights is not None and not weights_name_is_path(weights):
         return _from_pretrained_tag(arch, weights)
@@ -105,11 +82,10 @@ def build_clip(arch: str, weights: str | None = None) -> open_clip.CLIP:
 
 def packaged_weights(name: str) -> Path:
     """The file a ``packaged:NAME`` weights name stands for, inside the installed package."""
-    stem = name[len(PACKAGED_PREFIX) :] if name.startswith(PACKAGED_PREFIX) else name
-    path = PACKAGED_WEIGHTS / f"{stem}.safetensors"
-    if not stem or "/" in stem or not path.is_file():
-        known = ", ".join(f"{PACKAGED_PREFIX}{p.stem}" for p in sorted(PACKAGED_WEIGHTS.glob("*.safetensors")))
-        raise ClipWeightsError(f"unknown packaged weights '{name}' (this installation has: {known or 'none'})")
+    path = packaged.packaged_file(name, packaged.PACKAGED_WEIGHTS)
+    if path is None:
+        known = packaged.packaged_names(packaged.PACKAGED_WEIGHTS)
+        raise ClipWeightsError(f"unknown packaged weights '{name}' (this installation has: {known})")
     return path
 
 
@@ -206,7 +182,7 @@ def save_clip_safetensors(model: open_clip.CLIP, path: str | Path) -> None:
     """Writes a CLIP model's weights as safetensors (used by ``splitmatch convert-clip``)."""
     from safetensors.torch import save
 
-    from splitmatch.data.folder import atomic_write_bytes
+    from splitmatch.storage.files import atomic_write_bytes
 
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     atomic_write_bytes(path, save(tensors))

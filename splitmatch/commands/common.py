@@ -14,7 +14,7 @@ class UsageError(ValueError):
 
 def command_config(args: argparse.Namespace):
     """The config ``--config``, ``--preset`` and ``--set`` describe."""
-    from splitmatch.presets import load_config
+    from splitmatch.config.presets import load_config
 
     if args.config is None and args.preset is None:
         raise UsageError("give --config FILE or --preset NAME (see `splitmatch presets`)")

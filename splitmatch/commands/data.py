@@ -24,7 +24,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_convert_clip(args: argparse.Namespace) -> int:
     from splitmatch.clip.loading import build_clip, save_clip_safetensors
-    from splitmatch.data.folder import check_output_file
+    from splitmatch.storage.files import check_output_file
 
     check_output_file(args.dst)
     save_clip_safetensors(build_clip(args.arch, args.src), args.dst)
@@ -44,7 +44,7 @@ def cmd_world(args: argparse.Namespace) -> int:
 def cmd_toy_clip(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from splitmatch.data.folder import check_output_file
+    from splitmatch.storage.files import check_output_file
     from splitmatch.world.toy_clip import ToyClipSpec, train_toy_clip
 
     check_output_file(args.out)  # written after training
@@ -59,7 +59,7 @@ def cmd_toy_clip(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from splitmatch.metrics import format_table
+    from splitmatch.evaluation.metrics import format_table
     from splitmatch.world.demo import results_folder, run_demo
 
     metrics = run_demo(
@@ -77,7 +77,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from splitmatch.presets import PRESETS, describe_preset
+    from splitmatch.config.presets import PRESETS, describe_preset
 
     print(f"{'preset':<18} {'CLIP model':<19} {'crop':>7}  what it is for")
     for name in PRESETS:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from splitmatch.commands.common import UsageError, checkpoint_dataset, command_config, command_device
@@ -12,10 +11,10 @@ from splitmatch.commands.common import UsageError, checkpoint_dataset, command_c
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from splitmatch.config import DataConfig, merge
-    from splitmatch.data.folder import DatasetFolder, check_output_file
+    from splitmatch.data.folder import DatasetFolder
     from splitmatch.data.vocabulary import Vocabulary, read_vocabulary
-    from splitmatch.engine.evaluator import evaluate, evaluate_predictions
-    from splitmatch.metrics import json_ready
+    from splitmatch.evaluation.evaluator import evaluate, evaluate_predictions
+    from splitmatch.storage.files import check_output_file
 
     if args.json:
         check_output_file(args.json)  # before the evaluation, not after it
@@ -33,8 +32,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not args.checkpoint:
             raise UsageError("give --checkpoint CKPT or --predictions DIR")
         from splitmatch.config import ConfigError, parse_override
-        from splitmatch.inference import candidate_scoring
-        from splitmatch.predictor import load_segmentor, names_trained_on
+        from splitmatch.inference.segmentation import candidate_scoring
+        from splitmatch.predict.loading import load_segmentor, names_trained_on
 
         overrides = {"mode": args.mode} if args.mode else {}
         if args.seen_calibration is not None:
@@ -59,16 +58,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         metrics["vocabulary"] = {"file": str(args.vocabulary), "left_out": vocabulary.left_out}
     _print_evaluation(metrics, vocabulary, record)
     if args.json:
-        from splitmatch.data.folder import atomic_write_bytes
+        from splitmatch.storage.files import write_json
 
-        atomic_write_bytes(args.json, (json.dumps(json_ready(metrics), indent=2) + "\n").encode("utf-8"))
+        write_json(args.json, metrics)
     return 0
 
 
 def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
     """The eval report: what was scored, the tables, per-class IoU, and the split by training names."""
     from splitmatch.data.folder import list_some
-    from splitmatch.metrics import format_class_table, format_name_split_table, format_table
+    from splitmatch.evaluation.metrics import format_class_table, format_name_split_table, format_table
 
     classes = vocabulary.classes
     left_out = f" (left out, their pixels ignored: {list_some(vocabulary.left_out)})" if vocabulary.left_out else ""
@@ -99,9 +98,9 @@ def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
 
 def cmd_pseudo_masks(args: argparse.Namespace) -> int:
     from splitmatch.data.folder import DatasetFolder
-    from splitmatch.engine.trainer import seed_everything
     from splitmatch.model.build import build_segmentor
     from splitmatch.pseudo.build_cache import fill_cache, open_cache
+    from splitmatch.train.trainer import seed_everything
 
     if (args.json or args.figure) and not args.evaluate:
         raise UsageError("--json and --figure need --evaluate")
@@ -120,9 +119,9 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
 
 
 def _evaluate_pseudo_masks(args, config, folder, cache, model, split: str) -> None:
-    from splitmatch.engine.run_record import write_json
     from splitmatch.pseudo.quality import evaluate_pseudo_masks, format_quality
     from splitmatch.pseudo.quality_figure import worst_misses_figure
+    from splitmatch.storage.files import write_json
 
     text = model.encode_classes(list(folder.classes.names))  # unseen names too: for scoring only
     report = evaluate_pseudo_masks(

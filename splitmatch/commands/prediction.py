@@ -11,10 +11,10 @@ from splitmatch.commands.common import command_device
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from splitmatch.data.classes import parse_class_entries
-    from splitmatch.data.folder import ensure_writable_folder
-    from splitmatch.predict_outputs import prediction_outputs
-    from splitmatch.predict_run import SUMMARY_NAME, predict_images
-    from splitmatch.predictor import Predictor
+    from splitmatch.predict.batch import SUMMARY_NAME, predict_images
+    from splitmatch.predict.outputs import prediction_outputs
+    from splitmatch.predict.predictor import Predictor
+    from splitmatch.storage.files import ensure_writable_folder
 
     entries = parse_class_entries(args.classes)
     outputs = prediction_outputs(args.images, Path(args.out))
@@ -38,7 +38,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _checkpoint_or_packaged(checkpoint: str | None) -> str:
     """``--checkpoint``, else the model shipped with splitmatch; says what that model is for."""
-    from splitmatch.engine.packaged_model import PACKAGED_MODEL_NAME, WORLD_MODEL_NOTE
+    from splitmatch.predict.packaged_model import PACKAGED_MODEL_NAME, WORLD_MODEL_NOTE
 
     checkpoint = checkpoint or PACKAGED_MODEL_NAME
     if checkpoint == PACKAGED_MODEL_NAME:
@@ -59,8 +59,8 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_package_model(args: argparse.Namespace) -> int:
-    from splitmatch.data.folder import check_output_file
-    from splitmatch.engine.packaged_model import package_model
+    from splitmatch.predict.packaged_model import package_model
+    from splitmatch.storage.files import check_output_file
 
     check_output_file(args.out)
     record = package_model(args.checkpoint, args.out, args.data_root, args.clip)

@@ -8,7 +8,7 @@ from splitmatch.commands.common import UsageError, command_config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from splitmatch.engine.trainer import train
+    from splitmatch.train.trainer import train
 
     metrics = train(command_config(args), args.out, resume=args.resume, progress=not args.quiet)
     _print_metrics(metrics)
@@ -16,7 +16,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    from splitmatch.engine.seeds import format_seed_table, run_seeds
+    from splitmatch.train.seeds import format_seed_table, run_seeds
 
     try:
         seeds = [int(part) for part in args.seeds.split(",") if part.strip()]
@@ -24,7 +24,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
         raise UsageError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise UsageError(f"--seeds needs distinct non-negative seeds, got '{args.seeds}'")
-    from splitmatch.data.folder import ensure_writable_folder
+    from splitmatch.storage.files import ensure_writable_folder
 
     config = command_config(args)
     ensure_writable_folder(args.out)  # seeds.json is written after every run has trained
@@ -33,6 +33,6 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
 
 def _print_metrics(metrics: dict) -> None:
-    from splitmatch.metrics import format_table
+    from splitmatch.evaluation.metrics import format_table
 
     print(format_table({"validation": metrics}))

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from splitmatch.storage.files import write_json
+
 IGNORE_INDEX = 255  # "no class" in 8-bit label maps (datasets of up to 255 classes)
 IGNORE_INDEX_16BIT = 65535  # "no class" in 16-bit label maps (datasets of more classes)
 MAX_CLASSES = IGNORE_INDEX_16BIT  # ids 0..65534 fit a 16-bit label map beside its ignore value
@@ -202,7 +204,7 @@ class ClassSplit:
         return cls.from_dict(read_json_file(path, "class file"), where=f"class file {path}")
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_json(path, self.to_dict())
 
 
 def validate_class_names(names: list[str] | tuple[str, ...], where: str = "class names") -> None:

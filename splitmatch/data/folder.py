@@ -17,10 +17,7 @@ what is expected.
 
 from __future__ import annotations
 
-import errno
 import io
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from splitmatch.data.classes import IGNORE_INDEX, IGNORE_INDEX_16BIT, ClassSplit, ignore_index_for, label_dtype_for
+from splitmatch.storage.files import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CLASSES_FILE = "classes.json"
@@ -252,60 +250,6 @@ def write_label(path: str | Path, label: np.ndarray) -> None:
     so that datasets and vocabularies of more than 255 classes get 16-bit files.
     """
     atomic_write_bytes(path, label_png_bytes(label))
-
-
-def default_file_mode() -> int:
-    """``0o666`` minus the process umask: what ``open(path, "w")`` would give a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Writes a file so that a reader never sees it half-written (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def ensure_writable_folder(folder: str | Path) -> Path:
-    """Creates ``folder`` (with its parents) and checks that a file can be made in it.
-
-    Commands that end in a write call this before they compute, so that a read-only or
-    misspelt destination fails at once, not after the work.
-
-    Raises:
-        OSError: naming the path (a file in the way, no permission, a read-only file system).
-    """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(folder))
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
-    except OSError as error:  # name the folder, not the probe's random name
-        raise type(error)(error.errno, error.strerror, str(folder)) from None
-    os.close(handle)
-    os.unlink(probe)
-    return folder
-
-
-def check_output_file(path: str | Path) -> None:
-    """Checks that the file ``path`` can be written (its folder made and writable, not a folder itself)."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
-    ensure_writable_folder(path.parent)
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:

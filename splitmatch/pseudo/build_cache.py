@@ -18,9 +18,9 @@ from splitmatch.config import ExperimentConfig
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import DatasetFolder, read_image, read_label
 from splitmatch.distributed import is_main_process, rank, world_size
-from splitmatch.engine.checkpoint import tensor_digest
 from splitmatch.pseudo.cache import PseudoMaskCache
 from splitmatch.pseudo.generator import PseudoMaskGenerator
+from splitmatch.storage.checkpoint import tensor_digest
 
 
 def cache_fingerprint(config: ExperimentConfig, encoder: ClipImageEncoder, classes: ClassSplit) -> dict:

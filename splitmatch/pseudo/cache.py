@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from splitmatch.data.folder import atomic_write_bytes
+from splitmatch.storage.files import atomic_write_bytes, write_json
 
 
 class PseudoMaskCacheError(ValueError):
@@ -76,7 +76,7 @@ class PseudoMaskCache:
                 )
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(meta, (json.dumps(self.fingerprint, indent=2, sort_keys=True) + "\n").encode())
+            write_json(meta, self.fingerprint, sort_keys=True)
 
     def path(self, stem: str) -> Path:
         return self.directory / f"{stem}.npz"

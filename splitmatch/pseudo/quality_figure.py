@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from splitmatch.data.folder import DatasetFolder, atomic_write_bytes, read_image, read_label
+from splitmatch.data.folder import DatasetFolder, read_image, read_label
 from splitmatch.data.transforms import resize_nearest
 from splitmatch.pseudo.cache import PseudoMaskCache
+from splitmatch.storage.files import atomic_write_bytes
 from splitmatch.visualize import colourise, grid, legend, palette, stack_vertical, titled
 
 PANEL = 192  # longest side of each panel, pixels

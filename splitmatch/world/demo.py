@@ -19,23 +19,24 @@ from pathlib import Path
 
 import torch
 
+from splitmatch import packaged
 from splitmatch.config import ConfigError, ExperimentConfig, merge, parse_override, resolve_paths, to_dict
+from splitmatch.config.presets import preset
 from splitmatch.data.folder import DatasetFolder
-from splitmatch.engine.run_record import write_json
-from splitmatch.engine.trainer import train
-from splitmatch.metrics import format_table, json_ready
+from splitmatch.evaluation.metrics import format_table
 from splitmatch.model.build import build_segmentor
-from splitmatch.predictor import Predictor
-from splitmatch.presets import preset
+from splitmatch.predict.predictor import Predictor
 from splitmatch.pseudo.build_cache import fill_cache, open_cache
 from splitmatch.pseudo.quality import METRICS, evaluate_pseudo_masks
 from splitmatch.pseudo.quality_figure import worst_misses_figure
+from splitmatch.storage.files import json_ready, write_json
+from splitmatch.train.trainer import train
 from splitmatch.world.figures import prediction_figure, pseudo_mask_figure
 from splitmatch.world.generator import WORLD_FILE, WORLD_VERSION, WorldSpec, generate_world, world_class_split
 from splitmatch.world.toy_clip import ToyClipSpec, read_toy_clip_record, train_toy_clip
 
-PACKAGED_CLIP_NAME = "packaged:world-clip"  # a name that holds wherever the package is installed
-PACKAGED_CLIP = Path(__file__).resolve().parent / "assets" / "world-clip.safetensors"
+PACKAGED_CLIP_NAME = packaged.WORLD_CLIP  # a name that holds wherever the package is installed
+PACKAGED_CLIP = packaged.PACKAGED_WEIGHTS / "world-clip.safetensors"
 
 # Ablations of the method: what each part earns (run with --ablations).
 ABLATIONS: dict[str, dict] = {

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
 from splitmatch.data.folder import DatasetFolder, read_image, read_label
-from splitmatch.predictor import Predictor
+from splitmatch.predict.predictor import Predictor
 from splitmatch.pseudo.build_cache import inductive_label
 from splitmatch.pseudo.cache import PseudoMaskCache
 from splitmatch.visualize import colourise, grid, legend, palette, stack_vertical, titled

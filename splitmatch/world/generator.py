@@ -26,7 +26,8 @@ import numpy as np
 from tqdm import tqdm
 
 from splitmatch.data.classes import ClassSplit
-from splitmatch.data.folder import CLASSES_FILE, DatasetFolder, atomic_write_bytes, write_sample, write_split
+from splitmatch.data.folder import CLASSES_FILE, DatasetFolder, write_sample, write_split
+from splitmatch.storage.files import write_json
 from splitmatch.world.shapes import WORLD_CLASSES, background, colour_pair
 
 WORLD_FILE = "world.json"
@@ -289,7 +290,7 @@ def generate_world(
     record = _record(seed, spec)
     if _check_existing(root, record, spec):
         return DatasetFolder(root)
-    atomic_write_bytes(root / WORLD_FILE, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+    write_json(root / WORLD_FILE, record)
     sizes = spec.split_sizes()
     todo = [
         (split, i) for split, count in sizes.items() for i in range(count) if not _sample_exists(root, _stem(split, i))
@@ -312,5 +313,5 @@ def generate_world(
         if count > 0:
             write_split(root, split, [_stem(split, i) for i in range(count)])
     classes = world_class_split(spec.unseen).to_dict()
-    atomic_write_bytes(root / CLASSES_FILE, (json.dumps(classes, indent=2) + "\n").encode("utf-8"))
+    write_json(root / CLASSES_FILE, classes)
     return DatasetFolder(root)

@@ -25,7 +25,8 @@ from tqdm import tqdm
 from splitmatch.clip.image_encoder import ClipImageEncoder
 from splitmatch.clip.loading import build_clip, clip_tokenizer
 from splitmatch.clip.text_encoder import ClipTextEncoder
-from splitmatch.data.folder import DatasetFolder, atomic_write_bytes, read_image, read_label
+from splitmatch.data.folder import DatasetFolder, read_image, read_label
+from splitmatch.storage.files import atomic_write_bytes
 from splitmatch.world.captions import CropSampler, positives
 
 

@@ -23,7 +23,8 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
-from splitmatch.data.folder import CLASSES_FILE, DatasetFormatError, atomic_write_bytes, list_some, write_label
+from splitmatch.data.folder import CLASSES_FILE, DatasetFormatError, list_some, write_label
+from splitmatch.storage.files import atomic_write_bytes
 
 
 @dataclass(frozen=True, eq=False)

@@ -2,94 +2,32 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from splitmatch.config import InferenceConfig
-from splitmatch.data.classes import ClassSplit, label_dtype_for
+from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some, read_image, read_label
 from splitmatch.data.vocabulary import Vocabulary
 from splitmatch.distributed import all_reduce_sum, is_main_process, rank, world_size
-from splitmatch.inference import CandidateScoring, SegmentationInference, calibrate_seen
-from splitmatch.label_upsampling import upsample_argmax
-from splitmatch.metrics import NAME_SPLIT_KEYS, SUMMARY_KEYS, ConfusionMatrix, summarize, summarize_name_split
+from splitmatch.evaluation.metrics import (
+    NAME_SPLIT_KEYS,
+    SUMMARY_KEYS,
+    ConfusionMatrix,
+    summarize,
+    summarize_name_split,
+)
+from splitmatch.inference.images import predict_scores, scores_to_labels
+from splitmatch.inference.segmentation import CandidateScoring, SegmentationInference, calibrate_seen
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
 # Seen-class calibration is reported both ways, without and with ZegCLIP's 0.1
 # (docs/method.md#evaluation-protocol).
 COMPARED_SEEN_CALIBRATIONS = (0.0, 0.1)
-
-
-def resize_short_side(image: torch.Tensor, short: int, max_long: int) -> torch.Tensor:
-    """``[B, 3, H, W]`` -> bilinear resize so the short side is ``short`` and the long at most ``max_long``.
-
-    One channel at a time (the same numbers as all at once): a large uint8 image is never held
-    as float whole.
-    """
-    height, width = image.shape[-2:]
-    scale = min(short / min(height, width), max_long / max(height, width))
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    channels = [
-        F.interpolate(image[:, c : c + 1].float(), size=size, mode="bilinear", align_corners=False)
-        for c in range(image.shape[1])
-    ]
-    return torch.cat(channels, dim=1).clamp_(0, 255)
-
-
-@torch.no_grad()
-def predict_labels(
-    inference: SegmentationInference,
-    image: np.ndarray,
-    class_embeddings: torch.Tensor,
-    seen: torch.Tensor,
-    config: InferenceConfig,
-    device: torch.device,
-) -> np.ndarray:
-    """One image's label map at its own resolution.
-
-    Args:
-        image: ``uint8 [H, W, 3]``.
-        class_embeddings: ``[C, D]``.
-        seen: ``[C]`` bool.
-
-    Returns:
-        ``[H, W]`` class ids, ``uint8`` up to 255 classes, else ``uint16`` (the label-map types).
-    """
-    scores = predict_scores(inference, image, class_embeddings, seen, config, device)
-    return scores_to_labels(scores, image.shape[:2])
-
-
-@torch.no_grad()
-def predict_scores(
-    inference: SegmentationInference,
-    image: np.ndarray,
-    class_embeddings: torch.Tensor,
-    seen: torch.Tensor | None,
-    config: InferenceConfig,
-    device: torch.device,
-) -> torch.Tensor:
-    """Class scores ``[C, h, w]`` at the inference resolution (``seen=None``: never calibrated)."""
-    with warnings.catch_warnings():  # a read-only array (np.asarray of a PIL image) is only read here
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
-    resized = resize_short_side(tensor, config.short_side, config.max_long_side)
-    return inference(resized, class_embeddings, seen)
-
-
-def scores_to_labels(scores: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """``[C, h, w]`` scores to ``[H, W]`` class ids at the image's own size (bilinear, then argmax).
-
-    Memory does not grow with image size times class count (:func:`upsample_argmax`). The ids
-    are ``uint8`` up to 255 classes, else ``uint16``, the types of label maps on disk.
-    """
-    dtype = torch.uint8 if label_dtype_for(scores.shape[0]) == np.uint8 else torch.uint16
-    return upsample_argmax(scores, size, dtype).cpu().numpy()
 
 
 @torch.no_grad()
@@ -110,7 +48,7 @@ def evaluate(
 
     Every image is run once; its scores are turned into labels under each seen-class
     calibration (``config.seen_calibration`` and ``compared_calibrations``). ``candidates``: how a
-    Split Matching model's candidate queries score (:func:`splitmatch.inference.candidate_scoring`
+    Split Matching model's candidate queries score (:func:`splitmatch.inference.segmentation.candidate_scoring`
     of the model's config); ``None`` scores every query alike, as for a Hungarian model.
 
     Args:
@@ -122,8 +60,8 @@ def evaluate(
             vocabulary's seen classes (a model trained on this dataset).
 
     Returns:
-        :func:`splitmatch.metrics.summarize`'s dict (percent) under ``config.seen_calibration``,
-        the split by training names (:func:`splitmatch.metrics.summarize_name_split`, with
+        :func:`splitmatch.evaluation.metrics.summarize`'s dict (percent) under ``config.seen_calibration``,
+        the split by training names (:func:`splitmatch.evaluation.metrics.summarize_name_split`, with
         ``trained_names`` and ``other_names`` listing the classes on each side), and
         ``seen_calibration``: amount (as text) -> the summary metrics under that amount.
     """

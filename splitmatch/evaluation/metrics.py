@@ -129,17 +129,6 @@ def mistaken_for(matrix: np.ndarray, names: list[str], top: int = 3) -> dict[str
     return result
 
 
-def json_ready(value):
-    """Replaces NaN by ``None`` (JSON has no NaN) throughout nested dicts and lists."""
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 def format_name_split_table(results: dict[str, dict], digits: int = 1) -> str:
     """A Markdown table of :func:`summarize_name_split`'s metrics, one row per named result."""
     header = "| run | mIoU(trained names) | mIoU(other names) | hIoU |\n|---|---|---|---|\n"

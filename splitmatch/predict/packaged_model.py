@@ -5,7 +5,7 @@ those frozen tensors again: :func:`package_model` keeps the prompts, decoders an
 records where the CLIP comes from with a digest of its tensors (``clip_from``). Loading builds
 the CLIP from the packaged weights, refuses them when their digest differs (a changed packaged
 CLIP is never silently paired with decoders trained on another), and reads the stored tensors
-through the same checks as every checkpoint (:func:`splitmatch.predictor.load_segmentor`).
+through the same checks as every checkpoint (:func:`splitmatch.predict.loading.load_segmentor`).
 
 ``packaged:world-model`` names the Split Matching model of the built-in world that ships with
 splitmatch, so that ``splitmatch predict`` and ``splitmatch app`` work without training first.
@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
-from splitmatch.clip.loading import PACKAGED_WEIGHTS
-from splitmatch.config import PACKAGED_PREFIX, merge, to_dict
-from splitmatch.data.folder import atomic_write_bytes
-from splitmatch.engine.checkpoint import (
+from splitmatch import packaged
+from splitmatch.config import merge, to_dict
+from splitmatch.model.build import build_segmentor
+from splitmatch.packaged import PACKAGED_PREFIX
+from splitmatch.storage.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     load_model_state,
@@ -33,10 +34,9 @@ from splitmatch.engine.checkpoint import (
     read_checkpoint,
     tensor_digest,
 )
-from splitmatch.model.build import build_segmentor
+from splitmatch.storage.files import atomic_write_bytes
 
-PACKAGED_MODELS = PACKAGED_WEIGHTS / "models"  # packaged:NAME -> models/NAME.safetensors
-PACKAGED_MODEL_NAME = "packaged:world-model"  # the default of `predict` and `app`
+PACKAGED_MODEL_NAME = packaged.WORLD_MODEL  # the default of `predict` and `app`
 # Where `splitmatch demo` writes the world: the packaged model's data.root, relative to the folder
 # a command runs in, so that `eval --checkpoint packaged:world-model` finds a demo's world.
 PORTABLE_DATA_ROOT = "demo_out/world"
@@ -48,17 +48,16 @@ WORLD_MODEL_NOTE = (
 
 def packaged_model_path(name: str) -> Path:
     """The file a ``packaged:NAME`` model name stands for, inside the installed package."""
-    stem = name[len(PACKAGED_PREFIX) :]
-    path = PACKAGED_MODELS / f"{stem}.safetensors"
-    if not stem or "/" in stem or not path.is_file():
-        known = ", ".join(f"{PACKAGED_PREFIX}{p.stem}" for p in sorted(PACKAGED_MODELS.glob("*.safetensors")))
-        raise CheckpointError(f"unknown packaged model '{name}' (this installation has: {known or 'none'})")
+    path = packaged.packaged_file(name, packaged.PACKAGED_MODELS)
+    if path is None:
+        known = packaged.packaged_names(packaged.PACKAGED_MODELS)
+        raise CheckpointError(f"unknown packaged model '{name}' (this installation has: {known})")
     return path
 
 
 def checkpoint_file(checkpoint: str | Path) -> Path:
     """A checkpoint argument as a file: ``packaged:NAME`` is looked up in the package, a path is a path."""
-    if isinstance(checkpoint, str) and checkpoint.startswith(PACKAGED_PREFIX):
+    if packaged.is_packaged_name(checkpoint):
         return packaged_model_path(checkpoint)
     return Path(checkpoint)
 

@@ -11,9 +11,8 @@ from importlib import metadata
 from pathlib import Path
 
 from splitmatch.config import ExperimentConfig, save_yaml
-from splitmatch.data.folder import atomic_write_bytes
-from splitmatch.engine.run_folder import read_metrics
-from splitmatch.metrics import json_ready
+from splitmatch.storage.files import atomic_write_bytes, json_ready, write_json
+from splitmatch.train.run_folder import read_metrics
 
 PACKAGES = ("splitmatch", "torch", "torchvision", "open_clip_torch", "numpy", "scipy", "Pillow", "safetensors")
 
@@ -77,10 +76,6 @@ def compute_environment() -> dict:
             "cudnn_version": torch.backends.cudnn.version(),
         }
     return environment
-
-
-def write_json(path: str | Path, data) -> None:
-    atomic_write_bytes(path, (json.dumps(json_ready(data), indent=2) + "\n").encode("utf-8"))
 
 
 class RunRecord:

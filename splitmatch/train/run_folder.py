@@ -32,11 +32,11 @@ from pathlib import Path
 
 from splitmatch import distributed as dist
 from splitmatch.config import ExperimentConfig
-from splitmatch.config_checks import config_fields
+from splitmatch.config.rules import config_fields
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import list_some
-from splitmatch.engine import checkpoint as ckpt
-from splitmatch.engine.training_state import list_checkpoints
+from splitmatch.storage import checkpoint as ckpt
+from splitmatch.train.state import list_checkpoints
 
 LOCK_FILE = "run.lock"
 METRICS_FILE = "metrics.jsonl"

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from splitmatch.config import ExperimentConfig, merge
-from splitmatch.engine.run_record import write_json
-from splitmatch.engine.trainer import train
-from splitmatch.metrics import SUMMARY_KEYS
+from splitmatch.evaluation.metrics import SUMMARY_KEYS
+from splitmatch.storage.files import write_json
+from splitmatch.train.trainer import train
 
 
 def aggregate(results: dict[int, dict]) -> dict:
     """Mean and sample standard deviation (ddof=1; 0 for one seed) of each summary and per-class metric.
 
     Args:
-        results: seed -> :func:`splitmatch.metrics.summarize` dict.
+        results: seed -> :func:`splitmatch.evaluation.metrics.summarize` dict.
     """
 
     def stats(values: list[float]) -> dict:

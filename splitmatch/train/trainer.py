@@ -30,20 +30,21 @@ from splitmatch.config import ConfigError, ExperimentConfig, resolve_paths
 from splitmatch.data.dataset import SegmentationDataset, collate_segmentation
 from splitmatch.data.folder import DatasetFolder
 from splitmatch.data.transforms import build_train_transform
-from splitmatch.engine import checkpoint as ckpt
-from splitmatch.engine import training_state
-from splitmatch.engine.evaluator import evaluate
-from splitmatch.engine.micro_batches import DivergenceWatch, split_batch
-from splitmatch.engine.optim import build_optimizer, build_schedule
-from splitmatch.engine.run_folder import RunLock, open_run, remove_stale_temporaries
-from splitmatch.engine.run_record import RunRecord
-from splitmatch.engine.sampler import StepBatchSampler
-from splitmatch.engine.targets import build_targets, move_targets
-from splitmatch.inference import candidate_scoring, mixed_precision
+from splitmatch.device import mixed_precision
+from splitmatch.evaluation.evaluator import evaluate
+from splitmatch.inference.segmentation import candidate_scoring
 from splitmatch.losses.criterion import SetCriterion
 from splitmatch.matching.matcher import HungarianMatcher, SplitMatcher
 from splitmatch.model.build import build_segmentor
 from splitmatch.pseudo.build_cache import fill_cache, open_cache
+from splitmatch.storage import checkpoint as ckpt
+from splitmatch.train import state as training_state
+from splitmatch.train.micro_batches import DivergenceWatch, split_batch
+from splitmatch.train.optim import build_optimizer, build_schedule
+from splitmatch.train.run_folder import RunLock, open_run, remove_stale_temporaries
+from splitmatch.train.run_record import RunRecord
+from splitmatch.train.sampler import StepBatchSampler
+from splitmatch.train.targets import build_targets, move_targets
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -154,10 +155,10 @@ def train(
 
     The folder is locked for the run (``run.lock``); a folder that holds a run is refused unless
     ``resume``, and every check happens before anything in it changes
-    (:mod:`splitmatch.engine.run_folder`).
+    (:mod:`splitmatch.train.run_folder`).
 
     Returns:
-        the validation metrics (:func:`splitmatch.metrics.summarize`).
+        the validation metrics (:func:`splitmatch.evaluation.metrics.summarize`).
     """
     config = resolve_paths(config)  # the run folder and checkpoints then work from any folder
     device = dist.setup_from_environment()

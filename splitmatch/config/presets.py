@@ -11,9 +11,10 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from splitmatch.config import (
+from splitmatch.config.errors import ConfigError
+from splitmatch.config.loading import merge, parse_override, read_yaml, resolve_paths
+from splitmatch.config.schema import (
     ClipConfig,
-    ConfigError,
     DataConfig,
     DecoderConfig,
     ExperimentConfig,
@@ -21,10 +22,6 @@ from splitmatch.config import (
     LossConfig,
     PseudoMaskConfig,
     TrainConfig,
-    merge,
-    parse_override,
-    read_yaml,
-    resolve_paths,
 )
 
 

@@ -8,7 +8,6 @@ the model took, with the class list, the checkpoint, the device and the inferenc
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -18,8 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from splitmatch.data.classes import ClassEntry, class_texts, label_dtype_for
-from splitmatch.data.folder import DatasetFormatError, atomic_write_bytes, read_image, write_label, write_png
-from splitmatch.predictor import Predictor
+from splitmatch.data.folder import DatasetFormatError, read_image, write_label, write_png
+from splitmatch.predict.predictor import Predictor
+from splitmatch.storage.files import write_json
 from splitmatch.visualize import class_pixel_counts, prediction_figure
 
 SUMMARY_NAME = "summary.json"
@@ -45,7 +45,7 @@ def predict_images(
     ``out/summary.json``; prints one line per image. Returns the summary.
 
     Args:
-        outputs: input image -> output path without suffix (:func:`splitmatch.predict_outputs.prediction_outputs`).
+        outputs: input image -> output path without suffix (:func:`splitmatch.predict.outputs.prediction_outputs`).
         entries: the class names, each a name or a name and its synonyms; label value ``i`` is
             the ``i``-th entry.
         checkpoint: how the model was named (a path or ``packaged:world-model``), for the summary.
@@ -93,5 +93,5 @@ def predict_images(
         "failed": failed,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    atomic_write_bytes(out / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
+    write_json(out / SUMMARY_NAME, summary)
     return summary

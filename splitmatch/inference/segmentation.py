@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -10,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from splitmatch.config import ExperimentConfig
+from splitmatch.device import mixed_precision
 from splitmatch.model.query_decoder import CANDIDATE_GROUP
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
@@ -40,13 +40,6 @@ class CandidateScoring:
             raise ValueError(f"candidate scoring mode must be 'classes', 'no_object' or 'excluded', got {self.mode!r}")
         if (self.temperature is not None and self.temperature <= 0) or self.weight < 0:
             raise ValueError(f"candidate temperature must be > 0, weight >= 0; got {self.temperature}, {self.weight}")
-
-
-def mixed_precision(device: torch.device, amp: str):
-    """bf16/fp16 autocast on CUDA when ``amp`` asks for it; float32 everywhere else."""
-    if device.type != "cuda" or amp == "none":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def candidate_scoring(config: ExperimentConfig) -> CandidateScoring | None:

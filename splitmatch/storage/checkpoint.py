@@ -8,12 +8,12 @@ checkpoint intact.
 
 This module is the file format: writing, reading and checking a file, and loading its weights.
 The training state a step checkpoint adds (optimizer, schedule, random generators) and the
-step checkpoints of a run folder are :mod:`splitmatch.engine.training_state`.
+step checkpoints of a run folder are :mod:`splitmatch.train.state`.
 
 A model file may leave out the frozen CLIP tensors when they come from weights shipped with
 splitmatch: its record then names them (``clip_from``: the ``packaged:`` name and a digest of
 the tensors left out), and the loader refuses other CLIP tensors than those
-(:mod:`splitmatch.engine.packaged_model`).
+(:mod:`splitmatch.predict.packaged_model`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from splitmatch.config import PACKAGED_PREFIX, ConfigError, ExperimentConfig, from_dict, to_dict
+from splitmatch.config import ConfigError, ExperimentConfig, from_dict, to_dict
 from splitmatch.data.classes import ClassSplit, ClassSplitError
-from splitmatch.data.folder import default_file_mode
+from splitmatch.packaged import PACKAGED_PREFIX
+from splitmatch.storage.files import default_file_mode
 
 FORMAT_VERSION = 1
 
@@ -75,7 +76,7 @@ def save_checkpoint(
     """Writes a weights-only model file atomically.
 
     A step checkpoint that can resume training is written by
-    :func:`splitmatch.engine.training_state.save_training_checkpoint`.
+    :func:`splitmatch.train.state.save_training_checkpoint`.
     """
     return write_checkpoint(path, *checkpoint_contents(model, config, classes, train_classes, step))
 

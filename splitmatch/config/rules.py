@@ -1,18 +1,24 @@
-"""What every configuration value may be: one rule per field, then the relations between fields.
+"""What every configuration value may be: the rule beside each field, then the relations between fields.
 
-:meth:`splitmatch.config.ExperimentConfig.validate` runs these checks whenever a config is
-built (preset, YAML file, ``--set`` overrides, a checkpoint's record), so a value that is out of
-range stops the command at once with a message naming the dotted key and what it may be,
-instead of crashing (or silently misbehaving) hours later. Every field of the config has a rule
-here; the test suite checks that none is missing.
+A field of the schema (:mod:`splitmatch.config.schema`) is declared with :func:`setting`, which
+records its rule in the field's metadata, so a field cannot exist without one. :func:`check_config`
+checks every value against its rule and then the relations between fields (divisibility, sizes
+that must fit the CLIP architecture), so a value that is out of range stops the command at once
+with a message naming the dotted key and what it may be, instead of crashing (or silently
+misbehaving) hours later.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any
+
+from splitmatch.config.architectures import ArchitectureError, clip_geometry
+from splitmatch.config.errors import ConfigError
 
 # Upper bounds on sizes are generous; they catch typos (an extra zero) before a huge allocation.
 MAX_SIDE = 16384  # pixels of a crop, window or input side
@@ -124,116 +130,35 @@ PROBABILITY = Range(0, 1)
 WEIGHT = Range(0, note="0 turns the term off")
 SIDE = Range(1, MAX_SIDE)
 
-RULES: dict[str, Any] = {
-    "name": Text(),
-    "clip.arch": Text(),
-    "clip.weights": Text(optional=True),
-    "clip.prompt_tokens": Range(0, MAX_COUNT, note="0 disables prompts"),
-    "clip.prompt_layers": Range(0, MAX_COUNT),
-    "clip.decoder_layers": Items(Range(0, MAX_COUNT), min_len=0, distinct=True),
-    "clip.region_layers": Range(1, MAX_COUNT),
-    "clip.templates": Choice(("single", "ensemble")),
-    "decoder.hidden_dim": Range(1, MAX_WIDTH),
-    "decoder.num_layers": Range(1, MAX_COUNT),
-    "decoder.num_heads": Range(1, MAX_WIDTH),
-    "decoder.ffn_dim": Range(1, MAX_WIDTH),
-    "decoder.num_seen_queries": Range(1, MAX_COUNT),
-    "decoder.num_candidate_queries": Range(0, MAX_COUNT),
-    "decoder.mfe": Flag(),
-    "decoder.mfe_pool_factors": Items(Range(1, MAX_SIDE), distinct=True),
-    "decoder.fuse_intermediate": Flag(),
-    "decoder.masked_attention": Flag(),
-    "decoder.mask_upsample": Choice((1, 2, 4)),
-    "decoder.logit_temperature": POSITIVE,
-    "decoder.group_embed_heads": Flag(),
-    "pseudo.dense_features": Choice(("value", "tokens")),
-    "pseudo.input_size": SIDE,
-    "pseudo.window_sizes": Items(Range(1, MAX_SIDE), distinct=True),
-    "pseudo.iterations": Range(1, MAX_COUNT),
-    "pseudo.rho": Range(0, 1, low_open=True),
-    "pseudo.min_area": Range(0, 1, high_open=True),
-    "pseudo.min_crop_area": Range(0, 1, high_open=True, note="0 keeps every target"),
-    "pseudo.dedup_iou": Range(0, 1, low_open=True),
-    "pseudo.max_masks": Range(1, 254, note="the cache's index maps are 8-bit, 0 meaning none"),
-    "pseudo.components": Flag(),
-    "pseudo.region_embedding": Choice(("masked_cls", "crop")),
-    "pseudo.crop_context": Range(1, 100, note="1 is the mask's own bounding box"),
-    "pseudo.cache_dir": Text(optional=True),
-    "loss.matching": Choice(("split", "hungarian")),
-    "loss.cost_class": WEIGHT,
-    "loss.cost_bce": WEIGHT,
-    "loss.cost_dice": WEIGHT,
-    "loss.cost_embed": WEIGHT,
-    "loss.weight_class": WEIGHT,
-    "loss.weight_bce": WEIGHT,
-    "loss.weight_dice": WEIGHT,
-    "loss.weight_embed": WEIGHT,
-    "loss.candidate_weight": WEIGHT,
-    "loss.no_object_weight": WEIGHT,
-    "loss.num_points": Range(1, 10_000_000),
-    "loss.oversample_ratio": Range(1, 100),
-    "loss.importance_sample_ratio": PROBABILITY,
-    "loss.deep_supervision": Flag(),
-    "loss.candidate_sampling": Choice(("uniform", "importance")),
-    "data.root": Text(),
-    "data.train_split": Text(),
-    "data.val_split": Text(),
-    "data.crop_size": SIDE,
-    "data.resize_scale": Items(Range(1, 4 * MAX_SIDE), min_len=2, max_len=2),
-    "data.ratio_range": Items(Range(0, 100, low_open=True), min_len=2, max_len=2),
-    "data.cat_max_ratio": Range(0, 1, low_open=True, note="1 turns the check off"),
-    "data.flip_prob": PROBABILITY,
-    "data.photometric": Flag(),
-    "data.num_workers": Range(0, 1024),
-    "data.pad_fill": Choice(("mean", "black")),
-    "train.iterations": Range(1, 10**9),
-    "train.batch_size": Range(1, MAX_COUNT),
-    "train.accumulate_steps": Range(1, MAX_COUNT, note="micro-batches per step"),
-    "train.lr": POSITIVE,
-    "train.head_lr_multiplier": POSITIVE,
-    "train.weight_decay": NON_NEGATIVE,
-    "train.decay_prompts": Flag(),
-    "train.poly_power": NON_NEGATIVE,
-    "train.warmup_iterations": Range(0, 10**9, note="0 disables warm-up"),
-    "train.warmup_ratio": Range(0, 1, low_open=True),
-    "train.min_lr": NON_NEGATIVE,
-    "train.grad_clip": Range(0, note="0 disables clipping"),
-    "train.seed": Range(0, 2**63 - 1),
-    "train.amp": Choice(("none", "bf16", "fp16")),
-    "train.deterministic": Flag(),
-    "train.log_every": Range(1, 10**9),
-    "train.checkpoint_every": Range(1, 10**9),
-    "train.keep_checkpoints": Range(0, 10**6, note="0 keeps every checkpoint"),
-    "train.eval_every": Range(0, 10**9, note="0 evaluates once at the end"),
-    "train.tensorboard": Flag(),
-    "inference.mode": Choice(("slide", "whole")),
-    "inference.short_side": SIDE,
-    "inference.max_long_side": Range(1, 4 * MAX_SIDE),
-    "inference.window": SIDE,
-    "inference.stride": SIDE,
-    "inference.seen_calibration": Range(0, 1, note="ZegCLIP uses 0.1"),
-    "inference.amp": Choice(("none", "bf16", "fp16")),
-    "inference.candidate_scoring": Choice(("classes", "no_object", "excluded")),
-    "inference.candidate_temperature": Range(0, note="0: decoder.logit_temperature"),
-    "inference.candidate_weight": Range(0, note="0 leaves the candidates' class scores out"),
-    "inference.candidate_mask_confidence": Flag(),
-    "given_paths": TextMap(),
-}
+
+def setting(default: Any, rule: Any, compare: bool = True) -> Any:
+    """A config field: its default and the rule its value must follow (lists and dicts are copied per instance)."""
+    metadata = {"rule": rule}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), compare=compare, metadata=metadata)
+    return dataclasses.field(default=default, compare=compare, metadata=metadata)
 
 
 def config_fields(config: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
     """Every leaf field of a config dataclass: dotted key -> (value, annotation)."""
-    import typing
+    return {key: (value, annotation) for key, (value, annotation, _) in _leaves(config, prefix).items()}
 
+
+def field_rules(config: Any) -> dict[str, Any]:
+    """Every leaf field of a config dataclass: dotted key -> its rule (``None`` for a field declared without one)."""
+    return {key: rule for key, (_, _, rule) in _leaves(config).items()}
+
+
+def _leaves(config: Any, prefix: str = "") -> dict[str, tuple[Any, Any, Any]]:
     hints = typing.get_type_hints(type(config))
     leaves = {}
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         key = f"{prefix}{field.name}"
         if dataclasses.is_dataclass(value):
-            leaves.update(config_fields(value, f"{key}."))
+            leaves.update(_leaves(value, f"{key}."))
         else:
-            leaves[key] = (value, hints[field.name])
+            leaves[key] = (value, hints[field.name], field.metadata.get("rule"))
     return leaves
 
 
@@ -241,13 +166,12 @@ def check_config(config: Any) -> None:
     """Checks every field against its rule, then the relations between fields.
 
     Raises:
-        splitmatch.config.ConfigError: naming the dotted key, what it may be and the value.
+        ConfigError: naming the dotted key, what it may be and the value.
     """
-    from splitmatch.config import ConfigError
-
-    for key, (value, annotation) in config_fields(config).items():
-        if key in RULES:  # every field has one (a test checks); the type was checked when it was set
-            _check_value(key, value, RULES[key], "int" in str(annotation), ConfigError)
+    for key, (value, annotation, rule) in _leaves(config).items():
+        if rule is None:
+            raise ConfigError(f"config field '{key}' has no rule: declare it with setting(default, rule)")
+        _check_value(key, value, rule, "int" in str(annotation), ConfigError)  # the type was checked when set
     _check_relations(config, ConfigError)
 
 
@@ -294,33 +218,11 @@ def _check_relations(config: Any, error: type[Exception]) -> None:
     _check_against_clip(config, error)
 
 
-def clip_geometry(arch: str) -> tuple[int, int]:
-    """``(patch size, number of ViT blocks)`` of a CLIP architecture, from its config alone.
-
-    Raises:
-        splitmatch.clip.loading.ClipWeightsError: the architecture is unknown or unreadable.
-    """
-    from splitmatch.clip.loading import ClipWeightsError, clip_model_config
-
-    vision = clip_model_config(arch).get("vision_cfg", {})
-    patch, layers = vision.get("patch_size"), vision.get("layers")
-    if isinstance(patch, (list, tuple)) and len(set(patch)) == 1:
-        patch = patch[0]
-    if not isinstance(patch, int) or not isinstance(layers, int) or patch < 1 or layers < 1:
-        raise ClipWeightsError(
-            f"CLIP architecture '{arch}' needs a square integer vision_cfg.patch_size and integer "
-            f"vision_cfg.layers (a plain ViT); got patch_size {patch!r}, layers {layers!r}"
-        )
-    return patch, layers
-
-
 def _check_against_clip(config: Any, error: type[Exception]) -> None:
     """Sizes that must fit the CLIP architecture: whole patches, existing blocks."""
-    from splitmatch.clip.loading import ClipWeightsError
-
     try:
         patch, layers = clip_geometry(config.clip.arch)
-    except ClipWeightsError as problem:
+    except ArchitectureError as problem:
         raise error(f"clip.arch: {problem}") from None
     sides = {
         "data.crop_size": config.data.crop_size,

@@ -1,0 +1,216 @@
+"""Building a config: YAML files, dotted command-line overrides, typed merging and paths.
+
+A run's configuration is resolved in three layers (:func:`splitmatch.config.presets.load_config`):
+a named preset, then a YAML file, then ``key=value`` overrides such as ``train.lr=1e-4``. Unknown
+keys and values of the wrong type are refused with the full dotted name. Relative paths are made
+absolute against the current folder (:func:`resolve_paths`). The resolved config is written beside
+every run and inside every checkpoint. docs/configuration.md describes the layers, paths and devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from splitmatch.config.errors import ConfigError
+from splitmatch.config.schema import ExperimentConfig
+from splitmatch.packaged import is_packaged_name
+from splitmatch.storage.files import atomic_write_bytes
+
+
+def to_dict(config: Any) -> dict:
+    """The config as plain nested dicts and lists (YAML/JSON-ready)."""
+    return dataclasses.asdict(config)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Checks and converts one value to a field's annotated type."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is dict:
+        key_type, value_type = typing.get_args(annotation)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return {_coerce(k, key_type, key): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-4" (no dot) as a string; accept any spelling Python reads as a number.
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported field type {annotation}")
+
+
+def merge(config: Any, updates: dict, prefix: str = "") -> Any:
+    """Returns a copy of a config dataclass with nested ``updates`` applied, refusing unknown keys."""
+    if not isinstance(updates, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping of keys, got {updates!r}")
+    hints = typing.get_type_hints(type(config))
+    names = {f.name for f in dataclasses.fields(config)}
+    changes = {}
+    for key, value in updates.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key '{dotted}' (known: {', '.join(sorted(names))})")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = merge(current, value, prefix=f"{dotted}.")
+        else:
+            changes[key] = _coerce(value, hints[key], dotted)
+    return dataclasses.replace(config, **changes)
+
+
+def parse_override(text: str) -> dict:
+    """``"train.lr=1e-4"`` -> ``{"train": {"lr": 0.0001}}``; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({_yaml_problem(error)})") from None
+    nested: dict = value
+    for part in reversed(key.strip().split(".")):
+        if not part:
+            raise ConfigError(f"override '{text}' has an empty key part")
+        nested = {part: nested}
+    return nested
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own text spans several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or type(error).__name__
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML config file's top-level mapping (empty for an empty file), or one-line ConfigError."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not YAML text (it is not UTF-8; a binary file?)") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML ({_yaml_problem(error)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping of sections (train:, data:, ...) at top level, "
+            f"not a {type(data).__name__}"
+        )
+    return data
+
+
+def from_dict(data: dict) -> ExperimentConfig:
+    """Rebuilds a config from :func:`to_dict`'s form (e.g. out of a checkpoint), strictly."""
+    return merge(ExperimentConfig(), data).validate()
+
+
+# Keys whose values name files or folders; resolve_paths makes relative ones absolute.
+PATH_KEYS = ("data.root", "clip.weights", "clip.arch", "pseudo.cache_dir")
+
+
+def weights_name_is_path(weights: str, base: str | Path | None = None) -> bool:
+    """Whether a ``clip.weights`` value names a file (rather than an open_clip pretrained tag
+    such as ``openai``, or a ``packaged:`` name); relative names are looked up in ``base``."""
+    if is_packaged_name(weights):
+        return False
+    path = Path(weights).expanduser()
+    exists = (Path(base) / path if base is not None else path).exists()
+    return exists or path.suffix in (".pt", ".pth", ".bin", ".safetensors") or "/" in weights
+
+
+def _names_a_path(key: str, value: str | None, base: Path) -> bool:
+    if not value:
+        return False
+    if key == "clip.weights":
+        return weights_name_is_path(value, base)
+    if key == "clip.arch":  # a model-config name (ViT-B-16-quickgelu) or a JSON file
+        return value.endswith(".json")
+    return True
+
+
+def resolve_paths(config: ExperimentConfig, base: str | Path | None = None) -> ExperimentConfig:
+    """A copy of ``config`` whose relative paths (:data:`PATH_KEYS`) are absolute.
+
+    Every relative path, whether it comes from a preset, a YAML file or ``--set``, means a path
+    relative to ``base`` (default: the current folder), as the paths typed in the same command
+    do; ``~`` is expanded. The values as written are kept in ``given_paths`` for messages.
+    Absolute paths, open_clip tags and ``packaged:`` names are left as they are, so calling
+    this twice changes nothing.
+    """
+    base = Path(os.getcwd() if base is None else base)
+    given = dict(config.given_paths)
+    changes: dict[str, dict] = {}
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if not _names_a_path(key, value, base) or Path(value).is_absolute():
+            continue
+        absolute = Path(value).expanduser()
+        absolute = Path(os.path.normpath(absolute if absolute.is_absolute() else base / absolute))
+        changes.setdefault(section, {})[name] = str(absolute)
+        given[key] = value
+    resolved = merge(config, changes) if changes else config
+    return dataclasses.replace(resolved, given_paths=given)
+
+
+def describe_path(config: ExperimentConfig, key: str) -> str:
+    """A path key's value for messages: ``/abs/data/voc (given as data/voc)``."""
+    section, name = key.split(".")
+    value = getattr(getattr(config, section), name)
+    given = config.given_paths.get(key)
+    return f"{value} (given as {given})" if given and given != value else f"{value}"
+
+
+def save_yaml(config: ExperimentConfig, path: str | Path) -> None:
+    """Writes the resolved config as YAML, atomically (the ``config.yaml`` of every run)."""
+    atomic_write_bytes(path, yaml.safe_dump(to_dict(config), sort_keys=False).encode("utf-8"))

@@ -1,0 +1,9 @@
+"""Inference: from a segmentor's query outputs to class scores and label maps, for any vocabulary.
+
+* :mod:`~splitmatch.inference.segmentation`: query scores -> semantic scores, whole image or
+  sliding windows, seen-class calibration, candidate scoring;
+* :mod:`~splitmatch.inference.images`: one image resized to the protocol, scored, labelled at
+  its own size (what evaluation and prediction share);
+* :mod:`~splitmatch.inference.label_upsampling`: argmax of bilinearly upsampled scores in
+  bounded memory.
+"""

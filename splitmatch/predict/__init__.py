@@ -1,0 +1,15 @@
+"""Prediction, the user-facing wing: a trained model on your images with the class names you choose.
+
+* :mod:`~splitmatch.predict.predictor`: :class:`Predictor`, one image and any names -> a label map;
+* :mod:`~splitmatch.predict.loading`: a checkpoint file -> the model it describes;
+* :mod:`~splitmatch.predict.batch`: ``splitmatch predict`` over files and folders, ``summary.json``;
+* :mod:`~splitmatch.predict.outputs`: which images a command reads and where each one's outputs go;
+* :mod:`~splitmatch.predict.packaged_model`: model files without a packaged CLIP, ``packaged:world-model``.
+
+Nothing here imports the training wing (:mod:`splitmatch.train`).
+"""
+
+from splitmatch.predict.loading import load_segmentor
+from splitmatch.predict.predictor import Predictor
+
+__all__ = ["Predictor", "load_segmentor"]

@@ -1,0 +1,88 @@
+"""Writing files safely: atomically, with the usual permissions, into folders checked first.
+
+Everything splitmatch writes (checkpoints, label maps, records, caches, reports) goes through
+:func:`atomic_write_bytes`, so a crash or a full disk leaves the previous file or none, never
+half of one. Commands that end in a write check their destination first
+(:func:`ensure_writable_folder`, :func:`check_output_file`), so a read-only or misspelt path
+fails before the work, not after it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+
+def default_file_mode() -> int:
+    """``0o666`` minus the process umask: what ``open(path, "w")`` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Writes a file so that a reader never sees it half-written (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600; give the file the usual permissions
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def json_ready(value):
+    """Replaces NaN by ``None`` (JSON has no NaN) throughout nested dicts and lists."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def write_json(path: str | Path, data, sort_keys: bool = False) -> None:
+    """Writes ``data`` as indented JSON with a final newline, atomically; NaN becomes ``null``."""
+    text = json.dumps(json_ready(data), indent=2, sort_keys=sort_keys) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def ensure_writable_folder(folder: str | Path) -> Path:
+    """Creates ``folder`` (with its parents) and checks that a file can be made in it.
+
+    Commands that end in a write call this before they compute, so that a read-only or
+    misspelt destination fails at once, not after the work.
+
+    Raises:
+        OSError: naming the path (a file in the way, no permission, a read-only file system).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
+    except OSError as error:  # name the folder, not the probe's random name
+        raise type(error)(error.errno, error.strerror, str(folder)) from None
+    os.close(handle)
+    os.unlink(probe)
+    return folder
+
+
+def check_output_file(path: str | Path) -> None:
+    """Checks that the file ``path`` can be written (its folder made and writable, not a folder itself)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    ensure_writable_folder(path.parent)
