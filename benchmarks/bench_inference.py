@@ -49,7 +49,7 @@ def main() -> None:
     config = vitb16_config(["inference.mode=whole", f"inference.short_side={size}"])
     classes = BUILTIN_SPLITS["voc"]
     names = list(classes.names)
-    model = build_segmentor(config).eval()
+    model = build_segmentor(config.clip, config.decoder).eval()
     predictor = Predictor(model, config.inference, classes.seen_names)
     clip = bare_clip(config.clip.arch, size)
 

@@ -97,7 +97,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="splitmatch-bench-memory-") as tmp:
         root = Path(tmp)
         config = vitb16_config()
-        model = build_segmentor(config)
+        model = build_segmentor(config.clip, config.decoder)
         parameters = sum(p.numel() * p.element_size() for p in model.parameters())
         buffers = sum(b.numel() * b.element_size() for b in model.buffers())
         checkpoint = save_checkpoint(root / "model.safetensors", model, config, classes, classes.seen_names, 0)

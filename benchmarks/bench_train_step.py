@@ -30,8 +30,8 @@ from splitmatch.config import ExperimentConfig, merge
 from splitmatch.config.presets import preset
 from splitmatch.model.build import build_segmentor
 from splitmatch.train.optim import build_optimizer
+from splitmatch.train.step import build_criterion
 from splitmatch.train.targets import build_targets
-from splitmatch.train.trainer import build_criterion
 
 TARGET = 1.10
 GRIDS = (2, 3, 4)  # pseudo-mask cells per side, one scale each
@@ -73,14 +73,14 @@ def make_batch(batch: int, size: int, seen_ids: list[int], dim: int, seed: int =
 def measure(name: str, config: ExperimentConfig, repeats: int) -> list[Result]:
     """Times split and hungarian steps on one model and batch; returns the ratio and the criteria alone."""
     torch.manual_seed(0)
-    model = build_segmentor(config).train()
+    model = build_segmentor(config.clip, config.decoder).train()
     seen_ids = list(range(15))  # positions only matter: the model sees 15 seen-class embeddings
     names = [f"class {i}" for i in seen_ids]
     class_embeddings = model.encode_classes(names)
     data = make_batch(config.train.batch_size, config.data.crop_size, seen_ids, model.image_encoder.embed_dim)
     optimizer = build_optimizer(model, config.train)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    criteria = {m: build_criterion(merge(config, {"loss": {"matching": m}})) for m in ("split", "hungarian")}
+    criteria = {m: build_criterion(merge(config, {"loss": {"matching": m}}).loss) for m in ("split", "hungarian")}
 
     def targets(matching: str) -> list[dict]:
         if matching == "split":

@@ -36,10 +36,11 @@ from splitmatch.config import merge
 from splitmatch.config.presets import preset
 from splitmatch.model.build import build_segmentor
 from splitmatch.pseudo.build_cache import fill_cache, open_cache
+from splitmatch.train.data import build_loader, build_train_dataset, pad_colour
 from splitmatch.train.optim import build_optimizer
 from splitmatch.train.sampler import StepBatchSampler
+from splitmatch.train.step import build_criterion
 from splitmatch.train.targets import build_targets
-from splitmatch.train.trainer import build_criterion, build_loader, build_train_dataset
 from splitmatch.world.generator import WorldSpec, generate_world
 
 PHASES = ("data", "targets", "forward", "criterion", "backward", "optimizer")
@@ -52,9 +53,9 @@ class WorldStep:
         torch.manual_seed(0)
         self.config = config
         self.seen_ids = seen_ids
-        self.model = build_segmentor(config).train()
+        self.model = build_segmentor(config.clip, config.decoder).train()
         self.class_embeddings = self.model.encode_classes(class_texts)
-        self.criterion = build_criterion(config)
+        self.criterion = build_criterion(config.loss)
         self.optimizer = build_optimizer(self.model, config.train)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.query_group = self.model.query_decoder.query_group
@@ -91,10 +92,10 @@ def make_world(folder: Path, num_train: int, config):
     spec = WorldSpec(num_train=num_train, num_val=1, num_captions=0)
     world = generate_world(folder, seed=0, spec=spec, progress=False)
     config = merge(config, {"data": {"root": str(world.root)}})
-    model = build_segmentor(config)
-    cache = open_cache(config, world, model.image_encoder)
-    fill_cache(cache, model.image_encoder, config, world, "train", progress=False)
-    return world, build_train_dataset(config, world, cache, model)
+    model = build_segmentor(config.clip, config.decoder)
+    cache = open_cache(config.pseudo, config.clip, world, model.image_encoder)
+    fill_cache(cache, model.image_encoder, config.pseudo, world, "train", progress=False)
+    return world, build_train_dataset(config.data, world, cache, config.train.seed, pad_colour(config.data, model))
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ def main() -> None:
     config = load_config(args.config, args.preset, args.set)
     folder = DatasetFolder(config.data.root)
     torch.manual_seed(config.train.seed)
-    cache = open_cache(config, folder, build_segmentor(config).image_encoder)
+    cache = open_cache(config.pseudo, config.clip, folder, build_segmentor(config.clip, config.decoder).image_encoder)
     data = config.data
     transform = build_train_transform(data.crop_size, tuple(data.resize_scale), tuple(data.ratio_range),
                                       data.cat_max_ratio, data.flip_prob, photometric=False)  # fmt: skip

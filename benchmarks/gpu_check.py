@@ -121,7 +121,7 @@ def training_step_figures(config, device, repeats: int) -> dict:
     from splitmatch.train.optim import build_optimizer
 
     torch.manual_seed(0)
-    model = build_segmentor(config).to(device).train()
+    model = build_segmentor(config.clip, config.decoder).to(device).train()
     seen_ids = list(range(15))
     data = make_batch(config.train.batch_size, config.data.crop_size, seen_ids, model.image_encoder.embed_dim)
     if device.type == "cuda":
@@ -138,11 +138,12 @@ def measure_step(model, optimizer, data: dict, seen_ids: list[int], config, matc
     import torch
 
     from splitmatch.config import merge
+    from splitmatch.device import mixed_precision
     from splitmatch.matching.matcher import pad_targets
+    from splitmatch.train.step import build_criterion
     from splitmatch.train.targets import build_targets, move_targets
-    from splitmatch.train.trainer import autocast_context, build_criterion
 
-    criterion = build_criterion(merge(config, {"loss": {"matching": matching}}))
+    criterion = build_criterion(merge(config, {"loss": {"matching": matching}}).loss)
     class_embeddings = model.encode_classes([f"class {i}" for i in seen_ids])
     trainable = [p for p in model.parameters() if p.requires_grad]
     query_group = model.query_decoder.query_group.cpu()
@@ -156,7 +157,7 @@ def measure_step(model, optimizer, data: dict, seen_ids: list[int], config, matc
     def step() -> None:
         step_targets = targets()
         normalisers = criterion.normalisers(step_targets, query_group, device)
-        with autocast_context(config, device):
+        with mixed_precision(device, config.train.amp):
             outputs = model(data["image"].to(device, non_blocking=True), class_embeddings)
         losses = criterion(outputs, step_targets, normalisers)
         optimizer.zero_grad(set_to_none=True)
@@ -169,7 +170,7 @@ def measure_step(model, optimizer, data: dict, seen_ids: list[int], config, matc
         torch.cuda.reset_peak_memory_stats(device)
     seconds = timed(step, device, repeats, warmup=2)
     peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
-    with torch.no_grad(), autocast_context(config, device):
+    with torch.no_grad(), mixed_precision(device, config.train.amp):
         outputs = model(data["image"].to(device), class_embeddings)
     fixed = targets()
     readouts = [outputs, *outputs["aux_outputs"]]
@@ -193,7 +194,7 @@ def predict_figures(config, device, size: int, repeats: int) -> dict:
     from splitmatch.predict.predictor import Predictor
 
     torch.manual_seed(0)
-    model = build_segmentor(config).to(device).eval()
+    model = build_segmentor(config.clip, config.decoder).to(device).eval()
     classes = BUILTIN_SPLITS["voc"]
     rng = np.random.default_rng(0)
     figures = {}
@@ -234,14 +235,14 @@ def pseudo_mask_figures(config, device, size: int, count: int) -> float:
         write_split(root, "train", stems)
         folder = DatasetFolder(root)
         torch.manual_seed(0)
-        encoder = build_segmentor(config).image_encoder.to(device).eval()
-        warm = open_cache(config, folder, encoder)  # a first pass compiles kernels and fills caches
-        fill_cache(warm, encoder, config, folder, "train", batch_size=8, progress=False)
+        encoder = build_segmentor(config.clip, config.decoder).image_encoder.to(device).eval()
+        warm = open_cache(config.pseudo, config.clip, folder, encoder)  # a first pass compiles kernels and fills caches
+        fill_cache(warm, encoder, config.pseudo, folder, "train", batch_size=8, progress=False)
         config.pseudo.cache_dir = str(Path(root) / "timed")
-        cache = open_cache(config, folder, encoder)
+        cache = open_cache(config.pseudo, config.clip, folder, encoder)
         synchronize(device)
         started = time.perf_counter()
-        fill_cache(cache, encoder, config, folder, "train", batch_size=8, progress=False)
+        fill_cache(cache, encoder, config.pseudo, folder, "train", batch_size=8, progress=False)
         synchronize(device)
         rate = count / (time.perf_counter() - started)
     print(f"pseudo masks {size}x{size}: {rate:.1f} images/s")

@@ -1,10 +1,11 @@
 """splitmatch: Split Matching for inductive zero-shot semantic segmentation.
 
-The library API lives in its modules (importing this package loads nothing heavy)::
+The package is laid out as floors and wings (docs/package.md); the library API lives in its
+modules, and importing this package loads nothing heavy::
 
-    from splitmatch.predict.predictor import Predictor
-    from splitmatch.config.presets import load_config
+    from splitmatch.predict import Predictor
+    from splitmatch.config import load_config
     from splitmatch.train.trainer import train
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -34,7 +34,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from splitmatch.pseudo.cache import PseudoMaskCacheError
     from splitmatch.storage.checkpoint import CheckpointError
     from splitmatch.train.run_folder import RunFolderError
-    from splitmatch.train.trainer import NonFiniteLossError
+    from splitmatch.train.step import NonFiniteLossError
 
     return (
         UsageError, AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,

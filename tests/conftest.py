@@ -77,7 +77,7 @@ def untrained_checkpoint(tiny_dataset, tmp_path):
 
     config = preset("tiny")
     classes = tiny_dataset.classes
-    model = build_segmentor(config)
+    model = build_segmentor(config.clip, config.decoder)
     return save_checkpoint(tmp_path / "model.safetensors", model, config, classes, classes.seen_names, 1)
 
 

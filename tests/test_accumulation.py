@@ -10,8 +10,8 @@ from splitmatch.config import ConfigError
 from splitmatch.config.presets import load_config
 from splitmatch.model.build import build_segmentor
 from splitmatch.train.micro_batches import DivergenceWatch, split_batch
+from splitmatch.train.step import build_criterion
 from splitmatch.train.targets import build_targets
-from splitmatch.train.trainer import build_criterion
 
 SEEN_IDS = [0, 1, 2, 3]
 
@@ -52,8 +52,8 @@ def targets_of(batch: dict, matching: str) -> list[dict]:
 def test_normalisers_known_before_the_forward_are_what_matching_then_does(matching):
     torch.manual_seed(0)
     cfg = config(matching=matching)
-    model = build_segmentor(cfg).train()
-    criterion = build_criterion(cfg)
+    model = build_segmentor(cfg.clip, cfg.decoder).train()
+    criterion = build_criterion(cfg.loss)
     batch = fabricated_batch()
     targets = targets_of(batch, matching)
     group = model.query_decoder.query_group
@@ -91,8 +91,8 @@ def step_gradient(model, criterion, batch: dict, parts: int, seed: int) -> tuple
 def test_one_step_in_two_micro_batches_is_the_step_of_the_whole_batch():
     torch.manual_seed(0)
     cfg = config()
-    model = build_segmentor(cfg).train()
-    criterion = build_criterion(cfg)
+    model = build_segmentor(cfg.clip, cfg.decoder).train()
+    criterion = build_criterion(cfg.loss)
     batch = fabricated_batch()
     whole, whole_loss, whole_norms = step_gradient(model, criterion, batch, 1, seed=1)
     again, again_loss, _ = step_gradient(model, criterion, batch, 1, seed=2)  # other random points
@@ -146,8 +146,8 @@ def fixed_points(monkeypatch) -> None:
 def test_two_micro_batches_of_half_the_batch_give_the_whole_batch_gradient(monkeypatch, matching):
     torch.manual_seed(0)
     cfg = config(points=256, matching=matching)
-    model = build_segmentor(cfg).train()
-    criterion = build_criterion(cfg)
+    model = build_segmentor(cfg.clip, cfg.decoder).train()
+    criterion = build_criterion(cfg.loss)
     batch = fabricated_batch()
     embeddings = model.encode_classes([f"class {i}" for i in SEEN_IDS])
     fixed_points(monkeypatch)

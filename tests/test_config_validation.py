@@ -192,7 +192,8 @@ def test_edited_checkpoint_record_is_refused_before_the_model_is_built(
 ):
     config = preset("tiny")
     classes = tiny_dataset.classes
-    path = save_checkpoint(tmp_path / "model.safetensors", build_segmentor(config), config, classes,
+    model = build_segmentor(config.clip, config.decoder)
+    path = save_checkpoint(tmp_path / "model.safetensors", model, config, classes,
                            classes.seen_names, 3)  # fmt: skip
     _edit_record(path, edit)
 
@@ -200,10 +201,10 @@ def test_edited_checkpoint_record_is_refused_before_the_model_is_built(
 
     real_builds = []
 
-    def watched(config, **kwargs):
+    def watched(clip, decoder, **kwargs):
         if torch.empty(0).device.type != "meta":
-            real_builds.append(config.decoder.hidden_dim)
-        return build_segmentor(config, **kwargs)
+            real_builds.append(decoder.hidden_dim)
+        return build_segmentor(clip, decoder, **kwargs)
 
     monkeypatch.setattr(loading, "build_segmentor", watched)
     line = refused(capsys, ["eval", "--checkpoint", str(path), "--data-root", str(tiny_dataset.root)])
@@ -214,7 +215,8 @@ def test_edited_checkpoint_record_is_refused_before_the_model_is_built(
 def test_eval_and_predict_option_values(tiny_dataset, tmp_path, capsys):
     config = preset("tiny")
     classes = tiny_dataset.classes
-    path = save_checkpoint(tmp_path / "model.safetensors", build_segmentor(config), config, classes,
+    model = build_segmentor(config.clip, config.decoder)
+    path = save_checkpoint(tmp_path / "model.safetensors", model, config, classes,
                            classes.seen_names, 3)  # fmt: skip
     base = ["eval", "--checkpoint", str(path), "--data-root", str(tiny_dataset.root)]
     line = refused(capsys, [*base, "--seen-calibration", "nan"])

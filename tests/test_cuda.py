@@ -18,9 +18,10 @@ from splitmatch.matching.point_sampling import point_sample
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.query_decoder import DecoderLayer
 from splitmatch.storage.checkpoint import read_checkpoint
+from splitmatch.train.data import build_loader
 from splitmatch.train.sampler import StepBatchSampler
 from splitmatch.train.state import list_checkpoints
-from splitmatch.train.trainer import build_loader, train
+from splitmatch.train.trainer import train
 
 pytestmark = [
     pytest.mark.cuda,
@@ -64,7 +65,7 @@ def test_deterministic_training_is_bitwise_repeatable_on_cuda(tiny_dataset, tmp_
 def test_evaluation_under_autocast_keeps_float32_scores_close_to_float32(tiny_dataset):
     config = tiny(tiny_dataset.root)
     torch.manual_seed(0)
-    model = build_segmentor(config).cuda().eval()
+    model = build_segmentor(config.clip, config.decoder).cuda().eval()
     embeddings = model.encode_classes(list(tiny_dataset.classes.names))
     image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
     scores = {}

@@ -158,7 +158,7 @@ def _make_stand_ins(directory: Path) -> dict[str, Path]:
 
     directory.mkdir(parents=True, exist_ok=True)
     config = preset("tiny")
-    model = build_segmentor(config)
+    model = build_segmentor(config.clip, config.decoder)
     checkpoint = save_checkpoint(
         directory / "model.safetensors", model, config, TINY_CLASSES, TINY_CLASSES.seen_names, 0
     )

@@ -10,8 +10,8 @@ from splitmatch.device import mixed_precision
 from splitmatch.matching.point_sampling import point_sample
 from splitmatch.model.query_decoder import DecoderLayer
 from splitmatch.model.resize import resize_bilinear
+from splitmatch.train.data import build_loader
 from splitmatch.train.sampler import StepBatchSampler
-from splitmatch.train.trainer import build_loader
 
 
 @pytest.fixture

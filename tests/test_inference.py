@@ -89,7 +89,7 @@ def test_config_builds_the_scoring_and_hungarian_models_score_every_query_alike(
 
 def test_leaving_candidates_out_changes_only_what_they_scored():
     torch.manual_seed(0)
-    model = build_segmentor(preset("tiny")).eval()
+    model = build_segmentor(preset("tiny").clip, preset("tiny").decoder).eval()
     embeddings = model.encode_classes(["a", "b", "c"])
     image = torch.rand(1, 3, 64, 64) * 255
     everything = SegmentationInference(model, "whole")(image, embeddings)
@@ -110,7 +110,7 @@ def test_candidate_scoring_script_evaluates_every_variant(tiny_dataset, tmp_path
     from splitmatch.storage.checkpoint import save_checkpoint
 
     config = merge(preset("tiny"), {"data": {"root": str(tiny_dataset.root)}})
-    model = build_segmentor(config)
+    model = build_segmentor(config.clip, config.decoder)
     classes = tiny_dataset.classes
     checkpoint = save_checkpoint(tmp_path / "model.safetensors", model, config, classes, classes.seen_names, 1)
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "candidate_scoring.py"

@@ -80,7 +80,8 @@ def test_resize_one_channel_at_a_time_equals_all_at_once():
     image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (71, 93, 3), dtype=np.uint8))
     tensor = image.permute(2, 0, 1)[None]
     whole = F.interpolate(tensor.float(), size=(64, 84), mode="bilinear", align_corners=False).clamp(0, 255)
-    assert torch.equal(resize_short_side(tensor, 64, 1000), whole)
+    # Equal to the last bit with several threads; one thread takes another kernel path (3e-5 apart).
+    torch.testing.assert_close(resize_short_side(tensor, 64, 1000), whole, rtol=0, atol=1e-4)
 
 
 def test_prediction_figure_in_blocks_equals_the_whole_image_blend(monkeypatch):

@@ -11,7 +11,7 @@ from splitmatch.config import merge
 from splitmatch.config.presets import load_config, preset
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.mfe import MultiScaleFeatureEnhancement
-from splitmatch.train.trainer import build_criterion
+from splitmatch.train.step import build_criterion
 
 CONFIG_FILES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -58,7 +58,7 @@ def test_mfe_is_residual_and_keeps_shape():
 )
 def test_tiny_variants_forward_and_backward(overrides):
     config = merge(preset("tiny"), overrides).validate()
-    model = build_segmentor(config)
+    model = build_segmentor(config.clip, config.decoder)
     images, targets = fixed_batch()
     embeddings = model.encode_classes(["background", "red", "green", "blue"])
     outputs = model(images, embeddings)
@@ -69,7 +69,7 @@ def test_tiny_variants_forward_and_backward(overrides):
     assert outputs["pred_embeds"].shape == (2, queries, 32)
     assert outputs["query_group"].tolist() == [0] * 6 + [1] * 4
     assert len(outputs["aux_outputs"]) == config.decoder.num_layers
-    losses = build_criterion(config)(outputs, targets)
+    losses = build_criterion(config.loss)(outputs, targets)
     losses["loss"].backward()
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert all(p.grad is not None for p in trainable)
@@ -101,8 +101,8 @@ def test_config_files_exist():
 def test_loss_falls_on_a_fixed_batch(matching):
     torch.manual_seed(0)
     config = merge(preset("tiny"), {"loss": {"matching": matching}}).validate()
-    model = build_segmentor(config)
-    criterion = build_criterion(config)
+    model = build_segmentor(config.clip, config.decoder)
+    criterion = build_criterion(config.loss)
     images, targets = fixed_batch()
     embeddings = model.encode_classes(["background", "red", "green", "blue"])
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
@@ -124,8 +124,8 @@ def test_hungarian_pushes_unmatched_candidates_to_no_object_but_split_does_not()
     results = {}
     for matching in ("hungarian", "split"):
         config = merge(preset("tiny"), {"loss": {"matching": matching}}).validate()
-        criterion = build_criterion(config)
-        model = build_segmentor(config)
+        criterion = build_criterion(config.loss)
+        model = build_segmentor(config.clip, config.decoder)
         embeddings = model.encode_classes(["background", "red", "green", "blue"])
         outputs = model(images, embeddings)
         matching_result = criterion.matcher(outputs, targets)

@@ -220,7 +220,7 @@ def test_class_list_syntax_with_synonyms():
 
 def test_a_class_of_several_names_embeds_as_the_mean_of_its_names():
     torch.manual_seed(0)
-    model = build_segmentor(preset("tiny")).eval()
+    model = build_segmentor(preset("tiny").clip, preset("tiny").decoder).eval()
     single = model.encode_classes(["tv monitor", "television", "cat"])
     mixed = model.encode_classes([("tv monitor", "television"), "cat"])
     assert torch.allclose(mixed[0], F.normalize(single[0] + single[1], dim=0), atol=1e-6)

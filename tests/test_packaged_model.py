@@ -44,7 +44,7 @@ def packaged_clip(tmp_path, monkeypatch):
 def _checkpoint(path, dataset, weights="packaged:tiny-clip", seed=0):
     config = merge(preset("tiny"), {"clip": {"weights": weights}, "data": {"root": str(dataset.root)}}).validate()
     torch.manual_seed(seed)
-    model = build_segmentor(config)
+    model = build_segmentor(config.clip, config.decoder)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     classes = dataset.classes
     return save_training_checkpoint(path, model, config, classes, classes.seen_names, 7, optimizer)
@@ -61,7 +61,9 @@ def test_packaging_gives_the_same_bytes_without_clip_tensors_or_machine_paths(pa
     assert first.read_bytes() == second.read_bytes()  # wherever the checkpoint lies
 
     keys = set(load_file(str(first)))
-    model = build_segmentor(read_record(source)["config"], load_clip_weights=False)
+    model = build_segmentor(
+        read_record(source)["config"].clip, read_record(source)["config"].decoder, load_clip_weights=False
+    )
     clip_keys = {f"model.{key}" for key in model.clip_state_keys()}
     assert keys == {f"model.{key}" for key in model.state_dict()} - clip_keys  # no CLIP, no optimizer, no RNG
     assert any(key.startswith("model.image_encoder.prompts") for key in keys)
@@ -170,7 +172,9 @@ def test_the_packaged_world_model_loads_small_and_matches_the_packaged_clip():
     tensors, record = read_checkpoint(WORLD_MODEL)  # every stored tensor checked against the recorded digest
     assert record["clip_from"]["weights"] == record["config"].clip.weights == "packaged:world-clip"
     assert record["classes"] == world_class_split() and record["config"].loss.matching == "split"
-    model = build_segmentor(record["config"])  # the CLIP from this installation's packaged weights
+    model = build_segmentor(
+        record["config"].clip, record["config"].decoder
+    )  # the CLIP from this installation's packaged weights
     assert clip_digest(model.state_dict(), model.clip_state_keys()) == record["clip_from"]["digest"]
     assert not set(tensors) & {f"model.{key}" for key in model.clip_state_keys()}
     assert record["config"].data.root == "demo_out/world"  # no path of the machine it was made on

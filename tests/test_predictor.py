@@ -19,7 +19,7 @@ NAMES = ["background", "red square", "blue circle"]
 def predictor() -> Predictor:
     torch.manual_seed(0)
     config = preset("tiny")
-    return Predictor(build_segmentor(config).eval(), config.inference, seen_classes=["background"])
+    return Predictor(build_segmentor(config.clip, config.decoder).eval(), config.inference, seen_classes=["background"])
 
 
 @pytest.fixture

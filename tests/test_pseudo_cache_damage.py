@@ -82,12 +82,14 @@ def test_a_damaged_entry_met_while_training_is_refused_by_name(tiny_dataset, cap
     from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
     from splitmatch.pseudo.build_cache import open_cache
-    from splitmatch.train.trainer import seed_everything
+    from splitmatch.train.reproducibility import seed_everything
 
     fill(capsys, tiny_dataset.root)
     config = preset("tiny")
     seed_everything(config.train.seed)  # as the command does: the same random-init CLIP, the same cache
-    cache = open_cache(config, tiny_dataset, build_segmentor(config).image_encoder)
+    cache = open_cache(
+        config.pseudo, config.clip, tiny_dataset, build_segmentor(config.clip, config.decoder).image_encoder
+    )
     dataset = SegmentationDataset(tiny_dataset, "train", inductive=True, pseudo_masks=cache)
     assert dataset[0]["pseudo_index"].ndim == 3
     rewrite(cache.path("train_001"), image_size=np.array([10, 12]))  # made for another image size

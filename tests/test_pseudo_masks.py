@@ -213,8 +213,8 @@ def test_fill_cache_writes_every_entry_and_a_failed_fill_resumes(tiny_dataset, m
     from splitmatch.pseudo.build_cache import fill_cache, open_cache
 
     config = merge(preset("tiny"), {"data": {"root": str(tiny_dataset.root)}})
-    encoder = build_segmentor(config).image_encoder
-    cache = open_cache(config, tiny_dataset, encoder)
+    encoder = build_segmentor(config.clip, config.decoder).image_encoder
+    cache = open_cache(config.pseudo, config.clip, tiny_dataset, encoder)
     stems = [s.stem for s in tiny_dataset.samples("train")]
     # The writer thread's error comes back to the caller; entries written before it are whole.
     save, calls = cache_module.PseudoMaskCache.save, []
@@ -227,21 +227,21 @@ def test_fill_cache_writes_every_entry_and_a_failed_fill_resumes(tiny_dataset, m
 
     monkeypatch.setattr(cache_module.PseudoMaskCache, "save", failing_save)
     with pytest.raises(OSError, match="No space left"):
-        fill_cache(cache, encoder, config, tiny_dataset, "train", batch_size=2, progress=False)
+        fill_cache(cache, encoder, config.pseudo, tiny_dataset, "train", batch_size=2, progress=False)
     monkeypatch.setattr(cache_module.PseudoMaskCache, "save", save)
     written = [stem for stem in stems if cache.has(stem)]
     assert 3 <= len(written) < len(stems) and calls[3] not in written
     assert all(cache.problem(stem) is None for stem in written)
     assert not [p for p in cache.directory.iterdir() if p.suffix not in (".npz", ".json")]
     # A second fill computes only the missing entries, and every one is flushed when it returns.
-    computed = fill_cache(cache, encoder, config, tiny_dataset, "train", batch_size=2, progress=False)
+    computed = fill_cache(cache, encoder, config.pseudo, tiny_dataset, "train", batch_size=2, progress=False)
     assert computed == len(stems) - len(written)
     assert all(cache.has(stem) and cache.problem(stem) is None for stem in stems)
     first = {stem: cache.load(stem) for stem in stems}
     # The same masks as one uninterrupted fill of a fresh cache.
     elsewhere = merge(config, {"pseudo": {"cache_dir": str(tiny_dataset.root / "fresh")}})
-    fresh = open_cache(elsewhere, tiny_dataset, encoder)
-    assert fill_cache(fresh, encoder, config, tiny_dataset, "train", batch_size=3, progress=False) == len(stems)
+    fresh = open_cache(elsewhere.pseudo, elsewhere.clip, tiny_dataset, encoder)
+    assert fill_cache(fresh, encoder, config.pseudo, tiny_dataset, "train", batch_size=3, progress=False) == len(stems)
     for stem in stems:
         index_map, embeddings = fresh.load(stem)
         assert np.array_equal(index_map, first[stem][0]) and np.array_equal(embeddings, first[stem][1])

@@ -10,9 +10,9 @@ from splitmatch.config import ConfigError
 from splitmatch.config.presets import load_config, preset
 from splitmatch.data.transforms import Pad, build_train_transform
 from splitmatch.model.build import build_segmentor
+from splitmatch.train.data import mean_colour
 from splitmatch.train.optim import build_optimizer
 from splitmatch.train.targets import build_targets
-from splitmatch.train.trainer import mean_colour
 
 
 def test_crops_are_padded_with_the_colour_asked_for_which_normalises_to_zero():
@@ -23,7 +23,7 @@ def test_crops_are_padded_with_the_colour_asked_for_which_normalises_to_zero():
     with pytest.raises(ValueError, match="fill"):
         Pad((32, 40), (0, 300, 0))
 
-    model = build_segmentor(preset("tiny"))
+    model = build_segmentor(preset("tiny").clip, preset("tiny").decoder)
     fill = mean_colour(model)
     canvas = torch.tensor(fill, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, 2, 2)
     assert model.image_encoder.normalize(canvas).abs().max() < 0.01  # the frame is (almost) zero, as in mmseg
@@ -54,7 +54,7 @@ def test_pseudo_masks_cut_below_the_minimum_area_by_the_crop_are_dropped():
 @pytest.mark.parametrize("decay_prompts", [False, True])
 def test_prompt_weight_decay_is_a_switch(decay_prompts):
     config = load_config(preset_name="tiny", overrides=[f"train.decay_prompts={str(decay_prompts).lower()}"])
-    model = build_segmentor(config)
+    model = build_segmentor(config.clip, config.decoder)
     optimizer = build_optimizer(model, config.train)
     decay_of = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
     assert decay_of[id(model.image_encoder.prompts)] == (config.train.weight_decay if decay_prompts else 0.0)

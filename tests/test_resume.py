@@ -87,14 +87,14 @@ def test_model_weights_are_read_exactly_in_any_dtype_and_a_bad_header_is_named(t
 
     config = preset("tiny")
     classes = tiny_dataset.classes
-    saved = build_segmentor(config)
+    saved = build_segmentor(config.clip, config.decoder)
     path = save_checkpoint(tmp_path / "model.safetensors", saved, config, classes, classes.seen_names, 3)
-    fresh = build_segmentor(config)  # other random weights
+    fresh = build_segmentor(config.clip, config.decoder)  # other random weights
     load_model_weights(fresh, path, read_record(path))
     for name, tensor in saved.state_dict().items():
         assert torch.equal(fresh.state_dict()[name], tensor), name
 
-    half = build_segmentor(config).half()  # a file in another dtype goes through a conversion
+    half = build_segmentor(config.clip, config.decoder).half()  # a file in another dtype goes through a conversion
     half_path = save_checkpoint(tmp_path / "half.safetensors", half, config, classes, classes.seen_names, 3)
     load_model_weights(fresh, half_path, read_record(half_path))
     for name, tensor in half.state_dict().items():
@@ -119,7 +119,7 @@ def test_every_process_resumes_its_own_random_state_and_the_scaler_its_scale(tmp
     from splitmatch.train.state import restore_training_state, save_training_checkpoint
 
     config = preset("tiny")
-    model = build_segmentor(config)
+    model = build_segmentor(config.clip, config.decoder)
     optimizer, schedule = build_optimizer(model, config.train), None
     schedule = build_schedule(optimizer, config.train)
     states = {}
@@ -162,7 +162,8 @@ def test_non_finite_loss_between_log_steps_stops_before_the_next_checkpoint(tiny
 
     from splitmatch.config.presets import load_config
     from splitmatch.losses.criterion import SetCriterion
-    from splitmatch.train.trainer import NonFiniteLossError, train
+    from splitmatch.train.step import NonFiniteLossError
+    from splitmatch.train.trainer import train
 
     calls = {"count": 0}
     forward = SetCriterion.forward

@@ -22,11 +22,11 @@ from splitmatch.cli import main
 from splitmatch.config.presets import preset
 from splitmatch.data.classes import BUILTIN_SPLITS
 from splitmatch.data.folder import DatasetFolder, read_label
+from splitmatch.device import mixed_precision
 from splitmatch.evaluation.evaluator import evaluate
 from splitmatch.inference.segmentation import SegmentationInference, calibrate_seen, semantic_scores
 from splitmatch.model.build import build_segmentor
 from splitmatch.train.seeds import aggregate
-from splitmatch.train.trainer import autocast_context
 
 
 def fabricate_voc(src: Path, count: int = 6) -> None:
@@ -208,7 +208,7 @@ def test_semantic_scores_and_calibration():
 def test_one_evaluation_pass_reports_every_seen_calibration(tiny_dataset):
     config = preset("tiny")
     config.inference.mode = "whole"
-    model = build_segmentor(config).eval()
+    model = build_segmentor(config.clip, config.decoder).eval()
     both = evaluate(model, tiny_dataset, "val", config.inference, progress=False, compared_calibrations=(0.0, 0.5))
     assert set(both["seen_calibration"]) == {"0", "0.5"}
     for amount in (0.0, 0.5):
@@ -222,7 +222,7 @@ def test_one_evaluation_pass_reports_every_seen_calibration(tiny_dataset):
 
 def test_sliding_window_equals_whole_image_when_one_window_covers_it():
     torch.manual_seed(0)
-    model = build_segmentor(preset("tiny")).eval()
+    model = build_segmentor(preset("tiny").clip, preset("tiny").decoder).eval()
     embeddings = model.encode_classes(["a", "b", "c"])
     image = torch.rand(1, 3, 64, 64) * 255
     whole = SegmentationInference(model, "whole")(image, embeddings)
@@ -236,7 +236,7 @@ def test_sliding_window_equals_whole_image_when_one_window_covers_it():
 def test_mixed_precision_falls_back_to_float32_on_cpu():
     config = preset("tiny")
     config.train.amp = "bf16"
-    with autocast_context(config, torch.device("cpu")):
+    with mixed_precision(torch.device("cpu"), config.train.amp):
         assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
 
 

@@ -30,6 +30,14 @@ def command_device(args: argparse.Namespace):
     return device
 
 
+def inference_overrides(args: argparse.Namespace) -> dict:
+    """The inference settings ``--mode`` and ``--seen-calibration`` change (those given)."""
+    overrides = {"mode": args.mode} if args.mode else {}
+    if args.seen_calibration is not None:
+        overrides["seen_calibration"] = args.seen_calibration
+    return overrides
+
+
 def checkpoint_dataset(args: argparse.Namespace, config):
     """``--data-root``, else the dataset folder the checkpoint was trained on."""
     from splitmatch.config import describe_path

@@ -6,11 +6,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from splitmatch.commands.common import UsageError, checkpoint_dataset, command_config, command_device
+from splitmatch.commands.common import (
+    UsageError,
+    checkpoint_dataset,
+    command_config,
+    command_device,
+    inference_overrides,
+)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from splitmatch.config import DataConfig, merge
+    from splitmatch.config import DataConfig
     from splitmatch.data.folder import DatasetFolder
     from splitmatch.data.vocabulary import Vocabulary, read_vocabulary
     from splitmatch.evaluation.evaluator import evaluate, evaluate_predictions
@@ -31,20 +37,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         if not args.checkpoint:
             raise UsageError("give --checkpoint CKPT or --predictions DIR")
-        from splitmatch.config import ConfigError, parse_override
+        from splitmatch.config import with_inference_overrides
         from splitmatch.inference.segmentation import candidate_scoring
         from splitmatch.predict.loading import load_segmentor, names_trained_on
 
-        overrides = {"mode": args.mode} if args.mode else {}
-        if args.seen_calibration is not None:
-            overrides["seen_calibration"] = args.seen_calibration
         model, record = load_segmentor(args.checkpoint, command_device(args))
-        config = record["config"]
-        for override in args.set:
-            if not override.startswith("inference."):
-                raise ConfigError(f"eval --set takes inference.* keys only, got '{override}'")
-            config = merge(config, parse_override(override))
-        config = merge(config, {"inference": overrides}).validate()
+        config = with_inference_overrides(record["config"], inference_overrides(args), args.set, source="eval --set")
         # The dataset's classes may differ from the checkpoint's: they are scored by name.
         folder = checkpoint_dataset(args, config)
         vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
@@ -100,7 +98,7 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
     from splitmatch.data.folder import DatasetFolder
     from splitmatch.model.build import build_segmentor
     from splitmatch.pseudo.build_cache import fill_cache, open_cache
-    from splitmatch.train.trainer import seed_everything
+    from splitmatch.train.reproducibility import seed_everything
 
     if (args.json or args.figure) and not args.evaluate:
         raise UsageError("--json and --figure need --evaluate")
@@ -109,9 +107,11 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
     split = args.split or config.data.train_split
     device = command_device(args)
     seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
-    model = build_segmentor(config).to(device)
-    cache = open_cache(config, folder, model.image_encoder)
-    count = fill_cache(cache, model.image_encoder, config, folder, split, args.batch_size, progress=not args.quiet)
+    model = build_segmentor(config.clip, config.decoder).to(device)
+    cache = open_cache(config.pseudo, config.clip, folder, model.image_encoder)
+    count = fill_cache(
+        cache, model.image_encoder, config.pseudo, folder, split, args.batch_size, progress=not args.quiet
+    )
     print(f"pseudo masks: computed {count}, cache {cache.directory}")
     if args.evaluate:
         _evaluate_pseudo_masks(args, config, folder, cache, model, split)

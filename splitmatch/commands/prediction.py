@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from splitmatch.commands.common import command_device
+from splitmatch.commands.common import command_device, inference_overrides
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -19,11 +19,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     entries = parse_class_entries(args.classes)
     outputs = prediction_outputs(args.images, Path(args.out))
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
-    overrides = {"mode": args.mode} if args.mode else {}
-    if args.seen_calibration is not None:
-        overrides["seen_calibration"] = args.seen_calibration
     checkpoint = _checkpoint_or_packaged(args.checkpoint)
-    predictor = Predictor.from_checkpoint(checkpoint, command_device(args), **overrides)
+    predictor = Predictor.from_checkpoint(checkpoint, command_device(args), **inference_overrides(args))
     summary = predict_images(predictor, outputs, entries, Path(args.out), checkpoint, progress=not args.quiet)
     failures = [failure["error"] for failure in summary["failed"]]
     for failure in failures:

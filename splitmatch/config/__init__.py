@@ -24,6 +24,7 @@ from splitmatch.config.loading import (
     save_yaml,
     to_dict,
     weights_name_is_path,
+    with_inference_overrides,
 )
 from splitmatch.config.presets import PRESETS, describe_preset, load_config, preset, register_preset
 from splitmatch.config.schema import (
@@ -42,4 +43,5 @@ __all__ = [
     "ExperimentConfig", "InferenceConfig", "LossConfig", "PseudoMaskConfig", "TrainConfig", "clip_geometry",
     "clip_model_config", "describe_path", "describe_preset", "from_dict", "load_config", "merge", "parse_override",
     "preset", "read_yaml", "register_preset", "resolve_paths", "save_yaml", "to_dict", "weights_name_is_path",
+    "with_inference_overrides",
 ]  # fmt: skip

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,23 @@ def describe_path(config: ExperimentConfig, key: str) -> str:
 def save_yaml(config: ExperimentConfig, path: str | Path) -> None:
     """Writes the resolved config as YAML, atomically (the ``config.yaml`` of every run)."""
     atomic_write_bytes(path, yaml.safe_dump(to_dict(config), sort_keys=False).encode("utf-8"))
+
+
+def with_inference_overrides(
+    config: ExperimentConfig,
+    overrides: Mapping[str, Any] | None = None,
+    dotted: Sequence[str] = (),
+    source: str = "--set",
+) -> ExperimentConfig:
+    """A checkpoint's config with its inference settings changed, validated like any config.
+
+    The one place where ``eval``, ``predict``, the app and :class:`~splitmatch.predict.Predictor`
+    change how a trained model is run: ``dotted`` texts (``inference.mode=whole``, ``source``
+    names where they were typed) apply first, then ``overrides`` by field name (``mode="whole"``).
+    Other sections describe the trained model and cannot change.
+    """
+    for text in dotted:
+        if not text.startswith("inference."):
+            raise ConfigError(f"{source} takes inference.* keys only, got '{text}'")
+        config = merge(config, parse_override(text))
+    return merge(config, {"inference": dict(overrides or {})}).validate()

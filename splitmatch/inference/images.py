@@ -21,8 +21,8 @@ from splitmatch.inference.segmentation import SegmentationInference
 def resize_short_side(image: torch.Tensor, short: int, max_long: int) -> torch.Tensor:
     """``[B, 3, H, W]`` -> bilinear resize so the short side is ``short`` and the long at most ``max_long``.
 
-    One channel at a time (the same numbers as all at once): a large uint8 image is never held
-    as float whole.
+    One channel at a time (the same numbers as all at once, within float rounding): a large
+    uint8 image is never held as float whole.
     """
     height, width = image.shape[-2:]
     scale = min(short / min(height, width), max_long / max(height, width))

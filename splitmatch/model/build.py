@@ -1,26 +1,26 @@
-"""Builds a :class:`SplitMatchSegmentor` from an experiment config; every number comes from it."""
+"""Builds a :class:`SplitMatchSegmentor` from the `clip` and `decoder` config sections; every number is theirs."""
 
 from __future__ import annotations
 
 from splitmatch.clip.image_encoder import ClipImageEncoder
 from splitmatch.clip.loading import build_clip, clip_tokenizer
 from splitmatch.clip.text_encoder import ClipTextEncoder, prompt_templates
-from splitmatch.config import ExperimentConfig
+from splitmatch.config import ClipConfig, DecoderConfig
 from splitmatch.model.mfe import MultiScaleFeatureEnhancement
 from splitmatch.model.pixel_decoder import PixelDecoder
 from splitmatch.model.query_decoder import QueryDecoder
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
 
-def build_segmentor(config: ExperimentConfig, load_clip_weights: bool = True) -> SplitMatchSegmentor:
+def build_segmentor(clip_cfg: ClipConfig, dec: DecoderConfig, load_clip_weights: bool = True) -> SplitMatchSegmentor:
     """Builds the model on the CPU.
 
     Args:
-        config: the experiment config (``clip`` and ``decoder`` sections are used).
+        clip_cfg: the config's ``clip`` section (architecture, weights, prompts, layers, templates).
+        dec: the config's ``decoder`` section.
         load_clip_weights: ``False`` skips reading ``clip.weights`` (the caller loads a full
             checkpoint next, which holds the CLIP weights too).
     """
-    clip_cfg, dec = config.clip, config.decoder
     clip = build_clip(clip_cfg.arch, clip_cfg.weights if load_clip_weights else None)
     image_encoder = ClipImageEncoder(
         clip.visual,

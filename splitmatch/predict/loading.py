@@ -36,11 +36,11 @@ def load_segmentor(path: str | Path, device: str | torch.device = "auto") -> tup
     config: ExperimentConfig = record["config"]
     clip_left_out = "clip_from" in record
     with torch.device("meta"):  # shapes only, no memory: a record that asks for more than the file holds
-        described = build_segmentor(config, load_clip_weights=False)
+        described = build_segmentor(config.clip, config.decoder, load_clip_weights=False)
         left_out = set(described.clip_state_keys()) if clip_left_out else set()
         shapes = {name: tuple(t.shape) for name, t in described.state_dict().items() if name not in left_out}
     ckpt.check_tensor_shapes(path, shapes)
-    model = build_segmentor(config, load_clip_weights=clip_left_out)
+    model = build_segmentor(config.clip, config.decoder, load_clip_weights=clip_left_out)
     if clip_left_out:
         check_packaged_clip(model, record, path)
     ckpt.load_model_weights(model, path, record, left_out)

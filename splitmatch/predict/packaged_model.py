@@ -115,7 +115,7 @@ def package_model(
             f"checkpoint {source} names its CLIP architecture by a file ({config.clip.arch}); a packaged model "
             "needs one shipped with splitmatch"
         )
-    model = build_segmentor(config)  # its CLIP from the packaged weights, as loading will build it
+    model = build_segmentor(config.clip, config.decoder)  # its CLIP from the packaged weights, as loading will build it
     keys = model.clip_state_keys()
     packaged_digest = clip_digest(model.state_dict(), keys)
     load_model_state(model, tensors, source)  # every tensor fits the architecture

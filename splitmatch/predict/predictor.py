@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from splitmatch.config import InferenceConfig, merge
+from splitmatch.config import InferenceConfig, with_inference_overrides
 from splitmatch.data.classes import ClassEntry, ClassSplit, class_texts
 from splitmatch.data.folder import image_to_rgb, read_image
 from splitmatch.inference.images import predict_labels
@@ -86,7 +86,7 @@ class Predictor:
         first GPU when CUDA is available, else the CPU); ``overrides`` replace inference settings
         (e.g. ``mode="whole"``)."""
         model, record = load_segmentor(path, device)
-        experiment = merge(record["config"], {"inference": overrides}).validate()  # checked like any config
+        experiment = with_inference_overrides(record["config"], overrides)
         predictor = cls(model, experiment.inference, sorted(names_trained_on(record)), candidate_scoring(experiment))
         predictor.classes: ClassSplit = record["classes"]
         return predictor

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from splitmatch.clip.image_encoder import ClipImageEncoder
-from splitmatch.config import ExperimentConfig
+from splitmatch.config import ClipConfig, PseudoMaskConfig
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import DatasetFolder, read_image, read_label
 from splitmatch.distributed import is_main_process, rank, world_size
@@ -23,12 +23,14 @@ from splitmatch.pseudo.generator import PseudoMaskGenerator
 from splitmatch.storage.checkpoint import tensor_digest
 
 
-def cache_fingerprint(config: ExperimentConfig, encoder: ClipImageEncoder, classes: ClassSplit) -> dict:
+def cache_fingerprint(
+    pseudo: PseudoMaskConfig, clip: ClipConfig, encoder: ClipImageEncoder, classes: ClassSplit
+) -> dict:
     """Everything pseudo masks depend on: CLIP weights, settings, and which pixels are annotated."""
-    settings = dataclasses.asdict(config.pseudo)
+    settings = dataclasses.asdict(pseudo)
     settings.pop("cache_dir")
     return {
-        "clip_arch": config.clip.arch,
+        "clip_arch": clip.arch,
         "clip_visual_digest": tensor_digest(encoder.visual.state_dict()),
         "region_layers": encoder.region_layers,
         "pseudo": settings,
@@ -37,15 +39,17 @@ def cache_fingerprint(config: ExperimentConfig, encoder: ClipImageEncoder, class
     }
 
 
-def open_cache(config: ExperimentConfig, folder: DatasetFolder, encoder: ClipImageEncoder) -> PseudoMaskCache:
-    """The cache for this config: ``pseudo.cache_dir``, or a folder named by the fingerprint's hash."""
-    fingerprint = cache_fingerprint(config, encoder, folder.classes)
-    directory = config.pseudo.cache_dir
+def open_cache(
+    pseudo: PseudoMaskConfig, clip: ClipConfig, folder: DatasetFolder, encoder: ClipImageEncoder
+) -> PseudoMaskCache:
+    """The cache for these settings: ``pseudo.cache_dir``, or a folder named by the fingerprint's hash."""
+    fingerprint = cache_fingerprint(pseudo, clip, encoder, folder.classes)
+    directory = pseudo.cache_dir
     if directory is None:
         key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
         directory = folder.root / "pseudo_masks" / key
-    grid = config.pseudo.input_size // encoder.patch_size[0], config.pseudo.input_size // encoder.patch_size[1]
-    return PseudoMaskCache(directory, fingerprint, (len(config.pseudo.window_sizes), *grid), encoder.embed_dim)
+    grid = pseudo.input_size // encoder.patch_size[0], pseudo.input_size // encoder.patch_size[1]
+    return PseudoMaskCache(directory, fingerprint, (len(pseudo.window_sizes), *grid), encoder.embed_dim)
 
 
 def inductive_label(label: np.ndarray, classes: ClassSplit) -> np.ndarray:
@@ -59,7 +63,7 @@ def inductive_label(label: np.ndarray, classes: ClassSplit) -> np.ndarray:
 def fill_cache(
     cache: PseudoMaskCache,
     encoder: ClipImageEncoder,
-    config: ExperimentConfig,
+    pseudo: PseudoMaskConfig,
     folder: DatasetFolder,
     split: str,
     batch_size: int = 8,
@@ -70,7 +74,7 @@ def fill_cache(
     Entries already there are read and checked first (:meth:`PseudoMaskCache.problem`); a damaged
     or foreign one is named on stderr and computed again.
     """
-    generator = PseudoMaskGenerator(encoder, config.pseudo)
+    generator = PseudoMaskGenerator(encoder, pseudo)
     device = next(encoder.parameters()).device
     samples = []
     for sample in folder.samples(split)[rank() :: world_size()]:

@@ -152,10 +152,10 @@ def fill_pseudo_masks(configs: dict[str, ExperimentConfig], world: DatasetFolder
     for config in configs.values():
         if config.loss.matching != "split":
             continue
-        encoder = build_segmentor(config).image_encoder
-        cache = open_cache(config, world, encoder)
+        encoder = build_segmentor(config.clip, config.decoder).image_encoder
+        cache = open_cache(config.pseudo, config.clip, world, encoder)
         if cache.directory not in done:
-            fill_cache(cache, encoder, config, world, config.data.train_split, progress=progress)
+            fill_cache(cache, encoder, config.pseudo, world, config.data.train_split, progress=progress)
             done.add(cache.directory)
 
 
@@ -243,7 +243,9 @@ def run_demo(
         "Split Matching": Predictor.from_checkpoint(runs / "split" / "model.safetensors"),
     }
     prediction_figure(world, predictors, results / "figures" / "predictions.png")
-    cache = open_cache(configs["split"], world, predictors["Split Matching"].model.image_encoder)
+    cache = open_cache(
+        configs["split"].pseudo, configs["split"].clip, world, predictors["Split Matching"].model.image_encoder
+    )
     all_classes = predictors["Split Matching"].model.encode_classes(list(world.classes.names))
     pseudo_mask_figure(world, cache, all_classes, results / "figures" / "pseudo_masks.png")
     pseudo = configs["split"].pseudo

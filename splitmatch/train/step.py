@@ -1,0 +1,135 @@
+"""One optimisation step: the batch cut into micro-batches, their targets, forward, losses, backward, update.
+
+The step is that of the whole global batch whatever ``train.accumulate_steps`` is: the loss
+normalisers are those of the whole batch, DDP all-reduces the gradients once (in the last
+micro-batch's backward), and clipping, the optimizer and the schedule act once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from splitmatch.config import ExperimentConfig, LossConfig
+from splitmatch.data.classes import ClassSplit
+from splitmatch.device import mixed_precision
+from splitmatch.losses.criterion import SetCriterion
+from splitmatch.matching.matcher import HungarianMatcher, SplitMatcher
+from splitmatch.model.segmentor import SplitMatchSegmentor
+from splitmatch.train.micro_batches import DivergenceWatch, split_batch
+from splitmatch.train.optim import PolyWarmupSchedule
+from splitmatch.train.targets import build_targets, move_targets
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+def build_criterion(loss: LossConfig) -> SetCriterion:
+    """The criterion with the matcher ``loss.matching`` names."""
+    if loss.matching == "split":
+        matcher = SplitMatcher(loss.cost_class, loss.cost_bce, loss.cost_dice, loss.cost_embed, loss.num_points)
+    else:
+        matcher = HungarianMatcher(loss.cost_class, loss.cost_bce, loss.cost_dice, loss.num_points)
+    weights = {
+        "class": loss.weight_class,
+        "bce": loss.weight_bce,
+        "dice": loss.weight_dice,
+        "embed": loss.weight_embed,
+        "candidate": loss.candidate_weight,
+    }
+    return SetCriterion(
+        matcher,
+        weights,
+        loss.no_object_weight,
+        loss.num_points,
+        loss.oversample_ratio,
+        loss.importance_sample_ratio,
+        loss.deep_supervision,
+        loss.candidate_sampling,
+    )
+
+
+class TrainingStep:
+    """Runs training steps of one model; calling it with a collated batch makes one step.
+
+    Args:
+        model: the segmentor (its parameters are what is clipped).
+        network: what is called forward: ``model``, or its DDP wrapper under ``torchrun``.
+        classes: the dataset's classes; only the seen ones' names reach the model (inductive).
+        use_pseudo_masks: read the batch's pseudo masks (Split Matching) or not (the baseline).
+        advice: what an error about divergence tells the user to do.
+    """
+
+    def __init__(
+        self,
+        model: SplitMatchSegmentor,
+        network: torch.nn.Module,
+        criterion: SetCriterion,
+        optimizer: torch.optim.Optimizer,
+        schedule: PolyWarmupSchedule,
+        scaler: torch.amp.GradScaler,
+        config: ExperimentConfig,
+        classes: ClassSplit,
+        device: torch.device,
+        use_pseudo_masks: bool,
+        advice: str,
+    ) -> None:
+        self.model, self.network, self.criterion = model, network, criterion
+        self.optimizer, self.schedule, self.scaler = optimizer, schedule, scaler
+        self.config, self.classes, self.device = config, classes, device
+        self.use_pseudo_masks = use_pseudo_masks
+        self.advice = advice
+        self.class_embeddings = model.encode_classes([classes.texts[i] for i in classes.seen_ids])  # names + synonyms
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.query_group = model.query_decoder.query_group.cpu()
+        self.watch = DivergenceWatch(device)
+
+    def __call__(self, batch: dict, done: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Step number ``done`` (1-based) on ``batch``; returns the summed loss terms and the gradient norm."""
+        micro_batches = split_batch(batch, self.config.train.accumulate_steps)
+        # Built on the CPU: no device synchronisation for unique() and the like.
+        targets = [move_targets(self.targets(part), self.device) for part in micro_batches]
+        normalisers = self.criterion.normalisers([t for part in targets for t in part], self.query_group, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms: dict[str, torch.Tensor] = {}
+        for index, (part, part_targets) in enumerate(zip(micro_batches, targets)):
+            last = index == len(micro_batches) - 1
+            # DDP all-reduces the gradients once per step, in the last micro-batch's backward.
+            syncing = self.network is self.model or last
+            with contextlib.nullcontext() if syncing else self.network.no_sync():
+                with mixed_precision(self.device, self.config.train.amp):
+                    outputs = self.network(part["image"].to(self.device, non_blocking=True), self.class_embeddings)
+                try:
+                    losses = self.criterion(outputs, part_targets, normalisers)
+                except FloatingPointError as error:  # the matcher refuses non-finite costs
+                    self.stop_if_diverged()  # names the step whose loss went bad first, if one did
+                    raise NonFiniteLossError(f"training diverged at step {done}: {error}. {self.advice}") from None
+                self.scaler.scale(losses["loss"]).backward()
+            for name, value in losses.items():
+                terms[name] = terms[name] + value.detach() if name in terms else value.detach()
+        self.watch.update(done, terms)
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.config.train.grad_clip or float("inf"))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        return terms, grad_norm
+
+    def targets(self, part: dict) -> list[dict]:
+        """One micro-batch's targets (:func:`splitmatch.train.targets.build_targets`), on the CPU."""
+        return build_targets(
+            part["label"],
+            self.classes.seen_ids,
+            part.get("pseudo_index") if self.use_pseudo_masks else None,
+            part.get("pseudo_embeddings"),
+            ignore_index=self.classes.ignore_index,
+            min_pseudo_area=self.config.pseudo.min_crop_area,
+        )
+
+    def stop_if_diverged(self) -> None:
+        """Raises :class:`NonFiniteLossError` naming the first step (on any process) whose loss was not finite."""
+        bad = self.watch.first_bad_step()
+        if bad is not None:
+            raise NonFiniteLossError(f"loss became non-finite at step {bad[0]} ({bad[1]}); stopping. {self.advice}")

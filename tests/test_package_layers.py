@@ -1,0 +1,89 @@
+"""The package's floors and wings (docs/package.md): imports go down, never up, never in a circle.
+
+Read from the source with ``ast``, imports inside functions included, so a tie kept alive by a
+late import is found too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "splitmatch"
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Every splitmatch module -> the splitmatch modules it imports (anywhere in its file)."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("splitmatch"):
+                for alias in node.names:  # `from splitmatch.train import state` imports a module
+                    found.add(
+                        f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module
+                    )
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names if alias.name.startswith("splitmatch"))
+        graph[name] = {module for module in found if module in modules and module != name}
+    return graph
+
+
+GRAPH = module_imports()
+
+
+def reachable(start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for module in GRAPH[todo.pop()]:
+            if module not in seen:
+                seen.add(module)
+                todo.append(module)
+    return seen
+
+
+def test_no_module_imports_itself_through_others():
+    circles = sorted(module for module in GRAPH if module in reachable(module))
+    assert circles == [], f"import circles through {circles}"
+
+
+def _under(modules: set[str], prefix: str) -> list[str]:
+    return sorted(m for m in modules if m == prefix or m.startswith(prefix + "."))
+
+
+@pytest.mark.parametrize("wing", ["splitmatch.predict", "splitmatch.app", "splitmatch.inference",
+                                  "splitmatch.evaluation"])  # fmt: skip
+def test_user_facing_parts_never_reach_the_training_wing(wing):
+    for module in _under(set(GRAPH), wing):
+        assert _under(reachable(module), "splitmatch.train") == [], module
+
+
+def test_the_config_floor_imports_no_model_code():
+    for module in _under(set(GRAPH), "splitmatch.config"):
+        below = reachable(module)
+        assert set(below) <= {"splitmatch.packaged", "splitmatch.storage.files"} | set(
+            _under(set(GRAPH), "splitmatch.config")
+        ), (module, sorted(below))
+
+
+@pytest.mark.parametrize("floor", ["splitmatch.storage.files", "splitmatch.packaged"])
+def test_the_ground_floor_imports_nothing_of_splitmatch(floor):
+    assert GRAPH[floor] == set()
+
+
+def test_floors_never_import_wings():
+    wings = ("splitmatch.train", "splitmatch.predict", "splitmatch.app", "splitmatch.commands", "splitmatch.world",
+             "splitmatch.cli")  # fmt: skip
+    floors = ("splitmatch.storage", "splitmatch.config", "splitmatch.data", "splitmatch.clip", "splitmatch.model",
+              "splitmatch.matching", "splitmatch.losses", "splitmatch.pseudo", "splitmatch.inference",
+              "splitmatch.evaluation")  # fmt: skip
+    for floor in floors:
+        for module in _under(set(GRAPH), floor):
+            up = [m for wing in wings for m in _under(GRAPH[module], wing)]
+            assert up == [], f"{module} imports {up}"
