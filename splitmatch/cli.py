@@ -246,16 +246,39 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.debug:
         return args.func(args)
+    from splitmatch import distributed
+
+    distributed.raise_on_termination()  # under torchrun: a rank stopped because another failed says so
     try:
         return args.func(args)
     except _user_errors() as error:
-        message = str(error)
+        message = one_line(str(error))
     except OSError as error:  # a read-only folder, a full disk, a path under a file...
-        message = describe_os_error(error)
+        message = one_line(describe_os_error(error))
     except KeyboardInterrupt:
         print("splitmatch: interrupted", file=sys.stderr)
         return 130
+    except (distributed.Terminated, RuntimeError) as error:
+        # Under torchrun, another rank's failure reaches this one as SIGTERM or a broken collective.
+        peer = distributed.peer_failure()
+        if peer is None:
+            if isinstance(error, distributed.Terminated):
+                print("splitmatch: terminated", file=sys.stderr)
+                return 143
+            distributed.publish_failure(one_line(f"{type(error).__name__}: {error}"))
+            raise
+        print(f"splitmatch: error: stopped because {peer}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a bug: the traceback follows, and the other ranks hear of it
+        distributed.publish_failure(one_line(f"{type(error).__name__}: {error}"))
+        raise
+    distributed.publish_failure(message)  # the other ranks stop with this line too
+    print(f"splitmatch: error: {message}", file=sys.stderr)  # one line, always
+    return 2
+
+
+def one_line(message: str) -> str:
+    """An error message as one line (a DataLoader worker's traceback reduced to its last line)."""
     if "Original Traceback" in message:  # raised in a DataLoader worker: its own message is the last line
         message = message.strip().splitlines()[-1].split(": ", 1)[-1]
-    print(f"splitmatch: error: {' '.join(message.split())}", file=sys.stderr)  # one line, always
-    return 2
+    return " ".join(message.split())

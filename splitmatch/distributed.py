@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
 
 import torch
 import torch.distributed as dist
@@ -87,3 +90,57 @@ def setup_from_environment() -> torch.device:
 def cleanup() -> None:
     if is_distributed():
         dist.destroy_process_group()
+
+
+# Where a failing rank leaves its reason, in the process group's key-value store.
+FAILURE_KEY = "splitmatch/failure"
+
+
+class Terminated(Exception):
+    """``torchrun`` stopped this process (SIGTERM), usually because another rank failed."""
+
+
+def _store():
+    """The default process group's store, or ``None`` (single process, or no store to reach)."""
+    if not is_distributed():
+        return None
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except (AttributeError, RuntimeError, ValueError):  # a private accessor: absent in some releases
+        return None
+
+
+def publish_failure(message: str) -> None:
+    """Leaves ``rank N: message`` for the other ranks (the first failure is kept); best effort."""
+    store = _store()
+    if store is None:
+        return
+    with contextlib.suppress(RuntimeError, ValueError, OSError):  # the store's host is gone: nobody to tell
+        store.compare_set(FAILURE_KEY, "", f"rank {rank()}: {message}")
+
+
+def peer_failure(wait_seconds: float = 2.0) -> str | None:
+    """The reason another rank left with :func:`publish_failure` (waiting a moment for it), else ``None``."""
+    store = _store()
+    if store is None:
+        return None
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            if store.check([FAILURE_KEY]):
+                return store.get(FAILURE_KEY).decode("utf-8", "replace")
+        except (RuntimeError, ValueError, OSError):
+            return None
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
+
+
+def raise_on_termination() -> None:
+    """Under ``torchrun``, SIGTERM raises :class:`Terminated`, so that the command can say why it stops."""
+
+    def _terminated(signum, frame):
+        raise Terminated("stopped by torchrun (SIGTERM)")
+
+    if launched_by_torchrun():
+        signal.signal(signal.SIGTERM, _terminated)

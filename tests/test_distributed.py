@@ -79,3 +79,73 @@ def test_two_processes_with_micro_batches_resume_bitwise_from_a_checkpoint(tiny_
     different = [k for k in expected if not torch.equal(expected[k], got[k])]
     assert not different, f"{len(different)} tensors differ after resuming, e.g. {different[:3]}"
     assert losses(resumed) == losses(full) and len(losses(full)) == 6
+
+
+INJECT_ON_RANK_1 = """
+import os, sys
+from splitmatch.losses.criterion import SetCriterion
+
+if os.environ["RANK"] == "1":
+    calls = []
+    def refuse(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second step, after both ranks have stepped together once
+            raise FloatingPointError("injected: a non-finite cost on rank 1 only")
+        return real(self, *args, **kwargs)
+    real, SetCriterion.forward = SetCriterion.forward, refuse
+
+from splitmatch.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")
+def test_a_failure_on_one_rank_ends_every_rank_with_its_one_line(tiny_dataset, tmp_path):
+    script = tmp_path / "inject.py"
+    script.write_text(INJECT_ON_RANK_1)
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", str(script), "train", "--preset", "tiny",
+               "--quiet", "--out", str(tmp_path / "run")]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(command + overrides(tiny_dataset.root), env=env, capture_output=True, text=True,
+                            timeout=240)  # fmt: skip
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("splitmatch: error:")]
+    assert any("training diverged at step 2: injected: a non-finite cost on rank 1 only" in line for line in lines)
+    # rank 0 was inside a collective when rank 1 stopped: it ends with rank 1's line, not a traceback of its own
+    assert any(line.startswith("splitmatch: error: stopped because rank 1: training diverged") for line in lines), (
+        result.stderr[-3000:]
+    )
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")
+def test_a_half_filled_cache_is_shared_out_evenly_between_ranks(tiny_dataset, tmp_path):
+    """Entries are checked first, then what is missing is split: each rank computes half of the rest."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "splitmatch", "pseudo-masks", "--preset", "tiny", "--quiet",
+               "--set", f"data.root={tiny_dataset.root}"]  # fmt: skip
+    cache_root = tiny_dataset.root / "pseudo_masks"
+    train = (tiny_dataset.root / "splits" / "train.txt").read_text().split()
+    # Fill the cache for the even-numbered training images only: the share rank 0 would have had if
+    # the images were split before the cache was read, which would then leave rank 0 with nothing.
+    half = tmp_path / "half"
+    (half / "splits").mkdir(parents=True)
+    for name in ("images", "labels", "classes.json"):
+        (half / name).symlink_to(tiny_dataset.root / name)
+    (half / "splits" / "train.txt").write_text("\n".join(train[0::2]) + "\n")
+    (half / "splits" / "val.txt").write_text((tiny_dataset.root / "splits" / "val.txt").read_text())
+    result = subprocess.run(command[:-1] + [f"data.root={half}", "--set", f"pseudo.cache_dir={cache_root}"],
+                            env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list(cache_root.glob("*.npz"))) == len(train[0::2])
+
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", *command[1:],
+                             "--set", f"pseudo.cache_dir={cache_root}"],
+                            env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = sorted(int(line.split("computed ")[1].split(" ")[0]) for line in result.stdout.splitlines()
+                    if line.startswith("pseudo masks: computed"))  # fmt: skip
+    left = len(train) - len(train[0::2])
+    assert counts == [left // 2, left - left // 2], result.stdout
+    assert len(list(cache_root.glob("*.npz"))) == len(train)

@@ -95,6 +95,9 @@ def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
 
 
 def cmd_pseudo_masks(args: argparse.Namespace) -> int:
+    import torch
+
+    from splitmatch import distributed as dist
     from splitmatch.data.folder import DatasetFolder
     from splitmatch.model.build import build_segmentor
     from splitmatch.pseudo.build_cache import fill_cache, open_cache
@@ -105,15 +108,19 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
     config = command_config(args)
     folder = DatasetFolder(config.data.root)
     split = args.split or config.data.train_split
-    device = command_device(args)
+    # Under torchrun the ranks share the work, each on its own device, as training does.
+    device = dist.setup_from_environment() if dist.launched_by_torchrun() else command_device(args)
     seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
     model = build_segmentor(config.clip, config.decoder).to(device)
     cache = open_cache(config.pseudo, config.clip, folder, model.image_encoder)
     count = fill_cache(
         cache, model.image_encoder, config.pseudo, folder, split, args.batch_size, progress=not args.quiet
     )
-    print(f"pseudo masks: computed {count}, cache {cache.directory}")
-    if args.evaluate:
+    where = f" on rank {dist.rank()} of {dist.world_size()}" if dist.is_distributed() else ""
+    print(f"pseudo masks: computed {count}{where}, cache {cache.directory}")
+    if dist.is_distributed():
+        torch.distributed.barrier()  # every entry is written before anyone reads them back
+    if args.evaluate and dist.is_main_process():
         _evaluate_pseudo_masks(args, config, folder, cache, model, split)
     return 0
 

@@ -172,6 +172,9 @@ class TrainConfig:
     # 0: evaluate once at the end only
     eval_every: int = setting(0, Range(0, 10**9, note="0 evaluates once at the end"))
     tensorboard: bool = setting(False, Flag())  # also write TensorBoard scalars (needs the 'tensorboard' extra)
+    # torch.compile the segmentor for training (off: docs/recipe.md measures it on the CPU; the
+    # first steps pay the compilation, and a GPU run should measure it with benchmarks/gpu_check.py).
+    compile: bool = setting(False, Flag())
 
 
 @dataclass

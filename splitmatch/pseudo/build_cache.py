@@ -17,19 +17,27 @@ from splitmatch.clip.image_encoder import ClipImageEncoder
 from splitmatch.config import ClipConfig, PseudoMaskConfig
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import DatasetFolder, read_image, read_label
-from splitmatch.distributed import is_main_process, rank, world_size
+from splitmatch.distributed import all_reduce_sum, is_main_process, rank, world_size
 from splitmatch.pseudo.cache import PseudoMaskCache
-from splitmatch.pseudo.generator import PseudoMaskGenerator
+from splitmatch.pseudo.generator import GENERATOR_VERSION, PseudoMaskGenerator
 from splitmatch.storage.checkpoint import tensor_digest
+
+# pseudo.* keys that do not change what is cached.
+TRAINING_ONLY_KEYS = ("cache_dir", "min_crop_area")
 
 
 def cache_fingerprint(
     pseudo: PseudoMaskConfig, clip: ClipConfig, encoder: ClipImageEncoder, classes: ClassSplit
 ) -> dict:
-    """Everything pseudo masks depend on: CLIP weights, settings, and which pixels are annotated."""
-    settings = dataclasses.asdict(pseudo)
-    settings.pop("cache_dir")
+    """Everything pseudo masks depend on: CLIP weights, settings, and which pixels are annotated.
+
+    Settings that act only in training (``min_crop_area``: which cached masks a crop keeps) and
+    where the cache lives are left out, so changing them reuses the cache; the generator's
+    version is in, so a changed algorithm never reuses entries made by an older one.
+    """
+    settings = {key: value for key, value in dataclasses.asdict(pseudo).items() if key not in TRAINING_ONLY_KEYS}
     return {
+        "generator_version": GENERATOR_VERSION,
         "clip_arch": clip.arch,
         "clip_visual_digest": tensor_digest(encoder.visual.state_dict()),
         "region_layers": encoder.region_layers,
@@ -76,14 +84,7 @@ def fill_cache(
     """
     generator = PseudoMaskGenerator(encoder, pseudo)
     device = next(encoder.parameters()).device
-    samples = []
-    for sample in folder.samples(split)[rank() :: world_size()]:
-        problem = cache.problem(sample.stem)
-        if problem is not None:
-            print(f"splitmatch: recomputing {cache.path(sample.stem)}: {problem}", file=sys.stderr)
-        elif cache.has(sample.stem):
-            continue
-        samples.append(sample)
+    samples = missing_entries(cache, folder.samples(split), device)[rank() :: world_size()]
     bar = tqdm(total=len(samples), desc="pseudo masks", disable=not (progress and is_main_process()), leave=False)
     # Compression and file syncs release the GIL: one writer thread overlaps them with the next batch.
     with bar, ThreadPoolExecutor(max_workers=1) as writer:
@@ -101,6 +102,26 @@ def fill_cache(
         while pending:
             pending.popleft().result()
     return len(samples)
+
+
+def missing_entries(cache: PseudoMaskCache, samples: list, device: torch.device) -> list:
+    """The samples whose cache entry is missing or damaged, in split order, the same list on every rank.
+
+    Each rank checks its share of the entries (reading one costs about a millisecond at ViT-B/16
+    sizes), then the ranks exchange what they found, so that the work left is shared evenly
+    afterwards: a cache half filled before the run does not leave one rank alone with the rest.
+    """
+    missing = torch.zeros(len(samples), dtype=torch.int32)  # [N]: 1 where this rank found work
+    for index in range(rank(), len(samples), world_size()):
+        stem = samples[index].stem
+        problem = cache.problem(stem)
+        if problem is not None:
+            print(f"splitmatch: recomputing {cache.path(stem)}: {problem}", file=sys.stderr)
+        elif cache.has(stem):
+            continue
+        missing[index] = 1
+    union = all_reduce_sum(missing.to(device)).cpu()  # the ranks checked disjoint entries
+    return [samples[index] for index in torch.nonzero(union).flatten().tolist()]
 
 
 def _batch(

@@ -40,6 +40,18 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def differing_keys(recorded: dict, expected: dict, prefix: str = "") -> list[str]:
+    """The dotted keys (``pseudo.rho``) whose values differ between two nested fingerprints, sorted."""
+    changed = []
+    for key in sorted(set(recorded) | set(expected), key=str):
+        old, new = recorded.get(key), expected.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += differing_keys(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
 class PseudoMaskCache:
     """A folder of cached pseudo masks.
 
@@ -67,9 +79,7 @@ class PseudoMaskCache:
             if not isinstance(recorded, dict):
                 raise PseudoMaskCacheError(f"pseudo-mask cache record {meta} is not a JSON object")
             if recorded != self.fingerprint:
-                changed = sorted(
-                    k for k in set(recorded) | set(self.fingerprint) if recorded.get(k) != self.fingerprint.get(k)
-                )
+                changed = differing_keys(recorded, self.fingerprint)
                 raise PseudoMaskCacheError(
                     f"pseudo-mask cache {self.directory} was made with other settings (differs in: "
                     f"{', '.join(changed)}); use another pseudo.cache_dir or delete that folder"

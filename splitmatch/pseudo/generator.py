@@ -14,6 +14,10 @@ from splitmatch.data.classes import IGNORE_INDEX
 from splitmatch.pseudo.proposals import index_map, propose
 from splitmatch.pseudo.region_crops import crop_region_embeddings
 
+# Written into every cache's fingerprint: raise it whenever a change to the pseudo-mask
+# algorithm changes what it computes for the same settings, so old caches are not reused.
+GENERATOR_VERSION = 1
+
 
 @dataclass
 class PseudoMasks:

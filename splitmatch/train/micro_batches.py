@@ -59,3 +59,11 @@ class DivergenceWatch:
             return None
         mine = int(self.first_step.item()) == step
         return step, ({k: round(float(v), 4) for k, v in self.first_terms.items()} if mine else {})
+
+    def first_bad_step_here(self) -> tuple[int, dict[str, float]] | None:
+        """As :meth:`first_bad_step`, on this process alone: no collective, so it is safe where
+        only this rank has stopped (the other ranks may be inside another collective)."""
+        step = int(self.first_step.item())
+        if step == self.never:
+            return None
+        return step, {k: round(float(v), 4) for k, v in self.first_terms.items()}

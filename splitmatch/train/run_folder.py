@@ -44,10 +44,12 @@ RUN_FILES = ("config.yaml", "environment.json", METRICS_FILE, "model.safetensors
 # What may change when a run continues: how long it runs, how it logs and keeps checkpoints,
 # where the data and caches are, and how it is evaluated. Everything else shapes the weights.
 # train.accumulate_steps cuts the same global batch into other micro-batches (a run moved to fewer
-# GPUs continues with more of them); train.deterministic picks kernels, not what they compute.
+# GPUs continues with more of them); train.deterministic and train.compile pick kernels, not what
+# they compute.
 RESUMABLE_KEYS = (
     "name", "train.iterations", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
-    "train.eval_every", "train.tensorboard", "train.accumulate_steps", "train.deterministic", "data.root",
+    "train.eval_every", "train.tensorboard", "train.accumulate_steps", "train.deterministic", "train.compile",
+    "data.root",
     "data.num_workers", "pseudo.cache_dir", "inference.", "given_paths",
 )  # fmt: skip
 

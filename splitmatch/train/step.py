@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from splitmatch.config import ExperimentConfig, LossConfig
 from splitmatch.data.classes import ClassSplit
@@ -56,7 +57,8 @@ class TrainingStep:
 
     Args:
         model: the segmentor (its parameters are what is clipped).
-        network: what is called forward: ``model``, or its DDP wrapper under ``torchrun``.
+        network: what is called forward: ``model``, or its DDP wrapper under ``torchrun``, either
+            possibly compiled (``train.compile``).
         classes: the dataset's classes; only the seen ones' names reach the model (inductive).
         use_pseudo_masks: read the batch's pseudo masks (Split Matching) or not (the baseline).
         advice: what an error about divergence tells the user to do.
@@ -85,6 +87,8 @@ class TrainingStep:
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.query_group = model.query_decoder.query_group.cpu()
         self.watch = DivergenceWatch(device)
+        inner = getattr(network, "_orig_mod", network)  # under torch.compile (train.compile)
+        self.ddp = inner if isinstance(inner, DistributedDataParallel) else None
 
     def __call__(self, batch: dict, done: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Step number ``done`` (1-based) on ``batch``; returns the summed loss terms and the gradient norm."""
@@ -97,14 +101,18 @@ class TrainingStep:
         for index, (part, part_targets) in enumerate(zip(micro_batches, targets)):
             last = index == len(micro_batches) - 1
             # DDP all-reduces the gradients once per step, in the last micro-batch's backward.
-            syncing = self.network is self.model or last
-            with contextlib.nullcontext() if syncing else self.network.no_sync():
+            with contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync():
                 with mixed_precision(self.device, self.config.train.amp):
                     outputs = self.network(part["image"].to(self.device, non_blocking=True), self.class_embeddings)
                 try:
                     losses = self.criterion(outputs, part_targets, normalisers)
                 except FloatingPointError as error:  # the matcher refuses non-finite costs
-                    self.stop_if_diverged()  # names the step whose loss went bad first, if one did
+                    # Only this rank may have stopped: name its own first bad step, with no collective.
+                    bad = self.watch.first_bad_step_here()
+                    if bad is not None:
+                        raise NonFiniteLossError(
+                            f"loss became non-finite at step {bad[0]} ({bad[1]}); stopping. {self.advice}"
+                        ) from None
                     raise NonFiniteLossError(f"training diverged at step {done}: {error}. {self.advice}") from None
                 self.scaler.scale(losses["loss"]).backward()
             for name, value in losses.items():

@@ -129,6 +129,8 @@ def set_up(config: ExperimentConfig, out_dir: Path, resume: bool, lock: RunLock,
         if dist.is_distributed()
         else model
     )
+    if train.compile:  # DDP's gradient hooks stay outside the compiled graph
+        network = torch.compile(network)
     advice = f"The last good checkpoint in {out_dir / 'checkpoints'} is kept: lower train.lr and resume."
     step = TrainingStep(
         model, network, criterion, optimizer, schedule, scaler, config, folder.classes, device,
