@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                    ".jpg, .jpeg and .png files (hidden ones and --out skipped)")  # fmt: skip
     p.set_defaults(func=prediction.cmd_predict)
 
-    p = _add_command(commands, "app", help="a local web page to try a model on your images (extra: splitmatch[app])")
+    p = _add_command(commands, "app", help="a local web page to try a model on your images (needs the app extra)")
     p.add_argument("--checkpoint", help=f"model.safetensors to serve (default: {PACKAGED_HELP})")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on")

@@ -50,3 +50,9 @@ def packaged_names(folder: Path) -> str:
     """The ``packaged:`` names ``folder`` holds, for messages (``none`` when empty)."""
     names = [f"{PACKAGED_PREFIX}{path.stem}" for path in sorted(folder.glob("*.safetensors"))]
     return ", ".join(names) or "none"
+
+
+def install_hint(extra: str) -> str:
+    """How to install an optional extra (``app``, ``onnx``, ``tensorboard``): splitmatch is installed
+    from its source folder, not from a package index."""
+    return f"pip install -e '.[{extra}]' in the splitmatch folder (or pip install <that folder>[{extra}])"

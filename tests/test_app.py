@@ -192,7 +192,7 @@ def test_old_result_files_are_pruned(tmp_path):
 def test_cli_says_how_to_install_the_extra(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
     assert main(["app", "--checkpoint", "model.safetensors"]) == 2
-    assert "pip install 'splitmatch[app]'" in capsys.readouterr().err
+    assert "pip install -e '.[app]'" in capsys.readouterr().err
 
 
 def test_cli_serves_the_packaged_world_model_without_a_checkpoint(monkeypatch, capsys, tmp_path):

@@ -17,11 +17,12 @@ import traceback
 from pathlib import Path
 
 from splitmatch.app.segment import MODES, AppError, Segmenter
+from splitmatch.packaged import install_hint
 
 # A local tool: no usage reports sent to Gradio's makers (set before Gradio is imported).
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-INSTALL_HINT = "pip install 'splitmatch[app]'"
+INSTALL_HINT = install_hint("app")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 QUEUE_SIZE = 16  # requests waiting beyond this are turned away with a message, not piled up
 UPLOAD_LIMIT = "50mb"

@@ -99,10 +99,9 @@ class RunRecord:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 from splitmatch.config import ConfigError
+                from splitmatch.packaged import install_hint
 
-                raise ConfigError(
-                    "train.tensorboard=true needs TensorBoard: pip install 'splitmatch[tensorboard]'"
-                ) from None
+                raise ConfigError(f"train.tensorboard=true needs TensorBoard: {install_hint('tensorboard')}") from None
             self.tensorboard = SummaryWriter(str(self.directory / "tensorboard"))
         self.directory.mkdir(parents=True, exist_ok=True)
         save_yaml(config, self.directory / "config.yaml")
