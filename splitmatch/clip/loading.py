@@ -93,7 +93,11 @@ def read_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Reads a CLIP state dict from any supported file, never unpickling arbitrary objects."""
     path = Path(path)
     if not path.is_file():
-        raise ClipWeightsError(f"CLIP weights file {path} does not exist")
+        raise ClipWeightsError(
+            f"CLIP weights file {path} does not exist: set clip.weights=openai to have open_clip download "
+            "OpenAI's weights once (network needed), or download ViT-B-16.pt and convert it with "
+            "`splitmatch convert-clip ViT-B-16.pt weights/ViT-B-16.safetensors` (docs/weights.md)"
+        )
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -165,7 +169,7 @@ def _from_pretrained_tag(arch: str, tag: str) -> open_clip.CLIP:
     except Exception as error:  # network and registry failures come in many types
         raise ClipWeightsError(
             f"could not get open_clip pretrained weights '{tag}' for '{arch}' ({type(error).__name__}: {error}). "
-            "Without a network, pass a local weights file instead."
+            "Without a network, pass a local weights file instead (docs/weights.md)."
         ) from None
     if not isinstance(model, open_clip.CLIP):
         raise ClipWeightsError(f"open_clip built {type(model).__name__} for '{arch}'; splitmatch needs a CLIP model")
