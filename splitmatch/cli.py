@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
     distributed.raise_on_termination()  # under torchrun: a rank stopped because another failed says so
     try:
-        return args.func(args)
+        return _run(args)
     except _user_errors() as error:
         message = one_line(str(error))
     except OSError as error:  # a read-only folder, a full disk, a path under a file...
@@ -275,6 +275,21 @@ def main(argv: list[str] | None = None) -> int:
     distributed.publish_failure(message)  # the other ranks stop with this line too
     print(f"splitmatch: error: {message}", file=sys.stderr)  # one line, always
     return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command; when it fails, the output folders it made and left empty are removed."""
+    from splitmatch.storage import files
+
+    files.MADE_FOLDERS.clear()
+    try:
+        status = args.func(args)
+    except BaseException:
+        files.remove_empty_made_folders()
+        raise
+    if status:
+        files.remove_empty_made_folders()
+    return status
 
 
 def one_line(message: str) -> str:

@@ -144,3 +144,21 @@ def test_damaged_checkpoint_is_refused(tiny_dataset, tmp_path, capsys):
     path.write_bytes(bytes(data[: len(data) // 2]))
     code, err = run_cli(capsys, ["eval", "--checkpoint", str(path)])
     assert code == 2 and "model.safetensors" in err
+
+
+def test_failed_commands_leave_no_empty_folders_and_no_lock_file(tiny_dataset, tmp_path, capsys, untrained_checkpoint):
+    image = tiny_dataset.samples("val")[0].image_path
+    code, _ = run_cli(capsys, ["predict", "--checkpoint", str(tmp_path / "missing.safetensors"), "--classes", "a,b",
+                               "--out", str(tmp_path / "pred" / "deep"), str(image)])  # fmt: skip
+    assert code == 2 and not (tmp_path / "pred").exists()
+    code, _ = run_cli(capsys, ["eval", "--checkpoint", str(tmp_path / "missing.safetensors"),
+                               "--json", str(tmp_path / "scores" / "eval.json")])  # fmt: skip
+    assert code == 2 and not (tmp_path / "scores").exists()
+    # A run that started and then failed keeps what it wrote (config, log) but not its lock file.
+    label = tiny_dataset.root / "labels" / "train_001.png"
+    values = np.array(Image.open(label))
+    values[0, 0] = 17
+    Image.fromarray(values).save(label)
+    code, err = run_cli(capsys, train_args(tiny_dataset.root, tmp_path / "run"))
+    assert code == 2 and "train_001.png" in err
+    assert not (tmp_path / "run" / "run.lock").exists()

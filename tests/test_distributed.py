@@ -48,6 +48,7 @@ def test_two_process_loss_trajectory_matches_one_process(tiny_dataset, tmp_path)
     for step, (a, b) in enumerate(zip(one, two)):
         assert abs(a - b) <= 0.03 * abs(a), f"step {step + 1}: single {a:.4f} vs torchrun {b:.4f}"
     assert (double / "model.safetensors").is_file() and (double / "eval.json").is_file()
+    assert result.stdout.count("| validation |") == 1  # the result table once, not once per rank
 
 
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")

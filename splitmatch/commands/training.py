@@ -10,8 +10,11 @@ from splitmatch.commands.common import UsageError, command_config
 def cmd_train(args: argparse.Namespace) -> int:
     from splitmatch.train.trainer import train
 
+    from splitmatch.distributed import is_main_process
+
     metrics = train(command_config(args), args.out, resume=args.resume, progress=not args.quiet)
-    _print_metrics(metrics)
+    if is_main_process():  # under torchrun every rank has the same metrics: one table
+        _print_metrics(metrics)
     return 0
 
 

@@ -9,6 +9,7 @@ fails before the work, not after it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -58,6 +59,11 @@ def write_json(path: str | Path, data, sort_keys: bool = False) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+# Folders ensure_writable_folder made in this process, innermost first: a command that fails
+# removes those still empty (remove_empty_made_folders), so a failure leaves nothing behind.
+MADE_FOLDERS: list[Path] = []
+
+
 def ensure_writable_folder(folder: str | Path) -> Path:
     """Creates ``folder`` (with its parents) and checks that a file can be made in it.
 
@@ -70,6 +76,7 @@ def ensure_writable_folder(folder: str | Path) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(folder))
+    MADE_FOLDERS[:0] = [path for path in (folder, *folder.parents) if not path.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     try:
         handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
@@ -86,3 +93,10 @@ def check_output_file(path: str | Path) -> None:
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
     ensure_writable_folder(path.parent)
+
+
+def remove_empty_made_folders() -> None:
+    """Removes the folders :func:`ensure_writable_folder` made that are still empty (after a failure)."""
+    while MADE_FOLDERS:
+        with contextlib.suppress(OSError):  # not empty, or gone: it stays as it is
+            MADE_FOLDERS.pop(0).rmdir()

@@ -62,8 +62,10 @@ class RunLock:
     """An exclusive advisory lock on ``<folder>/run.lock`` naming its holder (pid, host, start).
 
     Use as a context manager around a run and call :meth:`acquire` inside it; on leaving, the lock
-    is released, and if the run never reached :meth:`commit` the folder is put back as it was
-    (the lock file's earlier bytes, or no lock file and no folder if they were made here).
+    is released and its file removed, and if the run never reached :meth:`commit` the folder is
+    put back as it was (the lock file's earlier bytes, or no lock file and no folder if they were
+    made here). Only a killed process leaves ``run.lock`` behind; it holds nothing, and names the
+    dead holder until the next run takes it.
     ``active=False`` (ranks other than 0 under torchrun) makes every method a no-op.
     """
 
@@ -127,7 +129,9 @@ class RunLock:
     def release(self, restore: bool = False) -> None:
         if self._file is None:
             return
-        if restore:
+        if not restore:  # the run ran, and ended (finished or failed): the lock file is not left behind
+            self.path.unlink(missing_ok=True)
+        else:
             if self._previous is None:
                 self.path.unlink(missing_ok=True)
                 for folder in self._made_folders:  # innermost first; only those still empty

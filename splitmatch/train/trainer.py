@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from splitmatch import distributed as dist
 from splitmatch.config import ConfigError, ExperimentConfig, resolve_paths
+from splitmatch.data.check import check_run_images
 from splitmatch.data.folder import DatasetFolder
 from splitmatch.evaluation.evaluator import evaluate
 from splitmatch.inference.segmentation import candidate_scoring
@@ -141,8 +142,6 @@ def set_up(config: ExperimentConfig, out_dir: Path, resume: bool, lock: RunLock,
 
 def check_inputs(config: ExperimentConfig, folder: DatasetFolder) -> None:
     """What can be checked before the run folder is touched: the splits' files, the batch's division."""
-    for split in (config.data.train_split, config.data.val_split):  # a missing file fails now, not at the end
-        folder.samples(split)
     train, processes = config.train, dist.world_size()
     if train.batch_size % processes:
         raise ConfigError(
@@ -153,6 +152,9 @@ def check_inputs(config: ExperimentConfig, folder: DatasetFolder) -> None:
             f"train.batch_size {train.batch_size} does not split into train.accumulate_steps "
             f"({train.accumulate_steps}) x {processes} processes equal micro-batches"
         )
+    # Every file of both splits, now, not at the end: the validation images are decoded whole,
+    # since training reads them only after its last step.
+    check_run_images(folder, (config.data.train_split, config.data.val_split), decode=(config.data.val_split,))
 
 
 def prepare_pseudo_masks(
