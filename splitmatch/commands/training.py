@@ -8,9 +8,8 @@ from splitmatch.commands.common import UsageError, command_config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from splitmatch.train.trainer import train
-
     from splitmatch.distributed import is_main_process
+    from splitmatch.train.trainer import train
 
     metrics = train(command_config(args), args.out, resume=args.resume, progress=not args.quiet)
     if is_main_process():  # under torchrun every rank has the same metrics: one table

@@ -74,8 +74,10 @@ def summarize(matrix: np.ndarray, classes: ClassSplit) -> dict:
     """Zero-shot metrics from an accumulated confusion matrix.
 
     Returns:
-        ``miou``, ``miou_seen``, ``miou_unseen``, ``hiou``, ``pixel_acc`` (percent) and
-        ``per_class_iou`` (class name -> percent or NaN).
+        ``miou``, ``miou_seen``, ``miou_unseen``, ``hiou``, ``pixel_acc`` (percent),
+        ``per_class_iou`` (class name -> percent or NaN), ``mistaken_for`` and, for datasets
+        with a class named ``background``, ``taken_for_background`` (per other class present,
+        the percent of its pixels labelled background: how often a model says "nothing there").
     """
     if matrix.shape != (classes.num_classes, classes.num_classes):
         raise ValueError(f"confusion matrix is {matrix.shape}, expected {classes.num_classes} classes")
@@ -90,6 +92,18 @@ def summarize(matrix: np.ndarray, classes: ClassSplit) -> dict:
         "pixel_acc": float(np.trace(matrix) / total * 100) if total else float("nan"),
         "per_class_iou": {name: float(value) for name, value in zip(classes.names, iou)},
         "mistaken_for": mistaken_for(matrix, classes.names),
+    } | ({"taken_for_background": taken_for_background(matrix, classes.names)} if "background" in classes.names else {})
+
+
+def taken_for_background(matrix: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Per ground-truth class other than ``background`` (those present), the percent of its pixels
+    predicted as ``background``."""
+    background = list(names).index("background")
+    totals = matrix.sum(axis=1)
+    return {
+        name: float(matrix[index, background] / totals[index] * 100)
+        for index, name in enumerate(names)
+        if index != background and totals[index] > 0
     }
 
 

@@ -257,7 +257,8 @@ def run_demo(
     times["figures, pseudo-mask scores"] = time.time() - mark
     times["total"] = time.time() - started
     write_json(results / "metrics.json", metrics)
-    (results / "report.md").write_text(report(metrics, clip_record, times, quick, quality, overrides), encoding="utf-8")
+    text = report(metrics, clip_record, times, quick, quality, overrides, list(world.classes.unseen), seed)
+    (results / "report.md").write_text(text, encoding="utf-8")
     return metrics
 
 
@@ -275,8 +276,32 @@ def pseudo_mask_section(quality: dict) -> list[str]:
     return lines
 
 
+def background_section(metrics: dict, unseen: list[str]) -> list[str]:
+    """Report lines: the share of each unseen class's pixels that each model labels background."""
+    runs = [run for run, result in metrics.items() if "taken_for_background" in result]
+    present = [name for name in unseen if any(name in metrics[run]["taken_for_background"] for run in runs)]
+    if not runs or not present:
+        return []
+    lines = ["## Unseen pixels labelled background", "",
+             "What Hungarian matching teaches a query that finds an unseen object: \"no object\". Percent "
+             "of each unseen class's pixels that the model labels background (lower is better):", ""]  # fmt: skip
+    lines += ["| run | " + " | ".join(present) + " |", "|---" * (len(present) + 1) + "|"]
+    for run in runs:
+        shares = metrics[run]["taken_for_background"]
+        lines.append(f"| {run} | " + " | ".join(f"{shares[name]:.1f}" if name in shares else "n/a" for name in present)
+                     + " |")  # fmt: skip
+    return lines + [""]
+
+
 def report(
-    metrics: dict, clip_record: dict, times: dict, quick: bool, quality: dict | None = None, overrides: list[str] = ()
+    metrics: dict,
+    clip_record: dict,
+    times: dict,
+    quick: bool,
+    quality: dict | None = None,
+    overrides: list[str] = (),
+    unseen: list[str] = (),
+    seed: int = 0,
 ) -> str:
     """The demo's Markdown report: result table, per-class IoU, pseudo masks, small-CLIP accuracy, timings."""
     lines = ["# splitmatch demo: Split Matching vs Hungarian matching in the built-in world", ""]
@@ -286,6 +311,9 @@ def report(
         lines += ["Changed from the `world` preset in every run: " + ", ".join(f"`{o}`" for o in overrides) + ".", ""]
     lines += ["Validation split, every class scored by name (unseen classes never named in training).", ""]
     lines += [format_table(metrics)]
+    lines += ["These are single runs (seed " f"{seed}" "): compare methods over seeds (`splitmatch seeds`; "
+              "docs/world.md gives the spread of this demo), and expect the last digit to move with the "
+              "CPU's float kernels and the number of threads.", ""]  # fmt: skip
     if "split" in metrics and "hungarian" in metrics:
         gain = metrics["split"]["miou_unseen"] - metrics["hungarian"]["miou_unseen"]
         lines += [f"Split Matching changes mIoU(U) by {gain:+.1f} points over the baseline.", ""]
@@ -298,11 +326,14 @@ def report(
     if calibrated:
         lines += ["## Seen-class calibration", "", "The same two models; ZegCLIP takes 0.1 off seen-class scores "
                   "(normalised per pixel) at test time.", "", format_table(calibrated)]  # fmt: skip
+    lines += background_section(metrics, unseen)
     names = list(next(iter(metrics.values()))["per_class_iou"])
-    lines += ["## Per-class IoU", "", "| class | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    lines += ["## Per-class IoU", "", "Unseen classes in **bold**: their names were never given in training.", ""]
+    lines += ["| class | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for name in names:
         cells = [metrics[run]["per_class_iou"][name] for run in metrics]
-        lines.append(f"| {name} | " + " | ".join("n/a" if v is None else f"{v:.1f}" for v in cells) + " |")
+        shown = f"**{name}** (unseen)" if name in unseen else name
+        lines.append(f"| {shown} | " + " | ".join("n/a" if v is None else f"{v:.1f}" for v in cells) + " |")
     if quality is not None:
         lines += [""] + pseudo_mask_section(quality)
     zero_shot = clip_record.get("zero_shot", {})

@@ -13,7 +13,7 @@ from splitmatch.data.folder import DatasetFolder, read_image, read_label
 from splitmatch.predict.predictor import Predictor
 from splitmatch.pseudo.build_cache import inductive_label
 from splitmatch.pseudo.cache import PseudoMaskCache
-from splitmatch.visualize import colourise, grid, legend, palette, stack_vertical, titled
+from splitmatch.visualize import caption, colourise, grid, legend, palette, stack_vertical, titled
 
 
 def _upscale(panel: np.ndarray, factor: int) -> np.ndarray:
@@ -57,7 +57,10 @@ def prediction_figure(folder: DatasetFolder, predictors: dict[str, Predictor], p
             panels.append((name, colourise(predictor.predict(image, list(classes.names)), colours)))
         rows.append([titled(_upscale(_pad_to(p, size, size), factor), t, 18) for t, p in panels])
     figure = grid(rows)
-    _save(stack_vertical(figure, _legend(classes, figure.shape[1])), path)
+    note = "Black: pixels the ground truth leaves unlabelled (ignore). Predictions label every pixel."
+    _save(
+        stack_vertical(stack_vertical(figure, _legend(classes, figure.shape[1])), caption(note, figure.shape[1])), path
+    )
 
 
 def pseudo_mask_figure(
@@ -98,7 +101,16 @@ def pseudo_mask_figure(
         ]
         rows.append([titled(_upscale(_pad_to(p, size, size), factor), t, 18) for t, p in panels])
     figure = grid(rows)
-    _save(stack_vertical(figure, _legend(classes, figure.shape[1])), path)
+    notes = [
+        "Training label: the pixels of unseen classes are ignored (black), as training sees them.",
+        "Pseudo masks: one arbitrary colour per mask, not a class; black: no pseudo mask there.",
+        "CLIP's reading: each mask in the legend colour of the class name its region embedding is closest to",
+        "(unseen names are used for this picture only, never in training).",
+    ]
+    strip = stack_vertical(figure, _legend(classes, figure.shape[1]))
+    for note in notes:
+        strip = stack_vertical(strip, caption(note, figure.shape[1]))
+    _save(strip, path)
 
 
 def _save(array: np.ndarray, path: Path) -> None:
