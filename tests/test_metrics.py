@@ -60,3 +60,15 @@ def test_update_refuses_mismatched_shapes_and_ids():
         confusion.update(np.zeros((2, 2)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="outside"):
         confusion.update(np.full((2, 2), 5), np.zeros((2, 2)))
+
+
+def test_taken_for_background_counts_each_class_pixels_labelled_background():
+    classes = ClassSplit(("background", "cat", "dog"), ("dog",), dataset="pets")
+    truth = np.array([[0, 1, 1, 1], [2, 2, 2, 2]])
+    predicted = np.array([[0, 0, 1, 1], [0, 0, 0, 1]])  # cat: 1 of 3 to background; dog: 3 of 4
+    confusion = ConfusionMatrix(3)
+    confusion.update(predicted, truth)
+    shares = summarize(confusion.matrix, classes)["taken_for_background"]
+    assert shares == pytest.approx({"cat": 100 / 3, "dog": 75.0})
+    without = ClassSplit(("cat", "dog"), ("dog",), dataset="pets")
+    assert "taken_for_background" not in summarize(np.eye(2, dtype=np.int64), without)
