@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import sys  # noqa: E402
 
-from splitmatch.commands import data, evaluation, prediction, training  # noqa: E402
+from splitmatch.commands import data, evaluation, export, prediction, training  # noqa: E402
 from splitmatch.commands.common import UsageError  # noqa: E402
 
 PACKAGED_HELP = "packaged:world-model, a model of the built-in world's shapes and textures, not of photos"
@@ -30,6 +30,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from splitmatch.config import ConfigError
     from splitmatch.data.classes import ClassSplitError
     from splitmatch.data.folder import DatasetFormatError
+    from splitmatch.export import ExportError
     from splitmatch.predict.outputs import OutputClashError, PredictInputError
     from splitmatch.pseudo.cache import PseudoMaskCacheError
     from splitmatch.storage.checkpoint import CheckpointError
@@ -39,7 +40,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (
         UsageError, AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
         PseudoMaskCacheError, NonFiniteLossError, RunFolderError, OutputClashError, PredictInputError,
-        FloatingPointError,
+        FloatingPointError, ExportError,
     )  # fmt: skip
 
 
@@ -176,6 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cuda, cuda:N, cpu or auto (default: cpu)")
     p.add_argument("--max-megapixels", type=float, default=16.0, help="largest image accepted, in millions of pixels")
     p.set_defaults(func=prediction.cmd_app)
+
+    p = _add_command(commands, "export", help="write a model for a fixed class list as an ONNX file "
+                     "(extra: splitmatch[onnx]; docs/export.md)")  # fmt: skip
+    p.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write")
+    p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|"; '
+                   "their text embeddings are computed now and built into the file")  # fmt: skip
+    p.add_argument("--checkpoint", help=f"model.safetensors (or a checkpoint) to export (default: {PACKAGED_HELP})")
+    p.add_argument("--size", nargs="+", metavar="N", help="input size, N (square) or H W, multiples of the "
+                   "model's patch size (default: the checkpoint's inference.short_side, square)")  # fmt: skip
+    p.add_argument("--opset", type=_positive_int, help="ONNX opset to write, 18 or later (default: the exporter's)")
+    p.set_defaults(func=export.cmd_export)
 
     p = _add_command(commands, "prepare", help="convert an official dataset into the folder format")
     p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459"],

@@ -94,9 +94,11 @@ def query_class_probabilities(
     """
     logits = pred_logits.float()
     probs = logits.softmax(-1)[..., :-1]  # [B, Q, C]
-    is_candidate = (query_group == CANDIDATE_GROUP).to(logits.device)
-    if candidates is None or not bool(is_candidate.any()):
+    if candidates is None:
         return probs
+    # No shortcut for a model without candidates: torch.where below then keeps ``probs`` as they
+    # are, and a branch on the tensor's values could not be traced (ONNX export).
+    is_candidate = (query_group == CANDIDATE_GROUP).to(logits.device)
     if candidates.mode == "excluded":
         return probs * (~is_candidate).view(1, -1, 1)
     scale = model_temperature / candidates.temperature if candidates.temperature else 1.0
@@ -205,11 +207,28 @@ class SegmentationInference:
             ``[C, H, W]`` scores; the prediction is their argmax over C.
         """
         if self.mode == "whole":
-            scores = self._padded_forward(image, class_embeddings)[0]
-        else:
-            scores = self._slide(image, class_embeddings)
+            return self.window_scores(image, class_embeddings, seen)[0]
+        scores = self._slide(image, class_embeddings)
         if seen is not None and self.seen_calibration:
             scores = calibrate_seen(scores[None], seen, self.seen_calibration)[0]
+        return scores
+
+    def window_scores(
+        self, images: torch.Tensor, class_embeddings: torch.Tensor, seen: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Scores a batch, each image as one window: what ``"whole"`` mode computes, image by image.
+
+        Args:
+            images: ``[B, 3, H, W]`` 0..255.
+            class_embeddings: ``[C, D]``.
+            seen: ``[C]`` bool marking seen classes, used by the calibration.
+
+        Returns:
+            ``[B, C, H, W]`` scores.
+        """
+        scores = self._padded_forward(images, class_embeddings)
+        if seen is not None and self.seen_calibration:
+            scores = calibrate_seen(scores, seen, self.seen_calibration)
         return scores
 
     def _slide(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:

@@ -119,7 +119,14 @@ class Predictor:
             PNGs, so that a large image's map stays small).
         """
         image = as_rgb_array(image)
+        embeddings, seen = self.encode_vocabulary(class_names)
+        return predict_labels(self.inference, image, embeddings, seen, self.config, self.device)
+
+    @torch.no_grad()
+    def encode_vocabulary(self, class_names: Sequence[ClassEntry]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vocabulary as :meth:`predict` hands it to the model: text embeddings ``[C, D]`` and
+        ``[C]`` bool, True for the classes the seen-class calibration applies to."""
         texts = class_texts(class_names)
         embeddings = self.model.encode_classes(texts)
         seen = torch.tensor([any(name in self.seen_classes for name in names) for names in texts])
-        return predict_labels(self.inference, image, embeddings, seen, self.config, self.device)
+        return embeddings, seen
