@@ -134,3 +134,22 @@ def test_each_benchmark_has_a_supervised_config_that_differs_only_in_its_split_a
     assert bound.data.unseen == [] and bound.loss.matching == "hungarian"
     bound.data.unseen, bound.loss.matching = zero_shot.data.unseen, zero_shot.loss.matching
     assert bound == zero_shot
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.unseen=[sofa, sofa]"], "data.unseen must be a list of distinct, non-empty names or null"),
+        (["data.unseen_fraction=1"], "data.unseen_fraction must be a finite number in (0, 1) or null"),
+        (["data.proxy.classes=[cat]", "data.proxy.count=2"], "data.proxy.count (2) differs from the 1 classes"),
+        (["data.proxy.classes=[]"], "data.proxy.classes is empty"),
+        (["data.proxy.count=0"], "data.proxy.count must be an integer in 1..100000 or null"),
+        (["data.proxy.val_fraction=0"], "data.proxy.val_fraction must be a finite number in (0, 1)"),
+    ],
+)
+def test_split_and_proxy_keys_follow_their_rules(overrides, message):
+    from splitmatch.config import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, "tiny", overrides)
+    assert message in str(refused.value)
