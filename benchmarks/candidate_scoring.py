@@ -11,8 +11,20 @@ It also prints how the candidates' cosines with the class texts are spread (the 
 that decides how flat their softmax is at a temperature): with real CLIP, region and text
 embeddings have cosines of about 0.15-0.35, which a small CLIP need not reproduce.
 
-Example (the built-in world)::
+The comparison chooses a setting, so it is made on a pseudo-unseen proxy (``--proxy``, the
+default for every dataset but the built-in world): the checkpoint must come from
+``splitmatch train --proxy``, and it is scored on the proxy's validation images (taken from the
+training split) with the proxy's classes, its held-out seen classes as U and the benchmark's
+unseen classes left out (docs/protocols.md). The world is this project's own test bed and may
+be tuned on its own labels: there the default scores its validation split (``--no-proxy``).
 
+Examples::
+
+    # VOC: a proxy model, then every variant on its validation images
+    splitmatch train --config configs/voc.yaml --proxy --out runs/voc-proxy
+    python benchmarks/candidate_scoring.py --checkpoint runs/voc-proxy/model.safetensors
+
+    # the built-in world, on its own validation split
     splitmatch world --out runs/world-data
     splitmatch train --config configs/world.yaml --set data.root=runs/world-data --out runs/world
     python benchmarks/candidate_scoring.py --checkpoint runs/world/model.safetensors
@@ -30,7 +42,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command line: the 
 
 import torch  # noqa: E402
 
-from splitmatch.data.folder import DatasetFolder, read_image  # noqa: E402
+from splitmatch.data.experiment_folder import ExperimentFolder, open_dataset  # noqa: E402
+from splitmatch.data.folder import read_image  # noqa: E402
 from splitmatch.evaluation.evaluator import evaluate  # noqa: E402
 from splitmatch.evaluation.metrics import format_table  # noqa: E402
 from splitmatch.inference.images import resize_short_side  # noqa: E402
@@ -53,9 +66,12 @@ VARIANTS: dict[str, CandidateScoring | None] = {
 }
 
 
+WORLD = "world"  # the built-in world's dataset name: its own labels may choose its settings
+
+
 @torch.no_grad()
-def cosine_spread(model, folder: DatasetFolder, split: str, config, max_images: int) -> dict:
-    """Statistics of candidate queries' cosines with every class text, over confident candidates.
+def cosine_spread(model, folder: ExperimentFolder, names: list[str], split: str, config, max_images: int) -> dict:
+    """Statistics of candidate queries' cosines with the texts of ``names``, over confident candidates.
 
     Returns:
         medians over candidates whose mask confidence is >= 0.5: ``top1`` (highest cosine),
@@ -64,8 +80,7 @@ def cosine_spread(model, folder: DatasetFolder, split: str, config, max_images: 
         (its share of the softmax with no-object at the model's tau), ``top1_probability`` (the
         top class's share of the softmax over the classes alone) and ``count`` (candidates counted).
     """
-    classes = folder.classes
-    embeddings = model.encode_classes(classes.names)
+    embeddings = model.encode_classes(names)
     tau = model.query_decoder.temperature
     top1, margin, spread, no_object, no_object_probability, top1_probability = [], [], [], [], [], []
     for sample in folder.samples(split)[:max_images]:
@@ -100,9 +115,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a Split Matching model (model.safetensors)")
     parser.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
-    parser.add_argument("--split", help="split to score (default: the config's val split)")
+    parser.add_argument("--split", help="split to score (default: the proxy's validation images, proxy-val; "
+                        "with --no-proxy the config's val split)")  # fmt: skip
     parser.add_argument("--max-images", type=int, help="score only the first N images")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument(
+        "--proxy", action=argparse.BooleanOptionalAction, default=None,
+        help="require a proxy checkpoint (splitmatch train --proxy) and score its proxy (default: on, but for "
+        "the built-in world)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     started = time.time()
@@ -110,17 +131,32 @@ def main() -> None:
     config = record["config"]
     if config.loss.matching != "split":
         raise SystemExit(f"{args.checkpoint} was trained with loss.matching={config.loss.matching}: no candidates")
-    folder = DatasetFolder(args.data_root or config.data.root)
-    split = args.split or config.data.val_split
+    proxy = args.proxy if args.proxy is not None else record["classes"].dataset != WORLD
+    if proxy and not config.data.proxy.enabled:
+        raise SystemExit(
+            f"{args.checkpoint} is not a proxy model: scoring it on '{config.data.val_split}' would choose a setting "
+            "on the benchmark's test split. Train one with `splitmatch train --config ... --proxy` "
+            "(docs/protocols.md), or pass --no-proxy for a diagnostic that chooses nothing"
+        )
+    # The folder as the checkpoint was trained on it: a proxy checkpoint's holds its proxy.
+    folder = open_dataset(config.data, root=args.data_root)
+    split = args.split or folder.evaluation_split(config.data.val_split)
+    if folder.proxy is not None and split == config.data.val_split:
+        raise SystemExit(f"--split {split} is the benchmark's validation (test) split; a proxy is scored on proxy-val")
+    vocabulary = folder.evaluation_vocabulary()
+    names = list((vocabulary.classes if vocabulary is not None else folder.classes).names)
     results = {}
     for name, scoring in VARIANTS.items():
         results[name] = evaluate(
-            model, folder, split, config.inference, progress=False, max_images=args.max_images,
+            model, folder, split, config.inference, vocabulary, progress=False, max_images=args.max_images,
             compared_calibrations=(), candidates=scoring,
         )  # fmt: skip
         print(f"{name}: S {results[name]['miou_seen']:.1f} U {results[name]['miou_unseen']:.1f} "
               f"hIoU {results[name]['hiou']:.1f}", flush=True)  # fmt: skip
-    spread = cosine_spread(model, folder, split, config.inference, min(args.max_images or 100, 100))
+    spread = cosine_spread(model, folder, names, split, config.inference, min(args.max_images or 100, 100))
+    if folder.proxy is not None:
+        print(f"\nproxy: held-out seen classes {', '.join(folder.proxy.held_out)} as U; the benchmark's unseen "
+              "classes left out")  # fmt: skip
     print(f"\n{args.checkpoint} ({split}, {args.max_images or 'all'} images), seen calibration "
           f"{config.inference.seen_calibration:g}, tau {model.query_decoder.temperature}:\n")  # fmt: skip
     print(format_table(results))
@@ -135,7 +171,8 @@ def main() -> None:
         keys = ("miou_seen", "miou_unseen", "hiou", "miou", "pixel_acc")
         summary = {name: {k: m[k] for k in keys} for name, m in results.items()}
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump({"variants": summary, "cosines": spread}, out, indent=2)
+            proxy = folder.proxy.summary() if folder.proxy is not None else None
+            json.dump({"split": split, "proxy": proxy, "variants": summary, "cosines": spread}, out, indent=2)
 
 
 if __name__ == "__main__":

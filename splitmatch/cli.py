@@ -21,6 +21,11 @@ from splitmatch.commands import data, evaluation, export, prediction, training  
 from splitmatch.commands.common import UsageError  # noqa: E402
 
 PACKAGED_HELP = "packaged:world-model, a model of the built-in world's shapes and textures, not of photos"
+PROXY_HELP = (
+    "a pseudo-unseen proxy instead of the benchmark (data.proxy.enabled=true): seen classes held out as "
+    "unseen, part of the training images as its validation set; the legal place to compare settings "
+    "(docs/protocols.md)"
+)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -102,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(p)
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--proxy", action="store_true", help=PROXY_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=training.cmd_train)
 
@@ -109,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(p)
     p.add_argument("--seeds", required=True, help="comma-separated, e.g. 0,1,2")
     p.add_argument("--out", required=True, help="folder for seed_<s> runs and seeds.json")
+    p.add_argument("--proxy", action="store_true", help=PROXY_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=training.cmd_seeds)
 
@@ -120,8 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--evaluate",
         action="store_true",
-        help="score the pseudo masks against the full labels (unseen classes included; used for this score only)",
+        help="score the pseudo masks against the full labels (unseen classes included: a diagnostic, not a way to "
+        "choose settings; with --proxy: against the proxy's held-out seen classes)",
     )
+    p.add_argument("--proxy", action="store_true", help=PROXY_HELP)
     p.add_argument("--json", help="with --evaluate: also write the scores to this JSON file")
     p.add_argument("--figure", help="with --evaluate: draw the worst misses into this PNG file")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)

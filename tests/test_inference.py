@@ -116,8 +116,8 @@ def test_candidate_scoring_script_evaluates_every_variant(tiny_dataset, tmp_path
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "candidate_scoring.py"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(script.parent.parent))
     result = subprocess.run([sys.executable, str(script), "--checkpoint", str(checkpoint), "--max-images", "2",
-                             "--json", str(tmp_path / "scores.json")], capture_output=True, text=True, env=env,
-                            timeout=600)  # fmt: skip
+                             "--json", str(tmp_path / "scores.json"), "--no-proxy"], capture_output=True, text=True,
+                            env=env, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert len(scores["variants"]) == 9 and scores["cosines"]["count"] >= 0

@@ -13,12 +13,13 @@ class UsageError(ValueError):
 
 
 def command_config(args: argparse.Namespace):
-    """The config ``--config``, ``--preset`` and ``--set`` describe."""
+    """The config ``--config``, ``--preset`` and ``--set`` describe; ``--proxy`` is ``data.proxy.enabled=true``."""
     from splitmatch.config.presets import load_config
 
     if args.config is None and args.preset is None:
         raise UsageError("give --config FILE or --preset NAME (see `splitmatch presets`)")
-    return load_config(args.config, args.preset, args.set)
+    proxy = ["data.proxy.enabled=true"] if getattr(args, "proxy", False) else []
+    return load_config(args.config, args.preset, [*args.set, *proxy])
 
 
 def command_device(args: argparse.Namespace):

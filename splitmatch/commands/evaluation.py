@@ -1,5 +1,6 @@
 """The commands that score: ``eval`` (a checkpoint, or prediction PNGs) and ``pseudo-masks`` (with
-``--evaluate``, its masks against the full labels)."""
+``--evaluate``, its masks against the full labels, or with ``--proxy`` against a proxy's held-out
+seen classes)."""
 
 from __future__ import annotations
 
@@ -43,14 +44,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         model, record = load_segmentor(args.checkpoint, command_device(args))
         config = with_inference_overrides(record["config"], inference_overrides(args), args.set, source="eval --set")
-        # The dataset's classes may differ from the checkpoint's: they are scored by name.
-        folder = checkpoint_dataset(args, config)
-        vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
+        folder = _trained_dataset(args, config, record)
+        if args.vocabulary:
+            vocabulary = read_vocabulary(args.vocabulary, folder.classes)
+        else:
+            vocabulary = folder.evaluation_vocabulary()  # a proxy checkpoint: the proxy's classes
+        split = args.split or folder.evaluation_split(config.data.val_split)
         metrics = evaluate(
-            model, folder, args.split or config.data.val_split, config.inference, vocabulary,
+            model, folder, split, config.inference, vocabulary,
             names_trained_on(record), max_images=args.max_images, progress=not args.quiet,
             candidates=candidate_scoring(config),
         )  # fmt: skip
+        if folder.proxy is not None:
+            metrics["proxy"] = folder.proxy.summary() | {"scored_split": split}
     vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
     if args.vocabulary:
         metrics["vocabulary"] = {"file": str(args.vocabulary), "left_out": vocabulary.left_out}
@@ -62,11 +68,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trained_dataset(args: argparse.Namespace, config, record: dict):
+    """The dataset a checkpoint is scored on: ``--data-root`` or the one it was trained on.
+
+    When its classes are those the checkpoint was trained with, it is opened as training opened
+    it (:func:`~splitmatch.data.experiment_folder.open_dataset`): the config's seen / unseen split
+    and, for a proxy checkpoint, the proxy. Another dataset is scored by name, as it is.
+    """
+    from splitmatch.data.experiment_folder import ExperimentFolder, open_dataset
+
+    folder = checkpoint_dataset(args, config)
+    if folder.classes.names != record["classes"].names:
+        return ExperimentFolder(folder.root)
+    return open_dataset(config.data, root=folder.root)
+
+
 def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
     """The eval report: what was scored, the tables, per-class IoU, and the split by training names."""
+    from splitmatch.commands.training import proxy_banner
     from splitmatch.data.folder import list_some
     from splitmatch.evaluation.metrics import format_class_table, format_name_split_table, format_table
 
+    if "proxy" in metrics:
+        print(proxy_banner(metrics["proxy"], metrics["proxy"]["scored_split"]))
+    elif record is not None and record["config"].data.proxy.enabled:
+        held = record["config"].data.proxy.classes or []
+        print(f"proxy checkpoint (held out {', '.join(held)}), scored on another dataset: not a benchmark model")
     classes = vocabulary.classes
     left_out = f" (left out, their pixels ignored: {list_some(vocabulary.left_out)})" if vocabulary.left_out else ""
     print(f"scored with the {classes.num_classes} classes of '{classes.dataset}'{left_out}")
@@ -98,7 +125,7 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
     import torch
 
     from splitmatch import distributed as dist
-    from splitmatch.data.folder import DatasetFolder
+    from splitmatch.data.experiment_folder import open_dataset
     from splitmatch.model.build import build_segmentor
     from splitmatch.pseudo.build_cache import fill_cache, open_cache
     from splitmatch.train.reproducibility import seed_everything
@@ -106,8 +133,16 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
     if (args.json or args.figure) and not args.evaluate:
         raise UsageError("--json and --figure need --evaluate")
     config = command_config(args)
-    folder = DatasetFolder(config.data.root)
+    proxy = config.data.proxy.enabled
     split = args.split or config.data.train_split
+    if proxy and split == config.data.val_split:
+        raise UsageError(
+            f"--proxy scores pseudo masks of the training split's images; split '{split}' is the benchmark's "
+            "validation (test) split, which never chooses a setting"
+        )
+    if proxy and args.figure:
+        raise UsageError("--figure draws the full labels, the benchmark's unseen classes included: not with --proxy")
+    folder = open_dataset(config.data)  # with --proxy: the held-out seen classes are unannotated too
     # Under torchrun the ranks share the work, each on its own device, as training does.
     device = dist.setup_from_environment() if dist.launched_by_torchrun() else command_device(args)
     seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
@@ -126,15 +161,24 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
 
 
 def _evaluate_pseudo_masks(args, config, folder, cache, model, split: str) -> None:
+    """Scores the masks: a proxy's against its held-out seen classes, else against the full labels."""
     from splitmatch.pseudo.quality import evaluate_pseudo_masks, format_quality
     from splitmatch.pseudo.quality_figure import worst_misses_figure
     from splitmatch.storage.files import write_json
 
-    text = model.encode_classes(list(folder.classes.names))  # unseen names too: for scoring only
+    vocabulary = folder.evaluation_vocabulary()  # a proxy's classes: the benchmark's unseen ones left out
+    names = vocabulary.classes.names if vocabulary is not None else folder.classes.names
+    text = model.encode_classes(list(names))  # the names the masks are scored against
     report = evaluate_pseudo_masks(
-        folder, cache, split, text, config.pseudo.window_sizes, config.pseudo.min_area, progress=not args.quiet
-    )
-    print(f"\npseudo masks of split '{split}' ({report['images']} images) against its full labels, percent:")
+        folder, cache, split, text, config.pseudo.window_sizes, config.pseudo.min_area, progress=not args.quiet,
+        proxy=folder.proxy,
+    )  # fmt: skip
+    if folder.proxy is not None:
+        held = ", ".join(folder.proxy.held_out)
+        print(f"\npseudo masks of split '{split}' ({report['images']} images) against the proxy's held-out seen "
+              f"classes ({held}), percent:")  # fmt: skip
+    else:
+        print(f"\npseudo masks of split '{split}' ({report['images']} images) against its full labels, percent:")
     print(format_quality(report))
     print(report["note"])
     if args.json:

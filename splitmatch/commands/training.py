@@ -37,4 +37,30 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 def _print_metrics(metrics: dict) -> None:
     from splitmatch.evaluation.metrics import format_table
 
-    print(format_table({"validation": metrics}))
+    proxy = metrics.get("proxy")
+    if proxy is None:
+        print(format_table({"validation": metrics}))
+        return
+    print(proxy_banner(proxy))
+    print(format_table({"proxy validation": metrics}))
+
+
+def proxy_banner(proxy: dict, split: str | None = None) -> str:
+    """What a proxy run's scores are, in two lines (``train`` and ``eval`` print it); ``split``: the
+    split scored (default: the proxy's validation images)."""
+    from splitmatch.data.folder import list_some
+
+    split = split or proxy["val_split"]
+    images = proxy["val_images"]
+    scored = f"scored on split '{split}'" + (
+        f" ({images} image{'s' * (images != 1)} of '{proxy['train_split']}' kept out of training)"
+        if split == proxy["val_split"]
+        else ""
+    )
+    left_out = proxy["left_out"]
+    return (
+        f"proxy run: seen classes {', '.join(proxy['held_out'])} held out as pseudo-unseen (U); S is the other "
+        f"{len(proxy['proxy_seen'])} seen classes; {scored}\n"
+        f"not a benchmark model: the benchmark's unseen classes ({len(left_out)}: {list_some(left_out) or 'none'}) "
+        "were left out of this scoring, their pixels ignored"
+    )

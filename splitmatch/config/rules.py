@@ -124,6 +124,35 @@ class Items:
         )
 
 
+@dataclass(frozen=True)
+class Names:
+    """A list of distinct, non-empty names (class names); ``optional``: or null."""
+
+    optional: bool = False
+
+    def allows(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
+        names = [name.strip() for name in value if isinstance(name, str)]
+        return len(names) == len(value) and all(names) and len(set(names)) == len(names)
+
+    def describe(self, integer: bool) -> str:
+        return "a list of distinct, non-empty names" + (" or null" if self.optional else "")
+
+
+@dataclass(frozen=True)
+class OrNull:
+    """What ``rule`` allows, or null (the key then means what its comment says)."""
+
+    rule: Range
+
+    def allows(self, value: Any) -> bool:
+        return value is None or self.rule.allows(value)
+
+    def describe(self, integer: bool) -> str:
+        return f"{self.rule.describe(integer)} or null"
+
+
 POSITIVE = Range(0, low_open=True)
 NON_NEGATIVE = Range(0)
 PROBABILITY = Range(0, 1)
@@ -198,6 +227,7 @@ def _check_relations(config: Any, error: type[Exception]) -> None:
         raise error("loss.matching=split needs decoder.num_candidate_queries >= 1 (the candidate queries)")
     if data.ratio_range[0] > data.ratio_range[1]:
         raise error(f"data.ratio_range must be [low, high] with low <= high, got {data.ratio_range}")
+    _check_class_selection(data, error)
     if inference.stride > inference.window:
         raise error(
             f"inference.stride ({inference.stride}) must not exceed inference.window ({inference.window}): "
@@ -216,6 +246,23 @@ def _check_relations(config: Any, error: type[Exception]) -> None:
             f"({train.accumulate_steps}) micro-batches"
         )
     _check_against_clip(config, error)
+
+
+def _check_class_selection(data: Any, error: type[Exception]) -> None:
+    """The keys that choose the seen / unseen split and the proxy: one way each, consistent."""
+    if data.unseen is not None and data.unseen_fraction is not None:
+        raise error(
+            f"data.unseen ({data.unseen}) and data.unseen_fraction ({data.unseen_fraction:g}) both choose the "
+            "unseen classes; set one of them (the other null)"
+        )
+    proxy = data.proxy
+    if proxy.classes is not None and proxy.count is not None and proxy.count != len(proxy.classes):
+        raise error(
+            f"data.proxy.count ({proxy.count}) differs from the {len(proxy.classes)} classes data.proxy.classes "
+            f"lists ({proxy.classes}); set one of them (the other null)"
+        )
+    if proxy.classes == []:
+        raise error("data.proxy.classes is empty: a proxy holds out at least one seen class (null: data.proxy.count)")
 
 
 def _check_against_clip(config: Any, error: type[Exception]) -> None:

@@ -23,6 +23,8 @@ from splitmatch.config.rules import (
     Choice,
     Flag,
     Items,
+    Names,
+    OrNull,
     Range,
     Text,
     TextMap,
@@ -123,6 +125,27 @@ class LossConfig:
 
 
 @dataclass
+class ProxyConfig:
+    """A pseudo-unseen proxy (docs/protocols.md): the one legal place to compare settings.
+
+    Seen classes are held out and treated exactly as unseen ones (ignored in training, their
+    names unused), and part of the training split becomes the proxy's validation set, scored
+    with the remaining seen classes as S and the held-out ones as U. The benchmark's unseen
+    classes stay ignored, and are left out of the proxy's scoring (their pixels void).
+    """
+
+    enabled: bool = setting(False, Flag())  # train and score the proxy instead of the benchmark (--proxy)
+    # seen classes to hold out as pseudo-unseen; null: `count` of them drawn with `seed`
+    classes: list[str] | None = setting(None, Names(optional=True))
+    # how many to draw; null: the benchmark's share of unseen classes, of the seen ones (at least 1)
+    count: int | None = setting(None, OrNull(Range(1, MAX_COUNT)))
+    # share of the training split's images (drawn with `seed`) kept out of training as the proxy's
+    # validation images (split "proxy-val")
+    val_fraction: float = setting(0.1, Range(0, 1, low_open=True, high_open=True))
+    seed: int = setting(0, Range(0, 2**63 - 1))  # draws the held-out classes and the validation images
+
+
+@dataclass
 class DataConfig:
     root: str = setting("data/voc", Text())  # a dataset folder (docs/datasets.md)
     train_split: str = setting("train", Text())
@@ -139,6 +162,15 @@ class DataConfig:
     # "black" is 0. Equal within the seed spread in the world (docs/recipe.md).
     pad_fill: str = setting("black", Choice(("mean", "black")))
     num_workers: int = setting(4, Range(0, 1024))
+    # The unseen classes (their pixels ignored in training, their names unused): null keeps the
+    # dataset's classes.json; [] makes every class seen (the fully supervised bound); a list of
+    # names sets any other split, e.g. a PASCAL-5i fold's classes (docs/protocols.md).
+    unseen: list[str] | None = setting(None, Names(optional=True))
+    # Or draw this share of the classes as unseen (split_seed picks them): OC-ZSS's VOC with 25%
+    # of the classes seen is 0.75. null: data.unseen or classes.json decides.
+    unseen_fraction: float | None = setting(None, OrNull(Range(0, 1, low_open=True, high_open=True)))
+    split_seed: int = setting(0, Range(0, 2**63 - 1))  # draws data.unseen_fraction's classes
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
 
 @dataclass

@@ -1,9 +1,13 @@
-"""How good are the cached pseudo masks? Scored against the full label files (``pseudo-masks --evaluate``).
+"""How good are the cached pseudo masks? Scored against the label files (``pseudo-masks --evaluate``).
 
 Training never sees unseen-class names or pixels: the loader turns them into "unannotated".
 The label files themselves hold every class, so the pseudo masks of any prepared dataset (the
-world, VOC, COCO-Stuff, Context) can be scored against the truth they stand in for. Four
-numbers, in percent, overall, per unseen class and per K-Means scale:
+world, VOC, COCO-Stuff, Context) can be scored against the truth they stand in for; that score
+uses the unseen classes' annotations and is a diagnostic, never a way to choose a setting. The
+legal score is a pseudo-unseen proxy's (``--proxy``, :mod:`splitmatch.data.proxy`): the masks of
+a proxy's training images scored against its held-out **seen** classes, with the benchmark's
+unseen classes void (a vocabulary that leaves them out). Four numbers, in percent, overall, per
+unseen (or held-out) class and per K-Means scale:
 
 * ``unseen_coverage``: share of unseen-class pixels inside some pseudo mask;
 * ``mask_precision``: share of pseudo-mask pixels that lie on the mask's dominant unseen class;
@@ -29,13 +33,20 @@ from tqdm import tqdm
 
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import DatasetFolder, read_label
+from splitmatch.data.proxy import ProxySplit
 from splitmatch.data.transforms import resize_nearest
+from splitmatch.data.vocabulary import Vocabulary
 from splitmatch.pseudo.cache import PseudoMaskCache
 
 METRICS = ("unseen_coverage", "mask_precision", "object_recall", "region_accuracy")
 MATCH_IOU = 0.5  # an object counts as found when a pseudo mask overlaps it with at least this IoU
 UNSEEN_NAMES_NOTE = (
-    "Unseen class names and pixels are used here only to score the pseudo masks; training never sees them."
+    "These scores use the unseen classes' names and annotations: a diagnostic of the pseudo masks, not a way "
+    "to choose settings (choose on a proxy: --proxy, docs/protocols.md). Training never sees them."
+)
+PROXY_NOTE = (
+    "Proxy scores: the held-out seen classes stand in for unseen ones; the benchmark's unseen classes are void "
+    "here (their names and pixels unused), so these may choose settings."
 )
 _EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
@@ -188,21 +199,28 @@ def evaluate_pseudo_masks(
     min_area: float,
     progress: bool = True,
     worst: int = 20,
+    proxy: ProxySplit | None = None,
 ) -> dict:
-    """Scores the cached pseudo masks of a split against its full label files.
+    """Scores the cached pseudo masks of a split against its label files.
 
     Args:
         class_embeddings: ``[C, D]`` normalised text embeddings of every class name of the folder,
-            unseen ones included (this diagnostic is their only use).
+            unseen ones included (this diagnostic is their only use); with ``proxy``, of the names of
+            its vocabulary (:meth:`splitmatch.data.proxy.ProxySplit.vocabulary`).
         window_sizes: the K-Means seed windows, naming the scales (index-map channels).
         min_area: smallest object scored by ``object_recall``, as a fraction of the image.
+        proxy: score a pseudo-unseen proxy instead: its held-out seen classes are what the masks
+            should find, and the benchmark's unseen classes are void (left out of its vocabulary).
 
     Returns:
         ``{"split", "images", "note", "overall", "per_class", "per_scale", "worst_misses"}``; metrics
         in percent (``None`` where nothing was there to count).
     """
-    classes = folder.classes
+    vocabulary = proxy.vocabulary() if proxy is not None else Vocabulary.of_dataset(folder.classes)
+    classes = vocabulary.classes
     text = class_embeddings.detach().float().cpu().numpy()
+    if text.shape[0] != classes.num_classes:
+        raise ValueError(f"class_embeddings has {text.shape[0]} rows for the {classes.num_classes} classes scored")
     tallies: dict[str, _Tally] = {"overall": _Tally()}
     for class_id in classes.unseen_ids:
         tallies[f"class {classes.names[class_id]}"] = _Tally()
@@ -211,7 +229,7 @@ def evaluate_pseudo_masks(
     scores = []
     samples = folder.samples(split)
     for sample in tqdm(samples, desc="score pseudo masks", disable=not progress, leave=False):
-        label = read_label(sample.label_path, classes.num_classes)
+        label = vocabulary.relabel(read_label(sample.label_path, folder.classes.num_classes))
         index_map, embeddings = cache.load(sample.stem)
         scores.append(score_image(label, index_map, embeddings, text, classes, min_area, tallies, sample.stem))
     scores.sort(key=lambda s: (-s.uncovered_share, -s.objects_missed, s.stem))
@@ -220,7 +238,8 @@ def evaluate_pseudo_masks(
     return {
         "split": split,
         "images": len(samples),
-        "note": UNSEEN_NAMES_NOTE,
+        "note": UNSEEN_NAMES_NOTE if proxy is None else PROXY_NOTE,
+        "scored_classes": list(classes.names),
         "overall": overall,
         "per_class": {classes.names[c]: tallies[f"class {classes.names[c]}"].summary() for c in classes.unseen_ids},
         "per_scale": {f"window {s}": tallies[f"scale {i}"].summary() for i, s in enumerate(window_sizes)},

@@ -40,7 +40,7 @@ from splitmatch.train.state import list_checkpoints
 
 LOCK_FILE = "run.lock"
 METRICS_FILE = "metrics.jsonl"
-RUN_FILES = ("config.yaml", "environment.json", METRICS_FILE, "model.safetensors", "eval.json")
+RUN_FILES = ("config.yaml", "environment.json", "split.json", METRICS_FILE, "model.safetensors", "eval.json")
 # What may change when a run continues: how long it runs, how it logs and keeps checkpoints,
 # where the data and caches are, and how it is evaluated. Everything else shapes the weights.
 # train.accumulate_steps cuts the same global batch into other micro-batches (a run moved to fewer

@@ -1,4 +1,4 @@
-"""What every run folder holds: resolved config, environment, and a metrics log (JSON lines)."""
+"""What every run folder holds: resolved config, environment, the classes it saw, and a metrics log (JSON lines)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from splitmatch.config import ExperimentConfig, save_yaml
 from splitmatch.storage.files import atomic_write_bytes, json_ready, write_json
 from splitmatch.train.run_folder import read_metrics
 
+SPLIT_FILE = "split.json"
 PACKAGES = ("splitmatch", "torch", "torchvision", "open_clip_torch", "numpy", "scipy", "Pillow", "safetensors")
 
 
@@ -85,9 +86,14 @@ class RunRecord:
         directory: the run folder.
         config: the resolved config, saved as ``config.yaml``.
         active: ``False`` on other ranks: nothing is written.
+        split: saved as ``split.json``: the classes training sees (seen and unseen) and, for a
+            proxy run, the proxy (held-out classes, validation images), or ``None`` for a benchmark
+            run (:meth:`splitmatch.data.experiment_folder.ExperimentFolder.record`).
     """
 
-    def __init__(self, directory: str | Path, config: ExperimentConfig, active: bool = True) -> None:
+    def __init__(
+        self, directory: str | Path, config: ExperimentConfig, active: bool = True, split: dict | None = None
+    ) -> None:
         self.directory = Path(directory)
         self.active = active
         self.metrics_path = self.directory / "metrics.jsonl"
@@ -105,6 +111,8 @@ class RunRecord:
             self.tensorboard = SummaryWriter(str(self.directory / "tensorboard"))
         self.directory.mkdir(parents=True, exist_ok=True)
         save_yaml(config, self.directory / "config.yaml")
+        if split is not None:
+            write_json(self.directory / SPLIT_FILE, split)
         write_json(
             self.directory / "environment.json",
             {

@@ -24,9 +24,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from splitmatch import distributed as dist
-from splitmatch.config import ConfigError, ExperimentConfig, resolve_paths
+from splitmatch.config import ConfigError, ExperimentConfig, merge, resolve_paths
 from splitmatch.data.check import check_run_images
-from splitmatch.data.folder import DatasetFolder
+from splitmatch.data.experiment_folder import ExperimentFolder, open_dataset
 from splitmatch.evaluation.evaluator import evaluate
 from splitmatch.inference.segmentation import candidate_scoring
 from splitmatch.model.build import build_segmentor
@@ -53,9 +53,15 @@ def train(
 ) -> dict:
     """Trains a model and evaluates it on the validation split.
 
-    Writes into ``out_dir``: ``config.yaml``, ``environment.json``, ``metrics.jsonl``,
+    Writes into ``out_dir``: ``config.yaml``, ``environment.json``, ``split.json`` (the classes
+    training saw and, for a proxy run, the proxy), ``metrics.jsonl``,
     ``checkpoints/step_*.safetensors`` (the last ``keep_checkpoints``), ``model.safetensors``
-    (final weights) and ``eval.json``. ``progress_position`` is the terminal line of the progress
+    (final weights) and ``eval.json``.
+
+    The dataset is :func:`splitmatch.data.experiment_folder.open_dataset`'s: the seen / unseen
+    split ``data.unseen`` or ``data.unseen_fraction`` asks for, and with ``data.proxy.enabled`` a
+    pseudo-unseen proxy, trained on the training split less its validation images and scored on
+    those (docs/protocols.md). ``progress_position`` is the terminal line of the progress
     bars, for runs that train side by side.
 
     The folder is locked for the run (``run.lock``); a folder that holds a run is refused unless
@@ -63,7 +69,8 @@ def train(
     (:mod:`splitmatch.train.run_folder`).
 
     Returns:
-        the validation metrics (:func:`splitmatch.evaluation.metrics.summarize`).
+        the validation metrics (:func:`splitmatch.evaluation.metrics.summarize`); a proxy run's
+        also name the proxy (``proxy``).
     """
     config = resolve_paths(config)  # the run folder and checkpoints then work from any folder
     device = dist.setup_from_environment()
@@ -81,7 +88,7 @@ class Run:
 
     config: ExperimentConfig
     out_dir: Path
-    folder: DatasetFolder
+    folder: ExperimentFolder
     model: SplitMatchSegmentor
     step: TrainingStep
     loader: torch.utils.data.DataLoader
@@ -97,7 +104,8 @@ class Run:
 def set_up(config: ExperimentConfig, out_dir: Path, resume: bool, lock: RunLock, device, progress: bool) -> Run:
     """Checks everything, builds the model, criterion, optimizer and data, and only then writes into the folder."""
     seed_everything(config.train.seed)  # the same initial weights on every rank
-    folder = DatasetFolder(config.data.root)
+    folder = open_dataset(config.data)
+    config = with_held_out_classes(config, folder)
     check_inputs(config, folder)
     start = open_run(config, out_dir, resume, lock, folder.classes)  # checks only: the folder is unchanged
 
@@ -115,7 +123,7 @@ def set_up(config: ExperimentConfig, out_dir: Path, resume: bool, lock: RunLock,
     if dist.is_main_process():
         for path in remove_stale_temporaries(out_dir):
             print(f"splitmatch: removed {path}, left by an interrupted write", file=sys.stderr)
-    record = RunRecord(out_dir, config, active=dist.is_main_process())
+    record = RunRecord(out_dir, config, active=dist.is_main_process(), split=folder.record())
     if resume:
         record.truncate_after(start_step)
 
@@ -140,8 +148,18 @@ def set_up(config: ExperimentConfig, out_dir: Path, resume: bool, lock: RunLock,
     return Run(config, out_dir, folder, model, step, loader, record, start_step, device)
 
 
-def check_inputs(config: ExperimentConfig, folder: DatasetFolder) -> None:
+def with_held_out_classes(config: ExperimentConfig, folder: ExperimentFolder) -> ExperimentConfig:
+    """A proxy run's config with the seen classes it holds out written into ``data.proxy.classes``,
+    so that ``config.yaml`` and every checkpoint name them (a draw by ``data.proxy.seed`` resolves
+    to the same names again on ``--resume``)."""
+    if folder.proxy is None:
+        return config
+    return merge(config, {"data": {"proxy": {"classes": list(folder.proxy.held_out)}}}).validate()
+
+
+def check_inputs(config: ExperimentConfig, folder: ExperimentFolder) -> None:
     """What can be checked before the run folder is touched: the splits' files, the batch's division."""
+    splits = (config.data.train_split, folder.evaluation_split(config.data.val_split))
     train, processes = config.train, dist.world_size()
     if train.batch_size % processes:
         raise ConfigError(
@@ -152,13 +170,13 @@ def check_inputs(config: ExperimentConfig, folder: DatasetFolder) -> None:
             f"train.batch_size {train.batch_size} does not split into train.accumulate_steps "
             f"({train.accumulate_steps}) x {processes} processes equal micro-batches"
         )
-    # Every file of both splits, now, not at the end: the validation images are decoded whole,
+    # Every file of both splits, now, not at the end: the evaluation images are decoded whole,
     # since training reads them only after its last step.
-    check_run_images(folder, (config.data.train_split, config.data.val_split), decode=(config.data.val_split,))
+    check_run_images(folder, splits, decode=splits[1:])
 
 
 def prepare_pseudo_masks(
-    config: ExperimentConfig, folder: DatasetFolder, model: SplitMatchSegmentor, progress: bool
+    config: ExperimentConfig, folder: ExperimentFolder, model: SplitMatchSegmentor, progress: bool
 ) -> PseudoMaskCache:
     """The training split's pseudo-mask cache, filled where it lacks entries (shared by every rank)."""
     cache = open_cache(config.pseudo, config.clip, folder, model.image_encoder)
@@ -233,10 +251,21 @@ def save_step_checkpoint(run: Run, done: int) -> None:
 
 
 def evaluate_run(run: Run, progress: bool, progress_position: int = 0) -> dict:
-    """The model on the validation split, with its config's inference settings and candidate scoring."""
-    config = run.config
-    return evaluate(run.model, run.folder, config.data.val_split, config.inference, progress=progress,
-                    progress_position=progress_position, candidates=candidate_scoring(config))  # fmt: skip
+    """The model on the validation split, with its config's inference settings and candidate scoring.
+
+    A proxy run is scored on the proxy's validation images with the proxy's classes (the held-out
+    ones as unseen, the benchmark's unseen ones left out); its metrics carry ``proxy``. A run that
+    saw every class is scored with the dataset's own split (:meth:`ExperimentFolder.evaluation_vocabulary`).
+    """
+    config, folder = run.config, run.folder
+    metrics = evaluate(
+        run.model, folder, folder.evaluation_split(config.data.val_split), config.inference,
+        folder.evaluation_vocabulary(), trained_names=folder.classes.seen_names, progress=progress,
+        progress_position=progress_position, candidates=candidate_scoring(config),
+    )  # fmt: skip
+    if folder.proxy is not None:
+        metrics["proxy"] = folder.proxy.summary()
+    return metrics
 
 
 def finish(run: Run, progress: bool, progress_position: int) -> dict:
