@@ -1,0 +1,1 @@
+"""Evaluation: scoring predictions against ground truth."""
