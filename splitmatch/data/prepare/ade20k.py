@@ -31,6 +31,7 @@ from splitmatch.data.prepare.common import (
     write_splits,
 )
 from splitmatch.data.prepare.readback import verify_prepared
+from splitmatch.data.prepare.safety import check_stems
 
 LAYOUT = (
     "SRC/images/{training,validation}/*.jpg and SRC/annotations/{training,validation}/*.png; "
@@ -72,6 +73,7 @@ def _sources(src: Path, split_dir: str) -> list[SourceSample]:
     stems = sorted(name[: -len(".jpg")] for name in list_names(image_dir) if name.endswith(".jpg"))
     if not stems:
         raise DatasetFormatError(f"{image_dir} holds no .jpg images. Expected source layout: {LAYOUT}")
+    check_stems(stems, str(image_dir))
     labels = list_names(label_dir)
     missing = [f"{stem}.png" for stem in stems if f"{stem}.png" not in labels]
     refuse_missing(missing, f"image(s) of {image_dir} have no label in {label_dir}")

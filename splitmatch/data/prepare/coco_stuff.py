@@ -33,6 +33,7 @@ from splitmatch.data.prepare.common import (
     write_splits,
 )
 from splitmatch.data.prepare.readback import verify_prepared
+from splitmatch.data.prepare.safety import check_stems
 
 LAYOUT = (
     "SRC/images/{train2017,val2017}/*.jpg and SRC/annotations/{train2017,val2017}/ holding either "
@@ -102,6 +103,7 @@ def _sources(src: Path, split_dir: str) -> list[SourceSample]:
     stems = sorted(name[: -len(".jpg")] for name in list_names(image_dir) if name.endswith(".jpg"))
     if not stems:
         raise DatasetFormatError(f"{image_dir} holds no .jpg images. Expected source layout: {LAYOUT}")
+    check_stems(stems, str(image_dir))
     labels = list_names(label_dir)
     samples, missing = [], []
     for stem in stems:
