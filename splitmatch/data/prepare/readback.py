@@ -20,6 +20,7 @@ import numpy as np
 
 from splitmatch.data.classes import ClassSplit, ignore_index_of
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, atomic_write_bytes, list_some
+from splitmatch.data.folds import FOLDS_FILE
 
 PIXEL_COUNTS_FILE = "class_pixels.json"
 PixelCounts = dict[str, dict[int, int]]  # stem -> class id -> pixels
@@ -86,7 +87,8 @@ def verify_prepared(dst: Path, classes: ClassSplit, splits: Mapping[str, Sequenc
 
 
 def describe_prepared(folder: DatasetFolder) -> list[str]:
-    """Per split: images, the classes its labels hold, the unseen classes among them (lines to print)."""
+    """Per split: images, the classes its labels hold, the unseen classes among them; and per fold of
+    a PASCAL-5i or COCO-20i folder its classes and episode lists (lines to print)."""
     counts = read_pixel_counts(folder.root)
     names, unseen = folder.classes.names, set(folder.classes.unseen)
     lines = []
@@ -105,4 +107,8 @@ def describe_prepared(folder: DatasetFolder) -> list[str]:
         if uncounted:
             line += f"; {uncounted:,} images without recorded counts"
         lines.append(line)
+    if (folder.root / FOLDS_FILE).is_file():
+        from splitmatch.data.prepare.fold_episodes import describe_folds  # it builds on this module
+
+        lines += describe_folds(folder)
     return lines
