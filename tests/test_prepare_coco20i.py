@@ -129,7 +129,7 @@ def coco2014(tmp_path: Path) -> Path:
     splits = {
         "train2014": {
             "COCO_train2014_000000000001.jpg": [
-                {"category_id": category(28), "segmentation": box(5, 5, 8, 15)},  # a tie, listed before the person it is on
+                {"category_id": category(28), "segmentation": box(5, 5, 8, 15)},  # a tie, listed before its person
                 {"category_id": category(1), "segmentation": box(0, 0, 20, 20)},  # person, 400 px
                 {"category_id": category(1), "iscrowd": 1, "segmentation": {"size": [H, W], "counts": runs_of(
                     np.pad(np.ones((24, 8), bool), ((0, 0), (16, 8))))}},  # crowd over columns 16..23
