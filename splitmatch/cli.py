@@ -67,6 +67,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
+def _episode_counts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(dict.fromkeys(_positive_int(part.strip()) for part in text.split(",")))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, got '{text}'") from None
+
+
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config (may name its base with 'preset: NAME')")
     parser.add_argument("--preset", help="base preset when no config file names one")
@@ -199,11 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=export.cmd_export)
 
     p = _add_command(commands, "prepare", help="convert an official dataset into the folder format")
-    p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459"],
-                   help="which official layout --src holds (docs/datasets.md)")  # fmt: skip
+    p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459", "pascal-5i",
+                   "coco-20i"], help="which official layout --src holds (docs/datasets.md)")  # fmt: skip
     p.add_argument("--src", required=True, help="the official download, unpacked (never modified)")
-    p.add_argument("--dst", required=True, help="folder to write in the folder format")
+    p.add_argument("--dst", required=True, help="folder to write in the folder format (not inside --src)")
     p.add_argument("--background", action="store_true", help="voc: keep background as a class (21 classes, 'voc21')")
+    p.add_argument("--sbd", help="voc, pascal-5i: SBD's benchmark_RELEASE/dataset folder, whose cls/*.mat labels "
+                   "are read directly (default: the SegmentationClassAug PNGs in --src)")  # fmt: skip
+    p.add_argument("--allow-partial", action="store_true", help="prepare splits whose sizes are not the protocol's "
+                   "(a partial download, a test tree) with a warning (default: refuse, exit 2)")  # fmt: skip
+    p.add_argument("--episodes", type=_episode_counts, help="pascal-5i, coco-20i: test episode lists per fold, "
+                   "comma-separated lengths, e.g. 1000,5000 (default: 1000)")  # fmt: skip
+    p.add_argument("--min-object-pixels", type=_positive_int, help="pascal-5i, coco-20i: smallest object a test "
+                   "episode may ask for, in pixels (default: 2048, PFENet's 2 x 32 x 32)")  # fmt: skip
+    p.add_argument("--episode-seed", type=_non_negative_int, help="coco-20i: seed of the drawing of the test "
+                   "episodes (default: 0, as HSNet)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=data.cmd_prepare)
 

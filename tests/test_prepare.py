@@ -24,6 +24,8 @@ from splitmatch.data.prepare.ade20k import ADE20K_CLASSES
 from splitmatch.data.prepare.coco_stuff import RAW_TO_TRAIN_ID, check_class_order
 
 HEIGHT, WIDTH = 12, 16
+# The fabricated trees are far smaller than the protocols' splits: every call accepts that.
+pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.data.prepare.PartialDatasetWarning")
 
 
 def write_jpeg(path: Path, seed: int) -> None:
@@ -82,7 +84,7 @@ def voc_src(tmp_path: Path) -> Path:
 
 
 def test_voc_labels_splits_classes_and_links(voc_src: Path, tmp_path: Path) -> None:
-    folder = prepare_voc(voc_src, tmp_path / "out", progress=False)
+    folder = prepare_voc(voc_src, tmp_path / "out", progress=False, allow_partial=True)
     assert folder.stems("train") == ["2007_000032", "2007_000039", "2008_000002"]
     assert folder.stems("val") == ["2007_000033", "2007_000042"]
     assert folder.classes.to_dict() == BUILTIN_SPLITS["voc"].to_dict()
@@ -99,13 +101,13 @@ def test_voc_labels_splits_classes_and_links(voc_src: Path, tmp_path: Path) -> N
 
 def test_voc_rerun_is_a_no_op_and_resumes(voc_src: Path, tmp_path: Path) -> None:
     dst = tmp_path / "out"
-    prepare_voc(voc_src, dst, progress=False)
+    prepare_voc(voc_src, dst, progress=False, allow_partial=True)
     before = snapshot(dst)
-    prepare_voc(voc_src, dst, progress=False)
+    prepare_voc(voc_src, dst, progress=False, allow_partial=True)
     assert snapshot(dst) == before
     (dst / "labels" / "2007_000039.png").unlink()  # as if the first run had been killed
     (dst / "images" / "2008_000002.jpg").unlink()
-    prepare_voc(voc_src, dst, progress=False)
+    prepare_voc(voc_src, dst, progress=False, allow_partial=True)
     after = snapshot(dst)
     assert set(after) == set(before)
     unchanged = [k for k in before if "2007_000039" not in k and "2008_000002" not in k]
@@ -124,7 +126,7 @@ def test_copy_when_hard_links_fail_and_stale_temporaries_go(
     (dst / "labels").mkdir(parents=True)
     stale = dst / "labels" / ".2007_000032.png.abc123.tmp"
     stale.write_bytes(b"half a png")
-    folder = prepare_voc(voc_src, dst, progress=False)
+    folder = prepare_voc(voc_src, dst, progress=False, allow_partial=True)
     source = voc_src / "JPEGImages" / "2007_000032.jpg"
     copied = folder.root / "images" / "2007_000032.jpg"
     assert copied.stat().st_ino != source.stat().st_ino
@@ -135,21 +137,21 @@ def test_copy_when_hard_links_fail_and_stale_temporaries_go(
 def test_voc_missing_source_files_are_named(voc_src: Path, tmp_path: Path) -> None:
     (voc_src / "ImageSets" / "Segmentation" / "val.txt").unlink()
     with pytest.raises(DatasetFormatError, match=r"ImageSets/Segmentation/val\.txt does not exist"):
-        prepare_voc(voc_src, tmp_path / "out", progress=False)
+        prepare_voc(voc_src, tmp_path / "out", progress=False, allow_partial=True)
     with pytest.raises(DatasetFormatError, match=r"pass --src .*VOC2012"):
-        prepare_voc(tmp_path, tmp_path / "out", progress=False)
+        prepare_voc(tmp_path, tmp_path / "out", progress=False, allow_partial=True)
     with pytest.raises(DatasetFormatError, match="JPEGImages does not exist"):
-        prepare_voc(tmp_path / "nowhere", tmp_path / "out", progress=False)
+        prepare_voc(tmp_path / "nowhere", tmp_path / "out", progress=False, allow_partial=True)
 
 
 def test_voc_missing_label_and_bad_values_are_named(voc_src: Path, tmp_path: Path) -> None:
     (voc_src / "SegmentationClassAug" / "2007_000042.png").unlink()
     with pytest.raises(DatasetFormatError, match=r"SegmentationClass/2007_000042\.png or SegmentationClassAug"):
-        prepare_voc(voc_src, tmp_path / "out", progress=False)
+        prepare_voc(voc_src, tmp_path / "out", progress=False, allow_partial=True)
     write_label(voc_src / "SegmentationClassAug" / "2007_000042.png", [7])
     write_label(voc_src / "SegmentationClassAug" / "2008_000002.png", [3, 21])
     with pytest.raises(DatasetFormatError, match=r"2008_000002\.png holds values \[21\]"):
-        prepare_voc(voc_src, tmp_path / "out", progress=False)
+        prepare_voc(voc_src, tmp_path / "out", progress=False, allow_partial=True)
 
 
 def test_coco_stuff_mapping_matches_mmseg_and_builtin_order() -> None:
@@ -175,7 +177,7 @@ def coco_src(tmp_path: Path) -> Path:
 
 
 def test_coco_stuff_raw_and_train_id_labels(coco_src: Path, tmp_path: Path) -> None:
-    folder = prepare_coco_stuff(coco_src, tmp_path / "out", progress=False)
+    folder = prepare_coco_stuff(coco_src, tmp_path / "out", progress=False, allow_partial=True)
     assert folder.stems("train") == ["000000000009", "000000000025"]
     assert folder.stems("val") == ["000000000139"]
     assert folder.classes.to_dict() == BUILTIN_SPLITS["coco-stuff"].to_dict()
@@ -183,19 +185,19 @@ def test_coco_stuff_raw_and_train_id_labels(coco_src: Path, tmp_path: Path) -> N
     assert set(np.unique(labels_of(folder, "000000000025"))) == {0, 12, 170, 255}  # kept as is
     assert set(np.unique(labels_of(folder, "000000000139"))) == {1, 24, 255}
     before = snapshot(folder.root)
-    prepare_coco_stuff(coco_src, folder.root, progress=False)
+    prepare_coco_stuff(coco_src, folder.root, progress=False, allow_partial=True)
     assert snapshot(folder.root) == before
 
 
 def test_coco_stuff_refuses_unused_ids_and_missing_dirs(coco_src: Path, tmp_path: Path) -> None:
     write_label(coco_src / "annotations" / "val2017" / "000000000139.png", [1, 11, 255])
     with pytest.raises(DatasetFormatError, match=r"000000000139\.png holds values \[11\]"):
-        prepare_coco_stuff(coco_src, tmp_path / "out", progress=False)
+        prepare_coco_stuff(coco_src, tmp_path / "out", progress=False, allow_partial=True)
     (coco_src / "annotations" / "val2017" / "000000000139.png").unlink()
     with pytest.raises(DatasetFormatError, match=r"000000000139_labelTrainIds\.png or 000000000139\.png"):
-        prepare_coco_stuff(coco_src, tmp_path / "out", progress=False)
+        prepare_coco_stuff(coco_src, tmp_path / "out", progress=False, allow_partial=True)
     with pytest.raises(DatasetFormatError, match=r"images/train2017 does not exist"):
-        prepare_coco_stuff(tmp_path / "empty", tmp_path / "out2", progress=False)
+        prepare_coco_stuff(tmp_path / "empty", tmp_path / "out2", progress=False, allow_partial=True)
 
 
 @pytest.fixture()
@@ -212,14 +214,14 @@ def context_src(tmp_path: Path) -> Path:
 
 
 def test_context_labels_splits_and_rerun(context_src: Path, tmp_path: Path) -> None:
-    folder = prepare_context(context_src, tmp_path / "out", progress=False)
+    folder = prepare_context(context_src, tmp_path / "out", progress=False, allow_partial=True)
     assert folder.stems("train") == ["2008_000002", "2008_000003"] and folder.stems("val") == ["2008_000007"]
     assert folder.classes.to_dict() == BUILTIN_SPLITS["context"].to_dict()
     assert set(np.unique(labels_of(folder, "2008_000002"))) == {0, 58, 255}
     assert set(np.unique(labels_of(folder, "2008_000003"))) == {19, 255}  # 20 (cow) -> 19
     assert folder.classes.names[19] == "cow" and folder.classes.names[33] == "motorbike"
     before = snapshot(folder.root)
-    prepare_context(context_src, folder.root, progress=False)
+    prepare_context(context_src, folder.root, progress=False, allow_partial=True)
     assert snapshot(folder.root) == before
 
 
@@ -228,24 +230,25 @@ def test_context_missing_files_and_foreign_dst(context_src: Path, tmp_path: Path
     prepare_voc_dst.mkdir()
     BUILTIN_SPLITS["voc"].write(prepare_voc_dst / "classes.json")
     with pytest.raises(DatasetFormatError, match="does not describe 'context'"):
-        prepare_context(context_src, prepare_voc_dst, progress=False)
+        prepare_context(context_src, prepare_voc_dst, progress=False, allow_partial=True)
     (context_src / "SegmentationClassContext" / "2008_000007.png").unlink()
     with pytest.raises(DatasetFormatError, match=r"SegmentationClassContext/2008_000007\.png"):
-        prepare_context(context_src, tmp_path / "out", progress=False)
+        prepare_context(context_src, tmp_path / "out", progress=False, allow_partial=True)
     (context_src / "ImageSets" / "SegmentationContext" / "train.txt").unlink()
     with pytest.raises(DatasetFormatError, match=r"SegmentationContext/train\.txt does not exist"):
-        prepare_context(context_src, tmp_path / "out", progress=False)
+        prepare_context(context_src, tmp_path / "out", progress=False, allow_partial=True)
 
 
 def test_voc_with_background_as_a_class(voc_src: Path, tmp_path: Path) -> None:
-    folder = prepare_voc(voc_src, tmp_path / "out", progress=False, background=True)
+    folder = prepare_voc(voc_src, tmp_path / "out", progress=False, allow_partial=True, background=True)
     assert folder.classes.names == ("background", *BUILTIN_SPLITS["voc"].names)
     assert folder.classes.unseen == () and folder.classes.dataset == "voc21"
     assert set(np.unique(labels_of(folder, "2007_000032"))) == {0, 2, 255}  # official: ids kept as they are
     assert set(np.unique(labels_of(folder, "2007_000039"))) == {0, 15, 20, 255}  # SBD: 20 (tvmonitor) stays 20
     assert folder.stems("val") == ["2007_000033", "2007_000042"]
     with pytest.raises(DatasetFormatError, match="does not describe 'voc'"):
-        prepare_voc(voc_src, folder.root, progress=False)  # the 20-class VOC into the 21-class folder
+        # the 20-class VOC into the 21-class folder
+        prepare_voc(voc_src, folder.root, progress=False, allow_partial=True)
 
 
 def test_background_option_of_another_dataset_is_a_usage_error(tmp_path: Path, capsys) -> None:
@@ -274,7 +277,7 @@ def ade_src(tmp_path: Path) -> Path:
 
 
 def test_ade20k_labels_classes_and_splits(ade_src: Path, tmp_path: Path) -> None:
-    folder = prepare_ade20k(ade_src, tmp_path / "out", progress=False)
+    folder = prepare_ade20k(ade_src, tmp_path / "out", progress=False, allow_partial=True)
     assert folder.classes.num_classes == 150 and folder.classes.unseen == ()
     assert folder.classes.names[:8] == ("wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed")
     assert folder.classes.names[-1] == "flag" and folder.classes.names == ADE20K_CLASSES
@@ -283,19 +286,19 @@ def test_ade20k_labels_classes_and_splits(ade_src: Path, tmp_path: Path) -> None
     assert set(np.unique(labels_of(folder, "ADE_train_00000001"))) == {255, 0, 7, 149}  # 0 -> ignore, k -> k-1
     assert set(np.unique(labels_of(folder, "ADE_val_00000001"))) == {149, 255, 12}
     before = snapshot(folder.root)
-    prepare_ade20k(ade_src, folder.root, progress=False)
+    prepare_ade20k(ade_src, folder.root, progress=False, allow_partial=True)
     assert snapshot(folder.root) == before
 
 
 def test_ade20k_refuses_bad_values_and_missing_files(ade_src: Path, tmp_path: Path) -> None:
     write_label(ade_src / "annotations" / "training" / "ADE_train_00000002.png", [3, 151])
     with pytest.raises(DatasetFormatError, match=r"ADE_train_00000002\.png holds values \[151\]"):
-        prepare_ade20k(ade_src, tmp_path / "out", progress=False)
+        prepare_ade20k(ade_src, tmp_path / "out", progress=False, allow_partial=True)
     (ade_src / "annotations" / "validation" / "ADE_val_00000001.png").unlink()
     with pytest.raises(DatasetFormatError, match=r"1 image\(s\) of .* have no label .*ADE_val_00000001\.png"):
-        prepare_ade20k(ade_src, tmp_path / "out", progress=False)
+        prepare_ade20k(ade_src, tmp_path / "out", progress=False, allow_partial=True)
     with pytest.raises(DatasetFormatError, match="pass --src .*ADEChallengeData2016"):
-        prepare_ade20k(ade_src.parent, tmp_path / "out", progress=False)
+        prepare_ade20k(ade_src.parent, tmp_path / "out", progress=False, allow_partial=True)
 
 
 CONTEXT459_NAMES = ["accordion", "aeroplane", "air conditioner"] + [f"thing {i}" for i in range(4, 460)]
@@ -323,7 +326,7 @@ def context459_src(tmp_path: Path) -> Path:
 
 
 def test_context459_sixteen_bit_labels_and_official_names(context459_src: Path, tmp_path: Path) -> None:
-    folder = prepare_context459(context459_src, tmp_path / "out", progress=False)
+    folder = prepare_context459(context459_src, tmp_path / "out", progress=False, allow_partial=True)
     assert folder.classes.names == tuple(CONTEXT459_NAMES) and folder.classes.unseen == ()
     assert folder.classes.ignore_index == 65535
     assert json.loads((folder.root / "classes.json").read_text())["ignore_index"] == 65535
@@ -334,7 +337,7 @@ def test_context459_sixteen_bit_labels_and_official_names(context459_src: Path, 
     assert set(np.unique(labels_of(folder, "2008_000003"))) == {255, 1}  # 256 -> 255: a class, not ignore
     assert folder.stems("train") == ["2008_000002", "2008_000003"] and folder.stems("val") == ["2008_000007"]
     before = snapshot(folder.root)
-    prepare_context459(context459_src, folder.root, progress=False)
+    prepare_context459(context459_src, folder.root, progress=False, allow_partial=True)
     assert snapshot(folder.root) == before
 
 
@@ -343,34 +346,34 @@ def test_context459_val_list_as_cat_seg_ships_it(context459_src: Path, tmp_path:
 
     shutil.rmtree(context459_src / "ImageSets")
     (context459_src / "pascalcontext_val.txt").write_text("2008_000007\n2008_000003\n")
-    folder = prepare_context459(context459_src, tmp_path / "out", progress=False)
+    folder = prepare_context459(context459_src, tmp_path / "out", progress=False, allow_partial=True)
     assert folder.split_names() == ["val"] and folder.stems("val") == ["2008_000007", "2008_000003"]
 
 
 def test_context459_refuses_bad_files(context459_src: Path, tmp_path: Path) -> None:
     write_mat(context459_src / "trainval" / "2008_000003.mat", [2, 460])
     with pytest.raises(DatasetFormatError, match=r"2008_000003\.mat holds values \[460\]"):
-        prepare_context459(context459_src, tmp_path / "out", progress=False)
+        prepare_context459(context459_src, tmp_path / "out", progress=False, allow_partial=True)
     (context459_src / "trainval" / "2008_000003.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(20))
     with pytest.raises(DatasetFormatError, match=r"2008_000003\.mat"):
-        prepare_context459(context459_src, tmp_path / "out", progress=False)
+        prepare_context459(context459_src, tmp_path / "out", progress=False, allow_partial=True)
     scipy.io.savemat(context459_src / "trainval" / "2008_000003.mat", {"Other": np.zeros((2, 2))})
     with pytest.raises(DatasetFormatError, match=r"2008_000003\.mat holds no 2-D integer variable 'LabelMap'"):
-        prepare_context459(context459_src, tmp_path / "out", progress=False)
+        prepare_context459(context459_src, tmp_path / "out", progress=False, allow_partial=True)
     scipy.io.savemat(context459_src / "trainval" / "2008_000003.mat", {"LabelMap": np.ones((3, 3), np.uint16)})
     with pytest.raises(DatasetFormatError, match=r"is 3x3 \(WxH\) but image"):
-        prepare_context459(context459_src, tmp_path / "out", progress=False)
+        prepare_context459(context459_src, tmp_path / "out", progress=False, allow_partial=True)
     (context459_src / "trainval" / "2008_000003.mat").unlink()
     with pytest.raises(DatasetFormatError, match=r"trainval/2008_000003\.mat"):
-        prepare_context459(context459_src, tmp_path / "out", progress=False)
+        prepare_context459(context459_src, tmp_path / "out", progress=False, allow_partial=True)
     (context459_src / "labels.txt").write_text("1: accordion\n2: aeroplane\n")
     with pytest.raises(DatasetFormatError, match=r"labels\.txt lists 2 classes; expected ids 1..459"):
-        prepare_context459(context459_src, tmp_path / "out", progress=False)
+        prepare_context459(context459_src, tmp_path / "out", progress=False, allow_partial=True)
     (context459_src / "labels.txt").write_text("1 accordion\n")
     with pytest.raises(DatasetFormatError, match=r"labels\.txt line 1: expected '<id>: <name>'"):
-        prepare_context459(context459_src, tmp_path / "out", progress=False)
+        prepare_context459(context459_src, tmp_path / "out", progress=False, allow_partial=True)
 
 
 def test_preparers_registry() -> None:
-    assert set(PREPARERS) == {"voc", "coco-stuff", "context", "ade20k", "context-459"}
+    assert set(PREPARERS) == {"voc", "coco-stuff", "context", "ade20k", "context-459", "pascal-5i", "coco-20i"}
     assert PREPARERS["coco-stuff"] is prepare_coco_stuff

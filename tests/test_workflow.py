@@ -55,7 +55,10 @@ def fabricate_voc(src: Path, count: int = 6) -> None:
 def test_prepare_train_eval_predict_on_fabricated_voc(tmp_path, capsys):
     fabricate_voc(tmp_path / "VOC2012")
     data = tmp_path / "voc"
-    assert main(["prepare", "voc", "--src", str(tmp_path / "VOC2012"), "--dst", str(data), "--quiet"]) == 0
+    assert (
+        main(["prepare", "voc", "--src", str(tmp_path / "VOC2012"), "--dst", str(data), "--quiet", "--allow-partial"])
+        == 0
+    )
     folder = DatasetFolder(data)
     assert folder.classes == BUILTIN_SPLITS["voc"]
     label = read_label(data / "labels" / "2007_000000.png", 20)
@@ -112,7 +115,7 @@ LAYOUTS = [("voc", "voc_src"), ("coco-stuff", "coco_src"), ("context", "context_
 def test_every_official_layout_goes_through_prepare_train_eval_predict(dataset, fixture, request, tmp_path):
     src = request.getfixturevalue(fixture)
     data = tmp_path / dataset
-    assert main(["prepare", dataset, "--src", str(src), "--dst", str(data), "--quiet"]) == 0
+    assert main(["prepare", dataset, "--src", str(src), "--dst", str(data), "--quiet", "--allow-partial"]) == 0
     assert dataset not in BUILTIN_SPLITS or DatasetFolder(data).classes == BUILTIN_SPLITS[dataset]
     run = tmp_path / "run"
     assert main(["train", "--preset", "tiny", "--quiet", "--out", str(run), "--set", f"data.root={data}",
@@ -130,7 +133,10 @@ def test_every_official_layout_goes_through_prepare_train_eval_predict(dataset, 
 def test_sixteen_bit_labels_through_prepare_train_eval_predict(context459_src, tmp_path):  # noqa: F811
     """Context-459: 16-bit label PNGs from prepare, through training, eval, predict and eval --predictions."""
     data = tmp_path / "context-459"
-    assert main(["prepare", "context-459", "--src", str(context459_src), "--dst", str(data), "--quiet"]) == 0
+    assert (
+        main(["prepare", "context-459", "--src", str(context459_src), "--dst", str(data), "--quiet", "--allow-partial"])
+        == 0
+    )
     folder = DatasetFolder(data)
     assert folder.classes.num_classes == 459 and folder.classes.ignore_index == 65535
     run = tmp_path / "run"
@@ -170,7 +176,7 @@ def test_seeds_command_reports_mean_and_std(tiny_dataset, tmp_path, capsys):
 def test_eval_predictions_against_hand_computed_iou(tmp_path, capsys):
     fabricate_voc(tmp_path / "VOC2012", count=6)
     data = tmp_path / "voc"
-    main(["prepare", "voc", "--src", str(tmp_path / "VOC2012"), "--dst", str(data), "--quiet"])
+    main(["prepare", "voc", "--src", str(tmp_path / "VOC2012"), "--dst", str(data), "--quiet", "--allow-partial"])
     predictions = tmp_path / "predictions"
     predictions.mkdir()
     folder = DatasetFolder(data)

@@ -4,21 +4,59 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from splitmatch.commands.common import UsageError
 
+# Options of `prepare` that only some datasets take: option -> (keyword of the preparer, datasets).
+PREPARE_OPTIONS = {
+    "background": ("background", ("voc",)),
+    "sbd": ("sbd", ("voc", "pascal-5i")),
+    "episodes": ("episode_counts", ("pascal-5i", "coco-20i")),
+    "min_object_pixels": ("min_object_pixels", ("pascal-5i", "coco-20i")),
+    "episode_seed": ("episode_seed", ("coco-20i",)),
+}
+
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from splitmatch.data.prepare import PREPARERS
+    import warnings
 
-    options = {}
-    if args.background:
-        if args.dataset != "voc":
-            raise UsageError(f"--background is an option of 'prepare voc', not of '{args.dataset}'")
-        options["background"] = True
-    folder = PREPARERS[args.dataset](args.src, args.dst, not args.quiet, **options)
-    print(f"prepared {args.dataset} in {folder.root}: splits {', '.join(folder.split_names())}")
+    from splitmatch.data.folds import FOLDS_FILE
+    from splitmatch.data.prepare import PREPARERS, PartialDatasetWarning
+    from splitmatch.data.prepare.fold_episodes import describe_folds
+    from splitmatch.data.prepare.readback import describe_prepared
+
+    options = {"allow_partial": args.allow_partial}
+    for option, (keyword, datasets) in PREPARE_OPTIONS.items():
+        value = getattr(args, option)
+        if value in (None, False):
+            continue
+        if args.dataset not in datasets:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} is an option of 'prepare {' / '.join(datasets)}', not of '{args.dataset}'")
+        options[keyword] = value
+    partial = []
+
+    def say_partial(message, category, filename, lineno, file=None, line=None) -> None:
+        if not issubclass(category, PartialDatasetWarning):
+            return default_show(message, category, filename, lineno, file, line)
+        partial.append(str(message))
+        print(f"splitmatch: WARNING: {message}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        default_show = warnings.showwarning
+        warnings.simplefilter("always", PartialDatasetWarning)
+        warnings.showwarning = say_partial
+        folder = PREPARERS[args.dataset](args.src, args.dst, not args.quiet, **options)
+    print(f"prepared {args.dataset} in {folder.root}:")
+    lines = describe_prepared(folder)
+    if (folder.root / FOLDS_FILE).is_file():  # PASCAL-5i, COCO-20i: each fold's classes and episode lists
+        lines += describe_folds(folder)
+    for line in lines:
+        print(line)
+    for message in partial:  # again at the end, where it is not lost among progress bars
+        print(f"splitmatch: WARNING: {message}", file=sys.stderr)
     return 0
 
 

@@ -24,11 +24,14 @@ from splitmatch.data.prepare.common import (
     SourceSample,
     convert_samples,
     list_names,
+    preflight,
     refuse_missing,
     require,
     write_classes,
     write_splits,
 )
+from splitmatch.data.prepare.readback import verify_prepared
+from splitmatch.data.prepare.safety import check_stems
 
 LAYOUT = (
     "SRC/images/{training,validation}/*.jpg and SRC/annotations/{training,validation}/*.png; "
@@ -70,14 +73,21 @@ def _sources(src: Path, split_dir: str) -> list[SourceSample]:
     stems = sorted(name[: -len(".jpg")] for name in list_names(image_dir) if name.endswith(".jpg"))
     if not stems:
         raise DatasetFormatError(f"{image_dir} holds no .jpg images. Expected source layout: {LAYOUT}")
+    check_stems(stems, str(image_dir))
     labels = list_names(label_dir)
     missing = [f"{stem}.png" for stem in stems if f"{stem}.png" not in labels]
     refuse_missing(missing, f"image(s) of {image_dir} have no label in {label_dir}")
     return [SourceSample(s, image_dir / f"{s}.jpg", label_dir / f"{s}.png", ADE20K_FORMAT) for s in stems]
 
 
-def prepare_ade20k(src: str | Path, dst: str | Path, progress: bool = True) -> DatasetFolder:
+def prepare_ade20k(
+    src: str | Path, dst: str | Path, progress: bool = True, allow_partial: bool = False
+) -> DatasetFolder:
     """Converts ADE20K-150 (see the module docstring) into a dataset folder.
+
+    Args:
+        allow_partial: accept splits of other sizes than the protocol's (20,210 / 2,000), with a
+            :class:`~splitmatch.data.prepare.protocol_sizes.PartialDatasetWarning`.
 
     Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
 
@@ -90,8 +100,10 @@ def prepare_ade20k(src: str | Path, dst: str | Path, progress: bool = True) -> D
         raise DatasetFormatError(f"{src / 'images'} does not exist, but {src / 'ADEChallengeData2016'} does: "
                                  f"pass --src {src / 'ADEChallengeData2016'}")  # fmt: skip
     per_split = {split: _sources(src, split_dir) for split, split_dir in SPLITS.items()}
+    splits = {split: [s.stem for s in samples] for split, samples in per_split.items()}
+    preflight("ade20k-150", src, dst, splits, allow_partial)
     write_classes(dst, ADE20K_SPLIT)
     for split, samples in per_split.items():
         convert_samples(samples, dst, progress, desc=f"ade20k {split}")
-    write_splits(dst, {split: [s.stem for s in samples] for split, samples in per_split.items()})
-    return DatasetFolder(dst)
+    write_splits(dst, splits)
+    return verify_prepared(dst, ADE20K_SPLIT, splits)

@@ -26,11 +26,14 @@ from splitmatch.data.prepare.common import (
     SourceSample,
     convert_samples,
     list_names,
+    preflight,
     refuse_missing,
     require,
     write_classes,
     write_splits,
 )
+from splitmatch.data.prepare.readback import verify_prepared
+from splitmatch.data.prepare.safety import check_stems
 
 LAYOUT = (
     "SRC/images/{train2017,val2017}/*.jpg and SRC/annotations/{train2017,val2017}/ holding either "
@@ -100,6 +103,7 @@ def _sources(src: Path, split_dir: str) -> list[SourceSample]:
     stems = sorted(name[: -len(".jpg")] for name in list_names(image_dir) if name.endswith(".jpg"))
     if not stems:
         raise DatasetFormatError(f"{image_dir} holds no .jpg images. Expected source layout: {LAYOUT}")
+    check_stems(stems, str(image_dir))
     labels = list_names(label_dir)
     samples, missing = [], []
     for stem in stems:
@@ -114,8 +118,14 @@ def _sources(src: Path, split_dir: str) -> list[SourceSample]:
     return samples
 
 
-def prepare_coco_stuff(src: str | Path, dst: str | Path, progress: bool = True) -> DatasetFolder:
+def prepare_coco_stuff(
+    src: str | Path, dst: str | Path, progress: bool = True, allow_partial: bool = False
+) -> DatasetFolder:
     """Converts COCO-Stuff 164K (see the module docstring) into a dataset folder.
+
+    Args:
+        allow_partial: accept splits of other sizes than the protocol's (118,287 / 5,000), with a
+            :class:`~splitmatch.data.prepare.protocol_sizes.PartialDatasetWarning`.
 
     Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
 
@@ -126,8 +136,10 @@ def prepare_coco_stuff(src: str | Path, dst: str | Path, progress: bool = True) 
     check_class_order()
     src, dst = Path(src), Path(dst)
     per_split = {split: _sources(src, split_dir) for split, split_dir in SPLITS.items()}
+    splits = {split: [s.stem for s in samples] for split, samples in per_split.items()}
+    preflight("coco-stuff", src, dst, splits, allow_partial)
     write_classes(dst, BUILTIN_SPLITS["coco-stuff"])
     for split, samples in per_split.items():
         convert_samples(samples, dst, progress, desc=f"coco-stuff {split}")
-    write_splits(dst, {split: [s.stem for s in samples] for split, samples in per_split.items()})
-    return DatasetFolder(dst)
+    write_splits(dst, splits)
+    return verify_prepared(dst, BUILTIN_SPLITS["coco-stuff"], splits)

@@ -5,7 +5,9 @@ label are, and how to turn the official label values into class ids), then
 :func:`convert_samples` writes them into the folder format. Every file appears atomically
 (hard link, or copy to a temporary name then rename; labels through ``atomic_write_bytes``), so
 a killed run leaves no half-written file, and files already present are skipped, so running
-again finishes the job or does nothing.
+again finishes the job or does nothing. Beside the labels, ``class_pixels.json`` records how many
+pixels of each class every label holds (:mod:`splitmatch.data.prepare.readback`): what
+``prepare`` reports, and what the episode lists of PASCAL-5i and COCO-20i are drawn from.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
-from splitmatch.data.folder import CLASSES_FILE, DatasetFormatError, list_some, write_label
+from splitmatch.data.folder import CLASSES_FILE, DatasetFormatError, list_some, read_label, write_label
+from splitmatch.data.prepare.protocol_sizes import check_split_sizes
+from splitmatch.data.prepare.readback import count_classes, read_pixel_counts, write_pixel_counts
+from splitmatch.data.prepare.safety import check_destination, check_stems, open_within_limit
 from splitmatch.storage.files import atomic_write_bytes
 
 
@@ -85,10 +89,25 @@ def refuse_missing(missing: list[str], what: str) -> None:
 def read_list(path: Path, layout: str) -> list[str]:
     """Reads a stem list (one per line, blank lines skipped), refusing a missing or empty one."""
     require(path, "a list of image names, one per line", layout)
-    stems = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise DatasetFormatError(f"list {path} line {line}: not UTF-8 text ({error.reason})") from None
+    stems = [line.strip() for line in text.splitlines() if line.strip()]
     if not stems:
         raise DatasetFormatError(f"list {path} is empty. Expected source layout: {layout}")
+    check_stems(stems, f"list {path}")
     return list(dict.fromkeys(stems))
+
+
+def preflight(protocol: str, src: Path, dst: Path, splits: dict[str, list[str]], allow_partial: bool) -> None:
+    """The checks before anything is written: ``dst`` outside ``src``, every name writable, and
+    every split of the protocol's size (see :mod:`~splitmatch.data.prepare.protocol_sizes`)."""
+    check_destination(src, dst)
+    for name, stems in splits.items():
+        check_stems(stems, f"split '{name}' of {src}")
+    check_split_sizes(protocol, splits, allow_partial)
 
 
 def list_names(directory: Path) -> set[str]:
@@ -121,19 +140,27 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 def convert_label(sample: SourceSample) -> np.ndarray:
     """Reads an official label (mode L or P: the raw indices) and maps it: uint8 [H, W]."""
-    try:
-        with Image.open(sample.label) as label:
+    with open_within_limit(sample.label, "label") as label:
+        if label.mode not in ("L", "P"):
+            raise DatasetFormatError(
+                f"label {sample.label} has mode {label.mode}; expected a single-channel 8-bit PNG "
+                f"(grayscale or palette) holding class indices"
+            )
+        try:
             label.load()
-            if label.mode not in ("L", "P"):
-                raise DatasetFormatError(
-                    f"label {sample.label} has mode {label.mode}; expected a single-channel 8-bit PNG "
-                    f"(grayscale or palette) holding class indices"
-                )
             values = np.asarray(label, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise DatasetFormatError(f"cannot read {sample.label}: {error}") from None
+        except (OSError, SyntaxError, ValueError) as error:
+            raise DatasetFormatError(f"cannot read label {sample.label}: {error}") from None
     check_label_size(values, sample)
-    bad = np.unique(values[~sample.format.valid[values]])
+    return apply_format(values, sample)
+
+
+def apply_format(values: np.ndarray, sample: SourceSample) -> np.ndarray:
+    """Maps official label values ``[H, W]`` (any integer type) to class ids ``uint8 [H, W]``
+    with the sample's format, refusing values the format does not use (named with the file)."""
+    values = np.asarray(values)
+    outside = (values < 0) | (values > 255)
+    bad = np.unique(values[outside]) if outside.any() else np.unique(values[~sample.format.valid[values]])
     if bad.size:
         raise DatasetFormatError(
             f"label {sample.label} holds values {bad[:10].tolist()} that its format does not use "
@@ -143,12 +170,10 @@ def convert_label(sample: SourceSample) -> np.ndarray:
 
 
 def check_label_size(values: np.ndarray, sample: SourceSample) -> None:
-    """Refuses an official label ``[H, W]`` whose size is not its image's (read from the header only)."""
-    try:
-        with Image.open(sample.image) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise DatasetFormatError(f"cannot read {sample.image}: {error}") from None
+    """Refuses an official label ``[H, W]`` whose size is not its image's, and an image too large to
+    decode (both read from the image's header only)."""
+    with open_within_limit(sample.image, "image") as image:
+        width, height = image.size
     if values.shape != (height, width):
         raise DatasetFormatError(
             f"label {sample.label} is {values.shape[1]}x{values.shape[0]} (WxH) but image {sample.image} "
@@ -171,18 +196,35 @@ def convert_samples(
     desc: str,
     convert: Callable[[SourceSample], np.ndarray] = convert_label,
 ) -> int:
-    """Writes every sample not yet in ``dst``; returns how many were written.
+    """Writes every sample not yet in ``dst`` and records every sample's class pixel counts;
+    returns how many were written.
+
+    Called after :func:`write_classes`. A sample already in ``dst`` whose counts are not recorded
+    (its run was killed before the counts were saved) has its label read back, with the reader
+    training uses, to count it.
 
     Args:
         convert: reads a sample's official label and returns its class ids, ``uint8 [H, W]``
             (255 ignore) or ``uint16 [H, W]`` (65535 ignore) for datasets of more than 255 classes.
     """
+    check_stems([s.stem for s in samples], desc)
     remove_stale_temporaries(dst / "images", dst / "labels")
     images, labels = list_names(dst / "images"), list_names(dst / "labels")
+    counts = read_pixel_counts(dst)
     todo = [s for s in samples if s.stem + s.image.suffix not in images or s.stem + ".png" not in labels]
-    for sample in tqdm(todo, desc=desc, unit="img", disable=not progress):
-        write_label(dst / "labels" / f"{sample.stem}.png", convert(sample))
-        link_or_copy(sample.image, dst / "images" / f"{sample.stem}{sample.image.suffix}")
+    try:
+        for sample in tqdm(todo, desc=desc, unit="img", disable=not progress):
+            label = convert(sample)
+            write_label(dst / "labels" / f"{sample.stem}.png", label)
+            link_or_copy(sample.image, dst / "images" / f"{sample.stem}{sample.image.suffix}")
+            counts[sample.stem] = count_classes(label)
+        uncounted = [s for s in samples if s.stem not in counts]
+        if uncounted:
+            num_classes = ClassSplit.read(dst / CLASSES_FILE).num_classes
+            for sample in tqdm(uncounted, desc=f"{desc}: counting", unit="img", disable=not progress):
+                counts[sample.stem] = count_classes(read_label(dst / "labels" / f"{sample.stem}.png", num_classes))
+    finally:  # a failure half-way keeps the counts of what was written
+        write_pixel_counts(dst, counts)
     return len(todo)
 
 

@@ -34,12 +34,14 @@ from splitmatch.data.prepare.common import (
     check_label_size,
     convert_samples,
     list_names,
+    preflight,
     read_list,
     refuse_missing,
     require,
     write_classes,
     write_splits,
 )
+from splitmatch.data.prepare.readback import verify_prepared
 
 LAYOUT = (
     "SRC/JPEGImages/*.jpg, SRC/trainval/*.mat and SRC/labels.txt (the full PASCAL Context release), "
@@ -79,8 +81,8 @@ def read_class_list(path: Path) -> ClassSplit:
         raise DatasetFormatError(f"{path}: {error}") from None
 
 
-def convert_mat_label(sample: SourceSample) -> np.ndarray:
-    """Reads ``LabelMap`` from an official ``.mat`` file: ``uint16 [H, W]``, 0..458 and 65535 ignore."""
+def read_label_map(sample: SourceSample) -> np.ndarray:
+    """``LabelMap`` of an official ``.mat`` file, checked: ``int64 [H, W]``, 0 (no label) .. 459."""
     try:
         values = scipy.io.loadmat(str(sample.label), variable_names=["LabelMap"]).get("LabelMap")
     except Exception as error:  # noqa: BLE001 (SciPy's parser fails on a damaged file in many ways, IndexError too)
@@ -95,6 +97,12 @@ def convert_mat_label(sample: SourceSample) -> np.ndarray:
             f"label {sample.label} holds values {bad[:10].tolist()} that its format does not use "
             f"(expected {MAT_FORMAT.description})"
         )
+    return values
+
+
+def convert_mat_label(sample: SourceSample) -> np.ndarray:
+    """Reads ``LabelMap`` from an official ``.mat`` file: ``uint16 [H, W]``, 0..458 and 65535 ignore."""
+    values = read_label_map(sample)
     return np.where(values == 0, IGNORE_INDEX_16BIT, values - 1).astype(np.uint16)
 
 
@@ -114,20 +122,8 @@ def context459_splits(src: Path) -> dict[str, list[str]]:
     )
 
 
-def prepare_context459(src: str | Path, dst: str | Path, progress: bool = True) -> DatasetFolder:
-    """Converts PASCAL Context-459 (see the module docstring) into a dataset folder.
-
-    Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
-
-    Raises:
-        DatasetFormatError: ``src`` lacks an expected file (named in the message), or a label
-            holds values Context-459 does not use.
-    """
-    src, dst = Path(src), Path(dst)
-    require(src / "JPEGImages", "the VOC2010 JPEG images", LAYOUT)
-    require(src / "trainval", "the full PASCAL Context label maps (trainval/*.mat)", LAYOUT)
-    classes = read_class_list(src / "labels.txt")
-    splits = context459_splits(src)
+def mat_sources(src: Path, splits: dict[str, list[str]]) -> list[SourceSample]:
+    """One sample per stem of ``splits``: ``JPEGImages/<stem>.jpg`` and ``trainval/<stem>.mat``."""
     images, mats = list_names(src / "JPEGImages"), list_names(src / "trainval")
     samples, missing = [], []
     for stem in dict.fromkeys(stem for stems in splits.values() for stem in stems):
@@ -140,7 +136,32 @@ def prepare_context459(src: str | Path, dst: str | Path, progress: bool = True) 
                 SourceSample(stem, src / "JPEGImages" / f"{stem}.jpg", src / "trainval" / f"{stem}.mat", MAT_FORMAT)
             )
     refuse_missing(missing, f"file(s) named by the split lists are missing in {src}")
+    return samples
+
+
+def prepare_context459(
+    src: str | Path, dst: str | Path, progress: bool = True, allow_partial: bool = False
+) -> DatasetFolder:
+    """Converts PASCAL Context-459 (see the module docstring) into a dataset folder.
+
+    Args:
+        allow_partial: accept splits of other sizes than the protocol's (val 5,104; train, when
+            listed, 4,996), with a :class:`~splitmatch.data.prepare.protocol_sizes.PartialDatasetWarning`.
+
+    Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
+
+    Raises:
+        DatasetFormatError: ``src`` lacks an expected file (named in the message), or a label
+            holds values Context-459 does not use.
+    """
+    src, dst = Path(src), Path(dst)
+    require(src / "JPEGImages", "the VOC2010 JPEG images", LAYOUT)
+    require(src / "trainval", "the full PASCAL Context label maps (trainval/*.mat)", LAYOUT)
+    classes = read_class_list(src / "labels.txt")
+    splits = context459_splits(src)
+    preflight("context-459", src, dst, splits, allow_partial)
+    samples = mat_sources(src, splits)
     write_classes(dst, classes)
     convert_samples(samples, dst, progress, desc="context-459", convert=convert_mat_label)
     write_splits(dst, splits)
-    return DatasetFolder(dst)
+    return verify_prepared(dst, classes, splits)

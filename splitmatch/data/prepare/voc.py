@@ -17,6 +17,10 @@ Background (0) becomes ignore, classes 1..20 become 0..19, 255 stays: the 20-cla
 zero-shot benchmark (and "VOC-20" / "PAS-20" of the open-vocabulary papers). With
 ``background=True`` background is a class instead: 21 classes, ``background`` first, ids as in
 the files (the "PAS-21" of FC-CLIP), with no unseen classes (a cross-dataset target).
+
+With ``sbd=`` (``--sbd benchmark_RELEASE/dataset``) the SBD labels are read from SBD's own
+``cls/<stem>.mat`` files (:mod:`~splitmatch.data.prepare.sbd`) instead of SegmentationClassAug
+PNGs, and the aug stems are SBD's ``train.txt`` + ``val.txt`` (``aug.txt`` is then not read).
 """
 
 from __future__ import annotations
@@ -30,12 +34,15 @@ from splitmatch.data.prepare.common import (
     SourceSample,
     convert_samples,
     list_names,
+    preflight,
     read_list,
     refuse_missing,
     require,
     write_classes,
     write_splits,
 )
+from splitmatch.data.prepare.readback import verify_prepared
+from splitmatch.data.prepare.sbd import convert_sbd_or_png, sbd_stems
 
 LAYOUT = (
     "SRC/JPEGImages/*.jpg, SRC/SegmentationClassAug/*.png and/or SRC/SegmentationClass/*.png, "
@@ -52,7 +59,7 @@ VOC21_FORMAT = LabelFormat.from_mapping(
 VOC21_SPLIT = ClassSplit(("background", *VOC_CLASSES), (), "voc21")
 
 
-def _check_root(src: Path) -> None:
+def check_voc_root(src: Path, sbd: Path | None) -> None:
     if not (src / "JPEGImages").is_dir():
         for nested in (src / "VOC2012", src / "VOCdevkit" / "VOC2012"):
             if (nested / "JPEGImages").is_dir():
@@ -60,68 +67,94 @@ def _check_root(src: Path) -> None:
                     f"{src / 'JPEGImages'} does not exist, but {nested / 'JPEGImages'} does: pass --src {nested}"
                 )
     require(src / "JPEGImages", "the VOC2012 JPEG images", LAYOUT)
-    if not (src / "SegmentationClassAug").is_dir() and not (src / "SegmentationClass").is_dir():
+    if sbd is None and not (src / "SegmentationClassAug").is_dir() and not (src / "SegmentationClass").is_dir():
         raise DatasetFormatError(
             f"neither {src / 'SegmentationClassAug'} nor {src / 'SegmentationClass'} exists: expected the "
-            f"label PNGs. Expected source layout: {LAYOUT}"
+            f"label PNGs (or pass --sbd with SBD's .mat files). Expected source layout: {LAYOUT}"
         )
 
 
-def voc_splits(src: Path) -> dict[str, list[str]]:
-    """The ``train`` (train + aug - val) and ``val`` stem lists, in file order."""
+def voc_splits(src: Path, sbd: Path | None = None) -> dict[str, list[str]]:
+    """The ``train`` (train + aug - val) and ``val`` stem lists, in file order.
+
+    ``aug`` is ``aug.txt`` when present, or SBD's train + val lists when ``sbd`` is given.
+    """
     lists = src / "ImageSets" / "Segmentation"
     train = read_list(lists / "train.txt", LAYOUT)
     val = read_list(lists / "val.txt", LAYOUT)
-    aug = read_list(lists / "aug.txt", LAYOUT) if (lists / "aug.txt").is_file() else []
+    if sbd is not None:
+        aug = sbd_stems(sbd)
+    else:
+        aug = read_list(lists / "aug.txt", LAYOUT) if (lists / "aug.txt").is_file() else []
     # SBD's own train list holds VOC val images; dropping them keeps val out of training.
     held_out = set(val)
     merged = [stem for stem in dict.fromkeys(train + aug) if stem not in held_out]
     return {"train": merged, "val": val}
 
 
-def _sources(
-    src: Path, official_stems: list[str], aug_stems: list[str], label_format: LabelFormat
+def voc_sources(
+    src: Path, splits: dict[str, list[str]], label_format: LabelFormat, sbd: Path | None = None
 ) -> list[SourceSample]:
+    """One sample per stem of ``splits``, each with its label source (see the module docstring)."""
+    official_stems = read_list(src / "ImageSets" / "Segmentation" / "train.txt", LAYOUT) + splits["val"]
     images = list_names(src / "JPEGImages")
-    folders = {name: list_names(src / name) for name in ("SegmentationClass", "SegmentationClassAug")}
+    aug_name = "SBD cls" if sbd is not None else "SegmentationClassAug"
+    folders = {
+        "SegmentationClass": (src / "SegmentationClass", ".png"),
+        aug_name: (sbd / "cls", ".mat") if sbd is not None else (src / "SegmentationClassAug", ".png"),
+    }
+    present = {name: list_names(folder) for name, (folder, _) in folders.items()}
     # As in mmseg / ZegCLIP: the VOC train and val stems use the official labels; only the
     # SBD extra stems use SBD's. mmseg's voc_aug.py also writes SBD labels for VOC val images,
     # and those differ from the official ones that every published number is scored on.
-    order = {stem: ("SegmentationClass", "SegmentationClassAug") for stem in official_stems}
-    for stem in aug_stems:
-        order.setdefault(stem, ("SegmentationClassAug", "SegmentationClass"))
+    order = {stem: ("SegmentationClass", aug_name) for stem in official_stems}
+    for stem in splits["train"]:
+        order.setdefault(stem, (aug_name, "SegmentationClass"))
     samples, missing = [], []
     for stem, preference in order.items():
-        found = [name for name in preference if f"{stem}.png" in folders[name]]
+        found = [name for name in preference if f"{stem}{folders[name][1]}" in present[name]]
         if not found:
-            missing.append(f"{preference[0]}/{stem}.png or {preference[1]}/{stem}.png")
+            missing.append(" or ".join(f"{name}/{stem}{folders[name][1]}" for name in preference))
         elif f"{stem}.jpg" not in images:
             missing.append(f"JPEGImages/{stem}.jpg")
         else:
-            label = src / found[0] / f"{stem}.png"
-            samples.append(SourceSample(stem, src / "JPEGImages" / f"{stem}.jpg", label, label_format))
+            folder, suffix = folders[found[0]]
+            image = src / "JPEGImages" / f"{stem}.jpg"
+            samples.append(SourceSample(stem, image, folder / f"{stem}{suffix}", label_format))
     refuse_missing(missing, f"file(s) named by the split lists are missing in {src}")
     return samples
 
 
-def prepare_voc(src: str | Path, dst: str | Path, progress: bool = True, background: bool = False) -> DatasetFolder:
-    """Converts VOC 2012 + SBD (mmseg layout, see the module docstring) into a dataset folder.
+def prepare_voc(
+    src: str | Path,
+    dst: str | Path,
+    progress: bool = True,
+    background: bool = False,
+    sbd: str | Path | None = None,
+    allow_partial: bool = False,
+) -> DatasetFolder:
+    """Converts VOC 2012 + SBD (see the module docstring) into a dataset folder.
 
     Args:
         background: keep background as class 0 (21 classes, dataset ``voc21``) instead of ignoring it.
+        sbd: SBD's ``benchmark_RELEASE/dataset`` folder, to read its ``.mat`` labels directly.
+        allow_partial: accept splits of other sizes than the protocol's (10,582 / 1,449), with a
+            :class:`~splitmatch.data.prepare.protocol_sizes.PartialDatasetWarning`.
 
     Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
 
     Raises:
-        DatasetFormatError: ``src`` lacks an expected file (named in the message), or a label
-            holds values VOC does not use.
+        DatasetFormatError: ``src`` lacks an expected file (named in the message), a label
+            holds values VOC does not use, or a split is not of the protocol's size.
     """
     src, dst = Path(src), Path(dst)
-    _check_root(src)
-    splits = voc_splits(src)
-    official = read_list(src / "ImageSets" / "Segmentation" / "train.txt", LAYOUT) + splits["val"]
-    samples = _sources(src, official, splits["train"], VOC21_FORMAT if background else VOC_FORMAT)
-    write_classes(dst, VOC21_SPLIT if background else BUILTIN_SPLITS["voc"])
-    convert_samples(samples, dst, progress, desc="voc")
+    sbd = Path(sbd) if sbd is not None else None
+    check_voc_root(src, sbd)
+    splits = voc_splits(src, sbd)
+    classes = VOC21_SPLIT if background else BUILTIN_SPLITS["voc"]
+    preflight(classes.dataset, src, dst, splits, allow_partial)
+    samples = voc_sources(src, splits, VOC21_FORMAT if background else VOC_FORMAT, sbd)
+    write_classes(dst, classes)
+    convert_samples(samples, dst, progress, desc=classes.dataset, convert=convert_sbd_or_png)
     write_splits(dst, splits)
-    return DatasetFolder(dst)
+    return verify_prepared(dst, classes, splits)

@@ -1,0 +1,211 @@
+"""COCO-20i: COCO 2014 rasterised from its instance annotations, its folds and fixed test episodes.
+
+Source layout (the ``COCO2014`` folder of HSNet's data layout)::
+
+    SRC/train2014/<file_name>                       82,783 images (train2014.zip)
+    SRC/val2014/<file_name>                         40,504 images (val2014.zip)
+    SRC/annotations/instances_train2014.json        annotations_trainval2014.zip
+    SRC/annotations/instances_val2014.json
+
+Every image the annotation file lists is written (an image without annotations is all
+background). Labels: 0 ``background``, 1..80 the COCO classes in COCO's order (category ids
+sorted, made contiguous), 255 ignore. Each object's polygons or RLE are rasterised by
+:mod:`~splitmatch.data.prepare.coco_masks`; objects are painted largest first, so a smaller
+object on a larger one (a tie on a person) stays visible. **Crowd** regions (``iscrowd: 1``)
+become ignore where no single object covers them: a crowd region is one loose outline around
+many objects and the background between them, so scoring it as the class would count that
+background as the class, and scoring it as background would call real objects background.
+
+``classes.json`` names no unseen class: one folder serves all four folds of both conventions
+(``folds.json``: ``coco-20i`` interleaved, the default, and ``coco-20i-consecutive``), and the
+fold a run holds out comes from its config. Per scheme and fold,
+``episodes/<scheme>/fold<i>_1000.txt`` holds the fixed test episodes (:mod:`splitmatch.data.episodes`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
+from splitmatch.data.episodes import DEFAULT_EPISODE_COUNT, DEFAULT_EPISODE_SEED, MIN_OBJECT_PIXELS
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError
+from splitmatch.data.folds import BACKGROUND, COCO_CLASSES
+from splitmatch.data.prepare.coco_masks import segmentation_mask
+from splitmatch.data.prepare.common import (
+    LabelFormat,
+    SourceSample,
+    check_label_size,
+    convert_samples,
+    list_names,
+    preflight,
+    refuse_missing,
+    require,
+    write_classes,
+    write_splits,
+)
+from splitmatch.data.prepare.fold_episodes import check_episode_options, write_fold_files
+from splitmatch.data.prepare.readback import verify_prepared
+from splitmatch.data.prepare.safety import check_stems
+
+LAYOUT = (
+    "SRC/train2014/*.jpg, SRC/val2014/*.jpg and SRC/annotations/instances_{train,val}2014.json; "
+    "SRC is the COCO 2014 folder"
+)
+SPLITS = {"train": "train2014", "val": "val2014"}
+COCO20I_SPLIT = ClassSplit((BACKGROUND, *COCO_CLASSES), (), "coco-20i")
+# Only the description is used: labels are rasterised from the JSON, not looked up.
+INSTANCES_FORMAT = LabelFormat.from_mapping({}, description="COCO instance annotations (polygons or RLE)")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of an instances file and its annotations."""
+
+    file_name: str
+    height: int
+    width: int
+    annotations: tuple[dict, ...]
+
+
+def _field(record: object, key: str, kind: type | tuple[type, ...], where: str):
+    value = record.get(key) if isinstance(record, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise DatasetFormatError(f"{where} has no valid '{key}'")
+    return value
+
+
+def read_instances(path: Path) -> tuple[dict[str, ImageRecord], dict[int, int]]:
+    """Reads an instances file: stem -> its image record, and COCO category id -> class id (1..80).
+
+    Raises:
+        DatasetFormatError: not JSON, a missing field, or categories that are not COCO's 80.
+    """
+    require(path, "a COCO instances annotation file", LAYOUT)
+    try:
+        with path.open("rb") as handle:
+            data = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetFormatError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise DatasetFormatError(f"{path}: expected a JSON object with images, annotations and categories")
+    categories = sorted(
+        (_field(c, "id", int, f"{path}: a category"), _field(c, "name", str, f"{path}: a category"))
+        for c in _field(data, "categories", list, str(path))
+    )
+    if tuple(name for _, name in categories) != COCO_CLASSES:
+        raise DatasetFormatError(
+            f"{path}: its {len(categories)} categories, by id, are not COCO's 80 classes "
+            f"(first: {[name for _, name in categories][:5]})"
+        )
+    class_of = {category_id: index + 1 for index, (category_id, _) in enumerate(categories)}
+    by_id: dict[int, dict] = {}
+    for image in _field(data, "images", list, str(path)):
+        image_id = _field(image, "id", int, f"{path}: an image")
+        by_id[image_id] = {"record": image, "annotations": []}
+    for annotation in _field(data, "annotations", list, str(path)):
+        where = f"{path}: annotation {annotation.get('id') if isinstance(annotation, dict) else '?'}"
+        image_id = _field(annotation, "image_id", int, where)
+        if image_id not in by_id:
+            raise DatasetFormatError(f"{where} names image id {image_id}, which the file does not list")
+        if _field(annotation, "category_id", int, where) not in class_of:
+            raise DatasetFormatError(f"{where} has category_id {annotation['category_id']}, not a COCO class")
+        if annotation.get("iscrowd", 0) not in (0, 1):
+            raise DatasetFormatError(f"{where} has iscrowd {annotation['iscrowd']!r}; expected 0 or 1")
+        by_id[image_id]["annotations"].append(annotation)
+    records: dict[str, ImageRecord] = {}
+    for entry in by_id.values():
+        image, where = entry["record"], f"{path}: image {entry['record']['id']}"
+        name = _field(image, "file_name", str, where)
+        record = ImageRecord(
+            name, _field(image, "height", int, where), _field(image, "width", int, where), tuple(entry["annotations"])
+        )
+        stem = Path(name).stem if "/" not in name and "\\" not in name else name  # a separator is refused later
+        if stem in records:
+            raise DatasetFormatError(f"{where}: file name {name!r} is listed twice")
+        records[stem] = record
+    return records, class_of
+
+
+def rasterise(record: ImageRecord, class_of: dict[int, int], where: str) -> np.ndarray:
+    """An image's semantic label ``uint8 [H, W]``: 0 background, 1..80 classes, 255 crowd (see the module docstring)."""
+    label = np.zeros((record.height, record.width), dtype=np.uint8)
+    objects, crowd = [], np.zeros_like(label, dtype=bool)
+    for annotation in record.annotations:
+        try:
+            mask = segmentation_mask(annotation.get("segmentation"), record.height, record.width)
+        except ValueError as error:
+            raise DatasetFormatError(f"{where}: annotation {annotation.get('id')}: {error}") from None
+        if annotation.get("iscrowd", 0) == 1:
+            crowd |= mask
+        else:
+            objects.append((int(mask.sum()), mask, class_of[annotation["category_id"]]))
+    for _, mask, class_id in sorted(objects, key=lambda item: -item[0]):  # largest first, stable among equals
+        label[mask] = class_id
+    covered = np.zeros_like(crowd)
+    for _, mask, _ in objects:
+        covered |= mask
+    label[crowd & ~covered] = IGNORE_INDEX
+    return label
+
+
+def _sources(src: Path, split_dir: str) -> tuple[list[SourceSample], dict[str, ImageRecord], dict[int, int]]:
+    instances = src / "annotations" / f"instances_{split_dir}.json"
+    image_dir = require(src / split_dir, f"the COCO {split_dir} images", LAYOUT)
+    records, class_of = read_instances(instances)
+    check_stems(list(records), f"the file names of {instances}")
+    present = list_names(image_dir)
+    samples, missing = [], []
+    for stem, record in records.items():
+        if record.file_name not in present:
+            missing.append(f"{split_dir}/{record.file_name}")
+        else:
+            samples.append(SourceSample(stem, image_dir / record.file_name, instances, INSTANCES_FORMAT))
+    refuse_missing(missing, f"image(s) listed by {instances} are missing")
+    return samples, records, class_of
+
+
+def prepare_coco20i(
+    src: str | Path,
+    dst: str | Path,
+    progress: bool = True,
+    allow_partial: bool = False,
+    episode_counts: Sequence[int] = (DEFAULT_EPISODE_COUNT,),
+    min_object_pixels: int = MIN_OBJECT_PIXELS,
+    episode_seed: int = DEFAULT_EPISODE_SEED,
+) -> DatasetFolder:
+    """Converts COCO 2014 with its instance annotations into a COCO-20i folder (see the module docstring).
+
+    Args:
+        allow_partial: accept splits of other sizes than 82,783 / 40,504, with a warning.
+        episode_counts: the test episode lists to write per fold and scheme (1,000; or also 5,000).
+        min_object_pixels: the smallest object a test episode may ask for (PFENet's 2 x 32 x 32).
+        episode_seed: seeds the drawing of the episodes (HSNet: 0).
+
+    Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
+
+    Raises:
+        DatasetFormatError: a missing or malformed source file (named), or a split of another size.
+    """
+    src, dst = Path(src), Path(dst)
+    check_episode_options(episode_counts, min_object_pixels, episode_seed)
+    per_split = {split: _sources(src, split_dir) for split, split_dir in SPLITS.items()}
+    splits = {split: [s.stem for s in samples] for split, (samples, _, _) in per_split.items()}
+    preflight("coco-20i", src, dst, splits, allow_partial)
+    write_classes(dst, COCO20I_SPLIT)
+    for split, (samples, records, class_of) in per_split.items():
+
+        def convert(sample: SourceSample, records=records, class_of=class_of) -> np.ndarray:
+            label = rasterise(records[sample.stem], class_of, f"{sample.label} image {sample.image.name}")
+            check_label_size(label, sample)
+            return label
+
+        convert_samples(samples, dst, progress, desc=f"coco-20i {split}", convert=convert)
+    write_splits(dst, splits)
+    folder = verify_prepared(dst, COCO20I_SPLIT, splits)
+    write_fold_files(folder, episode_counts, min_object_pixels, episode_seed, allow_partial)
+    return folder
