@@ -19,6 +19,7 @@ from typing import Any
 
 from splitmatch.config.architectures import ArchitectureError, clip_geometry
 from splitmatch.config.errors import ConfigError
+from splitmatch.config.templates import load_templates
 
 # Upper bounds on sizes are generous; they catch typos (an extra zero) before a huge allocation.
 MAX_SIDE = 16384  # pixels of a crop, window or input side
@@ -216,6 +217,7 @@ def _check_relations(config: Any, error: type[Exception]) -> None:
             f"({train.accumulate_steps}) micro-batches"
         )
     _check_against_clip(config, error)
+    load_templates(config.clip.templates)  # a named set or a readable .json list: ConfigError names the problem
 
 
 def _check_against_clip(config: Any, error: type[Exception]) -> None:

@@ -29,6 +29,7 @@ from splitmatch.config.rules import (
     check_config,
     setting,
 )
+from splitmatch.config.templates import TemplateChoice
 
 
 @dataclass
@@ -44,8 +45,15 @@ class ClipConfig:
     decoder_layers: list[int] = setting([5, 8, 11], Items(Range(0, MAX_COUNT), min_len=0, distinct=True))
     # masked-CLS region embeddings attend inside their mask in the last n blocks
     region_layers: int = setting(3, Range(1, MAX_COUNT))
-    # text prompts: "single" ("a photo of a {}.") or "ensemble" (80 templates)
-    templates: str = setting("single", Choice(("single", "ensemble")))
+    # Text prompts, a class embedding being the normalised mean over them: a shipped set ("single":
+    # "a photo of a {}."; "ensemble": CLIP's 80 ImageNet templates; "zegclip-multi": the 15 of
+    # ZegCLIP's COCO-Stuff recipe; "zegclip-single": its VOC one, "a photo of a {}") or a path to a
+    # .json list of templates (splitmatch/configs/templates/ names each set's source).
+    templates: str = setting("single", TemplateChoice())
+    # How the 14 x 14 (ViT-B/16 at 224) positional embedding is resized to the input's patch grid:
+    # "bicubic" (mmseg, align_corners false), "bilinear" (ZegCLIP: align_corners false, no
+    # antialias) or "bicubic_antialias" (open_clip). Identity at the native grid (docs/method.md).
+    pos_interpolation: str = setting("bicubic", Choice(("bicubic", "bilinear", "bicubic_antialias")))
 
 
 @dataclass
