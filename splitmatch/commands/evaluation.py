@@ -132,8 +132,9 @@ def _evaluate_pseudo_masks(args, config, folder, cache, model, split: str) -> No
 
     text = model.encode_classes(list(folder.classes.names))  # unseen names too: for scoring only
     report = evaluate_pseudo_masks(
-        folder, cache, split, text, config.pseudo.window_sizes, config.pseudo.min_area, progress=not args.quiet
-    )
+        folder, cache, split, text, config.pseudo.window_sizes, config.pseudo.min_area, progress=not args.quiet,
+        clip_to_unannotated=config.pseudo.clip_to_unannotated,
+    )  # fmt: skip
     print(f"\npseudo masks of split '{split}' ({report['images']} images) against its full labels, percent:")
     print(format_quality(report))
     print(report["note"])

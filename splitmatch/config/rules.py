@@ -209,6 +209,12 @@ def _check_relations(config: Any, error: type[Exception]) -> None:
             f"inference.max_long_side ({inference.max_long_side}) must be at least inference.short_side "
             f"({inference.short_side})"
         )
+    pseudo = config.pseudo
+    if pseudo.min_area_per_scale and len(pseudo.min_area_per_scale) != len(pseudo.window_sizes):
+        raise error(
+            f"pseudo.min_area_per_scale needs one value per window size {pseudo.window_sizes} (or none: "
+            f"pseudo.min_area at every scale), got {pseudo.min_area_per_scale}"
+        )
     if train.min_lr > train.lr:
         raise error(f"train.min_lr ({train.min_lr:g}) must not exceed train.lr ({train.lr:g})")
     if train.batch_size % train.accumulate_steps:
