@@ -161,10 +161,9 @@ def _vitb16(name: str, root: str, prompt_tokens: int, iterations: int, templates
             # Chosen a priori, to be tuned on a pseudo-unseen proxy (docs/pseudo-masks.md#at-real-scale):
             # images keep their shape, as the training crops show them to CLIP;
             resize="keep_aspect",
-            # about half the mean cluster of each scale on the 32 x 32 grid (1,024 patches / (2 x 225,
-            # 49, 9 seeds) = 2.3, 10.4, 57 patches), so window 4 keeps its clusters and window 8 the
-            # method's 0.01;
-            min_area_per_scale=[0.002, 0.01, 0.05],
+            # the method's 0.01, but at window 4, whose mean cluster on the 32 x 32 grid (1,024 patches /
+            # 225 seeds = 4.6) is below 0.01 (10.2 patches): there about half its mean cluster;
+            min_area_per_scale=[0.002, 0.01, 0.01],
             # a part mostly (rho's 0.8) inside a kept, larger mask is dropped: one target per region.
             dedup_containment=0.8,
         ),
