@@ -29,7 +29,12 @@ PROXY = ["--proxy", "--set", "data.proxy.classes=[aeroplane, bird]", "--set", "d
 def voc(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("voc")
     fabricate_voc(root / "VOC2012", count=6)
-    assert main(["prepare", "voc", "--src", str(root / "VOC2012"), "--dst", str(root / "voc"), "--quiet"]) == 0
+    assert (
+        main(
+            ["prepare", "voc", "--src", str(root / "VOC2012"), "--dst", str(root / "voc"), "--quiet", "--allow-partial"]
+        )
+        == 0
+    )
     return root / "voc"
 
 

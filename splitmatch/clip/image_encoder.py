@@ -14,6 +14,13 @@ from torch import nn
 from splitmatch.clip.attention import block_forward, value_path
 from splitmatch.clip.loading import ClipWeightsError
 
+# How each ``clip.pos_interpolation`` resizes the positional embedding's grid: F.interpolate's arguments.
+POS_INTERPOLATION = {
+    "bicubic": {"mode": "bicubic", "align_corners": False},  # mmseg's resize_pos_embed
+    "bilinear": {"mode": "bilinear", "align_corners": False},  # ZegCLIP's (F.interpolate's defaults)
+    "bicubic_antialias": {"mode": "bicubic", "align_corners": False, "antialias": True},  # open_clip's
+}
+
 
 class ClipImageEncoder(nn.Module):
     """A frozen open_clip ViT whose only trainable part is a set of deep visual prompts.
@@ -22,7 +29,7 @@ class ClipImageEncoder(nn.Module):
     ``prompt_layers`` blocks, replacing the previous block's prompt outputs (VPT-deep, as in
     ZegCLIP); after the last prompted block the prompt outputs flow on. With no prompt tokens
     the encoder computes exactly open_clip's image forward. The positional embedding is
-    interpolated (bicubic) to whatever patch grid the input has.
+    interpolated to whatever patch grid the input has (``pos_interpolation``).
 
     Args:
         visual: an open_clip ``VisionTransformer`` with plain blocks and CLS pooling.
@@ -31,6 +38,8 @@ class ClipImageEncoder(nn.Module):
         feature_layers: indices of blocks whose output tokens the decoder receives.
         region_layers: n, the last blocks in which masked region tokens attend (1..L).
         image_mean, image_std: per-channel normalisation of 0..1 images.
+        pos_interpolation: how the positional embedding is resized to another patch grid, a key of
+            :data:`POS_INTERPOLATION` (``bicubic``, ``bilinear``, ``bicubic_antialias``).
     """
 
     def __init__(
@@ -42,8 +51,12 @@ class ClipImageEncoder(nn.Module):
         region_layers: int = 3,
         image_mean: Sequence[float] = OPENAI_DATASET_MEAN,
         image_std: Sequence[float] = OPENAI_DATASET_STD,
+        pos_interpolation: str = "bicubic",
     ) -> None:
         super().__init__()
+        if pos_interpolation not in POS_INTERPOLATION:
+            raise ValueError(f"pos_interpolation must be one of {list(POS_INTERPOLATION)}, got {pos_interpolation!r}")
+        self.pos_interpolation = pos_interpolation
         if not isinstance(visual, VisionTransformer) or visual.attn_pool is not None:
             raise ClipWeightsError(
                 f"expected an open_clip VisionTransformer without attention pooling, got {type(visual)}"
@@ -81,14 +94,14 @@ class ClipImageEncoder(nn.Module):
         return (images.float() - self.pixel_mean) / self.pixel_std
 
     def positional_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
-        """``[1 + h*w, W]`` positional embedding for a patch grid, bicubic-interpolated if needed."""
+        """``[1 + h*w, W]`` positional embedding for a patch grid, resized (``pos_interpolation``) if needed."""
         pos = self.visual.positional_embedding
         native = tuple(self.visual.grid_size)
         if tuple(grid) == native:
             return pos
         cls_pos, patch_pos = pos[:1], pos[1:]
         patch_pos = patch_pos.reshape(1, native[0], native[1], -1).permute(0, 3, 1, 2)
-        patch_pos = F.interpolate(patch_pos, size=grid, mode="bicubic", align_corners=False)
+        patch_pos = F.interpolate(patch_pos, size=grid, **POS_INTERPOLATION[self.pos_interpolation])
         return torch.cat([cls_pos, patch_pos.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)])
 
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -8,21 +8,23 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.tokenizer import SimpleTokenizer
-from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from torch import nn
 
+from splitmatch.config.templates import load_templates
 from splitmatch.data.classes import ClassEntry, class_texts
 
-SINGLE_TEMPLATE = ("a photo of a {}.",)
 
+def prompt_templates(templates: str) -> tuple[str, ...]:
+    """The templates of a ``clip.templates`` value: a shipped set's name or a ``.json`` file.
 
-def prompt_templates(kind: str) -> tuple[str, ...]:
-    """``"single"`` -> ``("a photo of a {}.",)``; ``"ensemble"`` -> CLIP's 80 ImageNet templates."""
-    if kind == "single":
-        return SINGLE_TEMPLATE
-    if kind == "ensemble":
-        return tuple(template("{}") for template in OPENAI_IMAGENET_TEMPLATES)
-    raise ValueError(f"text templates must be 'single' or 'ensemble', got {kind!r}")
+    ``"single"`` is ``("a photo of a {}.",)``, ``"ensemble"`` CLIP's 80 ImageNet templates,
+    ``"zegclip-multi"`` the 15 of ZegCLIP's COCO-Stuff embeddings, ``"zegclip-single"`` its VOC
+    template; ``splitmatch/configs/templates/`` names the source of each list.
+
+    Raises:
+        ConfigError: an unknown name or an unusable file.
+    """
+    return load_templates(templates)
 
 
 class ClipTextEncoder(nn.Module):

@@ -172,6 +172,7 @@ def _evaluate_pseudo_masks(args, config, folder, cache, model, split: str) -> No
     report = evaluate_pseudo_masks(
         folder, cache, split, text, config.pseudo.window_sizes, config.pseudo.min_area, progress=not args.quiet,
         proxy=folder.proxy,
+        clip_to_unannotated=config.pseudo.clip_to_unannotated,
     )  # fmt: skip
     if folder.proxy is not None:
         held = ", ".join(folder.proxy.held_out)

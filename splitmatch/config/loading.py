@@ -156,7 +156,7 @@ def from_dict(data: dict) -> ExperimentConfig:
 
 
 # Keys whose values name files or folders; resolve_paths makes relative ones absolute.
-PATH_KEYS = ("data.root", "clip.weights", "clip.arch", "pseudo.cache_dir")
+PATH_KEYS = ("data.root", "clip.weights", "clip.arch", "clip.templates", "pseudo.cache_dir")
 
 
 def weights_name_is_path(weights: str, base: str | Path | None = None) -> bool:
@@ -174,7 +174,7 @@ def _names_a_path(key: str, value: str | None, base: Path) -> bool:
         return False
     if key == "clip.weights":
         return weights_name_is_path(value, base)
-    if key == "clip.arch":  # a model-config name (ViT-B-16-quickgelu) or a JSON file
+    if key in ("clip.arch", "clip.templates"):  # a name (ViT-B-16-quickgelu, zegclip-multi) or a JSON file
         return value.endswith(".json")
     return True
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from splitmatch.config.architectures import ArchitectureError, clip_geometry
 from splitmatch.config.errors import ConfigError
+from splitmatch.config.templates import load_templates
 
 # Upper bounds on sizes are generous; they catch typos (an extra zero) before a huge allocation.
 MAX_SIDE = 16384  # pixels of a crop, window or input side
@@ -238,6 +239,12 @@ def _check_relations(config: Any, error: type[Exception]) -> None:
             f"inference.max_long_side ({inference.max_long_side}) must be at least inference.short_side "
             f"({inference.short_side})"
         )
+    pseudo = config.pseudo
+    if pseudo.min_area_per_scale and len(pseudo.min_area_per_scale) != len(pseudo.window_sizes):
+        raise error(
+            f"pseudo.min_area_per_scale needs one value per window size {pseudo.window_sizes} (or none: "
+            f"pseudo.min_area at every scale), got {pseudo.min_area_per_scale}"
+        )
     if train.min_lr > train.lr:
         raise error(f"train.min_lr ({train.min_lr:g}) must not exceed train.lr ({train.lr:g})")
     if train.batch_size % train.accumulate_steps:
@@ -246,6 +253,7 @@ def _check_relations(config: Any, error: type[Exception]) -> None:
             f"({train.accumulate_steps}) micro-batches"
         )
     _check_against_clip(config, error)
+    load_templates(config.clip.templates)  # a named set or a readable .json list: ConfigError names the problem
 
 
 def _check_class_selection(data: Any, error: type[Exception]) -> None:

@@ -31,6 +31,7 @@ from splitmatch.config.rules import (
     check_config,
     setting,
 )
+from splitmatch.config.templates import TemplateChoice
 
 
 @dataclass
@@ -46,8 +47,15 @@ class ClipConfig:
     decoder_layers: list[int] = setting([5, 8, 11], Items(Range(0, MAX_COUNT), min_len=0, distinct=True))
     # masked-CLS region embeddings attend inside their mask in the last n blocks
     region_layers: int = setting(3, Range(1, MAX_COUNT))
-    # text prompts: "single" ("a photo of a {}.") or "ensemble" (80 templates)
-    templates: str = setting("single", Choice(("single", "ensemble")))
+    # Text prompts, a class embedding being the normalised mean over them: a shipped set ("single":
+    # "a photo of a {}."; "ensemble": CLIP's 80 ImageNet templates; "zegclip-multi": the 15 of
+    # ZegCLIP's COCO-Stuff recipe; "zegclip-single": its VOC one, "a photo of a {}") or a path to a
+    # .json list of templates (splitmatch/configs/templates/ names each set's source).
+    templates: str = setting("single", TemplateChoice())
+    # How the 14 x 14 (ViT-B/16 at 224) positional embedding is resized to the input's patch grid:
+    # "bicubic" (mmseg, align_corners false), "bilinear" (ZegCLIP: align_corners false, no
+    # antialias) or "bicubic_antialias" (open_clip). Identity at the native grid (docs/method.md).
+    pos_interpolation: str = setting("bicubic", Choice(("bicubic", "bilinear", "bicubic_antialias")))
 
 
 @dataclass
@@ -75,19 +83,36 @@ class DecoderConfig:
 class PseudoMaskConfig:
     # "value" (MaskCLIP last-block value path) or "tokens"
     dense_features: str = setting("value", Choice(("value", "tokens")))
-    input_size: int = setting(512, SIDE)  # frozen-CLIP input side for pseudo masks (square resize)
+    input_size: int = setting(512, SIDE)  # frozen-CLIP input side for pseudo masks
+    # How an image becomes the input_size x input_size CLIP input: "square" squashes it (the aspect
+    # ratio is lost); "keep_aspect" resizes its long side to input_size (the short side to whole
+    # patches) and pads, clusters only the image's patches, and stretches the index map over the
+    # cached grid so that it maps back onto the image (docs/pseudo-masks.md).
+    resize: str = setting("square", Choice(("square", "keep_aspect")))
     window_sizes: list[int] = setting([4, 8, 16], Items(Range(1, MAX_SIDE), distinct=True))  # K-Means seed windows s
     iterations: int = setting(10, Range(1, MAX_COUNT))  # T cosine K-Means iterations
     rho: float = setting(0.8, Range(0, 1, low_open=True))  # keep a cluster when >= rho of its area is unannotated
     # drop candidates smaller than this fraction of the grid
     min_area: float = setting(0.01, Range(0, 1, high_open=True))
+    # One minimum area per window size, in place of min_area at every scale (empty: min_area).
+    min_area_per_scale: list[float] = setting([], Items(Range(0, 1, high_open=True), min_len=0))
     # across scales, drop a candidate whose mask IoU with a kept one exceeds this
     dedup_iou: float = setting(0.7, Range(0, 1, low_open=True))
-    # cap per image, largest first
+    # Also drop a candidate when more than this share of it lies inside a kept, larger one (a part
+    # beside its whole); 1 keeps parts (the method's IoU rule alone).
+    dedup_containment: float = setting(1.0, Range(0, 1, low_open=True, note="1 turns it off"))
+    # cap per image, in mask_order
     max_masks: int = setting(40, Range(1, 254, note="the cache's index maps are 8-bit, 0 meaning none"))
+    # Which masks the cap keeps: "area" the largest; "coherence" those whose CLIP features are most
+    # alike (the length of the mean of their unit vectors).
+    mask_order: str = setting("area", Choice(("area", "coherence")))
     # Split every K-Means cluster into its connected pieces (8-neighbour, patch grid) before the
     # rho rule, so rho and min_area hold per piece (chosen here; docs/pseudo-masks.md measures it).
     components: bool = setting(False, Flag())
+    # Clip kept clusters to the unannotated patches (the method). false, an ablation: a candidate is
+    # its whole cluster (the rho rule still decides which clusters are kept), since on COCO-Stuff the
+    # unannotated region nearly is the unseen classes' outline (docs/method.md#choices-made-here).
+    clip_to_unannotated: bool = setting(True, Flag())
     # "masked_cls": a CLS copy attends inside the mask in CLIP's last blocks (the method);
     # "crop": CLIP's image embedding of a square crop around the mask (docs/pseudo-masks.md).
     region_embedding: str = setting("masked_cls", Choice(("masked_cls", "crop")))

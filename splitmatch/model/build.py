@@ -28,6 +28,7 @@ def build_segmentor(clip_cfg: ClipConfig, dec: DecoderConfig, load_clip_weights:
         prompt_layers=clip_cfg.prompt_layers,
         feature_layers=clip_cfg.decoder_layers if dec.fuse_intermediate else [],
         region_layers=clip_cfg.region_layers,
+        pos_interpolation=clip_cfg.pos_interpolation,
     )
     text_encoder = ClipTextEncoder(clip, clip_tokenizer(clip_cfg.arch), prompt_templates(clip_cfg.templates))
     mfe = MultiScaleFeatureEnhancement(dec.hidden_dim, dec.mfe_pool_factors) if dec.mfe else None

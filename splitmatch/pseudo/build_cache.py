@@ -41,6 +41,7 @@ def cache_fingerprint(
         "clip_arch": clip.arch,
         "clip_visual_digest": tensor_digest(encoder.visual.state_dict()),
         "region_layers": encoder.region_layers,
+        "pos_interpolation": encoder.pos_interpolation,
         "pseudo": settings,
         "classes": list(classes.names),
         "unseen": sorted(classes.unseen),

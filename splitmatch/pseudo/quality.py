@@ -17,8 +17,9 @@ unseen (or held-out) class and per K-Means scale:
   names' text embeddings, to the mask's dominant class.
 
 Masks are read as training reads them: the patch-grid index map is resized (nearest) to the
-label and clipped to unannotated pixels. Void pixels (the dataset's ignore value) have no truth and are left
-out of every count.
+label and clipped to unannotated pixels (with ``pseudo.clip_to_unannotated`` false, an ablation,
+they are scored whole, seen-class pixels included, and a mask's dominant class may be a seen one).
+Void pixels (the dataset's ignore value) have no truth and are left out of every count.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def score_image(
     min_area: float,
     tallies: dict[str, _Tally],
     stem: str = "",
+    clip_to_unannotated: bool = True,
 ) -> ImageScore:
     """Adds one image's counts to ``tallies`` (keys ``overall``, ``class <name>``, ``scale <s>``).
 
@@ -119,12 +121,14 @@ def score_image(
         index_map: ``[S, h, w]`` uint8 cached index map (0 none, ``k + 1`` mask k).
         embeddings: ``[K, D]`` region embeddings.
         class_embeddings: ``[C, D]`` normalised text embeddings of every class name.
+        clip_to_unannotated: clip masks to the unseen pixels (false: score them whole).
     """
     num_classes = classes.num_classes
     num_masks = embeddings.shape[0]
     index = resize_nearest(index_map, label.shape).astype(np.int64)  # [S, H, W]
     unseen = np.isin(label, classes.unseen_ids)
-    region = unseen  # unannotated and not void: exactly the unseen-class pixels
+    # Unannotated and not void: exactly the unseen-class pixels; unclipped, every pixel that is not void.
+    region = unseen if clip_to_unannotated else label != classes.ignore_index
     objects, object_classes = unseen_objects(label, classes.unseen_ids, min_area * label.size)
     num_objects = len(object_classes)
 
@@ -200,6 +204,7 @@ def evaluate_pseudo_masks(
     progress: bool = True,
     worst: int = 20,
     proxy: ProxySplit | None = None,
+    clip_to_unannotated: bool = True,
 ) -> dict:
     """Scores the cached pseudo masks of a split against its label files.
 
@@ -211,6 +216,7 @@ def evaluate_pseudo_masks(
         min_area: smallest object scored by ``object_recall``, as a fraction of the image.
         proxy: score a pseudo-unseen proxy instead: its held-out seen classes are what the masks
             should find, and the benchmark's unseen classes are void (left out of its vocabulary).
+        clip_to_unannotated: ``pseudo.clip_to_unannotated``: false scores the masks whole.
 
     Returns:
         ``{"split", "images", "note", "overall", "per_class", "per_scale", "worst_misses"}``; metrics
@@ -231,7 +237,9 @@ def evaluate_pseudo_masks(
     for sample in tqdm(samples, desc="score pseudo masks", disable=not progress, leave=False):
         label = vocabulary.relabel(read_label(sample.label_path, folder.classes.num_classes))
         index_map, embeddings = cache.load(sample.stem)
-        scores.append(score_image(label, index_map, embeddings, text, classes, min_area, tallies, sample.stem))
+        score = score_image(label, index_map, embeddings, text, classes, min_area, tallies, sample.stem,
+                            clip_to_unannotated)  # fmt: skip
+        scores.append(score)
     scores.sort(key=lambda s: (-s.uncovered_share, -s.objects_missed, s.stem))
     images = max(len(samples), 1)
     overall = tallies["overall"].summary() | {"masks_per_image": round(tallies["overall"].masks / images, 2)}
