@@ -63,7 +63,7 @@ def file_digests(root: Path) -> dict[str, str]:
 def test_items_have_documented_types_and_shapes(folder: DatasetFolder) -> None:
     item = SegmentationDataset(folder, "train")[1]
     assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, 28, 32)
-    assert item["label"].dtype == torch.int64 and item["label"].shape == (28, 32)
+    assert item["label"].dtype == torch.uint8 and item["label"].shape == (28, 32)  # the label files' dtype
     assert item["stem"] == "b" and item["orig_size"] == (28, 32)
     assert "pseudo_index" not in item
     # Workers receive the dataset pickled: it must hold paths only, no open files.
@@ -178,3 +178,20 @@ def test_a_class_file_that_is_a_folder_is_named(tmp_path):
 
     with pytest.raises(ClassSplitError, match=r"class file .* is a folder, not a JSON file"):
         ClassSplit.read(tmp_path)
+
+
+def test_items_are_those_of_before_the_host_step_rework(folder: DatasetFolder) -> None:
+    from host_step_reference import reference_dataset, reference_transforms
+
+    args = (16, (64, 24), (0.5, 2.0), 0.75, 0.5, True)
+    ours = SegmentationDataset(folder, "train", build_train_transform(*args), True, FakePseudoMasks())
+    before = reference_dataset.SegmentationDataset(
+        folder, "train", reference_transforms.build_train_transform(*args), True, FakePseudoMasks()
+    )
+    for key in [0, 1, 2, (0, 5), (2, 11), (1, 99)]:
+        item, item_before = ours[key], before[key]
+        assert item["label"].dtype == torch.uint8 and item_before["label"].dtype == torch.int64
+        assert torch.equal(item["label"].long(), item_before["label"])
+        assert torch.equal(item["pseudo_index"], item_before["pseudo_index"])  # resized once, the same pixels
+        assert torch.equal(item["pseudo_embeddings"], item_before["pseudo_embeddings"])
+        assert (item["image"].int() - item_before["image"].int()).abs().max() <= 4

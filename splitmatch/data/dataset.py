@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from splitmatch.data.deferred import NearestView
+from splitmatch.data.transforms import Compose
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
-from splitmatch.data.transforms import resize_nearest
 
 
 class PseudoMaskSource(Protocol):
@@ -48,11 +49,13 @@ class SegmentationDataset(Dataset):
         inductive: training labels: unseen-class pixels become ignore. Files are never changed.
         pseudo_masks: optional :class:`PseudoMaskSource`. Its index map is resized (nearest) to
             the image, transformed with it, then zeroed wherever the label is not ignore, so the
-            pseudo masks cover unannotated pixels only.
+            pseudo masks cover unannotated pixels only. A :class:`Compose` transform gets it as
+            a :class:`~splitmatch.data.deferred.NearestView` of the stored grid, so the map is
+            read out once, at the transform's output size; any other transform, as an array.
         base_seed: seeds the augmentation of integer keys, see the module docstring.
 
-    Items are dicts: ``image`` uint8 [3, H, W], ``label`` int64 [H, W] (ignore:
-    ``folder.classes.ignore_index``), ``stem`` str,
+    Items are dicts: ``image`` uint8 [3, H, W], ``label`` [H, W] of the dataset's label dtype
+    (uint8, or uint16 above 255 classes; ignore: ``folder.classes.ignore_index``), ``stem`` str,
     ``orig_size`` (H0, W0) of the file, and with pseudo masks ``pseudo_index`` uint8 [S, H, W]
     and ``pseudo_embeddings`` float32 [K, D].
     """
@@ -100,7 +103,7 @@ class SegmentationDataset(Dataset):
         index %= len(self)
         return index, rng if rng is not None else np.random.default_rng((self.base_seed, index))
 
-    def _pseudo(self, stem: str, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def _pseudo(self, stem: str, size: tuple[int, int]) -> tuple[NearestView, np.ndarray]:
         index_map, embeddings = self.pseudo_masks.load(stem, image_size=size)
         index_map, embeddings = np.asarray(index_map), np.asarray(embeddings)
         where = f"pseudo masks of '{stem}'"
@@ -115,7 +118,7 @@ class SegmentationDataset(Dataset):
                 f"{where}: index map refers to mask {int(index_map.max())} but there are only "
                 f"{embeddings.shape[0]} embeddings (expected values 0..K)"
             )
-        return resize_nearest(index_map, size), embeddings.astype(np.float32, copy=False)
+        return NearestView.of(index_map, size), embeddings.astype(np.float32, copy=False)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, rng = self._resolve(key)
@@ -127,12 +130,14 @@ class SegmentationDataset(Dataset):
         embeddings = None
         if self.pseudo_masks is not None:
             sample["pseudo_index"], embeddings = self._pseudo(sample_paths.stem, orig_size)
+            if not isinstance(self.transform, Compose):
+                sample["pseudo_index"] = sample["pseudo_index"].array()
         if self.transform is not None:
             sample = self.transform(sample, rng)
 
         out = {
             "image": torch.from_numpy(np.ascontiguousarray(sample["image"].transpose(2, 0, 1))),
-            "label": torch.from_numpy(sample["label"].astype(np.int64)),
+            "label": torch.from_numpy(np.ascontiguousarray(sample["label"])),
             "stem": sample_paths.stem,
             "orig_size": orig_size,
         }
@@ -144,7 +149,7 @@ class SegmentationDataset(Dataset):
                     f"at {sample['label'].shape} for '{sample_paths.stem}'; it must resize both alike"
                 )
             # Pseudo masks stand for unseen objects, so they may only cover unannotated pixels.
-            index_map = np.where(sample["label"][None] == self.ignore_index, index_map, 0).astype(np.uint8)
+            index_map = index_map * (sample["label"] == self.ignore_index)  # uint8 [S, H, W]
             out["pseudo_index"] = torch.from_numpy(index_map)
             out["pseudo_embeddings"] = torch.from_numpy(np.ascontiguousarray(embeddings))
         return out
@@ -160,7 +165,7 @@ def collate_segmentation(batch: list[dict]) -> dict:
     """Batches dataset items of equal size.
 
     Returns:
-        ``image`` uint8 [B, 3, H, W], ``label`` int64 [B, H, W], ``stem`` list[str],
+        ``image`` uint8 [B, 3, H, W], ``label`` uint8 or uint16 [B, H, W], ``stem`` list[str],
         ``orig_size`` list[(H0, W0)], and when the items have them ``pseudo_index``
         uint8 [B, S, H, W] and ``pseudo_embeddings`` list of float32 [K_i, D].
     """
