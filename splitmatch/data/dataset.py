@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import Dataset
 
 from splitmatch.data.deferred import NearestView
-from splitmatch.data.transforms import Compose
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
+from splitmatch.data.transforms import Compose
 
 
 class PseudoMaskSource(Protocol):
