@@ -166,3 +166,30 @@ def test_unpacked_masks_written_by_hand_are_still_read():
             out, [{k: t[k] for k in ("labels", "label_map", "label_ids")} for t in ours]
         )
     assert isinstance(HungarianMatcher(2.0, 5.0, 5.0, 50)(out, ours).seen, list)
+
+
+@pytest.mark.parametrize("size", [24, 64])  # unpacked on the device; gathered
+def test_compact_pseudo_maps_give_the_losses_of_full_ones(size):
+    from splitmatch.engine.targets import pseudo_view
+    from splitmatch.matching.target_maps import expand_index_map
+
+    data = batch(size)
+    g = torch.Generator().manual_seed(10)
+    grid = torch.zeros(4, 3, 6, 6, dtype=torch.uint8)
+    for b, count in enumerate((0, 3, 7, 11)):
+        grid[b] = torch.randint(0, count + 1, (3, 6, 6), generator=g, dtype=torch.uint8)
+    rows = (torch.arange(size) * 6 // size).expand(4, -1).clone()
+    cols = (torch.arange(size) * 6 // size).flip(0).expand(4, -1).clone()  # a flipped crop
+    rows[:, -3:], cols[:, -5:] = -1, -1  # padding
+    data.update(pseudo_grid=grid, pseudo_rows=rows, pseudo_cols=cols)
+    data["pseudo_index"] = expand_index_map(grid, rows, cols, data["label"][:, None])
+    full = build_targets(data["label"], list(range(CLASSES)), data["pseudo_index"], data["pseudo_embeddings"])
+    compact = build_targets(data["label"], list(range(CLASSES)), data["pseudo_index"], data["pseudo_embeddings"],
+                            pseudo_view=pseudo_view(data))  # fmt: skip
+    criterion, _ = criteria("split", 200)
+    losses = []
+    for targets in (full, compact):
+        torch.manual_seed(11)
+        losses.append(criterion(outputs(3, 9, seed=12), targets))
+    for key in losses[0]:
+        torch.testing.assert_close(losses[1][key], losses[0][key], rtol=0, atol=0)

@@ -195,3 +195,27 @@ def test_items_are_those_of_before_the_host_step_rework(folder: DatasetFolder) -
         assert torch.equal(item["pseudo_index"], item_before["pseudo_index"])  # resized once, the same pixels
         assert torch.equal(item["pseudo_embeddings"], item_before["pseudo_embeddings"])
         assert (item["image"].int() - item_before["image"].int()).abs().max() <= 4
+
+
+def test_compact_pseudo_maps_expand_to_the_items_pseudo_index(folder: DatasetFolder) -> None:
+    from splitmatch.engine.targets import build_targets, pseudo_view
+    from splitmatch.matching.target_maps import dense_masks, expand_index_map
+
+    transform = build_train_transform(16, (64, 24), (0.5, 2.0), 0.75, 0.5, photometric=True, pad_fill=(1, 2, 3))
+    dataset = SegmentationDataset(folder, "train", transform, inductive=True, pseudo_masks=FakePseudoMasks())
+    batch = collate_segmentation([dataset[(i % 3, 20 + i)] for i in range(6)])
+    assert batch["pseudo_grid"].shape == (6, 2, 4, 4) and batch["pseudo_rows"].shape == (6, 16)
+    expanded = expand_index_map(
+        batch["pseudo_grid"], batch["pseudo_rows"], batch["pseudo_cols"], batch["label"][:, None]
+    )
+    assert torch.equal(expanded, batch["pseudo_index"])
+    compact = build_targets(batch["label"], [0, 1, 3], batch["pseudo_index"], batch["pseudo_embeddings"],
+                            pseudo_view=pseudo_view(batch))  # fmt: skip
+    full = build_targets(batch["label"], [0, 1, 3], batch["pseudo_index"], batch["pseudo_embeddings"])
+    for small, whole in zip(compact, full):
+        assert "pseudo_index" not in small and torch.equal(small["pseudo_ids"], whole["pseudo_ids"])
+        grid, rows, cols = (small[k][None] for k in ("pseudo_grid", "pseudo_rows", "pseudo_cols"))
+        index = expand_index_map(grid, rows, cols, small["label_map"][None])[0]
+        assert torch.equal(
+            dense_masks(index, small["pseudo_ids"]), dense_masks(whole["pseudo_index"], whole["pseudo_ids"])
+        )

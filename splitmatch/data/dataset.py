@@ -57,7 +57,11 @@ class SegmentationDataset(Dataset):
     Items are dicts: ``image`` uint8 [3, H, W], ``label`` [H, W] of the dataset's label dtype
     (uint8, or uint16 above 255 classes; ignore: ``folder.classes.ignore_index``), ``stem`` str,
     ``orig_size`` (H0, W0) of the file, and with pseudo masks ``pseudo_index`` uint8 [S, H, W]
-    and ``pseudo_embeddings`` float32 [K, D].
+    and ``pseudo_embeddings`` float32 [K, D], and the same map in the compact form it was moved
+    in: ``pseudo_grid`` uint8 [S, h, w] (as stored), ``pseudo_rows`` int64 [H] and
+    ``pseudo_cols`` int64 [W] (the grid row and column each pixel shows, -1 for padding), so
+    that ``pseudo_index = grid[:, rows][:, :, cols]``, zero where a row or column is -1 or the
+    label is not ignore (:func:`splitmatch.matching.target_maps.expand_index_map`).
     """
 
     def __init__(
@@ -142,7 +146,9 @@ class SegmentationDataset(Dataset):
             "orig_size": orig_size,
         }
         if embeddings is not None:
-            index_map = sample["pseudo_index"]
+            view = sample["pseudo_index"]
+            view = view if isinstance(view, NearestView) else NearestView.of(np.asarray(view))
+            index_map = view.array()
             if index_map.shape[1:] != sample["label"].shape:
                 raise ValueError(
                     f"transform {self.transform!r} left pseudo_index at {index_map.shape[1:]} but the label "
@@ -151,6 +157,8 @@ class SegmentationDataset(Dataset):
             # Pseudo masks stand for unseen objects, so they may only cover unannotated pixels.
             index_map = index_map * (sample["label"] == self.ignore_index)  # uint8 [S, H, W]
             out["pseudo_index"] = torch.from_numpy(index_map)
+            out["pseudo_grid"] = torch.from_numpy(np.ascontiguousarray(view.source))
+            out["pseudo_rows"], out["pseudo_cols"] = torch.from_numpy(view.rows), torch.from_numpy(view.cols)
             out["pseudo_embeddings"] = torch.from_numpy(np.ascontiguousarray(embeddings))
         return out
 
@@ -167,7 +175,8 @@ def collate_segmentation(batch: list[dict]) -> dict:
     Returns:
         ``image`` uint8 [B, 3, H, W], ``label`` uint8 or uint16 [B, H, W], ``stem`` list[str],
         ``orig_size`` list[(H0, W0)], and when the items have them ``pseudo_index``
-        uint8 [B, S, H, W] and ``pseudo_embeddings`` list of float32 [K_i, D].
+        uint8 [B, S, H, W], ``pseudo_grid`` [B, S, h, w], ``pseudo_rows`` [B, H],
+        ``pseudo_cols`` [B, W] and ``pseudo_embeddings`` list of float32 [K_i, D].
     """
     if not batch:
         raise ValueError("collate_segmentation got an empty batch")
@@ -194,5 +203,8 @@ def collate_segmentation(batch: list[dict]) -> dict:
         if len(shapes) > 1:
             raise ValueError(f"pseudo_index shapes differ within the batch {stems}: {sorted(shapes)}")
         out["pseudo_index"] = torch.stack([item["pseudo_index"] for item in batch])
+        for key in ("pseudo_grid", "pseudo_rows", "pseudo_cols"):  # one cache grid, one crop size
+            if all(key in item for item in batch) and len({tuple(item[key].shape) for item in batch}) == 1:
+                out[key] = torch.stack([item[key] for item in batch])
         out["pseudo_embeddings"] = [item["pseudo_embeddings"] for item in batch]
     return out

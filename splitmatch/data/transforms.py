@@ -9,8 +9,8 @@ A sample is a dict::
 Every geometric transform moves the label and the pseudo index map with the image, nearest
 neighbour for both, so the three stay aligned pixel for pixel. Other keys pass through. The
 pseudo index map may come as a :class:`~splitmatch.data.deferred.NearestView` of the
-cached patch-grid map (the dataset hands it so): the steps then compose index vectors, and
-:class:`Compose` reads the map out once, at the crop's size. Likewise :func:`resize` defers
+cached patch-grid map (the dataset hands it so): the steps then compose index vectors, and it
+leaves :class:`Compose` as a view of the crop, read out once by its owner. Likewise :func:`resize` defers
 the image's resize (:class:`~splitmatch.data.deferred.ResizedImage`) and :func:`crop` resizes
 only the window it keeps; the other steps read the image as an array (:func:`image_array`).
 
@@ -160,10 +160,14 @@ def pad(sample: Sample, size: tuple[int, int], fill: tuple[int, int, int] = (0, 
 
 
 def materialise(sample: Sample) -> Sample:
-    """Arrays made contiguous (views from flips and crops) and :class:`NearestView` maps read out, once."""
+    """Arrays made contiguous (views from flips and crops) and a deferred image resize done.
+
+    A :class:`NearestView` given in stays a view: its owner reads it out (``.array()``) and may
+    keep its compact form too, as the dataset does for the device.
+    """
     out = {}
     for key, value in sample.items():
-        if isinstance(value, (NearestView, ResizedImage)):
+        if isinstance(value, ResizedImage):
             value = value.array()
         elif isinstance(value, np.ndarray):
             value = np.ascontiguousarray(value)

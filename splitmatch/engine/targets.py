@@ -1,9 +1,10 @@
 """From a collated batch to the per-image targets the matchers and the criterion expect.
 
-Targets keep the label map and the pseudo-index map as they leave the loader (uint8 or uint16)
-and name their masks by id (:mod:`splitmatch.matching.target_maps`): a batch of 16 crops of
-512 then moves about 17 MiB to the device, where unpacked bool masks moved over 200 MiB, and
-building them costs a histogram per map instead of a comparison per mask and pixel.
+Targets keep the label map as it leaves the loader (uint8 or uint16) and the pseudo-index map
+in the compact form it was moved in (the cached patch grid and, per axis, the grid cell each
+pixel shows), and name their masks by id (:mod:`splitmatch.matching.target_maps`): a batch of
+16 crops of 512 then moves about 5 MiB to the device, where unpacked bool masks moved 100-200
+MiB, and building them costs a histogram per map instead of a comparison per mask and pixel.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def build_targets(
     pseudo_embeddings: list[torch.Tensor] | None = None,
     ignore_index: int = IGNORE_INDEX,
     min_pseudo_area: float = 0.0,
+    pseudo_view: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> list[dict]:
     """Per-image targets, built where the batch is (the host, for the trainer's loader batches).
 
@@ -49,6 +51,9 @@ def build_targets(
         ignore_index: the dataset's ignore value (255, or 65535 above 255 classes).
         min_pseudo_area: a pseudo mask is kept only when it covers at least this fraction of the
             ``H x W`` crop (and at least one pixel).
+        pseudo_view: the batch's ``pseudo_grid [B, S, h, w]``, ``pseudo_rows [B, H]`` and
+            ``pseudo_cols [B, W]`` (:func:`pseudo_view`): the targets then carry those instead of
+            ``pseudo_index``, which the device expands again (12 MiB fewer per 16 crops of 512).
 
     Returns:
         per image ``labels [M]`` int64 (positions in ``train_class_ids``), ``label_map [1, H, W]``
@@ -56,8 +61,9 @@ def build_targets(
         ``label_map == label_ids[m]``. With pseudo masks also ``pseudo_index [S, H, W]`` (a view),
         ``pseudo_ids [K']`` uint8 (mask k is ``any_s(pseudo_index[s] == pseudo_ids[k])``) and
         ``pseudo_embeddings [K', D]``, keeping only candidates that still cover
-        ``min_pseudo_area`` after augmentation. :func:`splitmatch.matching.target_maps.dense_masks`
-        unpacks either kind for inspection.
+        ``min_pseudo_area`` after augmentation; with ``pseudo_view``, ``pseudo_grid``,
+        ``pseudo_rows`` and ``pseudo_cols`` in place of ``pseudo_index``.
+        :func:`splitmatch.matching.target_maps.dense_masks` unpacks either kind for inspection.
     """
     min_pixels = max(1, math.ceil(min_pseudo_area * labels.shape[-2] * labels.shape[-1]))
     lookup = torch.full((ignore_index + 1,), -1, dtype=torch.int64, device=labels.device)
@@ -79,11 +85,21 @@ def build_targets(
             index = pseudo_index[b]
             embeddings = pseudo_embeddings[b]
             alive = index_map_areas(index, embeddings.shape[0]) >= min_pixels  # [K]
-            target["pseudo_index"] = index
+            if pseudo_view is None:
+                target["pseudo_index"] = index
+            else:
+                target.update(zip(("pseudo_grid", "pseudo_rows", "pseudo_cols"), (v[b] for v in pseudo_view)))
             target["pseudo_ids"] = (torch.nonzero(alive).flatten() + 1).to(index.dtype)
             target["pseudo_embeddings"] = embeddings[alive.to(embeddings.device)]
         targets.append(target)
     return targets
+
+
+def pseudo_view(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The compact pseudo-index maps of a collated batch (``pseudo_grid``, ``pseudo_rows``,
+    ``pseudo_cols``), or ``None`` when it has none."""
+    keys = ("pseudo_grid", "pseudo_rows", "pseudo_cols")
+    return tuple(batch[key] for key in keys) if all(key in batch for key in keys) else None
 
 
 def move_targets(targets: list[dict], device: torch.device | str) -> list[dict]:

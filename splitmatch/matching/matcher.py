@@ -83,7 +83,7 @@ def pad_targets(targets: list[dict], coords: torch.Tensor) -> dict:
         "masks": masks,
         "mask_points": masks.read(coords),
     }
-    if all("pseudo_index" in t or "pseudo_masks" in t for t in targets):
+    if all(any(key in t for key in ("pseudo_index", "pseudo_grid", "pseudo_masks")) for t in targets):
         pseudo = TargetMaps.of(targets, "pseudo", coords.shape[1])
         padded.update(pseudo=pseudo, pseudo_counts=pseudo.counts, pseudo_points=pseudo.read(coords))
         padded["pseudo_embeddings"] = pad_stack([t["pseudo_embeddings"] for t in targets])[0].float()

@@ -109,9 +109,9 @@ class TargetMaps:
     def of(cls, targets: list[dict], kind: str, num_points: int) -> TargetMaps:
         """The ``kind`` (``seen`` or ``pseudo``) masks of per-image ``targets``, to be read at ``num_points`` points."""
         map_key, ids_key, dense_key = TARGET_KEYS[kind]
-        if all(map_key in t and ids_key in t for t in targets):
+        maps = stacked_maps(targets, kind)
+        if maps is not None and all(ids_key in t for t in targets):
             ids, counts = pad_stack([t[ids_key] for t in targets])
-            maps = stack_maps([t[map_key] for t in targets], map_key)
             small = unpacking_is_cheaper(maps.shape[-2], maps.shape[-1], num_points)
             dense = (maps.unsqueeze(1) == ids.view(*ids.shape, 1, 1, 1)).any(2) if small else None
             return cls(maps, ids, dense, counts)
@@ -134,6 +134,16 @@ class TargetMaps:
         return sample_target_masks(self.dense[images, targets], coords)
 
 
+def stacked_maps(targets: list[dict], kind: str) -> torch.Tensor | None:
+    """The targets' ``[B, S, H, W]`` maps of one kind, expanded from the compact pseudo-index form
+    where the targets carry that; ``None`` when they carry no maps."""
+    if kind == "pseudo" and all("pseudo_grid" in t for t in targets):
+        compact = [stack_maps([t[key] for t in targets], key) for key in ("pseudo_grid", "pseudo_rows", "pseudo_cols")]
+        return expand_index_map(*compact, stack_maps([t["label_map"] for t in targets], "label_map"))
+    map_key = TARGET_KEYS[kind][0]
+    return stack_maps([t[map_key] for t in targets], map_key) if all(map_key in t for t in targets) else None
+
+
 def pad_stack(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
     """Stacks ``[M_i, ...]`` tensors into ``[B, max M_i, ...]`` with zero padding; returns the M_i too."""
     counts = [t.shape[0] for t in tensors]
@@ -148,6 +158,28 @@ def stack_maps(maps: list[torch.Tensor], key: str) -> torch.Tensor:
     if len(shapes) > 1:
         raise ValueError(f"the targets of one batch must share one {key} size, got {sorted(shapes)}")
     return torch.stack(maps)
+
+
+def expand_index_map(
+    grid: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, label_maps: torch.Tensor
+) -> torch.Tensor:
+    """Pseudo-index maps from the compact form they travel in, on the device they are on.
+
+    Args:
+        grid: ``[B, S, h, w]`` uint8, the cached maps.
+        rows, cols: ``[B, H]``, ``[B, W]`` int64, the grid row and column each pixel shows, -1 for padding.
+        label_maps: ``[B, 1, H, W]`` uint8 / uint16: pseudo masks only cover ignored pixels (the
+            dtype's maximum), as the dataset's own ``pseudo_index``.
+
+    Returns:
+        ``[B, S, H, W]`` uint8, equal to the dataset's ``pseudo_index``.
+    """
+    batch, layers, height, width = grid.shape
+    cells = rows.clamp(min=0).unsqueeze(2) * width + cols.clamp(min=0).unsqueeze(1)  # [B, H', W']
+    index = torch.gather(grid.reshape(batch, layers, -1), 2, cells.flatten(1).unsqueeze(1).expand(-1, layers, -1))
+    ignore = torch.iinfo(label_maps.dtype).max
+    keep = (label_maps[:, 0] == ignore) & (rows >= 0).unsqueeze(2) & (cols >= 0).unsqueeze(1)  # [B, H', W']
+    return index.view(batch, layers, *keep.shape[1:]) * keep.unsqueeze(1)
 
 
 def dense_masks(maps: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
