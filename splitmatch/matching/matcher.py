@@ -37,16 +37,17 @@ class Matching:
         candidate: the same for candidate queries and pseudo masks; ``None`` for Hungarian
             matching, which has no candidate group.
         class_queries: ``[N]`` host indices of the queries that receive the seen classification loss.
-        seen_index, candidate_index: ``seen`` and ``candidate`` as device index tensors.
+        seen_index, candidate_index: ``seen`` and ``candidate`` as device index tensors (what the
+            criterion indexes with; :meth:`HungarianMatcher.match_readouts` fills them).
         class_query_index: ``class_queries`` on the device.
     """
 
     seen: list[Pairs]
     candidate: list[Pairs] | None
     class_queries: torch.Tensor
-    seen_index: PairIndex
-    candidate_index: PairIndex | None
-    class_query_index: torch.Tensor
+    seen_index: PairIndex | None = None
+    candidate_index: PairIndex | None = None
+    class_query_index: torch.Tensor | None = None
 
 
 @dataclass
