@@ -294,3 +294,20 @@ def test_a_crop_of_a_deferred_resize_is_within_a_grey_level_of_resizing_then_cro
             assert part.shape == expected.shape
             difference = np.abs(part.astype(int) - expected.astype(int))
             assert difference.max() <= 1 and (difference > 0).mean() < 0.01
+
+
+@pytest.mark.parametrize("dtype, ignore", [(np.uint8, 255), (np.uint16, 65535)])
+def test_crop_check_counts_classes_as_a_histogram_does(dtype, ignore) -> None:
+    from splitmatch.data.label_counts import few_classes, label_histogram
+
+    rng = np.random.default_rng(6)
+    label = rng.choice(np.array([3, 9, 300 if dtype == np.uint16 else 200, ignore]), (40, 50)).astype(dtype)
+    window = label[5:30, 7:41]  # a view, as RandomCrop passes it
+    assert np.array_equal(label_histogram(window), np.bincount(window.ravel(), minlength=ignore + 1))
+    present = np.unique(label)
+    assert np.array_equal(few_classes(label, 16), present[present != ignore])
+    assert few_classes(label, 2) is None  # more classes than asked for: the histogram is cheaper
+    assert few_classes(np.full((4, 4), ignore, dtype), 16).size == 0
+    crop = RandomCrop((25, 34), cat_max_ratio=0.75)
+    for classes in (None, few_classes(label, 16)):
+        assert crop._balanced(window, classes) == crop._balanced(window)

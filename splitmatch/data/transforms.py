@@ -27,12 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 
 from splitmatch.data.classes import ignore_index_of
 from splitmatch.data.colour import adjust_hsv
 from splitmatch.data.deferred import NearestView, ResizedImage, nearest_indices
+from splitmatch.data.label_counts import few_classes, label_histogram
 
 Sample = dict
 
@@ -247,7 +247,7 @@ class RandomCrop:
         ``None`` for a histogram (labels of many classes).
         """
         if classes is None:
-            counts = _histogram(window)
+            counts = label_histogram(window)
             counts[ignore_index_of(window.dtype)] = 0
         else:
             counts = np.array([np.count_nonzero(window == c) for c in classes])
@@ -259,39 +259,12 @@ class RandomCrop:
         top, left = self._window(height, width, rng)
         if self.cat_max_ratio < 1.0 and "label" in sample:
             label = sample["label"]
-            classes = _few_classes(label, 16)
+            classes = few_classes(label, 16)
             for _ in range(self.tries - 1):
                 if self._balanced(label[top : top + self.crop_size[0], left : left + self.crop_size[1]], classes):
                     break
                 top, left = self._window(height, width, rng)
         return crop(sample, top, left, *self.crop_size)
-
-
-def _few_classes(label: np.ndarray, limit: int) -> np.ndarray | None:
-    """The non-ignore ids of ``label``, ascending, when there are at most ``limit``; else ``None``.
-
-    Found smallest first, each by a minimum over the pixels above the last one found: a few
-    vectorised passes for the few classes a crop holds.
-    """
-    ignore = ignore_index_of(label.dtype)
-    flat = label.ravel()
-    if flat.size == 0:
-        return np.empty(0, dtype=np.int64)
-    found = [int(flat.min())]
-    while found[-1] < ignore:
-        if len(found) > limit:
-            return None
-        found.append(int(flat.min(where=flat > found[-1], initial=ignore)))
-    return np.array(found[:-1], dtype=np.int64)
-
-
-def _histogram(label: np.ndarray) -> np.ndarray:
-    """Pixels of each value of a uint8 / uint16 label, ``[ignore + 1]`` int64 (torch counts uint8 as
-    it is, where numpy first widens every pixel to int64)."""
-    values = torch.from_numpy(np.ascontiguousarray(label)).flatten()
-    if values.dtype != torch.uint8:
-        values = values.to(torch.int32)  # no uint16 bincount kernel
-    return torch.bincount(values, minlength=ignore_index_of(label.dtype) + 1).numpy()
 
 
 @dataclass
