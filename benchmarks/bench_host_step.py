@@ -22,6 +22,8 @@ the code before the change (``benchmarks/reference_host_step``):
   shapes (7 read-outs, 100 seen + 20 candidate queries, 16 classes, 32 x 32 masks, 512-d
   embeddings, 12,544 points) with random values; images are counted apart (the same for both).
   Counted after one warm-up step; both criteria give the same losses (checked, printed).
+* for context, the criterion alone at the built-in world's shapes on the CPU (where ``make demo``
+  trains), interleaved.
 
 Targets: targets <= 1/20 of before, target bytes to the device <= 1/8, sample <= 1/4, host
 synchronisations <= 4 per step. The last line is one JSON object with every figure.
@@ -37,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import Result, parse_args, print_results
+from common import Result, parse_args, print_results, time_interleaved
 from host_syncs import DEVICE, EmulatedDevice, to_host
 from PIL import Image
 from reference_host_step import criterion as reference_criterion
@@ -204,6 +206,39 @@ def training_step(targets_module, criterion, parts: list[dict], outputs: list[di
     return [{k: float(to_host(v.detach())) for k, v in losses.items()} for losses in terms]
 
 
+def world_criterion_times(repeats: int) -> tuple[float, float]:
+    """Median seconds of the criterion (forward) at the built-in world's shapes on the CPU, library
+    and before, interleaved: 8 crops of 96, 16 + 4 queries, 4 read-outs, 24 x 24 masks, 2,048 points."""
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.full((8, 96, 96), 255, dtype=torch.uint8)
+    index = torch.zeros(8, 3, 96, 96, dtype=torch.uint8)
+    for b in range(8):
+        for k in range(3):
+            top, left = torch.randint(0, 60, (2,), generator=generator).tolist()
+            labels[b, top : top + 30, left : left + 30] = k
+        index[b, :, :, 30 * (b % 3) : 30 * (b % 3) + 30] = torch.arange(1, 4, dtype=torch.uint8).view(3, 1, 1)
+    index *= (labels == 255).unsqueeze(1)
+    embeddings = [torch.randn(3, 32, generator=generator) for _ in range(8)]
+    group = torch.tensor([0] * 16 + [1] * 4)
+    readouts = [
+        {"pred_logits": torch.randn(8, 20, 7, generator=generator), "query_group": group,
+         "pred_masks": torch.randn(8, 20, 24, 24, generator=generator) * 3,
+         "pred_embeds": torch.randn(8, 20, 32, generator=generator)}
+        for _ in range(4)
+    ]  # fmt: skip
+    outputs = {**readouts[0], "aux_outputs": readouts[1:]}
+    calls = {}
+    for name, targets_module, criterion_module, matcher_module, label in (
+        ("library", library_targets, library_criterion, library_matcher, labels),
+        ("reference", reference_targets, reference_criterion, reference_matcher, labels.long()),
+    ):
+        targets = targets_module.build_targets(label, [0, 1, 2], index, embeddings)
+        criterion = make_criterion(criterion_module, matcher_module, 2048)
+        calls[name] = lambda criterion=criterion, targets=targets: criterion(outputs, targets)
+    timings = time_interleaved(calls, repeats=repeats)
+    return timings["library"].median, timings["reference"].median
+
+
 def main() -> None:
     args = parse_args(__doc__, repeats=3)
     torch.set_num_threads(1)
@@ -250,6 +285,7 @@ def main() -> None:
         image_bytes = sum(p["image"].numel() for p in parts)
         step_figures[name] = {"counts": counts, "losses": losses, "seconds": seconds, "image_bytes": image_bytes}
     after, before = step_figures["library"], step_figures["reference"]
+    world_s, world_before_s = world_criterion_times(3 if quick else 10 * args.repeats)
     loss_gap = max(
         abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for a, b in zip(after["losses"], before["losses"]) for k in b
     )
@@ -277,6 +313,7 @@ def main() -> None:
         Result("host-to-device copies per step", after["counts"].h2d_copies, "", before["counts"].h2d_copies, "before"),
         Result("step on the emulated device (info: emulation overhead included)", after["seconds"], "s",
                before["seconds"], "before"),
+        Result("criterion at the world's shapes, on the CPU (info)", world_s, "s", world_before_s, "before"),
     ]  # fmt: skip
     notes = [
         f"one thread; VOC-like 500x375 JPEGs, crop {crop}, {len(keys)} samples; {images} images in micro-batches "
