@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from common import Result, parse_args, print_results, time_interleaved
 
+from splitmatch.inference import label_upsampling
 from splitmatch.inference.label_upsampling import upsample_argmax
-from splitmatch.inference.segmentation import label_upsampling
 
 GB = 1e9
 

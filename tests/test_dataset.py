@@ -63,7 +63,7 @@ def file_digests(root: Path) -> dict[str, str]:
 def test_items_have_documented_types_and_shapes(folder: DatasetFolder) -> None:
     item = SegmentationDataset(folder, "train")[1]
     assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, 28, 32)
-    assert item["label"].dtype == torch.int64 and item["label"].shape == (28, 32)
+    assert item["label"].dtype == torch.uint8 and item["label"].shape == (28, 32)  # the label files' dtype
     assert item["stem"] == "b" and item["orig_size"] == (28, 32)
     assert "pseudo_index" not in item
     # Workers receive the dataset pickled: it must hold paths only, no open files.
@@ -178,3 +178,62 @@ def test_a_class_file_that_is_a_folder_is_named(tmp_path):
 
     with pytest.raises(ClassSplitError, match=r"class file .* is a folder, not a JSON file"):
         ClassSplit.read(tmp_path)
+
+
+def test_items_are_those_of_before_the_host_step_rework(folder: DatasetFolder) -> None:
+    from host_step_reference import reference_dataset, reference_transforms
+
+    args = (16, (64, 24), (0.5, 2.0), 0.75, 0.5, True)
+    ours = SegmentationDataset(folder, "train", build_train_transform(*args), True, FakePseudoMasks())
+    before = reference_dataset.SegmentationDataset(
+        folder, "train", reference_transforms.build_train_transform(*args), True, FakePseudoMasks()
+    )
+    for key in [0, 1, 2, (0, 5), (2, 11), (1, 99)]:
+        item, item_before = ours[key], before[key]
+        assert item["label"].dtype == torch.uint8 and item_before["label"].dtype == torch.int64
+        assert torch.equal(item["label"].long(), item_before["label"])
+        assert torch.equal(item["pseudo_index"], item_before["pseudo_index"])  # resized once, the same pixels
+        assert torch.equal(item["pseudo_embeddings"], item_before["pseudo_embeddings"])
+        assert (item["image"].int() - item_before["image"].int()).abs().max() <= 4
+
+
+def test_compact_pseudo_maps_expand_to_the_items_pseudo_index(folder: DatasetFolder) -> None:
+    from splitmatch.matching.target_maps import dense_masks, expand_index_map
+    from splitmatch.train.targets import build_targets, pseudo_view
+
+    transform = build_train_transform(16, (64, 24), (0.5, 2.0), 0.75, 0.5, photometric=True, pad_fill=(1, 2, 3))
+    dataset = SegmentationDataset(folder, "train", transform, inductive=True, pseudo_masks=FakePseudoMasks())
+    batch = collate_segmentation([dataset[(i % 3, 20 + i)] for i in range(6)])
+    assert batch["pseudo_grid"].shape == (6, 2, 4, 4) and batch["pseudo_rows"].shape == (6, 16)
+    expanded = expand_index_map(
+        batch["pseudo_grid"], batch["pseudo_rows"], batch["pseudo_cols"], batch["label"][:, None]
+    )
+    assert torch.equal(expanded, batch["pseudo_index"])
+    compact = build_targets(batch["label"], [0, 1, 3], batch["pseudo_index"], batch["pseudo_embeddings"],
+                            pseudo_view=pseudo_view(batch))  # fmt: skip
+    full = build_targets(batch["label"], [0, 1, 3], batch["pseudo_index"], batch["pseudo_embeddings"])
+    for small, whole in zip(compact, full):
+        assert "pseudo_index" not in small and torch.equal(small["pseudo_ids"], whole["pseudo_ids"])
+        grid, rows, cols = (small[k][None] for k in ("pseudo_grid", "pseudo_rows", "pseudo_cols"))
+        index = expand_index_map(grid, rows, cols, small["label_map"][None])[0]
+        assert torch.equal(
+            dense_masks(index, small["pseudo_ids"]), dense_masks(whole["pseudo_index"], whole["pseudo_ids"])
+        )
+
+
+def test_unclipped_pseudo_masks_keep_their_annotated_pixels(tiny_dataset):
+    """pseudo.clip_to_unannotated=false (an ablation): the index map is not zeroed on labelled pixels."""
+    import torch
+
+    from splitmatch.data.dataset import SegmentationDataset
+
+    class Everywhere:
+        def load(self, stem, image_size=None):
+            return np.ones((1, 4, 4), np.uint8), np.zeros((1, 8), np.float32)
+
+    clipped = SegmentationDataset(tiny_dataset, "train", inductive=True, pseudo_masks=Everywhere())[0]
+    whole = SegmentationDataset(tiny_dataset, "train", inductive=True, pseudo_masks=Everywhere(),
+                                clip_pseudo_masks=False)[0]  # fmt: skip
+    annotated = clipped["label"] != 255
+    assert annotated.any() and (clipped["pseudo_index"][0][annotated] == 0).all()
+    assert torch.equal(whole["pseudo_index"], torch.ones_like(whole["pseudo_index"]))

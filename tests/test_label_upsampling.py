@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from splitmatch.inference import label_upsampling
 from splitmatch.inference.images import resize_short_side
 from splitmatch.inference.label_upsampling import upsample_argmax
-from splitmatch.inference.segmentation import label_upsampling
 from splitmatch.visualize import colourise, palette, prediction_figure
 
 

@@ -24,13 +24,19 @@ def random_outputs(batch: int, num_seen: int, num_candidates: int, size: int = 1
 
 
 def random_targets(counts: list[int], pseudo_counts: list[int], size: int = 32) -> list[dict]:
+    """Targets as build_targets makes them: a label map of M classes (ids 0..M-1) and 255, and a
+    two-layer pseudo-index map of K masks (masks of different layers overlap)."""
     targets = []
     for m, k in zip(counts, pseudo_counts):
+        label_map = torch.randint(0, m + 1, (1, size, size), dtype=torch.uint8)
+        label_map[label_map == m] = 255
         targets.append(
             {
                 "labels": torch.randint(0, NUM_CLASSES, (m,)),
-                "masks": torch.rand(m, size, size) > 0.5,
-                "pseudo_masks": torch.rand(k, size, size) > 0.6,
+                "label_map": label_map,
+                "label_ids": torch.arange(m, dtype=torch.uint8),
+                "pseudo_index": torch.randint(0, k + 1, (2, size, size), dtype=torch.uint8),
+                "pseudo_ids": torch.arange(1, k + 1, dtype=torch.uint8),
                 "pseudo_embeddings": torch.randn(k, DIM),
             }
         )
@@ -108,9 +114,12 @@ def test_matchers_reach_brute_force_optimum_on_their_own_costs():
     matching = matcher(outputs, targets, coords)
     from splitmatch.matching.matcher import mask_costs
     from splitmatch.matching.point_sampling import point_sample
+    from splitmatch.matching.target_maps import dense_masks
 
     seen = torch.arange(5)
-    mask_points = point_sample(targets[0]["masks"][None].float(), coords)  # grid_sample, as a reference
+    mask_points = point_sample(
+        dense_masks(targets[0]["label_map"], targets[0]["label_ids"])[None].float(), coords
+    )  # grid_sample, as a reference
     bce, dice = mask_costs(outputs["pred_masks"][:, seen], mask_points, coords)
     probs = outputs["pred_logits"][:, seen].softmax(-1)
     seen_cost = (2 * class_cost(probs, targets[0]["labels"][None]) + 5 * bce + 5 * dice)[0]
@@ -118,7 +127,9 @@ def test_matchers_reach_brute_force_optimum_on_their_own_costs():
     assert seen_cost[rows, cols].sum().item() == pytest.approx(brute_force(seen_cost), abs=1e-4)
 
     cand = torch.arange(5, 9)
-    pseudo_points = point_sample(targets[0]["pseudo_masks"][None].float(), coords)
+    pseudo_points = point_sample(
+        dense_masks(targets[0]["pseudo_index"], targets[0]["pseudo_ids"])[None].float(), coords
+    )
     bce, dice = mask_costs(outputs["pred_masks"][:, cand], pseudo_points, coords)
     emb = embedding_cost(outputs["pred_embeds"][:, cand], targets[0]["pseudo_embeddings"][None])
     cand_cost = (2 * emb + 5 * bce + 5 * dice)[0]

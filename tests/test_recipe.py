@@ -9,6 +9,7 @@ import torch
 from splitmatch.config import ConfigError
 from splitmatch.config.presets import load_config, preset
 from splitmatch.data.transforms import Pad, build_train_transform
+from splitmatch.matching.target_maps import dense_masks
 from splitmatch.model.build import build_segmentor
 from splitmatch.train.data import mean_colour
 from splitmatch.train.optim import build_optimizer
@@ -42,11 +43,11 @@ def test_pseudo_masks_cut_below_the_minimum_area_by_the_crop_are_dropped():
     index[0, 0, 10:12, :2] = 2  # a 4-pixel sliver (1 % of the crop) carved out of it
     embeddings = [torch.nn.functional.normalize(torch.randn(2, 8), dim=-1)]
     kept_all = build_targets(labels, [0], index, embeddings)[0]
-    assert kept_all["pseudo_masks"].shape[0] == 2
+    assert kept_all["pseudo_ids"].tolist() == [1, 2]
     kept = build_targets(labels, [0], index, embeddings, min_pseudo_area=0.02)[0]
-    assert kept["pseudo_masks"].shape[0] == 1 and kept["pseudo_masks"][0].sum() == 196
+    assert kept["pseudo_ids"].tolist() == [1] and dense_masks(kept["pseudo_index"], kept["pseudo_ids"]).sum() == 196
     assert torch.equal(kept["pseudo_embeddings"], embeddings[0][:1])  # the embedding stays with its mask
-    assert build_targets(labels, [0], index, embeddings, min_pseudo_area=0.01)[0]["pseudo_masks"].shape[0] == 2
+    assert build_targets(labels, [0], index, embeddings, min_pseudo_area=0.01)[0]["pseudo_ids"].tolist() == [1, 2]
     with pytest.raises(ConfigError, match="pseudo.min_crop_area"):
         load_config(preset_name="tiny", overrides=["pseudo.min_crop_area=1.5"])
 

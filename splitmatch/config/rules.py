@@ -106,6 +106,27 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class Either:
+    """A value that follows one of two rules (``data.num_workers``: a count, or ``"auto"``)."""
+
+    first: Any
+    second: Any
+
+    def allows(self, value: Any) -> bool:
+        return any(_follows(rule, value) for rule in (self.first, self.second))
+
+    def describe(self, integer: bool) -> str:
+        return f"{self.first.describe(integer)} or {self.second.describe(integer)}"
+
+
+def _follows(rule: Any, value: Any) -> bool:
+    """Whether ``value`` follows ``rule`` (a range takes numbers only)."""
+    if isinstance(rule, Range) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return False
+    return rule.allows(value)
+
+
+@dataclass(frozen=True)
 class Items:
     """A list whose every item follows ``item``, of ``min_len..max_len`` items."""
 

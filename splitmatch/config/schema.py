@@ -21,6 +21,7 @@ from splitmatch.config.rules import (
     SIDE,
     WEIGHT,
     Choice,
+    Either,
     Flag,
     Items,
     Names,
@@ -186,7 +187,9 @@ class DataConfig:
     # normalisation's mean colour, zero after normalising as mmseg pads (the ViT-B/16 presets');
     # "black" is 0. Equal within the seed spread in the world (docs/recipe.md).
     pad_fill: str = setting("black", Choice(("mean", "black")))
-    num_workers: int = setting(4, Range(0, 1024))
+    # Loader processes per training process; "auto": min(cores per process - 1, per-process batch)
+    # (splitmatch.data.loader_workers). Which sample gets which augmentation does not depend on it.
+    num_workers: int | str = setting("auto", Either(Range(0, 1024), Choice(("auto",))))
     # The unseen classes (their pixels ignored in training, their names unused): null keeps the
     # dataset's classes.json; [] makes every class seen (the fully supervised bound); a list of
     # names sets any other split, e.g. a PASCAL-5i fold's classes (docs/protocols.md).

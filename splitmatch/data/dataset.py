@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from splitmatch.data.deferred import NearestView
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
-from splitmatch.data.transforms import resize_nearest
+from splitmatch.data.transforms import Compose
 
 
 class PseudoMaskSource(Protocol):
@@ -48,13 +49,20 @@ class SegmentationDataset(Dataset):
         inductive: training labels: unseen-class pixels become ignore. Files are never changed.
         pseudo_masks: optional :class:`PseudoMaskSource`. Its index map is resized (nearest) to
             the image, transformed with it, then zeroed wherever the label is not ignore, so the
-            pseudo masks cover unannotated pixels only.
+            pseudo masks cover unannotated pixels only (``clip_pseudo_masks=False``: not zeroed,
+            the ``pseudo.clip_to_unannotated`` ablation). A :class:`Compose` transform gets it as
+            a :class:`~splitmatch.data.deferred.NearestView` of the stored grid, so the map is
+            read out once, at the transform's output size; any other transform, as an array.
         base_seed: seeds the augmentation of integer keys, see the module docstring.
 
-    Items are dicts: ``image`` uint8 [3, H, W], ``label`` int64 [H, W] (ignore:
-    ``folder.classes.ignore_index``), ``stem`` str,
+    Items are dicts: ``image`` uint8 [3, H, W], ``label`` [H, W] of the dataset's label dtype
+    (uint8, or uint16 above 255 classes; ignore: ``folder.classes.ignore_index``), ``stem`` str,
     ``orig_size`` (H0, W0) of the file, and with pseudo masks ``pseudo_index`` uint8 [S, H, W]
-    and ``pseudo_embeddings`` float32 [K, D].
+    and ``pseudo_embeddings`` float32 [K, D], and the same map in the compact form it was moved
+    in: ``pseudo_grid`` uint8 [S, h, w] (as stored), ``pseudo_rows`` int64 [H] and
+    ``pseudo_cols`` int64 [W] (the grid row and column each pixel shows, -1 for padding), so
+    that ``pseudo_index = grid[:, rows][:, :, cols]``, zero where a row or column is -1 or the
+    label is not ignore (:func:`splitmatch.matching.target_maps.expand_index_map`).
     """
 
     def __init__(
@@ -65,6 +73,7 @@ class SegmentationDataset(Dataset):
         inductive: bool = False,
         pseudo_masks: PseudoMaskSource | None = None,
         base_seed: int = 0,
+        clip_pseudo_masks: bool = True,
     ) -> None:
         if not isinstance(base_seed, int) or base_seed < 0:
             raise ValueError(f"base_seed must be a non-negative int, got {base_seed!r}")
@@ -77,6 +86,7 @@ class SegmentationDataset(Dataset):
         self.inductive = inductive
         self.pseudo_masks = pseudo_masks
         self.base_seed = base_seed
+        self.clip_pseudo_masks = clip_pseudo_masks
         # A lookup table maps every label value at once; only unseen ids change.
         self.ignore_index = self.classes.ignore_index
         self.label_map = np.arange(self.ignore_index + 1, dtype=self.classes.label_dtype)
@@ -100,7 +110,7 @@ class SegmentationDataset(Dataset):
         index %= len(self)
         return index, rng if rng is not None else np.random.default_rng((self.base_seed, index))
 
-    def _pseudo(self, stem: str, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def _pseudo(self, stem: str, size: tuple[int, int]) -> tuple[NearestView, np.ndarray]:
         index_map, embeddings = self.pseudo_masks.load(stem, image_size=size)
         index_map, embeddings = np.asarray(index_map), np.asarray(embeddings)
         where = f"pseudo masks of '{stem}'"
@@ -115,7 +125,7 @@ class SegmentationDataset(Dataset):
                 f"{where}: index map refers to mask {int(index_map.max())} but there are only "
                 f"{embeddings.shape[0]} embeddings (expected values 0..K)"
             )
-        return resize_nearest(index_map, size), embeddings.astype(np.float32, copy=False)
+        return NearestView.of(index_map, size), embeddings.astype(np.float32, copy=False)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, rng = self._resolve(key)
@@ -127,25 +137,33 @@ class SegmentationDataset(Dataset):
         embeddings = None
         if self.pseudo_masks is not None:
             sample["pseudo_index"], embeddings = self._pseudo(sample_paths.stem, orig_size)
+            if not isinstance(self.transform, Compose):
+                sample["pseudo_index"] = sample["pseudo_index"].array()
         if self.transform is not None:
             sample = self.transform(sample, rng)
 
         out = {
             "image": torch.from_numpy(np.ascontiguousarray(sample["image"].transpose(2, 0, 1))),
-            "label": torch.from_numpy(sample["label"].astype(np.int64)),
+            "label": torch.from_numpy(np.ascontiguousarray(sample["label"])),
             "stem": sample_paths.stem,
             "orig_size": orig_size,
         }
         if embeddings is not None:
-            index_map = sample["pseudo_index"]
+            view = sample["pseudo_index"]
+            view = view if isinstance(view, NearestView) else NearestView.of(np.asarray(view))
+            index_map = view.array()
             if index_map.shape[1:] != sample["label"].shape:
                 raise ValueError(
                     f"transform {self.transform!r} left pseudo_index at {index_map.shape[1:]} but the label "
                     f"at {sample['label'].shape} for '{sample_paths.stem}'; it must resize both alike"
                 )
-            # Pseudo masks stand for unseen objects, so they may only cover unannotated pixels.
-            index_map = np.where(sample["label"][None] == self.ignore_index, index_map, 0).astype(np.uint8)
+            # Pseudo masks stand for unseen objects, so they may only cover unannotated pixels
+            # (unless pseudo.clip_to_unannotated is off, an ablation).
+            if self.clip_pseudo_masks:
+                index_map = index_map * (sample["label"] == self.ignore_index)  # uint8 [S, H, W]
             out["pseudo_index"] = torch.from_numpy(index_map)
+            out["pseudo_grid"] = torch.from_numpy(np.ascontiguousarray(view.source))
+            out["pseudo_rows"], out["pseudo_cols"] = torch.from_numpy(view.rows), torch.from_numpy(view.cols)
             out["pseudo_embeddings"] = torch.from_numpy(np.ascontiguousarray(embeddings))
         return out
 
@@ -160,9 +178,10 @@ def collate_segmentation(batch: list[dict]) -> dict:
     """Batches dataset items of equal size.
 
     Returns:
-        ``image`` uint8 [B, 3, H, W], ``label`` int64 [B, H, W], ``stem`` list[str],
+        ``image`` uint8 [B, 3, H, W], ``label`` uint8 or uint16 [B, H, W], ``stem`` list[str],
         ``orig_size`` list[(H0, W0)], and when the items have them ``pseudo_index``
-        uint8 [B, S, H, W] and ``pseudo_embeddings`` list of float32 [K_i, D].
+        uint8 [B, S, H, W], ``pseudo_grid`` [B, S, h, w], ``pseudo_rows`` [B, H],
+        ``pseudo_cols`` [B, W] and ``pseudo_embeddings`` list of float32 [K_i, D].
     """
     if not batch:
         raise ValueError("collate_segmentation got an empty batch")
@@ -189,5 +208,8 @@ def collate_segmentation(batch: list[dict]) -> dict:
         if len(shapes) > 1:
             raise ValueError(f"pseudo_index shapes differ within the batch {stems}: {sorted(shapes)}")
         out["pseudo_index"] = torch.stack([item["pseudo_index"] for item in batch])
+        for key in ("pseudo_grid", "pseudo_rows", "pseudo_cols"):  # one cache grid, one crop size
+            if all(key in item for item in batch) and len({tuple(item[key].shape) for item in batch}) == 1:
+                out[key] = torch.stack([item[key] for item in batch])
         out["pseudo_embeddings"] = [item["pseudo_embeddings"] for item in batch]
     return out

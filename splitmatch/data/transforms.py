@@ -1,4 +1,4 @@
-"""Joint image + label augmentation (mmseg semantics, numpy only).
+"""Joint image + label augmentation (mmseg semantics, on numpy arrays).
 
 A sample is a dict::
 
@@ -7,7 +7,12 @@ A sample is a dict::
     "pseudo_index": uint8 [S, H, W]  optional; 0 means "no pseudo mask", k >= 1 a mask id
 
 Every geometric transform moves the label and the pseudo index map with the image, nearest
-neighbour for both, so the three stay aligned pixel for pixel. Other keys pass through.
+neighbour for both, so the three stay aligned pixel for pixel. Other keys pass through. The
+pseudo index map may come as a :class:`~splitmatch.data.deferred.NearestView` of the
+cached patch-grid map (the dataset hands it so): the steps then compose index vectors, and it
+leaves :class:`Compose` as a view of the crop, read out once by its owner. Likewise :func:`resize` defers
+the image's resize (:class:`~splitmatch.data.deferred.ResizedImage`) and :func:`crop` resizes
+only the window it keeps; the other steps read the image as an array (:func:`image_array`).
 
 The work is done by pure functions (``resize``, ``crop``, ``hflip``, ``pad`` ...); the classes
 are small callables ``t(sample, rng) -> sample`` that draw the random parameters from the
@@ -26,6 +31,8 @@ from PIL import Image
 
 from splitmatch.data.classes import ignore_index_of
 from splitmatch.data.colour import adjust_hsv
+from splitmatch.data.deferred import NearestView, ResizedImage, nearest_indices
+from splitmatch.data.label_counts import few_classes, label_histogram
 
 Sample = dict
 
@@ -33,8 +40,9 @@ Sample = dict
 def check_sample(sample: Sample) -> None:
     """Refuses a sample whose arrays do not have the documented dtypes and agreeing sizes."""
     image = sample.get("image")
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+    arrays = (np.ndarray, ResizedImage)
+    if not isinstance(image, arrays) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        got = f"{image.dtype} {image.shape}" if isinstance(image, arrays) else type(image).__name__
         raise ValueError(f"sample 'image' must be uint8 [H, W, 3], got {got}")
     size = image.shape[:2]
     label = sample.get("label")
@@ -43,7 +51,12 @@ def check_sample(sample: Sample) -> None:
             f"sample 'label' must be uint8 or uint16 {size} like the image, got {label.dtype} {label.shape}"
         )
     index = sample.get("pseudo_index")
-    if index is not None and (index.dtype != np.uint8 or index.ndim != 3 or index.shape[1:] != size):
+    if index is not None and (
+        not isinstance(index, (np.ndarray, NearestView))
+        or index.dtype != np.uint8
+        or index.ndim != 3
+        or index.shape[1:] != size
+    ):
         raise ValueError(
             f"sample 'pseudo_index' must be uint8 [S, {size[0]}, {size[1]}], got {index.dtype} {index.shape}"
         )
@@ -61,55 +74,65 @@ def rescale_size(height: int, width: int, scale: tuple[int, int]) -> tuple[int, 
     return max(int(height * factor + 0.5), 1), max(int(width * factor + 0.5), 1)
 
 
-def nearest_indices(size_in: int, size_out: int) -> np.ndarray:
-    """Source index of every output position for nearest-neighbour resizing: int [size_out].
-
-    Pixel centres are matched (``(i + 0.5) * in / out``), as PIL's NEAREST does.
-    """
-    positions = (np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out)
-    return np.minimum(positions.astype(np.int64), size_in - 1)
-
-
 def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of the last two axes: ``[..., h, w] -> [..., H, W]``."""
     rows = nearest_indices(array.shape[-2], size[0])
     cols = nearest_indices(array.shape[-1], size[1])
-    return array[..., rows[:, None], cols[None, :]]
+    return np.take(np.take(array, rows, axis=-2), cols, axis=-1)  # a take per axis: no 2-D index arrays
+
+
+def _resize_map(array: np.ndarray | NearestView, size: tuple[int, int]) -> np.ndarray | NearestView:
+    return array.resize(size) if isinstance(array, NearestView) else resize_nearest(array, size)
+
+
+def image_array(sample: Sample) -> np.ndarray:
+    """The sample's image as an array, a deferred resize done now (the whole image)."""
+    image = sample["image"]
+    return image.array() if isinstance(image, ResizedImage) else image
 
 
 def resize(sample: Sample, size: tuple[int, int], resize_label: bool = True) -> Sample:
-    """Resizes to ``size = (H, W)``: image bilinear, label and pseudo index map nearest."""
+    """Resizes to ``size = (H, W)``: image bilinear (deferred: see :class:`ResizedImage`), label and
+    pseudo index map nearest."""
     out = dict(sample)
     height, width = size
     if sample["image"].shape[:2] != (height, width):
-        pil = Image.fromarray(sample["image"]).resize((width, height), Image.Resampling.BILINEAR)
-        out["image"] = np.asarray(pil, dtype=np.uint8)
+        out["image"] = ResizedImage(image_array(sample), (height, width))
     if resize_label:
         for key in ("label", "pseudo_index"):
             if key in sample and sample[key].shape[-2:] != (height, width):
-                out[key] = resize_nearest(sample[key], size)
+                out[key] = _resize_map(sample[key], size)
     return out
 
 
 def crop(sample: Sample, top: int, left: int, height: int, width: int) -> Sample:
     """Crops ``[top:top+height, left:left+width]`` (clipped at the border) from every array."""
     out = dict(sample)
-    out["image"] = sample["image"][top : top + height, left : left + width]
+    image = sample["image"]
+    if isinstance(image, ResizedImage):
+        out["image"] = image.crop(top, left, height, width)
+    else:
+        out["image"] = image[top : top + height, left : left + width]
     if "label" in sample:
         out["label"] = sample["label"][top : top + height, left : left + width]
     if "pseudo_index" in sample:
-        out["pseudo_index"] = sample["pseudo_index"][:, top : top + height, left : left + width]
+        index = sample["pseudo_index"]
+        if isinstance(index, NearestView):
+            out["pseudo_index"] = index.crop(top, left, height, width)
+        else:
+            out["pseudo_index"] = index[:, top : top + height, left : left + width]
     return out
 
 
 def hflip(sample: Sample) -> Sample:
     """Mirrors every array left to right."""
     out = dict(sample)
-    out["image"] = sample["image"][:, ::-1]
+    out["image"] = image_array(sample)[:, ::-1]
     if "label" in sample:
         out["label"] = sample["label"][:, ::-1]
     if "pseudo_index" in sample:
-        out["pseudo_index"] = sample["pseudo_index"][:, :, ::-1]
+        index = sample["pseudo_index"]
+        out["pseudo_index"] = index.hflip() if isinstance(index, NearestView) else index[:, :, ::-1]
     return out
 
 
@@ -120,15 +143,35 @@ def pad(sample: Sample, size: tuple[int, int], fill: tuple[int, int, int] = (0, 
     if extra_h == 0 and extra_w == 0:
         return dict(sample)
     out = dict(sample)
-    image = np.empty((height + extra_h, width + extra_w, 3), dtype=sample["image"].dtype)
+    image = np.empty((height + extra_h, width + extra_w, 3), dtype=np.uint8)
     image[...] = np.asarray(fill, dtype=image.dtype)
-    image[:height, :width] = sample["image"]
+    image[:height, :width] = image_array(sample)
     out["image"] = image
     if "label" in sample:
         ignore = ignore_index_of(sample["label"].dtype)
         out["label"] = np.pad(sample["label"], ((0, extra_h), (0, extra_w)), constant_values=ignore)
     if "pseudo_index" in sample:
-        out["pseudo_index"] = np.pad(sample["pseudo_index"], ((0, 0), (0, extra_h), (0, extra_w)), constant_values=0)
+        index = sample["pseudo_index"]
+        if isinstance(index, NearestView):
+            out["pseudo_index"] = index.pad(extra_h, extra_w)
+        else:
+            out["pseudo_index"] = np.pad(index, ((0, 0), (0, extra_h), (0, extra_w)), constant_values=0)
+    return out
+
+
+def materialise(sample: Sample) -> Sample:
+    """Arrays made contiguous (views from flips and crops) and a deferred image resize done.
+
+    A :class:`NearestView` given in stays a view: its owner reads it out (``.array()``) and may
+    keep its compact form too, as the dataset does for the device.
+    """
+    out = {}
+    for key, value in sample.items():
+        if isinstance(value, ResizedImage):
+            value = value.array()
+        elif isinstance(value, np.ndarray):
+            value = np.ascontiguousarray(value)
+        out[key] = value
     return out
 
 
@@ -142,8 +185,7 @@ class Compose:
         check_sample(sample)
         for transform in self.transforms:
             sample = transform(sample, rng)
-        # Views from flips and crops are made contiguous once, at the end.
-        return {k: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v for k, v in sample.items()}
+        return materialise(sample)
 
     def __repr__(self) -> str:
         return "Compose(" + ", ".join(repr(t) for t in self.transforms) + ")"
@@ -197,10 +239,18 @@ class RandomCrop:
         left = int(rng.integers(0, max(width - self.crop_size[1], 0) + 1))
         return top, left
 
-    def _balanced(self, label: np.ndarray) -> bool:
-        # A histogram, not np.unique: no sort, and up to 10 windows are checked per sample.
-        counts = np.bincount(label.ravel(), minlength=ignore_index_of(label.dtype) + 1)
-        counts[ignore_index_of(label.dtype)] = 0
+    def _balanced(self, window: np.ndarray, classes: np.ndarray | None = None) -> bool:
+        """More than one class and none with ``cat_max_ratio`` of the non-ignored pixels.
+
+        ``classes``: the non-ignore ids the whole label holds, counted by comparison (a histogram
+        of a mostly-ignore window increments one counter pixel after pixel, which is slow); or
+        ``None`` for a histogram (labels of many classes).
+        """
+        if classes is None:
+            counts = label_histogram(window)
+            counts[ignore_index_of(window.dtype)] = 0
+        else:
+            counts = np.array([np.count_nonzero(window == c) for c in classes])
         counts = counts[counts > 0]
         return len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio
 
@@ -208,9 +258,10 @@ class RandomCrop:
         height, width = sample["image"].shape[:2]
         top, left = self._window(height, width, rng)
         if self.cat_max_ratio < 1.0 and "label" in sample:
+            label = sample["label"]
+            classes = few_classes(label, 16)
             for _ in range(self.tries - 1):
-                window = sample["label"][top : top + self.crop_size[0], left : left + self.crop_size[1]]
-                if self._balanced(window):
+                if self._balanced(label[top : top + self.crop_size[0], left : left + self.crop_size[1]], classes):
                     break
                 top, left = self._window(height, width, rng)
         return crop(sample, top, left, *self.crop_size)
@@ -237,8 +288,10 @@ class PhotometricDistortion:
     Each step happens with probability 1/2: brightness ``+U(-32, 32)``; contrast ``*U(0.5, 1.5)``
     (before or after the HSV steps, at random); saturation ``*U(0.5, 1.5)``; hue shifted by a
     whole number of degrees in ``[-2*18, 2*18]`` (mmseg counts hue in OpenCV's 0..180 units).
-    Values are clipped to 0..255 and rounded down to uint8 after each step, as in mmseg; the
-    HSV steps run in float, without OpenCV's 8-bit HSV rounding.
+    Values are clipped to 0..255 and rounded down to uint8 after each step, as in mmseg
+    (brightness and contrast through a 256-entry table of the same float32 arithmetic); the HSV
+    steps run in float32 (:func:`~splitmatch.data.colour.adjust_hsv`), without OpenCV's 8-bit
+    HSV rounding.
     """
 
     brightness_delta: float = 32
@@ -248,7 +301,8 @@ class PhotometricDistortion:
 
     @staticmethod
     def _affine(image: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
-        return np.clip(image.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+        table = np.clip(np.arange(256, dtype=np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+        return np.array(Image.fromarray(np.ascontiguousarray(image)).point(table.tolist() * 3))  # per band
 
     def _contrast(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.integers(2):
@@ -256,7 +310,7 @@ class PhotometricDistortion:
         return image
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        image = sample["image"]
+        image = image_array(sample)
         if rng.integers(2):
             image = self._affine(image, beta=rng.uniform(-self.brightness_delta, self.brightness_delta))
         contrast_first = bool(rng.integers(2))

@@ -3,7 +3,7 @@
 ``Predictor.predict`` decodes the image (EXIF orientation applied), resizes it so its short
 side is ``inference.short_side``, scores it (whole image or sliding windows), then upsamples
 the scores to the image's size and takes the argmax. The tensor work in the middle, for one
-window, is :meth:`splitmatch.inference.SegmentationInference.window_scores`; this module runs
+window, is :meth:`splitmatch.inference.segmentation.SegmentationInference.window_scores`; this module runs
 exactly that, with the vocabulary's text embeddings and seen-class mask held as buffers, so
 that a traced graph has them as constants and needs no text encoder.
 """

@@ -10,8 +10,10 @@ from torch import nn
 
 from splitmatch.distributed import all_reduce_sum, world_size
 from splitmatch.losses.mask_losses import alignment_loss, dice_loss, sigmoid_bce_loss
-from splitmatch.matching.matcher import HungarianMatcher, Matching, Pairs, pad_targets
-from splitmatch.matching.point_sampling import point_sample, sample_target_masks, uncertain_point_coords
+from splitmatch.matching.assignment import PairIndex
+from splitmatch.matching.matcher import HungarianMatcher, Matching, pad_targets
+from splitmatch.matching.point_sampling import point_sample, uncertain_point_coords
+from splitmatch.matching.target_maps import TargetMaps
 
 
 @dataclass
@@ -81,35 +83,37 @@ class SetCriterion(nn.Module):
         """The normalisers of a step from its targets alone, summed over processes (one all-reduce).
 
         A Hungarian assignment of ``N`` queries to ``M`` targets matches ``min(N, M)`` of them, so
-        every count is known before the forward pass.
+        every count is known before the forward pass, from the targets' shapes.
 
         Args:
             targets: this process's targets of the whole step (all its micro-batches).
-            query_group: ``[Q]``, 0 seen, 1 candidate.
+            query_group: ``[Q]``, 0 seen, 1 candidate (the host copy: no device synchronisation).
         """
         class_queries, candidate_queries = self.matcher.query_counts(query_group)
         masks = [len(t["labels"]) for t in targets]
         matched = [min(count, class_queries) for count in masks]
         class_weight = sum(m + self.no_object_weight * (class_queries - m) for m in matched)
-        candidates = sum(min(len(t.get("pseudo_masks", ())), candidate_queries) for t in targets)
+        pseudo = [len(t["pseudo_ids"] if "pseudo_ids" in t else t.get("pseudo_masks", ())) for t in targets]
+        candidates = sum(min(count, candidate_queries) for count in pseudo)
         totals = all_reduce_sum(torch.tensor([sum(masks), class_weight, candidates], device=device))
         shared = totals.clamp(min=1.0) / world_size()
         return LossNormalisers(shared[0], shared[1], shared[2])
 
     def class_loss(
-        self, logits: torch.Tensor, matching: Matching, targets: list[dict], normaliser: torch.Tensor
+        self, logits: torch.Tensor, matching: Matching, padded: dict, normaliser: torch.Tensor
     ) -> torch.Tensor:
         """Weighted cross-entropy of the classified queries against matched labels or no-object.
 
         Args:
             logits: ``[B, Q, C+1]``.
+            padded: :func:`~splitmatch.matching.matcher.pad_targets` of the images.
             normaliser: the step's :attr:`LossNormalisers.class_weight`.
         """
         no_object = logits.shape[-1] - 1
         target = torch.full(logits.shape[:2], no_object, dtype=torch.int64, device=logits.device)
-        for b, (rows, cols) in enumerate(matching.seen):
-            target[b, rows.to(logits.device)] = targets[b]["labels"][cols].to(logits.device)
-        queries = matching.class_queries.to(logits.device)
+        pairs = matching.seen_index
+        target[pairs.image, pairs.query] = padded["labels"][pairs.image, pairs.target]
+        queries = matching.class_query_index
         weight = torch.ones(no_object + 1, device=logits.device)
         weight[no_object] = self.no_object_weight
         target = target[:, queries]  # [B, N]
@@ -120,20 +124,21 @@ class SetCriterion(nn.Module):
         return per_query.sum() / normaliser
 
     def mask_loss(
-        self, pred_masks: torch.Tensor, target_masks: list[torch.Tensor], pairs: list[Pairs], importance: bool = True
-    ):
-        """BCE and dice sums for matched pairs; ``pred_masks [B, Q, h, w]``, targets ``[M_b, H, W]``.
+        self, pred_masks: torch.Tensor, masks: TargetMaps, pairs: PairIndex, importance: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """BCE and dice sums of matched pairs.
 
-        ``importance``: points concentrated where the prediction is uncertain (PointRend), else uniform.
+        Args:
+            pred_masks: ``[B, Q, h, w]`` logits.
+            masks: the targets the pairs index (``pad_targets(...)["masks"]`` or ``["pseudo"]``).
+            pairs: the matched (image, query, target) pairs.
+            importance: points concentrated where the prediction is uncertain (PointRend), else uniform.
         """
-        batch_index = torch.cat([torch.full_like(rows, b) for b, (rows, _) in enumerate(pairs)])
-        query_index = torch.cat([rows for rows, _ in pairs])
-        if query_index.numel() == 0:
+        if pairs.count == 0:
             zero = pred_masks.sum() * 0.0
             return zero, zero
         device = pred_masks.device
-        src = pred_masks[batch_index.to(device), query_index.to(device)].unsqueeze(1).float()  # [N, 1, h, w]
-        tgt = torch.cat([target_masks[b][cols.to(target_masks[b].device)] for b, (_, cols) in enumerate(pairs)])
+        src = pred_masks[pairs.image, pairs.query].unsqueeze(1).float()  # [N, 1, h, w]
         with torch.no_grad():
             if importance:
                 coords = uncertain_point_coords(
@@ -141,44 +146,46 @@ class SetCriterion(nn.Module):
                 )
             else:
                 coords = torch.rand(src.shape[0], self.num_points, 2, device=device)  # [N, P, 2]
-            point_targets = sample_target_masks(tgt.to(device), coords)  # [N, P], masks stay binary
+            point_targets = masks.read_pairs(pairs.image, pairs.target, coords)  # [N, P], masks stay binary
         point_logits = point_sample(src, coords).squeeze(1)  # [N, P]
         return sigmoid_bce_loss(point_logits, point_targets), dice_loss(point_logits, point_targets)
 
     def layer_losses(
-        self, outputs: dict, targets: list[dict], padded: dict, normalisers: LossNormalisers
+        self, outputs: dict, padded: dict, matching: Matching, normalisers: LossNormalisers
     ) -> dict[str, torch.Tensor]:
-        """Unweighted, normalised loss terms of one read-out (``padded``: ``pad_targets(targets)``)."""
-        matching = self.matcher(outputs, targets, padded=padded)
-        losses = {"class": self.class_loss(outputs["pred_logits"], matching, targets, normalisers.class_weight)}
-        bce, dice = self.mask_loss(outputs["pred_masks"], [t["masks"] for t in targets], matching.seen)
+        """Unweighted, normalised loss terms of one read-out and its matching."""
+        losses = {"class": self.class_loss(outputs["pred_logits"], matching, padded, normalisers.class_weight)}
+        bce, dice = self.mask_loss(outputs["pred_masks"], padded["masks"], matching.seen_index)
         losses["bce"], losses["dice"] = bce / normalisers.num_masks, dice / normalisers.num_masks
         if matching.candidate is not None:
             num_matched = normalisers.num_candidates
-            pseudo = [t["pseudo_masks"] for t in targets]
             importance = self.candidate_sampling == "importance"
-            cand_bce, cand_dice = self.mask_loss(outputs["pred_masks"], pseudo, matching.candidate, importance)
+            pairs = matching.candidate_index
+            cand_bce, cand_dice = self.mask_loss(outputs["pred_masks"], padded["pseudo"], pairs, importance)
             losses["cand_bce"], losses["cand_dice"] = cand_bce / num_matched, cand_dice / num_matched
-            losses["cand_align"] = self._alignment(outputs, targets, matching.candidate) / num_matched
+            losses["cand_align"] = self._alignment(outputs, padded, matching.candidate_index) / num_matched
         return losses
 
-    def _alignment(self, outputs: dict, targets: list[dict], pairs: list[Pairs]) -> torch.Tensor:
+    def _alignment(self, outputs: dict, padded: dict, pairs: PairIndex) -> torch.Tensor:
         embeds = outputs["pred_embeds"]
-        chosen = [embeds[b, rows.to(embeds.device)] for b, (rows, _) in enumerate(pairs)]
-        goals = [targets[b]["pseudo_embeddings"][cols] for b, (_, cols) in enumerate(pairs)]
-        if sum(c.shape[0] for c in chosen) == 0:
+        if pairs.count == 0:
             return embeds.sum() * 0.0
-        return alignment_loss(torch.cat(chosen).float(), torch.cat(goals).to(embeds.device).float())
+        chosen = embeds[pairs.image, pairs.query].float()  # [N, D]
+        goals = padded["pseudo_embeddings"][pairs.image, pairs.target]  # [N, D] float
+        return alignment_loss(chosen, goals)
 
     def forward(
         self, outputs: dict, targets: list[dict], normalisers: LossNormalisers | None = None
     ) -> dict[str, torch.Tensor]:
         """Computes every loss term.
 
+        One device synchronisation per call, whatever the batch and the number of read-outs: the
+        cost matrices of all read-outs travel to the host together for the Hungarian solves
+        (:meth:`HungarianMatcher.match_readouts`).
+
         Args:
             outputs: the model's output dict (with ``aux_outputs``).
-            targets: per image ``labels``, ``masks`` and, for Split Matching, ``pseudo_masks``
-                and ``pseudo_embeddings``.
+            targets: per image, as :func:`splitmatch.train.targets.build_targets` makes them.
             normalisers: the step's (:meth:`normalisers` of all its micro-batches' targets);
                 ``None``: those of ``targets`` alone.
 
@@ -190,12 +197,13 @@ class SetCriterion(nn.Module):
         if normalisers is None:
             normalisers = self.normalisers(targets, outputs["query_group"], device)
         points = self.matcher.random_points(len(targets), device)
-        padded = pad_targets(targets, points)  # once per step, shared by every read-out's matching
+        padded = pad_targets(targets, points)  # once per call, shared by every read-out's matching
         readouts = [outputs] + (list(outputs.get("aux_outputs", [])) if self.deep_supervision else [])
+        matchings = self.matcher.match_readouts(readouts, padded)
         total = outputs["pred_logits"].new_zeros(())
         last_terms: dict[str, torch.Tensor] = {}
-        for index, readout in enumerate(readouts):
-            terms = self.layer_losses(readout, targets, padded, normalisers)
+        for index, (readout, matching) in enumerate(zip(readouts, matchings)):
+            terms = self.layer_losses(readout, padded, matching, normalisers)
             total = total + self.weighted_total(terms)
             if index == 0:
                 last_terms = terms

@@ -1,10 +1,14 @@
 """Hungarian matching (the baseline) and Split Matching (the method).
 
-Both build one batched cost matrix per query group on points shared by predictions and
-targets, in float32 under ``no_grad``, then solve each image with
-``scipy.optimize.linear_sum_assignment``. Targets are a list (one dict per image) with
-``labels [M] int64`` (index into the class embeddings the model was given), ``masks [M, H, W]``
-and, for Split Matching, ``pseudo_masks [K, H, W]`` and ``pseudo_embeddings [K, D]``.
+Both build, per query group, the cost matrices of every decoder read-out and every image at
+once on points shared by predictions and targets, in float32 under ``no_grad``; all of them go
+to the host in one copy and each image's matrix is solved with
+``scipy.optimize.linear_sum_assignment`` (:mod:`splitmatch.matching.assignment`). Targets are a
+list (one dict per image, :func:`splitmatch.train.targets.build_targets`) with ``labels [M]``
+int64 (index into the class embeddings the model was given), the masks as ``label_map [1, H, W]``
+and ``label_ids [M]`` and, for Split Matching, ``pseudo_index [S, H, W]``, ``pseudo_ids [K]`` and
+``pseudo_embeddings [K, D]`` (:mod:`splitmatch.matching.target_maps`; masks given unpacked,
+``masks [M, H, W]`` and ``pseudo_masks [K, H, W]``, are read as well).
 """
 
 from __future__ import annotations
@@ -12,68 +16,77 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from splitmatch.matching.assignment import CostBlock, PairIndex, Pairs, empty_pairs, pair_indices, solve, solve_blocks
 from splitmatch.matching.costs import class_cost, dice_cost, embedding_cost, sigmoid_bce_cost
-from splitmatch.matching.point_sampling import point_sample, sample_target_masks
+from splitmatch.matching.point_sampling import point_sample
+from splitmatch.matching.target_maps import TargetMaps, pad_stack
 from splitmatch.model.query_decoder import CANDIDATE_GROUP, SEEN_GROUP
 
-Pairs = tuple[torch.Tensor, torch.Tensor]
+__all__ = ["HungarianMatcher", "Matching", "Pairs", "SplitMatcher", "empty_pairs", "pad_targets", "solve"]
 
 
 @dataclass
 class Matching:
-    """Per image ``(query indices, target indices)`` pairs, both int64 on the CPU.
+    """One read-out's assignment: per image pairs on the host, and the same pairs on the device.
 
     Attributes:
-        seen: pairs of queries and seen ground-truth masks.
-        candidate: pairs of candidate queries and pseudo masks; ``None`` for Hungarian matching,
-            which has no candidate group.
-        class_queries: ``[N]`` indices of the queries that receive the seen classification loss.
+        seen: per image ``(query indices, target indices)`` of queries and seen ground-truth
+            masks, int64 on the host.
+        candidate: the same for candidate queries and pseudo masks; ``None`` for Hungarian
+            matching, which has no candidate group.
+        class_queries: ``[N]`` host indices of the queries that receive the seen classification loss.
+        seen_index, candidate_index: ``seen`` and ``candidate`` as device index tensors (what the
+            criterion indexes with; :meth:`HungarianMatcher.match_readouts` fills them).
+        class_query_index: ``class_queries`` on the device.
     """
 
     seen: list[Pairs]
     candidate: list[Pairs] | None
     class_queries: torch.Tensor
+    seen_index: PairIndex | None = None
+    candidate_index: PairIndex | None = None
+    class_query_index: torch.Tensor | None = None
 
 
-def empty_pairs(count: int) -> list[Pairs]:
-    return [(torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64)) for _ in range(count)]
+@dataclass
+class QueryLayout:
+    """Which queries a matcher classifies and which are candidates, on the host and on the device."""
 
-
-def pad_stack(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
-    """Stacks ``[M_i, ...]`` tensors into ``[B, max M_i, ...]`` with zero padding; returns the M_i too."""
-    counts = [t.shape[0] for t in tensors]
-    out = tensors[0].new_zeros((len(tensors), max(counts), *tensors[0].shape[1:]))
-    for i, t in enumerate(tensors):
-        out[i, : counts[i]] = t
-    return out, counts
+    classified: torch.Tensor
+    candidates: torch.Tensor
+    classified_device: torch.Tensor
+    candidates_device: torch.Tensor
 
 
 def pad_targets(targets: list[dict], coords: torch.Tensor) -> dict:
-    """Targets read at the matching points and padded into batch tensors, once per step.
+    """Targets read at the matching points and padded into batch tensors, once per criterion call.
 
-    Every decoder read-out of a step is matched on the same points, so the target masks are
+    Every decoder read-out of a step is matched on the same points, so the target maps are
     read once (Mask2Former draws new points for every read-out; the costs are alike in
-    expectation, and the large target masks are read once, not once per read-out).
+    expectation).
 
     Args:
         coords: ``[B, P, 2]`` points in ``[0, 1]``.
 
     Returns:
-        ``coords``, ``mask_points [B, M, P]`` float, ``labels [B, M]``, ``counts`` (M_b), and when the
-        targets have them ``pseudo_points [B, K, P]``, ``pseudo_embeddings [B, K, D]``, ``pseudo_counts``.
+        ``coords``; ``labels [B, M]``, ``counts`` (M_b), ``masks`` (:class:`TargetMaps`) and
+        ``mask_points [B, M, P]`` float; when the targets have pseudo masks also ``pseudo``,
+        ``pseudo_counts``, ``pseudo_points [B, K, P]`` and ``pseudo_embeddings [B, K, D]`` float.
+        Rows past an image's count are padding and never read.
     """
-
-    def read(key: str) -> tuple[torch.Tensor, list[int]]:
-        return pad_stack([sample_target_masks(t[key], coords[b : b + 1]) for b, t in enumerate(targets)])
-
-    mask_points, counts = read("masks")
-    labels = pad_stack([t["labels"] for t in targets])[0]
-    padded = {"coords": coords, "mask_points": mask_points, "labels": labels, "counts": counts}
-    if all("pseudo_masks" in t for t in targets):
-        padded["pseudo_points"], padded["pseudo_counts"] = read("pseudo_masks")
+    masks = TargetMaps.of(targets, "seen", coords.shape[1])
+    padded = {
+        "coords": coords,
+        "labels": pad_stack([t["labels"] for t in targets])[0],
+        "counts": masks.counts,
+        "masks": masks,
+        "mask_points": masks.read(coords),
+    }
+    if all(any(key in t for key in ("pseudo_index", "pseudo_grid", "pseudo_masks")) for t in targets):
+        pseudo = TargetMaps.of(targets, "pseudo", coords.shape[1])
+        padded.update(pseudo=pseudo, pseudo_counts=pseudo.counts, pseudo_points=pseudo.read(coords))
         padded["pseudo_embeddings"] = pad_stack([t["pseudo_embeddings"] for t in targets])[0].float()
     return padded
 
@@ -81,7 +94,7 @@ def pad_targets(targets: list[dict], coords: torch.Tensor) -> dict:
 def mask_costs(
     pred_masks: torch.Tensor, target_points: torch.Tensor, coords: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """BCE and dice costs on shared points.
+    """BCE and dice costs of one read-out on shared points, image by image.
 
     Args:
         pred_masks: ``[B, N, h, w]`` logits.
@@ -92,7 +105,7 @@ def mask_costs(
         two ``[B, N, M]`` float32 costs.
     """
     bce, dice = [], []
-    # One image at a time: the [N, P] temporaries stay in cache instead of streaming [B, N, P].
+    # One image at a time: on the CPU the [N, P] temporaries stay in cache instead of streaming [B, N, P].
     for b in range(pred_masks.shape[0]):
         pred_points = point_sample(pred_masks[b : b + 1].float(), coords[b : b + 1])[0]  # [N, P]
         bce.append(sigmoid_bce_cost(pred_points, target_points[b]))
@@ -100,26 +113,21 @@ def mask_costs(
     return torch.stack(bce), torch.stack(dice)
 
 
-def solve(costs: torch.Tensor, counts: list[int], what: str) -> list[Pairs]:
-    """Solves ``[B, N, max M]`` costs image by image over the first ``counts[b]`` columns."""
-    costs = costs.detach().float().cpu()
-    pairs = []
-    for b, count in enumerate(counts):
-        matrix = costs[b, :, :count]
-        if not torch.isfinite(matrix).all():
-            bad = (~torch.isfinite(matrix)).sum().item()
-            raise FloatingPointError(
-                f"{what} cost matrix of image {b} in the batch has {bad} non-finite entries "
-                f"(shape {tuple(matrix.shape)}); the model's outputs have diverged"
-            )
-        rows, cols = linear_sum_assignment(matrix.numpy())
-        pairs.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
-    return pairs
+def readout_mask_costs(
+    pred_masks: list[torch.Tensor], target_points: torch.Tensor, coords: torch.Tensor, per_image: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BCE and dice costs of every read-out: ``pred_masks`` L x ``[B, N, h, w]`` -> two ``[L, B, N, M]``.
 
-
-def _absolute(pairs: list[Pairs], queries: torch.Tensor) -> list[Pairs]:
-    queries = queries.cpu()
-    return [(queries[rows], cols) for rows, cols in pairs]
+    ``per_image``: image by image (:func:`mask_costs`, the CPU's faster way) or all read-outs and
+    images in one batched product (a GPU's); ``None`` chooses by the device. Same arithmetic.
+    """
+    if per_image is None:
+        per_image = pred_masks[0].device.type == "cpu"
+    if per_image:
+        costs = [mask_costs(masks, target_points, coords) for masks in pred_masks]
+        return torch.stack([bce for bce, _ in costs]), torch.stack([dice for _, dice in costs])
+    points = torch.stack([point_sample(masks.float(), coords) for masks in pred_masks])  # [L, B, N, P]
+    return sigmoid_bce_cost(points, target_points), dice_cost(points, target_points)
 
 
 class HungarianMatcher(nn.Module):
@@ -133,46 +141,95 @@ class HungarianMatcher(nn.Module):
         super().__init__()
         self.cost_class, self.cost_bce, self.cost_dice = cost_class, cost_bce, cost_dice
         self.num_points = num_points
+        self._device_layout: tuple[torch.Tensor, QueryLayout] | None = None
 
     def random_points(self, batch: int, device: torch.device) -> torch.Tensor:
         return torch.rand(batch, self.num_points, 2, device=device)
 
+    def split_queries(self, query_group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Host ``[Q]`` groups -> the classified and the candidate queries (host int64)."""
+        return torch.arange(query_group.numel()), torch.empty(0, dtype=torch.int64)
+
+    def query_layout(self, query_group: torch.Tensor) -> QueryLayout:
+        """The classified and candidate queries of ``query_group [Q]`` (0 seen, 1 candidate).
+
+        The groups are a constant of the model, so a device ``query_group`` is copied to the host
+        once, the first time that tensor is seen, not once per step.
+        """
+        cached = self._device_layout
+        if cached is not None and cached[0] is query_group:
+            return cached[1]
+        device = query_group.device
+        classified, candidates = self.split_queries(query_group.cpu())
+        layout = QueryLayout(classified, candidates, classified.to(device), candidates.to(device))
+        if device.type != "cpu":
+            self._device_layout = (query_group, layout)
+        return layout
+
     def query_counts(self, query_group: torch.Tensor) -> tuple[int, int]:
         """How many queries are classified (matched to seen masks) and how many are candidates."""
-        return int(query_group.numel()), 0
+        layout = self.query_layout(query_group)
+        return layout.classified.numel(), layout.candidates.numel()
 
     @torch.no_grad()
-    def match_queries(self, outputs: dict, padded: dict, queries: torch.Tensor) -> list[Pairs]:
-        """Matches ``queries`` (``[N]`` indices) to each image's seen masks; indices returned are absolute.
+    def seen_costs(self, readouts: list[dict], padded: dict, layout: QueryLayout) -> CostBlock:
+        """Costs of the classified queries against each image's seen masks, every read-out at once."""
+        counts, queries = padded["counts"], layout.classified_device
+        if max(counts) == 0 or queries.numel() == 0:
+            return CostBlock(None, counts, layout.classified, "seen", len(readouts))
+        probs = torch.stack([r["pred_logits"][:, queries] for r in readouts]).float().softmax(-1)  # [L, B, N, C+1]
+        masks = [r["pred_masks"][:, queries] for r in readouts]
+        bce, dice = readout_mask_costs(masks, padded["mask_points"], padded["coords"])
+        costs = self.cost_class * class_cost(probs, padded["labels"]) + self.cost_bce * bce + self.cost_dice * dice
+        return CostBlock(costs, counts, layout.classified, "seen", len(readouts))
+
+    def cost_blocks(self, readouts: list[dict], padded: dict, layout: QueryLayout) -> list[CostBlock]:
+        return [self.seen_costs(readouts, padded, layout)]
+
+    def match_readouts(self, readouts: list[dict], padded: dict) -> list[Matching]:
+        """Matches every read-out: one device-to-host copy, one host-to-device copy.
 
         Args:
-            padded: from :func:`pad_targets`.
+            readouts: model outputs (``pred_logits [B, Q, C+1]``, ``pred_masks [B, Q, h, w]``,
+                ``query_group [Q]``, and for Split Matching ``pred_embeds [B, Q, D]``).
+            padded: :func:`pad_targets` of the images.
+
+        Returns:
+            one :class:`Matching` per read-out.
         """
-        counts = padded["counts"]
-        if max(counts) == 0 or queries.numel() == 0:
-            return empty_pairs(len(counts))
-        probs = outputs["pred_logits"][:, queries].float().softmax(-1)  # [B, N, C+1]
-        bce, dice = mask_costs(outputs["pred_masks"][:, queries], padded["mask_points"], padded["coords"])
-        costs = self.cost_class * class_cost(probs, padded["labels"]) + self.cost_bce * bce + self.cost_dice * dice
-        return _absolute(solve(costs, counts, "seen"), queries)
+        layout = self.query_layout(readouts[0]["query_group"])
+        blocks = self.cost_blocks(readouts, padded, layout)
+        solved = solve_blocks(blocks)
+        indices = pair_indices(solved, layout.classified_device.device)
+        candidate = len(blocks) > 1
+        return [
+            Matching(
+                seen=solved[0][layer],
+                candidate=solved[1][layer] if candidate else None,
+                class_queries=layout.classified,
+                seen_index=indices[0][layer],
+                candidate_index=indices[1][layer] if candidate else None,
+                class_query_index=layout.classified_device,
+            )
+            for layer in range(len(readouts))
+        ]
 
     def forward(
         self, outputs: dict, targets: list[dict], coords: torch.Tensor | None = None, padded: dict | None = None
     ) -> Matching:
-        """Matches every query to the seen ground truth.
+        """Matches one read-out.
 
         Args:
-            outputs: ``pred_logits [B, Q, C+1]``, ``pred_masks [B, Q, h, w]``, ``query_group [Q]``.
-            targets: per image ``labels [M]`` and ``masks [M, H, W]``.
+            outputs: ``pred_logits [B, Q, C+1]``, ``pred_masks [B, Q, h, w]``, ``query_group [Q]``
+                (and ``pred_embeds [B, Q, D]`` for Split Matching).
+            targets: per image, see the module docstring.
             coords: ``[B, P, 2]`` shared points; random when ``None``.
             padded: ``pad_targets(targets, coords)`` when the caller already has it (its points win).
         """
-        batch, num_queries = outputs["pred_logits"].shape[:2]
-        device = outputs["pred_logits"].device
         if padded is None:
+            batch, device = outputs["pred_logits"].shape[0], outputs["pred_logits"].device
             padded = pad_targets(targets, self.random_points(batch, device) if coords is None else coords)
-        queries = torch.arange(num_queries, device=device)
-        return Matching(self.match_queries(outputs, padded, queries), None, queries)
+        return self.match_readouts([outputs], padded)[0]
 
 
 class SplitMatcher(HungarianMatcher):
@@ -186,39 +243,31 @@ class SplitMatcher(HungarianMatcher):
         super().__init__(cost_class, cost_bce, cost_dice, num_points)
         self.cost_embed = cost_embed
 
-    def query_counts(self, query_group: torch.Tensor) -> tuple[int, int]:
-        return int((query_group == SEEN_GROUP).sum()), int((query_group == CANDIDATE_GROUP).sum())
+    def split_queries(self, query_group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            torch.nonzero(query_group == SEEN_GROUP).flatten(),
+            torch.nonzero(query_group == CANDIDATE_GROUP).flatten(),
+        )
 
     @torch.no_grad()
-    def match_candidates(self, outputs: dict, padded: dict, queries: torch.Tensor):
-        """Matches candidate ``queries`` (``[N]`` indices) to each image's pseudo masks."""
-        counts = padded["pseudo_counts"]
+    def candidate_costs(self, readouts: list[dict], padded: dict, layout: QueryLayout) -> CostBlock:
+        """Costs of the candidate queries against each image's pseudo masks, every read-out at once."""
+        counts, queries = padded["pseudo_counts"], layout.candidates_device
         if max(counts) == 0 or queries.numel() == 0:
-            return empty_pairs(len(counts))
-        embeds = outputs["pred_embeds"][:, queries].float()  # [B, N, D]
-        bce, dice = mask_costs(outputs["pred_masks"][:, queries], padded["pseudo_points"], padded["coords"])
+            return CostBlock(None, counts, layout.candidates, "candidate", len(readouts))
+        embeds = torch.stack([r["pred_embeds"][:, queries] for r in readouts]).float()  # [L, B, N, D]
+        masks = [r["pred_masks"][:, queries] for r in readouts]
+        bce, dice = readout_mask_costs(masks, padded["pseudo_points"], padded["coords"])
         costs = (
             self.cost_embed * embedding_cost(embeds, padded["pseudo_embeddings"])
             + self.cost_bce * bce
             + self.cost_dice * dice
         )
-        return _absolute(solve(costs, counts, "candidate"), queries)
+        return CostBlock(costs, counts, layout.candidates, "candidate", len(readouts))
 
-    def forward(
-        self, outputs: dict, targets: list[dict], coords: torch.Tensor | None = None, padded: dict | None = None
-    ) -> Matching:
-        """As :meth:`HungarianMatcher.forward`, plus ``pred_embeds [B, Q, D]`` and pseudo targets."""
-        batch = outputs["pred_logits"].shape[0]
-        device = outputs["pred_logits"].device
-        if padded is None:
-            padded = pad_targets(targets, self.random_points(batch, device) if coords is None else coords)
+    def cost_blocks(self, readouts: list[dict], padded: dict, layout: QueryLayout) -> list[CostBlock]:
         if "pseudo_points" not in padded:
-            raise ValueError("split matching needs pseudo_masks and pseudo_embeddings in every target")
-        group = outputs["query_group"]
-        seen_queries = torch.nonzero(group == SEEN_GROUP).flatten()
-        candidate_queries = torch.nonzero(group == CANDIDATE_GROUP).flatten()
-        return Matching(
-            self.match_queries(outputs, padded, seen_queries),
-            self.match_candidates(outputs, padded, candidate_queries),
-            seen_queries,
-        )
+            raise ValueError(
+                "split matching needs pseudo masks (pseudo_index and pseudo_ids) and pseudo_embeddings in every target"
+            )
+        return [self.seen_costs(readouts, padded, layout), self.candidate_costs(readouts, padded, layout)]

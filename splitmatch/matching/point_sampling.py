@@ -51,6 +51,34 @@ def sample_target_masks(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tens
     return point_sample(masks.float().unsqueeze(1), coords.float()).squeeze(1)
 
 
+def bilinear_neighbours(coords: torch.Tensor, height: int, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The four pixels a bilinear read of an ``height x width`` map at each point combines.
+
+    Pixel centres sit at ``(i + 0.5) / size`` in ``[0, 1]`` (``align_corners=False``); a
+    neighbour outside the map has weight zero (``padding_mode="zeros"``).
+
+    Args:
+        coords: ``[..., P, 2]`` float32 points ``(x, y)`` in ``[0, 1]``.
+
+    Returns:
+        four ``(position, weight)``: flat pixel indices ``[..., P]`` int64 (clamped into the map)
+        and weights ``[..., P]`` float32.
+    """
+    grid = 2.0 * coords - 1.0  # as point_sample, then grid_sample's own unnormalisation (same rounding)
+    x = ((grid[..., 0] + 1) * width - 1) / 2
+    y = ((grid[..., 1] + 1) * height - 1) / 2
+    x0, y0 = x.floor(), y.floor()
+    columns = [(x0 + d).clamp(0, width - 1).long() for d in (0, 1)]
+    rows = [(y0 + d).clamp(0, height - 1).long() * width for d in (0, 1)]
+    x_weights = [(x0 + 1 - x) * (x0 >= 0), (x - x0) * (x0 + 1 < width)]
+    y_weights = [(y0 + 1 - y) * (y0 >= 0), (y - y0) * (y0 + 1 < height)]
+    return [
+        (row + column, y_weight * x_weight)
+        for row, y_weight in zip(rows, y_weights)
+        for column, x_weight in zip(columns, x_weights)
+    ]
+
+
 def gather_bilinear(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     """Bilinear reads (``align_corners=False``, zero outside) by gathering four neighbours per point.
 
@@ -58,20 +86,10 @@ def gather_bilinear(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     """
     count, height, width = masks.shape
     coords = coords.float().expand(count, -1, -1)
-    grid = 2.0 * coords - 1.0  # as point_sample, then grid_sample's own unnormalisation (same rounding)
-    x = ((grid[..., 0] + 1) * width - 1) / 2  # pixel centres at integer positions
-    y = ((grid[..., 1] + 1) * height - 1) / 2
-    x0, y0 = x.floor(), y.floor()
-    # Per axis: the two neighbours' clamped positions and weights, zero for a neighbour outside.
-    columns = [(x0 + d).clamp(0, width - 1).long() for d in (0, 1)]
-    rows = [(y0 + d).clamp(0, height - 1).long() * width for d in (0, 1)]
-    x_weights = [(x0 + 1 - x) * (x0 >= 0), (x - x0) * (x0 + 1 < width)]
-    y_weights = [(y0 + 1 - y) * (y0 >= 0), (y - y0) * (y0 + 1 < height)]
     flat = masks.reshape(count, height * width)
     values = coords.new_zeros(coords.shape[:2])
-    for row, y_weight in zip(rows, y_weights):
-        for column, x_weight in zip(columns, x_weights):
-            values += torch.gather(flat, 1, row + column) * (y_weight * x_weight)
+    for position, weight in bilinear_neighbours(coords, height, width):
+        values += torch.gather(flat, 1, position) * weight
     return values
 
 

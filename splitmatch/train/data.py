@@ -30,12 +30,13 @@ def build_train_dataset(
     pseudo_cache: PseudoMaskCache | None,
     seed: int,
     pad_fill: tuple[int, int, int],
+    clip_pseudo_masks: bool = True,
 ) -> SegmentationDataset:
     """The training split as training reads it: seen classes only (inductive), the training
     transform of ``data`` and, for Split Matching, the pseudo masks of ``pseudo_cache``.
 
     ``seed`` is ``train.seed`` (each sample's augmentation follows from it and the sample's
-    draw); ``pad_fill`` is :func:`pad_colour`.
+    draw); ``pad_fill`` is :func:`pad_colour`; ``clip_pseudo_masks`` is ``pseudo.clip_to_unannotated``.
     """
     return SegmentationDataset(
         folder,
@@ -43,6 +44,7 @@ def build_train_dataset(
         inductive=True,
         pseudo_masks=pseudo_cache,
         base_seed=seed,
+        clip_pseudo_masks=clip_pseudo_masks,
         transform=build_train_transform(
             data.crop_size,
             tuple(data.resize_scale),

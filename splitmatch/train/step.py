@@ -20,7 +20,7 @@ from splitmatch.matching.matcher import HungarianMatcher, SplitMatcher
 from splitmatch.model.segmentor import SplitMatchSegmentor
 from splitmatch.train.micro_batches import DivergenceWatch, split_batch
 from splitmatch.train.optim import PolyWarmupSchedule
-from splitmatch.train.targets import build_targets, move_targets
+from splitmatch.train.targets import build_targets, move_targets, pseudo_view
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -134,6 +134,9 @@ class TrainingStep:
             part.get("pseudo_embeddings"),
             ignore_index=self.classes.ignore_index,
             min_pseudo_area=self.config.pseudo.min_crop_area,
+            # The pseudo-index maps travel to the device as their cached grid (a few MiB per step),
+            # which the device clips to the ignored pixels again; unclipped (an ablation), whole.
+            pseudo_view=pseudo_view(part) if self.use_pseudo_masks and self.config.pseudo.clip_to_unannotated else None,
         )
 
     def stop_if_diverged(self) -> None:

@@ -27,6 +27,7 @@ from splitmatch import distributed as dist
 from splitmatch.config import ConfigError, ExperimentConfig, merge, resolve_paths
 from splitmatch.data.check import check_run_images
 from splitmatch.data.experiment_folder import ExperimentFolder, open_dataset
+from splitmatch.data.loader_workers import resolve_num_workers
 from splitmatch.evaluation.evaluator import evaluate
 from splitmatch.inference.segmentation import candidate_scoring
 from splitmatch.model.build import build_segmentor
@@ -127,12 +128,14 @@ def set_up(config: ExperimentConfig, out_dir: Path, resume: bool, lock: RunLock,
     if resume:
         record.truncate_after(start_step)
 
-    dataset = build_train_dataset(config.data, folder, pseudo_cache, config.train.seed, pad_colour(config.data, model))
+    dataset = build_train_dataset(config.data, folder, pseudo_cache, config.train.seed, pad_colour(config.data, model),
+                                  clip_pseudo_masks=config.pseudo.clip_to_unannotated)  # fmt: skip
     train = config.train
     sampler = StepBatchSampler(
         len(dataset), train.batch_size, dist.rank(), dist.world_size(), train.seed, start_step, train.iterations
     )
-    loader = build_loader(dataset, sampler, config.data.num_workers, device)
+    workers = resolve_num_workers(config.data.num_workers, train.batch_size // dist.world_size())
+    loader = build_loader(dataset, sampler, workers, device)
     network = (
         DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         if dist.is_distributed()

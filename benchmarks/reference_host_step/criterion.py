@@ -1,0 +1,213 @@
+"""The training objective: seen loss, candidate loss, deep supervision
+(docs/method.md#split-matching-and-the-losses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from splitmatch.distributed import all_reduce_sum, world_size
+from splitmatch.losses.mask_losses import alignment_loss, dice_loss, sigmoid_bce_loss
+
+from .matcher import HungarianMatcher, Matching, Pairs, pad_targets
+from .point_sampling import point_sample, sample_target_masks, uncertain_point_coords
+
+
+@dataclass
+class LossNormalisers:
+    """What the loss terms of one optimisation step are divided by.
+
+    Each is a total over the step's whole global batch (every process, every micro-batch),
+    clamped at 1 and shared out over the processes: DDP averages gradients over processes, so
+    each process's loss is then its part of the single-process loss of the global batch, and
+    micro-batches of one step add up to it. All are known from the targets before any forward.
+
+    Attributes:
+        num_masks: seen ground-truth masks (mask losses of seen queries).
+        class_weight: the cross-entropy weights of all classified queries (1 for a matched query,
+            the no-object weight for the others).
+        num_candidates: matched candidate queries (candidate losses).
+    """
+
+    num_masks: torch.Tensor
+    class_weight: torch.Tensor
+    num_candidates: torch.Tensor
+
+
+class SetCriterion(nn.Module):
+    """``L = L_seen + lambda_u * L_cand``, summed over the last and every auxiliary read-out.
+
+    * ``L_seen``: cross-entropy over seen classes + no-object (no-object weighted down) on the
+      classified queries; BCE + dice on matched queries at importance-sampled points.
+    * ``L_cand``: on matched candidate queries only, BCE + dice against the pseudo mask and the
+      alignment ``1 - cos(z_i, e_k)``. Unmatched candidates get no loss at all, and candidates
+      never get a seen-class cross-entropy: their regions may be unseen classes.
+
+    Normalisers (:class:`LossNormalisers`) are those of the whole global batch; pass them in when
+    a step is split into micro-batches.
+
+    Args:
+        matcher: a :class:`HungarianMatcher` (baseline) or :class:`SplitMatcher` (method).
+        weights: ``class``, ``bce``, ``dice``, ``embed``, ``candidate`` (lambda_u).
+        no_object_weight: cross-entropy weight of the no-object class.
+        num_points, oversample_ratio, importance_sample_ratio: mask-loss point sampling.
+        deep_supervision: also supervise ``aux_outputs``.
+        candidate_sampling: ``uniform`` or ``importance`` points for the candidate mask loss.
+    """
+
+    def __init__(
+        self,
+        matcher: HungarianMatcher,
+        weights: dict[str, float],
+        no_object_weight: float,
+        num_points: int,
+        oversample_ratio: float,
+        importance_sample_ratio: float,
+        deep_supervision: bool = True,
+        candidate_sampling: str = "uniform",
+    ) -> None:
+        super().__init__()
+        self.matcher = matcher
+        self.weights = dict(weights)
+        self.no_object_weight = no_object_weight
+        self.num_points = num_points
+        self.oversample_ratio = oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
+        self.deep_supervision = deep_supervision
+        self.candidate_sampling = candidate_sampling
+
+    def normalisers(self, targets: list[dict], query_group: torch.Tensor, device: torch.device) -> LossNormalisers:
+        """The normalisers of a step from its targets alone, summed over processes (one all-reduce).
+
+        A Hungarian assignment of ``N`` queries to ``M`` targets matches ``min(N, M)`` of them, so
+        every count is known before the forward pass.
+
+        Args:
+            targets: this process's targets of the whole step (all its micro-batches).
+            query_group: ``[Q]``, 0 seen, 1 candidate.
+        """
+        class_queries, candidate_queries = self.matcher.query_counts(query_group)
+        masks = [len(t["labels"]) for t in targets]
+        matched = [min(count, class_queries) for count in masks]
+        class_weight = sum(m + self.no_object_weight * (class_queries - m) for m in matched)
+        candidates = sum(min(len(t.get("pseudo_masks", ())), candidate_queries) for t in targets)
+        totals = all_reduce_sum(torch.tensor([sum(masks), class_weight, candidates], device=device))
+        shared = totals.clamp(min=1.0) / world_size()
+        return LossNormalisers(shared[0], shared[1], shared[2])
+
+    def class_loss(
+        self, logits: torch.Tensor, matching: Matching, targets: list[dict], normaliser: torch.Tensor
+    ) -> torch.Tensor:
+        """Weighted cross-entropy of the classified queries against matched labels or no-object.
+
+        Args:
+            logits: ``[B, Q, C+1]``.
+            normaliser: the step's :attr:`LossNormalisers.class_weight`.
+        """
+        no_object = logits.shape[-1] - 1
+        target = torch.full(logits.shape[:2], no_object, dtype=torch.int64, device=logits.device)
+        for b, (rows, cols) in enumerate(matching.seen):
+            target[b, rows.to(logits.device)] = targets[b]["labels"][cols].to(logits.device)
+        queries = matching.class_queries.to(logits.device)
+        weight = torch.ones(no_object + 1, device=logits.device)
+        weight[no_object] = self.no_object_weight
+        target = target[:, queries]  # [B, N]
+        # log_softmax and a gather rather than F.cross_entropy: the same arithmetic, and its CUDA
+        # backward is deterministic under torch.use_deterministic_algorithms (NLLLoss's is not).
+        log_probs = logits[:, queries].float().log_softmax(-1)  # [B, N, C+1]
+        per_query = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1) * weight[target]
+        return per_query.sum() / normaliser
+
+    def mask_loss(
+        self, pred_masks: torch.Tensor, target_masks: list[torch.Tensor], pairs: list[Pairs], importance: bool = True
+    ):
+        """BCE and dice sums for matched pairs; ``pred_masks [B, Q, h, w]``, targets ``[M_b, H, W]``.
+
+        ``importance``: points concentrated where the prediction is uncertain (PointRend), else uniform.
+        """
+        batch_index = torch.cat([torch.full_like(rows, b) for b, (rows, _) in enumerate(pairs)])
+        query_index = torch.cat([rows for rows, _ in pairs])
+        if query_index.numel() == 0:
+            zero = pred_masks.sum() * 0.0
+            return zero, zero
+        device = pred_masks.device
+        src = pred_masks[batch_index.to(device), query_index.to(device)].unsqueeze(1).float()  # [N, 1, h, w]
+        tgt = torch.cat([target_masks[b][cols.to(target_masks[b].device)] for b, (_, cols) in enumerate(pairs)])
+        with torch.no_grad():
+            if importance:
+                coords = uncertain_point_coords(
+                    src, self.num_points, self.oversample_ratio, self.importance_sample_ratio
+                )
+            else:
+                coords = torch.rand(src.shape[0], self.num_points, 2, device=device)  # [N, P, 2]
+            point_targets = sample_target_masks(tgt.to(device), coords)  # [N, P], masks stay binary
+        point_logits = point_sample(src, coords).squeeze(1)  # [N, P]
+        return sigmoid_bce_loss(point_logits, point_targets), dice_loss(point_logits, point_targets)
+
+    def layer_losses(
+        self, outputs: dict, targets: list[dict], padded: dict, normalisers: LossNormalisers
+    ) -> dict[str, torch.Tensor]:
+        """Unweighted, normalised loss terms of one read-out (``padded``: ``pad_targets(targets)``)."""
+        matching = self.matcher(outputs, targets, padded=padded)
+        losses = {"class": self.class_loss(outputs["pred_logits"], matching, targets, normalisers.class_weight)}
+        bce, dice = self.mask_loss(outputs["pred_masks"], [t["masks"] for t in targets], matching.seen)
+        losses["bce"], losses["dice"] = bce / normalisers.num_masks, dice / normalisers.num_masks
+        if matching.candidate is not None:
+            num_matched = normalisers.num_candidates
+            pseudo = [t["pseudo_masks"] for t in targets]
+            importance = self.candidate_sampling == "importance"
+            cand_bce, cand_dice = self.mask_loss(outputs["pred_masks"], pseudo, matching.candidate, importance)
+            losses["cand_bce"], losses["cand_dice"] = cand_bce / num_matched, cand_dice / num_matched
+            losses["cand_align"] = self._alignment(outputs, targets, matching.candidate) / num_matched
+        return losses
+
+    def _alignment(self, outputs: dict, targets: list[dict], pairs: list[Pairs]) -> torch.Tensor:
+        embeds = outputs["pred_embeds"]
+        chosen = [embeds[b, rows.to(embeds.device)] for b, (rows, _) in enumerate(pairs)]
+        goals = [targets[b]["pseudo_embeddings"][cols] for b, (_, cols) in enumerate(pairs)]
+        if sum(c.shape[0] for c in chosen) == 0:
+            return embeds.sum() * 0.0
+        return alignment_loss(torch.cat(chosen).float(), torch.cat(goals).to(embeds.device).float())
+
+    def forward(
+        self, outputs: dict, targets: list[dict], normalisers: LossNormalisers | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Computes every loss term.
+
+        Args:
+            outputs: the model's output dict (with ``aux_outputs``).
+            targets: per image ``labels``, ``masks`` and, for Split Matching, ``pseudo_masks``
+                and ``pseudo_embeddings``.
+            normalisers: the step's (:meth:`normalisers` of all its micro-batches' targets);
+                ``None``: those of ``targets`` alone.
+
+        Returns:
+            ``loss`` (the weighted total to back-propagate) and every unweighted term of the last
+            read-out (``class``, ``bce``, ``dice``, ``cand_bce``, ``cand_dice``, ``cand_align``).
+        """
+        device = outputs["pred_logits"].device
+        if normalisers is None:
+            normalisers = self.normalisers(targets, outputs["query_group"], device)
+        points = self.matcher.random_points(len(targets), device)
+        padded = pad_targets(targets, points)  # once per step, shared by every read-out's matching
+        readouts = [outputs] + (list(outputs.get("aux_outputs", [])) if self.deep_supervision else [])
+        total = outputs["pred_logits"].new_zeros(())
+        last_terms: dict[str, torch.Tensor] = {}
+        for index, readout in enumerate(readouts):
+            terms = self.layer_losses(readout, targets, padded, normalisers)
+            total = total + self.weighted_total(terms)
+            if index == 0:
+                last_terms = terms
+        result = {name: value.detach() for name, value in last_terms.items()}
+        result["loss"] = total
+        return result
+
+    def weighted_total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        w = self.weights
+        seen = w["class"] * terms["class"] + w["bce"] * terms["bce"] + w["dice"] * terms["dice"]
+        if "cand_bce" not in terms:
+            return seen
+        candidate = w["bce"] * terms["cand_bce"] + w["dice"] * terms["cand_dice"] + w["embed"] * terms["cand_align"]
+        return seen + w["candidate"] * candidate

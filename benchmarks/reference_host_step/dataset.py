@@ -1,0 +1,194 @@
+"""The segmentation dataset: one split of a dataset folder as tensors, optionally with pseudo masks.
+
+``SegmentationDataset(folder, "train", transform, inductive=True, pseudo_masks=cache)`` gives,
+per image, the augmented image, its label with unseen classes turned into ignore (255, or 65535
+above 255 classes), and the cached pseudo masks of the unannotated regions moved exactly as the label was.
+
+Augmentation is reproducible: ``dataset[i]`` draws from ``np.random.default_rng((base_seed, i))``
+and ``dataset[(i, seed)]`` from ``np.random.default_rng(seed)``, so a sampler that hands out
+``(index, seed)`` pairs fixes every crop and flip of a run, in any worker process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
+
+from .transforms import resize_nearest
+
+
+class PseudoMaskSource(Protocol):
+    """Where cached pseudo masks come from (e.g. the pseudo-mask cache of ``splitmatch.pseudo``)."""
+
+    def load(self, stem: str, image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Returns ``index_map`` uint8 [S, h, w] and ``embeddings`` float32 [K, D].
+
+        ``image_size`` is the ``(H, W)`` of the image as read now; a source that recorded the
+        size its masks were made for refuses another.
+
+        Index value 0 means "no pseudo mask"; value k in 1..K means the mask whose embedding is
+        row k-1. The grid (h, w) may be coarser than the image.
+        """
+        ...
+
+
+class SegmentationDataset(Dataset):
+    """One split of a :class:`DatasetFolder`.
+
+    Args:
+        folder: the dataset.
+        split: a split name with a list file, e.g. ``"train"``.
+        transform: ``transform(sample, rng) -> sample`` on numpy samples (see
+            ``splitmatch.data.transforms``); ``None`` returns the file's pixels.
+        inductive: training labels: unseen-class pixels become ignore. Files are never changed.
+        pseudo_masks: optional :class:`PseudoMaskSource`. Its index map is resized (nearest) to
+            the image, transformed with it, then zeroed wherever the label is not ignore, so the
+            pseudo masks cover unannotated pixels only.
+        base_seed: seeds the augmentation of integer keys, see the module docstring.
+
+    Items are dicts: ``image`` uint8 [3, H, W], ``label`` int64 [H, W] (ignore:
+    ``folder.classes.ignore_index``), ``stem`` str,
+    ``orig_size`` (H0, W0) of the file, and with pseudo masks ``pseudo_index`` uint8 [S, H, W]
+    and ``pseudo_embeddings`` float32 [K, D].
+    """
+
+    def __init__(
+        self,
+        folder: DatasetFolder,
+        split: str,
+        transform: Callable[[dict, np.random.Generator], dict] | None = None,
+        inductive: bool = False,
+        pseudo_masks: PseudoMaskSource | None = None,
+        base_seed: int = 0,
+    ) -> None:
+        if not isinstance(base_seed, int) or base_seed < 0:
+            raise ValueError(f"base_seed must be a non-negative int, got {base_seed!r}")
+        # Only paths are kept (no open files), so the dataset can be pickled into workers.
+        self.samples = folder.samples(split)
+        self.root = folder.root
+        self.split = split
+        self.classes = folder.classes
+        self.transform = transform
+        self.inductive = inductive
+        self.pseudo_masks = pseudo_masks
+        self.base_seed = base_seed
+        # A lookup table maps every label value at once; only unseen ids change.
+        self.ignore_index = self.classes.ignore_index
+        self.label_map = np.arange(self.ignore_index + 1, dtype=self.classes.label_dtype)
+        if inductive:
+            self.label_map[self.classes.unseen_ids] = self.ignore_index
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _resolve(self, key: int | tuple[int, int]) -> tuple[int, np.random.Generator]:
+        if isinstance(key, (tuple, list)):
+            if len(key) != 2:
+                raise TypeError(f"dataset key must be an index or (index, aug_seed), got {key!r}")
+            index, seed = int(key[0]), int(key[1])
+            rng = np.random.default_rng(seed)
+        else:
+            index = int(key)
+            rng = None
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} is out of range for split '{self.split}' of {len(self)} images")
+        index %= len(self)
+        return index, rng if rng is not None else np.random.default_rng((self.base_seed, index))
+
+    def _pseudo(self, stem: str, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        index_map, embeddings = self.pseudo_masks.load(stem, image_size=size)
+        index_map, embeddings = np.asarray(index_map), np.asarray(embeddings)
+        where = f"pseudo masks of '{stem}'"
+        if index_map.dtype != np.uint8 or index_map.ndim != 3:
+            raise DatasetFormatError(
+                f"{where}: index map must be uint8 [S, h, w], got {index_map.dtype} {index_map.shape}"
+            )
+        if embeddings.ndim != 2:
+            raise DatasetFormatError(f"{where}: embeddings must be [K, D], got shape {embeddings.shape}")
+        if index_map.size and int(index_map.max()) > embeddings.shape[0]:
+            raise DatasetFormatError(
+                f"{where}: index map refers to mask {int(index_map.max())} but there are only "
+                f"{embeddings.shape[0]} embeddings (expected values 0..K)"
+            )
+        return resize_nearest(index_map, size), embeddings.astype(np.float32, copy=False)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, rng = self._resolve(key)
+        sample_paths = self.samples[index]
+        image = read_image(sample_paths.image_path)
+        orig_size = (int(image.shape[0]), int(image.shape[1]))
+        label = read_label(sample_paths.label_path, self.classes.num_classes, orig_size)
+        sample = {"image": image, "label": self.label_map[label]}
+        embeddings = None
+        if self.pseudo_masks is not None:
+            sample["pseudo_index"], embeddings = self._pseudo(sample_paths.stem, orig_size)
+        if self.transform is not None:
+            sample = self.transform(sample, rng)
+
+        out = {
+            "image": torch.from_numpy(np.ascontiguousarray(sample["image"].transpose(2, 0, 1))),
+            "label": torch.from_numpy(sample["label"].astype(np.int64)),
+            "stem": sample_paths.stem,
+            "orig_size": orig_size,
+        }
+        if embeddings is not None:
+            index_map = sample["pseudo_index"]
+            if index_map.shape[1:] != sample["label"].shape:
+                raise ValueError(
+                    f"transform {self.transform!r} left pseudo_index at {index_map.shape[1:]} but the label "
+                    f"at {sample['label'].shape} for '{sample_paths.stem}'; it must resize both alike"
+                )
+            # Pseudo masks stand for unseen objects, so they may only cover unannotated pixels.
+            index_map = np.where(sample["label"][None] == self.ignore_index, index_map, 0).astype(np.uint8)
+            out["pseudo_index"] = torch.from_numpy(index_map)
+            out["pseudo_embeddings"] = torch.from_numpy(np.ascontiguousarray(embeddings))
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"SegmentationDataset(root={str(self.root)!r}, split={self.split!r}, images={len(self)}, "
+            f"inductive={self.inductive}, pseudo_masks={self.pseudo_masks is not None})"
+        )
+
+
+def collate_segmentation(batch: list[dict]) -> dict:
+    """Batches dataset items of equal size.
+
+    Returns:
+        ``image`` uint8 [B, 3, H, W], ``label`` int64 [B, H, W], ``stem`` list[str],
+        ``orig_size`` list[(H0, W0)], and when the items have them ``pseudo_index``
+        uint8 [B, S, H, W] and ``pseudo_embeddings`` list of float32 [K_i, D].
+    """
+    if not batch:
+        raise ValueError("collate_segmentation got an empty batch")
+    stems = [item["stem"] for item in batch]
+    sizes = {tuple(item["image"].shape) for item in batch}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{s}: {tuple(i['image'].shape)}" for s, i in zip(stems, batch))
+        raise ValueError(
+            f"cannot batch images of different sizes ({shown}); use a transform that crops or pads "
+            f"to one size, or batch size 1"
+        )
+    out = {
+        "image": torch.stack([item["image"] for item in batch]),
+        "label": torch.stack([item["label"] for item in batch]),
+        "stem": stems,
+        "orig_size": [item["orig_size"] for item in batch],
+    }
+    with_pseudo = ["pseudo_index" in item for item in batch]
+    if any(with_pseudo):
+        if not all(with_pseudo):
+            missing = [s for s, has in zip(stems, with_pseudo) if not has]
+            raise ValueError(f"items {missing} have no pseudo masks while others in the batch do")
+        shapes = {tuple(item["pseudo_index"].shape) for item in batch}
+        if len(shapes) > 1:
+            raise ValueError(f"pseudo_index shapes differ within the batch {stems}: {sorted(shapes)}")
+        out["pseudo_index"] = torch.stack([item["pseudo_index"] for item in batch])
+        out["pseudo_embeddings"] = [item["pseudo_embeddings"] for item in batch]
+    return out

@@ -1,0 +1,350 @@
+"""Joint image + label augmentation (mmseg semantics, numpy only).
+
+A sample is a dict::
+
+    "image":        uint8 [H, W, 3]  RGB
+    "label":        uint8 [H, W]     class ids, 255 ignore (uint16 [H, W], 65535 ignore, above 255 classes)
+    "pseudo_index": uint8 [S, H, W]  optional; 0 means "no pseudo mask", k >= 1 a mask id
+
+Every geometric transform moves the label and the pseudo index map with the image, nearest
+neighbour for both, so the three stay aligned pixel for pixel. Other keys pass through.
+
+The work is done by pure functions (``resize``, ``crop``, ``hflip``, ``pad`` ...); the classes
+are small callables ``t(sample, rng) -> sample`` that draw the random parameters from the
+``np.random.Generator`` they are given and never from a global RNG, so one seed fixes a
+sample's augmentation. Deterministic transforms take ``rng`` too and ignore it, so that
+:class:`Compose` treats all alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from splitmatch.data.classes import ignore_index_of
+
+from .colour import adjust_hsv
+
+Sample = dict
+
+
+def check_sample(sample: Sample) -> None:
+    """Refuses a sample whose arrays do not have the documented dtypes and agreeing sizes."""
+    image = sample.get("image")
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"sample 'image' must be uint8 [H, W, 3], got {got}")
+    size = image.shape[:2]
+    label = sample.get("label")
+    if label is not None and (label.dtype not in (np.uint8, np.uint16) or label.shape != size):
+        raise ValueError(
+            f"sample 'label' must be uint8 or uint16 {size} like the image, got {label.dtype} {label.shape}"
+        )
+    index = sample.get("pseudo_index")
+    if index is not None and (index.dtype != np.uint8 or index.ndim != 3 or index.shape[1:] != size):
+        raise ValueError(
+            f"sample 'pseudo_index' must be uint8 [S, {size[0]}, {size[1]}], got {index.dtype} {index.shape}"
+        )
+
+
+def rescale_size(height: int, width: int, scale: tuple[int, int]) -> tuple[int, int]:
+    """mmcv ``imrescale`` size: the largest size keeping the aspect ratio that fits ``scale``.
+
+    The long side ends <= max(scale) and the short side <= min(scale), one of them equal.
+
+    Returns:
+        ``(new_height, new_width)``.
+    """
+    factor = min(max(scale) / max(height, width), min(scale) / min(height, width))
+    return max(int(height * factor + 0.5), 1), max(int(width * factor + 0.5), 1)
+
+
+def nearest_indices(size_in: int, size_out: int) -> np.ndarray:
+    """Source index of every output position for nearest-neighbour resizing: int [size_out].
+
+    Pixel centres are matched (``(i + 0.5) * in / out``), as PIL's NEAREST does.
+    """
+    positions = (np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out)
+    return np.minimum(positions.astype(np.int64), size_in - 1)
+
+
+def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of the last two axes: ``[..., h, w] -> [..., H, W]``."""
+    rows = nearest_indices(array.shape[-2], size[0])
+    cols = nearest_indices(array.shape[-1], size[1])
+    return array[..., rows[:, None], cols[None, :]]
+
+
+def resize(sample: Sample, size: tuple[int, int], resize_label: bool = True) -> Sample:
+    """Resizes to ``size = (H, W)``: image bilinear, label and pseudo index map nearest."""
+    out = dict(sample)
+    height, width = size
+    if sample["image"].shape[:2] != (height, width):
+        pil = Image.fromarray(sample["image"]).resize((width, height), Image.Resampling.BILINEAR)
+        out["image"] = np.asarray(pil, dtype=np.uint8)
+    if resize_label:
+        for key in ("label", "pseudo_index"):
+            if key in sample and sample[key].shape[-2:] != (height, width):
+                out[key] = resize_nearest(sample[key], size)
+    return out
+
+
+def crop(sample: Sample, top: int, left: int, height: int, width: int) -> Sample:
+    """Crops ``[top:top+height, left:left+width]`` (clipped at the border) from every array."""
+    out = dict(sample)
+    out["image"] = sample["image"][top : top + height, left : left + width]
+    if "label" in sample:
+        out["label"] = sample["label"][top : top + height, left : left + width]
+    if "pseudo_index" in sample:
+        out["pseudo_index"] = sample["pseudo_index"][:, top : top + height, left : left + width]
+    return out
+
+
+def hflip(sample: Sample) -> Sample:
+    """Mirrors every array left to right."""
+    out = dict(sample)
+    out["image"] = sample["image"][:, ::-1]
+    if "label" in sample:
+        out["label"] = sample["label"][:, ::-1]
+    if "pseudo_index" in sample:
+        out["pseudo_index"] = sample["pseudo_index"][:, :, ::-1]
+    return out
+
+
+def pad(sample: Sample, size: tuple[int, int], fill: tuple[int, int, int] = (0, 0, 0)) -> Sample:
+    """Pads bottom and right to at least ``size = (H, W)``: image ``fill`` (RGB), label ignore, pseudo index 0."""
+    height, width = sample["image"].shape[:2]
+    extra_h, extra_w = max(size[0] - height, 0), max(size[1] - width, 0)
+    if extra_h == 0 and extra_w == 0:
+        return dict(sample)
+    out = dict(sample)
+    image = np.empty((height + extra_h, width + extra_w, 3), dtype=sample["image"].dtype)
+    image[...] = np.asarray(fill, dtype=image.dtype)
+    image[:height, :width] = sample["image"]
+    out["image"] = image
+    if "label" in sample:
+        ignore = ignore_index_of(sample["label"].dtype)
+        out["label"] = np.pad(sample["label"], ((0, extra_h), (0, extra_w)), constant_values=ignore)
+    if "pseudo_index" in sample:
+        out["pseudo_index"] = np.pad(sample["pseudo_index"], ((0, 0), (0, extra_h), (0, extra_w)), constant_values=0)
+    return out
+
+
+class Compose:
+    """Applies transforms in order, all drawing from the same generator."""
+
+    def __init__(self, transforms: Sequence) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        check_sample(sample)
+        for transform in self.transforms:
+            sample = transform(sample, rng)
+        # Views from flips and crops are made contiguous once, at the end.
+        return {k: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v for k, v in sample.items()}
+
+    def __repr__(self) -> str:
+        return "Compose(" + ", ".join(repr(t) for t in self.transforms) + ")"
+
+
+@dataclass
+class RandomResize:
+    """mmseg ``Resize(img_scale=scale, ratio_range=ratio_range, keep_ratio=True)``.
+
+    Draws ``ratio ~ U(ratio_range)``, sets the target scale to ``scale * ratio`` and resizes
+    keeping the aspect ratio so that the image fits it (see :func:`rescale_size`).
+    """
+
+    scale: tuple[int, int] = (2048, 512)
+    ratio_range: tuple[float, float] = (0.5, 2.0)
+
+    def __post_init__(self) -> None:
+        if min(self.scale) <= 0 or not 0 < self.ratio_range[0] <= self.ratio_range[1]:
+            raise ValueError(
+                f"RandomResize needs a positive scale and 0 < min <= max ratio, "
+                f"got scale={self.scale}, ratio_range={self.ratio_range}"
+            )
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        ratio = rng.uniform(self.ratio_range[0], self.ratio_range[1])
+        target = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
+        height, width = sample["image"].shape[:2]
+        return resize(sample, rescale_size(height, width, target))
+
+
+@dataclass
+class RandomCrop:
+    """mmseg ``RandomCrop(crop_size, cat_max_ratio)``; images smaller than the crop are not padded.
+
+    Up to 10 crop windows are drawn; the first one in which more than one class is present and
+    no class covers ``cat_max_ratio`` or more of the non-ignored pixels is taken, otherwise the
+    last one drawn. ``cat_max_ratio >= 1`` turns the check off. Ignored pixels (the label
+    type's maximum, see :func:`~splitmatch.data.classes.ignore_index_of`) are not counted.
+    """
+
+    crop_size: tuple[int, int]
+    cat_max_ratio: float = 0.75
+    tries: int = 10
+
+    def __post_init__(self) -> None:
+        if min(self.crop_size) <= 0 or self.tries < 1:
+            raise ValueError(f"RandomCrop needs a positive crop_size and tries, got {self.crop_size}, {self.tries}")
+
+    def _window(self, height: int, width: int, rng: np.random.Generator) -> tuple[int, int]:
+        top = int(rng.integers(0, max(height - self.crop_size[0], 0) + 1))
+        left = int(rng.integers(0, max(width - self.crop_size[1], 0) + 1))
+        return top, left
+
+    def _balanced(self, label: np.ndarray) -> bool:
+        # A histogram, not np.unique: no sort, and up to 10 windows are checked per sample.
+        counts = np.bincount(label.ravel(), minlength=ignore_index_of(label.dtype) + 1)
+        counts[ignore_index_of(label.dtype)] = 0
+        counts = counts[counts > 0]
+        return len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        height, width = sample["image"].shape[:2]
+        top, left = self._window(height, width, rng)
+        if self.cat_max_ratio < 1.0 and "label" in sample:
+            for _ in range(self.tries - 1):
+                window = sample["label"][top : top + self.crop_size[0], left : left + self.crop_size[1]]
+                if self._balanced(window):
+                    break
+                top, left = self._window(height, width, rng)
+        return crop(sample, top, left, *self.crop_size)
+
+
+@dataclass
+class RandomFlip:
+    """Horizontal flip with probability ``prob``."""
+
+    prob: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"RandomFlip prob must lie in [0, 1], got {self.prob}")
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        return hflip(sample) if rng.random() < self.prob else sample
+
+
+@dataclass
+class PhotometricDistortion:
+    """mmseg ``PhotoMetricDistortion``; changes the image only.
+
+    Each step happens with probability 1/2: brightness ``+U(-32, 32)``; contrast ``*U(0.5, 1.5)``
+    (before or after the HSV steps, at random); saturation ``*U(0.5, 1.5)``; hue shifted by a
+    whole number of degrees in ``[-2*18, 2*18]`` (mmseg counts hue in OpenCV's 0..180 units).
+    Values are clipped to 0..255 and rounded down to uint8 after each step, as in mmseg; the
+    HSV steps run in float, without OpenCV's 8-bit HSV rounding.
+    """
+
+    brightness_delta: float = 32
+    contrast_range: tuple[float, float] = (0.5, 1.5)
+    saturation_range: tuple[float, float] = (0.5, 1.5)
+    hue_delta: int = 18
+
+    @staticmethod
+    def _affine(image: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+        return np.clip(image.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+    def _contrast(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.integers(2):
+            return self._affine(image, alpha=rng.uniform(*self.contrast_range))
+        return image
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        image = sample["image"]
+        if rng.integers(2):
+            image = self._affine(image, beta=rng.uniform(-self.brightness_delta, self.brightness_delta))
+        contrast_first = bool(rng.integers(2))
+        if contrast_first:
+            image = self._contrast(image, rng)
+        saturation = rng.uniform(*self.saturation_range) if rng.integers(2) else 1.0
+        hue_shift = 2.0 * int(rng.integers(-self.hue_delta, self.hue_delta + 1)) if rng.integers(2) else 0.0
+        if saturation != 1.0 or hue_shift != 0.0:
+            image = adjust_hsv(image, saturation=saturation, hue_shift_degrees=hue_shift)
+        if not contrast_first:
+            image = self._contrast(image, rng)
+        return {**sample, "image": image}
+
+
+@dataclass
+class Pad:
+    """Pads bottom/right to at least ``size = (H, W)`` with the RGB colour ``fill`` (see :func:`pad`)."""
+
+    size: tuple[int, int]
+    fill: tuple[int, int, int] = (0, 0, 0)
+
+    def __post_init__(self) -> None:
+        if len(self.fill) != 3 or not all(0 <= int(v) <= 255 for v in self.fill):
+            raise ValueError(f"Pad fill must be three values in 0..255, got {self.fill}")
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        return pad(sample, self.size, self.fill)
+
+
+@dataclass
+class ResizeShortSide:
+    """Deterministic evaluation resize, keeping the aspect ratio.
+
+    The image is scaled (up or down) so that its short side is ``short``, unless its long side
+    would then exceed ``max_long`` (mmseg ``Resize(img_scale=(max_long, short), keep_ratio=True)``).
+    ``max_long=None`` never caps the long side, which is what ZegCLIP's test pipeline does
+    (its ``min_size=512`` overrides the 2048 cap); the two differ only beyond a 4:1 aspect.
+    With ``resize_label=False`` the label and pseudo index map keep the file's resolution, so
+    predictions can be scored at the original size.
+    """
+
+    short: int = 512
+    max_long: int | None = 2048
+    resize_label: bool = True
+
+    def __post_init__(self) -> None:
+        if self.short <= 0 or (self.max_long is not None and self.max_long < self.short):
+            raise ValueError(
+                f"ResizeShortSide needs 0 < short <= max_long (or max_long=None), "
+                f"got short={self.short}, max_long={self.max_long}"
+            )
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        height, width = sample["image"].shape[:2]
+        if self.max_long is None:
+            factor = self.short / min(height, width)
+            size = (max(int(height * factor + 0.5), 1), max(int(width * factor + 0.5), 1))
+        else:
+            size = rescale_size(height, width, (self.max_long, self.short))
+        return resize(sample, size, self.resize_label)
+
+
+def build_train_transform(
+    crop_size: int = 512,
+    scale: tuple[int, int] = (2048, 512),
+    ratio_range: tuple[float, float] = (0.5, 2.0),
+    cat_max_ratio: float = 0.75,
+    flip_prob: float = 0.5,
+    photometric: bool = True,
+    pad_fill: tuple[int, int, int] = (0, 0, 0),
+) -> Compose:
+    """The ZegCLIP training pipeline: resize, crop, flip, photometric distortion, pad to the crop.
+
+    ``pad_fill``: the RGB colour of the padding. mmseg pads after normalising, with zeros, which
+    is the normalisation's mean colour; pass that mean (0..255) to do the same.
+    """
+    steps = [
+        RandomResize(scale, ratio_range),
+        RandomCrop((crop_size, crop_size), cat_max_ratio),
+        RandomFlip(flip_prob),
+    ]
+    if photometric:
+        steps.append(PhotometricDistortion())
+    steps.append(Pad((crop_size, crop_size), pad_fill))
+    return Compose(steps)
+
+
+def build_eval_transform(short_side: int = 512, max_long: int | None = 2048, resize_label: bool = False) -> Compose:
+    """Evaluation pipeline: short side to ``short_side``; the label stays at file resolution by default."""
+    return Compose([ResizeShortSide(short_side, max_long, resize_label)])
