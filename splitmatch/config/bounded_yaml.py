@@ -27,6 +27,9 @@ MAX_BYTES = 1 << 20  # a config is a few kilobytes; a megabyte is a file given b
 # implicit null like "a:" costs one character of text), so only aliases can reach it.
 MAX_EXPANDED_SIZE = 4 * MAX_BYTES
 MAX_DEPTH = 32  # a config nests three levels (section, key, list)
+# libyaml's parser when PyYAML was built with it (25 times faster on a long list); the same events
+# and the same safe constructor either way.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class YamlTooCostly(ConfigError):
@@ -42,7 +45,7 @@ def load_bounded(text: str, source: str) -> Any:
         ValueError: a value PyYAML cannot build (an integer beyond Python's digit limit).
     """
     check_cost(text, source)
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506  a safe loader: plain data only
 
 
 def check_cost(text: str, source: str) -> None:
@@ -73,7 +76,7 @@ def check_cost(text: str, source: str) -> None:
                 "(*name) are expanded; write the values out, or use fewer aliases"
             )
 
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=_LOADER):
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             open_nodes.append([event.anchor, 1, 0])
             if len(open_nodes) > MAX_DEPTH:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from splitmatch.data.classes import ClassSplit, ClassSplitError, read_json_file
+from splitmatch.data.classes import ClassSplit, ClassSplitError, read_json_file, validate_class_names
 from splitmatch.data.names import printable
 
 
@@ -84,6 +84,7 @@ def vocabulary_from_dict(data: dict, dataset: ClassSplit, where: str = "vocabula
     names = data.get("classes")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ClassSplitError(f"{where}: 'classes' must be a list of class-name strings")
+    validate_class_names(names, where=where)  # names before they are looked up
     listed = set(names)
     stray = [name for name in renamed if name not in listed]
     if stray:
