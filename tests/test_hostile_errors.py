@@ -139,3 +139,19 @@ def test_an_error_line_is_bounded_and_shows_no_control_characters(capsys, monkey
     monkeypatch.setattr(data, "cmd_presets", noisy)
     line = refused(capsys, ["presets"])
     assert "\x1b" not in line and "\\x1b[2J" in line and len(line) <= 2000 + len("splitmatch: error: ")
+
+
+@pytest.mark.parametrize(
+    "record",
+    ["[" * 100_000 + "]" * 100_000, "[1, 2]", '{"format": ' + "9" * 5000 + "}", "not json"],
+    ids=["nested 100,000 deep", "a list", "a 5000-digit number", "not JSON"],
+)
+def test_a_checkpoint_record_from_elsewhere(untrained_checkpoint, tiny_dataset, tmp_path, capsys, record):
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"splitmatch": record})
+    line = refused(capsys, ["predict", "--checkpoint", str(path), "--classes", "a,b", "--out", str(tmp_path / "o"),
+                            str(tiny_dataset.root / "images" / "val_000.png")])  # fmt: skip
+    assert str(path) in line and "damaged record" in line and len(line) < 600, line
