@@ -77,7 +77,8 @@ def test_markup_in_names_files_and_errors_stays_text_in_the_browser(markup_check
     browser_path = find_browser()
     if browser_path is None:
         pytest.skip("no Chromium browser found: install Debian's chromium")
-    upload_name = "<img src=x onerror=window.__injected=2>" + "n" * 200 + ".png"  # 243 bytes: near the limit
+    prefix = "<img src=x onerror=window.__injected=2>"
+    upload_name = prefix + "n" * (255 - len(prefix) - len(".png")) + ".png"  # the file system's limit
     upload = tmp_path / upload_name
     shutil.copy(tiny_dataset.root / "images" / "val_000.png", upload)
     requests: list[str] = []
