@@ -15,11 +15,14 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
 
 from splitmatch.commands import data, evaluation, export, prediction, training  # noqa: E402
 from splitmatch.commands.common import UsageError  # noqa: E402
+from splitmatch.data.names import printable  # noqa: E402
 
+MESSAGE_CHARS = 2000  # the longest error line shown; a message is never a dump of the input
 PACKAGED_HELP = "packaged:world-model, a model of the built-in world's shapes and textures, not of photos"
 PROXY_HELP = (
     "a pseudo-unseen proxy instead of the benchmark (data.proxy.enabled=true): seen classes held out as "
@@ -41,11 +44,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from splitmatch.storage.checkpoint import CheckpointError
     from splitmatch.train.run_folder import RunFolderError
     from splitmatch.train.step import NonFiniteLossError
+    from splitmatch.world.generator import WorldMismatchError
 
     return (
         UsageError, AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
         PseudoMaskCacheError, NonFiniteLossError, RunFolderError, OutputClashError, PredictInputError,
-        FloatingPointError, ExportError,
+        WorldMismatchError, FloatingPointError, ExportError,
     )  # fmt: skip
 
 
@@ -57,13 +61,44 @@ def describe_os_error(error: OSError) -> str:
     return f"{error.strerror}: {target}"
 
 
-def _positive_int(text: str) -> int:
+def _integer_in(low: int, high: int, what: str):
+    """An argparse type: an integer in ``low..high`` (argparse turns the refusal into one line, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got '{printable(text, 40)}'") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {printable(text, 40)}")
+        return value
+
+    return parse
+
+
+_positive_int = _integer_in(1, 2**63 - 1, "a positive integer")
+_seed = _integer_in(0, 2**63 - 1, "an integer in 0..2**63-1")
+_port = _integer_in(1, 65535, "a port number in 1..65535")
+
+
+def _finite_float(text: str) -> float:
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"must be a number, got '{printable(text, 40)}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {printable(text, 40)}")
+    return value
+
+
+def _megapixels(text: str) -> float:
+    from splitmatch.data.folder import MAX_IMAGE_PIXELS
+
+    value = _finite_float(text)
+    if not 0 < value * 1e6 <= MAX_IMAGE_PIXELS:
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most {MAX_IMAGE_PIXELS / 1e6:g} (the largest image decoded safely), got {text}"
+        )
     return value
 
 
@@ -188,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "in the inputs' folder structure, and summary.json")  # fmt: skip
     p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
                    "(default: the checkpoint's inference.mode)")  # fmt: skip
-    p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes "
-                   "(default: the checkpoint's)")  # fmt: skip
+    p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's "
+                   "seen classes (default: the checkpoint's)")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("images", nargs="+", metavar="PATH", help="image files (JPEG, PNG, ...), and folders searched for "
@@ -199,9 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_command(commands, "app", help="a local web page to try a model on your images (needs the app extra)")
     p.add_argument("--checkpoint", help=f"model.safetensors to serve (default: {PACKAGED_HELP})")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=7860, help="port to listen on")
+    p.add_argument("--port", type=_port, default=7860, help="port to listen on")
     p.add_argument("--device", default="cpu", help="cuda, cuda:N, cpu or auto (default: cpu)")
-    p.add_argument("--max-megapixels", type=float, default=16.0, help="largest image accepted, in millions of pixels")
+    p.add_argument(
+        "--max-megapixels", type=_megapixels, default=16.0, help="largest image accepted, in millions of pixels"
+    )
     p.set_defaults(func=prediction.cmd_app)
 
     p = _add_command(commands, "export", help="write a model for a fixed class list as an ONNX file "
@@ -247,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add_command(commands, "world", help="generate the built-in zero-shot world dataset")
     p.add_argument("--out", required=True, help="folder to write the world into (folder format)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the world's images")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed of the world's images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=data.cmd_world)
 
@@ -255,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", required=True, help="a folder made by `splitmatch world`")
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     p.add_argument("--steps", type=_positive_int, help="training steps (default: ToyClipSpec's)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of initialisation and batches")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed of initialisation and batches")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=data.cmd_toy_clip)
 
@@ -277,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="folder for the world, runs, report.md and figures")
     p.add_argument("--quick", action="store_true", help="a tiny world and a few iterations (tests)")
     p.add_argument("--ablations", action="store_true", help="also train the ablations of the method")
-    p.add_argument("--seed", type=int, default=0, help="training seed of every run")
+    p.add_argument("--seed", type=_seed, default=0, help="training seed of every run")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="change the world preset in every run, e.g. train.iterations=1000 (runs go to runs-<changes>)",
@@ -344,4 +381,5 @@ def one_line(message: str) -> str:
     """An error message as one line (a DataLoader worker's traceback reduced to its last line)."""
     if "Original Traceback" in message:  # raised in a DataLoader worker: its own message is the last line
         message = message.strip().splitlines()[-1].split(": ", 1)[-1]
-    return " ".join(message.split())
+    # One line, always, of a bounded length, with no control character that could steer the terminal.
+    return printable(" ".join(message[:MESSAGE_CHARS].split()), MESSAGE_CHARS)

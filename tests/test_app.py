@@ -90,12 +90,22 @@ def test_defaults_come_from_the_checkpoint(segmenter):
         ("  ", "no class names"),
         ("cat, dog, cat", "appears twice"),
         ("cat,,dog", "empty name"),
-        (", ".join(f"c{i}" for i in range(256)), "at most 255"),
+        (", ".join(f"c{i}" for i in range(65536)), "at most 65535"),
     ],
 )
 def test_bad_class_names(segmenter, upload, names, message):
     with pytest.raises(AppError, match=message):
         segmenter.segment(str(upload), names)
+
+
+def test_more_than_255_names_give_a_16_bit_label_map_with_the_names(segmenter, upload):
+    names = ["background"] + [f"thing {i}" for i in range(299)]  # a COCO-Stuff- or ADE-sized vocabulary
+    result = segmenter.segment(str(upload), ", ".join(names), mode="whole")
+    assert result.labels.dtype == np.uint16 and result.names == tuple(names)
+    png = Image.open(io.BytesIO(result.label_png()))
+    assert png.mode.startswith("I") and np.array_equal(np.asarray(png), result.labels)
+    assert json.loads(png.info["classes"]) == names
+    assert sum(percent for _, percent in result.area_percent()) == pytest.approx(100, abs=0.1)
 
 
 def test_bad_settings(segmenter, upload):
@@ -214,8 +224,8 @@ def test_the_packaged_world_model_behind_the_page(tmp_path):
 
     segmenter = Segmenter.from_checkpoint("packaged:world-model")
     about = _about(segmenter, "packaged:world-model")
-    assert "Model `packaged:world-model`, trained on 'world'" in about and "not of photos" in about
-    assert "never shown square, heart, cross, bolt" in about
+    assert "Model packaged\\:world\\-model, trained on \\'world\\'" in about and "not of photos" in about
+    assert "never shown square\\, heart\\, cross\\, bolt" in about
     assert segmenter.default_class_text.split(", ")[:3] == ["background", "circle", "square"]
     example = write_examples(tmp_path / "examples", count=1)[0]
     typed = "heart, background, bolt, circle"  # any names, in any order

@@ -13,6 +13,7 @@ from splitmatch.data.dataset import SegmentationDataset
 from splitmatch.data.experiment_folder import ExperimentFolder, open_dataset
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_label
 from splitmatch.data.proxy import PROXY_VAL_SPLIT, build_proxy, default_held_out_count
+from splitmatch.matching.target_maps import dense_masks
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.segmentor import SplitMatchSegmentor
 from splitmatch.pseudo.build_cache import fill_cache, open_cache
@@ -124,7 +125,8 @@ def test_in_the_world_held_out_pixels_are_ignored_and_carried_by_pseudo_masks(wo
         assert not np.isin(item["label"].numpy(), held + world.classes.unseen_ids).any()
         target = build_targets(item["label"][None], folder.classes.seen_ids, item["pseudo_index"][None],
                                [item["pseudo_embeddings"]])[0]  # fmt: skip
-        candidate_pixels += int(target["pseudo_masks"].any(0).sum())  # what the candidate queries learn
+        masks = dense_masks(target["pseudo_index"], target["pseudo_ids"])  # [K, H, W]
+        candidate_pixels += int(masks.any(0).sum())  # what the candidate queries learn
     assert candidate_pixels > 0
     # Whole images, pseudo masks clipped to the unannotated pixels as training clips them.
     raw = DatasetFolder(world.root)

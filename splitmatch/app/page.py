@@ -2,13 +2,22 @@
 
 Gradio is an optional extra; this module is imported by ``splitmatch app`` only, after
 :func:`require_gradio` has checked that it is installed.
+
+Data never becomes markup. Class names (typed, or from a checkpoint someone else made), file
+names and error messages reach the page as text: in text components (the class box, the table,
+the time line), escaped for Markdown in the description (:func:`markdown_text`), escaped for
+HTML in error messages (which Gradio shows as HTML). A name such as
+``<img src=http://example.invalid/x>`` is shown as those characters, never made an element,
+and the page fetches nothing from outside the machine.
 """
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import signal
+import string
 import sys
 import tempfile
 import threading
@@ -17,6 +26,7 @@ import traceback
 from pathlib import Path
 
 from splitmatch.app.segment import MODES, AppError, Segmenter
+from splitmatch.data.names import download_stem, printable
 from splitmatch.packaged import install_hint
 
 # A local tool: no usage reports sent to Gradio's makers (set before Gradio is imported).
@@ -42,11 +52,24 @@ def require_gradio():
     return gradio
 
 
+def markdown_text(text: str) -> str:
+    """``text`` as Markdown that renders as exactly these characters: every ASCII punctuation
+    character backslash-escaped (so ``<`` opens no HTML, ``[`` no link, ``*`` no emphasis, ``$``
+    no formula), control characters shown as escapes."""
+    return "".join(f"\\{char}" if char in string.punctuation else char for char in printable(text, 10**6))
+
+
 def _about(segmenter: Segmenter, checkpoint: str) -> str:
+    """The page's description, in Markdown; every piece of it that comes from the checkpoint
+    (its file name, dataset and class names) is :func:`markdown_text`."""
     seen = segmenter.seen_classes
-    unseen = [name for name in segmenter.model_classes if name not in set(seen)]
-    model = f"Model `{Path(checkpoint).name}`, trained on '{segmenter.dataset}' with the classes {', '.join(seen)}"
-    model += f"; never shown {', '.join(unseen)}." if unseen else "."
+    seen_set = set(seen)
+    unseen = [name for name in segmenter.model_classes if name not in seen_set]
+    model = (
+        f"Model {markdown_text(Path(checkpoint).name)}, trained on {markdown_text(repr(segmenter.dataset))} "
+        f"with the classes {markdown_text(', '.join(seen))}"
+    )
+    model += f"; never shown {markdown_text(', '.join(unseen))}." if unseen else "."
     if segmenter.dataset == "world":
         model += (
             " A model of the built-in world (shapes and textures), not of photos: for photos, start the app "
@@ -73,8 +96,8 @@ def build_page(segmenter: Segmenter, checkpoint: str, examples: list[Path], work
         image = upload.get("path") if isinstance(upload, dict) else None
         try:
             result = segmenter.segment(image, class_text, seen_calibration, mode)
-        except AppError as error:
-            raise gr.Error(str(error), duration=None, print_exception=False) from None
+        except AppError as error:  # Gradio shows an error's message as HTML
+            raise gr.Error(html.escape(printable(str(error), 2000)), duration=None, print_exception=False) from None
         except Exception as error:  # a model failure is the server's to log, not the visitor's to read
             traceback.print_exc(file=sys.stderr)
             raise gr.Error(
@@ -82,17 +105,25 @@ def build_page(segmenter: Segmenter, checkpoint: str, examples: list[Path], work
                 duration=None,
                 print_exception=False,
             ) from None
-        _prune(results_dir, RESULT_LIFETIME_S)
-        request_dir = Path(tempfile.mkdtemp(dir=results_dir))
-        stem = Path(upload.get("orig_name") or image).stem
-        label_path = request_dir / f"{stem}_labels.png"
-        label_path.write_bytes(result.label_png())
+        try:
+            _prune(results_dir, RESULT_LIFETIME_S)
+            request_dir = Path(tempfile.mkdtemp(dir=results_dir))
+            # Named after the visitor's file, made a safe, short name: a visitor chooses no path here.
+            label_path = request_dir / f"{download_stem(upload.get('orig_name'))}_labels.png"
+            label_path.write_bytes(result.label_png())
+        except OSError as error:  # the server's folders are not the visitor's to read about
+            traceback.print_exc(file=sys.stderr)
+            raise gr.Error(
+                f"the result could not be saved on the server ({html.escape(error.strerror or type(error).__name__)})",
+                duration=None,
+                print_exception=False,
+            ) from None
         rows = [[name, percent] for name, percent in result.area_percent()]
         return result.figure, rows, str(label_path), result.summary()
 
     # uploads and results older than an hour are deleted, hourly; no usage reports are sent
     with gr.Blocks(title="splitmatch", delete_cache=(3600, 3600), analytics_enabled=False) as page:
-        gr.Markdown(_about(segmenter, checkpoint))
+        gr.Markdown(_about(segmenter, checkpoint), latex_delimiters=[], sanitize_html=True, elem_id="about")
         with gr.Row():
             with gr.Column():
                 image = gr.Image(

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from splitmatch.data.classes import IGNORE_INDEX, ClassSplitError, parse_class_entries
+from splitmatch.data.classes import ClassSplitError, label_dtype_for, parse_class_entries
 from splitmatch.data.folder import DatasetFormatError, read_image
 from splitmatch.predict.predictor import Predictor
 from splitmatch.visualize import palette, prediction_figure
@@ -46,7 +46,8 @@ class Segmentation:
 
     Attributes:
         figure: ``uint8 [h, w, 3]``, the overlay (enlarged when small) above a legend of ``names``.
-        labels: ``uint8 [H, W]`` at the image's size, indices into ``names``.
+        labels: ``[H, W]`` at the image's size, indices into ``names``: ``uint8`` up to 255 names,
+            ``uint16`` above.
         names: the class names as typed, in order.
         seconds: time the model took (text encoding and prediction), wall clock.
         mode: the inference mode used.
@@ -69,11 +70,13 @@ class Segmentation:
         return [(self.names[i], round(100.0 * float(shares[i]), 2)) for i in order]
 
     def label_png(self) -> bytes:
-        """The label map as an 8-bit palette PNG: pixel value ``i`` is ``names[i]``, shown in the
-        overlay's colour; the names are stored in the file too (text chunk ``classes``, JSON)."""
-        image = Image.fromarray(self.labels)  # uint8 [H, W]: mode L
-        colours = palette(len(self.names))
-        image.putpalette(colours.ravel().tolist() + [0, 0, 0] * (256 - len(self.names)))
+        """The label map as a PNG: pixel value ``i`` is ``names[i]``. Up to 255 names an 8-bit
+        palette PNG in the overlay's colours, above a 16-bit grayscale one (as ``splitmatch
+        predict`` writes); the names are stored in the file too (text chunk ``classes``, JSON)."""
+        image = Image.fromarray(self.labels)  # uint8 [H, W]: mode L; uint16: mode I;16
+        if self.labels.dtype == np.uint8:
+            colours = palette(len(self.names))
+            image.putpalette(colours.ravel().tolist() + [0, 0, 0] * (256 - len(self.names)))
         info = PngImagePlugin.PngInfo()
         info.add_text("classes", json.dumps(list(self.names)))
         buffer = io.BytesIO()
@@ -104,8 +107,9 @@ def read_upload(source: str | Path | None, max_pixels: int = DEFAULT_MAX_PIXELS)
     path = Path(source)
     try:
         return read_image(path, max_pixels)
-    except DatasetFormatError as error:
-        raise AppError(str(error).replace(str(path), path.name)) from None
+    except DatasetFormatError as error:  # the folder is the server's: named neither whole nor in part
+        message = str(error).replace(str(path), path.name).replace(str(path.parent), "")
+        raise AppError(message) from None
 
 
 def _too_large(width: int, height: int, max_pixels: int) -> str:
@@ -125,9 +129,7 @@ def parse_entries(text: str | None) -> list[tuple[str, ...]]:
         entries = parse_class_entries(text)
     except ClassSplitError as error:
         raise AppError(str(error)) from None
-    if len(entries) > IGNORE_INDEX:
-        raise AppError(f"{len(entries)} class names; a label map holds at most {IGNORE_INDEX}")
-    return entries
+    return entries  # at most MAX_CLASSES: a 16-bit label map holds them (uint8 up to 255)
 
 
 def parse_names(text: str | None) -> list[str]:
@@ -232,7 +234,7 @@ class Segmenter:
         else:
             pixels = read_upload(image, self.max_pixels)
         started = time.perf_counter()
-        labels = predictor.predict(pixels, entries).astype(np.uint8)  # [H, W]
+        labels = predictor.predict(pixels, entries).astype(label_dtype_for(len(entries)))  # [H, W]
         seconds = time.perf_counter() - started
         figure = prediction_figure(_enlarged(pixels), _enlarged(labels), names)
         config = predictor.config

@@ -11,6 +11,7 @@ from splitmatch.commands.common import command_device, inference_overrides
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from splitmatch.data.classes import parse_class_entries
+    from splitmatch.data.names import printable
     from splitmatch.predict.batch import SUMMARY_NAME, predict_images
     from splitmatch.predict.outputs import prediction_outputs
     from splitmatch.predict.predictor import Predictor
@@ -24,12 +25,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     summary = predict_images(predictor, outputs, entries, Path(args.out), checkpoint, progress=not args.quiet)
     failures = [failure["error"] for failure in summary["failed"]]
     for failure in failures:
-        print(f"splitmatch: error: {failure}", file=sys.stderr)
+        print(f"splitmatch: error: {printable(failure, 2000)}", file=sys.stderr)
     if failures:
         print(f"splitmatch: error: {len(failures)} of {len(outputs)} images failed; the other "
-              f"{len(outputs) - len(failures)} were written to {args.out}", file=sys.stderr)  # fmt: skip
+              f"{len(outputs) - len(failures)} were written to {printable(args.out)}", file=sys.stderr)  # fmt: skip
         return 2
-    print(f"{len(outputs)} image{'s' * (len(outputs) != 1)}: label maps, overlays and {SUMMARY_NAME} in {args.out}")
+    print(f"{len(outputs)} image{'s' * (len(outputs) != 1)}: label maps, overlays and {SUMMARY_NAME} in "
+          f"{printable(args.out)}")  # fmt: skip
     return 0
 
 

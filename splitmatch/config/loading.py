@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from splitmatch.config.errors import ConfigError
+from splitmatch.config.bounded_yaml import MAX_BYTES, load_bounded
+from splitmatch.config.errors import ConfigError, shown
 from splitmatch.config.schema import ExperimentConfig
 from splitmatch.packaged import is_packaged_name
 from splitmatch.storage.files import atomic_write_bytes
@@ -45,26 +46,26 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
                 return _coerce(value, option, key)
             except ConfigError as error:
                 errors.append(str(error))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {shown(value)}")
     if origin is dict:
         key_type, value_type = typing.get_args(annotation)
         if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+            raise ConfigError(f"{key} must be a mapping, got {shown(value)}")
         return {_coerce(k, key_type, key): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         (item_type,) = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
+            raise ConfigError(f"{key} must be a list, got {shown(value)}")
         return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
+        raise ConfigError(f"{key} must be true or false, got {shown(value)}")
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
+            raise ConfigError(f"{key} must be an integer, got {shown(value)}")
         return value
     if annotation is float:
         if isinstance(value, str):
@@ -72,28 +73,36 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             try:
                 return float(value)
             except ValueError:
-                raise ConfigError(f"{key} must be a number, got {value!r}") from None
+                raise ConfigError(f"{key} must be a number, got {shown(value)}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
+            raise ConfigError(f"{key} must be a number, got {shown(value)}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
+            raise ConfigError(f"{key} must be a string, got {shown(value)}")
+        bad = next((char for char in value if _unwritable(char)), None)
+        if bad is not None:  # a NUL cannot be part of a path, a lone surrogate cannot be written as UTF-8
+            raise ConfigError(f"{key} holds the character {ascii(bad)}, which a config value cannot hold")
         return value
     raise ConfigError(f"{key}: unsupported field type {annotation}")
+
+
+def _unwritable(char: str) -> bool:
+    """A control character other than tab and line breaks, or half of a UTF-16 pair."""
+    return (char < " " and char not in "\t\n\r") or char == "\x7f" or "\ud800" <= char <= "\udfff"
 
 
 def merge(config: Any, updates: dict, prefix: str = "") -> Any:
     """Returns a copy of a config dataclass with nested ``updates`` applied, refusing unknown keys."""
     if not isinstance(updates, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping of keys, got {updates!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping of keys, got {shown(updates)}")
     hints = typing.get_type_hints(type(config))
     names = {f.name for f in dataclasses.fields(config)}
     changes = {}
     for key, value in updates.items():
         dotted = f"{prefix}{key}"
         if key not in names:
-            raise ConfigError(f"unknown config key '{dotted}' (known: {', '.join(sorted(names))})")
+            raise ConfigError(f"unknown config key {shown(dotted)} (known: {', '.join(sorted(names))})")
         current = getattr(config, key)
         if dataclasses.is_dataclass(current):
             changes[key] = merge(current, value, prefix=f"{dotted}.")
@@ -102,19 +111,31 @@ def merge(config: Any, updates: dict, prefix: str = "") -> Any:
     return dataclasses.replace(config, **changes)
 
 
+MAX_KEY_PARTS = 8  # the deepest config key is section.field; a longer one names nothing
+
+
 def parse_override(text: str) -> dict:
-    """``"train.lr=1e-4"`` -> ``{"train": {"lr": 0.0001}}``; the value is read as YAML."""
+    """``"train.lr=1e-4"`` -> ``{"train": {"lr": 0.0001}}``; the value is read as YAML, within
+    the bounds of :mod:`splitmatch.config.bounded_yaml`."""
+    quoted = shown(text)
     if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like key.sub=value")
+        raise ConfigError(f"override {quoted} must look like key.sub=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_bounded(raw, f"the value of override {quoted}") if raw.strip() else ""
     except yaml.YAMLError as error:
-        raise ConfigError(f"override '{text}': the value is not valid YAML ({_yaml_problem(error)})") from None
+        raise ConfigError(f"override {quoted}: the value is not valid YAML ({_yaml_problem(error)})") from None
+    except ConfigError:
+        raise
+    except (ValueError, RecursionError) as error:  # an integer beyond Python's digit limit
+        raise ConfigError(f"override {quoted}: the value cannot be read ({shown(str(error))})") from None
+    parts = key.strip().split(".")
+    if len(parts) > MAX_KEY_PARTS:
+        raise ConfigError(f"override {quoted} has a key of {len(parts)} parts; config keys have at most two")
     nested: dict = value
-    for part in reversed(key.strip().split(".")):
+    for part in reversed(parts):
         if not part:
-            raise ConfigError(f"override '{text}' has an empty key part")
+            raise ConfigError(f"override {quoted} has an empty key part")
         nested = {part: nested}
     return nested
 
@@ -124,14 +145,18 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or type(error).__name__
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    return f"{where}{problem}"
+    return f"{where}{problem[:200]}"  # a problem may quote the text (an undefined alias's name)
 
 
 def read_yaml(path: str | Path) -> dict:
     """A YAML config file's top-level mapping (empty for an empty file), or one-line ConfigError."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as handle:  # read no more than a config can be
+            raw = handle.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise ConfigError(f"config file {path} is over {MAX_BYTES:,} bytes; a config is a few kilobytes of YAML")
+        data = load_bounded(raw.decode("utf-8"), f"config file {path}")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except IsADirectoryError:
@@ -140,6 +165,10 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} is not YAML text (it is not UTF-8; a binary file?)") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML ({_yaml_problem(error)})") from None
+    except ConfigError:
+        raise
+    except (ValueError, RecursionError) as error:  # an integer beyond Python's digit limit
+        raise ConfigError(f"config file {path}: a value cannot be read ({shown(str(error))})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from splitmatch.config.errors import ConfigError
+from splitmatch.config.errors import ConfigError, shown
 from splitmatch.config.loading import merge, parse_override, read_yaml, resolve_paths
 from splitmatch.config.schema import (
     ClipConfig,
@@ -238,7 +238,7 @@ def load_config(
     data = read_yaml(path) if path is not None else {}
     base_name = data.pop("preset", None) or preset_name
     if base_name is not None and not isinstance(base_name, str):
-        raise ConfigError(f"config file {path}: 'preset' must name a preset, got {base_name!r}")
+        raise ConfigError(f"config file {path}: 'preset' must name a preset, got {shown(base_name)}")
     config = preset(base_name) if base_name else ExperimentConfig()
     config = merge(config, data)
     for override in overrides or []:

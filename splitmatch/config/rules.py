@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from splitmatch.config.architectures import ArchitectureError, clip_geometry
-from splitmatch.config.errors import ConfigError
+from splitmatch.config.errors import ConfigError, shown
 from splitmatch.config.templates import load_templates
 
 # Upper bounds on sizes are generous; they catch typos (an extra zero) before a huge allocation.
@@ -229,14 +229,14 @@ def check_config(config: Any) -> None:
 def _check_value(key: str, value: Any, rule: Any, integer: bool, error: type[Exception]) -> None:
     if isinstance(rule, Items):
         if not rule.length_ok(value):
-            raise error(f"{key} must be a list of {rule.describe_length()}, got {value!r}")
+            raise error(f"{key} must be a list of {rule.describe_length()}, got {shown(value)}")
         for index, item in enumerate(value):
             if not rule.item.allows(item):
-                raise error(f"{key}[{index}] must be {rule.item.describe(integer)}, got {item!r}")
+                raise error(f"{key}[{index}] must be {rule.item.describe(integer)}, got {shown(item)}")
         if rule.distinct and len(set(value)) != len(value):
-            raise error(f"{key} must not repeat a value, got {value!r}")
+            raise error(f"{key} must not repeat a value, got {shown(value)}")
     elif not rule.allows(value):
-        raise error(f"{key} must be {rule.describe(integer)}, got {value!r}")
+        raise error(f"{key} must be {rule.describe(integer)}, got {shown(value)}")
 
 
 def _check_relations(config: Any, error: type[Exception]) -> None:

@@ -22,11 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
+from splitmatch.data.names import bad_character, printable
 from splitmatch.storage.files import write_json
 
 IGNORE_INDEX = 255  # "no class" in 8-bit label maps (datasets of up to 255 classes)
 IGNORE_INDEX_16BIT = 65535  # "no class" in 16-bit label maps (datasets of more classes)
 MAX_CLASSES = IGNORE_INDEX_16BIT  # ids 0..65534 fit a 16-bit label map beside its ignore value
+# The longest class name or synonym, in characters. Published vocabularies stay under 60 (ADE20K's
+# "pool table, billiard table, snooker table"); CLIP reads 77 tokens at most.
+MAX_NAME_CHARS = 256
+# Deeper JSON than this is refused: no class file or vocabulary is nested more than three levels.
+MAX_JSON_DEPTH = 32
 
 
 def ignore_index_for(num_classes: int) -> int:
@@ -56,17 +62,50 @@ class ClassSplitError(ValueError):
 
 
 def read_json_file(path: str | Path, description: str) -> object:
-    """A JSON file's content; a missing file, a folder or invalid JSON is one ClassSplitError that
-    names ``description`` and the path (class files and vocabulary files share this)."""
+    """A JSON file's content; a missing file, a folder, invalid JSON (not UTF-8, a number beyond
+    Python's digit limit) or JSON nested deeper than :data:`MAX_JSON_DEPTH` is one ClassSplitError
+    that names ``description`` and the path (class files and vocabulary files share this)."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ClassSplitError(f"{description} {path} does not exist") from None
     except IsADirectoryError:
         raise ClassSplitError(f"{description} {path} is a folder, not a JSON file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise ClassSplitError(
+            f"{description} {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})"
+        ) from None
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ClassSplitError(f"{description} {path} is nested {depth} levels deep; at most {MAX_JSON_DEPTH} are read")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError, RecursionError) as error:
         raise ClassSplitError(f"{description} {path} is not valid JSON: {error}") from None
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` in a JSON text, brackets inside strings not counted;
+    linear in the text's length and without recursion, so it can be asked before parsing."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -92,11 +131,12 @@ class ClassSplit:
         known = set(self.names)
         unknown = [n for n in self.unseen if n not in known]
         if unknown:
-            raise ClassSplitError(f"unseen classes {unknown} of '{self.dataset}' are not among its class names")
+            raise ClassSplitError(f"unseen classes {_some(unknown)} of '{self.dataset}' are not among its class names")
         if len(set(self.unseen)) != len(self.unseen):
-            raise ClassSplitError(f"unseen class list of '{self.dataset}' has duplicates: {list(self.unseen)}")
+            raise ClassSplitError(f"unseen class list of '{self.dataset}' has duplicates: {_some(list(self.unseen))}")
         # Canonical order (label-id order) so that equal splits compare equal however they were listed.
-        object.__setattr__(self, "unseen", tuple(n for n in self.names if n in set(self.unseen)))
+        unseen = set(self.unseen)
+        object.__setattr__(self, "unseen", tuple(n for n in self.names if n in unseen))
         if len(self.names) > MAX_CLASSES:
             raise ClassSplitError(
                 f"'{self.dataset}' has {len(self.names)} classes; 16-bit label maps hold at most {MAX_CLASSES}"
@@ -170,7 +210,7 @@ class ClassSplit:
         if ignore != expected_ignore:
             raise ClassSplitError(
                 f"{where}: ignore_index must be {expected_ignore} for {len(names)} classes "
-                f"({IGNORE_INDEX} up to {IGNORE_INDEX} classes, {IGNORE_INDEX_16BIT} above), got {ignore!r}"
+                f"({IGNORE_INDEX} up to {IGNORE_INDEX} classes, {IGNORE_INDEX_16BIT} above), got {_shown(ignore)}"
             )
         if "seen" in data:
             seen = data["seen"]
@@ -179,12 +219,21 @@ class ClassSplit:
             both = sorted(set(seen) & set(unseen))
             if both:
                 raise ClassSplitError(f"{where}: classes {both} are listed as both seen and unseen")
-            missing = [n for n in names if n not in set(seen) | set(unseen)]
+            listed, known = set(seen) | set(unseen), set(names)
+            missing = [n for n in names if n not in listed]
             if missing:
-                raise ClassSplitError(f"{where}: classes {missing} are neither seen nor unseen")
-            extra = [n for n in seen if n not in set(names)]
+                raise ClassSplitError(f"{where}: classes {_some(missing)} are neither seen nor unseen")
+            extra = [n for n in seen if n not in known]
             if extra:
-                raise ClassSplitError(f"{where}: seen classes {extra} are not among its class names")
+                raise ClassSplitError(f"{where}: seen classes {_some(extra)} are not among its class names")
+        dataset = data.get("dataset", "custom")
+        if (
+            not isinstance(dataset, str)
+            or not dataset.strip()
+            or len(dataset) > MAX_NAME_CHARS
+            or bad_character(dataset)
+        ):
+            raise ClassSplitError(f"{where}: 'dataset' must be a short name, got {_shown(dataset)}")
         synonyms = data.get("synonyms", {})
         if not isinstance(synonyms, dict) or not all(
             isinstance(more, list) and all(isinstance(n, str) for n in more) for more in synonyms.values()
@@ -194,7 +243,7 @@ class ClassSplit:
                 f'e.g. {{"tvmonitor": ["tv monitor", "television"]}}'
             )
         try:
-            return cls(tuple(names), tuple(unseen), str(data.get("dataset", "custom")), synonyms)
+            return cls(tuple(names), tuple(unseen), dataset, synonyms)
         except ClassSplitError as error:
             raise ClassSplitError(f"{where}: {error}") from None
 
@@ -207,6 +256,15 @@ class ClassSplit:
         write_json(path, self.to_dict())
 
 
+def _shown(value: object) -> str:
+    """A value read from JSON (nested at most MAX_JSON_DEPTH levels) for a message: 80 characters at most."""
+    return printable(repr(value), 80)
+
+
+def _some(names: list[str]) -> str:
+    return printable(str(names), 200)
+
+
 def validate_class_names(names: list[str] | tuple[str, ...], where: str = "class names") -> None:
     """Refuses an empty vocabulary, blank names and duplicates, naming the offender."""
     if len(names) == 0:
@@ -216,6 +274,13 @@ def validate_class_names(names: list[str] | tuple[str, ...], where: str = "class
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
             raise ClassSplitError(f"{where}: class {i} has an empty name")
+        if len(name) > MAX_NAME_CHARS:
+            raise ClassSplitError(
+                f"{where}: class {i}'s name is {len(name):,} characters long; at most {MAX_NAME_CHARS} are taken"
+            )
+        bad = bad_character(name)
+        if bad:
+            raise ClassSplitError(f"{where}: class {i}'s name '{printable(name, 80)}' holds control character {bad}")
     seen: dict[str, int] = {}
     for i, name in enumerate(names):
         key = name.strip()
@@ -229,7 +294,7 @@ def _checked_synonyms(names: tuple[str, ...], synonyms: Mapping, dataset: str) -
     known = set(names)
     unknown = [name for name in synonyms if name not in known]
     if unknown:
-        raise ClassSplitError(f"synonyms are given for {unknown}, which are not classes of '{dataset}'")
+        raise ClassSplitError(f"synonyms are given for {_some(unknown)}, which are not classes of '{dataset}'")
     checked = {}
     for name in names:
         more = tuple(synonyms.get(name, ()))
@@ -253,7 +318,7 @@ def class_texts(entries: Sequence[ClassEntry], where: str = "class names") -> tu
     and a synonym that is another class's name (which class would it mean?).
     """
     if isinstance(entries, str):
-        raise ClassSplitError(f"{where}: expected a list of class names, got the string '{entries}'")
+        raise ClassSplitError(f"{where}: expected a list of class names, got the string '{printable(entries, 80)}'")
     texts = tuple((entry,) if isinstance(entry, str) else tuple(entry) for entry in entries)
     validate_class_names([t[0] if t else "" for t in texts], where=where)
     class_names = {t[0] for t in texts}
@@ -272,7 +337,7 @@ def parse_class_entries(text: str) -> list[tuple[str, ...]]:
     ``"cat, tv monitor|television"`` -> ``[("cat",), ("tv monitor", "television")]``.
     """
     entries = [tuple(name.strip() for name in part.split("|")) for part in text.split(",")]
-    return list(class_texts(entries, where=f"class list '{text}'"))
+    return list(class_texts(entries, where=f"class list '{printable(text, 80)}'"))
 
 
 def parse_class_list(text: str) -> list[str]:

@@ -10,6 +10,11 @@ written in it, and users bring their own data in it::
                             or 16-bit with 65535 ignore for datasets of more than 255 classes
       splits/<split>.txt    one stem per line, e.g. splits/train.txt, splits/val.txt
 
+A stem is a name, not a path: it may name a file in a sub-folder (``city/frame_001``), but no
+line of a split list may be absolute, hold ``..``, an empty part, a backslash or a control
+character (:mod:`splitmatch.data.names`), and a file it names that links outside ``images/`` or
+``labels/`` is refused: nothing a dataset holds makes splitmatch read outside it.
+
 Label files hold every class, seen and unseen: the inductive mapping (unseen to 255) happens
 at training time only. Every read here checks what it reads and names the file when it is not
 what is expected.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from splitmatch.data.classes import IGNORE_INDEX, IGNORE_INDEX_16BIT, ClassSplit, ignore_index_for, label_dtype_for
+from splitmatch.data.names import file_name_problem, outside, printable, stem_problem
 from splitmatch.storage.files import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -71,25 +78,30 @@ class DatasetFolder:
         return sorted(p.stem for p in (self.root / "splits").glob("*.txt"))
 
     def stems(self, split: str) -> list[str]:
-        """The stems a split list names, in file order."""
+        """The stems a split list names, in file order, each checked to be a name (module docstring)."""
+        problem = file_name_problem(split)
+        if problem:
+            raise DatasetFormatError(f"split name '{printable(str(split), 80)}' cannot be used: {problem}")
         path = self.root / "splits" / f"{split}.txt"
         if not path.is_file():
             known = ", ".join(self.split_names()) or "none"
             raise DatasetFormatError(f"split list {path} does not exist (splits present: {known})")
-        stems = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if outside(self.root / "splits", path):
+            raise DatasetFormatError(f"split list {path} links outside {self.root / 'splits'}")
+        stems = read_split_list(path)
         if not stems:
             raise DatasetFormatError(f"split list {path} is empty")
-        duplicates = sorted({s for s in stems if stems.count(s) > 1}) if len(set(stems)) != len(stems) else []
+        duplicates = sorted(stem for stem, count in Counter(stems).items() if count > 1)
         if duplicates:
             raise DatasetFormatError(f"split list {path} names {duplicates[:5]} more than once")
         return stems
 
     def samples(self, split: str, require_labels: bool = True) -> list[Sample]:
-        """Resolves every stem of a split to its files, refusing any that is missing."""
+        """Resolves every stem of a split to its files, refusing any that is missing or links outside."""
         samples, missing = [], []
         for stem in self.stems(split):
             image_path = self.image_path(stem)
-            label_path = self.root / "labels" / f"{stem}.png"
+            label_path = self.label_path(stem)
             if image_path is None:
                 missing.append(f"images/{stem}{{{','.join(IMAGE_SUFFIXES)}}}")
             elif require_labels and not label_path.is_file():
@@ -103,11 +115,69 @@ class DatasetFolder:
         return samples
 
     def image_path(self, stem: str) -> Path | None:
+        """``images/<stem>.jpg`` (or ``.jpeg``, ``.png``), the first that exists, or ``None``.
+
+        Raises:
+            DatasetFormatError: ``stem`` is not a name, or the file links outside ``images/``.
+        """
         for suffix in IMAGE_SUFFIXES:
-            path = self.root / "images" / f"{stem}{suffix}"
+            path = self._member("images", stem, suffix)
             if path.is_file():
-                return path
+                return self._inside("images", path)
         return None
+
+    def label_path(self, stem: str) -> Path:
+        """``labels/<stem>.png`` (which may not exist).
+
+        Raises:
+            DatasetFormatError: ``stem`` is not a name, or the file links outside ``labels/``.
+        """
+        path = self._member("labels", stem, ".png")
+        return self._inside("labels", path) if path.exists() else path
+
+    def _member(self, folder: str, stem: str, suffix: str) -> Path:
+        problem = stem_problem(stem)
+        if problem:
+            raise DatasetFormatError(f"'{printable(str(stem), 80)}' in {self.root} is not a usable stem: {problem}")
+        return self.root / folder / f"{stem}{suffix}"
+
+    def _inside(self, folder: str, path: Path) -> Path:
+        if outside(self.root / folder, path):
+            raise DatasetFormatError(
+                f"{path} links to {path.resolve()}, outside {self.root / folder}; a dataset's files must lie in "
+                "its folders (link the whole folder instead)"
+            )
+        return path
+
+
+def read_split_list(path: Path) -> list[str]:
+    """The stems of a split list file, one a line (blank lines skipped), each a name.
+
+    Raises:
+        DatasetFormatError: the file is not UTF-8 text, or a line is not a usable stem
+            (:func:`splitmatch.data.names.stem_problem`), named with its line number.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise DatasetFormatError(
+            f"split list {path} is not UTF-8 text (line {line}: byte {error.object[error.start]:#04x}); "
+            "a split list holds one stem per line"
+        ) from None
+    stems = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        stem = line.strip(" \t\r\ufeff" if number == 1 else " \t\r")  # a BOM may open the file
+        if not stem:
+            continue
+        problem = stem_problem(stem)
+        if problem:
+            raise DatasetFormatError(
+                f"split list {path}, line {number}: '{printable(stem, 80)}' is not a usable stem: {problem} "
+                "(a stem names files below images/ and labels/, e.g. 2008_000123 or city/frame_001)"
+            )
+        stems.append(stem)
+    return stems
 
 
 def list_some(items: list[str], limit: int = 5) -> str:
@@ -182,7 +252,9 @@ def _as_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
-def read_label(path: str | Path, num_classes: int, image_size: tuple[int, int] | None = None) -> np.ndarray:
+def read_label(
+    path: str | Path, num_classes: int, image_size: tuple[int, int] | None = None, max_pixels: int = MAX_IMAGE_PIXELS
+) -> np.ndarray:
     """Reads a label map and checks its values and size.
 
     Datasets of up to 255 classes have 8-bit label maps (255 ignore); a 16-bit file is
@@ -193,6 +265,8 @@ def read_label(path: str | Path, num_classes: int, image_size: tuple[int, int] |
         path: a single-channel PNG (8-bit grayscale or palette, or 16-bit grayscale).
         num_classes: C; values must lie in ``0..C-1`` or be the ignore value.
         image_size: ``(H, W)`` of the image it belongs to, checked when given.
+        max_pixels: larger maps are refused from their header, before they are decoded (a
+            label file, like an image, can declare a size its few bytes do not hold).
 
     Returns:
         ``[H, W]`` ``uint8`` (ignore 255) when C <= 255, else ``uint16`` (ignore 65535); see
@@ -201,7 +275,20 @@ def read_label(path: str | Path, num_classes: int, image_size: tuple[int, int] |
     path = Path(path)
     ignore = ignore_index_for(num_classes)
     try:
-        with Image.open(path) as label:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
+            label = Image.open(path)
+        with label:
+            width, height = label.size  # from the header: not decoded yet
+            if width * height > max_pixels:
+                raise DatasetFormatError(
+                    f"label {path} is {width}x{height} = {width * height:,} pixels, more than the "
+                    f"{max_pixels:,} that are safe to decode"
+                )
+            if image_size is not None and (height, width) != tuple(image_size):
+                raise DatasetFormatError(
+                    f"label {path} is {width}x{height} (WxH) but its image is {image_size[1]}x{image_size[0]}"
+                )
             label.load()
             mode = label.mode
             if mode not in _EIGHT_BIT_LABEL_MODES + _SIXTEEN_BIT_LABEL_MODES:
@@ -210,20 +297,22 @@ def read_label(path: str | Path, num_classes: int, image_size: tuple[int, int] |
                     f"(8-bit grayscale or palette, or 16-bit grayscale) holding class ids"
                 )
             array = np.asarray(label).astype(np.int64)
+    except DatasetFormatError:
+        raise
     except FileNotFoundError:
         raise DatasetFormatError(f"label {path} does not exist") from None
     except IsADirectoryError:
         raise DatasetFormatError(f"label {path} is a folder, not a PNG file") from None
+    except Image.DecompressionBombError as error:  # Pillow's own hard limit, checked inside Image.open
+        raise DatasetFormatError(
+            f"label {path} is too large to decode safely (limit {max_pixels:,} pixels): {error}"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DatasetFormatError(f"label {path} is corrupt or truncated: {error}") from None
     if mode in _EIGHT_BIT_LABEL_MODES and ignore != IGNORE_INDEX:
         raise DatasetFormatError(
             f"label {path} is an 8-bit PNG, but the dataset has {num_classes} classes: datasets of more "
             f"than {IGNORE_INDEX} classes need 16-bit label PNGs ({IGNORE_INDEX_16BIT} = ignore)"
-        )
-    if image_size is not None and tuple(array.shape) != tuple(image_size):
-        raise DatasetFormatError(
-            f"label {path} is {array.shape[1]}x{array.shape[0]} (WxH) but its image is {image_size[1]}x{image_size[0]}"
         )
     if mode in _SIXTEEN_BIT_LABEL_MODES:
         array[array == IGNORE_INDEX_16BIT] = ignore  # a 16-bit file may mark ignore either way
@@ -275,6 +364,7 @@ def write_sample(root: str | Path, stem: str, image: np.ndarray, label: np.ndarr
         raise ValueError(
             f"label for '{stem}' must be uint8 or uint16 {image.shape[:2]}, got {label.dtype} {label.shape}"
         )
+    _check_stem_to_write(stem)
     root = Path(root)
     if image_format == "png":
         atomic_write_bytes(root / "images" / f"{stem}.png", _png_bytes(Image.fromarray(image)))
@@ -288,5 +378,18 @@ def write_sample(root: str | Path, stem: str, image: np.ndarray, label: np.ndarr
 
 
 def write_split(root: str | Path, split: str, stems: list[str]) -> None:
-    """Writes ``splits/<split>.txt``."""
+    """Writes ``splits/<split>.txt``, refusing a split name or stem a reader would refuse."""
+    problem = file_name_problem(split)
+    if problem:
+        raise DatasetFormatError(f"split name '{printable(str(split), 80)}' cannot be used: {problem}")
+    for stem in stems:
+        _check_stem_to_write(stem)
     atomic_write_bytes(Path(root) / "splits" / f"{split}.txt", ("\n".join(stems) + "\n").encode("utf-8"))
+
+
+def _check_stem_to_write(stem: str) -> None:
+    problem = stem_problem(stem)
+    if problem or stem != stem.strip():
+        raise DatasetFormatError(
+            f"'{printable(str(stem), 80)}' cannot be written as a stem: {problem or 'it starts or ends with a space'}"
+        )

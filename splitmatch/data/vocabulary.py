@@ -19,12 +19,14 @@ the vocabulary keeps) and ``synonyms`` (those of the classes it keeps, under the
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from splitmatch.data.classes import ClassSplit, ClassSplitError, read_json_file
+from splitmatch.data.classes import ClassSplit, ClassSplitError, read_json_file, validate_class_names
+from splitmatch.data.names import printable
 
 
 @dataclass(frozen=True)
@@ -82,21 +84,25 @@ def vocabulary_from_dict(data: dict, dataset: ClassSplit, where: str = "vocabula
     names = data.get("classes")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ClassSplitError(f"{where}: 'classes' must be a list of class-name strings")
-    stray = [name for name in renamed if name not in names]
+    validate_class_names(names, where=where)  # names before they are looked up
+    listed = set(names)
+    stray = [name for name in renamed if name not in listed]
     if stray:
-        raise ClassSplitError(f"{where}: 'renamed' gives {stray}, which are not among its classes")
+        raise ClassSplitError(f"{where}: 'renamed' gives {printable(str(stray), 300)}, which are not among its classes")
     index = {name: i for i, name in enumerate(dataset.names)}
     sources = [renamed.get(name, name) for name in names]
     missing = [f"'{name}'" + (f" (renamed from '{renamed[name]}')" if name in renamed else "")
                for name, source in zip(names, sources) if source not in index]  # fmt: skip
     if missing:
         raise ClassSplitError(
-            f"{where}: {', '.join(missing)} name no class of dataset '{dataset.dataset}' "
-            f"(its classes: {', '.join(dataset.names)})"
+            f"{where}: {_some(missing)} name no class of dataset '{dataset.dataset}' "
+            f"(its classes: {_some(list(dataset.names))})"
         )
-    twice = sorted({s for s in sources if sources.count(s) > 1})
+    twice = sorted(source for source, count in Counter(sources).items() if count > 1)
     if twice:
-        raise ClassSplitError(f"{where}: dataset classes {twice} are taken by more than one vocabulary class")
+        raise ClassSplitError(
+            f"{where}: dataset classes {printable(str(twice), 300)} are taken by more than one vocabulary class"
+        )
     new_name = dict(zip(sources, names))
     full = dict(data)
     full.pop("renamed", None)
@@ -109,6 +115,10 @@ def vocabulary_from_dict(data: dict, dataset: ClassSplit, where: str = "vocabula
     full.pop("ignore_index", None)  # follows from the vocabulary's size
     classes = ClassSplit.from_dict(full, where=where)
     return Vocabulary(classes, dataset, tuple(index[s] for s in sources))
+
+
+def _some(items: list[str]) -> str:
+    return printable(", ".join(items), 300)
 
 
 def read_vocabulary(path: str | Path, dataset: ClassSplit) -> Vocabulary:

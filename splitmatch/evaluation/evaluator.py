@@ -12,6 +12,7 @@ from tqdm import tqdm
 from splitmatch.config import InferenceConfig
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some, read_image, read_label
+from splitmatch.data.names import output_stem, outside
 from splitmatch.data.vocabulary import Vocabulary
 from splitmatch.distributed import all_reduce_sum, is_main_process, rank, world_size
 from splitmatch.evaluation.metrics import (
@@ -128,8 +129,9 @@ def evaluate_predictions(
     """Scores label PNGs made by any method with the same protocol.
 
     Each image of the split needs ``<stem>.png`` or ``<stem>_labels.png`` (what ``splitmatch
-    predict`` writes) in ``predictions``: 8-bit, or 16-bit for more than 255 classes. With a
-    ``vocabulary``, the PNGs hold its label ids and the dataset's labels are relabelled to it.
+    predict`` writes, its name shortened as predict shortens it) in ``predictions``: 8-bit, or
+    16-bit for more than 255 classes. With a ``vocabulary``, the PNGs hold its label ids and the
+    dataset's labels are relabelled to it. A prediction that links outside ``predictions`` is refused.
     """
     predictions = Path(predictions)
     if not predictions.is_dir():
@@ -139,9 +141,11 @@ def evaluate_predictions(
     samples = folder.samples(split)
     paths, missing = {}, []
     for sample in samples:
-        found = [
-            p for p in (predictions / f"{sample.stem}.png", predictions / f"{sample.stem}_labels.png") if p.is_file()
-        ]
+        found = [p for p in _prediction_files(predictions, sample.stem) if p.is_file()]
+        if found and outside(predictions, found[0]):
+            raise DatasetFormatError(
+                f"prediction {found[0]} links to {found[0].resolve()}, outside the prediction folder {predictions}"
+            )
         if found:
             paths[sample.stem] = found[0]
         else:
@@ -162,3 +166,11 @@ def evaluate_predictions(
             )
         confusion.update(prediction, label)
     return summarize(confusion.matrix, classes)
+
+
+def _prediction_files(predictions: Path, stem: str) -> tuple[Path, Path]:
+    """Where a prediction of ``stem`` may be: ``<stem>.png``, or ``<stem>_labels.png`` as
+    ``splitmatch predict`` names it (a long last part shortened). ``stem`` was checked to be a
+    name when the split list was read (:mod:`splitmatch.data.names`)."""
+    folder, _, name = stem.rpartition("/")
+    return predictions / f"{stem}.png", predictions / folder / f"{output_stem(name)}_labels.png"

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from splitmatch.data.classes import ClassEntry, class_texts, label_dtype_for
 from splitmatch.data.folder import DatasetFormatError, read_image, write_label, write_png
+from splitmatch.data.names import printable
 from splitmatch.predict.predictor import Predictor
 from splitmatch.storage.files import write_json
 from splitmatch.visualize import class_pixel_counts, prediction_figure
@@ -61,7 +62,7 @@ def predict_images(
             image = read_image(path)
         except DatasetFormatError as error:  # one bad image does not stop the others
             failed.append({"input": str(path), "error": str(error)})
-            tqdm.write(f"splitmatch: skipped: {error}", file=sys.stderr)
+            tqdm.write(f"splitmatch: skipped: {printable(str(error), 2000)}", file=sys.stderr)
             continue
         mark = time.perf_counter()
         labels = predictor.predict(image, entries)
@@ -75,13 +76,14 @@ def predict_images(
             "input": str(path),
             "labels": label_path.relative_to(out).as_posix(),
             "overlay": overlay_path.relative_to(out).as_posix(),
+            **({"shortened_from": path.stem} if target.name != path.stem else {}),
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
             "classes": areas,
             "seconds": round(seconds, 4),
         })  # fmt: skip
         shown = ", ".join(f"{name} {percent:.0f}%" for name, percent in areas.items() if percent >= 0.5)
-        tqdm.write(f"{path}: {shown}", file=sys.stdout)
+        tqdm.write(f"{printable(str(path), 2000)}: {shown}", file=sys.stdout)
     summary = {
         "checkpoint": checkpoint,
         "trained_on": predictor.classes.dataset if hasattr(predictor, "classes") else None,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from splitmatch.data.names import output_stem
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # any case: .JPG from cameras too
 
 
@@ -79,7 +81,10 @@ def prediction_outputs(paths: list[str | Path], out: Path) -> dict[Path, Path]:
     below the common base of what was given (a folder given is its images' base, a file's folder
     is its own), so that ``a/x.png`` and ``b/x.png`` both survive and a dataset's ``images/``
     folder gives ``out/<stem>_labels.png``, which ``splitmatch eval --predictions out`` reads.
-    An image named twice is done once.
+    An image named twice is done once. A stem too long for ``<stem>_overlay.png`` (and the
+    temporary file of its atomic write) to fit the file system's 255 bytes is shortened, the same
+    way every time (:func:`splitmatch.data.names.output_stem`); ``summary.json`` lists each
+    image's input and outputs, so the shortened names map back.
 
     Raises:
         OutputClashError: two images of one folder that differ only in suffix (``x.png``, ``x.jpg``).
@@ -90,7 +95,7 @@ def prediction_outputs(paths: list[str | Path], out: Path) -> dict[Path, Path]:
     outputs: dict[Path, Path] = {}
     claimed: dict[Path, Path] = {}
     for path, _ in inputs:
-        target = Path(out) / path.parent.relative_to(common) / path.stem
+        target = Path(out) / path.parent.relative_to(common) / output_stem(path.stem)
         if target in claimed:
             raise OutputClashError(
                 f"{claimed[target]} and {path} would both be written to {target}_labels.png; "

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from splitmatch.data.names import outside, printable, stem_problem
 from splitmatch.storage.files import atomic_write_bytes, write_json
 
 
@@ -89,7 +90,21 @@ class PseudoMaskCache:
             write_json(meta, self.fingerprint, sort_keys=True)
 
     def path(self, stem: str) -> Path:
-        return self.directory / f"{stem}.npz"
+        """``<directory>/<stem>.npz``; a stem is a name (``a/b`` a sub-folder), never a way out.
+
+        Raises:
+            PseudoMaskCacheError: ``stem`` is not a name (:func:`splitmatch.data.names.stem_problem`),
+                or the entry would lie outside the cache folder (through a link).
+        """
+        problem = stem_problem(stem)
+        if problem:
+            raise PseudoMaskCacheError(f"no pseudo-mask entry can be named '{printable(str(stem), 80)}': {problem}")
+        path = self.directory / f"{stem}.npz"
+        if outside(self.directory, path):
+            raise PseudoMaskCacheError(
+                f"pseudo-mask cache entry {path} links to {path.resolve()}, outside the cache {self.directory}"
+            )
+        return path
 
     def has(self, stem: str) -> bool:
         return self.path(stem).is_file()

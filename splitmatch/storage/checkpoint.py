@@ -131,8 +131,10 @@ def _parse_record(metadata: dict, path: Path) -> dict:
         raise CheckpointError(f"{path} is a safetensors file but not a splitmatch checkpoint (no record)")
     try:
         record = json.loads(metadata["splitmatch"])
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"checkpoint {path} has a damaged record: {error}") from None
+    except (ValueError, RecursionError) as error:  # not JSON, a number beyond the digit limit, nested too deep
+        raise CheckpointError(f"checkpoint {path} has a damaged record: {str(error)[:200]}") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"checkpoint {path} has a damaged record: a {type(record).__name__}, not an object")
     if record.get("format") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format {record.get('format')}, this version reads {FORMAT_VERSION}"

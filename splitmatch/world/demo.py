@@ -83,7 +83,7 @@ def world_spec(folder: Path, spec: WorldSpec) -> WorldSpec:
         return spec
     try:
         made = json.loads((folder / WORLD_FILE).read_text(encoding="utf-8"))["spec"]["num_captions"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # not a world: generate_world says so
         made = 0
     return replace(spec, num_captions=made if isinstance(made, int) and made >= 0 else 0)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from splitmatch.config.errors import shown
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import CLASSES_FILE, DatasetFolder, write_sample, write_split
 from splitmatch.storage.files import write_json
@@ -256,12 +257,11 @@ def _check_existing(root: Path, record: dict, spec: WorldSpec) -> bool:
         return False
     try:
         existing = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise WorldMismatchError(f"{path} is not valid JSON ({error}); use another folder") from None
+    except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, nested beyond Python's stack
+        raise WorldMismatchError(f"{path} is not a world's record ({str(error)[:200]}); use another folder") from None
     if existing != record:
-        keys = sorted(set(existing) | set(record)) if isinstance(existing, dict) else sorted(record)
         found = existing if isinstance(existing, dict) else {}
-        diff = [f"{k}: {found.get(k)!r} there, {record[k]!r} asked" for k in keys if found.get(k) != record.get(k)]
+        diff = _differences(found, record)[:8]
         raise WorldMismatchError(
             f"{root} holds a different world; refusing to mix two worlds in one folder "
             f"({'; '.join(diff)}). Use another folder or delete this one."
@@ -271,6 +271,21 @@ def _check_existing(root: Path, record: dict, spec: WorldSpec) -> bool:
     return all(p.is_file() for p in lists) and all(
         _sample_exists(root, _stem(split, i)) for split, count in sizes.items() for i in range(count)
     )
+
+
+def _differences(found: dict, asked: dict, prefix: str = "") -> list[str]:
+    """``"spec.num_train: 160 there, 2000 asked"`` per differing key (one level into mappings),
+    each value shown in bounded length: a record read from a folder may hold anything."""
+    lines = []
+    for key in sorted(set(found) | set(asked), key=str):
+        there, wanted = found.get(key), asked.get(key)
+        if there == wanted:
+            continue
+        if isinstance(there, dict) and isinstance(wanted, dict) and not prefix:
+            lines += _differences(there, wanted, prefix=f"{key}.")
+        else:
+            lines.append(f"{prefix}{key}: {shown(there)} there, {shown(wanted)} asked")
+    return lines
 
 
 def generate_world(
