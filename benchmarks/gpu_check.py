@@ -127,16 +127,26 @@ def training_step_figures(config, device, repeats: int) -> dict:
     if device.type == "cuda":
         data["image"] = data["image"].pin_memory()
     optimizer = build_optimizer(model, config.train)
+    # torch.compile (train.compile) on the GPU only: on the CPU compiling takes minutes.
+    compiled = torch.compile(model) if device.type == "cuda" else None
     return {
-        matching: measure_step(model, optimizer, data, seen_ids, config, matching, device, repeats)
+        matching: measure_step(model, optimizer, data, seen_ids, config, matching, device, repeats, compiled)
         for matching in ("split", "hungarian")
     }
 
 
-def measure_step(model, optimizer, data: dict, seen_ids: list[int], config, matching: str, device, repeats: int):
-    """The trainer's step (targets, forward, criterion, backward, clipping, AdamW) with one matching."""
+def measure_step(
+    model, optimizer, data: dict, seen_ids: list[int], config, matching: str, device, repeats: int, compiled=None
+):
+    """The trainer's step (targets, forward, criterion, backward, clipping, AdamW) with one matching.
+
+    Also the host-side share of the step: building the targets and solving the assignments on the
+    host, the two pieces of the step the device waits for. With ``compiled`` (``torch.compile``
+    of ``model``), the same step through it.
+    """
     import torch
 
+    import splitmatch.matching.assignment as assignment
     from splitmatch.config import merge
     from splitmatch.device import mixed_precision
     from splitmatch.matching.matcher import pad_targets
@@ -154,11 +164,11 @@ def measure_step(model, optimizer, data: dict, seen_ids: list[int], config, matc
                               data["pseudo_embeddings"] if pseudo else None)  # fmt: skip
         return move_targets(built, device)
 
-    def step() -> None:
+    def step(network=model) -> None:
         step_targets = targets()
         normalisers = criterion.normalisers(step_targets, query_group, device)
         with mixed_precision(device, config.train.amp):
-            outputs = model(data["image"].to(device, non_blocking=True), class_embeddings)
+            outputs = network(data["image"].to(device, non_blocking=True), class_embeddings)
         losses = criterion(outputs, step_targets, normalisers)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
@@ -178,9 +188,35 @@ def measure_step(model, optimizer, data: dict, seen_ids: list[int], config, matc
     padded = pad_targets(fixed, criterion.matcher.random_points(len(fixed), device))  # as the criterion does, once
     matching_seconds = timed(lambda: [criterion.matcher(r, fixed, padded=padded) for r in readouts], device, repeats, 1)
     shares = criterion_seconds / seconds, matching_seconds / seconds
+    targets_seconds = timed(targets, device, repeats, warmup=1)
+    solving = {"seconds": 0.0, "calls": 0}
+    real_solve = assignment.solve
+
+    def timed_solve(*args, **kwargs):
+        mark = time.perf_counter()
+        try:
+            return real_solve(*args, **kwargs)
+        finally:
+            solving["seconds"] += time.perf_counter() - mark
+
+    assignment.solve = timed_solve  # solve_blocks looks it up at each call
+    try:
+        for _ in range(repeats):
+            step()
+    finally:
+        assignment.solve = real_solve
+    host_share = (targets_seconds + solving["seconds"] / repeats) / seconds
+    compiled_seconds = None
+    if compiled is not None:
+        compiled_seconds = timed(lambda: step(compiled), device, repeats, warmup=3)  # the first calls compile
     shown = "n/a" if peak is None else f"{peak:.2f} GB"
-    print(f"train step {matching}: {seconds:.3f} s, peak {shown}, criterion {shares[0]:.0%}, matching {shares[1]:.0%}")
-    return {"step_s": seconds, "peak_memory_gb": peak, "criterion_share": shares[0], "matching_share": shares[1]}
+    print(f"train step {matching}: {seconds:.3f} s, peak {shown}, criterion {shares[0]:.0%}, matching {shares[1]:.0%}, "
+          f"host side {host_share:.0%} (targets {targets_seconds * 1e3:.1f} ms, assignments "
+          f"{solving['seconds'] / repeats * 1e3:.1f} ms)"
+          + ("" if compiled_seconds is None else f", compiled {compiled_seconds:.3f} s"))  # fmt: skip
+    return {"step_s": seconds, "peak_memory_gb": peak, "criterion_share": shares[0], "matching_share": shares[1],
+            "host_share": host_share, "targets_s": targets_seconds, "assignment_s": solving["seconds"] / repeats,
+            "compiled_step_s": compiled_seconds}  # fmt: skip
 
 
 def predict_figures(config, device, size: int, repeats: int) -> dict:
@@ -305,6 +341,11 @@ def main() -> int:
                 "matching_share_split": train["split"]["matching_share"],
                 "criterion_share_hungarian": train["hungarian"]["criterion_share"],
                 "matching_share_hungarian": train["hungarian"]["matching_share"],
+                "host_share_split": train["split"]["host_share"],
+                "host_share_hungarian": train["hungarian"]["host_share"],
+                "targets_s": train["split"]["targets_s"],
+                "assignment_s_split": train["split"]["assignment_s"],
+                "train_step_split_compiled_s": train["split"]["compiled_step_s"],
                 "voc_run_hours_one_gpu_estimate": train["split"]["step_s"] * 20000 / 3600,
             }
         )

@@ -18,7 +18,8 @@ KEYS = {
     "train_step_split_s", "train_step_hungarian_s", "train_peak_memory_split_gb", "train_peak_memory_hungarian_gb",
     "criterion_share_split", "matching_share_split", "criterion_share_hungarian", "matching_share_hungarian",
     "voc_run_hours_one_gpu_estimate", "predict_whole_images_per_s", "predict_slide_images_per_s",
-    "pseudo_masks_images_per_s", "seconds",
+    "pseudo_masks_images_per_s", "seconds", "host_share_split", "host_share_hungarian", "targets_s",
+    "assignment_s_split", "train_step_split_compiled_s",
 }  # fmt: skip
 
 
@@ -37,4 +38,6 @@ def test_gpu_check_smoke_runs_the_same_code_and_prints_every_figure():
                 "predict_slide_images_per_s", "pseudo_masks_images_per_s"):  # fmt: skip
         assert figures[key] > 0, key
     assert figures["matching_share_split"] > 0 and figures["criterion_share_split"] > 0
+    assert 0 < figures["host_share_split"] < 1 and figures["targets_s"] > 0 and figures["assignment_s_split"] > 0
+    assert figures["train_step_split_compiled_s"] is None  # compiled on the GPU only
     assert figures["anchors"]["zegclip_fps_512_gtx1080ti"] == 9.0
