@@ -148,6 +148,11 @@ class LossConfig:
     # Candidate mask loss points (chosen here): pseudo masks are only as sharp as the CLIP patch
     # grid, so PointRend's focus on uncertain boundaries buys little there; "importance" restores it.
     candidate_sampling: str = setting("uniform", Choice(("uniform", "importance")))
+    # Calibration of matched candidates' class scores over the seen names (chosen here; 0: off):
+    # KL(softmax(cos(e_k, t)/distillation_temperature) || softmax(cos(z_i, t)/tau)). Inductive:
+    # only the seen names, which training gives the model anyway (docs/method.md).
+    candidate_distillation: float = setting(0.0, WEIGHT)
+    distillation_temperature: float = setting(0.01, POSITIVE)  # the teacher's T: CLIP's own logit scale 100
 
 
 @dataclass

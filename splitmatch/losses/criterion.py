@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from splitmatch.distributed import all_reduce_sum, world_size
-from splitmatch.losses.mask_losses import alignment_loss, dice_loss, sigmoid_bce_loss
+from splitmatch.losses.mask_losses import alignment_loss, dice_loss, distillation_loss, sigmoid_bce_loss
 from splitmatch.matching.assignment import PairIndex
 from splitmatch.matching.matcher import HungarianMatcher, Matching, pad_targets
 from splitmatch.matching.point_sampling import point_sample, uncertain_point_coords
@@ -45,6 +45,10 @@ class SetCriterion(nn.Module):
     * ``L_cand``: on matched candidate queries only, BCE + dice against the pseudo mask and the
       alignment ``1 - cos(z_i, e_k)``. Unmatched candidates get no loss at all, and candidates
       never get a seen-class cross-entropy: their regions may be unseen classes.
+    * Optional (weight ``distill``, ``loss.candidate_distillation``): a calibration of matched
+      candidates' class scores over the **seen** names, ``KL(softmax(cos(e_k, t)/T) ||
+      softmax(cos(z_i, t)/tau))`` with ``T`` the teacher temperature (CLIP's own 0.01): the
+      candidate learns the distribution CLIP gives its region, over names training may use.
 
     Normalisers (:class:`LossNormalisers`) are those of the whole global batch; pass them in when
     a step is split into micro-batches.
@@ -56,6 +60,7 @@ class SetCriterion(nn.Module):
         num_points, oversample_ratio, importance_sample_ratio: mask-loss point sampling.
         deep_supervision: also supervise ``aux_outputs``.
         candidate_sampling: ``uniform`` or ``importance`` points for the candidate mask loss.
+        teacher_temperature: ``T`` of the distillation term's teacher.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class SetCriterion(nn.Module):
         importance_sample_ratio: float,
         deep_supervision: bool = True,
         candidate_sampling: str = "uniform",
+        teacher_temperature: float = 0.01,
     ) -> None:
         super().__init__()
         self.matcher = matcher
@@ -78,6 +84,7 @@ class SetCriterion(nn.Module):
         self.importance_sample_ratio = importance_sample_ratio
         self.deep_supervision = deep_supervision
         self.candidate_sampling = candidate_sampling
+        self.teacher_temperature = teacher_temperature
 
     def normalisers(self, targets: list[dict], query_group: torch.Tensor, device: torch.device) -> LossNormalisers:
         """The normalisers of a step from its targets alone, summed over processes (one all-reduce).
@@ -164,7 +171,17 @@ class SetCriterion(nn.Module):
             cand_bce, cand_dice = self.mask_loss(outputs["pred_masks"], padded["pseudo"], pairs, importance)
             losses["cand_bce"], losses["cand_dice"] = cand_bce / num_matched, cand_dice / num_matched
             losses["cand_align"] = self._alignment(outputs, padded, matching.candidate_index) / num_matched
+            if "teacher_logits" in padded:
+                losses["cand_distill"] = self._distillation(outputs, padded, pairs) / num_matched
         return losses
+
+    def _distillation(self, outputs: dict, padded: dict, pairs: PairIndex) -> torch.Tensor:
+        logits = outputs["pred_logits"]
+        if pairs.count == 0:
+            return logits.sum() * 0.0
+        student = logits[pairs.image, pairs.query, :-1]  # [N, C]: the seen classes, no-object left out
+        teacher = padded["teacher_logits"][pairs.image, pairs.target]  # [N, C]
+        return distillation_loss(student, teacher)
 
     def _alignment(self, outputs: dict, padded: dict, pairs: PairIndex) -> torch.Tensor:
         embeds = outputs["pred_embeds"]
@@ -175,7 +192,11 @@ class SetCriterion(nn.Module):
         return alignment_loss(chosen, goals)
 
     def forward(
-        self, outputs: dict, targets: list[dict], normalisers: LossNormalisers | None = None
+        self,
+        outputs: dict,
+        targets: list[dict],
+        normalisers: LossNormalisers | None = None,
+        class_embeddings: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Computes every loss term.
 
@@ -188,6 +209,8 @@ class SetCriterion(nn.Module):
             targets: per image, as :func:`splitmatch.train.targets.build_targets` makes them.
             normalisers: the step's (:meth:`normalisers` of all its micro-batches' targets);
                 ``None``: those of ``targets`` alone.
+            class_embeddings: ``[C, D]``, the seen classes' text embeddings the model was given;
+                needed by the distillation term (weight ``distill`` > 0) only.
 
         Returns:
             ``loss`` (the weighted total to back-propagate) and every unweighted term of the last
@@ -198,6 +221,11 @@ class SetCriterion(nn.Module):
             normalisers = self.normalisers(targets, outputs["query_group"], device)
         points = self.matcher.random_points(len(targets), device)
         padded = pad_targets(targets, points)  # once per call, shared by every read-out's matching
+        if self.weights.get("distill", 0.0) > 0 and "pseudo_embeddings" in padded:
+            if class_embeddings is None:
+                raise ValueError("the distillation term needs the class embeddings the model was given")
+            region = padded["pseudo_embeddings"]  # [B, K, D], normalised region embeddings
+            padded["teacher_logits"] = region @ class_embeddings.to(region).t() / self.teacher_temperature
         readouts = [outputs] + (list(outputs.get("aux_outputs", [])) if self.deep_supervision else [])
         matchings = self.matcher.match_readouts(readouts, padded)
         total = outputs["pred_logits"].new_zeros(())
@@ -217,4 +245,6 @@ class SetCriterion(nn.Module):
         if "cand_bce" not in terms:
             return seen
         candidate = w["bce"] * terms["cand_bce"] + w["dice"] * terms["cand_dice"] + w["embed"] * terms["cand_align"]
+        if "cand_distill" in terms:
+            candidate = candidate + w["distill"] * terms["cand_distill"]
         return seen + w["candidate"] * candidate

@@ -22,3 +22,13 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def alignment_loss(embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``embeddings, targets: [N, D]`` -> scalar: ``sum_i 1 - cos(z_i, e_i)``."""
     return (1 - F.cosine_similarity(embeddings, targets, dim=-1)).sum()
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """``student_logits, teacher_logits: [N, C]`` -> scalar: ``sum_i KL(softmax(teacher_i) || softmax(student_i))``.
+
+    The teacher's distribution is a target (no gradient flows into it).
+    """
+    teacher = teacher_logits.detach().float().log_softmax(-1)
+    student = student_logits.float().log_softmax(-1)
+    return (teacher.exp() * (teacher - student)).sum()

@@ -39,6 +39,7 @@ def build_criterion(loss: LossConfig) -> SetCriterion:
         "dice": loss.weight_dice,
         "embed": loss.weight_embed,
         "candidate": loss.candidate_weight,
+        "distill": loss.candidate_distillation,
     }
     return SetCriterion(
         matcher,
@@ -49,6 +50,7 @@ def build_criterion(loss: LossConfig) -> SetCriterion:
         loss.importance_sample_ratio,
         loss.deep_supervision,
         loss.candidate_sampling,
+        loss.distillation_temperature,
     )
 
 
@@ -105,7 +107,7 @@ class TrainingStep:
                 with mixed_precision(self.device, self.config.train.amp):
                     outputs = self.network(part["image"].to(self.device, non_blocking=True), self.class_embeddings)
                 try:
-                    losses = self.criterion(outputs, part_targets, normalisers)
+                    losses = self.criterion(outputs, part_targets, normalisers, self.class_embeddings)
                 except FloatingPointError as error:  # the matcher refuses non-finite costs
                     # Only this rank may have stopped: name its own first bad step, with no collective.
                     bad = self.watch.first_bad_step_here()
