@@ -88,6 +88,7 @@ def test_in_the_world_it_segments_without_training_but_below_the_trained_model(w
     assert packaged["hiou"] > maskclip["hiou"] + 20  # what training on the seen classes adds
 
 
+@pytest.mark.slow
 def test_random_vitb16_at_real_shapes_gives_labels_at_the_image_size():
     """ViT-B/16 as the photo preset builds it (random weights: nothing to download), 512 windows."""
     torch.manual_seed(0)

@@ -23,8 +23,9 @@ from splitmatch.predict.packaged_model import PACKAGED_MODEL_NAME
 from splitmatch.predict.segments import OBJECT_THRESHOLD, OVERLAP_THRESHOLD, Segment, query_segments
 
 ImageInput = str | Path | Image.Image | np.ndarray
-# Images read and crops run at once by predict() on a list: eight 512-px crops of ViT-B/16 are a
-# modest forward pass on any GPU, and a CPU gains little beyond (benchmarks/README.md).
+# Images read and crops run at once by predict() on a list (chosen before measuring): eight
+# 512-px ViT-B/16 crops make a forward pass that a small GPU holds, and the scores of eight
+# images at 512 px stay small beside the model.
 DEFAULT_BATCH_SIZE = 8
 
 
@@ -53,7 +54,7 @@ def as_rgb_array(image: ImageInput) -> np.ndarray:
 
 
 class Predictor:
-    """Segments images with a trained model against a vocabulary of your choice.
+    """Segments images with a trained model, or the training-free MaskCLIP, against a vocabulary of your choice.
 
     Example::
 
@@ -61,6 +62,11 @@ class Predictor:
         names = ["background", "cat", "sofa", "pottedplant"]
         labels = predictor.predict("photo.jpg", names)  # uint8 [H, W], indices into names
         labels = predictor.predict("photo.jpg", ["background", ("tv monitor", "television")])  # a synonym
+        maps = predictor.predict(["a.jpg", "b.jpg"], names, batch_size=8)  # a list of label maps
+        photos = Predictor.maskclip()  # no training: CLIP ViT-B/16's value path against the names
+
+    A predictor from a checkpoint has the checkpoint's ``classes`` (a ``ClassSplit``); a MaskCLIP
+    predictor its preset's ``name`` and ``clip`` section (``arch``, ``weights``, ``templates``).
 
     Args:
         model: a trained segmentor, or the training-free :class:`MaskClipSegmentor` (:meth:`maskclip`).
