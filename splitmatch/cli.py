@@ -31,6 +31,20 @@ PROXY_HELP = (
 )
 
 
+MODEL_HELP = (
+    "checkpoint: the trained model --checkpoint names; maskclip (the same as maskclip-vitb16): training-free "
+    "MaskCLIP on OpenAI's CLIP ViT-B/16, which open_clip downloads once (--set clip.weights=FILE for a local "
+    "copy), photos from the first minute; maskclip-world: MaskCLIP on the built-in world's packaged CLIP"
+)
+
+
+def _add_model_argument(parser: argparse.ArgumentParser) -> None:
+    from splitmatch.config.maskclip import MASKCLIP_ALIASES, MASKCLIP_PRESETS
+
+    choices = ["checkpoint", *MASKCLIP_ALIASES, *MASKCLIP_PRESETS]
+    parser.add_argument("--model", default="checkpoint", choices=choices, help=MODEL_HELP)
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the input's fault: shown as one line, not a traceback."""
     from splitmatch.app.segment import AppError
@@ -190,8 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=evaluation.cmd_pseudo_masks)
 
-    p = _add_command(commands, "eval", help="evaluate a checkpoint, or score prediction PNGs")
+    p = _add_command(
+        commands, "eval", help="evaluate a checkpoint or the training-free MaskCLIP, or score prediction PNGs"
+    )
     p.add_argument("--checkpoint", help="model.safetensors (or a checkpoint) to evaluate")
+    _add_model_argument(p)
     p.add_argument("--predictions", help="folder of <stem>.png label maps made by any method")
     p.add_argument("--data-root", help="dataset folder (default: the checkpoint's); its classes may differ from "
                    "the checkpoint's: they are scored by name")  # fmt: skip
@@ -209,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-images", type=_positive_int, help="score only the first N images of the split")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes")  # fmt: skip
+                   help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes; with --model "
+                   "maskclip also clip.arch, clip.weights, clip.templates")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -217,14 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add_command(commands, "predict", help="segment images and folders of images with any class names")
     p.add_argument("--checkpoint", help=f"model.safetensors (or a checkpoint) to use (default: {PACKAGED_HELP})")
+    _add_model_argument(p)
     p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|", '
                    'e.g. "cat,sofa,tv monitor|television"')  # fmt: skip
     p.add_argument("--out", required=True, help="folder for <stem>_labels.png and <stem>_overlay.png per image, "
                    "in the inputs' folder structure, and summary.json")  # fmt: skip
     p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
                    "(default: the checkpoint's inference.mode)")  # fmt: skip
-    p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's "
-                   "seen classes (default: the checkpoint's)")  # fmt: skip
+    p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes "
+                   "(default: the checkpoint's)")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an inference setting, repeatable, e.g. inference.short_side=640; with --model maskclip "
+                   "also clip.arch, clip.weights, clip.templates")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("images", nargs="+", metavar="PATH", help="image files (JPEG, PNG, ...), and folders searched for "

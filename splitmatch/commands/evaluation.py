@@ -5,6 +5,7 @@ seen classes)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from splitmatch.commands.common import (
@@ -27,17 +28,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         check_output_file(args.json)  # before the evaluation, not after it
     record = None
     if args.predictions:
-        if args.checkpoint:
-            raise UsageError("give --checkpoint CKPT or --predictions DIR, not both")
+        if args.checkpoint or args.model != "checkpoint":
+            raise UsageError("give --predictions DIR, or a model (--checkpoint CKPT or --model), not both")
         if not args.data_root:
             raise UsageError("--predictions needs --data-root")
         folder = DatasetFolder(args.data_root)
         vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
         split = args.split or DataConfig().val_split
         metrics = evaluate_predictions(args.predictions, folder, split, not args.quiet, vocabulary)
+    elif args.model != "checkpoint":
+        folder, vocabulary, metrics = _evaluate_maskclip(args)
     else:
         if not args.checkpoint:
-            raise UsageError("give --checkpoint CKPT or --predictions DIR")
+            raise UsageError("give --checkpoint CKPT, --model maskclip or --predictions DIR")
         from splitmatch.config import with_inference_overrides
         from splitmatch.inference.segmentation import candidate_scoring
         from splitmatch.predict.loading import load_segmentor, names_trained_on
@@ -81,6 +84,35 @@ def _trained_dataset(args: argparse.Namespace, config, record: dict):
     if folder.classes.names != record["classes"].names:
         return ExperimentFolder(folder.root)
     return open_dataset(config.data, root=folder.root)
+
+
+def _evaluate_maskclip(args: argparse.Namespace):
+    """``eval --model maskclip...``: the training-free model on ``--data-root``, every class scored as
+    unseen would be (it was trained on none); the dataset's split still names mIoU(S) and mIoU(U)."""
+    from splitmatch.config import DataConfig
+    from splitmatch.data.folder import DatasetFolder
+    from splitmatch.data.vocabulary import read_vocabulary
+    from splitmatch.evaluation.evaluator import evaluate
+    from splitmatch.predict.loading import load_maskclip
+
+    if args.checkpoint:
+        raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")
+    if args.seen_calibration is not None:
+        raise UsageError(f"--model {args.model} was trained on no class: --seen-calibration has nothing to act on")
+    if not args.data_root:
+        raise UsageError(f"--model {args.model} needs --data-root: a training-free model names no dataset")
+    overrides = {"inference": {"mode": args.mode}} if args.mode else None
+    model, config = load_maskclip(args.model, command_device(args), args.set, overrides, source="eval --set")
+    print(f"model: {config.name}, training-free MaskCLIP on CLIP {config.clip.arch} (weights {config.clip.weights})")
+    folder = DatasetFolder(args.data_root)
+    vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
+    metrics = evaluate(
+        model, folder, args.split or DataConfig().val_split, config.inference, vocabulary, trained_names=(),
+        max_images=args.max_images, progress=not args.quiet, compared_calibrations=(),
+    )  # fmt: skip
+    metrics.pop("seen_calibration")  # trained on no class: there is nothing to calibrate
+    metrics["model"] = {"name": config.name, "clip": dataclasses.asdict(config.clip)}
+    return folder, vocabulary, metrics
 
 
 def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from splitmatch.commands.common import command_device, inference_overrides
+from splitmatch.commands.common import UsageError, command_device, inference_overrides
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -14,15 +14,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from splitmatch.data.names import printable
     from splitmatch.predict.batch import SUMMARY_NAME, predict_images
     from splitmatch.predict.outputs import prediction_outputs
-    from splitmatch.predict.predictor import Predictor
     from splitmatch.storage.files import ensure_writable_folder
 
     entries = parse_class_entries(args.classes)
     outputs = prediction_outputs(args.images, Path(args.out))
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
-    checkpoint = _checkpoint_or_packaged(args.checkpoint)
-    predictor = Predictor.from_checkpoint(checkpoint, command_device(args), **inference_overrides(args))
-    summary = predict_images(predictor, outputs, entries, Path(args.out), checkpoint, progress=not args.quiet)
+    predictor, model_name = _predictor(args)
+    summary = predict_images(predictor, outputs, entries, Path(args.out), model_name, progress=not args.quiet)
     failures = [failure["error"] for failure in summary["failed"]]
     for failure in failures:
         print(f"splitmatch: error: {printable(failure, 2000)}", file=sys.stderr)
@@ -33,6 +31,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{len(outputs)} image{'s' * (len(outputs) != 1)}: label maps, overlays and {SUMMARY_NAME} in "
           f"{printable(args.out)}")  # fmt: skip
     return 0
+
+
+def _predictor(args: argparse.Namespace):
+    """The predictor ``--model`` (and ``--checkpoint``, ``--set``, ``--mode``...) describe, and its name
+    for the summary: the checkpoint as given, or the MaskCLIP preset's name."""
+    from splitmatch.predict.predictor import Predictor
+
+    if args.model == "checkpoint":
+        checkpoint = _checkpoint_or_packaged(args.checkpoint)
+        overrides = inference_overrides(args)
+        return Predictor.from_checkpoint(checkpoint, command_device(args), args.set, **overrides), checkpoint
+    if args.checkpoint:
+        raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")
+    if args.seen_calibration is not None:
+        raise UsageError(f"--model {args.model} was trained on no class: --seen-calibration has nothing to act on")
+    predictor = Predictor.maskclip(args.model, command_device(args), settings=args.set, **inference_overrides(args))
+    print(f"model: {predictor.name}, training-free MaskCLIP on CLIP {predictor.clip.arch} "
+          f"(weights {predictor.clip.weights})", flush=True)  # fmt: skip
+    return predictor, predictor.name
 
 
 def _checkpoint_or_packaged(checkpoint: str | None) -> str:

@@ -67,11 +67,15 @@ def predict_scores(
     device: torch.device,
 ) -> torch.Tensor:
     """Class scores ``[C, h, w]`` at the inference resolution (``seen=None``: never calibrated)."""
+    resized = resize_short_side(image_tensor(image, device), config.short_side, config.max_long_side)
+    return inference(resized, class_embeddings, seen)
+
+
+def image_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``uint8 [H, W, 3]`` -> ``uint8 [1, 3, H, W]`` on ``device``."""
     with warnings.catch_warnings():  # a read-only array (np.asarray of a PIL image) is only read here
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
-    resized = resize_short_side(tensor, config.short_side, config.max_long_side)
-    return inference(resized, class_embeddings, seen)
+        return torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
 
 
 def scores_to_labels(scores: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from splitmatch.config import ExperimentConfig
 from splitmatch.device import mixed_precision
+from splitmatch.model.maskclip import MaskClipSegmentor
 from splitmatch.model.query_decoder import CANDIDATE_GROUP
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
@@ -144,7 +145,7 @@ class SegmentationInference:
     """Turns a model and class embeddings into per-pixel class scores for one image.
 
     Args:
-        model: the segmentor.
+        model: the segmentor: a trained one, or the training-free :class:`MaskClipSegmentor`.
         mode: ``"whole"`` or ``"slide"`` (windows of ``window`` pixels every ``stride``).
         seen_calibration: amount subtracted from seen-class scores (0 disables).
         candidates: how candidate queries score (:func:`candidate_scoring`); ``None`` scores every
@@ -155,7 +156,7 @@ class SegmentationInference:
 
     def __init__(
         self,
-        model: SplitMatchSegmentor,
+        model: SplitMatchSegmentor | MaskClipSegmentor,
         mode: str = "whole",
         window: int = 512,
         stride: int = 426,
@@ -175,15 +176,25 @@ class SegmentationInference:
     def _padded_forward(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
         """Scores of ``[B, 3, h, w]`` padded to whole patches (with the mean colour), cut back."""
         height, width = image.shape[-2:]
-        ph, pw = self.model.patch_size
-        pad_h, pad_w = math.ceil(height / ph) * ph - height, math.ceil(width / pw) * pw - width
-        if pad_h or pad_w:
-            mean = self.model.image_encoder.pixel_mean.to(image.device)
-            canvas = mean.expand(image.shape[0], 3, height + pad_h, width + pad_w).clone()
-            canvas[..., :height, :width] = image
-            image = canvas
-        with mixed_precision(image.device, self.amp):
-            outputs = self.model(image, class_embeddings)
+        padded = pad_to(image, patch_multiple(image.shape[-2:], self.model.patch_size), self.pixel_mean(image.device))
+        return self.padded_scores(padded, class_embeddings)[..., :height, :width]
+
+    def pixel_mean(self, device: torch.device) -> torch.Tensor:
+        """``[1, 3, 1, 1]`` the model's mean colour in 0..255: what images are padded with."""
+        return self.model.image_encoder.pixel_mean.to(device)
+
+    def padded_scores(self, images: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
+        """Scores of ``[B, 3, H, W]`` images whose sides are whole patches: ``[B, C, H, W]``.
+
+        A trained segmentor's: :func:`semantic_scores` of its queries. A MaskCLIP model's: its
+        per-patch class probabilities, upsampled bilinearly as masks are.
+        """
+        if isinstance(self.model, MaskClipSegmentor):
+            with mixed_precision(images.device, self.amp):
+                probs = self.model(images, class_embeddings)  # [B, C, H/p, W/p]
+            return F.interpolate(probs.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        with mixed_precision(images.device, self.amp):
+            outputs = self.model(images, class_embeddings)
         probs = query_class_probabilities(
             outputs["pred_logits"],
             outputs["pred_masks"],
@@ -191,8 +202,7 @@ class SegmentationInference:
             self.model.query_decoder.temperature,
             self.candidates,
         )
-        scores = semantic_scores(probs, outputs["pred_masks"], image.shape[-2:])
-        return scores[..., :height, :width]
+        return semantic_scores(probs, outputs["pred_masks"], images.shape[-2:])
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor, class_embeddings: torch.Tensor, seen: torch.Tensor | None = None):
@@ -234,16 +244,40 @@ class SegmentationInference:
     def _slide(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
         """mmseg's sliding window: a grid of windows, the last flush with the border, scores averaged."""
         height, width = image.shape[-2:]
-        rows = max(height - self.window + self.stride - 1, 0) // self.stride + 1
-        cols = max(width - self.window + self.stride - 1, 0) // self.stride + 1
         total = image.new_zeros((class_embeddings.shape[0], height, width), dtype=torch.float32)
         count = image.new_zeros((1, height, width), dtype=torch.float32)
-        for row in range(rows):
-            for col in range(cols):
-                y0 = max(min(row * self.stride, height - self.window), 0)
-                x0 = max(min(col * self.stride, width - self.window), 0)
-                y1, x1 = min(y0 + self.window, height), min(x0 + self.window, width)
-                crop = image[..., y0:y1, x0:x1]
-                total[:, y0:y1, x0:x1] += self._padded_forward(crop, class_embeddings)[0]
-                count[:, y0:y1, x0:x1] += 1
+        for y0, y1, x0, x1 in window_boxes(height, width, self.window, self.stride):
+            crop = image[..., y0:y1, x0:x1]
+            total[:, y0:y1, x0:x1] += self._padded_forward(crop, class_embeddings)[0]
+            count[:, y0:y1, x0:x1] += 1
         return total / count
+
+
+def window_boxes(height: int, width: int, window: int, stride: int) -> list[tuple[int, int, int, int]]:
+    """The sliding windows of an image, row by row: ``(y0, y1, x0, x1)``, the last of a row or column
+    flush with the border; one window (the image) when it is smaller than ``window``."""
+    rows = max(height - window + stride - 1, 0) // stride + 1
+    cols = max(width - window + stride - 1, 0) // stride + 1
+    boxes = []
+    for row in range(rows):
+        for col in range(cols):
+            y0 = max(min(row * stride, height - window), 0)
+            x0 = max(min(col * stride, width - window), 0)
+            boxes.append((y0, min(y0 + window, height), x0, min(x0 + window, width)))
+    return boxes
+
+
+def patch_multiple(size: tuple[int, int], patch_size: tuple[int, int]) -> tuple[int, int]:
+    """``(h, w)`` rounded up to whole patches."""
+    return math.ceil(size[0] / patch_size[0]) * patch_size[0], math.ceil(size[1] / patch_size[1]) * patch_size[1]
+
+
+def pad_to(images: torch.Tensor, size: tuple[int, int], fill: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, h, w]`` on a canvas ``[B, 3, *size]`` of the colour ``fill [1, 3, 1, 1]``, top left;
+    ``images`` themselves when they already have that size."""
+    height, width = images.shape[-2:]
+    if (height, width) == tuple(size):
+        return images
+    canvas = fill.expand(images.shape[0], 3, *size).clone()
+    canvas[..., :height, :width] = images
+    return canvas

@@ -1,4 +1,5 @@
-"""A model from a checkpoint file: built as its record describes, weights checked and loaded.
+"""A model from a checkpoint file: built as its record describes, weights checked and loaded; or
+the training-free MaskCLIP model from its preset.
 
 No file is unpickled: the record is JSON and the tensors are safetensors
 (:mod:`splitmatch.storage.checkpoint`).
@@ -6,13 +7,16 @@ No file is unpickled: the record is JSON and the tensors are safetensors
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
-from splitmatch.config import ExperimentConfig
+from splitmatch.config import ExperimentConfig, merge
+from splitmatch.config.maskclip import MaskClipConfig, maskclip_config
 from splitmatch.device import resolve_device
 from splitmatch.model.build import build_segmentor
+from splitmatch.model.maskclip import MaskClipSegmentor, build_maskclip
 from splitmatch.model.segmentor import SplitMatchSegmentor
 from splitmatch.predict.packaged_model import check_packaged_clip, checkpoint_file
 from splitmatch.storage import checkpoint as ckpt
@@ -52,3 +56,28 @@ def names_trained_on(record: dict) -> set[str]:
     trained = set(record["train_classes"])
     synonyms = record["classes"].synonyms
     return trained | {more for name in trained for more in synonyms.get(name, ())}
+
+
+def load_maskclip(
+    name: str = "maskclip-vitb16",
+    device: str | torch.device = "auto",
+    overrides: Sequence[str] = (),
+    changes: Mapping[str, Mapping] | None = None,
+    source: str = "--set",
+) -> tuple[MaskClipSegmentor, MaskClipConfig]:
+    """The training-free MaskCLIP model a preset describes (:mod:`splitmatch.config.maskclip`).
+
+    Args:
+        name: ``maskclip-vitb16`` (or ``maskclip``), ``maskclip-world``.
+        overrides: ``key=value`` texts (``clip.weights=...``, ``inference.mode=whole``), applied first;
+            ``source`` names where they were typed, for messages.
+        changes: then nested values by section, ``{"clip": {"weights": ...}, "inference": {...}}``.
+
+    Returns:
+        the model in eval mode on ``device`` and its resolved config.
+    """
+    config = maskclip_config(name, overrides, source)
+    if changes:
+        config = merge(config, {section: dict(values) for section, values in changes.items()}).validate()
+    model = build_maskclip(config.clip)
+    return model.to(resolve_device(device)).eval(), config

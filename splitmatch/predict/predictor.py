@@ -1,4 +1,4 @@
-"""The user API for one image and any class names."""
+"""The user API: images and any class names -> label maps, features or segments."""
 
 from __future__ import annotations
 
@@ -12,13 +12,21 @@ from PIL import Image
 from splitmatch.config import InferenceConfig, with_inference_overrides
 from splitmatch.data.classes import ClassEntry, ClassSplit, class_texts
 from splitmatch.data.folder import image_to_rgb, read_image
+from splitmatch.inference.batched import batch_labels
+from splitmatch.inference.features import image_features
 from splitmatch.inference.images import predict_labels
 from splitmatch.inference.segmentation import CandidateScoring, SegmentationInference, candidate_scoring
+from splitmatch.model.maskclip import MaskClipSegmentor
 from splitmatch.model.segmentor import SplitMatchSegmentor
-from splitmatch.predict.loading import load_segmentor, names_trained_on
+from splitmatch.predict.loading import load_maskclip, load_segmentor, names_trained_on
 from splitmatch.predict.packaged_model import PACKAGED_MODEL_NAME
+from splitmatch.predict.segments import OBJECT_THRESHOLD, OVERLAP_THRESHOLD, Segment, query_segments
 
 ImageInput = str | Path | Image.Image | np.ndarray
+# Images read and crops run at once by predict() on a list (chosen before measuring): eight
+# 512-px ViT-B/16 crops make a forward pass that a small GPU holds, and the scores of eight
+# images at 512 px stay small beside the model.
+DEFAULT_BATCH_SIZE = 8
 
 
 def as_rgb_array(image: ImageInput) -> np.ndarray:
@@ -46,7 +54,7 @@ def as_rgb_array(image: ImageInput) -> np.ndarray:
 
 
 class Predictor:
-    """Segments images with a trained model against a vocabulary of your choice.
+    """Segments images with a trained model, or the training-free MaskCLIP, against a vocabulary of your choice.
 
     Example::
 
@@ -54,9 +62,14 @@ class Predictor:
         names = ["background", "cat", "sofa", "pottedplant"]
         labels = predictor.predict("photo.jpg", names)  # uint8 [H, W], indices into names
         labels = predictor.predict("photo.jpg", ["background", ("tv monitor", "television")])  # a synonym
+        maps = predictor.predict(["a.jpg", "b.jpg"], names, batch_size=8)  # a list of label maps
+        photos = Predictor.maskclip()  # no training: CLIP ViT-B/16's value path against the names
+
+    A predictor from a checkpoint has the checkpoint's ``classes`` (a ``ClassSplit``); a MaskCLIP
+    predictor its preset's ``name`` and ``clip`` section (``arch``, ``weights``, ``templates``).
 
     Args:
-        model: a trained segmentor.
+        model: a trained segmentor, or the training-free :class:`MaskClipSegmentor` (:meth:`maskclip`).
         config: inference settings (mode, window, stride, resize, calibration).
         seen_classes: names the model was trained on; a class any of whose names is among them
             gets the seen-class calibration.
@@ -66,7 +79,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: SplitMatchSegmentor,
+        model: SplitMatchSegmentor | MaskClipSegmentor,
         config: InferenceConfig,
         seen_classes: list[str] = (),
         candidates: CandidateScoring | None = None,
@@ -81,14 +94,46 @@ class Predictor:
         )
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **overrides) -> Predictor:
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "auto", settings: Sequence[str] = (), **overrides
+    ) -> Predictor:
         """Loads a checkpoint (a file, or ``packaged:world-model``) onto ``device`` (``auto``: the
-        first GPU when CUDA is available, else the CPU); ``overrides`` replace inference settings
-        (e.g. ``mode="whole"``)."""
+        first GPU when CUDA is available, else the CPU); ``settings`` (``"inference.mode=whole"``
+        texts) and then ``overrides`` (e.g. ``mode="whole"``) replace inference settings."""
         model, record = load_segmentor(path, device)
-        experiment = with_inference_overrides(record["config"], overrides)
+        experiment = with_inference_overrides(record["config"], overrides, settings)
         predictor = cls(model, experiment.inference, sorted(names_trained_on(record)), candidate_scoring(experiment))
         predictor.classes: ClassSplit = record["classes"]
+        return predictor
+
+    @classmethod
+    def maskclip(
+        cls,
+        preset: str = "maskclip-vitb16",
+        device: str | torch.device = "auto",
+        arch: str | None = None,
+        weights: str | None = None,
+        templates: str | None = None,
+        settings: Sequence[str] = (),
+        **overrides,
+    ) -> Predictor:
+        """The training-free MaskCLIP model (:mod:`splitmatch.model.maskclip`): a frozen CLIP's
+        value-path features scored against the class names; segments photos with no training.
+
+        Args:
+            preset: ``maskclip-vitb16`` (OpenAI's ViT-B/16, which open_clip downloads once; the
+                benchmarks' sliding windows at short side 512) or ``maskclip-world`` (the built-in
+                world's packaged CLIP).
+            arch, weights, templates: replace the preset's ``clip.arch`` (an open_clip model config
+                or a JSON file), ``clip.weights`` (a file, ``packaged:NAME`` or an open_clip tag) and
+                ``clip.templates`` (``single`` or ``ensemble``).
+            settings: ``key=value`` texts (``clip.*``, ``inference.*``), as ``--set`` takes them.
+            overrides: inference settings by name (``mode="whole"``).
+        """
+        clip = {key: value for key, value in (("arch", arch), ("weights", weights), ("templates", templates)) if value}
+        model, config = load_maskclip(preset, device, settings, {"clip": clip, "inference": overrides})
+        predictor = cls(model, config.inference)
+        predictor.name, predictor.clip = config.name, config.clip
         return predictor
 
     @classmethod
@@ -98,7 +143,12 @@ class Predictor:
         return cls.from_checkpoint(PACKAGED_MODEL_NAME, device, **overrides)
 
     @torch.no_grad()
-    def predict(self, image: ImageInput, class_names: Sequence[ClassEntry]) -> np.ndarray:
+    def predict(
+        self,
+        image: ImageInput | Sequence[ImageInput],
+        class_names: Sequence[ClassEntry],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> np.ndarray | list[np.ndarray]:
         """Labels every pixel with one of ``class_names``.
 
         Every pixel gets one of the names: there is no "none" or "unknown". A model trained with
@@ -108,24 +158,92 @@ class Predictor:
 
         Args:
             image: a path, a PIL image or an RGB ``uint8 [H, W, 3]`` array (see :func:`as_rgb_array`);
-                paths and PIL images are turned upright by their EXIF orientation first.
+                paths and PIL images are turned upright by their EXIF orientation first. Or a list
+                (or tuple) of them, of any sizes, run ``batch_size`` at a time.
             class_names: the vocabulary, any names, seen in training or not; an entry may be a
                 sequence of names (the class's name and its synonyms), whose text embeddings
                 are averaged.
+            batch_size: for a list, the images read and the crops (whole images, or sliding
+                windows) run through the model at once. Crops of the same size once padded to
+                whole patches share a forward pass; no image is padded to another's size, so
+                each gets the labels it gets alone (:mod:`splitmatch.inference.batched`).
 
         Returns:
             ``[H, W]`` indices into ``class_names``, at the size of the image as shown (after the
             EXIF orientation): ``uint8`` for up to 255 names, else ``uint16`` (the types of label
-            PNGs, so that a large image's map stays small).
+            PNGs, so that a large image's map stays small). For a list, a list of them.
         """
-        image = as_rgb_array(image)
         embeddings, seen = self.encode_vocabulary(class_names)
-        return predict_labels(self.inference, image, embeddings, seen, self.config, self.device)
+        if not isinstance(image, (list, tuple)):
+            return predict_labels(self.inference, as_rgb_array(image), embeddings, seen, self.config, self.device)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        labels: list[np.ndarray] = []
+        for start in range(0, len(image), batch_size):
+            arrays = [as_rgb_array(one) for one in image[start : start + batch_size]]
+            labels += batch_labels(self.inference, arrays, embeddings, seen, self.config, self.device, batch_size)
+        return labels
+
+    @torch.no_grad()
+    def features(self, image: ImageInput, class_names: Sequence[ClassEntry] | None = None) -> dict:
+        """What the model computes on ``image`` before its semantic map, for building on the model.
+
+        The image is resized as for :meth:`predict` and run whole (whatever ``mode``: each window
+        would have queries of its own), padded to whole patches. With ``h x w`` the CLIP patch
+        grid and ``h' x w'`` the mask grid, ``Q`` queries, ``D`` CLIP's joint width, ``d`` the
+        decoder's, a trained model gives:
+
+        * ``clip_features`` ``[D, h, w]``: the prompted CLIP's dense features (joint space);
+        * ``mask_features`` ``[d, h', w']``: the pixel decoder's (MFE) features masks are read from;
+        * ``masks`` ``[Q, h', w']``: per-query mask logits;
+        * ``query_embeddings`` ``[Q, D]``: per-query class embeddings (L2-normalised), compared with
+          the class names' text embeddings;
+        * ``query_groups`` ``[Q]``: 0 seen query, 1 candidate query;
+        * with ``class_names`` (``C`` of them): ``class_logits`` ``[Q, C+1]`` (last column: no-object)
+          and ``class_probabilities`` ``[Q, C]``, ``p_i(c)`` as the semantic map weighs each mask;
+        * ``image_size`` ``(H, W)``, ``input_size`` (the resized image) and ``padded_size`` (whole
+          patches: what every map covers).
+
+        The whole-image semantic scores are then ``einsum("qc,qhw->chw", class_probabilities,
+        sigmoid(upsample(masks, padded_size)))``, cut to ``input_size``. A MaskCLIP predictor gives
+        ``clip_features`` (its value-path features), with names ``class_probabilities`` ``[C, h, w]``,
+        and the sizes. Tensors are float32 on :attr:`device`.
+        """
+        embeddings = self.encode_vocabulary(class_names)[0] if class_names is not None else None
+        return image_features(self.inference, as_rgb_array(image), self.config, self.device, embeddings)
+
+    @torch.no_grad()
+    def segments(
+        self,
+        image: ImageInput,
+        class_names: Sequence[ClassEntry],
+        threshold: float = OBJECT_THRESHOLD,
+        overlap: float = OVERLAP_THRESHOLD,
+    ) -> list[Segment]:
+        """The model's queries as a panoptic-style list of segments (:mod:`splitmatch.predict.segments`).
+
+        Each :class:`~splitmatch.predict.segments.Segment` holds a ``bool [H, W]`` mask at the
+        image's size, a class index into ``class_names``, its name, a score, the query and its
+        group; segments never overlap and come highest score first. Computed from
+        :meth:`features` (the whole image at once).
+
+        Args:
+            threshold: a query is kept when its best class probability exceeds it. 0.8 is
+                Mask2Former's published object-mask threshold, chosen before any image was seen:
+                a kept query holds over 80% of its probability on one class.
+            overlap: a segment is dropped when it keeps less than this share of its own mask
+                after overlaps are resolved (Mask2Former's 0.8).
+        """
+        if isinstance(self.model, MaskClipSegmentor):
+            raise ValueError("a MaskCLIP model has no queries, hence no segments: use a trained model "
+                             "(Predictor.from_checkpoint or Predictor.packaged)")  # fmt: skip
+        names = [names[0] for names in class_texts(class_names)]
+        return query_segments(self.features(image, class_names), names, threshold, overlap)
 
     @torch.no_grad()
     def encode_vocabulary(self, class_names: Sequence[ClassEntry]) -> tuple[torch.Tensor, torch.Tensor]:
         """The vocabulary as :meth:`predict` hands it to the model: text embeddings ``[C, D]`` and
-        ``[C]`` bool, True for the classes the seen-class calibration applies to."""
+        ``[C]`` bool, True for the classes the seen-class calibration applies to (trained on)."""
         texts = class_texts(class_names)
         embeddings = self.model.encode_classes(texts)
         seen = torch.tensor([any(name in self.seen_classes for name in names) for names in texts])
