@@ -359,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except _user_errors() as error:
+        distributed.ignore_termination()
         message = one_line(str(error))
     except OSError as error:  # a read-only folder, a full disk, a path under a file...
         message = one_line(describe_os_error(error))
@@ -367,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (distributed.Terminated, RuntimeError) as error:
         # Under torchrun, another rank's failure reaches this one as SIGTERM or a broken collective.
+        distributed.ignore_termination()
         peer = distributed.peer_failure()
         if peer is None:
             if isinstance(error, distributed.Terminated):

@@ -144,3 +144,9 @@ def raise_on_termination() -> None:
 
     if launched_by_torchrun():
         signal.signal(signal.SIGTERM, _terminated)
+
+
+def ignore_termination() -> None:
+    """While a failure is being reported: a second SIGTERM (torchrun repeats it) does not cut the report short."""
+    if launched_by_torchrun():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
