@@ -355,10 +355,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     from splitmatch import distributed
 
+    # Imported before the command runs: an except clause that imports could itself be interrupted.
+    user_errors = _user_errors()
     distributed.raise_on_termination()  # under torchrun: a rank stopped because another failed says so
     try:
         return _run(args)
-    except _user_errors() as error:
+    except user_errors as error:
         distributed.ignore_termination()
         message = one_line(str(error))
     except OSError as error:  # a read-only folder, a full disk, a path under a file...
