@@ -248,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an inference setting, repeatable, e.g. inference.short_side=640; with --model maskclip "
                    "also clip.arch, clip.weights, clip.templates")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="images run through the model together "
+                   "(the same labels as one by one)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("images", nargs="+", metavar="PATH", help="image files (JPEG, PNG, ...), and folders searched for "
                    ".jpg, .jpeg and .png files (hidden ones and --out skipped)")  # fmt: skip

@@ -113,3 +113,16 @@ def test_predicting_a_dataset_folder_gives_what_eval_scores(checkpoint, tiny_dat
     scored, expected = json.loads(from_files.read_text()), json.loads(from_model.read_text())
     assert scored["per_class_iou"] == expected["per_class_iou"]
     assert scored["miou"] == expected["miou"] and scored["miou_unseen"] == expected["miou_unseen"]
+
+
+def test_a_folder_predicted_in_batches_gives_the_labels_of_one_by_one(tmp_path, untrained_checkpoint, tiny_dataset):
+    from splitmatch.cli import main
+
+    images = tiny_dataset.root / "images"
+    runs = {}
+    for size in (1, 3):
+        out = tmp_path / f"batch{size}"
+        assert main(["predict", "--checkpoint", str(untrained_checkpoint), "--classes", "background,red,green",
+                     "--out", str(out), "--batch-size", str(size), "--quiet", str(images)]) == 0  # fmt: skip
+        runs[size] = {p.name: p.read_bytes() for p in sorted(out.glob("*_labels.png"))}
+    assert len(runs[1]) == 12 and runs[1] == runs[3]

@@ -20,7 +20,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     outputs = prediction_outputs(args.images, Path(args.out))
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     predictor, model_name = _predictor(args)
-    summary = predict_images(predictor, outputs, entries, Path(args.out), model_name, progress=not args.quiet)
+    summary = predict_images(predictor, outputs, entries, Path(args.out), model_name, progress=not args.quiet,
+                             batch_size=args.batch_size)  # fmt: skip
     failures = [failure["error"] for failure in summary["failed"]]
     for failure in failures:
         print(f"splitmatch: error: {printable(failure, 2000)}", file=sys.stderr)

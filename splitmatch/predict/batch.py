@@ -41,6 +41,7 @@ def predict_images(
     out: Path,
     checkpoint: str,
     progress: bool = True,
+    batch_size: int = 1,
 ) -> dict:
     """Predicts every input, writes ``<target>_labels.png``, ``<target>_overlay.png`` and
     ``out/summary.json``; prints one line per image. Returns the summary.
@@ -50,40 +51,40 @@ def predict_images(
         entries: the class names, each a name or a name and its synonyms; label value ``i`` is
             the ``i``-th entry.
         checkpoint: how the model was named (a path or ``packaged:world-model``), for the summary.
+        batch_size: images run through the model together (:meth:`Predictor.predict` on a list:
+            the same labels as one by one); each image's ``seconds`` is then its batch's share.
     """
     texts = class_texts(entries)
     names = [names[0] for names in texts]  # shown and written; synonyms only shape the text embedding
     dtype = label_dtype_for(len(names))  # 16-bit above 255 names
     images, failed = [], []
     started = time.perf_counter()
-    bar = tqdm(outputs.items(), desc="predict", unit="image", disable=not progress, leave=False, file=sys.stderr)
-    for path, target in bar:
+    bar = tqdm(total=len(outputs), desc="predict", unit="image", disable=not progress, leave=False, file=sys.stderr)
+    pending: list[tuple[Path, Path, np.ndarray]] = []
+
+    def run_batch() -> None:
+        mark = time.perf_counter()
+        all_labels = predictor.predict([image for _, _, image in pending], entries, batch_size=len(pending))
+        seconds = (time.perf_counter() - mark) / len(pending)
+        for (path, target, image), labels in zip(pending, all_labels):
+            images.append(_write_outputs(path, target, image, labels.astype(dtype, copy=False), names, out, seconds))
+        bar.update(len(pending))
+        pending.clear()
+
+    for path, target in outputs.items():
         try:
             image = read_image(path)
         except DatasetFormatError as error:  # one bad image does not stop the others
             failed.append({"input": str(path), "error": str(error)})
             tqdm.write(f"splitmatch: skipped: {printable(str(error), 2000)}", file=sys.stderr)
+            bar.update(1)
             continue
-        mark = time.perf_counter()
-        labels = predictor.predict(image, entries)
-        seconds = time.perf_counter() - mark
-        label_path = target.with_name(f"{target.name}_labels.png")
-        overlay_path = target.with_name(f"{target.name}_overlay.png")
-        write_label(label_path, labels.astype(dtype, copy=False))
-        write_png(overlay_path, prediction_figure(image, labels, names))
-        areas = class_areas(labels, names)
-        images.append({
-            "input": str(path),
-            "labels": label_path.relative_to(out).as_posix(),
-            "overlay": overlay_path.relative_to(out).as_posix(),
-            **({"shortened_from": path.stem} if target.name != path.stem else {}),
-            "width": int(image.shape[1]),
-            "height": int(image.shape[0]),
-            "classes": areas,
-            "seconds": round(seconds, 4),
-        })  # fmt: skip
-        shown = ", ".join(f"{name} {percent:.0f}%" for name, percent in areas.items() if percent >= 0.5)
-        tqdm.write(f"{printable(str(path), 2000)}: {shown}", file=sys.stdout)
+        pending.append((path, target, image))
+        if len(pending) == batch_size:
+            run_batch()
+    if pending:
+        run_batch()
+    bar.close()
     summary = {
         "checkpoint": checkpoint,
         "trained_on": predictor.classes.dataset if hasattr(predictor, "classes") else None,
@@ -97,3 +98,26 @@ def predict_images(
     }
     write_json(out / SUMMARY_NAME, summary)
     return summary
+
+
+def _write_outputs(
+    path: Path, target: Path, image: np.ndarray, labels: np.ndarray, names: list[str], out: Path, seconds: float
+) -> dict:
+    """Writes one image's label map and overlay, prints its line; returns its entry of ``summary.json``."""
+    label_path = target.with_name(f"{target.name}_labels.png")
+    overlay_path = target.with_name(f"{target.name}_overlay.png")
+    write_label(label_path, labels)
+    write_png(overlay_path, prediction_figure(image, labels, names))
+    areas = class_areas(labels, names)
+    shown = ", ".join(f"{name} {percent:.0f}%" for name, percent in areas.items() if percent >= 0.5)
+    tqdm.write(f"{printable(str(path), 2000)}: {shown}", file=sys.stdout)
+    return {
+        "input": str(path),
+        "labels": label_path.relative_to(out).as_posix(),
+        "overlay": overlay_path.relative_to(out).as_posix(),
+        **({"shortened_from": path.stem} if target.name != path.stem else {}),
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "classes": areas,
+        "seconds": round(seconds, 4),
+    }
