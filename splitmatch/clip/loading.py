@@ -20,6 +20,7 @@ Weight files, in order of preference:
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 
@@ -164,13 +165,23 @@ def load_clip_weights(model: open_clip.CLIP, path: str | Path) -> None:
 
 
 def _from_pretrained_tag(arch: str, tag: str) -> open_clip.CLIP:
+    # Without a network the hub warns at each retry and open_clip logs the failure before it
+    # raises: the one line below says it all, so both loggers stay quiet for this call.
+    quieted = {logging.getLogger("huggingface_hub"): logging.ERROR + 1, logging.getLogger(): logging.CRITICAL}
+    levels = {logger: logger.level for logger in quieted}
+    for logger, level in quieted.items():
+        logger.setLevel(level)
     try:
         model = open_clip.create_model(arch, pretrained=tag)
     except Exception as error:  # network and registry failures come in many types
         raise ClipWeightsError(
             f"could not get open_clip pretrained weights '{tag}' for '{arch}' ({type(error).__name__}: {error}). "
-            "Without a network, pass a local weights file instead (docs/weights.md)."
+            "Without a network, pass a local weights file instead (docs/weights.md); HF_HUB_OFFLINE=1 makes "
+            "this fail at once instead of after the hub's retries."
         ) from None
+    finally:
+        for logger, level in levels.items():
+            logger.setLevel(level)
     if not isinstance(model, open_clip.CLIP):
         raise ClipWeightsError(f"open_clip built {type(model).__name__} for '{arch}'; splitmatch needs a CLIP model")
     return model.float().eval()
