@@ -194,3 +194,13 @@ def test_candidate_scoring_compares_variants_on_the_proxy_and_refuses_a_benchmar
     assert main(_run(voc, benchmark)) == 0
     refused = _score(benchmark / "model.safetensors", tmp_path)
     assert refused.returncode != 0 and "is not a proxy model" in refused.stderr
+
+
+def test_predict_names_a_proxy_model(proxy_run, voc, tmp_path, capsys):
+    out, _ = proxy_run
+    image = next((voc / "images").iterdir())
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(out / "model.safetensors"), "--classes", "background,sheep",
+                 "--out", str(tmp_path / "pred"), "--quiet", str(image)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "a pseudo-unseen proxy model (seen classes held out in training: aeroplane, bird)" in printed

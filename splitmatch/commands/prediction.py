@@ -42,7 +42,12 @@ def _predictor(args: argparse.Namespace):
     if args.model == "checkpoint":
         checkpoint = _checkpoint_or_packaged(args.checkpoint)
         overrides = inference_overrides(args)
-        return Predictor.from_checkpoint(checkpoint, command_device(args), args.set, **overrides), checkpoint
+        predictor = Predictor.from_checkpoint(checkpoint, command_device(args), args.set, **overrides)
+        proxy = predictor.trained_with.data.proxy
+        if proxy.enabled:
+            print(f"model: a pseudo-unseen proxy model (seen classes held out in training: "
+                  f"{', '.join(proxy.classes or [])}), not a benchmark model", flush=True)  # fmt: skip
+        return predictor, checkpoint
     if args.checkpoint:
         raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")
     if args.seen_calibration is not None:

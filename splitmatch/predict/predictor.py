@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from splitmatch.config import InferenceConfig, with_inference_overrides
+from splitmatch.config import ExperimentConfig, InferenceConfig, with_inference_overrides
 from splitmatch.data.classes import ClassEntry, ClassSplit, class_texts
 from splitmatch.data.folder import image_to_rgb, read_image
 from splitmatch.inference.batched import batch_labels
@@ -104,6 +104,8 @@ class Predictor:
         experiment = with_inference_overrides(record["config"], overrides, settings)
         predictor = cls(model, experiment.inference, sorted(names_trained_on(record)), candidate_scoring(experiment))
         predictor.classes: ClassSplit = record["classes"]
+        # What training was: a proxy run (held-out seen classes) or transductive is not a benchmark model.
+        predictor.trained_with: ExperimentConfig = record["config"]
         return predictor
 
     @classmethod
