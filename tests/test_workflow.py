@@ -209,6 +209,17 @@ def test_semantic_scores_and_calibration():
     assert scores.argmax(1).tolist() == [[[0, 1]]]
     calibrated = calibrate_seen(scores, torch.tensor([True, False]), 0.97)  # normalised: [0.98, 0.02]
     assert calibrated.argmax(1).tolist() == [[[1, 1]]]  # seen class 0 loses its margin
+    # ZegCLIP's form takes the amount off the raw scores: S minus 0.97 on seen class 0 exactly.
+    seen = torch.tensor([True, False])
+    raw = calibrate_seen(scores, seen, 0.97, form="zegclip")
+    assert torch.allclose(raw, scores - torch.tensor([0.97, 0.0]).view(1, 2, 1, 1))
+    bigger = scores * 10  # ten times larger raw scores: the normalised form does not notice, ZegCLIP's does
+    assert torch.allclose(calibrate_seen(bigger, seen, 0.5), calibrate_seen(scores, seen, 0.5))
+    assert not torch.allclose(
+        calibrate_seen(bigger, seen, 0.5, "zegclip") / 10, calibrate_seen(scores, seen, 0.5, "zegclip")
+    )
+    with pytest.raises(ValueError, match="calibration form"):
+        calibrate_seen(scores, seen, 0.5, "softmax")
 
 
 def test_one_evaluation_pass_reports_every_seen_calibration(tiny_dataset):

@@ -251,6 +251,10 @@ class InferenceConfig:
     stride: int = setting(426, SIDE)
     # subtracted from seen-class scores (ZegCLIP uses 0.1)
     seen_calibration: float = setting(0.0, Range(0, 1, note="ZegCLIP uses 0.1"))
+    # How it is taken off (splitmatch.inference.segmentation.calibrate_seen): "normalised", from
+    # scores normalised per pixel (this project's; every preset), or "zegclip", from the raw per-class
+    # scores as ZegCLIP does. The world's numbers were measured with "normalised".
+    seen_calibration_form: str = setting("normalised", Choice(("normalised", "zegclip")))
     # "none", "bf16" or "fp16" autocast of the model on CUDA; scores stay float32
     amp: str = setting("bf16", Choice(("none", "bf16", "fp16")))
     # How the candidate queries of a Split Matching model score pixels (chosen here, measured in

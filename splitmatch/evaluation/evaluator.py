@@ -89,7 +89,7 @@ def evaluate(
         label = vocabulary.relabel(read_label(sample.label_path, folder.classes.num_classes, image.shape[:2]))
         scores = predict_scores(inference, image, embeddings, None, config, device)
         for amount, confusion in zip(amounts, confusions):
-            calibrated = calibrate_seen(scores[None], trained, amount)[0]
+            calibrated = calibrate_seen(scores[None], trained, amount, config.seen_calibration_form)[0]
             confusion.update(scores_to_labels(calibrated, image.shape[:2]), label)
     stacked = torch.from_numpy(np.stack([c.matrix for c in confusions])).to(device)
     matrices = all_reduce_sum(stacked).cpu().numpy()

@@ -88,7 +88,10 @@ def batch_scores(
     # One image alone: the whole-image scores as they come, the windows' mean in slide mode.
     results = totals if inference.mode == "whole" else [total / count for total, count in zip(totals, counts)]
     if seen is not None and inference.seen_calibration:
-        results = [calibrate_seen(scores[None], seen, inference.seen_calibration)[0] for scores in results]
+        results = [
+            calibrate_seen(scores[None], seen, inference.seen_calibration, inference.calibration_form)[0]
+            for scores in results
+        ]
     return results
 
 

@@ -128,17 +128,32 @@ def semantic_scores(class_probs: torch.Tensor, pred_masks: torch.Tensor, size: t
     return torch.einsum("bqc,bqhw->bchw", class_probs.float(), masks)
 
 
-def calibrate_seen(scores: torch.Tensor, seen: torch.Tensor, amount: float) -> torch.Tensor:
-    """ZegCLIP-style calibration: scores normalised per pixel, then ``amount`` taken off seen classes.
+CALIBRATION_FORMS = ("normalised", "zegclip")
+
+
+def calibrate_seen(scores: torch.Tensor, seen: torch.Tensor, amount: float, form: str = "normalised") -> torch.Tensor:
+    """Seen-class calibration: ``amount`` taken off the seen classes' scores.
+
+    ``form`` (``inference.seen_calibration_form``):
+
+    * ``"normalised"`` (this project's, the presets'): the scores are first normalised per pixel
+      to sum to 1, so ``amount`` is a share of the pixel's total whatever the class count;
+    * ``"zegclip"``: taken off the per-class scores as they are, ``S[c, x] = sum_i p_i(c)
+      sigmoid(m_i(x))``, as ZegCLIP takes it off its per-class mask probabilities before any
+      normalisation (``semantic_inference`` in its decode head). The two differ more the more
+      classes there are: normalised shares shrink with the class count, raw scores do not.
 
     Args:
         scores: ``[B, C, H, W]`` non-negative.
         seen: ``[C]`` bool, True for seen classes.
     """
+    if form not in CALIBRATION_FORMS:
+        raise ValueError(f"seen calibration form must be one of {CALIBRATION_FORMS}, got {form!r}")
     if amount == 0:
         return scores
-    normalised = scores / scores.sum(1, keepdim=True).clamp(min=1e-6)
-    return normalised - amount * seen.to(scores.device, scores.dtype).view(1, -1, 1, 1)
+    if form == "normalised":
+        scores = scores / scores.sum(1, keepdim=True).clamp(min=1e-6)
+    return scores - amount * seen.to(scores.device, scores.dtype).view(1, -1, 1, 1)
 
 
 class SegmentationInference:
@@ -148,6 +163,7 @@ class SegmentationInference:
         model: the segmentor: a trained one, or the training-free :class:`MaskClipSegmentor`.
         mode: ``"whole"`` or ``"slide"`` (windows of ``window`` pixels every ``stride``).
         seen_calibration: amount subtracted from seen-class scores (0 disables).
+        calibration_form: how it is subtracted (:func:`calibrate_seen`).
         candidates: how candidate queries score (:func:`candidate_scoring`); ``None`` scores every
             query as a seen query.
         amp: ``"none"``, ``"bf16"`` or ``"fp16"``: autocast of the model on CUDA; the scores are
@@ -163,6 +179,7 @@ class SegmentationInference:
         seen_calibration: float = 0.0,
         candidates: CandidateScoring | None = None,
         amp: str = "none",
+        calibration_form: str = "normalised",
     ) -> None:
         if mode not in ("whole", "slide"):
             raise ValueError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
@@ -170,6 +187,7 @@ class SegmentationInference:
             raise ValueError(f"sliding-window stride must lie in 1..{window}, got {stride}")
         self.model, self.mode, self.window, self.stride = model, mode, window, stride
         self.seen_calibration = seen_calibration
+        self.calibration_form = calibration_form
         self.candidates = candidates
         self.amp = amp
 
@@ -220,7 +238,7 @@ class SegmentationInference:
             return self.window_scores(image, class_embeddings, seen)[0]
         scores = self._slide(image, class_embeddings)
         if seen is not None and self.seen_calibration:
-            scores = calibrate_seen(scores[None], seen, self.seen_calibration)[0]
+            scores = calibrate_seen(scores[None], seen, self.seen_calibration, self.calibration_form)[0]
         return scores
 
     def window_scores(
@@ -238,7 +256,7 @@ class SegmentationInference:
         """
         scores = self._padded_forward(images, class_embeddings)
         if seen is not None and self.seen_calibration:
-            scores = calibrate_seen(scores, seen, self.seen_calibration)
+            scores = calibrate_seen(scores, seen, self.seen_calibration, self.calibration_form)
         return scores
 
     def _slide(self, image: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:

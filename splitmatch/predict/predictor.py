@@ -90,7 +90,14 @@ class Predictor:
         self.candidates = candidates
         self.device = next(model.parameters()).device
         self.inference = SegmentationInference(
-            model, config.mode, config.window, config.stride, config.seen_calibration, candidates, config.amp
+            model,
+            config.mode,
+            config.window,
+            config.stride,
+            config.seen_calibration,
+            candidates,
+            config.amp,
+            config.seen_calibration_form,
         )
 
     @classmethod
