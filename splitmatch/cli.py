@@ -256,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=prediction.cmd_predict)
 
     p = _add_command(commands, "app", help="a local web page to try a model on your images (needs the app extra)")
+    _add_model_argument(p)
     p.add_argument("--checkpoint", help=f"model.safetensors to serve (default: {PACKAGED_HELP})")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=_port, default=7860, help="port to listen on")

@@ -241,3 +241,23 @@ def test_a_changed_mode_keeps_the_candidate_scoring(tiny_checkpoint):
     assert predictor.candidates == CandidateScoring("excluded")
     segmenter = Segmenter(predictor, list(predictor.classes.names), 10**6, predictor.classes.dataset)
     assert segmenter._predictor("slide", 0.5).candidates == CandidateScoring("excluded")
+
+
+def test_the_app_serves_the_training_free_maskclip_model(monkeypatch, capsys, tmp_path):
+    import splitmatch.app.page
+    from splitmatch.app.page import _about
+
+    served = []
+    monkeypatch.setattr(splitmatch.app.page, "require_gradio", lambda: None)
+    monkeypatch.setattr(splitmatch.app.page, "serve", lambda checkpoint, *args: served.append(args[-1]))
+    assert main(["app", "--model", "maskclip-world"]) == 0 and served == ["maskclip-world"]
+    assert main(["app", "--model", "maskclip-world", "--checkpoint", "x.safetensors"]) == 2
+    assert "training-free" in capsys.readouterr().err
+
+    segmenter = Segmenter.from_maskclip("maskclip-world")  # the world's packaged CLIP: nothing to download
+    about = _about(segmenter, segmenter.predictor.name)
+    assert "Training-free MaskCLIP (maskclip\\-world)" in about and "every name is new to it" in about
+    assert segmenter.seen_classes == [] and segmenter.default_class_text.startswith("background, circle")
+    pixels = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    result = segmenter.segment(pixels, "background, circle, heart")
+    assert result.labels.shape == (48, 64) and list(result.names) == ["background", "circle", "heart"]

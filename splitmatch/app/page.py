@@ -25,7 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
-from splitmatch.app.segment import MODES, AppError, Segmenter
+from splitmatch.app.segment import MODES, TRAINING_FREE, AppError, Segmenter
 from splitmatch.data.names import download_stem, printable
 from splitmatch.packaged import install_hint
 
@@ -62,6 +62,16 @@ def markdown_text(text: str) -> str:
 def _about(segmenter: Segmenter, checkpoint: str) -> str:
     """The page's description, in Markdown; every piece of it that comes from the checkpoint
     (its file name, dataset and class names) is :func:`markdown_text`."""
+    if segmenter.dataset == TRAINING_FREE:
+        clip = segmenter.predictor.clip
+        lines = [
+            "## splitmatch: zero-shot semantic segmentation",
+            f"Training-free MaskCLIP ({markdown_text(segmenter.predictor.name)}) on CLIP "
+            f"{markdown_text(clip.arch)}: CLIP's own dense features scored against the names you type; "
+            "every name is new to it, so the seen-class calibration changes nothing.",
+            "It runs on this machine, one request at a time.",
+        ]
+        return "\n\n".join(lines)
     seen = segmenter.seen_classes
     seen_set = set(seen)
     unseen = [name for name in segmenter.model_classes if name not in seen_set]
@@ -197,12 +207,18 @@ def serve(
     port: int = 7860,
     device: str = "cpu",
     max_pixels: int | None = None,
+    model: str = "checkpoint",
 ) -> None:
-    """Loads the model and serves the page until interrupted."""
+    """Loads the model and serves the page until interrupted; ``model`` is ``checkpoint`` (the file
+    ``checkpoint`` names) or a MaskCLIP preset (``maskclip``, ``maskclip-world``), as ``--model`` takes."""
     require_gradio()
     from splitmatch.app.segment import DEFAULT_MAX_PIXELS
 
-    segmenter = Segmenter.from_checkpoint(checkpoint, device, max_pixels or DEFAULT_MAX_PIXELS)
+    if model == "checkpoint":
+        segmenter = Segmenter.from_checkpoint(checkpoint, device, max_pixels or DEFAULT_MAX_PIXELS)
+    else:
+        segmenter = Segmenter.from_maskclip(model, device, max_pixels or DEFAULT_MAX_PIXELS)
+        checkpoint = segmenter.predictor.name
     in_main_thread = threading.current_thread() is threading.main_thread()
     if in_main_thread:  # a terminated app stops as Ctrl+C stops it, deleting its files
         previous = signal.signal(signal.SIGTERM, _interrupt)

@@ -75,8 +75,10 @@ def cmd_app(args: argparse.Namespace) -> int:
     require_gradio()  # before the model loads: a missing extra is the first thing to hear about
     if args.max_megapixels <= 0:
         raise AppError(f"--max-megapixels must be positive, got {args.max_megapixels:g}")
-    checkpoint = _checkpoint_or_packaged(args.checkpoint)
-    serve(checkpoint, args.host, args.port, args.device, round(args.max_megapixels * 1e6))
+    if args.model != "checkpoint" and args.checkpoint:
+        raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")
+    checkpoint = _checkpoint_or_packaged(args.checkpoint) if args.model == "checkpoint" else ""
+    serve(checkpoint, args.host, args.port, args.device, round(args.max_megapixels * 1e6), args.model)
     return 0
 
 
