@@ -237,8 +237,8 @@ class TrainConfig:
     # 0: evaluate once at the end only
     eval_every: int = setting(0, Range(0, 10**9, note="0 evaluates once at the end"))
     tensorboard: bool = setting(False, Flag())  # also write TensorBoard scalars (needs the 'tensorboard' extra)
-    # torch.compile the segmentor for training (off: docs/recipe.md measures it on the CPU; the
-    # first steps pay the compilation, and a GPU run should measure it with benchmarks/gpu_check.py).
+    # torch.compile the segmentor for training. Off: on the CPU its compilation costs more than it saves
+    # over a whole demo run (benchmarks/README.md, bench_compile.py); on a GPU, gpu_check.py measures it.
     compile: bool = setting(False, Flag())
 
 
