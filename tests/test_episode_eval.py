@@ -47,6 +47,7 @@ def by_hand(folder, checkpoint, episodes, fold_classes, background="background")
     per_class = {name: [0, 0] for name in fold_classes}
     totals = np.zeros((2, 2), dtype=np.int64)  # [background, foreground] x [intersection, union]
     cases = {"empty": 0, "full": 0}
+    wrong = {"other_classes": 0, "background_class": 0}
     for stem, class_name in episodes:
         label = read_label(folder.root / "labels" / f"{stem}.png", len(names))
         labels = predictor.predict(folder.root / "images" / f"{stem}.png", [background, class_name])
@@ -57,11 +58,13 @@ def by_hand(folder, checkpoint, episodes, fold_classes, background="background")
         predicted = (labels == 1) & valid
         for side, (p, t) in enumerate(((~predicted & valid, ~truth & valid), (predicted, truth))):
             totals[side] += [(p & t).sum(), (p | t).sum()]
+        wrong["background_class"] += int((predicted & ~truth & (label == 0)).sum())
+        wrong["other_classes"] += int((predicted & ~truth & (label != 0)).sum())
         per_class[class_name][0] += int((predicted & truth).sum())
         per_class[class_name][1] += int((predicted | truth).sum())
     iou = {name: 100.0 * i / max(u, 1) for name, (i, u) in per_class.items()}
     fb = np.mean([100.0 * totals[s, 0] / totals[s, 1] for s in (0, 1)])
-    return iou, float(np.mean(list(iou.values()))), float(fb), cases
+    return iou, float(np.mean(list(iou.values()))), float(fb), cases | {"wrong": wrong}
 
 
 def test_episode_scores_match_an_independent_computation(fold_run, tmp_path, capsys) -> None:
@@ -74,11 +77,12 @@ def test_episode_scores_match_an_independent_computation(fold_run, tmp_path, cap
     assert result["fold"] == 0 and result["fold_classes"] == list(FOLDS[0])  # found from the checkpoint's split
     assert result["episodes"] == len(EPISODES[0]) and result["background_name"] == "background"
     iou, miou, fb, cases = by_hand(folder, checkpoint, EPISODES[0], FOLDS[0])
+    assert result["false_positives"] == cases.pop("wrong")
     assert cases == {"empty": 1, "full": 1}  # the hand-made cases are there: no foreground, all foreground
     assert result["per_class_iou"] == pytest.approx(iou, abs=1e-9)
     assert result["miou"] == pytest.approx(miou, abs=1e-9)
     assert result["fb_iou"] == pytest.approx(fb, abs=1e-9)
-    assert "episodes of fold 0 of tiny-2i" in stdout and "FB-IoU" in stdout
+    assert "episodes of fold 0 of tiny-2i" in stdout and "FB-IoU" in stdout and "other classes' objects" in stdout
     assert "transductive" not in stdout
 
 

@@ -152,8 +152,9 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     from splitmatch.data.folds import read_fold_scheme
     from splitmatch.evaluation.episode_eval import (
         DEFAULT_BACKGROUND_NAME,
+        describe_false_positives,
         evaluate_episodes,
-        fold_score_dict,
+        evaluation_dict,
         format_fold_score,
     )
     from splitmatch.inference.segmentation import candidate_scoring
@@ -171,15 +172,17 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     seen_in_training = [name for name in fold_classes if name in trained]
     if seen_in_training:
         print(f"fold {fold}'s classes {', '.join(seen_in_training)} were seen in training: not a zero-shot score")
-    score = evaluate_episodes(
+    evaluation = evaluate_episodes(
         model, folder, episodes, fold_classes, config.inference, background, trained,
         candidate_scoring(config), progress=not args.quiet,
     )  # fmt: skip
+    score = evaluation.score
     transductive = bool(record["config"].train.transductive)
     note = f" ({TRANSDUCTIVE_NOTE})" if transductive else ""
     print(f"{len(episodes)} episodes of fold {fold} of {scheme.name} ({', '.join(fold_classes)}); the model was "
           f"given '{background}' and the episode's class{note}")  # fmt: skip
     print(format_fold_score(score, f"fold {fold}{note}"))
+    print(describe_false_positives(evaluation.false_positives))
     if score.classes_without_episodes:
         print(f"no episode asked for {', '.join(score.classes_without_episodes)}: left out of the mean")
     if args.json:
@@ -187,7 +190,7 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
             "protocol": "episodes", "scheme": scheme.name, "fold": fold, "fold_classes": list(fold_classes),
             "episode_count": count, "background_name": background,
             "seen_calibration": config.inference.seen_calibration, "transductive": transductive,
-        } | fold_score_dict(score)  # fmt: skip
+        } | evaluation_dict(evaluation)  # fmt: skip
         write_json(args.json, result)
     return 0
 

@@ -59,7 +59,10 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
     config = command_config(args)
     ensure_writable_folder(args.out)  # seeds.json is written after every run has trained
-    print(format_seed_table(run_seeds(config, seeds, args.out, progress=not args.quiet)))
+    summary = run_seeds(config, seeds, args.out, progress=not args.quiet)
+    if config.train.transductive:
+        print(TRANSDUCTIVE_NOTE + "; these are not inductive zero-shot numbers")
+    print(format_seed_table(summary))
     return 0
 
 

@@ -16,7 +16,7 @@ trained on for exactly those pixels. LSeg's zero-shot episodes give ``"others"``
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import torch
 from tqdm import tqdm
@@ -24,12 +24,28 @@ from tqdm import tqdm
 from splitmatch.config import InferenceConfig
 from splitmatch.data.episodes import EPISODE_SPLIT, Episode, episode_target
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
+from splitmatch.data.folds import BACKGROUND
 from splitmatch.evaluation.episodes import EpisodeAreas, FoldScore, episode_areas, score_fold
 from splitmatch.inference.images import predict_scores, scores_to_labels
 from splitmatch.inference.segmentation import CandidateScoring, SegmentationInference, calibrate_seen
 from splitmatch.model.segmentor import SplitMatchSegmentor
 
 DEFAULT_BACKGROUND_NAME = "background"
+
+
+@dataclass(frozen=True)
+class EpisodeEvaluation:
+    """A fold's episode scores, and where its false positives lie.
+
+    Attributes:
+        score: HSNet's metric (:class:`~splitmatch.evaluation.episodes.FoldScore`).
+        false_positives: predicted-foreground pixels that are not the episode's class, summed over
+            the episodes: ``"other_classes"`` on pixels of any other class but ``background``,
+            ``"background_class"`` on the folder's ``background`` class (0 without one).
+    """
+
+    score: FoldScore
+    false_positives: dict[str, int]
 
 
 @torch.no_grad()
@@ -43,7 +59,7 @@ def evaluate_episodes(
     trained_names: Collection[str] = (),
     candidates: CandidateScoring | None = None,
     progress: bool = True,
-) -> FoldScore:
+) -> EpisodeEvaluation:
     """Scores one fold's episodes.
 
     Args:
@@ -69,6 +85,8 @@ def evaluate_episodes(
     )  # calibrated below
     vocabularies: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     areas: list[EpisodeAreas] = []
+    background_id = classes.names.index(BACKGROUND) if BACKGROUND in classes.names else None
+    false_positives = {"other_classes": 0, "background_class": 0}
     for episode in tqdm(episodes, desc="episodes", disable=not progress, leave=False):
         if episode.class_name not in vocabularies:
             vocabularies[episode.class_name] = _vocabulary(model, classes, episode.class_name, background_name,
@@ -82,8 +100,12 @@ def evaluate_episodes(
         predicted = scores_to_labels(scores, image.shape[:2]) == 1
         target, ignore = episode_target(label, classes.names.index(episode.class_name), classes.ignore_index)
         areas.append(episode_areas(episode.class_name, predicted, target, ignore))
+        wrong = predicted & ~target & ~ignore
+        on_background = int((wrong & (label == background_id)).sum()) if background_id is not None else 0
+        false_positives["background_class"] += on_background
+        false_positives["other_classes"] += int(wrong.sum()) - on_background
     model.train(was_training)
-    return score_fold(areas, fold_classes)
+    return EpisodeEvaluation(score_fold(areas, fold_classes), false_positives)
 
 
 def _vocabulary(model: SplitMatchSegmentor, classes, class_name: str, background_name: str,
@@ -101,11 +123,22 @@ def _vocabulary(model: SplitMatchSegmentor, classes, class_name: str, background
     return model.encode_classes(texts), trained
 
 
-def fold_score_dict(score: FoldScore) -> dict:
-    """A :class:`FoldScore` as JSON-ready data (``write_json`` writes a NaN as ``null``)."""
-    data = asdict(score)
-    data["classes_without_episodes"] = list(score.classes_without_episodes)
+def evaluation_dict(evaluation: EpisodeEvaluation) -> dict:
+    """An :class:`EpisodeEvaluation` as JSON-ready data (``write_json`` writes a NaN as ``null``)."""
+    data = asdict(evaluation.score)
+    data["classes_without_episodes"] = list(evaluation.score.classes_without_episodes)
+    data["false_positives"] = dict(evaluation.false_positives)
     return data
+
+
+def describe_false_positives(false_positives: dict[str, int]) -> str:
+    """Where the pixels wrongly predicted as the episode's class lie, in one line."""
+    total = false_positives["other_classes"] + false_positives["background_class"]
+    if not total:
+        return "no pixel was wrongly predicted as the episode's class"
+    share = 100.0 * false_positives["other_classes"] / total
+    return (f"of the {total:,} pixels wrongly predicted as the episode's class, {share:.1f}% are other classes' "
+            f"objects and {100 - share:.1f}% the '{BACKGROUND}' class")  # fmt: skip
 
 
 def format_fold_score(score: FoldScore, title: str, digits: int = 1) -> str:

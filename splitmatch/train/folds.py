@@ -27,7 +27,7 @@ from splitmatch.data.episodes import DEFAULT_EPISODE_COUNT, read_episodes
 from splitmatch.data.folder import DatasetFolder
 from splitmatch.data.folds import FoldScheme, read_fold_scheme
 from splitmatch.device import resolve_device
-from splitmatch.evaluation.episode_eval import DEFAULT_BACKGROUND_NAME, evaluate_episodes, fold_score_dict
+from splitmatch.evaluation.episode_eval import DEFAULT_BACKGROUND_NAME, evaluate_episodes, evaluation_dict
 from splitmatch.evaluation.metrics import SUMMARY_KEYS
 from splitmatch.inference.segmentation import candidate_scoring
 from splitmatch.model.build import build_segmentor
@@ -87,17 +87,17 @@ def episode_scores(
     stored = run_dir / f"episodes_{scheme.name}_{count}.json"
     if stored.is_file():
         result = json.loads(stored.read_text(encoding="utf-8"))
-        if all(result.get(key) == value for key, value in settings.items()):
+        if all(result.get(key) == value for key, value in settings.items()) and "false_positives" in result:
             return result
     model = build_segmentor(config.clip, config.decoder)
     ckpt.load_model_weights(model, path, record)
     model = model.to(device).eval()
     fold_classes = scheme.fold(fold)
-    score = evaluate_episodes(
+    evaluation = evaluate_episodes(
         model, folder, read_episodes(folder, fold, count, scheme.name), fold_classes, config.inference,
         background_name, _trained_names(record), candidate_scoring(config), progress=progress,
     )  # fmt: skip
-    result = settings | {"fold_classes": list(fold_classes)} | fold_score_dict(score)
+    result = settings | {"fold_classes": list(fold_classes)} | evaluation_dict(evaluation)
     write_json(stored, result)
     return result
 
@@ -196,4 +196,10 @@ def format_folds_table(summary: dict, digits: int = 1) -> str:
     rows.append(f"| mean of {len(summary['per_fold'])} | | {cell(mean['episode_miou'])} | "
                 f"{cell(mean['episode_fb_iou'])} | {cell(mean['miou_seen'])} | {cell(mean['miou_unseen'])} | "
                 f"{cell(mean['hiou'])} |")  # fmt: skip
-    return header + "\n".join(rows) + "\n"
+    shares = []
+    for fold, result in summary["per_fold"].items():
+        wrong = result["episodes"]["false_positives"]
+        total = wrong["other_classes"] + wrong["background_class"]
+        shares.append(f"fold {fold} {100.0 * wrong['other_classes'] / total:.1f}%" if total else f"fold {fold} n/a")
+    note = "pixels wrongly predicted as an episode's class that are other classes' objects: " + ", ".join(shares)
+    return header + "\n".join(rows) + "\n\n" + note + "\n"
