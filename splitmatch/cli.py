@@ -185,6 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=training.cmd_seeds)
 
+    p = _add_command(commands, "folds", help="train and score the four folds of a fold benchmark (PASCAL-5i, "
+                     "COCO-20i, the world's): episodes and the generalized form, per fold and their mean")  # fmt: skip
+    _add_config_arguments(p)
+    p.add_argument("--out", required=True, help="folder for fold_<i> runs and folds.json (a finished fold is "
+                   "not trained again)")  # fmt: skip
+    p.add_argument("--folds", help="comma-separated fold numbers, e.g. 0,2 (default: every fold)")
+    p.add_argument("--fold-scheme", help="fold scheme of data.root's folds.json, e.g. coco-20i-consecutive "
+                   "(default: the folder's)")  # fmt: skip
+    p.add_argument("--episode-count", type=_positive_int, default=1000, help="which stored episode list per fold, "
+                   "by length (5000 when prepared with --episodes 1000,5000)")  # fmt: skip
+    p.add_argument("--background-name", default="background", help="the name given beside each episode's class")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=training.cmd_folds)
+
     p = _add_command(
         commands, "pseudo-masks", help="compute and cache pseudo masks for the training split; --evaluate scores them"
     )
@@ -225,6 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
         "0 and 0.1 are always reported as well",
     )
     p.add_argument("--max-images", type=_positive_int, help="score only the first N images of the split")
+    p.add_argument("--episodes", action="store_true", help="score a fold's binary test episodes (PASCAL-5i, "
+                   "COCO-20i protocol: episode mIoU, FB-IoU) instead of a split (docs/benchmarks.md)")  # fmt: skip
+    p.add_argument("--fold", type=_integer_in(0, 1000, "a fold number"), help="with --episodes: the fold whose "
+                   "episodes to score (default: the fold whose classes the checkpoint held out)")  # fmt: skip
+    p.add_argument("--fold-scheme", help="with --episodes: the fold scheme of the folder's folds.json "
+                   "(default: the folder's)")  # fmt: skip
+    p.add_argument("--episode-count", type=_positive_int, help="with --episodes: which stored list, by length "
+                   "(default: 1000; 5000 when prepared)")  # fmt: skip
+    p.add_argument("--background-name", help="with --episodes: the name given beside the episode's class "
+                   "(default: background)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes; with --model "
                    "maskclip also clip.arch, clip.weights, clip.templates")  # fmt: skip
@@ -310,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_command(commands, "world", help="generate the built-in zero-shot world dataset")
     p.add_argument("--out", required=True, help="folder to write the world into (folder format)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed of the world's images")
+    p.add_argument("--folds", action="store_true", help="also write folds.json and 1,000 test episodes per fold: "
+                   "the 12 object classes in 4 folds of 3, as PASCAL-5i (docs/protocols.md)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=data.cmd_world)
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# Said beside every number of a model trained with train.transductive (docs/protocols.md).
+TRANSDUCTIVE_NOTE = "transductive: unseen names were used in training"
+
 
 class UsageError(ValueError):
     """The command line itself is wrong (a missing or contradictory option)."""

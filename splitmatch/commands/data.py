@@ -76,6 +76,13 @@ def cmd_world(args: argparse.Namespace) -> int:
     folder = generate_world(args.out, seed=args.seed, progress=not args.quiet)
     counts = {split: len(folder.stems(split)) for split in folder.split_names()}
     print(f"world in {folder.root}: {counts}; unseen classes: {', '.join(folder.classes.unseen)}")
+    if args.folds:
+        from splitmatch.world.folds import WORLD_FOLD_SCHEME, write_world_folds
+
+        lines = write_world_folds(folder)
+        print(f"folds.json and episodes/{WORLD_FOLD_SCHEME.name}/ in {folder.root}:")
+        for line in lines:
+            print(line)
     return 0
 
 

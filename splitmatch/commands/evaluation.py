@@ -1,6 +1,6 @@
-"""The commands that score: ``eval`` (a checkpoint, or prediction PNGs) and ``pseudo-masks`` (with
-``--evaluate``, its masks against the full labels, or with ``--proxy`` against a proxy's held-out
-seen classes)."""
+"""The commands that score: ``eval`` (a checkpoint on a split, on a fold's binary episodes with
+``--episodes``, or prediction PNGs) and ``pseudo-masks`` (with ``--evaluate``, its masks against
+the full labels, or with ``--proxy`` against a proxy's held-out seen classes)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import dataclasses
 from pathlib import Path
 
 from splitmatch.commands.common import (
+    TRANSDUCTIVE_NOTE,
     UsageError,
     checkpoint_dataset,
     command_config,
@@ -26,6 +27,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.json:
         check_output_file(args.json)  # before the evaluation, not after it
+    _check_episode_options(args)
     record = None
     if args.predictions:
         if args.checkpoint or args.model != "checkpoint":
@@ -47,6 +49,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         model, record = load_segmentor(args.checkpoint, command_device(args))
         config = with_inference_overrides(record["config"], inference_overrides(args), args.set, source="eval --set")
+        if args.episodes:
+            return _eval_episodes(args, model, record, config)
         folder = _trained_dataset(args, config, record)
         if args.vocabulary:
             vocabulary = read_vocabulary(args.vocabulary, folder.classes)
@@ -63,6 +67,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
     if args.vocabulary:
         metrics["vocabulary"] = {"file": str(args.vocabulary), "left_out": vocabulary.left_out}
+    if record is not None:
+        metrics["transductive"] = bool(record["config"].train.transductive)
     _print_evaluation(metrics, vocabulary, record)
     if args.json:
         from splitmatch.storage.files import write_json
@@ -131,12 +137,15 @@ def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
     print(f"scored with the {classes.num_classes} classes of '{classes.dataset}'{left_out}")
     if not classes.unseen:
         print(f"'{classes.dataset}' defines no unseen classes: mIoU(S) is over all classes, mIoU(U) and hIoU are n/a")
-    print(format_table({"result": metrics}))
+    note = f" ({TRANSDUCTIVE_NOTE})" if metrics.get("transductive") else ""
+    if note:
+        print(TRANSDUCTIVE_NOTE + "; these are not inductive zero-shot numbers")
+    print(format_table({f"result{note}": metrics}))
     print(format_class_table(metrics, set(classes.unseen)))
     calibrations = metrics.get("seen_calibration", {})
     if calibrations:
         print("the same predictions under each seen-class calibration (amount taken off seen-class scores):")
-        print(format_table({f"seen calibration {k}": v for k, v in calibrations.items()}))
+        print(format_table({f"seen calibration {k}{note}": v for k, v in calibrations.items()}))
     if record is None:
         return
     trained_from = record["classes"].dataset
@@ -150,7 +159,85 @@ def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
         f"{classes.num_classes} class names were trained on ({list_some(trained) or 'none'}), {len(others)} "
         f"were not ({list_some(others) or 'none'}); the seen-class calibration applies to the former:"
     )
-    print(format_name_split_table({f"seen calibration {k}": v for k, v in calibrations.items()}))
+    print(format_name_split_table({f"seen calibration {k}{note}": v for k, v in calibrations.items()}))
+
+
+EPISODE_OPTIONS = ("fold", "fold_scheme", "episode_count", "background_name")
+
+
+def _check_episode_options(args: argparse.Namespace) -> None:
+    """``--fold`` and its kin only with ``--episodes``; ``--episodes`` only of a checkpoint, on its val episodes."""
+    given = [name for name in EPISODE_OPTIONS if getattr(args, name, None) is not None]
+    if not args.episodes:
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} is an option of eval --episodes")
+        return
+    for name in ("predictions", "vocabulary", "split", "max_images"):
+        if getattr(args, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"--episodes scores the stored episodes of the val split: not with {flag}")
+
+
+def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int:
+    """``eval --episodes``: the checkpoint on one fold's binary test episodes (docs/benchmarks.md)."""
+    from splitmatch.data.episodes import DEFAULT_EPISODE_COUNT, read_episodes
+    from splitmatch.data.folds import read_fold_scheme
+    from splitmatch.evaluation.episode_eval import (
+        DEFAULT_BACKGROUND_NAME,
+        describe_false_positives,
+        evaluate_episodes,
+        evaluation_dict,
+        format_fold_score,
+    )
+    from splitmatch.inference.segmentation import candidate_scoring
+    from splitmatch.predict.loading import names_trained_on
+    from splitmatch.storage.files import write_json
+
+    folder = checkpoint_dataset(args, config)
+    scheme = read_fold_scheme(folder, args.fold_scheme)
+    trained = names_trained_on(record)
+    fold = args.fold if args.fold is not None else _checkpoint_fold(scheme, record)
+    fold_classes = scheme.fold(fold)
+    count = args.episode_count or DEFAULT_EPISODE_COUNT
+    background = args.background_name or DEFAULT_BACKGROUND_NAME
+    episodes = read_episodes(folder, fold, count, scheme.name)
+    seen_in_training = [name for name in fold_classes if name in trained]
+    if seen_in_training:
+        print(f"fold {fold}'s classes {', '.join(seen_in_training)} were seen in training: not a zero-shot score")
+    evaluation = evaluate_episodes(
+        model, folder, episodes, fold_classes, config.inference, background, trained,
+        candidate_scoring(config), progress=not args.quiet,
+    )  # fmt: skip
+    score = evaluation.score
+    transductive = bool(record["config"].train.transductive)
+    note = f" ({TRANSDUCTIVE_NOTE})" if transductive else ""
+    print(f"{len(episodes)} episodes of fold {fold} of {scheme.name} ({', '.join(fold_classes)}); the model was "
+          f"given '{background}' and the episode's class{note}")  # fmt: skip
+    print(format_fold_score(score, f"fold {fold}{note}"))
+    print(describe_false_positives(evaluation.false_positives))
+    if score.classes_without_episodes:
+        print(f"no episode asked for {', '.join(score.classes_without_episodes)}: left out of the mean")
+    if args.json:
+        result = {
+            "protocol": "episodes", "scheme": scheme.name, "fold": fold, "fold_classes": list(fold_classes),
+            "episode_count": count, "background_name": background,
+            "seen_calibration": config.inference.seen_calibration, "transductive": transductive,
+        } | evaluation_dict(evaluation)  # fmt: skip
+        write_json(args.json, result)
+    return 0
+
+
+def _checkpoint_fold(scheme, record: dict) -> int:
+    """The fold whose classes the checkpoint held out in training (``--fold`` otherwise)."""
+    unseen = set(record["classes"].unseen)
+    for index, classes in enumerate(scheme.folds):
+        if set(classes) == unseen:
+            return index
+    shown = ", ".join(sorted(unseen)) or "no class"
+    raise UsageError(
+        f"the checkpoint held out {shown}, which is no fold of {scheme.name}; "
+        f"pass --fold N (0..{len(scheme.folds) - 1})"
+    )
 
 
 def cmd_pseudo_masks(args: argparse.Namespace) -> int:

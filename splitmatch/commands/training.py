@@ -1,19 +1,48 @@
-"""The commands that train: ``train`` and ``seeds``."""
+"""The commands that train: ``train``, ``seeds`` and ``folds``."""
 
 from __future__ import annotations
 
 import argparse
 
-from splitmatch.commands.common import UsageError, command_config
+from splitmatch.commands.common import TRANSDUCTIVE_NOTE, UsageError, command_config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from splitmatch.distributed import is_main_process
     from splitmatch.train.trainer import train
 
-    metrics = train(command_config(args), args.out, resume=args.resume, progress=not args.quiet)
+    config = command_config(args)
+    metrics = train(config, args.out, resume=args.resume, progress=not args.quiet)
     if is_main_process():  # under torchrun every rank has the same metrics: one table
-        _print_metrics(metrics)
+        _print_metrics(metrics, config.train.transductive)
+    return 0
+
+
+def cmd_folds(args: argparse.Namespace) -> int:
+    from splitmatch.storage.files import ensure_writable_folder
+    from splitmatch.train.folds import format_folds_table, run_folds
+
+    folds = None
+    if args.folds is not None:
+        try:
+            folds = [int(part) for part in args.folds.split(",") if part.strip()]
+        except ValueError:
+            raise UsageError(f"--folds must be comma-separated fold numbers, got '{args.folds}'") from None
+        if not folds or len(set(folds)) != len(folds):
+            raise UsageError(f"--folds needs distinct fold numbers, got '{args.folds}'")
+    config = command_config(args)
+    ensure_writable_folder(args.out)  # folds.json is written after every fold has trained
+    summary = run_folds(config, args.out, folds, args.fold_scheme, args.episode_count, args.background_name,
+                        progress=not args.quiet)  # fmt: skip
+    if summary["transductive"]:
+        print(TRANSDUCTIVE_NOTE + "; these are not inductive zero-shot numbers")
+    unseen = "background (HSNet's convention)" if summary["unseen_pixels"] == "background" else "ignore"
+    print(
+        f"unseen pixels in training: {unseen}; episodes: {summary['episode_count']} per fold, the model given "
+        f"'{summary['background_name']}' and the class; mIoU(S), mIoU(U), hIoU: every class on the val split"
+    )
+    print(format_folds_table(summary))
+    print(f"wrote {args.out}/folds.json")
     return 0
 
 
@@ -30,16 +59,20 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
     config = command_config(args)
     ensure_writable_folder(args.out)  # seeds.json is written after every run has trained
-    print(format_seed_table(run_seeds(config, seeds, args.out, progress=not args.quiet)))
+    summary = run_seeds(config, seeds, args.out, progress=not args.quiet)
+    if config.train.transductive:
+        print(TRANSDUCTIVE_NOTE + "; these are not inductive zero-shot numbers")
+    print(format_seed_table(summary))
     return 0
 
 
-def _print_metrics(metrics: dict) -> None:
+def _print_metrics(metrics: dict, transductive: bool = False) -> None:
     from splitmatch.evaluation.metrics import format_table
 
     proxy = metrics.get("proxy")
     if proxy is None:
-        print(format_table({"validation": metrics}))
+        note = f" ({TRANSDUCTIVE_NOTE})" if transductive else ""
+        print(format_table({f"validation{note}": metrics}))
         return
     print(proxy_banner(proxy))
     print(format_table({"proxy validation": metrics}))

@@ -273,6 +273,7 @@ def _check_relations(config: Any, error: type[Exception]) -> None:
             f"train.batch_size ({train.batch_size}) must split evenly into train.accumulate_steps "
             f"({train.accumulate_steps}) micro-batches"
         )
+    _check_transductive(config, error)
     _check_against_clip(config, error)
     load_templates(config.clip.templates)  # a named set or a readable .json list: ConfigError names the problem
 
@@ -292,6 +293,23 @@ def _check_class_selection(data: Any, error: type[Exception]) -> None:
         )
     if proxy.classes == []:
         raise error("data.proxy.classes is empty: a proxy holds out at least one seen class (null: data.proxy.count)")
+
+
+def _check_transductive(config: Any, error: type[Exception]) -> None:
+    """Self-training needs ignored unseen pixels to label, and no proxy (whose rule is that the
+    benchmark's unseen names never reach the model)."""
+    if not config.train.transductive:
+        return
+    if config.data.unseen_pixels != "ignore":
+        raise error(
+            f"train.transductive labels ignored pixels, but data.unseen_pixels={config.data.unseen_pixels!r} makes "
+            "unseen pixels background; set data.unseen_pixels=ignore"
+        )
+    if config.data.proxy.enabled:
+        raise error(
+            "train.transductive would name the benchmark's unseen classes to a proxy run (data.proxy.enabled), "
+            "which never uses them; train the proxy inductively"
+        )
 
 
 def _check_against_clip(config: Any, error: type[Exception]) -> None:

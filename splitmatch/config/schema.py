@@ -203,6 +203,10 @@ class DataConfig:
     # of the classes seen is 0.75. null: data.unseen or classes.json decides.
     unseen_fraction: float | None = setting(None, OrNull(Range(0, 1, low_open=True, high_open=True)))
     split_seed: int = setting(0, Range(0, 2**63 - 1))  # draws data.unseen_fraction's classes
+    # What unseen classes' pixels become in training labels: "ignore" (the inductive protocol, ours)
+    # or "background", HSNet's convention for PASCAL-5i / COCO-20i (as LSeg-style numbers were
+    # trained); it needs a class named background (docs/protocols.md).
+    unseen_pixels: str = setting("ignore", Choice(("ignore", "background")))
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
 
@@ -240,6 +244,16 @@ class TrainConfig:
     # torch.compile the segmentor for training. Off: on the CPU its compilation costs more than it saves
     # over a whole demo run (benchmarks/README.md, bench_compile.py); on a GPU, gpu_check.py measures it.
     compile: bool = setting(False, Flag())
+    # Transductive (ZegCLIP, OTSeg+, SPT-SEG; docs/protocols.md): the unseen names, never their
+    # pixels, are known in training. From transductive_start on, the model's own predictions (argmax
+    # over the unseen classes) label the ignored pixels of each batch (padding never), and it trains
+    # on every class's name. Not the inductive protocol: eval says so beside every number.
+    transductive: bool = setting(False, Flag())
+    # share of train.iterations trained inductively first (ZegCLIP: 0.5, 10k of 20k VOC, 40k of 80k COCO)
+    transductive_start: float = setting(0.5, Range(0, 1, high_open=True))
+    # a pixel is labelled only when its unseen class holds at least this share of its class scores;
+    # 0: every ignored pixel (ZegCLIP's self-training has no threshold)
+    transductive_threshold: float = setting(0.0, Range(0, 1, high_open=True, note="0 labels every ignored pixel"))
 
 
 @dataclass

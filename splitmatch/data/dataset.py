@@ -20,7 +20,8 @@ from torch.utils.data import Dataset
 
 from splitmatch.data.deferred import NearestView
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
-from splitmatch.data.transforms import Compose
+from splitmatch.data.folds import training_label_map
+from splitmatch.data.transforms import SOURCE_PIXELS, Compose, source_pixels
 
 
 class PseudoMaskSource(Protocol):
@@ -46,7 +47,8 @@ class SegmentationDataset(Dataset):
         split: a split name with a list file, e.g. ``"train"``.
         transform: ``transform(sample, rng) -> sample`` on numpy samples (see
             ``splitmatch.data.transforms``); ``None`` returns the file's pixels.
-        inductive: training labels: unseen-class pixels become ignore. Files are never changed.
+        inductive: training labels: unseen-class pixels become ignore (or background, with
+            ``unseen_pixels="background"``). Files are never changed.
         pseudo_masks: optional :class:`PseudoMaskSource`. Its index map is resized (nearest) to
             the image, transformed with it, then zeroed wherever the label is not ignore, so the
             pseudo masks cover unannotated pixels only (``clip_pseudo_masks=False``: not zeroed,
@@ -54,6 +56,9 @@ class SegmentationDataset(Dataset):
             a :class:`~splitmatch.data.deferred.NearestView` of the stored grid, so the map is
             read out once, at the transform's output size; any other transform, as an array.
         base_seed: seeds the augmentation of integer keys, see the module docstring.
+        unseen_pixels: with ``inductive``, what unseen-class pixels become: ``"ignore"`` (the
+            default) or ``"background"`` (HSNet's convention; the dataset needs a ``background``
+            class), :func:`splitmatch.data.folds.training_label_map`.
 
     Items are dicts: ``image`` uint8 [3, H, W], ``label`` [H, W] of the dataset's label dtype
     (uint8, or uint16 above 255 classes; ignore: ``folder.classes.ignore_index``), ``stem`` str,
@@ -62,7 +67,10 @@ class SegmentationDataset(Dataset):
     in: ``pseudo_grid`` uint8 [S, h, w] (as stored), ``pseudo_rows`` int64 [H] and
     ``pseudo_cols`` int64 [W] (the grid row and column each pixel shows, -1 for padding), so
     that ``pseudo_index = grid[:, rows][:, :, cols]``, zero where a row or column is -1 or the
-    label is not ignore (:func:`splitmatch.matching.target_maps.expand_index_map`).
+    label is not ignore (:func:`splitmatch.matching.target_maps.expand_index_map`). Every item
+    also has ``source_rows`` int64 [H] and ``source_cols`` int64 [W]: the file row and column
+    each pixel shows, -1 where the transform padded (a :class:`Compose` transform; otherwise
+    no pixel counts as padding), so that padding can be told from ignored image pixels.
     """
 
     def __init__(
@@ -74,6 +82,7 @@ class SegmentationDataset(Dataset):
         pseudo_masks: PseudoMaskSource | None = None,
         base_seed: int = 0,
         clip_pseudo_masks: bool = True,
+        unseen_pixels: str = "ignore",
     ) -> None:
         if not isinstance(base_seed, int) or base_seed < 0:
             raise ValueError(f"base_seed must be a non-negative int, got {base_seed!r}")
@@ -91,7 +100,7 @@ class SegmentationDataset(Dataset):
         self.ignore_index = self.classes.ignore_index
         self.label_map = np.arange(self.ignore_index + 1, dtype=self.classes.label_dtype)
         if inductive:
-            self.label_map[self.classes.unseen_ids] = self.ignore_index
+            self.label_map = training_label_map(self.classes, unseen_pixels)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -134,6 +143,8 @@ class SegmentationDataset(Dataset):
         orig_size = (int(image.shape[0]), int(image.shape[1]))
         label = read_label(sample_paths.label_path, self.classes.num_classes, orig_size)
         sample = {"image": image, "label": self.label_map[label]}
+        if isinstance(self.transform, Compose):
+            sample[SOURCE_PIXELS] = source_pixels(orig_size)
         embeddings = None
         if self.pseudo_masks is not None:
             sample["pseudo_index"], embeddings = self._pseudo(sample_paths.stem, orig_size)
@@ -148,6 +159,10 @@ class SegmentationDataset(Dataset):
             "stem": sample_paths.stem,
             "orig_size": orig_size,
         }
+        origin = sample.get(SOURCE_PIXELS)
+        height, width = sample["label"].shape
+        out["source_rows"] = torch.from_numpy(origin.rows if origin is not None else np.arange(height, dtype=np.int64))
+        out["source_cols"] = torch.from_numpy(origin.cols if origin is not None else np.arange(width, dtype=np.int64))
         if embeddings is not None:
             view = sample["pseudo_index"]
             view = view if isinstance(view, NearestView) else NearestView.of(np.asarray(view))
@@ -179,7 +194,8 @@ def collate_segmentation(batch: list[dict]) -> dict:
 
     Returns:
         ``image`` uint8 [B, 3, H, W], ``label`` uint8 or uint16 [B, H, W], ``stem`` list[str],
-        ``orig_size`` list[(H0, W0)], and when the items have them ``pseudo_index``
+        ``orig_size`` list[(H0, W0)], ``source_rows`` [B, H] and ``source_cols`` [B, W] (-1:
+        padding) when every item has them, and when the items have them ``pseudo_index``
         uint8 [B, S, H, W], ``pseudo_grid`` [B, S, h, w], ``pseudo_rows`` [B, H],
         ``pseudo_cols`` [B, W] and ``pseudo_embeddings`` list of float32 [K_i, D].
     """
@@ -199,6 +215,9 @@ def collate_segmentation(batch: list[dict]) -> dict:
         "stem": stems,
         "orig_size": [item["orig_size"] for item in batch],
     }
+    for key in ("source_rows", "source_cols"):  # one size within a batch, as the images
+        if all(key in item for item in batch):
+            out[key] = torch.stack([item[key] for item in batch])
     with_pseudo = ["pseudo_index" in item for item in batch]
     if any(with_pseudo):
         if not all(with_pseudo):

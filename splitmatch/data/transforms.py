@@ -5,9 +5,11 @@ A sample is a dict::
     "image":        uint8 [H, W, 3]  RGB
     "label":        uint8 [H, W]     class ids, 255 ignore (uint16 [H, W], 65535 ignore, above 255 classes)
     "pseudo_index": uint8 [S, H, W]  optional; 0 means "no pseudo mask", k >= 1 a mask id
+    "source_pixels": NearestView     optional; which row and column of the file each pixel shows, -1 padding
 
 Every geometric transform moves the label and the pseudo index map with the image, nearest
-neighbour for both, so the three stay aligned pixel for pixel. Other keys pass through. The
+neighbour for both, so the three stay aligned pixel for pixel, and composes ``source_pixels``
+(a view of no data: its index vectors alone tell padding from image). Other keys pass through. The
 pseudo index map may come as a :class:`~splitmatch.data.deferred.NearestView` of the
 cached patch-grid map (the dataset hands it so): the steps then compose index vectors, and it
 leaves :class:`Compose` as a view of the crop, read out once by its owner. Likewise :func:`resize` defers
@@ -35,6 +37,14 @@ from splitmatch.data.deferred import NearestView, ResizedImage, nearest_indices
 from splitmatch.data.label_counts import few_classes, label_histogram
 
 Sample = dict
+# The key of the view that records which file pixel each output pixel shows (see source_pixels).
+SOURCE_PIXELS = "source_pixels"
+
+
+def source_pixels(size: tuple[int, int]) -> NearestView:
+    """A view of no data over an image of ``size = (H, W)``: after the transforms its ``rows`` and
+    ``cols`` are the file row and column each output pixel shows, -1 where it is padding."""
+    return NearestView.of(np.zeros((0, *size), dtype=np.uint8))
 
 
 def check_sample(sample: Sample) -> None:
@@ -99,7 +109,7 @@ def resize(sample: Sample, size: tuple[int, int], resize_label: bool = True) -> 
     if sample["image"].shape[:2] != (height, width):
         out["image"] = ResizedImage(image_array(sample), (height, width))
     if resize_label:
-        for key in ("label", "pseudo_index"):
+        for key in ("label", "pseudo_index", SOURCE_PIXELS):
             if key in sample and sample[key].shape[-2:] != (height, width):
                 out[key] = _resize_map(sample[key], size)
     return out
@@ -121,6 +131,8 @@ def crop(sample: Sample, top: int, left: int, height: int, width: int) -> Sample
             out["pseudo_index"] = index.crop(top, left, height, width)
         else:
             out["pseudo_index"] = index[:, top : top + height, left : left + width]
+    if SOURCE_PIXELS in sample:
+        out[SOURCE_PIXELS] = sample[SOURCE_PIXELS].crop(top, left, height, width)
     return out
 
 
@@ -133,6 +145,8 @@ def hflip(sample: Sample) -> Sample:
     if "pseudo_index" in sample:
         index = sample["pseudo_index"]
         out["pseudo_index"] = index.hflip() if isinstance(index, NearestView) else index[:, :, ::-1]
+    if SOURCE_PIXELS in sample:
+        out[SOURCE_PIXELS] = sample[SOURCE_PIXELS].hflip()
     return out
 
 
@@ -156,6 +170,8 @@ def pad(sample: Sample, size: tuple[int, int], fill: tuple[int, int, int] = (0, 
             out["pseudo_index"] = index.pad(extra_h, extra_w)
         else:
             out["pseudo_index"] = np.pad(index, ((0, 0), (0, extra_h), (0, extra_w)), constant_values=0)
+    if SOURCE_PIXELS in sample:
+        out[SOURCE_PIXELS] = sample[SOURCE_PIXELS].pad(extra_h, extra_w)
     return out
 
 

@@ -32,8 +32,9 @@ def build_train_dataset(
     pad_fill: tuple[int, int, int],
     clip_pseudo_masks: bool = True,
 ) -> SegmentationDataset:
-    """The training split as training reads it: seen classes only (inductive), the training
-    transform of ``data`` and, for Split Matching, the pseudo masks of ``pseudo_cache``.
+    """The training split as training reads it: seen classes only (inductive; unseen pixels as
+    ``data.unseen_pixels`` says), the training transform of ``data`` and, for Split Matching, the
+    pseudo masks of ``pseudo_cache``.
 
     ``seed`` is ``train.seed`` (each sample's augmentation follows from it and the sample's
     draw); ``pad_fill`` is :func:`pad_colour`; ``clip_pseudo_masks`` is ``pseudo.clip_to_unannotated``.
@@ -45,6 +46,7 @@ def build_train_dataset(
         pseudo_masks=pseudo_cache,
         base_seed=seed,
         clip_pseudo_masks=clip_pseudo_masks,
+        unseen_pixels=data.unseen_pixels,
         transform=build_train_transform(
             data.crop_size,
             tuple(data.resize_scale),

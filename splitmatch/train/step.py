@@ -3,6 +3,10 @@
 The step is that of the whole global batch whatever ``train.accumulate_steps`` is: the loss
 normalisers are those of the whole batch, DDP all-reduces the gradients once (in the last
 micro-batch's backward), and clipping, the optimizer and the schedule act once.
+
+A transductive run (``train.transductive``) self-trains from ``train.transductive_start`` on:
+each micro-batch's ignored pixels are first labelled by the model itself, and the step trains
+on every class's name (:mod:`splitmatch.train.transductive`).
 """
 
 from __future__ import annotations
@@ -15,12 +19,19 @@ from torch.nn.parallel import DistributedDataParallel
 from splitmatch.config import ExperimentConfig, LossConfig
 from splitmatch.data.classes import ClassSplit
 from splitmatch.device import mixed_precision
+from splitmatch.inference.segmentation import candidate_scoring
 from splitmatch.losses.criterion import SetCriterion
 from splitmatch.matching.matcher import HungarianMatcher, SplitMatcher
 from splitmatch.model.segmentor import SplitMatchSegmentor
 from splitmatch.train.micro_batches import DivergenceWatch, split_batch
 from splitmatch.train.optim import PolyWarmupSchedule
 from splitmatch.train.targets import build_targets, move_targets, pseudo_view
+from splitmatch.train.transductive import (
+    first_self_training_step,
+    padding_mask,
+    self_training_labels,
+    unseen_predictions,
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -61,7 +72,8 @@ class TrainingStep:
         model: the segmentor (its parameters are what is clipped).
         network: what is called forward: ``model``, or its DDP wrapper under ``torchrun``, either
             possibly compiled (``train.compile``).
-        classes: the dataset's classes; only the seen ones' names reach the model (inductive).
+        classes: the dataset's classes; only the seen ones' names reach the model (inductive), every
+            class's name from the first self-training step of a transductive run on.
         use_pseudo_masks: read the batch's pseudo masks (Split Matching) or not (the baseline).
         advice: what an error about divergence tells the user to do.
     """
@@ -86,6 +98,9 @@ class TrainingStep:
         self.use_pseudo_masks = use_pseudo_masks
         self.advice = advice
         self.class_embeddings = model.encode_classes([classes.texts[i] for i in classes.seen_ids])  # names + synonyms
+        self.train_class_ids = list(classes.seen_ids)
+        self.self_training_from = first_self_training_step(config.train)
+        self.self_training = False
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.query_group = model.query_decoder.query_group.cpu()
         self.watch = DivergenceWatch(device)
@@ -95,6 +110,9 @@ class TrainingStep:
     def __call__(self, batch: dict, done: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Step number ``done`` (1-based) on ``batch``; returns the summed loss terms and the gradient norm."""
         micro_batches = split_batch(batch, self.config.train.accumulate_steps)
+        if self.self_training_from is not None and done >= self.self_training_from:
+            self.start_self_training()
+            micro_batches = [self.with_self_training_labels(part) for part in micro_batches]
         # Built on the CPU: no device synchronisation for unique() and the like.
         targets = [move_targets(self.targets(part), self.device) for part in micro_batches]
         normalisers = self.criterion.normalisers([t for part in targets for t in part], self.query_group, self.device)
@@ -127,11 +145,43 @@ class TrainingStep:
         self.schedule.step()
         return terms, grad_norm
 
+    def start_self_training(self) -> None:
+        """From now on the model is given every class's name, in dataset order (transductive)."""
+        if self.self_training:
+            return
+        self.self_training = True
+        self.class_embeddings = self.model.encode_classes(list(self.classes.texts))
+        self.train_class_ids = list(range(self.classes.num_classes))
+
+    @torch.no_grad()
+    def with_self_training_labels(self, part: dict) -> dict:
+        """The micro-batch with its ignored, non-padding pixels labelled by the model itself
+        (:mod:`splitmatch.train.transductive`); a forward without gradients, on the host after."""
+        images = part["image"].to(self.device, non_blocking=True)
+        with mixed_precision(self.device, self.config.train.amp):
+            outputs = self.model(images, self.class_embeddings)
+        size = tuple(part["label"].shape[-2:])
+        ids, share = unseen_predictions(
+            outputs, self.classes.unseen_ids, size, self.model.query_decoder.temperature,
+            candidate_scoring(self.config),
+        )  # fmt: skip
+        if "source_rows" not in part or "source_cols" not in part:
+            raise ValueError("a self-training batch must tell padding apart (source_rows, source_cols)")
+        padding = padding_mask(part["source_rows"], part["source_cols"])
+        labels = self_training_labels(
+            part["label"], padding, ids.cpu(), share.cpu(), self.classes.ignore_index,
+            self.config.train.transductive_threshold,
+        )  # fmt: skip
+        # Pseudo masks keep the unannotated region the dataset gave them (the dense maps, already
+        # clipped to it), not the pixels just labelled: the candidate queries keep their targets.
+        return {key: value for key, value in part.items() if key not in ("pseudo_grid", "pseudo_rows",
+                "pseudo_cols")} | {"label": labels}  # fmt: skip
+
     def targets(self, part: dict) -> list[dict]:
         """One micro-batch's targets (:func:`splitmatch.train.targets.build_targets`), on the CPU."""
         return build_targets(
             part["label"],
-            self.classes.seen_ids,
+            self.train_class_ids,
             part.get("pseudo_index") if self.use_pseudo_masks else None,
             part.get("pseudo_embeddings"),
             ignore_index=self.classes.ignore_index,

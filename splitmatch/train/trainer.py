@@ -27,6 +27,7 @@ from splitmatch import distributed as dist
 from splitmatch.config import ConfigError, ExperimentConfig, merge, resolve_paths
 from splitmatch.data.check import check_run_images
 from splitmatch.data.experiment_folder import ExperimentFolder, open_dataset
+from splitmatch.data.folds import BACKGROUND
 from splitmatch.data.loader_workers import resolve_num_workers
 from splitmatch.evaluation.evaluator import evaluate
 from splitmatch.inference.segmentation import candidate_scoring
@@ -43,6 +44,7 @@ from splitmatch.train.run_folder import RunLock, RunStart, open_run, remove_stal
 from splitmatch.train.run_record import RunRecord
 from splitmatch.train.sampler import StepBatchSampler
 from splitmatch.train.step import TrainingStep, build_criterion
+from splitmatch.train.transductive import check_transductive
 
 
 def train(
@@ -161,7 +163,14 @@ def with_held_out_classes(config: ExperimentConfig, folder: ExperimentFolder) ->
 
 
 def check_inputs(config: ExperimentConfig, folder: ExperimentFolder) -> None:
-    """What can be checked before the run folder is touched: the splits' files, the batch's division."""
+    """What can be checked before the run folder is touched: the splits' files, the batch's division,
+    the unseen-pixel convention and a transductive run's unseen classes."""
+    if config.data.unseen_pixels == BACKGROUND and BACKGROUND not in folder.classes.names:
+        raise ConfigError(
+            f"data.unseen_pixels=background labels unseen pixels as the class '{BACKGROUND}', which "
+            f"{folder.root} does not have (classes: {', '.join(folder.classes.names[:8])}...); use ignore"
+        )
+    check_transductive(config.train, folder.classes)
     splits = (config.data.train_split, folder.evaluation_split(config.data.val_split))
     train, processes = config.train, dist.world_size()
     if train.batch_size % processes:

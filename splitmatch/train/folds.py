@@ -1,0 +1,205 @@
+"""The four folds of a fold benchmark (PASCAL-5i, COCO-20i, the world's): train, score both ways, average.
+
+``splitmatch folds --config C --out DIR`` trains fold i into ``DIR/fold_<i>`` with
+``data.unseen`` = the fold's classes (``folds.json`` of ``data.root``), then scores its model
+
+* on the fold's binary test episodes (:mod:`splitmatch.evaluation.episode_eval`): episode
+  mIoU and FB-IoU, HSNet's protocol, and
+* in the **generalized** form: every class of the folder, the fold's as unseen, on the val
+  split: mIoU(S), mIoU(U), hIoU (the run's own ``eval.json``),
+
+and writes ``DIR/folds.json`` with every fold's results and the means over the folds. A
+folder whose run finished (its ``model.safetensors`` at ``train.iterations`` and its
+``eval.json``, trained with this config) is not trained again, and stored episode scores of
+the same model and settings are not recomputed; an unfinished run continues as ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from splitmatch.config import ConfigError, ExperimentConfig, merge, resolve_paths
+from splitmatch.data.episodes import DEFAULT_EPISODE_COUNT, read_episodes
+from splitmatch.data.folder import DatasetFolder
+from splitmatch.data.folds import FoldScheme, read_fold_scheme
+from splitmatch.device import resolve_device
+from splitmatch.evaluation.episode_eval import DEFAULT_BACKGROUND_NAME, evaluate_episodes, evaluation_dict
+from splitmatch.evaluation.metrics import SUMMARY_KEYS
+from splitmatch.inference.segmentation import candidate_scoring
+from splitmatch.model.build import build_segmentor
+from splitmatch.storage import checkpoint as ckpt
+from splitmatch.storage.files import write_json
+from splitmatch.train.run_folder import check_resumable
+from splitmatch.train.trainer import train
+
+RESULTS_FILE = "folds.json"
+GENERALIZED_KEYS = ("miou_seen", "miou_unseen", "hiou", "miou")
+
+
+def fold_config(config: ExperimentConfig, scheme: FoldScheme, fold: int) -> ExperimentConfig:
+    """``config`` with fold ``fold``'s classes unseen (``data.unseen``) and the fold in its name.
+
+    Raises:
+        ConfigError: the config chooses unseen classes itself, or is a proxy.
+    """
+    data = config.data
+    if data.unseen is not None or data.unseen_fraction is not None or data.proxy.enabled:
+        raise ConfigError(
+            "folds sets data.unseen to each fold's classes; the config sets data.unseen, data.unseen_fraction "
+            "or data.proxy.enabled itself (leave them unset)"
+        )
+    update = {"name": f"{config.name}-{scheme.name}-fold{fold}", "data": {"unseen": list(scheme.fold(fold))}}
+    return merge(config, update).validate()
+
+
+def finished_metrics(run_dir: Path, config: ExperimentConfig) -> dict | None:
+    """The ``eval.json`` of a run that finished with ``config`` in ``run_dir``; ``None`` if it did not finish.
+
+    Raises:
+        RunFolderError: the folder holds a run trained with another config.
+    """
+    model, metrics = run_dir / "model.safetensors", run_dir / "eval.json"
+    if not (model.is_file() and metrics.is_file()):
+        return None
+    record = ckpt.read_record(model)
+    if int(record["step"]) != config.train.iterations:
+        return None  # trained for fewer steps: continued by train(resume=True)
+    check_resumable(record["config"], resolve_paths(config), int(record["step"]), model)
+    return json.loads(metrics.read_text(encoding="utf-8"))
+
+
+def episode_scores(
+    run_dir: Path, config: ExperimentConfig, folder: DatasetFolder, scheme: FoldScheme, fold: int, count: int,
+    background_name: str, device, progress: bool,
+) -> dict:  # fmt: skip
+    """The fold's episode scores of ``run_dir/model.safetensors``, stored beside it and reused while
+    the model and the settings are the same."""
+    path = run_dir / "model.safetensors"
+    record = ckpt.read_record(path)
+    settings = {
+        "model_digest": record["digest"], "scheme": scheme.name, "fold": fold, "episode_count": count,
+        "background_name": background_name, "seen_calibration": config.inference.seen_calibration,
+    }  # fmt: skip
+    stored = run_dir / f"episodes_{scheme.name}_{count}.json"
+    if stored.is_file():
+        result = json.loads(stored.read_text(encoding="utf-8"))
+        if all(result.get(key) == value for key, value in settings.items()) and "false_positives" in result:
+            return result
+    model = build_segmentor(config.clip, config.decoder)
+    ckpt.load_model_weights(model, path, record)
+    model = model.to(device).eval()
+    fold_classes = scheme.fold(fold)
+    evaluation = evaluate_episodes(
+        model, folder, read_episodes(folder, fold, count, scheme.name), fold_classes, config.inference,
+        background_name, _trained_names(record), candidate_scoring(config), progress=progress,
+    )  # fmt: skip
+    result = settings | {"fold_classes": list(fold_classes)} | evaluation_dict(evaluation)
+    write_json(stored, result)
+    return result
+
+
+def _trained_names(record: dict) -> set[str]:
+    """The names a checkpoint was trained on, with their synonyms."""
+    trained = set(record["train_classes"])
+    synonyms = record["classes"].synonyms
+    return trained | {more for name in trained for more in synonyms.get(name, ())}
+
+
+def run_folds(
+    config: ExperimentConfig,
+    out: str | Path,
+    folds: Sequence[int] | None = None,
+    scheme: str | None = None,
+    episode_count: int = DEFAULT_EPISODE_COUNT,
+    background_name: str = DEFAULT_BACKGROUND_NAME,
+    progress: bool = True,
+) -> dict:
+    """Trains and scores each fold in ``out/fold_<i>`` and writes ``out/folds.json``; returns its content.
+
+    Args:
+        config: the experiment; ``data.root`` is a folder with ``folds.json`` and episode lists.
+        folds: which folds (default all, in order).
+        scheme: the fold scheme of ``folds.json`` (default the folder's).
+    """
+    out = Path(out)
+    config = resolve_paths(config)
+    folder = DatasetFolder(config.data.root)
+    fold_scheme = read_fold_scheme(folder, scheme)
+    chosen = list(range(len(fold_scheme.folds))) if folds is None else list(folds)
+    for fold in chosen:
+        fold_scheme.fold(fold)  # an unknown fold is refused before anything trains
+    configs = {fold: fold_config(config, fold_scheme, fold) for fold in chosen}
+    for fold in chosen:  # every episode list is read before anything trains
+        read_episodes(folder, fold, episode_count, fold_scheme.name)
+    device = resolve_device("auto")
+    results = {}
+    for fold in chosen:
+        run_dir = out / f"fold_{fold}"
+        generalized = finished_metrics(run_dir, configs[fold])
+        if generalized is None:
+            generalized = train(configs[fold], run_dir, resume=True, progress=progress)
+        episodes = episode_scores(run_dir, configs[fold], folder, fold_scheme, fold, episode_count,
+                                  background_name, device, progress)  # fmt: skip
+        results[fold] = {"classes": list(fold_scheme.fold(fold)), "episodes": episodes,
+                         "generalized": {key: generalized[key] for key in SUMMARY_KEYS}}  # fmt: skip
+    summary = {
+        "scheme": fold_scheme.name,
+        "folds": chosen,
+        "episode_count": episode_count,
+        "background_name": background_name,
+        "unseen_pixels": config.data.unseen_pixels,
+        "transductive": config.train.transductive,
+        "mean": mean_over(results),
+        "per_fold": {str(fold): result for fold, result in results.items()},
+    }
+    write_json(out / RESULTS_FILE, summary)
+    return summary
+
+
+def mean_over(results: dict[int, dict]) -> dict:
+    """Means over the folds: episode mIoU and FB-IoU (HSNet's benchmark number), and the generalized metrics."""
+    mean = {
+        "episode_miou": _mean([r["episodes"]["miou"] for r in results.values()]),
+        "episode_fb_iou": _mean([r["episodes"]["fb_iou"] for r in results.values()]),
+    }
+    for key in GENERALIZED_KEYS:
+        mean[key] = _mean([r["generalized"][key] for r in results.values()])
+    return mean
+
+
+def _mean(values: list) -> float:
+    finite = [float(v) for v in values if v is not None and v == v]
+    return float(np.mean(finite)) if len(finite) == len(values) and finite else float("nan")
+
+
+def format_folds_table(summary: dict, digits: int = 1) -> str:
+    """Per fold and the mean: episode mIoU and FB-IoU, then the generalized mIoU(S), mIoU(U), hIoU."""
+
+    def cell(value) -> str:
+        return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+    header = (
+        f"| fold ({summary['scheme']}) | unseen classes | episode mIoU | episode FB-IoU | mIoU(S) | mIoU(U) | hIoU |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for fold, result in summary["per_fold"].items():
+        episodes, generalized = result["episodes"], result["generalized"]
+        rows.append(f"| {fold} | {', '.join(result['classes'])} | {cell(episodes['miou'])} | "
+                    f"{cell(episodes['fb_iou'])} | {cell(generalized['miou_seen'])} | "
+                    f"{cell(generalized['miou_unseen'])} | {cell(generalized['hiou'])} |")  # fmt: skip
+    mean = summary["mean"]
+    rows.append(f"| mean of {len(summary['per_fold'])} | | {cell(mean['episode_miou'])} | "
+                f"{cell(mean['episode_fb_iou'])} | {cell(mean['miou_seen'])} | {cell(mean['miou_unseen'])} | "
+                f"{cell(mean['hiou'])} |")  # fmt: skip
+    shares = []
+    for fold, result in summary["per_fold"].items():
+        wrong = result["episodes"]["false_positives"]
+        total = wrong["other_classes"] + wrong["background_class"]
+        shares.append(f"fold {fold} {100.0 * wrong['other_classes'] / total:.1f}%" if total else f"fold {fold} n/a")
+    note = "pixels wrongly predicted as an episode's class that are other classes' objects: " + ", ".join(shares)
+    return header + "\n".join(rows) + "\n\n" + note + "\n"

@@ -1,0 +1,142 @@
+"""`splitmatch folds`: one run per fold with the fold's classes unseen, both forms of scoring, the
+mean, folds.json; a finished fold is not trained again. The world's folds and the shipped configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fold_folder import EPISODE_COUNT, FOLDS, SCHEME, make_fold_folder
+
+from splitmatch.cli import main
+from splitmatch.config.presets import load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def run_folds(capsys, root, out, *extra) -> tuple[int, str, str]:
+    code = main(["folds", "--preset", "tiny", "--set", f"data.root={root}", "--set", "train.iterations=2",
+                 "--set", "train.checkpoint_every=2", "--episode-count", str(EPISODE_COUNT), "--out", str(out),
+                 "--quiet", *extra])  # fmt: skip
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def folds_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folds")
+    folder = make_fold_folder(root / "data")
+    code = main(["folds", "--preset", "tiny", "--set", f"data.root={folder.root}", "--set", "train.iterations=2",
+                 "--set", "train.checkpoint_every=2", "--episode-count", str(EPISODE_COUNT), "--out",
+                 str(root / "out"), "--quiet"])  # fmt: skip
+    assert code == 0
+    return folder, root / "out"
+
+
+def test_each_fold_trains_with_its_classes_unseen_and_is_scored_both_ways(folds_run, capsys) -> None:
+    folder, out = folds_run
+    summary = json.loads((out / "folds.json").read_text())
+    assert summary["scheme"] == SCHEME and summary["folds"] == [0, 1]
+    for fold, classes in enumerate(FOLDS):
+        run = out / f"fold_{fold}"
+        split = json.loads((run / "split.json").read_text())
+        assert split["classes"]["unseen"] == list(classes)
+        result = summary["per_fold"][str(fold)]
+        eval_json = json.loads((run / "eval.json").read_text())
+        for key in ("miou_seen", "miou_unseen", "hiou", "miou"):
+            assert result["generalized"][key] == pytest.approx(eval_json[key])
+        # the episode form equals `eval --episodes` of the fold's checkpoint
+        code = main(["eval", "--checkpoint", str(run / "model.safetensors"), "--episodes", "--episode-count",
+                     str(EPISODE_COUNT), "--device", "cpu", "--quiet", "--json", str(run / "check.json")])  # fmt: skip
+        assert code == 0
+        check = json.loads((run / "check.json").read_text())
+        assert check["fold"] == fold
+        assert result["episodes"]["miou"] == pytest.approx(check["miou"])
+        assert result["episodes"]["fb_iou"] == pytest.approx(check["fb_iou"])
+    mean = summary["mean"]
+    per_fold = [summary["per_fold"][str(f)] for f in (0, 1)]
+    assert mean["episode_miou"] == pytest.approx(sum(r["episodes"]["miou"] for r in per_fold) / 2)
+    assert mean["hiou"] == pytest.approx(sum(r["generalized"]["hiou"] for r in per_fold) / 2)
+    capsys.readouterr()
+
+
+def test_a_finished_fold_is_not_trained_again(folds_run, capsys) -> None:
+    folder, out = folds_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "folds.json"}
+    summary = json.loads((out / "folds.json").read_text())
+    code, stdout, _ = run_folds(capsys, folder.root, out)
+    assert code == 0
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "folds.json"}
+    assert after == before  # no file of a run written again: nothing trained, nothing rescored
+    assert json.loads((out / "folds.json").read_text()) == summary
+    assert "| mean of 2 |" in stdout and "episode mIoU" in stdout
+
+
+def test_a_fold_trained_with_another_config_is_refused(folds_run, capsys) -> None:
+    folder, out = folds_run
+    code, _, stderr = run_folds(capsys, folder.root, out, "--set", "train.lr=0.5")
+    assert code == 2 and "train.lr" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_one_fold_alone_and_bad_requests(tmp_path, capsys) -> None:
+    folder = make_fold_folder(tmp_path / "data")
+    code, stdout, _ = run_folds(capsys, folder.root, tmp_path / "one", "--folds", "1")
+    assert code == 0 and "| mean of 1 |" in stdout
+    assert not (tmp_path / "one" / "fold_0").exists()
+    for extra, message in (
+        (["--folds", "2"], "fold must be 0..1 for tiny-2i, got 2"),
+        (["--folds", "0,0"], "--folds needs distinct fold numbers"),
+        (["--set", "data.unseen=[red]"], "folds sets data.unseen to each fold's classes"),
+        (["--fold-scheme", "other"], "has no fold scheme 'other'"),
+    ):
+        code, _, stderr = run_folds(capsys, folder.root, tmp_path / "bad", *extra)
+        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (extra, stderr)
+    assert not (tmp_path / "bad" / "fold_0").exists()
+
+
+def test_the_world_in_four_folds_of_three(tmp_path, capsys) -> None:
+    from splitmatch.data.episodes import read_episodes
+    from splitmatch.data.folder import read_label
+    from splitmatch.data.folds import fold_class_split, read_fold_scheme
+    from splitmatch.world.folds import WORLD_MIN_OBJECT_PIXELS, write_world_folds
+    from splitmatch.world.generator import CLASS_NAMES, WorldSpec, generate_world
+
+    world = generate_world(tmp_path / "world", spec=WorldSpec(num_train=0, num_val=40, num_captions=0),
+                           progress=False)  # fmt: skip
+    before = {p: p.read_bytes() for p in world.root.rglob("*") if p.is_file()}
+    write_world_folds(world, counts=(50,))
+    after = {p: p.read_bytes() for p in world.root.rglob("*") if p.is_file()}
+    assert {p: after[p] for p in before} == before  # images, labels, splits and classes as they were
+    assert {p.relative_to(world.root).parts[0] for p in set(after) - set(before)} == {"folds.json", "episodes"}
+    scheme = read_fold_scheme(world)
+    assert scheme.name == "world-3i" and [len(f) for f in scheme.folds] == [3, 3, 3, 3]
+    assert [c for fold in scheme.folds for c in fold] == list(CLASS_NAMES[1:])  # background in no fold
+    assert fold_class_split(world, 1).unseen == ("star", "heart", "ring")
+
+    for fold in range(4):
+        episodes = read_episodes(world, fold, 50)
+        assert len(episodes) == 50
+        for episode in episodes[:10]:
+            label = read_label(world.root / "labels" / f"{episode.stem}.png", len(CLASS_NAMES))
+            assert (label == CLASS_NAMES.index(episode.class_name)).sum() >= WORLD_MIN_OBJECT_PIXELS
+
+
+@pytest.mark.parametrize(
+    ("name", "unseen_pixels", "transductive"),
+    [
+        ("pascal-5i", "ignore", False),
+        ("pascal-5i-hsnet", "background", False),
+        ("coco-20i", "ignore", False),
+        ("coco-20i-hsnet", "background", False),
+        ("voc-transductive", "ignore", True),
+        ("coco-stuff-transductive", "ignore", True),
+        ("world-3i", "ignore", False),
+    ],
+)
+def test_protocol_configs_say_what_they_are(name, unseen_pixels, transductive) -> None:
+    config = load_config(str(CONFIGS / f"{name}.yaml"), None, [])
+    assert config.data.unseen_pixels == unseen_pixels and config.train.transductive == transductive
+    assert config.data.unseen is None  # folds (or classes.json) choose the unseen classes
+    if transductive:
+        assert config.train.transductive_start == 0.5 and config.train.transductive_threshold == 0.0
