@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # CPU machines without CUDA: these builds lie on this project's CI disk. GPU users may
 # instead `pip install -e ".[dev,app,onnx]"` into an environment that already has their torch build.
 # The app extra (Gradio) and playwright let the test suite drive `splitmatch app` in a browser;
-# the onnx extra lets it export a model and run the file with onnxruntime (tests/test_export_onnx.py).
+# the onnx extra lets it export a model and run the file with onnxruntime (tests/export/test_export_onnx.py).
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: install demo test lint bench

@@ -1,4 +1,4 @@
-"""Drives ``splitmatch app`` in a real headless Chromium, for tests/test_app_browser.py and for the
+"""Drives ``splitmatch app`` in a real headless Chromium, for tests/app/test_app_browser.py and for the
 screenshot in the docs::
 
     python tests/app_browser.py --out docs/images/app.png     # the packaged world model

@@ -7,9 +7,12 @@ import os
 # Before torch loads: passive OpenMP waiting keeps tests fast when the other core is busy.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from fabricate import CONTEXT459_NAMES, write_jpeg, write_label, write_list, write_mat  # noqa: E402
 
 from splitmatch.data.classes import ClassSplit  # noqa: E402
 from splitmatch.data.folder import DatasetFolder, write_sample, write_split  # noqa: E402
@@ -89,3 +92,77 @@ def run_predict(capsys, checkpoint, out, paths, classes: str, *extra) -> tuple[i
                  *extra, *map(str, paths)])  # fmt: skip
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+# Official dataset layouts, fabricated small, for the prepare, workflow and checks tests.
+@pytest.fixture()
+def voc_src(tmp_path: Path) -> Path:
+    src = tmp_path / "VOC2012"
+    for i, stem in enumerate(["2007_000032", "2007_000039", "2008_000002", "2007_000033", "2007_000042"]):
+        write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
+    write_label(src / "SegmentationClassAug" / "2007_000032.png", [0, 1, 20, 255])
+    write_label(src / "SegmentationClassAug" / "2007_000039.png", [15, 20, 0, 255])
+    write_label(src / "SegmentationClassAug" / "2008_000002.png", [5])
+    write_label(src / "SegmentationClassAug" / "2007_000042.png", [7])
+    # Official palette PNGs; where SBD's label exists too, the official one must win for the
+    # VOC train/val stems (2007_000032, 2007_000033), SBD's for the aug stems.
+    write_label(src / "SegmentationClass" / "2007_000032.png", [0, 2, 255], palette=True)
+    write_label(src / "SegmentationClass" / "2007_000033.png", [0, 1, 19, 255], palette=True)
+    write_label(src / "SegmentationClassAug" / "2007_000033.png", [4])
+    write_label(src / "SegmentationClass" / "2008_000002.png", [9], palette=True)
+    lists = src / "ImageSets" / "Segmentation"
+    write_list(lists / "train.txt", ["2007_000032", "2007_000039"])
+    write_list(lists / "val.txt", ["2007_000033", "2007_000042"])
+    write_list(lists / "aug.txt", ["2008_000002", "2007_000042"])  # SBD lists hold a val image
+    return src
+
+
+@pytest.fixture()
+def coco_src(tmp_path: Path) -> Path:
+    src = tmp_path / "coco_stuff164k"
+    for i, (split, stem) in enumerate([("train2017", "000000000009"), ("train2017", "000000000025"),
+                                       ("val2017", "000000000139")]):  # fmt: skip
+        write_jpeg(src / "images" / split / f"{stem}.jpg", i)
+    write_label(src / "annotations" / "train2017" / "000000000009.png", [0, 12, 91, 181, 255])
+    write_label(src / "annotations" / "train2017" / "000000000025_labelTrainIds.png", [0, 12, 170, 255])
+    write_label(src / "annotations" / "val2017" / "000000000139.png", [1, 26, 255])
+    return src
+
+
+@pytest.fixture()
+def context_src(tmp_path: Path) -> Path:
+    src = tmp_path / "VOC2010"
+    for i, stem in enumerate(["2008_000002", "2008_000003", "2008_000007"]):
+        write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
+    write_label(src / "SegmentationClassContext" / "2008_000002.png", [0, 1, 59, 255])
+    write_label(src / "SegmentationClassContext" / "2008_000003.png", [20, 0])
+    write_label(src / "SegmentationClassContext" / "2008_000007.png", [33])
+    write_list(src / "ImageSets" / "SegmentationContext" / "train.txt", ["2008_000002", "2008_000003"])
+    write_list(src / "ImageSets" / "SegmentationContext" / "val.txt", ["2008_000007"])
+    return src
+
+
+@pytest.fixture()
+def ade_src(tmp_path: Path) -> Path:
+    src = tmp_path / "ADEChallengeData2016"
+    for i, (split, stem) in enumerate([("training", "ADE_train_00000001"), ("training", "ADE_train_00000002"),
+                                       ("validation", "ADE_val_00000001")]):  # fmt: skip
+        write_jpeg(src / "images" / split / f"{stem}.jpg", i)
+    write_label(src / "annotations" / "training" / "ADE_train_00000001.png", [0, 1, 8, 150])
+    write_label(src / "annotations" / "training" / "ADE_train_00000002.png", [3])
+    write_label(src / "annotations" / "validation" / "ADE_val_00000001.png", [150, 0, 13])
+    return src
+
+
+@pytest.fixture()
+def context459_src(tmp_path: Path) -> Path:
+    src = tmp_path / "VOC2010"
+    for i, stem in enumerate(["2008_000002", "2008_000003", "2008_000007"]):
+        write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
+    write_mat(src / "trainval" / "2008_000002.mat", [0, 1, 300, 459])
+    write_mat(src / "trainval" / "2008_000003.mat", [256, 2])
+    write_mat(src / "trainval" / "2008_000007.mat", [3, 0, 459])
+    (src / "labels.txt").write_text("".join(f"{i}: {name}\n" for i, name in enumerate(CONTEXT459_NAMES, 1)))
+    write_list(src / "ImageSets" / "SegmentationContext" / "train.txt", ["2008_000002", "2008_000003"])
+    write_list(src / "ImageSets" / "SegmentationContext" / "val.txt", ["2008_000007"])
+    return src

@@ -2,7 +2,7 @@
 
 Float32 on colour planes: the saturation and hue steps of a uint8 image differ from an exact
 (float64) HSV round trip by at most one grey level, at well under one pixel in ten
-(tests/test_transforms.py), which no augmentation can tell apart, in a fraction of the time. The
+(tests/data/test_transforms.py), which no augmentation can tell apart, in a fraction of the time. The
 planes are torch tensors: its elementwise kernels are vectorised, and a data-loader worker
 runs them on its one thread.
 """

@@ -10,7 +10,7 @@ size and then keeps a 512 x 512 window of it, so most resized pixels were never 
 * :class:`ResizedImage` (the image): a bilinear resize not yet done; :meth:`ResizedImage.crop`
   resizes only the source region a window covers (Pillow's ``box``). Pixels then differ from
   resizing the whole image and cropping by at most one grey level, at under one pixel in a
-  hundred (rounding of the sampling positions; tests/test_transforms.py).
+  hundred (rounding of the sampling positions; tests/data/test_transforms.py).
 """
 
 from __future__ import annotations

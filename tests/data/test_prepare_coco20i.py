@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fabricate import labels_of, snapshot
 from PIL import Image
-from test_prepare import labels_of, snapshot
 
 from splitmatch.cli import main
 from splitmatch.data.episodes import read_episodes

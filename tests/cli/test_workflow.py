@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fabricate import fabricate_voc
 from PIL import Image
-from test_prepare import (  # noqa: F401 (fixtures of the official layouts)
-    ade_src,
-    coco_src,
-    context459_src,
-    context_src,
-    voc_src,
-)
 
 from splitmatch.cli import main
 from splitmatch.config.presets import preset
@@ -27,29 +20,6 @@ from splitmatch.evaluation.evaluator import evaluate
 from splitmatch.inference.segmentation import SegmentationInference, calibrate_seen, semantic_scores
 from splitmatch.model.build import build_segmentor
 from splitmatch.train.seeds import aggregate
-
-
-def fabricate_voc(src: Path, count: int = 6) -> None:
-    """VOC2012's layout: JPEGs, palette PNG labels (0 background, 1..20, 255 border), split lists."""
-    rng = np.random.default_rng(0)
-    stems = [f"2007_{i:06d}" for i in range(count)]
-    for i, stem in enumerate(stems):
-        (src / "JPEGImages").mkdir(parents=True, exist_ok=True)
-        (src / "SegmentationClass").mkdir(parents=True, exist_ok=True)
-        image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-        label = np.zeros((48, 64), np.uint8)
-        label[8:30, 10:40] = 1 + (i % 20)
-        label[30:44, 40:60] = 16 + (i % 5)  # unseen classes 16..20 (pottedplant .. tvmonitor)
-        label[29:31, :] = 255
-        Image.fromarray(image).save(src / "JPEGImages" / f"{stem}.jpg", quality=95)
-        png = Image.fromarray(label).convert("P")
-        png.putpalette([(i * 37) % 256 for i in range(768)])
-        png.putdata(label.ravel().tolist())
-        png.save(src / "SegmentationClass" / f"{stem}.png")
-    lists = src / "ImageSets" / "Segmentation"
-    lists.mkdir(parents=True, exist_ok=True)
-    (lists / "train.txt").write_text("\n".join(stems[:4]) + "\n")
-    (lists / "val.txt").write_text("\n".join(stems[4:]) + "\n")
 
 
 def test_prepare_train_eval_predict_on_fabricated_voc(tmp_path, capsys):

@@ -16,7 +16,7 @@ from splitmatch.config import ExperimentConfig, describe_path, merge, resolve_pa
 from splitmatch.config.presets import load_config
 from splitmatch.storage.checkpoint import read_record
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_relative_paths_resolve_against_the_current_folder_and_are_kept_as_written(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ from splitmatch.data.folder import read_label
 from splitmatch.storage.checkpoint import read_record
 from splitmatch.train.data import build_train_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VOC = BUILTIN_SPLITS["voc"]
 
 

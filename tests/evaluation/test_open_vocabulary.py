@@ -255,7 +255,9 @@ def test_the_seen_calibration_follows_the_names_trained_on(trained):
     assert trained_mask(TINY_CLASSES).tolist() == [True, True, True, True, False]
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "configs" / "vocabularies").glob("*.json")))
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[2] / "configs" / "vocabularies").glob("*.json"))
+)
 def test_shipped_world_vocabularies_fit_the_world(path):
     from splitmatch.world.generator import world_class_split
 

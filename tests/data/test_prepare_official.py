@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-import test_prepare
-from test_prepare import HEIGHT, WIDTH, labels_of, snapshot, write_jpeg, write_list, write_mat
+from fabricate import HEIGHT, WIDTH, labels_of, snapshot, write_jpeg, write_list, write_mat
 
 from splitmatch.cli import main
 from splitmatch.data.classes import BUILTIN_SPLITS, CONTEXT59_CLASSES
@@ -18,7 +17,6 @@ from splitmatch.data.folder import DatasetFormatError
 from splitmatch.data.prepare import prepare_context, prepare_voc
 from splitmatch.data.prepare.context import CONTEXT59_LABEL_IDS
 
-voc_src = test_prepare.voc_src  # the fabricated VOC2012 layout, as a fixture
 pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.data.prepare.PartialDatasetWarning")
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fabricate import labels_of, snapshot, write_list
 from PIL import Image
-from test_prepare import labels_of, snapshot, write_list
 from test_prepare_official import write_sbd_mat
 
 from splitmatch.cli import main

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_onnx.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_onnx.py"
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
 KEYS = {
     "mode", "ok", "device", "torch", "cuda", "open_clip", "anchors", "cuda_tests", "train_batch", "train_crop",
     "train_step_split_s", "train_step_hungarian_s", "train_peak_memory_split_gb", "train_peak_memory_hungarian_gb",

@@ -113,7 +113,7 @@ def test_candidate_scoring_script_evaluates_every_variant(tiny_dataset, tmp_path
     model = build_segmentor(config.clip, config.decoder)
     classes = tiny_dataset.classes
     checkpoint = save_checkpoint(tmp_path / "model.safetensors", model, config, classes, classes.seen_names, 1)
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "candidate_scoring.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "candidate_scoring.py"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(script.parent.parent))
     result = subprocess.run([sys.executable, str(script), "--checkpoint", str(checkpoint), "--max-images", "2",
                              "--json", str(tmp_path / "scores.json"), "--no-proxy"], capture_output=True, text=True,

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from fabricate import fabricate_voc
 from PIL import Image
-from test_workflow import fabricate_voc
 
 from splitmatch.cli import main
 from splitmatch.data.classes import ClassSplit

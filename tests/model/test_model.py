@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fabricate import fixed_batch
 
 from splitmatch.config import merge
 from splitmatch.config.presets import load_config, preset
@@ -13,28 +14,7 @@ from splitmatch.model.build import build_segmentor
 from splitmatch.model.mfe import MultiScaleFeatureEnhancement
 from splitmatch.train.step import build_criterion
 
-CONFIG_FILES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
-
-
-def fixed_batch(batch: int = 2, size: int = 64, dim: int = 32):
-    images = torch.randint(0, 256, (batch, 3, size, size))
-    targets = []
-    for b in range(batch):
-        masks = torch.zeros(2, size, size, dtype=torch.bool)
-        masks[0, : size // 2] = True
-        masks[1, size // 2 :, : size // 2] = True
-        pseudo = torch.zeros(2, size, size, dtype=torch.bool)
-        pseudo[0, size // 2 :, size // 2 :] = True
-        pseudo[1, : size // 4, : size // 4] = True
-        targets.append(
-            {
-                "labels": torch.tensor([0, 1 + b]),
-                "masks": masks,
-                "pseudo_masks": pseudo,
-                "pseudo_embeddings": torch.nn.functional.normalize(torch.randn(2, dim), dim=-1),
-            }
-        )
-    return images, targets
+CONFIG_FILES = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 
 def test_mfe_is_residual_and_keeps_shape():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_host_step.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_host_step.py"
 
 
 @pytest.mark.slow

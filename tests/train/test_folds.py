@@ -12,7 +12,7 @@ from fold_folder import EPISODE_COUNT, FOLDS, SCHEME, make_fold_folder
 from splitmatch.cli import main
 from splitmatch.config.presets import load_config
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def run_folds(capsys, root, out, *extra) -> tuple[int, str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_model import fixed_batch
+from fabricate import fixed_batch
 
 from splitmatch.config import merge, preset
 from splitmatch.losses.mask_losses import distillation_loss

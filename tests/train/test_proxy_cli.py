@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fabricate import fabricate_voc
 from PIL import Image
-from test_workflow import fabricate_voc
 
 from splitmatch.cli import main
 from splitmatch.data.classes import BUILTIN_SPLITS
@@ -20,7 +20,7 @@ from splitmatch.pseudo.quality import PROXY_NOTE, UNSEEN_NAMES_NOTE
 from splitmatch.storage.checkpoint import read_record
 
 VOC = BUILTIN_SPLITS["voc"]
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "candidate_scoring.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "candidate_scoring.py"
 # The fabricated training images hold aeroplane, bicycle, bird and boat (one each) and an unseen block.
 PROXY = ["--proxy", "--set", "data.proxy.classes=[aeroplane, bird]", "--set", "data.proxy.val_fraction=0.25"]
 

@@ -148,7 +148,7 @@ def test_without_a_checkpoint_the_packaged_world_model_segments_an_example(brows
         _check_figure(result["figure_url"], typed, image.shape[:2])
         labels = _check_label_map(result["label_url"], typed, image.shape[:2])
         _check_table(result["table"], typed, labels)
-    # The page serves the library's packaged model (its quality on world images: tests/test_packaged_model.py);
+    # The page serves the library's packaged model (its quality on world images: tests/predict/test_packaged_model.py);
     # another process may break a near-tie of scores otherwise, hence agreement rather than equality.
     expected = Predictor.packaged("cpu", mode="whole").predict(image, typed)
     assert (labels == expected).mean() > 0.999, "the page's result is not the packaged model's"

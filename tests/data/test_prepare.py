@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from fabricate import CONTEXT459_NAMES, labels_of, snapshot, write_label, write_mat
 from PIL import Image
 
 from splitmatch.data.classes import BUILTIN_SPLITS, ClassSplit
-from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_label
+from splitmatch.data.folder import DatasetFormatError
 from splitmatch.data.prepare import (
     PREPARERS,
     prepare_ade20k,
@@ -23,64 +24,8 @@ from splitmatch.data.prepare import (
 from splitmatch.data.prepare.ade20k import ADE20K_CLASSES
 from splitmatch.data.prepare.coco_stuff import RAW_TO_TRAIN_ID, check_class_order
 
-HEIGHT, WIDTH = 12, 16
 # The fabricated trees are far smaller than the protocols' splits: every call accepts that.
 pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.data.prepare.PartialDatasetWarning")
-
-
-def write_jpeg(path: Path, seed: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, (HEIGHT, WIDTH, 3)).astype(np.uint8)
-    Image.fromarray(pixels).save(path, format="JPEG")
-
-
-def write_label(path: Path, values: list[int], palette: bool = False) -> np.ndarray:
-    """A label PNG whose rows cycle through ``values``; grayscale, or palette mode like VOC's."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    label = np.array(values, dtype=np.uint8)[np.arange(HEIGHT * WIDTH).reshape(HEIGHT, WIDTH) % len(values)]
-    image = Image.fromarray(label)
-    if palette:
-        image = image.convert("P")
-        image.putpalette([(i * 37) % 256 for i in range(768)])
-        image.putdata(label.ravel().tolist())  # keep indices = class ids, as in VOC's PNGs
-    image.save(path)
-    return label
-
-
-def write_list(path: Path, stems: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(stems) + "\n")
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Every file with its inode and modification time, to tell whether a re-run touched it."""
-    return {str(p.relative_to(root)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
-
-
-def labels_of(folder: DatasetFolder, stem: str) -> np.ndarray:
-    return read_label(folder.root / "labels" / f"{stem}.png", folder.classes.num_classes)
-
-
-@pytest.fixture()
-def voc_src(tmp_path: Path) -> Path:
-    src = tmp_path / "VOC2012"
-    for i, stem in enumerate(["2007_000032", "2007_000039", "2008_000002", "2007_000033", "2007_000042"]):
-        write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
-    write_label(src / "SegmentationClassAug" / "2007_000032.png", [0, 1, 20, 255])
-    write_label(src / "SegmentationClassAug" / "2007_000039.png", [15, 20, 0, 255])
-    write_label(src / "SegmentationClassAug" / "2008_000002.png", [5])
-    write_label(src / "SegmentationClassAug" / "2007_000042.png", [7])
-    # Official palette PNGs; where SBD's label exists too, the official one must win for the
-    # VOC train/val stems (2007_000032, 2007_000033), SBD's for the aug stems.
-    write_label(src / "SegmentationClass" / "2007_000032.png", [0, 2, 255], palette=True)
-    write_label(src / "SegmentationClass" / "2007_000033.png", [0, 1, 19, 255], palette=True)
-    write_label(src / "SegmentationClassAug" / "2007_000033.png", [4])
-    write_label(src / "SegmentationClass" / "2008_000002.png", [9], palette=True)
-    lists = src / "ImageSets" / "Segmentation"
-    write_list(lists / "train.txt", ["2007_000032", "2007_000039"])
-    write_list(lists / "val.txt", ["2007_000033", "2007_000042"])
-    write_list(lists / "aug.txt", ["2008_000002", "2007_000042"])  # SBD lists hold a val image
-    return src
 
 
 def test_voc_labels_splits_classes_and_links(voc_src: Path, tmp_path: Path) -> None:
@@ -164,18 +109,6 @@ def test_coco_stuff_mapping_matches_mmseg_and_builtin_order() -> None:
     assert 11 not in RAW_TO_TRAIN_ID and 90 not in RAW_TO_TRAIN_ID
 
 
-@pytest.fixture()
-def coco_src(tmp_path: Path) -> Path:
-    src = tmp_path / "coco_stuff164k"
-    for i, (split, stem) in enumerate([("train2017", "000000000009"), ("train2017", "000000000025"),
-                                       ("val2017", "000000000139")]):  # fmt: skip
-        write_jpeg(src / "images" / split / f"{stem}.jpg", i)
-    write_label(src / "annotations" / "train2017" / "000000000009.png", [0, 12, 91, 181, 255])
-    write_label(src / "annotations" / "train2017" / "000000000025_labelTrainIds.png", [0, 12, 170, 255])
-    write_label(src / "annotations" / "val2017" / "000000000139.png", [1, 26, 255])
-    return src
-
-
 def test_coco_stuff_raw_and_train_id_labels(coco_src: Path, tmp_path: Path) -> None:
     folder = prepare_coco_stuff(coco_src, tmp_path / "out", progress=False, allow_partial=True)
     assert folder.stems("train") == ["000000000009", "000000000025"]
@@ -198,19 +131,6 @@ def test_coco_stuff_refuses_unused_ids_and_missing_dirs(coco_src: Path, tmp_path
         prepare_coco_stuff(coco_src, tmp_path / "out", progress=False, allow_partial=True)
     with pytest.raises(DatasetFormatError, match=r"images/train2017 does not exist"):
         prepare_coco_stuff(tmp_path / "empty", tmp_path / "out2", progress=False, allow_partial=True)
-
-
-@pytest.fixture()
-def context_src(tmp_path: Path) -> Path:
-    src = tmp_path / "VOC2010"
-    for i, stem in enumerate(["2008_000002", "2008_000003", "2008_000007"]):
-        write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
-    write_label(src / "SegmentationClassContext" / "2008_000002.png", [0, 1, 59, 255])
-    write_label(src / "SegmentationClassContext" / "2008_000003.png", [20, 0])
-    write_label(src / "SegmentationClassContext" / "2008_000007.png", [33])
-    write_list(src / "ImageSets" / "SegmentationContext" / "train.txt", ["2008_000002", "2008_000003"])
-    write_list(src / "ImageSets" / "SegmentationContext" / "val.txt", ["2008_000007"])
-    return src
 
 
 def test_context_labels_splits_and_rerun(context_src: Path, tmp_path: Path) -> None:
@@ -264,18 +184,6 @@ def test_background_option_of_another_dataset_is_a_usage_error(tmp_path: Path, c
     assert not (tmp_path / "dst").exists()
 
 
-@pytest.fixture()
-def ade_src(tmp_path: Path) -> Path:
-    src = tmp_path / "ADEChallengeData2016"
-    for i, (split, stem) in enumerate([("training", "ADE_train_00000001"), ("training", "ADE_train_00000002"),
-                                       ("validation", "ADE_val_00000001")]):  # fmt: skip
-        write_jpeg(src / "images" / split / f"{stem}.jpg", i)
-    write_label(src / "annotations" / "training" / "ADE_train_00000001.png", [0, 1, 8, 150])
-    write_label(src / "annotations" / "training" / "ADE_train_00000002.png", [3])
-    write_label(src / "annotations" / "validation" / "ADE_val_00000001.png", [150, 0, 13])
-    return src
-
-
 def test_ade20k_labels_classes_and_splits(ade_src: Path, tmp_path: Path) -> None:
     folder = prepare_ade20k(ade_src, tmp_path / "out", progress=False, allow_partial=True)
     assert folder.classes.num_classes == 150 and folder.classes.unseen == ()
@@ -299,30 +207,6 @@ def test_ade20k_refuses_bad_values_and_missing_files(ade_src: Path, tmp_path: Pa
         prepare_ade20k(ade_src, tmp_path / "out", progress=False, allow_partial=True)
     with pytest.raises(DatasetFormatError, match="pass --src .*ADEChallengeData2016"):
         prepare_ade20k(ade_src.parent, tmp_path / "out", progress=False, allow_partial=True)
-
-
-CONTEXT459_NAMES = ["accordion", "aeroplane", "air conditioner"] + [f"thing {i}" for i in range(4, 460)]
-
-
-def write_mat(path: Path, values: list[int]) -> None:
-    """An official full-Context label file: a MATLAB v5 .mat with a uint16 LabelMap."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    label = np.array(values, dtype=np.uint16)[np.arange(HEIGHT * WIDTH).reshape(HEIGHT, WIDTH) % len(values)]
-    scipy.io.savemat(path, {"LabelMap": label})
-
-
-@pytest.fixture()
-def context459_src(tmp_path: Path) -> Path:
-    src = tmp_path / "VOC2010"
-    for i, stem in enumerate(["2008_000002", "2008_000003", "2008_000007"]):
-        write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
-    write_mat(src / "trainval" / "2008_000002.mat", [0, 1, 300, 459])
-    write_mat(src / "trainval" / "2008_000003.mat", [256, 2])
-    write_mat(src / "trainval" / "2008_000007.mat", [3, 0, 459])
-    (src / "labels.txt").write_text("".join(f"{i}: {name}\n" for i, name in enumerate(CONTEXT459_NAMES, 1)))
-    write_list(src / "ImageSets" / "SegmentationContext" / "train.txt", ["2008_000002", "2008_000003"])
-    write_list(src / "ImageSets" / "SegmentationContext" / "val.txt", ["2008_000007"])
-    return src
 
 
 def test_context459_sixteen_bit_labels_and_official_names(context459_src: Path, tmp_path: Path) -> None:
