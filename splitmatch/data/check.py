@@ -8,10 +8,7 @@ share and every rank stops with the first problem found.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-
-from PIL import Image, UnidentifiedImageError
 
 from splitmatch import distributed as dist
 from splitmatch.data.folder import (
@@ -21,6 +18,7 @@ from splitmatch.data.folder import (
     DatasetFolder,
     DatasetFormatError,
     Sample,
+    open_image,
     read_image,
 )
 
@@ -29,24 +27,13 @@ _SWAPPED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn an image by 
 
 def header_size(path, what: str, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[tuple[int, int], str, int]:
     """``((H, W) as shown, mode, EXIF orientation)`` of an image file, from its header alone."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
-            with Image.open(path) as image:
-                width, height = image.size
-                mode = image.mode
-                orientation = image.getexif().get(0x0112, 1) if what == "image" else 1
-    except FileNotFoundError:
-        raise DatasetFormatError(f"{what} {path} does not exist") from None
-    except Image.DecompressionBombError:
-        raise DatasetFormatError(f"{what} {path} is too large to decode safely (limit {max_pixels:,} pixels)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DatasetFormatError(f"{what} {path} is corrupt or truncated: {error}") from None
-    if width * height > max_pixels:
-        raise DatasetFormatError(
-            f"{what} {path} is {width}x{height} = {width * height:,} pixels, more than the {max_pixels:,} "
-            "that are safe to decode"
-        )
+    with open_image(path, what, max_pixels) as image:
+        width, height = image.size
+        mode = image.mode
+        try:
+            orientation = image.getexif().get(0x0112, 1) if what == "image" else 1
+        except (OSError, SyntaxError, ValueError) as error:
+            raise DatasetFormatError(f"{what} {path} is corrupt or truncated: {error}") from None
     if orientation in _SWAPPED_ORIENTATIONS:
         width, height = height, width
     return (height, width), mode, orientation

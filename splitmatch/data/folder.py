@@ -186,6 +186,41 @@ def list_some(items: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def open_image(path: str | Path, what: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Opens an image or label file with only its header read, refused if it claims too many pixels.
+
+    The one place where splitmatch opens an image file (reading, checking, converting): a file
+    whose header declares more than ``max_pixels`` is refused before any pixel is decoded. The
+    caller closes the image (``with open_image(...) as image``).
+
+    Raises:
+        DatasetFormatError: ``path`` is missing, a folder, not an image, or too large (named).
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
+            image = Image.open(path)
+    except FileNotFoundError:
+        raise DatasetFormatError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise DatasetFormatError(f"{what} {path} is a folder, not an image file") from None
+    except Image.DecompressionBombError as error:  # Pillow's own hard limit, checked inside Image.open
+        raise DatasetFormatError(
+            f"{what} {path} is too large to decode safely (limit {max_pixels:,} pixels): {error}"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DatasetFormatError(f"{what} {path} is corrupt or truncated: {error}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise DatasetFormatError(
+            f"{what} {path} is {width}x{height} = {width * height:,} pixels, more than the {max_pixels:,} "
+            "that are safe to decode"
+        )
+    return image
+
+
 def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Reads an image as RGB ``uint8 [H, W, 3]``, the way image viewers show it.
 
@@ -199,23 +234,8 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarr
         DatasetFormatError: the file is missing, corrupt, truncated or too large (named).
     """
     path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
-            with Image.open(path) as image:
-                return image_to_rgb(image, f"image {path}", max_pixels)
-    except DatasetFormatError:
-        raise
-    except FileNotFoundError:
-        raise DatasetFormatError(f"image {path} does not exist") from None
-    except IsADirectoryError:
-        raise DatasetFormatError(f"image {path} is a folder, not an image file") from None
-    except Image.DecompressionBombError as error:  # Pillow's own hard limit, checked inside Image.open
-        raise DatasetFormatError(
-            f"image {path} is too large to decode safely (limit {max_pixels:,} pixels): {error}"
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DatasetFormatError(f"image {path} is corrupt or truncated: {error}") from None
+    with open_image(path, "image", max_pixels) as image:
+        return image_to_rgb(image, f"image {path}", max_pixels)
 
 
 def image_to_rgb(image: Image.Image, name: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
@@ -274,17 +294,9 @@ def read_label(
     """
     path = Path(path)
     ignore = ignore_index_for(num_classes)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
-            label = Image.open(path)
-        with label:
+    with open_image(path, "label", max_pixels) as label:
+        try:
             width, height = label.size  # from the header: not decoded yet
-            if width * height > max_pixels:
-                raise DatasetFormatError(
-                    f"label {path} is {width}x{height} = {width * height:,} pixels, more than the "
-                    f"{max_pixels:,} that are safe to decode"
-                )
             if image_size is not None and (height, width) != tuple(image_size):
                 raise DatasetFormatError(
                     f"label {path} is {width}x{height} (WxH) but its image is {image_size[1]}x{image_size[0]}"
@@ -297,18 +309,10 @@ def read_label(
                     f"(8-bit grayscale or palette, or 16-bit grayscale) holding class ids"
                 )
             array = np.asarray(label).astype(np.int64)
-    except DatasetFormatError:
-        raise
-    except FileNotFoundError:
-        raise DatasetFormatError(f"label {path} does not exist") from None
-    except IsADirectoryError:
-        raise DatasetFormatError(f"label {path} is a folder, not a PNG file") from None
-    except Image.DecompressionBombError as error:  # Pillow's own hard limit, checked inside Image.open
-        raise DatasetFormatError(
-            f"label {path} is too large to decode safely (limit {max_pixels:,} pixels): {error}"
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DatasetFormatError(f"label {path} is corrupt or truncated: {error}") from None
+        except DatasetFormatError:
+            raise
+        except (OSError, SyntaxError, ValueError) as error:  # the pixel data, decoded only now
+            raise DatasetFormatError(f"label {path} is corrupt or truncated: {error}") from None
     if mode in _EIGHT_BIT_LABEL_MODES and ignore != IGNORE_INDEX:
         raise DatasetFormatError(
             f"label {path} is an 8-bit PNG, but the dataset has {num_classes} classes: datasets of more "

@@ -24,10 +24,10 @@ import numpy as np
 from tqdm import tqdm
 
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
-from splitmatch.data.folder import CLASSES_FILE, DatasetFormatError, list_some, read_label, write_label
+from splitmatch.data.folder import CLASSES_FILE, DatasetFormatError, list_some, open_image, read_label, write_label
 from splitmatch.data.prepare.protocol_sizes import check_split_sizes
 from splitmatch.data.prepare.readback import count_classes, read_pixel_counts, write_pixel_counts
-from splitmatch.data.prepare.safety import check_destination, check_stems, open_within_limit
+from splitmatch.data.prepare.safety import check_destination, check_stems
 from splitmatch.storage.files import atomic_write_bytes
 
 
@@ -140,7 +140,7 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 def convert_label(sample: SourceSample) -> np.ndarray:
     """Reads an official label (mode L or P: the raw indices) and maps it: uint8 [H, W]."""
-    with open_within_limit(sample.label, "label") as label:
+    with open_image(sample.label, "label") as label:
         if label.mode not in ("L", "P"):
             raise DatasetFormatError(
                 f"label {sample.label} has mode {label.mode}; expected a single-channel 8-bit PNG "
@@ -172,7 +172,7 @@ def apply_format(values: np.ndarray, sample: SourceSample) -> np.ndarray:
 def check_label_size(values: np.ndarray, sample: SourceSample) -> None:
     """Refuses an official label ``[H, W]`` whose size is not its image's, and an image too large to
     decode (both read from the image's header only)."""
-    with open_within_limit(sample.image, "image") as image:
+    with open_image(sample.image, "image") as image:
         width, height = image.size
     if values.shape != (height, width):
         raise DatasetFormatError(

@@ -10,7 +10,7 @@ write, and that no file it opens is too large to decode.
   with ``.`` (hidden, and the converters' own temporary files are ``.<name>.tmp``), or has
   leading or trailing white space (list lines are stripped when read). Spaces inside a name are
   fine.
-* Images and labels are opened with :func:`open_within_limit`: a header claiming more pixels
+* Images and labels are opened with :func:`splitmatch.data.folder.open_image`: a header claiming more pixels
   than :data:`splitmatch.data.folder.MAX_IMAGE_PIXELS` (the limit ``predict`` and training use)
   is refused with one line naming the file, before anything is decoded.
 """
@@ -18,13 +18,10 @@ write, and that no file it opens is too large to decode.
 from __future__ import annotations
 
 import unicodedata
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
-from splitmatch.data.folder import MAX_IMAGE_PIXELS, DatasetFormatError, list_some
+from splitmatch.data.folder import DatasetFormatError, list_some
 
 
 def check_destination(src: Path, dst: Path) -> None:
@@ -72,32 +69,3 @@ def check_stems(stems: Iterable[str], where: str) -> None:
             "rename them (names must be UTF-8 without path separators, control characters, a leading '.' "
             "or surrounding spaces)"
         )
-
-
-def open_within_limit(path: Path, what: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """Opens an image file lazily (header only) and refuses it when it claims too many pixels.
-
-    The caller closes the returned image (``with open_within_limit(...) as image``).
-
-    Raises:
-        DatasetFormatError: ``path`` is missing, not an image, or larger than ``max_pixels``
-            (named, with its size), before any pixel data is decoded.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
-            image = Image.open(path)
-    except Image.DecompressionBombError as error:  # Pillow's own hard limit, checked inside Image.open
-        raise DatasetFormatError(
-            f"{what} {path} is too large to decode safely (limit {max_pixels:,} pixels): {error}"
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DatasetFormatError(f"cannot read {what} {path}: {error}") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        image.close()
-        raise DatasetFormatError(
-            f"{what} {path} is {width}x{height} = {width * height:,} pixels, more than the {max_pixels:,} "
-            "that are safe to decode"
-        )
-    return image
