@@ -168,8 +168,8 @@ def test_non_finite_loss_between_log_steps_stops_before_the_next_checkpoint(tiny
     calls = {"count": 0}
     forward = SetCriterion.forward
 
-    def poisoned(self, outputs, targets, normalisers=None):
-        result = forward(self, outputs, targets, normalisers)
+    def poisoned(self, outputs, targets, normalisers=None, class_embeddings=None):
+        result = forward(self, outputs, targets, normalisers, class_embeddings)
         calls["count"] += 1
         if calls["count"] == 3:  # step 3's loss: NaN, then NaN gradients and weights
             result["loss"] = result["loss"] * torch.tensor(float("nan"))
