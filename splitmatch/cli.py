@@ -15,10 +15,18 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import math  # noqa: E402
 import sys  # noqa: E402
 
 from splitmatch.commands import data, evaluation, export, prediction, training  # noqa: E402
+from splitmatch.commands.arguments import (  # noqa: E402
+    episode_counts,
+    integer_in,
+    megapixels,
+    non_negative_int,
+    port,
+    positive_int,
+    seed,
+)
 from splitmatch.commands.common import UsageError  # noqa: E402
 from splitmatch.data.names import printable  # noqa: E402
 
@@ -73,64 +81,6 @@ def describe_os_error(error: OSError) -> str:
         return str(error)
     target = f"{error.filename}" + (f" -> {error.filename2}" if error.filename2 is not None else "")
     return f"{error.strerror}: {target}"
-
-
-def _integer_in(low: int, high: int, what: str):
-    """An argparse type: an integer in ``low..high`` (argparse turns the refusal into one line, exit 2)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, got '{printable(text, 40)}'") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {printable(text, 40)}")
-        return value
-
-    return parse
-
-
-_positive_int = _integer_in(1, 2**63 - 1, "a positive integer")
-_seed = _integer_in(0, 2**63 - 1, "an integer in 0..2**63-1")
-_port = _integer_in(1, 65535, "a port number in 1..65535")
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got '{printable(text, 40)}'") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {printable(text, 40)}")
-    return value
-
-
-def _megapixels(text: str) -> float:
-    from splitmatch.data.folder import MAX_IMAGE_PIXELS
-
-    value = _finite_float(text)
-    if not 0 < value * 1e6 <= MAX_IMAGE_PIXELS:
-        raise argparse.ArgumentTypeError(
-            f"must be more than 0 and at most {MAX_IMAGE_PIXELS / 1e6:g} (the largest image decoded safely), got {text}"
-        )
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
-    return value
-
-
-def _episode_counts(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(dict.fromkeys(_positive_int(part.strip()) for part in text.split(",")))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, got '{text}'") from None
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -193,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", help="comma-separated fold numbers, e.g. 0,2 (default: every fold)")
     p.add_argument("--fold-scheme", help="fold scheme of data.root's folds.json, e.g. coco-20i-consecutive "
                    "(default: the folder's)")  # fmt: skip
-    p.add_argument("--episode-count", type=_positive_int, default=1000, help="which stored episode list per fold, "
+    p.add_argument("--episode-count", type=positive_int, default=1000, help="which stored episode list per fold, "
                    "by length (5000 when prepared with --episodes 1000,5000)")  # fmt: skip
     p.add_argument("--background-name", default="background", help="the name given beside each episode's class")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -214,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="with --evaluate: also write the scores to this JSON file")
     p.add_argument("--figure", help="with --evaluate: draw the worst misses into this PNG file")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="images per frozen-CLIP forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per frozen-CLIP forward pass")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=evaluation.cmd_pseudo_masks)
 
@@ -238,14 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="amount taken off seen-class scores for the headline numbers (default: the checkpoint's); "
         "0 and 0.1 are always reported as well",
     )
-    p.add_argument("--max-images", type=_positive_int, help="score only the first N images of the split")
+    p.add_argument("--max-images", type=positive_int, help="score only the first N images of the split")
     p.add_argument("--episodes", action="store_true", help="score a fold's binary test episodes (PASCAL-5i, "
                    "COCO-20i protocol: episode mIoU, FB-IoU) instead of a split (docs/benchmarks.md)")  # fmt: skip
-    p.add_argument("--fold", type=_integer_in(0, 1000, "a fold number"), help="with --episodes: the fold whose "
+    p.add_argument("--fold", type=integer_in(0, 1000, "a fold number"), help="with --episodes: the fold whose "
                    "episodes to score (default: the fold whose classes the checkpoint held out)")  # fmt: skip
     p.add_argument("--fold-scheme", help="with --episodes: the fold scheme of the folder's folds.json "
                    "(default: the folder's)")  # fmt: skip
-    p.add_argument("--episode-count", type=_positive_int, help="with --episodes: which stored list, by length "
+    p.add_argument("--episode-count", type=positive_int, help="with --episodes: which stored list, by length "
                    "(default: 1000; 5000 when prepared)")  # fmt: skip
     p.add_argument("--background-name", help="with --episodes: the name given beside the episode's class "
                    "(default: background)")  # fmt: skip
@@ -272,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an inference setting, repeatable, e.g. inference.short_side=640; with --model maskclip "
                    "also clip.arch, clip.weights, clip.templates")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="images run through the model together "
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images run through the model together "
                    "(the same labels as one by one)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("images", nargs="+", metavar="PATH", help="image files (JPEG, PNG, ...), and folders searched for "
@@ -283,10 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_argument(p)
     p.add_argument("--checkpoint", help=f"model.safetensors to serve (default: {PACKAGED_HELP})")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=_port, default=7860, help="port to listen on")
+    p.add_argument("--port", type=port, default=7860, help="port to listen on")
     p.add_argument("--device", default="cpu", help="cuda, cuda:N, cpu or auto (default: cpu)")
     p.add_argument(
-        "--max-megapixels", type=_megapixels, default=16.0, help="largest image accepted, in millions of pixels"
+        "--max-megapixels",
+        type=megapixels,
+        default=16.0,
+        help="largest image accepted, in millions of pixels",
     )
     p.set_defaults(func=prediction.cmd_app)
 
@@ -298,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help=f"model.safetensors (or a checkpoint) to export (default: {PACKAGED_HELP})")
     p.add_argument("--size", nargs="+", metavar="N", help="input size, N (square) or H W, multiples of the "
                    "model's patch size (default: the checkpoint's inference.short_side, square)")  # fmt: skip
-    p.add_argument("--opset", type=_positive_int, help="ONNX opset to write, 18 or later (default: the exporter's)")
+    p.add_argument("--opset", type=positive_int, help="ONNX opset to write, 18 or later (default: the exporter's)")
     p.set_defaults(func=export.cmd_export)
 
     p = _add_command(commands, "prepare", help="convert an official dataset into the folder format")
@@ -311,11 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "are read directly (default: the SegmentationClassAug PNGs in --src)")  # fmt: skip
     p.add_argument("--allow-partial", action="store_true", help="prepare splits whose sizes are not the protocol's "
                    "(a partial download, a test tree) with a warning (default: refuse, exit 2)")  # fmt: skip
-    p.add_argument("--episodes", type=_episode_counts, help="pascal-5i, coco-20i: test episode lists per fold, "
+    p.add_argument("--episodes", type=episode_counts, help="pascal-5i, coco-20i: test episode lists per fold, "
                    "comma-separated lengths, e.g. 1000,5000 (default: 1000)")  # fmt: skip
-    p.add_argument("--min-object-pixels", type=_positive_int, help="pascal-5i, coco-20i: smallest object a test "
+    p.add_argument("--min-object-pixels", type=positive_int, help="pascal-5i, coco-20i: smallest object a test "
                    "episode may ask for, in pixels (default: 2048, PFENet's 2 x 32 x 32)")  # fmt: skip
-    p.add_argument("--episode-seed", type=_non_negative_int, help="coco-20i: seed of the drawing of the test "
+    p.add_argument("--episode-seed", type=non_negative_int, help="coco-20i: seed of the drawing of the test "
                    "episodes (default: 0, as HSNet)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=data.cmd_prepare)
@@ -333,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add_command(commands, "world", help="generate the built-in zero-shot world dataset")
     p.add_argument("--out", required=True, help="folder to write the world into (folder format)")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed of the world's images")
+    p.add_argument("--seed", type=seed, default=0, help="random seed of the world's images")
     p.add_argument("--folds", action="store_true", help="also write folds.json and 1,000 test episodes per fold: "
                    "the 12 object classes in 4 folds of 3, as PASCAL-5i (docs/protocols.md)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -342,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_command(commands, "toy-clip", help="train the world's small CLIP on captions of world images")
     p.add_argument("--world", required=True, help="a folder made by `splitmatch world`")
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    p.add_argument("--steps", type=_positive_int, help="training steps (default: ToyClipSpec's)")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed of initialisation and batches")
+    p.add_argument("--steps", type=positive_int, help="training steps (default: ToyClipSpec's)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed of initialisation and batches")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=data.cmd_toy_clip)
 
@@ -365,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="folder for the world, runs, report.md and figures")
     p.add_argument("--quick", action="store_true", help="a tiny world and a few iterations (tests)")
     p.add_argument("--ablations", action="store_true", help="also train the ablations of the method")
-    p.add_argument("--seed", type=_seed, default=0, help="training seed of every run")
+    p.add_argument("--seed", type=seed, default=0, help="training seed of every run")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="change the world preset in every run, e.g. train.iterations=1000 (runs go to runs-<changes>)",
