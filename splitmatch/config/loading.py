@@ -13,7 +13,8 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +122,8 @@ def parse_override(text: str) -> dict:
     if "=" not in text:
         raise ConfigError(f"override {quoted} must look like key.sub=value")
     key, raw = text.split("=", 1)
-    try:
+    with _yaml_read_as(f"override {quoted}: the value"):
         value = load_bounded(raw, f"the value of override {quoted}") if raw.strip() else ""
-    except yaml.YAMLError as error:
-        raise ConfigError(f"override {quoted}: the value is not valid YAML ({_yaml_problem(error)})") from None
-    except ConfigError:
-        raise
-    except (ValueError, RecursionError) as error:  # an integer beyond Python's digit limit
-        raise ConfigError(f"override {quoted}: the value cannot be read ({shown(str(error))})") from None
     parts = key.strip().split(".")
     if len(parts) > MAX_KEY_PARTS:
         raise ConfigError(f"override {quoted} has a key of {len(parts)} parts; config keys have at most two")
@@ -138,6 +133,20 @@ def parse_override(text: str) -> dict:
             raise ConfigError(f"override {quoted} has an empty key part")
         nested = {part: nested}
     return nested
+
+
+@contextmanager
+def _yaml_read_as(what: str) -> Iterator[None]:
+    """Parsing errors of the YAML text named ``what`` as one-line ConfigErrors, for config files
+    and ``--set`` values alike."""
+    try:
+        yield
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{what} is not valid YAML ({_yaml_problem(error)})") from None
+    except ConfigError:
+        raise
+    except (ValueError, RecursionError) as error:  # an integer beyond Python's digit limit
+        raise ConfigError(f"{what} cannot be read ({shown(str(error))})") from None
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
@@ -156,19 +165,15 @@ def read_yaml(path: str | Path) -> dict:
             raw = handle.read(MAX_BYTES + 1)
         if len(raw) > MAX_BYTES:
             raise ConfigError(f"config file {path} is over {MAX_BYTES:,} bytes; a config is a few kilobytes of YAML")
-        data = load_bounded(raw.decode("utf-8"), f"config file {path}")
+        text = raw.decode("utf-8")
+        with _yaml_read_as(f"config file {path}"):
+            data = load_bounded(text, f"config file {path}")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a folder, not a YAML file") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not YAML text (it is not UTF-8; a binary file?)") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML ({_yaml_problem(error)})") from None
-    except ConfigError:
-        raise
-    except (ValueError, RecursionError) as error:  # an integer beyond Python's digit limit
-        raise ConfigError(f"config file {path}: a value cannot be read ({shown(str(error))})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
