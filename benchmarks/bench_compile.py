@@ -78,6 +78,10 @@ def vitb16_figures(repeats: int) -> tuple[list[Result], dict]:
     from splitmatch.model.build import build_segmentor
 
     config = merge(preset("voc-vitb16"), {"clip": {"weights": None}})
+    # The world's step compiled the same forward code at 96 px in this process; without a reset
+    # dynamo would recompile it with symbolic image sizes, which is not what a training run
+    # (one crop size per process) compiles, and which inductor 2.14 fails to lower on the CPU.
+    torch._dynamo.reset()
     torch.manual_seed(0)
     eager = build_segmentor(config.clip, config.decoder).train()
     torch.manual_seed(0)
