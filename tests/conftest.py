@@ -12,7 +12,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from fabricate import CONTEXT459_NAMES, write_jpeg, write_label, write_list, write_mat  # noqa: E402
+from fabricate import CONTEXT459_NAMES, fabricate_context_mat, write_jpeg, write_label, write_list  # noqa: E402
 
 from splitmatch.data.classes import ClassSplit  # noqa: E402
 from splitmatch.data.folder import DatasetFolder, write_sample, write_split  # noqa: E402
@@ -156,13 +156,5 @@ def ade_src(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def context459_src(tmp_path: Path) -> Path:
-    src = tmp_path / "VOC2010"
-    for i, stem in enumerate(["2008_000002", "2008_000003", "2008_000007"]):
-        write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
-    write_mat(src / "trainval" / "2008_000002.mat", [0, 1, 300, 459])
-    write_mat(src / "trainval" / "2008_000003.mat", [256, 2])
-    write_mat(src / "trainval" / "2008_000007.mat", [3, 0, 459])
-    (src / "labels.txt").write_text("".join(f"{i}: {name}\n" for i, name in enumerate(CONTEXT459_NAMES, 1)))
-    write_list(src / "ImageSets" / "SegmentationContext" / "train.txt", ["2008_000002", "2008_000003"])
-    write_list(src / "ImageSets" / "SegmentationContext" / "val.txt", ["2008_000007"])
-    return src
+    label_maps = {"2008_000002": [0, 1, 300, 459], "2008_000003": [256, 2], "2008_000007": [3, 0, 459]}
+    return fabricate_context_mat(tmp_path / "VOC2010", label_maps, CONTEXT459_NAMES)

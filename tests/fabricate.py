@@ -59,6 +59,20 @@ def write_mat(path: Path, values: list[int]) -> None:
     scipy.io.savemat(path, {"LabelMap": label})
 
 
+def fabricate_context_mat(src: Path, label_maps: dict[str, list[int]], names: list[str]) -> Path:
+    """The official full-Context layout under ``src`` (a VOC2010 folder): a JPEG and a trainval
+    ``.mat`` per stem of ``label_maps`` (its values, in order), ``labels.txt`` numbering ``names``
+    from 1, and the last stem as the val split, the others as train."""
+    stems = list(label_maps)
+    for i, (stem, values) in enumerate(label_maps.items()):
+        write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
+        write_mat(src / "trainval" / f"{stem}.mat", values)
+    (src / "labels.txt").write_text("".join(f"{i}: {name}\n" for i, name in enumerate(names, 1)))
+    write_list(src / "ImageSets" / "SegmentationContext" / "train.txt", stems[:-1])
+    write_list(src / "ImageSets" / "SegmentationContext" / "val.txt", stems[-1:])
+    return src
+
+
 def fabricate_voc(src: Path, count: int = 6) -> None:
     """VOC2012's layout: JPEGs, palette PNG labels (0 background, 1..20, 255 border), split lists."""
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from fabricate import HEIGHT, WIDTH, labels_of, snapshot, write_jpeg, write_list, write_mat
+from fabricate import HEIGHT, WIDTH, fabricate_context_mat, labels_of, snapshot, write_list
 
 from splitmatch.cli import main
 from splitmatch.data.classes import BUILTIN_SPLITS, CONTEXT59_CLASSES
@@ -106,16 +106,12 @@ def context_names() -> list[str]:
 
 @pytest.fixture()
 def context_mat_src(tmp_path: Path) -> Path:
-    src = tmp_path / "VOC2010"
-    for i, stem in enumerate(["2008_000002", "2008_000003", "2008_000007"]):
-        write_jpeg(src / "JPEGImages" / f"{stem}.jpg", i)
-    write_mat(src / "trainval" / "2008_000002.mat", [0, 2, 458, 1])  # aeroplane, wood, accordion (not of the 59)
-    write_mat(src / "trainval" / "2008_000003.mat", [98, 300])  # cow, a class outside the 59
-    write_mat(src / "trainval" / "2008_000007.mat", [427, 0])  # tvmonitor
-    (src / "labels.txt").write_text("".join(f"{i}: {name}\n" for i, name in enumerate(context_names(), 1)))
-    write_list(src / "ImageSets" / "SegmentationContext" / "train.txt", ["2008_000002", "2008_000003"])
-    write_list(src / "ImageSets" / "SegmentationContext" / "val.txt", ["2008_000007"])
-    return src
+    label_maps = {
+        "2008_000002": [0, 2, 458, 1],  # aeroplane, wood, accordion (not of the 59)
+        "2008_000003": [98, 300],  # cow, a class outside the 59
+        "2008_000007": [427, 0],  # tvmonitor
+    }
+    return fabricate_context_mat(tmp_path / "VOC2010", label_maps, context_names())
 
 
 def test_context59_from_the_official_mat_files(context_mat_src, tmp_path) -> None:
