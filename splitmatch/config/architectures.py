@@ -9,13 +9,13 @@ building a model; :mod:`splitmatch.clip.loading` builds models from them.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import open_clip
 
 from splitmatch import packaged
 from splitmatch.config.errors import ConfigError, shown
+from splitmatch.storage.files import InvalidJsonError, parse_json
 
 
 class ArchitectureError(ConfigError):
@@ -69,12 +69,12 @@ def _read_json(path: Path) -> object:
     if len(raw) > MAX_FILE_BYTES:
         raise ArchitectureError(f"CLIP architecture file {path} is over {MAX_FILE_BYTES:,} bytes; it is not one")
     try:
-        return json.loads(raw.decode("utf-8"))
+        return parse_json(raw.decode("utf-8"))
     except UnicodeDecodeError as error:
         raise ArchitectureError(
             f"CLIP architecture file {path} is not UTF-8 text (byte {raw[error.start]:#04x} at offset {error.start})"
         ) from None
-    except (ValueError, RecursionError) as error:  # JSONDecodeError, a number beyond Python's digit limit
+    except InvalidJsonError as error:
         raise ArchitectureError(f"CLIP architecture file {path} is not valid JSON: {shown(str(error))[1:-1]}") from None
 
 

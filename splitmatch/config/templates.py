@@ -9,13 +9,13 @@ normalised text embeddings of its templates (:class:`splitmatch.clip.text_encode
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from splitmatch import packaged
-from splitmatch.config.errors import ConfigError
+from splitmatch.config.errors import ConfigError, shown
+from splitmatch.storage.files import InvalidJsonError, parse_json
 
 TEMPLATE_SETS = packaged.PACKAGE_ROOT / "configs" / "templates"  # <name>.json
 
@@ -48,8 +48,8 @@ def load_templates(value: str) -> tuple[str, ...]:
                 f"holding a list of templates, got {value!r}"
             )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        data = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, InvalidJsonError) as error:
         raise ConfigError(f"{where} cannot be read as JSON: {error}") from None
     templates = data.get("templates") if isinstance(data, dict) else data
     if not isinstance(templates, list) or not templates:
@@ -58,7 +58,7 @@ def load_templates(value: str) -> tuple[str, ...]:
         if not isinstance(template, str) or template.count("{}") != 1 or _other_braces(template):
             raise ConfigError(
                 f"{where}: template {index} must be a string with '{{}}' once where the class name goes "
-                f"(and no other braces), got {template!r}"
+                f"(and no other braces), got {shown(template)}"
             )
     return tuple(templates)
 

@@ -15,7 +15,6 @@ that numbers compare with published ones.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from splitmatch.data.names import bad_character, printable
-from splitmatch.storage.files import write_json
+from splitmatch.storage.files import InvalidJsonError, parse_json, write_json
 
 IGNORE_INDEX = 255  # "no class" in 8-bit label maps (datasets of up to 255 classes)
 IGNORE_INDEX_16BIT = 65535  # "no class" in 16-bit label maps (datasets of more classes)
@@ -80,8 +79,8 @@ def read_json_file(path: str | Path, description: str) -> object:
     if depth > MAX_JSON_DEPTH:
         raise ClassSplitError(f"{description} {path} is nested {depth} levels deep; at most {MAX_JSON_DEPTH} are read")
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, ValueError, RecursionError) as error:
+        return parse_json(text)
+    except InvalidJsonError as error:
         raise ClassSplitError(f"{description} {path} is not valid JSON: {error}") from None
 
 

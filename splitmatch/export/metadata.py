@@ -15,6 +15,7 @@ from pathlib import Path
 from splitmatch import __version__
 from splitmatch.config import InferenceConfig
 from splitmatch.export import ExportError
+from splitmatch.storage.files import InvalidJsonError, parse_json
 
 PREFIX = "splitmatch."
 INPUT_NAME = "images"
@@ -75,8 +76,8 @@ def decode_metadata(stored: dict[str, str], where: str) -> dict:
     if "classes" not in found or "input_size" not in found:
         raise ExportError(f"{where} is not a splitmatch export: its ONNX metadata has no {PREFIX}classes")
     try:
-        return {key: json.loads(value) if key in JSON_KEYS else value for key, value in found.items()}
-    except json.JSONDecodeError as error:
+        return {key: parse_json(value) if key in JSON_KEYS else value for key, value in found.items()}
+    except InvalidJsonError as error:
         raise ExportError(f"{where}: damaged splitmatch metadata ({error})") from None
 
 

@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from splitmatch.config import ConfigError, ExperimentConfig, from_dict, to_dict
 from splitmatch.data.classes import ClassSplit, ClassSplitError
 from splitmatch.packaged import PACKAGED_PREFIX
-from splitmatch.storage.files import default_file_mode
+from splitmatch.storage.files import default_file_mode, parse_json
 
 FORMAT_VERSION = 1
 
@@ -130,8 +130,8 @@ def _parse_record(metadata: dict, path: Path) -> dict:
     if "splitmatch" not in metadata:
         raise CheckpointError(f"{path} is a safetensors file but not a splitmatch checkpoint (no record)")
     try:
-        record = json.loads(metadata["splitmatch"])
-    except (ValueError, RecursionError) as error:  # not JSON, a number beyond the digit limit, nested too deep
+        record = parse_json(metadata["splitmatch"])
+    except ValueError as error:  # InvalidJsonError, or a record that is not UTF-8
         raise CheckpointError(f"checkpoint {path} has a damaged record: {str(error)[:200]}") from None
     if not isinstance(record, dict):
         raise CheckpointError(f"checkpoint {path} has a damaged record: a {type(record).__name__}, not an object")
@@ -256,8 +256,8 @@ def _read_header(file, path: Path) -> tuple[dict, int]:
     if length <= 0 or length > 100_000_000:
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: bad header length")
     try:
-        header = json.loads(file.read(length))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = parse_json(file.read(length))
+    except ValueError:  # InvalidJsonError, or a header that is not UTF-8
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: bad header") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: bad header")

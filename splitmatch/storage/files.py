@@ -4,7 +4,9 @@ Everything splitmatch writes (checkpoints, label maps, records, caches, reports)
 :func:`atomic_write_bytes`, so a crash or a full disk leaves the previous file or none, never
 half of one. Commands that end in a write check their destination first
 (:func:`ensure_writable_folder`, :func:`check_output_file`), so a read-only or misspelt path
-fails before the work, not after it.
+fails before the work, not after it. JSON that splitmatch reads back from files a user or a
+hostile source may have made goes through :func:`parse_json`, whose every failure is one
+:class:`InvalidJsonError`.
 """
 
 from __future__ import annotations
@@ -51,6 +53,26 @@ def json_ready(value):
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+class InvalidJsonError(ValueError):
+    """JSON text that cannot be parsed: invalid, a number beyond Python's digit limit, or nested
+    deeper than Python's parser goes. Its message is one line of at most 200 characters."""
+
+
+def parse_json(text: str | bytes) -> object:
+    """``json.loads`` for text from files: each way it fails on hostile text (``JSONDecodeError``,
+    the integer digit limit's ``ValueError``, ``RecursionError`` from deep nesting) is one
+    :class:`InvalidJsonError`, so a reader that catches it never shows a traceback.
+    Bytes that are not UTF-8 raise ``UnicodeDecodeError`` as they are (the caller names the byte)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InvalidJsonError("it is nested deeper than the JSON parser can follow") from None
+    except UnicodeDecodeError:
+        raise
+    except ValueError as error:
+        raise InvalidJsonError(str(error)[:200]) from None
 
 
 def write_json(path: str | Path, data, sort_keys: bool = False) -> None:

@@ -18,6 +18,9 @@ from splitmatch.cli import main
 from splitmatch.config.bounded_yaml import MAX_DEPTH, YamlTooCostly, check_cost, load_bounded
 from splitmatch.config.errors import SHOWN_CHARS, shown
 from splitmatch.data.classes import json_depth
+from splitmatch.data.folder import DatasetFormatError
+from splitmatch.data.prepare.readback import PIXEL_COUNTS_FILE, read_pixel_counts
+from splitmatch.storage.files import InvalidJsonError, parse_json
 
 
 def refused(capsys, args: list[str], within_s: float = 20.0) -> str:
@@ -201,3 +204,27 @@ def test_architecture_files_are_bounded(tmp_path, capsys, body, message):
     line = refused(capsys, ["train", "--preset", "tiny", "--set", f"clip.arch={tmp_path / 'arch.json'}",
                             "--out", str(tmp_path / "run")])  # fmt: skip
     assert "arch.json" in line and message in line, line
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
+
+def test_every_json_reader_of_a_file_refuses_deep_nesting_in_one_line(tiny_dataset, tmp_path, capsys):
+    """Fold schemes, template files and prepare's pixel counts parse through storage.parse_json,
+    as class files, architectures, checkpoint records and ONNX metadata do: 100,000 nested lists
+    (past Python's recursion limit) are one line naming the file, not a RecursionError."""
+    (tiny_dataset.root / "folds.json").write_text(DEEP_JSON)
+    line = refused(capsys, ["folds", "--preset", "tiny", "--set", f"data.root={tiny_dataset.root}",
+                            "--out", str(tmp_path / "folds"), "--quiet"])  # fmt: skip
+    assert "folds.json is malformed" in line and "nested deeper" in line, line
+    templates = tmp_path / "templates.json"
+    templates.write_text(DEEP_JSON)
+    line = refused(capsys, ["train", "--preset", "tiny", "--set", f"data.root={tiny_dataset.root}",
+                            "--set", f"clip.templates={templates}", "--out", str(tmp_path / "run")])  # fmt: skip
+    assert "templates.json cannot be read as JSON" in line and "nested deeper" in line, line
+    (tmp_path / PIXEL_COUNTS_FILE).write_text(DEEP_JSON)
+    with pytest.raises(DatasetFormatError, match=r"class_pixels\.json is damaged .*nested deeper"):
+        read_pixel_counts(tmp_path)
+    for text in (DEEP_JSON, "9" * 100_000, "{"):
+        with pytest.raises(InvalidJsonError):
+            parse_json(text)

@@ -20,7 +20,7 @@ import numpy as np
 
 from splitmatch.data.classes import ClassSplit, ignore_index_of
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some
-from splitmatch.storage.files import atomic_write_bytes
+from splitmatch.storage.files import atomic_write_bytes, parse_json
 
 PIXEL_COUNTS_FILE = "class_pixels.json"
 PixelCounts = dict[str, dict[int, int]]  # stem -> class id -> pixels
@@ -39,9 +39,9 @@ def read_pixel_counts(root: Path) -> PixelCounts:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
         return {stem: {int(k): int(v) for k, v in per_class.items()} for stem, per_class in data["counts"].items()}
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+    except (UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:  # InvalidJsonError too
         raise DatasetFormatError(
             f"{path} is damaged ({type(error).__name__}: {error}); delete it and run prepare again to recount"
         ) from None
