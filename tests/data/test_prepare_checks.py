@@ -15,6 +15,7 @@ from fabricate import snapshot, write_jpeg, write_label, write_list
 
 from splitmatch.cli import main
 from splitmatch.data.folder import DatasetFormatError, open_image, read_label
+from splitmatch.data.names import stem_problem as reader_stem_problem
 from splitmatch.data.prepare import PartialDatasetWarning, prepare_ade20k, prepare_voc
 from splitmatch.data.prepare.protocol_sizes import PROTOCOL_SIZES, check_split_sizes
 from splitmatch.data.prepare.readback import PIXEL_COUNTS_FILE, read_pixel_counts
@@ -167,3 +168,10 @@ def test_class_pixel_counts_match_the_labels_and_are_recounted_after_a_kill(voc_
     (folder.root / PIXEL_COUNTS_FILE).write_text(json.dumps({"counts": {"x": {"a": 1}}}))
     with pytest.raises(DatasetFormatError, match=r"class_pixels\.json is damaged"):
         prepare_voc(voc_src, folder.root, progress=False, allow_partial=True)
+
+
+@pytest.mark.parametrize("name", ["line\u2028separator", "paragraph\u2029separator", "escape\x1b[2J"])
+def test_prepare_refuses_up_front_every_name_the_readers_refuse(name) -> None:
+    assert reader_stem_problem(name) is not None  # a split list holding it would not be read back
+    with pytest.raises(DatasetFormatError, match=r"a control character"):
+        check_stems([name], "here")

@@ -5,7 +5,8 @@ write, and that no file it opens is too large to decode.
   converter writing ``images/`` and ``labels/`` into the source tree would be.
 * Image names (stems) become file names and lines of the split lists. A name the folder format
   cannot hold faithfully is refused up front, all of them named in one line: a name that is not
-  valid UTF-8 (the split lists are UTF-8), holds a path separator or a control character (a
+  valid UTF-8 (the split lists are UTF-8), holds a path separator or a control character or line
+  separator, as the readers judge them (data/names.py; a
   stem ``../x`` would write outside ``--dst``; a tab or a newline would split a line), starts
   with ``.`` (hidden, and the converters' own temporary files are ``.<name>.tmp``), or has
   leading or trailing white space (list lines are stripped when read). Spaces inside a name are
@@ -17,11 +18,11 @@ write, and that no file it opens is too large to decode.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
 from splitmatch.data.folder import DatasetFormatError, list_some
+from splitmatch.data.names import bad_character
 
 
 def check_destination(src: Path, dst: Path) -> None:
@@ -45,7 +46,7 @@ def stem_problem(stem: str) -> str | None:
         return "not valid UTF-8"
     if "/" in stem or "\\" in stem:
         return "a path separator"
-    if any(unicodedata.category(char) == "Cc" for char in stem):
+    if bad_character(stem) is not None:  # the readers' rule: they refuse these in split lists
         return "a control character (tab, newline, ...)"
     if stem.startswith("."):
         return "a leading '.' (hidden file)"
