@@ -1,7 +1,7 @@
 """Peak resident memory of `splitmatch predict` with CLIP ViT-B/16: at 512 px, and whether it grows with image size.
 
 Method: a ``voc-vitb16`` model with random CLIP weights is saved with
-``splitmatch.storage.checkpoint.save_checkpoint`` next to a random 512x512 PNG, then the real
+``splitmatch.model.checkpoint.save_checkpoint`` next to a random 512x512 PNG, then the real
 command line runs in a child process::
 
     python -m splitmatch predict --checkpoint model.safetensors --classes <20 VOC names> --out DIR img.png
@@ -42,7 +42,7 @@ from PIL import Image
 
 from splitmatch.data.classes import BUILTIN_SPLITS
 from splitmatch.model.build import build_segmentor
-from splitmatch.storage.checkpoint import save_checkpoint
+from splitmatch.model.checkpoint import save_checkpoint
 
 TARGET_GB = 2.0
 TARGET_GROWTH = 1.2

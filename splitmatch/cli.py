@@ -27,8 +27,8 @@ from splitmatch.commands.arguments import (  # noqa: E402
     positive_int,
     seed,
 )
-from splitmatch.commands.common import UsageError  # noqa: E402
 from splitmatch.data.names import printable  # noqa: E402
+from splitmatch.errors import SplitmatchError  # noqa: E402
 
 MESSAGE_CHARS = 2000  # the longest error line shown; a message is never a dump of the input
 PACKAGED_HELP = "packaged:world-model, a model of the built-in world's shapes and textures, not of photos"
@@ -51,28 +51,6 @@ def _add_model_argument(parser: argparse.ArgumentParser) -> None:
 
     choices = ["checkpoint", *MASKCLIP_ALIASES, *MASKCLIP_PRESETS]
     parser.add_argument("--model", default="checkpoint", choices=choices, help=MODEL_HELP)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the input's fault: shown as one line, not a traceback."""
-    from splitmatch.app.segment import AppError
-    from splitmatch.clip.loading import ClipWeightsError
-    from splitmatch.config import ConfigError
-    from splitmatch.data.classes import ClassSplitError
-    from splitmatch.data.folder import DatasetFormatError
-    from splitmatch.export import ExportError
-    from splitmatch.predict.outputs import OutputClashError, PredictInputError
-    from splitmatch.pseudo.cache import PseudoMaskCacheError
-    from splitmatch.storage.checkpoint import CheckpointError
-    from splitmatch.train.run_folder import RunFolderError
-    from splitmatch.train.step import NonFiniteLossError
-    from splitmatch.world.generator import WorldMismatchError
-
-    return (
-        UsageError, AppError, ConfigError, ClassSplitError, DatasetFormatError, ClipWeightsError, CheckpointError,
-        PseudoMaskCacheError, NonFiniteLossError, RunFolderError, OutputClashError, PredictInputError,
-        WorldMismatchError, FloatingPointError, ExportError,
-    )  # fmt: skip
 
 
 def describe_os_error(error: OSError) -> str:
@@ -337,12 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     from splitmatch import distributed
 
-    # Imported before the command runs: an except clause that imports could itself be interrupted.
-    user_errors = _user_errors()
     distributed.raise_on_termination()  # under torchrun: a rank stopped because another failed says so
     try:
         return _run(args)
-    except user_errors as error:
+    except SplitmatchError as error:
         distributed.ignore_termination()
         message = one_line(str(error))
     except OSError as error:  # a read-only folder, a full disk, a path under a file...

@@ -76,7 +76,7 @@ def untrained_checkpoint(tiny_dataset, tmp_path):
     """A tiny model's checkpoint (random weights: predict's plumbing does not need a trained one)."""
     from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.storage.checkpoint import save_checkpoint
+    from splitmatch.model.checkpoint import save_checkpoint
 
     config = preset("tiny")
     classes = tiny_dataset.classes

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from splitmatch.data.classes import ClassSplit
-from splitmatch.data.episodes import Episode, episode_file_text, episode_path
+from splitmatch.data.episode_lists import Episode, episode_file_text, episode_path
 from splitmatch.data.folder import DatasetFolder, write_sample, write_split
 
 FOLD_CLASSES = ClassSplit(("background", "red", "green", "blue", "yellow"), (), dataset="tinyfolds")

@@ -16,8 +16,8 @@ from splitmatch.inference.images import predict_scores
 from splitmatch.inference.segmentation import SegmentationInference
 from splitmatch.matching.point_sampling import point_sample
 from splitmatch.model.build import build_segmentor
+from splitmatch.model.checkpoint import read_checkpoint
 from splitmatch.model.query_decoder import DecoderLayer
-from splitmatch.storage.checkpoint import read_checkpoint
 from splitmatch.train.data import build_loader
 from splitmatch.train.sampler import StepBatchSampler
 from splitmatch.train.state import list_checkpoints

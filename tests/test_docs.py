@@ -154,7 +154,7 @@ def anchors(document: Path) -> set[str]:
 def _make_stand_ins(directory: Path) -> dict[str, Path]:
     from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.storage.checkpoint import save_checkpoint
+    from splitmatch.model.checkpoint import save_checkpoint
 
     directory.mkdir(parents=True, exist_ok=True)
     config = preset("tiny")

@@ -67,14 +67,39 @@ def test_user_facing_parts_never_reach_the_training_wing(wing):
 def test_the_config_floor_imports_no_model_code():
     for module in _under(set(GRAPH), "splitmatch.config"):
         below = reachable(module)
-        assert set(below) <= {"splitmatch.packaged", "splitmatch.storage.files"} | set(
+        assert set(below) <= {"splitmatch.errors", "splitmatch.packaged", "splitmatch.storage.files"} | set(
             _under(set(GRAPH), "splitmatch.config")
         ), (module, sorted(below))
 
 
-@pytest.mark.parametrize("floor", ["splitmatch.storage.files", "splitmatch.packaged"])
-def test_the_ground_floor_imports_nothing_of_splitmatch(floor):
-    assert GRAPH[floor] == set()
+def test_the_ground_floor_imports_nothing_above_it():
+    ground = {"splitmatch.errors", "splitmatch.packaged", *_under(set(GRAPH), "splitmatch.storage")}
+    for module in ground:
+        assert reachable(module) <= ground, (module, sorted(reachable(module) - ground))
+    assert GRAPH["splitmatch.errors"] == set() and GRAPH["splitmatch.packaged"] == set()
+
+
+def part_of(module: str) -> str:
+    """The folder (``splitmatch.train``) or top-level module (``splitmatch.cli``) a module is in."""
+    return ".".join(module.split(".")[:2])
+
+
+PARTS = {part_of(module) for module in GRAPH}
+PART_GRAPH = {part: {part_of(d) for m in GRAPH if part_of(m) == part for d in GRAPH[m]} - {part} for part in PARTS}
+
+
+def test_no_folder_imports_itself_through_other_folders():
+    def below(part: str) -> set[str]:
+        seen, todo = set(), [part]
+        while todo:
+            for other in PART_GRAPH[todo.pop()]:
+                if other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        return seen
+
+    circles = {part: sorted(p for p in PART_GRAPH[part] if part in below(p)) for part in sorted(PARTS)}
+    assert {part: via for part, via in circles.items() if via} == {}
 
 
 def test_floors_never_import_wings():

@@ -25,6 +25,7 @@ from PIL import Image, PngImagePlugin
 
 from splitmatch.data.classes import ClassSplitError, label_dtype_for, parse_class_entries
 from splitmatch.data.folder import DatasetFormatError, read_image
+from splitmatch.errors import SplitmatchError
 from splitmatch.predict.predictor import Predictor
 from splitmatch.visualize import palette, prediction_figure
 
@@ -36,7 +37,7 @@ DISPLAY_LONG_SIDE = 384
 MODES = ("whole", "slide")
 
 
-class AppError(ValueError):
+class AppError(SplitmatchError, ValueError):
     """A request or start-up setting the app cannot use; the message is for the user, as it is."""
 
 

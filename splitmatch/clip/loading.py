@@ -31,12 +31,13 @@ from open_clip.tokenizer import SimpleTokenizer
 from splitmatch import packaged
 from splitmatch.config.architectures import clip_model_config
 from splitmatch.config.loading import weights_name_is_path
+from splitmatch.errors import SplitmatchError
 
 # Keys in OpenAI's archives (and traced modules) that are metadata or derived buffers, not parameters.
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 
 
-class ClipWeightsError(ValueError):
+class ClipWeightsError(SplitmatchError, ValueError):
     """A CLIP architecture or weights file cannot be used."""
 
 

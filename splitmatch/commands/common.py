@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from splitmatch.errors import SplitmatchError
+
 # Said beside every number of a model trained with train.transductive (docs/protocols.md).
 TRANSDUCTIVE_NOTE = "transductive: unseen names were used in training"
 
 
-class UsageError(ValueError):
+class UsageError(SplitmatchError, ValueError):
     """The command line itself is wrong (a missing or contradictory option)."""
 
 

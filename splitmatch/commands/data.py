@@ -22,10 +22,10 @@ PREPARE_OPTIONS = {
 def cmd_prepare(args: argparse.Namespace) -> int:
     import warnings
 
-    from splitmatch.data.folds import FOLDS_FILE
-    from splitmatch.data.prepare import PREPARERS, PartialDatasetWarning
-    from splitmatch.data.prepare.fold_episodes import describe_folds
-    from splitmatch.data.prepare.readback import describe_prepared
+    from splitmatch.data.fold_schemes import FOLDS_FILE
+    from splitmatch.prepare import PREPARERS, PartialDatasetWarning
+    from splitmatch.prepare.fold_files import describe_folds
+    from splitmatch.prepare.readback import describe_prepared
 
     options = {"allow_partial": args.allow_partial}
     for option, (keyword, datasets) in PREPARE_OPTIONS.items():
@@ -77,7 +77,7 @@ def cmd_world(args: argparse.Namespace) -> int:
     counts = {split: len(folder.stems(split)) for split in folder.split_names()}
     print(f"world in {folder.root}: {counts}; unseen classes: {', '.join(folder.classes.unseen)}")
     if args.folds:
-        from splitmatch.world.folds import WORLD_FOLD_SCHEME, write_world_folds
+        from splitmatch.world.fold_benchmark import WORLD_FOLD_SCHEME, write_world_folds
 
         lines = write_world_folds(folder)
         print(f"folds.json and episodes/{WORLD_FOLD_SCHEME.name}/ in {folder.root}:")

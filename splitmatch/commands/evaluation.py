@@ -180,9 +180,9 @@ def _check_episode_options(args: argparse.Namespace) -> None:
 
 def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int:
     """``eval --episodes``: the checkpoint on one fold's binary test episodes (docs/benchmarks.md)."""
-    from splitmatch.data.episodes import DEFAULT_EPISODE_COUNT, read_episodes
-    from splitmatch.data.folds import read_fold_scheme
-    from splitmatch.evaluation.episode_eval import (
+    from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, read_episodes
+    from splitmatch.data.fold_schemes import read_fold_scheme
+    from splitmatch.evaluation.episode_scoring import (
         DEFAULT_BACKGROUND_NAME,
         describe_false_positives,
         evaluate_episodes,

@@ -20,7 +20,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_folds(args: argparse.Namespace) -> int:
     from splitmatch.storage.files import ensure_writable_folder
-    from splitmatch.train.folds import format_folds_table, run_folds
+    from splitmatch.train.fold_runs import format_folds_table, run_folds
 
     folds = None
     if args.folds is not None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import reprlib
 
+from splitmatch.errors import SplitmatchError
 
-class ConfigError(ValueError):
+
+class ConfigError(SplitmatchError, ValueError):
     """A configuration file, key or value is invalid."""
 
 

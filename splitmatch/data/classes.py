@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from splitmatch.data.names import bad_character, printable
+from splitmatch.errors import SplitmatchError
 from splitmatch.storage.files import InvalidJsonError, parse_json, write_json
 
 IGNORE_INDEX = 255  # "no class" in 8-bit label maps (datasets of up to 255 classes)
@@ -56,7 +57,7 @@ def ignore_index_of(dtype: np.dtype) -> int:
     return int(np.iinfo(dtype).max)
 
 
-class ClassSplitError(ValueError):
+class ClassSplitError(SplitmatchError, ValueError):
     """A class vocabulary or seen/unseen split is malformed."""
 
 

@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import Dataset
 
 from splitmatch.data.deferred import NearestView
+from splitmatch.data.fold_schemes import training_label_map
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
-from splitmatch.data.folds import training_label_map
 from splitmatch.data.transforms import SOURCE_PIXELS, Compose, source_pixels
 
 
@@ -58,7 +58,7 @@ class SegmentationDataset(Dataset):
         base_seed: seeds the augmentation of integer keys, see the module docstring.
         unseen_pixels: with ``inductive``, what unseen-class pixels become: ``"ignore"`` (the
             default) or ``"background"`` (HSNet's convention; the dataset needs a ``background``
-            class), :func:`splitmatch.data.folds.training_label_map`.
+            class), :func:`splitmatch.data.fold_schemes.training_label_map`.
 
     Items are dicts: ``image`` uint8 [3, H, W], ``label`` [H, W] of the dataset's label dtype
     (uint8, or uint16 above 255 classes; ignore: ``folder.classes.ignore_index``), ``stem`` str,

@@ -33,6 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from splitmatch.data.classes import IGNORE_INDEX, IGNORE_INDEX_16BIT, ClassSplit, ignore_index_for, label_dtype_for
 from splitmatch.data.names import file_name_problem, outside, printable, stem_problem
+from splitmatch.errors import SplitmatchError
 from splitmatch.storage.files import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -44,7 +45,7 @@ _EIGHT_BIT_LABEL_MODES = ("L", "P")
 _SIXTEEN_BIT_LABEL_MODES = ("I;16", "I;16L", "I;16B", "I")
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(SplitmatchError, ValueError):
     """A dataset folder or one of its files is not in the expected format."""
 
 

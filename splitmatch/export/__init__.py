@@ -7,7 +7,9 @@ embeddings folded in as constants. :mod:`splitmatch.export.metadata` names what 
 records about itself. Exporting needs the ``onnx`` extra (``pip install -e '.[onnx]'``).
 """
 
+from splitmatch.errors import SplitmatchError
 
-class ExportError(ValueError):
+
+class ExportError(SplitmatchError, ValueError):
     """An export cannot be made as asked: a missing extra, a size the model cannot read, an opset
     the exporter cannot write, or a file that is not a splitmatch export."""

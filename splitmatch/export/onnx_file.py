@@ -23,10 +23,10 @@ from splitmatch.data.classes import ClassEntry
 from splitmatch.export import ExportError
 from splitmatch.export.fixed_vocabulary import FixedVocabularySegmentation
 from splitmatch.export.metadata import INPUT_NAME, OUTPUT_NAMES, PREFIX, export_metadata
+from splitmatch.model.checkpoint import read_record
 from splitmatch.packaged import PACKAGED_PREFIX
 from splitmatch.predict.packaged_model import PACKAGED_MODEL_NAME, checkpoint_file
 from splitmatch.predict.predictor import Predictor
-from splitmatch.storage.checkpoint import read_record
 from splitmatch.storage.files import atomic_write_bytes
 
 EXTRA_PACKAGES = ("onnx", "onnxscript", "onnxruntime")

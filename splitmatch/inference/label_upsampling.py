@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from splitmatch.errors import NonFiniteValuesError
+
 # Bytes of float work per tile (a few such buffers live at once): small enough to be noise next
 # to a model, large enough that per-tile overhead stays small.
 BLOCK_BYTES = 16 << 20
@@ -67,14 +69,14 @@ def upsample_argmax(scores: torch.Tensor, size: tuple[int, int], dtype: torch.dt
         ``[H, W]`` class indices on ``scores``' device.
 
     Raises:
-        FloatingPointError: the scores hold NaN or infinite values.
+        NonFiniteValuesError: the scores hold NaN or infinite values.
     """
     num_classes, height, width = scores.shape
     out_h, out_w = size
     scores = scores.float()
     largest = max(abs(float(scores.max())), abs(float(scores.min())))
     if largest != largest or largest == float("inf"):
-        raise FloatingPointError("the model's class scores are not finite (NaN or infinite): are its weights broken?")
+        raise NonFiniteValuesError("the model's class scores are not finite (NaN or infinite): are its weights broken?")
     if num_classes * out_h * out_w * 4 <= WHOLE_BYTES:  # small enough to upsample whole, as PyTorch does
         whole = F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0]
         return whole.argmax(0).to(dtype)

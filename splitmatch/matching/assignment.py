@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from splitmatch.errors import NonFiniteValuesError
+
 Pairs = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -60,7 +62,7 @@ def solve(costs: torch.Tensor, counts: list[int], what: str) -> list[Pairs]:
         matrix = costs[b, :, :count]
         if not torch.isfinite(matrix).all():
             bad = (~torch.isfinite(matrix)).sum().item()
-            raise FloatingPointError(
+            raise NonFiniteValuesError(
                 f"{what} cost matrix of image {b} in the batch has {bad} non-finite entries "
                 f"(shape {tuple(matrix.shape)}); the model's outputs have diverged"
             )

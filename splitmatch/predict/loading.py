@@ -2,7 +2,7 @@
 the training-free MaskCLIP model from its preset.
 
 No file is unpickled: the record is JSON and the tensors are safetensors
-(:mod:`splitmatch.storage.checkpoint`).
+(:mod:`splitmatch.model.checkpoint`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import torch
 from splitmatch.config import ExperimentConfig, merge
 from splitmatch.config.maskclip import MaskClipConfig, maskclip_config
 from splitmatch.device import resolve_device
+from splitmatch.model import checkpoint as ckpt
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.maskclip import MaskClipSegmentor, build_maskclip
 from splitmatch.model.segmentor import SplitMatchSegmentor
 from splitmatch.predict.packaged_model import check_packaged_clip, checkpoint_file
-from splitmatch.storage import checkpoint as ckpt
 
 
 def load_segmentor(path: str | Path, device: str | torch.device = "auto") -> tuple[SplitMatchSegmentor, dict]:

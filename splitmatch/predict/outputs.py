@@ -9,15 +9,16 @@ import os
 from pathlib import Path
 
 from splitmatch.data.names import output_stem
+from splitmatch.errors import SplitmatchError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # any case: .JPG from cameras too
 
 
-class OutputClashError(ValueError):
+class OutputClashError(SplitmatchError, ValueError):
     """Two inputs would write the same output files."""
 
 
-class PredictInputError(ValueError):
+class PredictInputError(SplitmatchError, ValueError):
     """A folder given to ``predict`` cannot be used (no images in it, or it is the output folder)."""
 
 

@@ -25,15 +25,15 @@ from safetensors.torch import save
 from splitmatch import packaged
 from splitmatch.config import merge, to_dict
 from splitmatch.model.build import build_segmentor
-from splitmatch.packaged import PACKAGED_PREFIX
-from splitmatch.storage.checkpoint import (
+from splitmatch.model.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     load_model_state,
     model_state,
     read_checkpoint,
-    tensor_digest,
 )
+from splitmatch.packaged import PACKAGED_PREFIX
+from splitmatch.storage.digest import tensor_digest
 from splitmatch.storage.files import atomic_write_bytes
 
 PACKAGED_MODEL_NAME = packaged.WORLD_MODEL  # the default of `predict` and `app`

@@ -20,7 +20,7 @@ from splitmatch.data.folder import DatasetFolder, read_image, read_label
 from splitmatch.distributed import all_reduce_sum, is_main_process, rank, world_size
 from splitmatch.pseudo.cache import PseudoMaskCache
 from splitmatch.pseudo.generator import GENERATOR_VERSION, PseudoMaskGenerator
-from splitmatch.storage.checkpoint import tensor_digest
+from splitmatch.storage.digest import tensor_digest
 
 # pseudo.* keys that do not change what is cached.
 TRAINING_ONLY_KEYS = ("cache_dir", "min_crop_area")

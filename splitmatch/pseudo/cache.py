@@ -15,7 +15,6 @@ training refuses it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import zipfile
@@ -25,20 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from splitmatch.data.names import outside, printable, stem_problem
+from splitmatch.errors import SplitmatchError
 from splitmatch.storage.files import atomic_write_bytes, write_json
 
 
-class PseudoMaskCacheError(ValueError):
+class PseudoMaskCacheError(SplitmatchError, ValueError):
     """The cache is missing an entry or was made with other settings."""
-
-
-def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def differing_keys(recorded: dict, expected: dict, prefix: str = "") -> list[str]:

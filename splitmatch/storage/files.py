@@ -17,7 +17,10 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+from splitmatch.errors import SplitmatchError
 
 
 def default_file_mode() -> int:
@@ -27,21 +30,68 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Writes a file so that a reader never sees it half-written (temporary file, then rename)."""
+def naming_path(error: OSError, path: str | Path) -> OSError:
+    """``error`` as an OS error that names ``path`` when it names no file itself (a full disk's
+    ``[Errno 28]`` says nothing of where), of the same class so that callers still catch it."""
+    if error.filename is not None or str(path) in str(error):
+        return error
+    if error.errno is None or not error.strerror:
+        return OSError(f"could not write {path}: {error}")
+    return type(error)(error.errno, error.strerror, str(path))
+
+
+@contextlib.contextmanager
+def atomic_replace(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path beside ``path`` to write the new file to; when the block ends
+    without an error the file is given the usual permissions, flushed to disk and renamed to
+    ``path``, so a reader never sees half a file and a crash leaves the previous one.
+
+    The temporary file is ``.<name>.<random>.tmp`` (hidden; :func:`remove_stale_temporaries`
+    clears what a killed process left). An OS error (a full disk, a read-only folder) is raised
+    naming ``path``; the temporary file never outlives a failure.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+    except OSError as error:
+        raise naming_path(error, path) from None
+    tmp = Path(name)
+    try:
+        yield tmp
         os.chmod(tmp, default_file_mode())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as error:
+        raise naming_path(error, path) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Writes a file so that a reader never sees it half-written (:func:`atomic_replace`)."""
+    with atomic_replace(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def remove_stale_temporaries(*folders: str | Path) -> list[Path]:
+    """Removes the temporary files (``.<name>.<random>.tmp``) that killed atomic writes left in
+    ``folders`` (not their subfolders); returns them, sorted. Safe only while no other process
+    writes there (a run folder's lock held, a prepare that owns its destination)."""
+    stale = []
+    for folder in map(Path, folders):
+        if folder.is_dir():
+            with os.scandir(folder) as entries:
+                stale += [Path(entry.path) for entry in entries if _is_temporary(entry.name) and entry.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return sorted(stale)
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def json_ready(value):
@@ -55,7 +105,7 @@ def json_ready(value):
     return value
 
 
-class InvalidJsonError(ValueError):
+class InvalidJsonError(SplitmatchError, ValueError):
     """JSON text that cannot be parsed: invalid, a number beyond Python's digit limit, or nested
     deeper than Python's parser goes. Its message is one line of at most 200 characters."""
 

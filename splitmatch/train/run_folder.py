@@ -35,7 +35,9 @@ from splitmatch.config import ExperimentConfig
 from splitmatch.config.rules import config_fields
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import list_some
-from splitmatch.storage import checkpoint as ckpt
+from splitmatch.errors import SplitmatchError
+from splitmatch.model import checkpoint as ckpt
+from splitmatch.storage import files
 from splitmatch.train.state import list_checkpoints
 
 LOCK_FILE = "run.lock"
@@ -54,7 +56,7 @@ RESUMABLE_KEYS = (
 )  # fmt: skip
 
 
-class RunFolderError(ValueError):
+class RunFolderError(SplitmatchError, ValueError):
     """The run folder is in use, holds another run, or cannot be continued as asked."""
 
 
@@ -276,15 +278,7 @@ def read_metrics(path: Path) -> list[tuple[bytes, dict]]:
     return entries
 
 
-def stale_temporaries(folder: Path) -> list[Path]:
-    """Temporary files of atomic writes (``.<name>.<random>.tmp``) in the run folder and its checkpoints."""
-    places = (folder, folder / "checkpoints")
-    return sorted(path for place in places if place.is_dir() for path in place.glob(".*.tmp") if path.is_file())
-
-
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Removes what a killed run's interrupted writes left; safe only while the lock is held."""
-    removed = stale_temporaries(folder)
-    for path in removed:
-        path.unlink(missing_ok=True)
-    return removed
+    """Removes what a killed run's interrupted writes left in the run folder and its checkpoints;
+    safe only while the lock is held."""
+    return files.remove_stale_temporaries(folder, folder / "checkpoints")

@@ -3,7 +3,7 @@
 The training state is what a killed run needs to go on as if it had not stopped: the
 optimizer's tensors and hyper-parameters, the schedule, every process's random generators and
 the fp16 gradient scaler. Step checkpoints are ``step_<step>.safetensors`` files in the run
-folder's ``checkpoints`` folder, in the file format of :mod:`splitmatch.storage.checkpoint`.
+folder's ``checkpoints`` folder, in the file format of :mod:`splitmatch.model.checkpoint`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from splitmatch import distributed as dist
 from splitmatch.config import ExperimentConfig
 from splitmatch.data.classes import ClassSplit
-from splitmatch.storage.checkpoint import CheckpointError, checkpoint_contents, write_checkpoint
+from splitmatch.model.checkpoint import CheckpointError, checkpoint_contents, write_checkpoint
 
 _NAME = re.compile(r"^step_(\d+)\.safetensors$")
 

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from splitmatch.config import ExperimentConfig, LossConfig
 from splitmatch.data.classes import ClassSplit
 from splitmatch.device import mixed_precision
+from splitmatch.errors import NonFiniteValuesError
 from splitmatch.inference.segmentation import candidate_scoring
 from splitmatch.losses.criterion import SetCriterion
 from splitmatch.matching.matcher import HungarianMatcher, SplitMatcher
@@ -34,7 +35,7 @@ from splitmatch.train.transductive import (
 )
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(NonFiniteValuesError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
 
 

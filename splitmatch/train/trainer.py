@@ -27,15 +27,15 @@ from splitmatch import distributed as dist
 from splitmatch.config import ConfigError, ExperimentConfig, merge, resolve_paths
 from splitmatch.data.check import check_run_images
 from splitmatch.data.experiment_folder import ExperimentFolder, open_dataset
-from splitmatch.data.folds import BACKGROUND
+from splitmatch.data.fold_schemes import BACKGROUND
 from splitmatch.data.loader_workers import resolve_num_workers
 from splitmatch.evaluation.evaluator import evaluate
 from splitmatch.inference.segmentation import candidate_scoring
+from splitmatch.model import checkpoint as ckpt
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.segmentor import SplitMatchSegmentor
 from splitmatch.pseudo.build_cache import fill_cache, open_cache
 from splitmatch.pseudo.cache import PseudoMaskCache
-from splitmatch.storage import checkpoint as ckpt
 from splitmatch.train import state
 from splitmatch.train.data import build_loader, build_train_dataset, pad_colour
 from splitmatch.train.optim import build_optimizer, build_schedule

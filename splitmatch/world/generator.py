@@ -28,6 +28,7 @@ from tqdm import tqdm
 from splitmatch.config.errors import shown
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import CLASSES_FILE, DatasetFolder, write_sample, write_split
+from splitmatch.errors import SplitmatchError
 from splitmatch.storage.files import write_json
 from splitmatch.world.shapes import WORLD_CLASSES, background, colour_pair
 
@@ -43,7 +44,7 @@ DEFAULT_UNSEEN: tuple[str, ...] = ("square", "heart", "cross", "bolt")
 _MAX_TRIES = 10  # placements tried per object before it is dropped
 
 
-class WorldMismatchError(ValueError):
+class WorldMismatchError(SplitmatchError, ValueError):
     """The output folder already holds a different world (another seed, spec or version)."""
 
 

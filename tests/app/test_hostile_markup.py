@@ -45,7 +45,7 @@ def markup_checkpoint(tmp_path_factory):
     from someone else."""
     from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.storage.checkpoint import save_checkpoint
+    from splitmatch.model.checkpoint import save_checkpoint
 
     config = preset("tiny")
     classes = ClassSplit(MARKUP_NAMES, (FORMULA,), dataset="<i>INJECTED-DS</i>")

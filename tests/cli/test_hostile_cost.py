@@ -19,7 +19,7 @@ from splitmatch.config.bounded_yaml import MAX_DEPTH, YamlTooCostly, check_cost,
 from splitmatch.config.errors import SHOWN_CHARS, shown
 from splitmatch.data.classes import json_depth
 from splitmatch.data.folder import DatasetFormatError
-from splitmatch.data.prepare.readback import PIXEL_COUNTS_FILE, read_pixel_counts
+from splitmatch.prepare.readback import PIXEL_COUNTS_FILE, read_pixel_counts
 from splitmatch.storage.files import InvalidJsonError, parse_json
 
 

@@ -15,7 +15,7 @@ import pytest
 from safetensors import SafetensorError
 
 from splitmatch.cli import main
-from splitmatch.storage.checkpoint import read_checkpoint
+from splitmatch.model.checkpoint import read_checkpoint
 from splitmatch.train.state import list_checkpoints
 
 
@@ -64,7 +64,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_earlier_ones(tiny_dataset, smal
 
 
 def test_full_disk_simulated_at_the_checkpoint_writer(tiny_dataset, tmp_path, capsys, monkeypatch):
-    import splitmatch.storage.checkpoint as checkpoint
+    import splitmatch.model.checkpoint as checkpoint
 
     real_save = checkpoint.save_file
     calls = []

@@ -14,7 +14,7 @@ from splitmatch.cli import main
 from splitmatch.clip.loading import ClipWeightsError, build_clip, packaged_weights
 from splitmatch.config import ExperimentConfig, describe_path, merge, resolve_paths
 from splitmatch.config.presets import load_config
-from splitmatch.storage.checkpoint import read_record
+from splitmatch.model.checkpoint import read_record
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from splitmatch.config import ConfigError, ExperimentConfig
 from splitmatch.config.presets import PRESETS, preset
 from splitmatch.config.rules import Flag, check_config, field_rules, setting
 from splitmatch.model.build import build_segmentor
-from splitmatch.storage.checkpoint import save_checkpoint
+from splitmatch.model.checkpoint import save_checkpoint
 
 
 def refused(capsys, args: list[str]) -> str:

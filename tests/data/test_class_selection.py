@@ -16,7 +16,7 @@ from splitmatch.data.class_selection import draw, select_unseen, share_of
 from splitmatch.data.classes import BUILTIN_SPLITS, ClassSplitError
 from splitmatch.data.experiment_folder import open_dataset
 from splitmatch.data.folder import read_label
-from splitmatch.storage.checkpoint import read_record
+from splitmatch.model.checkpoint import read_record
 from splitmatch.train.data import build_train_dataset
 
 REPO = Path(__file__).resolve().parents[2]

@@ -246,7 +246,7 @@ def test_predict_takes_synonyms_on_the_command_line_and_in_python(trained, tmp_p
 
 def test_the_seen_calibration_follows_the_names_trained_on(trained):
     _, checkpoint = trained
-    from splitmatch.storage.checkpoint import read_record
+    from splitmatch.model.checkpoint import read_record
 
     record = read_record(checkpoint)
     assert names_trained_on(record) == {"background", "red", "green", "blue"}

@@ -20,9 +20,9 @@ from splitmatch.cli import main  # noqa: E402
 from splitmatch.export.fixed_vocabulary import FixedVocabularySegmentation  # noqa: E402
 from splitmatch.export.metadata import read_export_metadata  # noqa: E402
 from splitmatch.inference.images import predict_scores  # noqa: E402
+from splitmatch.model.checkpoint import read_record, save_checkpoint  # noqa: E402
 from splitmatch.predict.packaged_model import PACKAGED_MODEL_NAME, checkpoint_file  # noqa: E402
 from splitmatch.predict.predictor import Predictor  # noqa: E402
-from splitmatch.storage.checkpoint import read_record, save_checkpoint  # noqa: E402
 from splitmatch.world.generator import DEFAULT_SPEC, image_rng, render_image  # noqa: E402
 
 WORLD_NAMES = ("background", "circle", "square", "triangle", "star", "heart", "ring", "cross", "hexagon",

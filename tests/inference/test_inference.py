@@ -107,7 +107,7 @@ def test_candidate_scoring_script_evaluates_every_variant(tiny_dataset, tmp_path
     import sys
     from pathlib import Path
 
-    from splitmatch.storage.checkpoint import save_checkpoint
+    from splitmatch.model.checkpoint import save_checkpoint
 
     config = merge(preset("tiny"), {"data": {"root": str(tiny_dataset.root)}})
     model = build_segmentor(config.clip, config.decoder)

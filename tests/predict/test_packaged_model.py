@@ -21,9 +21,9 @@ from splitmatch.config.presets import preset
 from splitmatch.data.folder import read_label
 from splitmatch.evaluation.metrics import ConfusionMatrix, summarize
 from splitmatch.model.build import build_segmentor
+from splitmatch.model.checkpoint import CheckpointError, read_checkpoint, read_record
 from splitmatch.predict.packaged_model import PACKAGED_MODEL_NAME, clip_digest, package_model
 from splitmatch.predict.predictor import Predictor
-from splitmatch.storage.checkpoint import CheckpointError, read_checkpoint, read_record
 from splitmatch.train.state import save_training_checkpoint
 from splitmatch.world.generator import DEFAULT_SPEC, image_rng, render_image, world_class_split
 

@@ -16,8 +16,8 @@ from PIL import Image
 from splitmatch.cli import main
 from splitmatch.data.classes import BUILTIN_SPLITS
 from splitmatch.data.folder import DatasetFolder
+from splitmatch.model.checkpoint import read_record
 from splitmatch.pseudo.quality import PROXY_NOTE, UNSEEN_NAMES_NOTE
-from splitmatch.storage.checkpoint import read_record
 
 VOC = BUILTIN_SPLITS["voc"]
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "candidate_scoring.py"

@@ -83,7 +83,7 @@ def test_model_weights_are_read_exactly_in_any_dtype_and_a_bad_header_is_named(t
 
     from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.storage.checkpoint import CheckpointError, load_model_weights, read_record, save_checkpoint
+    from splitmatch.model.checkpoint import CheckpointError, load_model_weights, read_record, save_checkpoint
 
     config = preset("tiny")
     classes = tiny_dataset.classes
@@ -114,7 +114,7 @@ def test_every_process_resumes_its_own_random_state_and_the_scaler_its_scale(tmp
 
     from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.storage.checkpoint import read_checkpoint
+    from splitmatch.model.checkpoint import read_checkpoint
     from splitmatch.train.optim import build_optimizer, build_schedule
     from splitmatch.train.state import restore_training_state, save_training_checkpoint
 

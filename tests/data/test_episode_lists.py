@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from splitmatch.data.classes import VOC_CLASSES, ClassSplit, ClassSplitError
-from splitmatch.data.episodes import (
+from splitmatch.data.episode_lists import (
     Episode,
     cycled_episodes,
     eligible_pairs,
@@ -21,8 +21,7 @@ from splitmatch.data.episodes import (
     read_episodes,
     sampled_episodes,
 )
-from splitmatch.data.folder import DatasetFolder, DatasetFormatError, write_split
-from splitmatch.data.folds import (
+from splitmatch.data.fold_schemes import (
     COCO_CLASSES,
     FOLD_SCHEMES,
     FOLDS_FILE,
@@ -31,7 +30,8 @@ from splitmatch.data.folds import (
     read_fold_scheme,
     training_label_map,
 )
-from splitmatch.data.prepare.coco_stuff import RAW_NAMES, USED_RAW_IDS
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError, write_split
+from splitmatch.prepare.coco_stuff import RAW_NAMES, USED_RAW_IDS
 
 
 def test_pascal_5i_folds_are_voc_classes_five_by_five() -> None:

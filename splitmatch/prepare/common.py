@@ -6,7 +6,7 @@ label are, and how to turn the official label values into class ids), then
 (hard link, or copy to a temporary name then rename; labels through ``atomic_write_bytes``), so
 a killed run leaves no half-written file, and files already present are skipped, so running
 again finishes the job or does nothing. Beside the labels, ``class_pixels.json`` records how many
-pixels of each class every label holds (:mod:`splitmatch.data.prepare.readback`): what
+pixels of each class every label holds (:mod:`splitmatch.prepare.readback`): what
 ``prepare`` reports, and what the episode lists of PASCAL-5i and COCO-20i are drawn from.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,10 @@ from tqdm import tqdm
 
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
 from splitmatch.data.folder import CLASSES_FILE, DatasetFormatError, list_some, open_image, read_label, write_label
-from splitmatch.data.prepare.protocol_sizes import check_split_sizes
-from splitmatch.data.prepare.readback import count_classes, read_pixel_counts, write_pixel_counts
-from splitmatch.data.prepare.safety import check_destination, check_stems
-from splitmatch.storage.files import atomic_write_bytes
+from splitmatch.prepare.protocol_sizes import check_split_sizes
+from splitmatch.prepare.readback import count_classes, read_pixel_counts, write_pixel_counts
+from splitmatch.prepare.safety import check_destination, check_stems
+from splitmatch.storage.files import atomic_replace, atomic_write_bytes, remove_stale_temporaries
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,7 +102,7 @@ def read_list(path: Path, layout: str) -> list[str]:
 
 def preflight(protocol: str, src: Path, dst: Path, splits: dict[str, list[str]], allow_partial: bool) -> None:
     """The checks before anything is written: ``dst`` outside ``src``, every name writable, and
-    every split of the protocol's size (see :mod:`~splitmatch.data.prepare.protocol_sizes`)."""
+    every split of the protocol's size (see :mod:`~splitmatch.prepare.protocol_sizes`)."""
     check_destination(src, dst)
     for name, stems in splits.items():
         check_stems(stems, f"split '{name}' of {src}")
@@ -128,14 +127,8 @@ def link_or_copy(src: Path, dst: Path) -> None:
         return
     except OSError:
         pass  # another file system, or links not permitted: copy instead
-    handle, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_replace(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def convert_label(sample: SourceSample) -> np.ndarray:
@@ -179,14 +172,6 @@ def check_label_size(values: np.ndarray, sample: SourceSample) -> None:
             f"label {sample.label} is {values.shape[1]}x{values.shape[0]} (WxH) but image {sample.image} "
             f"is {width}x{height}"
         )
-
-
-def remove_stale_temporaries(*directories: Path) -> None:
-    """Deletes the hidden ``.<name>.*.tmp`` files a killed run may have left half-written."""
-    for directory in directories:
-        for name in list_names(directory):
-            if name.startswith(".") and name.endswith(".tmp"):
-                (directory / name).unlink(missing_ok=True)
 
 
 def convert_samples(

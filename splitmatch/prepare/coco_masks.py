@@ -1,6 +1,6 @@
 """COCO instance segmentations to pixel masks: polygons, uncompressed RLE and compressed RLE.
 
-No dependency on ``pycocotools``; ``tests/data/test_prepare_coco20i.py`` compares these with it
+No dependency on ``pycocotools``; ``tests/prepare/test_prepare_coco20i.py`` compares these with it
 when it is installed.
 
 * A **polygon** segmentation is a list of polygons ``[x1, y1, x2, y2, ...]`` in pixel

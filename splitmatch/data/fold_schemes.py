@@ -45,7 +45,7 @@ class FoldScheme:
         dataset: the prepared folder it applies to (``classes.json``'s ``dataset``).
         convention: ``"consecutive"`` or ``"interleaved"``: how the folds cut the class list.
         folds: per fold, its class names in class order.
-        sampling: how the test episodes are drawn (:mod:`splitmatch.data.episodes`): ``"cycle"``
+        sampling: how the test episodes are drawn (:mod:`splitmatch.data.episode_lists`): ``"cycle"``
             (the eligible pairs in order, as HSNet's PASCAL) or ``"sample"`` (a class, then an
             image of it, at random, as HSNet's COCO).
     """

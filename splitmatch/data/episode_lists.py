@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from splitmatch.data.fold_schemes import read_fold_scheme
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
-from splitmatch.data.folds import read_fold_scheme
 
 EPISODES_DIR = "episodes"
 EPISODE_SPLIT = "val"

@@ -1,6 +1,6 @@
 """PASCAL-5i: VOC 2012 + SBD with background as a class, its four folds and fixed test episodes.
 
-Source: the VOC 2012 layout of :mod:`~splitmatch.data.prepare.voc` (``--src VOCdevkit/VOC2012``)
+Source: the VOC 2012 layout of :mod:`~splitmatch.prepare.voc` (``--src VOCdevkit/VOC2012``)
 and SBD's own files (``--sbd benchmark_RELEASE/dataset``, read from ``cls/*.mat``), or the
 SegmentationClassAug PNGs in ``--src`` without ``--sbd``. Images, splits and label sources are
 those of ``prepare voc``: ``train`` = VOC train + SBD without VOC val (10,582), ``val`` = VOC val
@@ -9,10 +9,10 @@ those of ``prepare voc``: ``train`` = VOC train + SBD without VOC val (10,582), 
 Written: 21 classes, ``background`` (0) then the 20 VOC classes with their VOC ids (1..20), 255
 the VOC borders. ``classes.json`` names no unseen class: one folder serves all four folds, and
 the fold a run holds out comes from its config (``folds.json``; in Python
-:func:`splitmatch.data.folds.fold_class_split`). Background is kept as a class so that both
-label conventions can be trained (:func:`splitmatch.data.folds.training_label_map`), and so
+:func:`splitmatch.data.fold_schemes.fold_class_split`). Background is kept as a class so that both
+label conventions can be trained (:func:`splitmatch.data.fold_schemes.training_label_map`), and so
 that an episode's "not the class" pixels have a name. Per fold, ``episodes/pascal-5i/fold<i>_1000.txt``
-holds the fixed test episodes (:mod:`splitmatch.data.episodes`).
+holds the fixed test episodes (:mod:`splitmatch.data.episode_lists`).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from splitmatch.data.classes import VOC_CLASSES, ClassSplit
-from splitmatch.data.episodes import DEFAULT_EPISODE_COUNT, DEFAULT_EPISODE_SEED, MIN_OBJECT_PIXELS
+from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, DEFAULT_EPISODE_SEED, MIN_OBJECT_PIXELS
+from splitmatch.data.fold_schemes import BACKGROUND
 from splitmatch.data.folder import DatasetFolder
-from splitmatch.data.folds import BACKGROUND
-from splitmatch.data.prepare.common import convert_samples, preflight, write_classes, write_splits
-from splitmatch.data.prepare.fold_episodes import check_episode_options, write_fold_files
-from splitmatch.data.prepare.readback import verify_prepared
-from splitmatch.data.prepare.sbd import convert_sbd_or_png
-from splitmatch.data.prepare.voc import VOC21_FORMAT, check_voc_root, voc_sources, voc_splits
+from splitmatch.prepare.common import convert_samples, preflight, write_classes, write_splits
+from splitmatch.prepare.fold_files import check_episode_options, write_fold_files
+from splitmatch.prepare.readback import verify_prepared
+from splitmatch.prepare.sbd import convert_sbd_or_png
+from splitmatch.prepare.voc import VOC21_FORMAT, check_voc_root, voc_sources, voc_splits
 
 PASCAL5I_SPLIT = ClassSplit((BACKGROUND, *VOC_CLASSES), (), "pascal-5i")
 

@@ -10,7 +10,7 @@ Source layout (the ``COCO2014`` folder of HSNet's data layout)::
 Every image the annotation file lists is written (an image without annotations is all
 background). Labels: 0 ``background``, 1..80 the COCO classes in COCO's order (category ids
 sorted, made contiguous), 255 ignore. Each object's polygons or RLE are rasterised by
-:mod:`~splitmatch.data.prepare.coco_masks`; objects are painted largest first, so a smaller
+:mod:`~splitmatch.prepare.coco_masks`; objects are painted largest first, so a smaller
 object on a larger one (a tie on a person) stays visible. **Crowd** regions (``iscrowd: 1``)
 become ignore where no single object covers them: a crowd region is one loose outline around
 many objects and the background between them, so scoring it as the class would count that
@@ -19,7 +19,7 @@ background as the class, and scoring it as background would call real objects ba
 ``classes.json`` names no unseen class: one folder serves all four folds of both conventions
 (``folds.json``: ``coco-20i`` interleaved, the default, and ``coco-20i-consecutive``), and the
 fold a run holds out comes from its config. Per scheme and fold,
-``episodes/<scheme>/fold<i>_1000.txt`` holds the fixed test episodes (:mod:`splitmatch.data.episodes`).
+``episodes/<scheme>/fold<i>_1000.txt`` holds the fixed test episodes (:mod:`splitmatch.data.episode_lists`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
-from splitmatch.data.episodes import DEFAULT_EPISODE_COUNT, DEFAULT_EPISODE_SEED, MIN_OBJECT_PIXELS
+from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, DEFAULT_EPISODE_SEED, MIN_OBJECT_PIXELS
+from splitmatch.data.fold_schemes import BACKGROUND, COCO_CLASSES
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
-from splitmatch.data.folds import BACKGROUND, COCO_CLASSES
-from splitmatch.data.prepare.coco_masks import segmentation_mask
-from splitmatch.data.prepare.common import (
+from splitmatch.prepare.coco_masks import segmentation_mask
+from splitmatch.prepare.common import (
     LabelFormat,
     SourceSample,
     check_label_size,
@@ -48,9 +48,9 @@ from splitmatch.data.prepare.common import (
     write_classes,
     write_splits,
 )
-from splitmatch.data.prepare.fold_episodes import check_episode_options, write_fold_files
-from splitmatch.data.prepare.readback import verify_prepared
-from splitmatch.data.prepare.safety import check_stems
+from splitmatch.prepare.fold_files import check_episode_options, write_fold_files
+from splitmatch.prepare.readback import verify_prepared
+from splitmatch.prepare.safety import check_stems
 
 LAYOUT = (
     "SRC/train2014/*.jpg, SRC/val2014/*.jpg and SRC/annotations/instances_{train,val}2014.json; "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
-from splitmatch.data.prepare.common import (
+from splitmatch.prepare.common import (
     LabelFormat,
     SourceSample,
     convert_samples,
@@ -32,8 +32,8 @@ from splitmatch.data.prepare.common import (
     write_classes,
     write_splits,
 )
-from splitmatch.data.prepare.readback import verify_prepared
-from splitmatch.data.prepare.safety import check_stems
+from splitmatch.prepare.readback import verify_prepared
+from splitmatch.prepare.safety import check_stems
 
 LAYOUT = (
     "SRC/images/{train2017,val2017}/*.jpg and SRC/annotations/{train2017,val2017}/ holding either "
@@ -125,7 +125,7 @@ def prepare_coco_stuff(
 
     Args:
         allow_partial: accept splits of other sizes than the protocol's (118,287 / 5,000), with a
-            :class:`~splitmatch.data.prepare.protocol_sizes.PartialDatasetWarning`.
+            :class:`~splitmatch.prepare.protocol_sizes.PartialDatasetWarning`.
 
     Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
 

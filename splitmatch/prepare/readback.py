@@ -88,7 +88,7 @@ def verify_prepared(dst: Path, classes: ClassSplit, splits: Mapping[str, Sequenc
 
 def describe_prepared(folder: DatasetFolder) -> list[str]:
     """Per split: images, the classes its labels hold, the unseen classes among them (lines to print;
-    the folds of a PASCAL-5i or COCO-20i folder: :func:`splitmatch.data.prepare.fold_episodes.describe_folds`)."""
+    the folds of a PASCAL-5i or COCO-20i folder: :func:`splitmatch.prepare.fold_files.describe_folds`)."""
     counts = read_pixel_counts(folder.root)
     names, unseen = folder.classes.names, set(folder.classes.unseen)
     lines = []

@@ -9,7 +9,7 @@ folds of three (scheme ``world-3i``)::
 
 Each fold holds one of the world's default unseen classes (square, heart, cross, bolt). The
 test episodes are drawn from the val split by the code ``splitmatch prepare pascal-5i`` uses
-(:mod:`splitmatch.data.episodes`: eligible pairs, then PASCAL-5i's in-order cycling) and read
+(:mod:`splitmatch.data.episode_lists`: eligible pairs, then PASCAL-5i's in-order cycling) and read
 back by the same reader. An episode asks for an object of at least :data:`WORLD_MIN_OBJECT_PIXELS`
 pixels: 2 x 8 x 8, two patches of the world CLIP's 8-pixel grid, as PFENet's 2 x 32 x 32 are
 two 32-pixel blocks (1.4% of a 96-pixel image; PFENet's 2,048 pixels are 1.1% of a 500 x 375
@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from splitmatch.data.episodes import (
+from splitmatch.data.episode_lists import (
     DEFAULT_EPISODE_COUNT,
     EPISODE_SPLIT,
     cycled_episodes,
@@ -33,10 +33,10 @@ from splitmatch.data.episodes import (
     episode_path,
     read_episodes,
 )
+from splitmatch.data.fold_schemes import FOLDS_FILE, FoldScheme, consecutive_folds
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_label
-from splitmatch.data.folds import FOLDS_FILE, FoldScheme, consecutive_folds
-from splitmatch.data.prepare.common import write_if_changed
-from splitmatch.data.prepare.readback import count_classes
+from splitmatch.prepare.common import write_if_changed
+from splitmatch.prepare.readback import count_classes
 from splitmatch.world.generator import CLASS_NAMES
 
 WORLD_FOLD_SCHEME = FoldScheme("world-3i", "world", "consecutive", consecutive_folds(CLASS_NAMES[1:]), "cycle")
@@ -45,7 +45,7 @@ WORLD_MIN_OBJECT_PIXELS = 2 * 8 * 8
 
 def folds_text(scheme: FoldScheme = WORLD_FOLD_SCHEME) -> str:
     """``folds.json`` of a world folder, in the format ``prepare`` writes
-    (:func:`splitmatch.data.folds.read_fold_scheme` reads it)."""
+    (:func:`splitmatch.data.fold_schemes.read_fold_scheme` reads it)."""
     data = {
         "default": scheme.name,
         "schemes": {

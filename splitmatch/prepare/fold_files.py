@@ -1,8 +1,8 @@
 """The fold files of PASCAL-5i and COCO-20i folders: ``folds.json`` and the fixed test episode lists.
 
 Written last, from the val split's class pixel counts (``class_pixels.json``), and read back
-with :func:`splitmatch.data.episodes.read_episodes`, the reader evaluation uses. See
-:mod:`splitmatch.data.folds` for the folds and :mod:`splitmatch.data.episodes` for how the
+with :func:`splitmatch.data.episode_lists.read_episodes`, the reader evaluation uses. See
+:mod:`splitmatch.data.fold_schemes` for the folds and :mod:`splitmatch.data.episode_lists` for how the
 episodes are drawn.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
-from splitmatch.data.episodes import (
+from splitmatch.data.episode_lists import (
     DEFAULT_EPISODE_COUNT,
     DEFAULT_EPISODE_SEED,
     EPISODE_SPLIT,
@@ -23,11 +23,11 @@ from splitmatch.data.episodes import (
     read_episodes,
     sampled_episodes,
 )
+from splitmatch.data.fold_schemes import FOLDS_FILE, folds_file_text, read_fold_scheme, schemes_for
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
-from splitmatch.data.folds import FOLDS_FILE, folds_file_text, read_fold_scheme, schemes_for
-from splitmatch.data.prepare.common import write_if_changed
-from splitmatch.data.prepare.protocol_sizes import PartialDatasetWarning
-from splitmatch.data.prepare.readback import read_pixel_counts
+from splitmatch.prepare.common import write_if_changed
+from splitmatch.prepare.protocol_sizes import PartialDatasetWarning
+from splitmatch.prepare.readback import read_pixel_counts
 
 
 def check_episode_options(counts: Sequence[int], min_pixels: int, seed: int) -> None:

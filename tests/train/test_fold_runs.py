@@ -96,10 +96,10 @@ def test_one_fold_alone_and_bad_requests(tmp_path, capsys) -> None:
 
 
 def test_the_world_in_four_folds_of_three(tmp_path, capsys) -> None:
-    from splitmatch.data.episodes import read_episodes
+    from splitmatch.data.episode_lists import read_episodes
+    from splitmatch.data.fold_schemes import fold_class_split, read_fold_scheme
     from splitmatch.data.folder import read_label
-    from splitmatch.data.folds import fold_class_split, read_fold_scheme
-    from splitmatch.world.folds import WORLD_MIN_OBJECT_PIXELS, write_world_folds
+    from splitmatch.world.fold_benchmark import WORLD_MIN_OBJECT_PIXELS, write_world_folds
     from splitmatch.world.generator import CLASS_NAMES, WorldSpec, generate_world
 
     world = generate_world(tmp_path / "world", spec=WorldSpec(num_train=0, num_val=40, num_captions=0),

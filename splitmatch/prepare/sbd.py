@@ -22,7 +22,7 @@ import numpy as np
 import scipy.io
 
 from splitmatch.data.folder import DatasetFormatError
-from splitmatch.data.prepare.common import (
+from splitmatch.prepare.common import (
     SourceSample,
     apply_format,
     check_label_size,

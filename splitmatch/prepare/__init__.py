@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from splitmatch.data.folder import DatasetFolder
-from splitmatch.data.prepare.ade20k import prepare_ade20k
-from splitmatch.data.prepare.coco20i import prepare_coco20i
-from splitmatch.data.prepare.coco_stuff import prepare_coco_stuff
-from splitmatch.data.prepare.context import prepare_context
-from splitmatch.data.prepare.context459 import prepare_context459
-from splitmatch.data.prepare.pascal5i import prepare_pascal5i
-from splitmatch.data.prepare.protocol_sizes import PartialDatasetWarning
-from splitmatch.data.prepare.voc import prepare_voc
+from splitmatch.prepare.ade20k import prepare_ade20k
+from splitmatch.prepare.coco20i import prepare_coco20i
+from splitmatch.prepare.coco_stuff import prepare_coco_stuff
+from splitmatch.prepare.context import prepare_context
+from splitmatch.prepare.context459 import prepare_context459
+from splitmatch.prepare.pascal5i import prepare_pascal5i
+from splitmatch.prepare.protocol_sizes import PartialDatasetWarning
+from splitmatch.prepare.voc import prepare_voc
 
 PREPARERS: dict[str, Callable[..., DatasetFolder]] = {
     "voc": prepare_voc,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
-from splitmatch.data.prepare.common import (
+from splitmatch.prepare.common import (
     LabelFormat,
     SourceSample,
     convert_samples,
@@ -30,8 +30,8 @@ from splitmatch.data.prepare.common import (
     write_classes,
     write_splits,
 )
-from splitmatch.data.prepare.readback import verify_prepared
-from splitmatch.data.prepare.safety import check_stems
+from splitmatch.prepare.readback import verify_prepared
+from splitmatch.prepare.safety import check_stems
 
 LAYOUT = (
     "SRC/images/{training,validation}/*.jpg and SRC/annotations/{training,validation}/*.png; "
@@ -87,7 +87,7 @@ def prepare_ade20k(
 
     Args:
         allow_partial: accept splits of other sizes than the protocol's (20,210 / 2,000), with a
-            :class:`~splitmatch.data.prepare.protocol_sizes.PartialDatasetWarning`.
+            :class:`~splitmatch.prepare.protocol_sizes.PartialDatasetWarning`.
 
     Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
 

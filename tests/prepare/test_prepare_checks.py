@@ -16,12 +16,12 @@ from fabricate import snapshot, write_jpeg, write_label, write_list
 from splitmatch.cli import main
 from splitmatch.data.folder import DatasetFormatError, open_image, read_label
 from splitmatch.data.names import stem_problem as reader_stem_problem
-from splitmatch.data.prepare import PartialDatasetWarning, prepare_ade20k, prepare_voc
-from splitmatch.data.prepare.protocol_sizes import PROTOCOL_SIZES, check_split_sizes
-from splitmatch.data.prepare.readback import PIXEL_COUNTS_FILE, read_pixel_counts
-from splitmatch.data.prepare.safety import check_stems
+from splitmatch.prepare import PartialDatasetWarning, prepare_ade20k, prepare_voc
+from splitmatch.prepare.protocol_sizes import PROTOCOL_SIZES, check_split_sizes
+from splitmatch.prepare.readback import PIXEL_COUNTS_FILE, read_pixel_counts
+from splitmatch.prepare.safety import check_stems
 
-pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.data.prepare.PartialDatasetWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.prepare.PartialDatasetWarning")
 
 
 def prepare_cli(dataset: str, src: Path, dst: Path, *extra: str) -> int:

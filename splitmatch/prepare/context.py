@@ -13,7 +13,7 @@ with ``reduce_zero_label``); the class order is mmseg's / ZegCLIP's, alphabetica
 
 Or from the official full-Context files, without the Detail API, when ``SegmentationClassContext``
 is absent: ``SRC/trainval/<stem>.mat`` (``LabelMap``, ids 1..459 of ``SRC/labels.txt``) with the
-split lists Context-459 reads (:mod:`~splitmatch.data.prepare.context459`). The 59 classes are
+split lists Context-459 reads (:mod:`~splitmatch.prepare.context459`). The 59 classes are
 the 459-class ids that mmseg's ``pascal_context.py`` keeps (:data:`CONTEXT59_LABEL_IDS`), checked
 by name against ``labels.txt``; every other id and 0 become ignore, as background does above.
 """
@@ -26,7 +26,7 @@ import numpy as np
 
 from splitmatch.data.classes import BUILTIN_SPLITS, CONTEXT59_CLASSES, IGNORE_INDEX
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
-from splitmatch.data.prepare.common import (
+from splitmatch.prepare.common import (
     LabelFormat,
     SourceSample,
     convert_label,
@@ -39,14 +39,14 @@ from splitmatch.data.prepare.common import (
     write_classes,
     write_splits,
 )
-from splitmatch.data.prepare.context459 import (
+from splitmatch.prepare.context459 import (
     NUM_CLASSES,
     context459_splits,
     mat_sources,
     read_class_list,
     read_label_map,
 )
-from splitmatch.data.prepare.readback import verify_prepared
+from splitmatch.prepare.readback import verify_prepared
 
 LAYOUT = (
     "SRC/JPEGImages/*.jpg, SRC/SegmentationClassContext/*.png, "
@@ -118,7 +118,7 @@ def prepare_context(
 
     Args:
         allow_partial: accept splits of other sizes than the protocol's (4,996 / 5,104), with a
-            :class:`~splitmatch.data.prepare.protocol_sizes.PartialDatasetWarning`.
+            :class:`~splitmatch.prepare.protocol_sizes.PartialDatasetWarning`.
 
     Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
 

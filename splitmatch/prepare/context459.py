@@ -28,7 +28,7 @@ import scipy.io
 
 from splitmatch.data.classes import IGNORE_INDEX_16BIT, ClassSplit, ClassSplitError
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
-from splitmatch.data.prepare.common import (
+from splitmatch.prepare.common import (
     LabelFormat,
     SourceSample,
     check_label_size,
@@ -41,7 +41,7 @@ from splitmatch.data.prepare.common import (
     write_classes,
     write_splits,
 )
-from splitmatch.data.prepare.readback import verify_prepared
+from splitmatch.prepare.readback import verify_prepared
 
 LAYOUT = (
     "SRC/JPEGImages/*.jpg, SRC/trainval/*.mat and SRC/labels.txt (the full PASCAL Context release), "
@@ -146,7 +146,7 @@ def prepare_context459(
 
     Args:
         allow_partial: accept splits of other sizes than the protocol's (val 5,104; train, when
-            listed, 4,996), with a :class:`~splitmatch.data.prepare.protocol_sizes.PartialDatasetWarning`.
+            listed, 4,996), with a :class:`~splitmatch.prepare.protocol_sizes.PartialDatasetWarning`.
 
     Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Collection
 from pathlib import Path
 
@@ -32,21 +30,16 @@ from safetensors.torch import save_file
 
 from splitmatch.config import ConfigError, ExperimentConfig, from_dict, to_dict
 from splitmatch.data.classes import ClassSplit, ClassSplitError
+from splitmatch.errors import SplitmatchError
 from splitmatch.packaged import PACKAGED_PREFIX
-from splitmatch.storage.files import default_file_mode, parse_json
+from splitmatch.storage.digest import add_tensor, tensor_digest
+from splitmatch.storage.files import atomic_replace, parse_json
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SplitmatchError, ValueError):
     """A checkpoint is unreadable, damaged, or does not fit what is asked of it."""
-
-
-def _digest_update(digest, name: str, tensor: torch.Tensor) -> None:
-    tensor = tensor.detach().cpu().contiguous().reshape(-1)
-    digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-    if tensor.numel():
-        digest.update(memoryview(tensor.view(torch.uint8).numpy()))  # the tensor's own bytes, no copy
 
 
 # safetensors dtype names (the file format's header) -> torch dtypes.
@@ -55,14 +48,6 @@ _SAFETENSORS_DTYPES = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
     "BOOL": torch.bool,
 }  # fmt: skip
-
-
-def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes of all tensors, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        _digest_update(digest, name, tensors[name])
-    return digest.hexdigest()
 
 
 def save_checkpoint(
@@ -99,22 +84,12 @@ def checkpoint_contents(
 def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], record: dict) -> Path:
     """Adds the tensors' digest to ``record`` and writes both to ``path`` atomically."""
     record["digest"] = tensor_digest(tensors)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_replace(path) as tmp:
         try:
             save_file(tensors, tmp, metadata={"splitmatch": json.dumps(record)})
         except SafetensorError as error:  # e.g. a full disk, reported by the Rust writer
             raise OSError(f"could not write checkpoint {path}: {error}") from None
-        os.chmod(tmp, default_file_mode())  # mkstemp's 0600 (which save_file keeps) -> the umask's mode
-        with open(tmp, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def _open(path: Path):
@@ -226,7 +201,7 @@ def load_model_weights(model: torch.nn.Module, path: str | Path, record: dict, l
                 file.seek(data_start + begin)
                 if numel and file.readinto(memoryview(buffer.reshape(-1).view(torch.uint8).numpy())) != end - begin:
                     raise CheckpointError(f"checkpoint {path} is truncated: tensor {key} is incomplete")
-                _digest_update(digest, key, buffer)
+                add_tensor(digest, key, buffer)
                 if target is not None and not direct:
                     target.copy_(buffer.view(target.shape))  # another dtype or device than the file's
     except CheckpointError:

@@ -12,12 +12,12 @@ from PIL import Image
 from test_prepare_official import write_sbd_mat
 
 from splitmatch.cli import main
-from splitmatch.data.episodes import Episode, read_episodes
+from splitmatch.data.episode_lists import Episode, read_episodes
+from splitmatch.data.fold_schemes import fold_class_split, training_label_map
 from splitmatch.data.folder import DatasetFormatError
-from splitmatch.data.folds import fold_class_split, training_label_map
-from splitmatch.data.prepare import PartialDatasetWarning, prepare_pascal5i
+from splitmatch.prepare import PartialDatasetWarning, prepare_pascal5i
 
-pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.data.prepare.PartialDatasetWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.prepare.PartialDatasetWarning")
 HEIGHT, WIDTH = 12, 16  # the size write_sbd_mat uses
 
 

@@ -5,7 +5,7 @@ name and c, labels every pixel with one of them through the same inference path 
 ``splitmatch eval`` and ``predict`` (:func:`splitmatch.inference.images.predict_scores`), and
 the pixels labelled c are its prediction. Every other class of the image is background for
 that episode; ignore pixels are left out. The metric is HSNet's
-(:mod:`splitmatch.evaluation.episodes`): mIoU over the fold's classes, FB-IoU.
+(:mod:`splitmatch.evaluation.episode_metric`): mIoU over the fold's classes, FB-IoU.
 
 **The background name** is ``"background"`` by default: the PASCAL-5i, COCO-20i and world
 folders all have a class of that name, seen in every fold, so it is a name the model was
@@ -22,10 +22,10 @@ import torch
 from tqdm import tqdm
 
 from splitmatch.config import InferenceConfig
-from splitmatch.data.episodes import EPISODE_SPLIT, Episode, episode_target
+from splitmatch.data.episode_lists import EPISODE_SPLIT, Episode, episode_target
+from splitmatch.data.fold_schemes import BACKGROUND
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
-from splitmatch.data.folds import BACKGROUND
-from splitmatch.evaluation.episodes import EpisodeAreas, FoldScore, episode_areas, score_fold
+from splitmatch.evaluation.episode_metric import EpisodeAreas, FoldScore, episode_areas, score_fold
 from splitmatch.inference.images import predict_scores, scores_to_labels
 from splitmatch.inference.segmentation import CandidateScoring, SegmentationInference, calibrate_seen
 from splitmatch.model.segmentor import SplitMatchSegmentor
@@ -38,7 +38,7 @@ class EpisodeEvaluation:
     """A fold's episode scores, and where its false positives lie.
 
     Attributes:
-        score: HSNet's metric (:class:`~splitmatch.evaluation.episodes.FoldScore`).
+        score: HSNet's metric (:class:`~splitmatch.evaluation.episode_metric.FoldScore`).
         false_positives: predicted-foreground pixels that are not the episode's class, summed over
             the episodes: ``"other_classes"`` on pixels of any other class but ``background``,
             ``"background_class"`` on the folder's ``background`` class (0 without one).
@@ -64,7 +64,7 @@ def evaluate_episodes(
 
     Args:
         folder: the dataset folder the episodes name (its ``val`` split).
-        episodes: :func:`splitmatch.data.episodes.read_episodes`'s list.
+        episodes: :func:`splitmatch.data.episode_lists.read_episodes`'s list.
         fold_classes: the fold's class names (the classes of the mean).
         config: the inference settings; ``seen_calibration`` is taken off the scores of whichever
             of the two names is in ``trained_names``, as ``eval`` does.

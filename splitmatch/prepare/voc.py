@@ -19,7 +19,7 @@ zero-shot benchmark (and "VOC-20" / "PAS-20" of the open-vocabulary papers). Wit
 the files (the "PAS-21" of FC-CLIP), with no unseen classes (a cross-dataset target).
 
 With ``sbd=`` (``--sbd benchmark_RELEASE/dataset``) the SBD labels are read from SBD's own
-``cls/<stem>.mat`` files (:mod:`~splitmatch.data.prepare.sbd`) instead of SegmentationClassAug
+``cls/<stem>.mat`` files (:mod:`~splitmatch.prepare.sbd`) instead of SegmentationClassAug
 PNGs, and the aug stems are SBD's ``train.txt`` + ``val.txt`` (``aug.txt`` is then not read).
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX, VOC_CLASSES, ClassSplit
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
-from splitmatch.data.prepare.common import (
+from splitmatch.prepare.common import (
     LabelFormat,
     SourceSample,
     convert_samples,
@@ -41,8 +41,8 @@ from splitmatch.data.prepare.common import (
     write_classes,
     write_splits,
 )
-from splitmatch.data.prepare.readback import verify_prepared
-from splitmatch.data.prepare.sbd import convert_sbd_or_png, sbd_stems
+from splitmatch.prepare.readback import verify_prepared
+from splitmatch.prepare.sbd import convert_sbd_or_png, sbd_stems
 
 LAYOUT = (
     "SRC/JPEGImages/*.jpg, SRC/SegmentationClassAug/*.png and/or SRC/SegmentationClass/*.png, "
@@ -139,7 +139,7 @@ def prepare_voc(
         background: keep background as class 0 (21 classes, dataset ``voc21``) instead of ignoring it.
         sbd: SBD's ``benchmark_RELEASE/dataset`` folder, to read its ``.mat`` labels directly.
         allow_partial: accept splits of other sizes than the protocol's (10,582 / 1,449), with a
-            :class:`~splitmatch.data.prepare.protocol_sizes.PartialDatasetWarning`.
+            :class:`~splitmatch.prepare.protocol_sizes.PartialDatasetWarning`.
 
     Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from splitmatch.evaluation.episodes import EpisodeAreas, episode_areas, mean_over_folds, score_fold
+from splitmatch.evaluation.episode_metric import EpisodeAreas, episode_areas, mean_over_folds, score_fold
 
 
 def test_one_episode_by_hand() -> None:

@@ -129,7 +129,7 @@ def test_bad_episode_options_are_one_line(fold_run, capsys, extra, message) -> N
 def test_a_checkpoint_of_no_fold_needs_the_fold_named(tmp_path, capsys) -> None:
     from splitmatch.config.presets import preset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.storage.checkpoint import save_checkpoint
+    from splitmatch.model.checkpoint import save_checkpoint
 
     folder = make_fold_folder(tmp_path / "data")
     config = preset("tiny")

@@ -12,14 +12,14 @@ from fabricate import labels_of, snapshot
 from PIL import Image
 
 from splitmatch.cli import main
-from splitmatch.data.episodes import read_episodes
+from splitmatch.data.episode_lists import read_episodes
+from splitmatch.data.fold_schemes import COCO_CLASSES
 from splitmatch.data.folder import DatasetFormatError
-from splitmatch.data.folds import COCO_CLASSES
-from splitmatch.data.prepare import prepare_coco20i
-from splitmatch.data.prepare.coco_masks import decode_counts_string, polygon_mask, rle_mask, segmentation_mask
-from splitmatch.data.prepare.coco_stuff import USED_RAW_IDS
+from splitmatch.prepare import prepare_coco20i
+from splitmatch.prepare.coco_masks import decode_counts_string, polygon_mask, rle_mask, segmentation_mask
+from splitmatch.prepare.coco_stuff import USED_RAW_IDS
 
-pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.data.prepare.PartialDatasetWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.prepare.PartialDatasetWarning")
 CATEGORY_IDS = [raw + 1 for raw in USED_RAW_IDS if raw < 91]  # COCO's 80 category ids, 1..90 with gaps
 
 

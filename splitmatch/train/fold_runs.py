@@ -3,7 +3,7 @@
 ``splitmatch folds --config C --out DIR`` trains fold i into ``DIR/fold_<i>`` with
 ``data.unseen`` = the fold's classes (``folds.json`` of ``data.root``), then scores its model
 
-* on the fold's binary test episodes (:mod:`splitmatch.evaluation.episode_eval`): episode
+* on the fold's binary test episodes (:mod:`splitmatch.evaluation.episode_scoring`): episode
   mIoU and FB-IoU, HSNet's protocol, and
 * in the **generalized** form: every class of the folder, the fold's as unseen, on the val
   split: mIoU(S), mIoU(U), hIoU (the run's own ``eval.json``),
@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from splitmatch.config import ConfigError, ExperimentConfig, merge, resolve_paths
-from splitmatch.data.episodes import DEFAULT_EPISODE_COUNT, read_episodes
+from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, read_episodes
+from splitmatch.data.fold_schemes import FoldScheme, read_fold_scheme
 from splitmatch.data.folder import DatasetFolder
-from splitmatch.data.folds import FoldScheme, read_fold_scheme
 from splitmatch.device import resolve_device
-from splitmatch.evaluation.episode_eval import DEFAULT_BACKGROUND_NAME, evaluate_episodes, evaluation_dict
+from splitmatch.evaluation.episode_scoring import DEFAULT_BACKGROUND_NAME, evaluate_episodes, evaluation_dict
 from splitmatch.evaluation.metrics import SUMMARY_KEYS
 from splitmatch.inference.segmentation import candidate_scoring
+from splitmatch.model import checkpoint as ckpt
 from splitmatch.model.build import build_segmentor
-from splitmatch.storage import checkpoint as ckpt
 from splitmatch.storage.files import write_json
 from splitmatch.train.run_folder import check_resumable
 from splitmatch.train.trainer import train

@@ -13,7 +13,7 @@ from PIL import Image
 
 from splitmatch.data.classes import BUILTIN_SPLITS, ClassSplit
 from splitmatch.data.folder import DatasetFormatError
-from splitmatch.data.prepare import (
+from splitmatch.prepare import (
     PREPARERS,
     prepare_ade20k,
     prepare_coco_stuff,
@@ -21,11 +21,11 @@ from splitmatch.data.prepare import (
     prepare_context459,
     prepare_voc,
 )
-from splitmatch.data.prepare.ade20k import ADE20K_CLASSES
-from splitmatch.data.prepare.coco_stuff import RAW_TO_TRAIN_ID, check_class_order
+from splitmatch.prepare.ade20k import ADE20K_CLASSES
+from splitmatch.prepare.coco_stuff import RAW_TO_TRAIN_ID, check_class_order
 
 # The fabricated trees are far smaller than the protocols' splits: every call accepts that.
-pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.data.prepare.PartialDatasetWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.prepare.PartialDatasetWarning")
 
 
 def test_voc_labels_splits_classes_and_links(voc_src: Path, tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_copy_when_hard_links_fail_and_stale_temporaries_go(
     def no_links(src: Path, dst: Path) -> None:
         raise OSError(18, "Invalid cross-device link")
 
-    monkeypatch.setattr("splitmatch.data.prepare.common.os.link", no_links)
+    monkeypatch.setattr("splitmatch.prepare.common.os.link", no_links)
     dst = tmp_path / "out"
     (dst / "labels").mkdir(parents=True)
     stale = dst / "labels" / ".2007_000032.png.abc123.tmp"

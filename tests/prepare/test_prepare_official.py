@@ -14,10 +14,10 @@ from fabricate import HEIGHT, WIDTH, fabricate_context_mat, labels_of, snapshot,
 from splitmatch.cli import main
 from splitmatch.data.classes import BUILTIN_SPLITS, CONTEXT59_CLASSES
 from splitmatch.data.folder import DatasetFormatError
-from splitmatch.data.prepare import prepare_context, prepare_voc
-from splitmatch.data.prepare.context import CONTEXT59_LABEL_IDS
+from splitmatch.prepare import prepare_context, prepare_voc
+from splitmatch.prepare.context import CONTEXT59_LABEL_IDS
 
-pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.data.prepare.PartialDatasetWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.prepare.PartialDatasetWarning")
 
 
 def write_sbd_mat(path: Path, values: list[int]) -> np.ndarray:
