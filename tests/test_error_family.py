@@ -47,7 +47,7 @@ def test_every_exception_of_the_package_is_an_input_error_of_the_family():
 
 
 def test_any_member_of_the_family_ends_in_one_line_and_exit_2(monkeypatch, capsys):
-    import splitmatch.commands.data as data_commands
+    import splitmatch.commands.world as world_commands
 
     class NewKindOfInputError(SplitmatchError):
         pass
@@ -55,7 +55,7 @@ def test_any_member_of_the_family_ends_in_one_line_and_exit_2(monkeypatch, capsy
     def fails(args):
         raise NewKindOfInputError("the value 7 of --thing must be\nat most 5")
 
-    monkeypatch.setattr(data_commands, "cmd_presets", fails)
+    monkeypatch.setattr(world_commands, "cmd_presets", fails)
     assert main(["presets"]) == 2
     err = capsys.readouterr().err
     assert err == "splitmatch: error: the value 7 of --thing must be at most 5\n"

@@ -1,4 +1,5 @@
-"""The command line's argument types: each refuses a bad value in one line (argparse's exit 2)."""
+"""What the commands' parsers share: argument types, each refusing a bad value in one line (argparse's
+exit 2), the options several commands take, and a help that shows every default."""
 
 from __future__ import annotations
 
@@ -57,3 +58,54 @@ def episode_counts(text: str) -> tuple[int, ...]:
         return tuple(dict.fromkeys(positive_int(part.strip()) for part in text.split(",")))
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, got '{text}'") from None
+
+
+PACKAGED_HELP = "packaged:world-model, a model of the built-in world's shapes and textures, not of photos"
+PROXY_HELP = (
+    "a pseudo-unseen proxy instead of the benchmark (data.proxy.enabled=true): seen classes held out as "
+    "unseen, part of the training images as its validation set; the legal place to compare settings "
+    "(docs/protocols.md)"
+)
+
+
+MODEL_HELP = (
+    "checkpoint: the trained model --checkpoint names; maskclip (the same as maskclip-vitb16): training-free "
+    "MaskCLIP on OpenAI's CLIP ViT-B/16, which open_clip downloads once (--set clip.weights=FILE for a local "
+    "copy), photos from the first minute; maskclip-world: MaskCLIP on the built-in world's packaged CLIP"
+)
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    from splitmatch.config.maskclip import MASKCLIP_ALIASES, MASKCLIP_PRESETS
+
+    choices = ["checkpoint", *MASKCLIP_ALIASES, *MASKCLIP_PRESETS]
+    parser.add_argument("--model", default="checkpoint", choices=choices, help=MODEL_HELP)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config (may name its base with 'preset: NAME')")
+    parser.add_argument("--preset", help="base preset when no config file names one")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-4")
+
+
+class HelpShowsDefaults(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to every option whose help does not already say its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        default = action.default
+        # Identity, not equality: a default of 0 (== False) is still shown.
+        if (
+            default is None
+            or default is False
+            or default == []
+            or default is argparse.SUPPRESS
+            or "default" in help_text
+        ):
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
+def add_command(commands, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` starts with its one-line purpose and shows every default."""
+    return commands.add_parser(name, help=help, description=help, formatter_class=HelpShowsDefaults)

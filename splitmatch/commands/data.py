@@ -1,12 +1,12 @@
-"""The commands that make data and weights: ``prepare``, ``convert-clip``, ``world``, ``toy-clip``,
-``demo``, and ``presets`` (the list of named presets)."""
+"""The commands that make datasets and weights: ``prepare`` (official layouts -> the folder format)
+and ``convert-clip``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from splitmatch.commands.arguments import add_command, episode_counts, non_negative_int, positive_int
 from splitmatch.commands.common import UsageError
 
 # Options of `prepare` that only some datasets take: option -> (keyword of the preparer, datasets).
@@ -17,6 +17,40 @@ PREPARE_OPTIONS = {
     "min_object_pixels": ("min_object_pixels", ("pascal-5i", "coco-20i")),
     "episode_seed": ("episode_seed", ("coco-20i",)),
 }
+
+
+def add_prepare_command(commands) -> None:
+    p = add_command(commands, "prepare", help="convert an official dataset into the folder format")
+    p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459", "pascal-5i",
+                   "coco-20i"], help="which official layout --src holds (docs/datasets.md)")  # fmt: skip
+    p.add_argument("--src", required=True, help="the official download, unpacked (never modified)")
+    p.add_argument("--dst", required=True, help="folder to write in the folder format (not inside --src)")
+    p.add_argument("--background", action="store_true", help="voc: keep background as a class (21 classes, 'voc21')")
+    p.add_argument("--sbd", help="voc, pascal-5i: SBD's benchmark_RELEASE/dataset folder, whose cls/*.mat labels "
+                   "are read directly (default: the SegmentationClassAug PNGs in --src)")  # fmt: skip
+    p.add_argument("--allow-partial", action="store_true", help="prepare splits whose sizes are not the protocol's "
+                   "(a partial download, a test tree) with a warning (default: refuse, exit 2)")  # fmt: skip
+    p.add_argument("--episodes", type=episode_counts, help="pascal-5i, coco-20i: test episode lists per fold, "
+                   "comma-separated lengths, e.g. 1000,5000 (default: 1000)")  # fmt: skip
+    p.add_argument("--min-object-pixels", type=positive_int, help="pascal-5i, coco-20i: smallest object a test "
+                   "episode may ask for, in pixels (default: 2048, PFENet's 2 x 32 x 32)")  # fmt: skip
+    p.add_argument("--episode-seed", type=non_negative_int, help="coco-20i: seed of the drawing of the test "
+                   "episodes (default: 0, as HSNet)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_prepare)
+
+
+def add_convert_clip_command(commands) -> None:
+    p = add_command(commands, "convert-clip", help="convert CLIP weights (e.g. OpenAI's TorchScript) to safetensors")
+    p.add_argument("src", help="CLIP weights: OpenAI's TorchScript .pt or an open_clip checkpoint")
+    p.add_argument("dst", help=".safetensors file to write")
+    p.add_argument(
+        "--arch",
+        default="ViT-B-16-quickgelu",
+        help="open_clip model config the weights belong to (default: %(default)s, OpenAI's ViT-B/16; "
+        "e.g. ViT-L-14-quickgelu for OpenAI's ViT-L/14), or a model-config JSON file",
+    )
+    p.set_defaults(func=cmd_convert_clip)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -67,64 +101,4 @@ def cmd_convert_clip(args: argparse.Namespace) -> int:
     check_output_file(args.dst)
     save_clip_safetensors(build_clip(args.arch, args.src), args.dst)
     print(f"wrote {args.dst}")
-    return 0
-
-
-def cmd_world(args: argparse.Namespace) -> int:
-    from splitmatch.world.generator import generate_world
-
-    folder = generate_world(args.out, seed=args.seed, progress=not args.quiet)
-    counts = {split: len(folder.stems(split)) for split in folder.split_names()}
-    print(f"world in {folder.root}: {counts}; unseen classes: {', '.join(folder.classes.unseen)}")
-    if args.folds:
-        from splitmatch.world.fold_benchmark import WORLD_FOLD_SCHEME, write_world_folds
-
-        lines = write_world_folds(folder)
-        print(f"folds.json and episodes/{WORLD_FOLD_SCHEME.name}/ in {folder.root}:")
-        for line in lines:
-            print(line)
-    return 0
-
-
-def cmd_toy_clip(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from splitmatch.storage.files import check_output_file
-    from splitmatch.world.toy_clip import ToyClipSpec, train_toy_clip
-
-    check_output_file(args.out)  # written after training
-    spec = ToyClipSpec(seed=args.seed)
-    if args.steps is not None:
-        spec = replace(spec, steps=args.steps)
-    record = train_toy_clip(args.world, args.out, spec, progress=not args.quiet)
-    print(f"wrote {args.out} ({record['train_seconds']} s)")
-    for kind, accuracy in record["zero_shot"].items():
-        print(f"  zero-shot {kind:>12s}: seen {accuracy['seen']:.1f}%  unseen {accuracy['unseen']:.1f}%")
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from splitmatch.evaluation.metrics import format_table
-    from splitmatch.world.demo import results_folder, run_demo
-
-    metrics = run_demo(
-        args.out,
-        quick=args.quick,
-        seed=args.seed,
-        ablations=args.ablations,
-        progress=not args.quiet,
-        overrides=args.set,
-    )
-    print(format_table(metrics))
-    results = results_folder(Path(args.out), args.set)
-    print(f"report: {results / 'report.md'}, figures: {results / 'figures'}")
-    return 0
-
-
-def cmd_presets(args: argparse.Namespace) -> int:
-    from splitmatch.config.presets import PRESETS, describe_preset
-
-    print(f"{'preset':<18} {'CLIP model':<19} {'crop':>7}  what it is for")
-    for name in PRESETS:
-        print(describe_preset(name))
     return 0

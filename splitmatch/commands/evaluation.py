@@ -1,21 +1,62 @@
-"""The commands that score: ``eval`` (a checkpoint on a split, on a fold's binary episodes with
-``--episodes``, or prediction PNGs) and ``pseudo-masks`` (with ``--evaluate``, its masks against
-the full labels, or with ``--proxy`` against a proxy's held-out seen classes)."""
+"""The ``eval`` command: a checkpoint or a training-free model on a split, on a fold's binary episodes
+with ``--episodes``, or prediction PNGs made by any method."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
+from splitmatch.commands.arguments import add_command, add_model_argument, integer_in, positive_int
 from splitmatch.commands.common import (
     TRANSDUCTIVE_NOTE,
     UsageError,
     checkpoint_dataset,
-    command_config,
     command_device,
     inference_overrides,
 )
+
+
+def add_eval_command(commands) -> None:
+    from splitmatch.device import DEVICE_HELP
+
+    p = add_command(
+        commands, "eval", help="evaluate a checkpoint or the training-free MaskCLIP, or score prediction PNGs"
+    )
+    p.add_argument("--checkpoint", help="model.safetensors (or a checkpoint) to evaluate")
+    add_model_argument(p)
+    p.add_argument("--predictions", help="folder of <stem>.png label maps made by any method")
+    p.add_argument("--data-root", help="dataset folder (default: the checkpoint's); its classes may differ from "
+                   "the checkpoint's: they are scored by name")  # fmt: skip
+    p.add_argument("--vocabulary", metavar="JSON", help="score with this class list instead of the dataset's: "
+                   "reordered, renamed, a subset or with synonyms, tied to the dataset's classes by name "
+                   "(docs/open-vocabulary.md)")  # fmt: skip
+    p.add_argument("--split", default=None, help="split to score (default: the config's val split)")
+    p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
+                   "(default: the checkpoint's inference.mode)")  # fmt: skip
+    p.add_argument(
+        "--seen-calibration",
+        type=float,
+        help="amount taken off seen-class scores for the headline numbers (default: the checkpoint's); "
+        "0 and 0.1 are always reported as well",
+    )
+    p.add_argument("--max-images", type=positive_int, help="score only the first N images of the split")
+    p.add_argument("--episodes", action="store_true", help="score a fold's binary test episodes (PASCAL-5i, "
+                   "COCO-20i protocol: episode mIoU, FB-IoU) instead of a split (docs/benchmarks.md)")  # fmt: skip
+    p.add_argument("--fold", type=integer_in(0, 1000, "a fold number"), help="with --episodes: the fold whose "
+                   "episodes to score (default: the fold whose classes the checkpoint held out)")  # fmt: skip
+    p.add_argument("--fold-scheme", help="with --episodes: the fold scheme of the folder's folds.json "
+                   "(default: the folder's)")  # fmt: skip
+    p.add_argument("--episode-count", type=positive_int, help="with --episodes: which stored list, by length "
+                   "(default: 1000; 5000 when prepared)")  # fmt: skip
+    p.add_argument("--background-name", help="with --episodes: the name given beside the episode's class "
+                   "(default: background)")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes; with --model "
+                   "maskclip also clip.arch, clip.weights, clip.templates")  # fmt: skip
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -238,72 +279,3 @@ def _checkpoint_fold(scheme, record: dict) -> int:
         f"the checkpoint held out {shown}, which is no fold of {scheme.name}; "
         f"pass --fold N (0..{len(scheme.folds) - 1})"
     )
-
-
-def cmd_pseudo_masks(args: argparse.Namespace) -> int:
-    import torch
-
-    from splitmatch import distributed as dist
-    from splitmatch.data.experiment_folder import open_dataset
-    from splitmatch.model.build import build_segmentor
-    from splitmatch.pseudo.build_cache import fill_cache, open_cache
-    from splitmatch.train.reproducibility import seed_everything
-
-    if (args.json or args.figure) and not args.evaluate:
-        raise UsageError("--json and --figure need --evaluate")
-    config = command_config(args)
-    proxy = config.data.proxy.enabled
-    split = args.split or config.data.train_split
-    if proxy and split == config.data.val_split:
-        raise UsageError(
-            f"--proxy scores pseudo masks of the training split's images; split '{split}' is the benchmark's "
-            "validation (test) split, which never chooses a setting"
-        )
-    if proxy and args.figure:
-        raise UsageError("--figure draws the full labels, the benchmark's unseen classes included: not with --proxy")
-    folder = open_dataset(config.data)  # with --proxy: the held-out seen classes are unannotated too
-    # Under torchrun the ranks share the work, each on its own device, as training does.
-    device = dist.setup_from_environment() if dist.launched_by_torchrun() else command_device(args)
-    seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
-    model = build_segmentor(config.clip, config.decoder).to(device)
-    cache = open_cache(config.pseudo, config.clip, folder, model.image_encoder)
-    count = fill_cache(
-        cache, model.image_encoder, config.pseudo, folder, split, args.batch_size, progress=not args.quiet
-    )
-    where = f" on rank {dist.rank()} of {dist.world_size()}" if dist.is_distributed() else ""
-    print(f"pseudo masks: computed {count}{where}, cache {cache.directory}")
-    if dist.is_distributed():
-        torch.distributed.barrier()  # every entry is written before anyone reads them back
-    if args.evaluate and dist.is_main_process():
-        _evaluate_pseudo_masks(args, config, folder, cache, model, split)
-    return 0
-
-
-def _evaluate_pseudo_masks(args, config, folder, cache, model, split: str) -> None:
-    """Scores the masks: a proxy's against its held-out seen classes, else against the full labels."""
-    from splitmatch.pseudo.quality import evaluate_pseudo_masks, format_quality
-    from splitmatch.pseudo.quality_figure import worst_misses_figure
-    from splitmatch.storage.files import write_json
-
-    vocabulary = folder.evaluation_vocabulary()  # a proxy's classes: the benchmark's unseen ones left out
-    names = vocabulary.classes.names if vocabulary is not None else folder.classes.names
-    text = model.encode_classes(list(names))  # the names the masks are scored against
-    report = evaluate_pseudo_masks(
-        folder, cache, split, text, config.pseudo.window_sizes, config.pseudo.min_area, progress=not args.quiet,
-        proxy=folder.proxy,
-        clip_to_unannotated=config.pseudo.clip_to_unannotated,
-    )  # fmt: skip
-    if folder.proxy is not None:
-        held = ", ".join(folder.proxy.held_out)
-        print(f"\npseudo masks of split '{split}' ({report['images']} images) against the proxy's held-out seen "
-              f"classes ({held}), percent:")  # fmt: skip
-    else:
-        print(f"\npseudo masks of split '{split}' ({report['images']} images) against its full labels, percent:")
-    print(format_quality(report))
-    print(report["note"])
-    if args.json:
-        write_json(Path(args.json), report)
-        print(f"wrote {args.json}")
-    if args.figure:
-        rows = worst_misses_figure(folder, cache, report, args.figure)
-        print(f"wrote {args.figure} ({rows} images)" if rows else "no unseen pixel was missed: no figure")

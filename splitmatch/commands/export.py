@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from splitmatch.commands.arguments import PACKAGED_HELP, add_command, positive_int
 from splitmatch.commands.common import UsageError
+
+
+def add_export_command(commands) -> None:
+    p = add_command(commands, "export", help="write a model for a fixed class list as an ONNX file "
+                     "(extra: splitmatch[onnx]; docs/export.md)")  # fmt: skip
+    p.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write")
+    p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|"; '
+                   "their text embeddings are computed now and built into the file")  # fmt: skip
+    p.add_argument("--checkpoint", help=f"model.safetensors (or a checkpoint) to export (default: {PACKAGED_HELP})")
+    p.add_argument("--size", nargs="+", metavar="N", help="input size, N (square) or H W, multiples of the "
+                   "model's patch size (default: the checkpoint's inference.short_side, square)")  # fmt: skip
+    p.add_argument("--opset", type=positive_int, help="ONNX opset to write, 18 or later (default: the exporter's)")
+    p.set_defaults(func=cmd_export)
 
 
 def parse_size(texts: list[str] | None) -> int | tuple[int, int] | None:

@@ -6,7 +6,66 @@ import argparse
 import sys
 from pathlib import Path
 
+from splitmatch.commands.arguments import PACKAGED_HELP, add_command, add_model_argument, megapixels, port, positive_int
 from splitmatch.commands.common import UsageError, command_device, inference_overrides
+
+
+def add_predict_command(commands) -> None:
+    from splitmatch.device import DEVICE_HELP
+
+    p = add_command(commands, "predict", help="segment images and folders of images with any class names")
+    p.add_argument("--checkpoint", help=f"model.safetensors (or a checkpoint) to use (default: {PACKAGED_HELP})")
+    add_model_argument(p)
+    p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|", '
+                   'e.g. "cat,sofa,tv monitor|television"')  # fmt: skip
+    p.add_argument("--out", required=True, help="folder for <stem>_labels.png and <stem>_overlay.png per image, "
+                   "in the inputs' folder structure, and summary.json")  # fmt: skip
+    p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
+                   "(default: the checkpoint's inference.mode)")  # fmt: skip
+    p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes "
+                   "(default: the checkpoint's)")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an inference setting, repeatable, e.g. inference.short_side=640; with --model maskclip "
+                   "also clip.arch, clip.weights, clip.templates")  # fmt: skip
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images run through the model together "
+                   "(the same labels as one by one)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("images", nargs="+", metavar="PATH", help="image files (JPEG, PNG, ...), and folders searched for "
+                   ".jpg, .jpeg and .png files (hidden ones and --out skipped)")  # fmt: skip
+    p.set_defaults(func=cmd_predict)
+
+
+def add_app_command(commands) -> None:
+    p = add_command(commands, "app", help="a local web page to try a model on your images (needs the app extra)")
+    add_model_argument(p)
+    p.add_argument("--checkpoint", help=f"model.safetensors to serve (default: {PACKAGED_HELP})")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=port, default=7860, help="port to listen on")
+    p.add_argument("--device", default="cpu", help="cuda, cuda:N, cpu or auto (default: cpu)")
+    p.add_argument(
+        "--max-megapixels",
+        type=megapixels,
+        default=16.0,
+        help="largest image accepted, in millions of pixels",
+    )
+    p.set_defaults(func=cmd_app)
+
+
+def add_package_model_command(commands) -> None:
+    p = add_command(commands, "package-model", help="a model file without its packaged CLIP's tensors, made "
+                     "the same byte for byte from the same checkpoint (docs/world.md)")  # fmt: skip
+    p.add_argument("--checkpoint", required=True, help="a checkpoint trained with clip.weights packaged:NAME")
+    p.add_argument("--out", required=True, help="model file to write (.safetensors)")
+    p.add_argument("--clip", metavar="packaged:NAME", help="the packaged CLIP the checkpoint was trained on, "
+                   "when its config names the file instead (its tensors are compared)")  # fmt: skip
+    p.add_argument(
+        "--data-root",
+        default="demo_out/world",
+        help="the dataset folder its config names, relative to where a command runs "
+        "(default: %(default)s, where `splitmatch demo` writes the world)",
+    )
+    p.set_defaults(func=cmd_package_model)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

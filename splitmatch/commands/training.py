@@ -4,7 +4,44 @@ from __future__ import annotations
 
 import argparse
 
+from splitmatch.commands.arguments import PROXY_HELP, add_command, add_config_arguments, positive_int
 from splitmatch.commands.common import TRANSDUCTIVE_NOTE, UsageError, command_config
+
+
+def add_train_command(commands) -> None:
+    p = add_command(commands, "train", help="train a model (single process or under torchrun)")
+    add_config_arguments(p)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--proxy", action="store_true", help=PROXY_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+
+def add_seeds_command(commands) -> None:
+    p = add_command(commands, "seeds", help="train one config with several seeds; mean and std of every metric")
+    add_config_arguments(p)
+    p.add_argument("--seeds", required=True, help="comma-separated, e.g. 0,1,2")
+    p.add_argument("--out", required=True, help="folder for seed_<s> runs and seeds.json")
+    p.add_argument("--proxy", action="store_true", help=PROXY_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_seeds)
+
+
+def add_folds_command(commands) -> None:
+    p = add_command(commands, "folds", help="train and score the four folds of a fold benchmark (PASCAL-5i, "
+                     "COCO-20i, the world's): episodes and the generalized form, per fold and their mean")  # fmt: skip
+    add_config_arguments(p)
+    p.add_argument("--out", required=True, help="folder for fold_<i> runs and folds.json (a finished fold is "
+                   "not trained again)")  # fmt: skip
+    p.add_argument("--folds", help="comma-separated fold numbers, e.g. 0,2 (default: every fold)")
+    p.add_argument("--fold-scheme", help="fold scheme of data.root's folds.json, e.g. coco-20i-consecutive "
+                   "(default: the folder's)")  # fmt: skip
+    p.add_argument("--episode-count", type=positive_int, default=1000, help="which stored episode list per fold, "
+                   "by length (5000 when prepared with --episodes 1000,5000)")  # fmt: skip
+    p.add_argument("--background-name", default="background", help="the name given beside each episode's class")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_folds)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

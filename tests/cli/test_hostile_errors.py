@@ -130,13 +130,13 @@ def test_a_class_name_the_terminal_would_obey(untrained_checkpoint, tiny_dataset
 
 
 def test_an_error_line_is_bounded_and_shows_no_control_characters(capsys, monkeypatch):
-    from splitmatch.commands import data
+    from splitmatch.commands import world
     from splitmatch.commands.common import UsageError
 
     def noisy(args):
         raise UsageError("bad \x1b[2J value " + "x" * 100_000)
 
-    monkeypatch.setattr(data, "cmd_presets", noisy)
+    monkeypatch.setattr(world, "cmd_presets", noisy)
     line = refused(capsys, ["presets"])
     assert "\x1b" not in line and "\\x1b[2J" in line and len(line) <= 2000 + len("splitmatch: error: ")
 
