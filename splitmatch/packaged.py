@@ -52,6 +52,15 @@ def packaged_names(folder: Path) -> str:
     return ", ".join(names) or "none"
 
 
+def require_packaged_file(name: str, folder: Path, kind: str, error: type[Exception]) -> Path:
+    """:func:`packaged_file`, or ``error`` saying that the ``kind`` (``weights``, ``model``) named
+    ``name`` is unknown and which names this installation has."""
+    path = packaged_file(name, folder)
+    if path is None:
+        raise error(f"unknown packaged {kind} '{name}' (this installation has: {packaged_names(folder)})")
+    return path
+
+
 def install_hint(extra: str) -> str:
     """How to install an optional extra (``app``, ``onnx``, ``tensorboard``): splitmatch is installed
     from its source folder, not from a package index."""

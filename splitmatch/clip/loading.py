@@ -84,11 +84,7 @@ def build_clip(arch: str, weights: str | None = None) -> open_clip.CLIP:
 
 def packaged_weights(name: str) -> Path:
     """The file a ``packaged:NAME`` weights name stands for, inside the installed package."""
-    path = packaged.packaged_file(name, packaged.PACKAGED_WEIGHTS)
-    if path is None:
-        known = packaged.packaged_names(packaged.PACKAGED_WEIGHTS)
-        raise ClipWeightsError(f"unknown packaged weights '{name}' (this installation has: {known})")
-    return path
+    return packaged.require_packaged_file(name, packaged.PACKAGED_WEIGHTS, "weights", ClipWeightsError)
 
 
 def read_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -48,11 +48,7 @@ WORLD_MODEL_NOTE = (
 
 def packaged_model_path(name: str) -> Path:
     """The file a ``packaged:NAME`` model name stands for, inside the installed package."""
-    path = packaged.packaged_file(name, packaged.PACKAGED_MODELS)
-    if path is None:
-        known = packaged.packaged_names(packaged.PACKAGED_MODELS)
-        raise CheckpointError(f"unknown packaged model '{name}' (this installation has: {known})")
-    return path
+    return packaged.require_packaged_file(name, packaged.PACKAGED_MODELS, "model", CheckpointError)
 
 
 def checkpoint_file(checkpoint: str | Path) -> Path:

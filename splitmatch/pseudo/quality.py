@@ -123,60 +123,94 @@ def score_image(
         class_embeddings: ``[C, D]`` normalised text embeddings of every class name.
         clip_to_unannotated: clip masks to the unseen pixels (false: score them whole).
     """
-    num_classes = classes.num_classes
-    num_masks = embeddings.shape[0]
     index = resize_nearest(index_map, label.shape).astype(np.int64)  # [S, H, W]
     unseen = np.isin(label, classes.unseen_ids)
     # Unannotated and not void: exactly the unseen-class pixels; unclipped, every pixel that is not void.
     region = unseen if clip_to_unannotated else label != classes.ignore_index
     objects, object_classes = unseen_objects(label, classes.unseen_ids, min_area * label.size)
-    num_objects = len(object_classes)
+    overlaps = _MaskOverlaps.count(label, index_map, index, region, objects, len(object_classes), classes.num_classes,
+                                   embeddings.shape[0])  # fmt: skip
+    _tally_coverage(label, overlaps, classes, tallies)
+    _tally_masks(overlaps, embeddings, class_embeddings, classes, tallies)
+    missed = _tally_objects(overlaps, objects, object_classes, classes, tallies)
+    return ImageScore(stem, float((unseen & ~overlaps.covered).sum()) / label.size, missed, len(object_classes))
 
-    scale_of = np.full(num_masks, -1, dtype=np.int64)
-    histogram = np.zeros((num_masks + 1, num_classes), dtype=np.int64)  # [K+1, C] pixels per mask and class
-    overlap = np.zeros((num_objects + 1, num_masks + 1), dtype=np.int64)  # [O+1, K+1] object x mask pixels
-    covered = np.zeros(label.shape, dtype=bool)
-    covered_by_scale = []
-    clipped_label = np.where(region, label, 0).astype(np.int64)
-    for scale, channel in enumerate(index):
-        present = np.unique(index_map[scale])  # on the grid: the same ids, far fewer cells
-        scale_of[present[present > 0] - 1] = scale
-        clipped = np.where(region, channel, 0)  # [H, W] as training sees it
-        histogram += np.bincount((clipped * num_classes + clipped_label).ravel(), minlength=histogram.size).reshape(
-            histogram.shape
-        )
-        overlap += np.bincount((objects * (num_masks + 1) + clipped).ravel(), minlength=overlap.size).reshape(
-            overlap.shape
-        )
-        covered_by_scale.append(clipped > 0)
-        covered |= clipped > 0
 
+@dataclass
+class _MaskOverlaps:
+    """One image's pseudo masks counted against its labels, clipped as training clips them.
+
+    ``scale_of``: ``[K]`` the scale each mask was found at; ``histogram``: ``[K+1, C]`` pixels per
+    mask (row 0: none) and class; ``overlap``: ``[O+1, K+1]`` pixels per unseen object and mask;
+    ``covered`` / ``covered_by_scale``: ``[H, W]`` pixels in some mask, overall and per scale.
+    """
+
+    scale_of: np.ndarray
+    histogram: np.ndarray
+    overlap: np.ndarray
+    covered: np.ndarray
+    covered_by_scale: list[np.ndarray]
+
+    @classmethod
+    def count(
+        cls, label, index_map, index, region, objects, num_objects: int, num_classes: int, num_masks: int
+    ) -> _MaskOverlaps:
+        scale_of = np.full(num_masks, -1, dtype=np.int64)
+        histogram = np.zeros((num_masks + 1, num_classes), dtype=np.int64)
+        overlap = np.zeros((num_objects + 1, num_masks + 1), dtype=np.int64)
+        covered_by_scale = []
+        clipped_label = np.where(region, label, 0).astype(np.int64)
+        for scale, channel in enumerate(index):
+            present = np.unique(index_map[scale])  # on the grid: the same ids, far fewer cells
+            scale_of[present[present > 0] - 1] = scale
+            clipped = np.where(region, channel, 0)  # [H, W] as training sees it
+            pairs = (clipped * num_classes + clipped_label).ravel()
+            histogram += np.bincount(pairs, minlength=histogram.size).reshape(histogram.shape)
+            pairs = (objects * (num_masks + 1) + clipped).ravel()
+            overlap += np.bincount(pairs, minlength=overlap.size).reshape(overlap.shape)
+            covered_by_scale.append(clipped > 0)
+        covered = np.logical_or.reduce(covered_by_scale) if covered_by_scale else np.zeros(label.shape, bool)
+        return cls(scale_of, histogram, overlap, covered, covered_by_scale)
+
+
+def _tally_coverage(label: np.ndarray, overlaps: _MaskOverlaps, classes: ClassSplit, tallies: dict) -> None:
+    """Unseen coverage: the share of each unseen class's pixels some mask covers, overall and per scale."""
     for class_id in classes.unseen_ids:
         pixels = label == class_id
         total = int(pixels.sum())
         name = classes.names[class_id]
         for key in ("overall", f"class {name}"):
-            tallies.setdefault(key, _Tally()).add("unseen_coverage", (covered & pixels).sum(), total)
-        for scale, by_scale in enumerate(covered_by_scale):
+            tallies.setdefault(key, _Tally()).add("unseen_coverage", (overlaps.covered & pixels).sum(), total)
+        for scale, by_scale in enumerate(overlaps.covered_by_scale):
             tallies.setdefault(f"scale {scale}", _Tally()).add("unseen_coverage", (by_scale & pixels).sum(), total)
 
-    mask_area = histogram[1:].sum(1)  # [K]
+
+def _tally_masks(overlaps: _MaskOverlaps, embeddings, class_embeddings, classes: ClassSplit, tallies: dict) -> None:
+    """Mask precision (its dominant class's share) and region accuracy (its embedding names that class)."""
+    num_masks = embeddings.shape[0]
+    mask_area = overlaps.histogram[1:].sum(1)  # [K]
     nearest = (embeddings @ class_embeddings.T).argmax(1) if num_masks else np.zeros(0, np.int64)  # [K]
     for k in range(num_masks):
-        keys = ["overall", f"scale {scale_of[k]}"]
+        keys = ["overall", f"scale {overlaps.scale_of[k]}"]
         for key in keys:
             tallies.setdefault(key, _Tally()).masks += 1
         if mask_area[k] == 0:
             continue  # nothing of it survives clipping: no dominant class
-        dominant = int(histogram[k + 1].argmax())
+        dominant = int(overlaps.histogram[k + 1].argmax())
         keys.append(f"class {classes.names[dominant]}")
         tallies.setdefault(keys[-1], _Tally()).masks += 1
         for key in keys:
-            tallies[key].add("mask_precision", histogram[k + 1, dominant], mask_area[k])
+            tallies[key].add("mask_precision", overlaps.histogram[k + 1, dominant], mask_area[k])
             tallies[key].add("region_accuracy", int(nearest[k]) == dominant, 1)
 
+
+def _tally_objects(overlaps: _MaskOverlaps, objects, object_classes, classes: ClassSplit, tallies: dict) -> int:
+    """Object recall (an unseen object some mask matches at IoU >= MATCH_IOU), overall, per class and
+    per scale; returns how many objects no mask matched."""
+    num_objects = len(object_classes)
+    mask_area = overlaps.histogram[1:].sum(1)  # [K]
     object_area = np.bincount(objects.ravel(), minlength=num_objects + 1)[1:]  # [O] (a pixel may lie in no mask)
-    intersection = overlap[1:, 1:]  # [O, K]
+    intersection = overlaps.overlap[1:, 1:]  # [O, K]
     iou = intersection / np.maximum(object_area[:, None] + mask_area[None, :] - intersection, 1)
     matched = iou >= MATCH_IOU  # [O, K]
     missed = 0
@@ -186,12 +220,12 @@ def score_image(
         for key in ("overall", f"class {classes.names[class_id]}"):
             tallies.setdefault(key, _Tally()).add("object_recall", found, 1)
             tallies[key].objects += 1
-        for scale in range(index.shape[0]):
+        for scale in range(len(overlaps.covered_by_scale)):
             tallies.setdefault(f"scale {scale}", _Tally()).add(
-                "object_recall", bool(matched[o, scale_of == scale].any()), 1
+                "object_recall", bool(matched[o, overlaps.scale_of == scale].any()), 1
             )
             tallies[f"scale {scale}"].objects += 1
-    return ImageScore(stem, float((unseen & ~covered).sum()) / label.size, missed, num_objects)
+    return missed
 
 
 def evaluate_pseudo_masks(
