@@ -16,7 +16,7 @@ the code before the change (``benchmarks/reference_host_step``):
   uint8 now, int64 before).
 * **device traffic and host synchronisations per step**: one step of 16 images in 4
   micro-batches of 4, as the trainer runs it (targets moved, normalisers, then per micro-batch
-  the criterion and its backward), on an emulated device (``host_syncs.py``: a
+  the criterion and its backward), on an emulated device (``splitmatch.testing.host_syncs``: a
   ``TorchDispatchMode`` that counts ``aten._local_scalar_dense``, device-to-host copies and
   data-dependent ops, and every host-to-device byte). The decoder's outputs have ViT-B/16's
   shapes (7 read-outs, 100 seen + 20 candidate queries, 16 classes, 32 x 32 masks, 512-d
@@ -40,7 +40,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import Result, parse_args, print_results, time_interleaved
-from host_syncs import DEVICE, EmulatedDevice, to_host
 from PIL import Image
 from reference_host_step import criterion as reference_criterion
 from reference_host_step import dataset as reference_dataset
@@ -55,6 +54,7 @@ from splitmatch.data.transforms import build_train_transform, resize_nearest
 from splitmatch.losses import criterion as library_criterion
 from splitmatch.matching import matcher as library_matcher
 from splitmatch.pseudo.cache import PseudoMaskCache
+from splitmatch.testing.host_syncs import DEVICE, EmulatedDevice, to_host
 from splitmatch.train import targets as library_targets
 from splitmatch.train.micro_batches import split_batch
 

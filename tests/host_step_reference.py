@@ -1,7 +1,7 @@
-"""The training step's host side before its rework, and the emulated device, for tests.
+"""The training step's host side before its rework, for tests.
 
-Both live with the benchmark that measures against them (``benchmarks/reference_host_step``,
-``benchmarks/host_syncs.py``); this module puts that folder on the import path once.
+It lives with the benchmark that measures against it (``benchmarks/reference_host_step``);
+this module puts that folder on the import path once.
 """
 
 from __future__ import annotations
@@ -20,4 +20,3 @@ reference_criterion = importlib.import_module("reference_host_step.criterion")
 reference_colour = importlib.import_module("reference_host_step.colour")
 reference_transforms = importlib.import_module("reference_host_step.transforms")
 reference_dataset = importlib.import_module("reference_host_step.dataset")
-host_syncs = importlib.import_module("host_syncs")

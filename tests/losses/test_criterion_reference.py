@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from host_step_reference import host_syncs, reference_criterion, reference_matcher, reference_targets
+from host_step_reference import reference_criterion, reference_matcher, reference_targets
 
 from splitmatch.losses.criterion import SetCriterion
 from splitmatch.matching import matcher as matcher_module
 from splitmatch.matching.matcher import HungarianMatcher, SplitMatcher, pad_targets
+from splitmatch.testing import host_syncs
 from splitmatch.train.targets import build_targets, move_targets
 
 CLASSES, DIM, SEEN, CANDIDATES = 6, 16, 8, 4

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from host_step_reference import host_syncs, reference_targets
+from host_step_reference import reference_targets
 
 from splitmatch.matching.point_sampling import gather_bilinear, point_sample
 from splitmatch.matching.target_maps import dense_masks, index_map_areas, read_map_pairs, read_maps
+from splitmatch.testing import host_syncs
 from splitmatch.train.targets import build_targets, move_targets
 
 
