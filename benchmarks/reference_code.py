@@ -2,14 +2,14 @@
 
 ``bench_host_step.py`` times the library against it, and ``record_host_step_fixture.py`` records
 what it computes on the tests' inputs (``tests/fixtures/``). It is no longer in the tree: the
-folder ``benchmarks/reference_host_step`` is read from commit :data:`COMMIT` (the last one
-that holds it; it was added, verbatim but for imports within the folder, from the code of
-commit da96a8c) with ``git show`` into a temporary folder and imported from there as the package
-``reference_host_step``. Its modules: ``targets`` (full-resolution bool masks per image),
-``matcher`` and ``criterion`` (one solve and one device-to-host copy per read-out, group and
-image), ``point_sampling``, ``colour`` (float64 HSV), ``transforms`` and ``dataset`` (the
-pseudo-index map resized twice, int64 labels). It imports today's ``splitmatch`` for what the
-rework left as it was (the cost and loss functions, the folder format).
+folder ``benchmarks/reference_host_step`` (the code of commit da96a8c, verbatim but for imports
+within the folder) is read from commit :data:`COMMIT`, one that holds it, with ``git show`` into
+a temporary folder and imported from there as the package ``reference_host_step``. Its modules:
+``targets`` (full-resolution bool masks per image), ``matcher`` and ``criterion`` (one solve and
+one device-to-host copy per read-out, group and image), ``point_sampling``, ``colour`` (float64
+HSV), ``transforms`` and ``dataset`` (the pseudo-index map resized twice, int64 labels). It
+imports today's ``splitmatch`` for what the rework left as it was (the cost and loss functions,
+the folder format).
 """
 
 from __future__ import annotations
