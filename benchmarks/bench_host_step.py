@@ -4,8 +4,9 @@ Why: at CLIP ViT-B/16, 512 crops and a global batch of 16, a GPU step must not w
 host: for the loader's samples, for the targets built from them, for their copy to the device,
 or for the criterion's synchronisations.
 
-Method: one thread, side by side in the same run, the library against the reference copy of
-the code before the change (``benchmarks/reference_host_step``):
+Method: one thread, side by side in the same run, the library against the code before the
+change, rebuilt from the git history when the script starts (``reference_code.py``; a shallow
+clone needs ``git fetch --unshallow`` first):
 
 * **loader**: a VOC-like folder (500 x 375 JPEGs, PNG labels of 20 classes of which 5 unseen,
   one pseudo-mask cache entry per image: 40 masks on the 32 x 32 patch grid in 3 scales, 512-d
@@ -16,7 +17,7 @@ the code before the change (``benchmarks/reference_host_step``):
   uint8 now, int64 before).
 * **device traffic and host synchronisations per step**: one step of 16 images in 4
   micro-batches of 4, as the trainer runs it (targets moved, normalisers, then per micro-batch
-  the criterion and its backward), on an emulated device (``host_syncs.py``: a
+  the criterion and its backward), on an emulated device (``splitmatch.testing.host_syncs``: a
   ``TorchDispatchMode`` that counts ``aten._local_scalar_dense``, device-to-host copies and
   data-dependent ops, and every host-to-device byte). The decoder's outputs have ViT-B/16's
   shapes (7 read-outs, 100 seen + 20 candidate queries, 16 classes, 32 x 32 masks, 512-d
@@ -40,13 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import Result, parse_args, print_results, time_interleaved
-from host_syncs import DEVICE, EmulatedDevice, to_host
 from PIL import Image
-from reference_host_step import criterion as reference_criterion
-from reference_host_step import dataset as reference_dataset
-from reference_host_step import matcher as reference_matcher
-from reference_host_step import targets as reference_targets
-from reference_host_step import transforms as reference_transforms
+from reference_code import reference_modules
 
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.dataset import SegmentationDataset, collate_segmentation
@@ -55,6 +51,7 @@ from splitmatch.data.transforms import build_train_transform, resize_nearest
 from splitmatch.losses import criterion as library_criterion
 from splitmatch.matching import matcher as library_matcher
 from splitmatch.pseudo.cache import PseudoMaskCache
+from splitmatch.testing.host_syncs import DEVICE, EmulatedDevice, to_host
 from splitmatch.train import targets as library_targets
 from splitmatch.train.micro_batches import split_batch
 
@@ -127,14 +124,14 @@ def make_folder(root: Path, count: int, seed: int = 0) -> tuple[DatasetFolder, P
     return DatasetFolder(root), cache
 
 
-def datasets(folder: DatasetFolder, cache: PseudoMaskCache, crop: int):
+def datasets(folder: DatasetFolder, cache: PseudoMaskCache, crop: int, reference):
     """The library's training dataset and the reference one, with their own training transforms."""
     args = (crop, (4 * crop, crop), (0.5, 2.0), 0.75, 0.5, True, CLIP_MEAN)
     library = SegmentationDataset(folder, "train", build_train_transform(*args), True, cache)
-    reference = reference_dataset.SegmentationDataset(
-        folder, "train", reference_transforms.build_train_transform(*args), True, cache
+    before = reference.dataset.SegmentationDataset(
+        folder, "train", reference.transforms.build_train_transform(*args), True, cache
     )
-    return library, reference
+    return library, before
 
 
 def loader_times(library, reference, keys: list[tuple[int, int]]) -> tuple[float, float, int]:
@@ -206,7 +203,7 @@ def training_step(targets_module, criterion, parts: list[dict], outputs: list[di
     return [{k: float(to_host(v.detach())) for k, v in losses.items()} for losses in terms]
 
 
-def world_criterion_times(repeats: int) -> tuple[float, float]:
+def world_criterion_times(repeats: int, reference) -> tuple[float, float]:
     """Median seconds of the criterion (forward) at the built-in world's shapes on the CPU, library
     and before, interleaved: 8 crops of 96, 16 + 4 queries, 4 read-outs, 24 x 24 masks, 2,048 points."""
     generator = torch.Generator().manual_seed(1)
@@ -230,7 +227,7 @@ def world_criterion_times(repeats: int) -> tuple[float, float]:
     calls = {}
     for name, targets_module, criterion_module, matcher_module, label in (
         ("library", library_targets, library_criterion, library_matcher, labels),
-        ("reference", reference_targets, reference_criterion, reference_matcher, labels.long()),
+        ("reference", reference.targets, reference.criterion, reference.matcher, labels.long()),
     ):
         targets = targets_module.build_targets(label, [0, 1, 2], index, embeddings)
         criterion = make_criterion(criterion_module, matcher_module, 2048)
@@ -241,22 +238,28 @@ def world_criterion_times(repeats: int) -> tuple[float, float]:
 
 def main() -> None:
     args = parse_args(__doc__, repeats=3)
+    with reference_modules() as reference:
+        measure(args, reference)
+
+
+def measure(args, reference) -> None:
+    """Runs every measurement of ``reference`` (the rebuilt modules) against the library and prints them."""
     torch.set_num_threads(1)
     quick = args.quick
     crop, images, micro, layers, points = (128, 4, 2, 2, 1024) if quick else (512, 16, 4, 7, 12544)
     seen_ids = list(range(15))
     with tempfile.TemporaryDirectory() as scratch:
         folder, cache = make_folder(Path(scratch), 4 if quick else 16)
-        library, reference = datasets(folder, cache, crop)
+        library, before = datasets(folder, cache, crop, reference)
         keys = [(i % len(library), 1000 + i) for i in range((4 if quick else 48) * args.repeats)]
-        sample_s, sample_before_s, differing = loader_times(library, reference, keys)
+        sample_s, sample_before_s, differing = loader_times(library, before, keys)
         batch_keys = [(i % len(library), 7 + i) for i in range(images)]
         batch = collate_segmentation([library[k] for k in batch_keys])
-        batch_before = reference_dataset.collate_segmentation([reference[k] for k in batch_keys])
+        batch_before = reference.dataset.collate_segmentation([before[k] for k in batch_keys])
 
     timings: dict[str, list[float]] = {"library": [], "reference": []}
     for _ in range(max(3, args.repeats)):
-        for name, module, data in (("reference", reference_targets, batch_before), ("library", library_targets, batch)):
+        for name, module, data in (("reference", reference.targets, batch_before), ("library", library_targets, batch)):
             start = time.perf_counter()
             step_targets(module, data, seen_ids)
             timings[name].append(time.perf_counter() - start)
@@ -265,7 +268,7 @@ def main() -> None:
     # One step of `images` crops in micro-batches, on the emulated device, for both codes.
     codes = {
         "library": ((library_targets, library_criterion, library_matcher), batch),
-        "reference": ((reference_targets, reference_criterion, reference_matcher), batch_before),
+        "reference": ((reference.targets, reference.criterion, reference.matcher), batch_before),
     }
     step_figures = {}
     for name, (code, data) in codes.items():
@@ -285,7 +288,7 @@ def main() -> None:
         image_bytes = sum(p["image"].numel() for p in parts)
         step_figures[name] = {"counts": counts, "losses": losses, "seconds": seconds, "image_bytes": image_bytes}
     after, before = step_figures["library"], step_figures["reference"]
-    world_s, world_before_s = world_criterion_times(3 if quick else 10 * args.repeats)
+    world_s, world_before_s = world_criterion_times(3 if quick else 10 * args.repeats, reference)
     loss_gap = max(
         abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for a, b in zip(after["losses"], before["losses"]) for k in b
     )

@@ -104,3 +104,15 @@ def test_floors_never_import_wings():
         for module in _under(set(GRAPH), floor):
             up = [m for wing in wings for m in _under(GRAPH[module], wing)]
             assert up == [], f"{module} imports {up}"
+
+
+def test_the_testing_tools_stand_apart():
+    """``splitmatch.testing`` (an emulated device for tests and benchmarks) uses nothing of the library,
+    and the library does not use it."""
+    testing = set(_under(set(GRAPH), "splitmatch.testing"))
+    assert testing, "splitmatch.testing is missing"
+    for module in sorted(GRAPH):
+        if module in testing:
+            assert GRAPH[module] == set(), f"{module} imports {sorted(GRAPH[module])}"
+        else:
+            assert not GRAPH[module] & testing, f"{module} imports {sorted(GRAPH[module] & testing)}"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from host_step_fixture import recorded, value_name
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -31,17 +32,22 @@ def make_label(height: int, width: int, seed: int) -> np.ndarray:
     return label
 
 
-@pytest.fixture()
-def folder(tmp_path: Path) -> DatasetFolder:
+def write_folder(root: Path) -> DatasetFolder:
+    """Three PNG samples of 24, 28 and 32 x 32 pixels in a ``train`` split."""
     rng = np.random.default_rng(0)
     stems = ["a", "b", "c"]
     for i, stem in enumerate(stems):
         height, width = 24 + 4 * i, 32
         image = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
-        write_sample(tmp_path, stem, image, make_label(height, width, i))
-    write_split(tmp_path, "train", stems)
-    CLASSES.write(tmp_path / "classes.json")
-    return DatasetFolder(tmp_path)
+        write_sample(root, stem, image, make_label(height, width, i))
+    write_split(root, "train", stems)
+    CLASSES.write(root / "classes.json")
+    return DatasetFolder(root)
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> DatasetFolder:
+    return write_folder(tmp_path)
 
 
 class FakePseudoMasks:
@@ -180,16 +186,21 @@ def test_a_class_file_that_is_a_folder_is_named(tmp_path):
         ClassSplit.read(tmp_path)
 
 
-def test_items_are_those_of_before_the_host_step_rework(folder: DatasetFolder) -> None:
-    from host_step_reference import reference_dataset, reference_transforms
+TRAIN_TRANSFORM = (16, (64, 24), (0.5, 2.0), 0.75, 0.5, True)  # crop, scale, ratios, cat_max_ratio, flip, photometric
+ITEM_KEYS = [0, 1, 2, (0, 5), (2, 11), (1, 99)]
+ITEM_FIELDS = ("label", "pseudo_index", "pseudo_embeddings", "image")
 
-    args = (16, (64, 24), (0.5, 2.0), 0.75, 0.5, True)
-    ours = SegmentationDataset(folder, "train", build_train_transform(*args), True, FakePseudoMasks())
-    before = reference_dataset.SegmentationDataset(
-        folder, "train", reference_transforms.build_train_transform(*args), True, FakePseudoMasks()
-    )
-    for key in [0, 1, 2, (0, 5), (2, 11), (1, 99)]:
-        item, item_before = ours[key], before[key]
+
+def item_key(index: int | tuple[int, int]) -> str:
+    """Where the dataset's item ``index`` before the host-step rework is recorded."""
+    return value_name("items", *(index if isinstance(index, tuple) else (index,)))
+
+
+def test_items_are_those_of_before_the_host_step_rework(folder: DatasetFolder) -> None:
+    ours = SegmentationDataset(folder, "train", build_train_transform(*TRAIN_TRANSFORM), True, FakePseudoMasks())
+    for index in ITEM_KEYS:
+        item = ours[index]
+        item_before = {field: recorded(value_name(item_key(index), field)) for field in ITEM_FIELDS}
         assert item["label"].dtype == torch.uint8 and item_before["label"].dtype == torch.int64
         assert torch.equal(item["label"].long(), item_before["label"])
         assert torch.equal(item["pseudo_index"], item_before["pseudo_index"])  # resized once, the same pixels

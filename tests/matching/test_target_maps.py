@@ -1,15 +1,17 @@
-"""Targets kept as label and pseudo-index maps: read at points as today's unpacked masks read,
-built as today's build_targets built them (benchmarks/reference_host_step), moved in few copies."""
+"""Targets kept as label and pseudo-index maps: read at points as unpacked masks read, built as
+build_targets built them before the host-step rework (its unpacked masks, recorded in
+tests/fixtures: host_step_fixture.py), moved in few copies."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from host_step_reference import host_syncs, reference_targets
+from host_step_fixture import recorded_targets, value_name
 
 from splitmatch.matching.point_sampling import gather_bilinear, point_sample
 from splitmatch.matching.target_maps import dense_masks, index_map_areas, read_map_pairs, read_maps
+from splitmatch.testing import host_syncs
 from splitmatch.train.targets import build_targets, move_targets
 
 
@@ -68,6 +70,19 @@ def test_index_map_areas_count_each_mask_once_across_layers():
     assert index_map_areas(index, 0).shape == (0,)
 
 
+TARGET_CASES = [(torch.uint8, 255), (torch.uint16, 65535)]  # label dtype, its ignore value
+MIN_AREAS = [0.0, 0.004]
+
+
+def train_ids(dtype: torch.dtype) -> list[int]:
+    return [0, 3, 7, 1000 if dtype == torch.uint16 else 200]
+
+
+def targets_key(dtype: torch.dtype, min_area: float) -> str:
+    """Where the targets built before the rework for this case are recorded."""
+    return value_name("targets", str(dtype).removeprefix("torch."), min_area)
+
+
 def reference_batch(dtype: torch.dtype, ignore: int, seed: int = 3) -> dict:
     """Labels with a class-free image, pseudo maps in the ignored area with masks of zero area
     (cut away by a crop) and masks below the minimum area."""
@@ -83,18 +98,18 @@ def reference_batch(dtype: torch.dtype, ignore: int, seed: int = 3) -> dict:
             index[b, s, :20] = torch.randint(0, count + 1, (20, 40), generator=g, dtype=torch.uint8)
         index[b][(index[b] == 2) | (index[b] == 4)] = 0  # mask 2 vanished after augmentation
         index[b, 0, 0, 0] = 4 if count >= 4 else 0  # mask 4 almost: a single pixel is left
-        embeddings.append(torch.randn(count, 8, generator=g))
+        # Drawn in float64: the same bits on every CPU (float32 normals take a vectorised path on some).
+        embeddings.append(torch.randn(count, 8, generator=g, dtype=torch.float64).float())
     return {"label": labels.to(dtype), "pseudo_index": index, "pseudo_embeddings": embeddings}
 
 
-@pytest.mark.parametrize("dtype, ignore", [(torch.uint8, 255), (torch.uint16, 65535)])
-@pytest.mark.parametrize("min_area", [0.0, 0.004])
-def test_targets_hold_the_masks_todays_build_targets_unpacked(dtype, ignore, min_area):
+@pytest.mark.parametrize("dtype, ignore", TARGET_CASES)
+@pytest.mark.parametrize("min_area", MIN_AREAS)
+def test_targets_hold_the_masks_build_targets_unpacked_before(dtype, ignore, min_area):
     batch = reference_batch(dtype, ignore)
-    train_ids = [0, 3, 7, 1000 if dtype == torch.uint16 else 200]
-    args = (train_ids, batch["pseudo_index"], batch["pseudo_embeddings"])
+    args = (train_ids(dtype), batch["pseudo_index"], batch["pseudo_embeddings"])
     ours = build_targets(batch["label"], *args, ignore_index=ignore, min_pseudo_area=min_area)
-    reference = reference_targets.build_targets(batch["label"].long(), *args, ignore, min_area)
+    reference = recorded_targets(targets_key(dtype, min_area))
     assert len(ours) == len(reference) == 4
     for mine, theirs in zip(ours, reference):
         assert torch.equal(mine["labels"], theirs["labels"])
