@@ -15,6 +15,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_host_step.p
 @pytest.mark.slow
 def test_quick_run_reports_every_figure_before_and_after():
     done = subprocess.run([sys.executable, str(SCRIPT), "--quick"], capture_output=True, text=True, timeout=600)
+    if done.returncode != 0 and "which is not in the git history" in done.stderr:
+        pytest.skip(done.stderr.strip().splitlines()[-1])  # a shallow clone: the "before" cannot be rebuilt
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     keys = ("targets_ms", "device_mib", "sample_ms", "host_syncs")
