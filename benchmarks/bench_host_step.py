@@ -44,10 +44,11 @@ from common import Result, parse_args, print_results, time_interleaved
 from PIL import Image
 from reference_code import reference_modules
 
+from splitmatch.data.augmentation import build_train_transform
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.dataset import SegmentationDataset, collate_segmentation
 from splitmatch.data.folder import DatasetFolder, write_label, write_split
-from splitmatch.data.transforms import build_train_transform, resize_nearest
+from splitmatch.data.transforms import resize_nearest
 from splitmatch.losses import criterion as library_criterion
 from splitmatch.matching import matcher as library_matcher
 from splitmatch.pseudo.cache import PseudoMaskCache

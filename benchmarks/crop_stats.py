@@ -20,9 +20,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from splitmatch.config.presets import load_config  # noqa: E402
+from splitmatch.data.augmentation import Compose, build_train_transform  # noqa: E402
 from splitmatch.data.dataset import SegmentationDataset  # noqa: E402
 from splitmatch.data.folder import DatasetFolder  # noqa: E402
-from splitmatch.data.transforms import Compose, build_train_transform  # noqa: E402
 from splitmatch.model.build import build_segmentor  # noqa: E402
 from splitmatch.pseudo.build_cache import open_cache  # noqa: E402
 from splitmatch.pseudo.proposals import masks_from_index_map  # noqa: E402

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from splitmatch.data.augmentation import Compose
 from splitmatch.data.deferred import NearestView
 from splitmatch.data.fold_schemes import training_label_map
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
-from splitmatch.data.transforms import SOURCE_PIXELS, Compose, source_pixels
+from splitmatch.data.transforms import SOURCE_PIXELS, source_pixels
 
 
 class PseudoMaskSource(Protocol):

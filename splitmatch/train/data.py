@@ -6,9 +6,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from splitmatch.config import DataConfig
+from splitmatch.data.augmentation import build_train_transform
 from splitmatch.data.dataset import SegmentationDataset, collate_segmentation
 from splitmatch.data.folder import DatasetFolder
-from splitmatch.data.transforms import build_train_transform
 from splitmatch.model.segmentor import SplitMatchSegmentor
 from splitmatch.pseudo.cache import PseudoMaskCache
 from splitmatch.train.sampler import StepBatchSampler

@@ -8,7 +8,7 @@ import torch
 
 from splitmatch.config import ConfigError
 from splitmatch.config.presets import load_config, preset
-from splitmatch.data.transforms import Pad, build_train_transform
+from splitmatch.data.augmentation import Pad, build_train_transform
 from splitmatch.matching.target_maps import dense_masks
 from splitmatch.model.build import build_segmentor
 from splitmatch.train.data import mean_colour

@@ -13,10 +13,10 @@ from host_step_fixture import recorded, value_name
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from splitmatch.data.augmentation import build_eval_transform, build_train_transform
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.dataset import SegmentationDataset, collate_segmentation
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, write_sample, write_split
-from splitmatch.data.transforms import build_eval_transform, build_train_transform
 
 CLASSES = ClassSplit(("sky", "road", "cow", "tree"), unseen=("cow",), dataset="toy")
 COW = 2

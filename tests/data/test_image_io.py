@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from splitmatch.data.augmentation import RandomCrop
 from splitmatch.data.classes import ClassSplit, ClassSplitError, ignore_index_for, label_dtype_for
 from splitmatch.data.dataset import SegmentationDataset
 from splitmatch.data.folder import (
@@ -20,7 +21,7 @@ from splitmatch.data.folder import (
     write_sample,
     write_split,
 )
-from splitmatch.data.transforms import RandomCrop, pad
+from splitmatch.data.transforms import pad
 from splitmatch.evaluation.metrics import ConfusionMatrix
 from splitmatch.matching.target_maps import dense_masks
 from splitmatch.train.targets import build_targets

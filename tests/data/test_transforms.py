@@ -9,8 +9,7 @@ import pytest
 from host_step_fixture import recorded, value_name
 from PIL import Image
 
-from splitmatch.data.colour import hsv_to_rgb, rgb_to_hsv
-from splitmatch.data.transforms import (
+from splitmatch.data.augmentation import (
     Compose,
     Pad,
     PhotometricDistortion,
@@ -20,9 +19,9 @@ from splitmatch.data.transforms import (
     ResizeShortSide,
     build_eval_transform,
     build_train_transform,
-    rescale_size,
-    resize_nearest,
 )
+from splitmatch.data.colour import hsv_to_rgb, rgb_to_hsv
+from splitmatch.data.transforms import rescale_size, resize_nearest
 
 BLOCK = 16
 

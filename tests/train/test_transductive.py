@@ -13,9 +13,10 @@ from conftest import TINY_CLASSES, make_tiny_dataset
 from splitmatch.cli import main
 from splitmatch.config import ConfigError
 from splitmatch.config.presets import preset
+from splitmatch.data.augmentation import build_train_transform
 from splitmatch.data.dataset import SegmentationDataset, collate_segmentation
 from splitmatch.data.folder import DatasetFolder, write_sample, write_split
-from splitmatch.data.transforms import build_train_transform, rescale_size
+from splitmatch.data.transforms import rescale_size
 from splitmatch.train.transductive import (
     first_self_training_step,
     padding_mask,
