@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 1000; 5000 when prepared)")  # fmt: skip
     p.add_argument("--background-name", help="with --episodes: the name given beside the episode's class "
                    "(default: background)")  # fmt: skip
+    p.add_argument("--episode-file", help="with --episodes: score a peer's list as it stands instead of the stored "
+                   "one: HSNet's PASCAL-5i pairs (fold<i>.txt), its COCO-20i per-class lists (fold<i>.pkl, drawn as "
+                   "HSNet draws) or a <stem><TAB><class> list (docs/benchmarks.md)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes; with --model "
                    "maskclip also clip.arch, clip.weights, clip.templates")  # fmt: skip

@@ -162,7 +162,7 @@ def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
     print(format_name_split_table({f"seen calibration {k}{note}": v for k, v in calibrations.items()}))
 
 
-EPISODE_OPTIONS = ("fold", "fold_scheme", "episode_count", "background_name")
+EPISODE_OPTIONS = ("fold", "fold_scheme", "episode_count", "background_name", "episode_file")
 
 
 def _check_episode_options(args: argparse.Namespace) -> None:
@@ -180,8 +180,9 @@ def _check_episode_options(args: argparse.Namespace) -> None:
 
 def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int:
     """``eval --episodes``: the checkpoint on one fold's binary test episodes (docs/benchmarks.md)."""
-    from splitmatch.data.episodes import DEFAULT_EPISODE_COUNT, read_episodes
+    from splitmatch.data.episodes import DEFAULT_EPISODE_COUNT, EPISODE_SPLIT, read_episodes
     from splitmatch.data.folds import read_fold_scheme
+    from splitmatch.data.published_episodes import read_published_episodes
     from splitmatch.evaluation.episode_eval import (
         DEFAULT_BACKGROUND_NAME,
         describe_false_positives,
@@ -200,7 +201,11 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     fold_classes = scheme.fold(fold)
     count = args.episode_count or DEFAULT_EPISODE_COUNT
     background = args.background_name or DEFAULT_BACKGROUND_NAME
-    episodes = read_episodes(folder, fold, count, scheme.name)
+    if args.episode_file is None:
+        episodes, source = read_episodes(folder, fold, count, scheme.name), f"the stored list of {count}"
+    else:  # a peer's list as it stands (docs/benchmarks.md#a-peers-episode-lists)
+        episodes, source = read_published_episodes(args.episode_file, fold_classes, set(folder.stems(EPISODE_SPLIT)),
+                                                   count)  # fmt: skip
     seen_in_training = [name for name in fold_classes if name in trained]
     if seen_in_training:
         print(f"fold {fold}'s classes {', '.join(seen_in_training)} were seen in training: not a zero-shot score")
@@ -211,8 +216,8 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     score = evaluation.score
     transductive = bool(record["config"].train.transductive)
     note = f" ({TRANSDUCTIVE_NOTE})" if transductive else ""
-    print(f"{len(episodes)} episodes of fold {fold} of {scheme.name} ({', '.join(fold_classes)}); the model was "
-          f"given '{background}' and the episode's class{note}")  # fmt: skip
+    print(f"{len(episodes)} episodes of fold {fold} of {scheme.name} ({', '.join(fold_classes)}) from {source}; "
+          f"the model was given '{background}' and the episode's class{note}")  # fmt: skip
     print(format_fold_score(score, f"fold {fold}{note}"))
     print(describe_false_positives(evaluation.false_positives))
     if score.classes_without_episodes:
@@ -220,7 +225,7 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     if args.json:
         result = {
             "protocol": "episodes", "scheme": scheme.name, "fold": fold, "fold_classes": list(fold_classes),
-            "episode_count": count, "background_name": background,
+            "episode_count": len(episodes), "episode_source": source, "background_name": background,
             "seen_calibration": config.inference.seen_calibration, "transductive": transductive,
         } | evaluation_dict(evaluation)  # fmt: skip
         write_json(args.json, result)

@@ -100,6 +100,27 @@ def test_another_fold_and_background_name_and_the_warning(fold_run, tmp_path, ca
     assert result["background_name"] == "others"
 
 
+def test_a_peers_episode_file_is_scored_as_it_stands(fold_run, tmp_path, capsys) -> None:
+    from splitmatch.data.episodes import Episode, episode_file_text
+
+    _, checkpoint, _ = fold_run
+    stored, given, peer = tmp_path / "stored.json", tmp_path / "given.json", tmp_path / "peer.txt"
+    assert run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT, "--json",
+                    stored)[0] == 0  # fmt: skip
+    peer.write_text(episode_file_text([Episode(*pair) for pair in reversed(EPISODES[0])], ["a peer's list"]))
+    code, stdout, _ = run_eval(
+        capsys, "--checkpoint", checkpoint, "--episodes", "--episode-file", peer, "--json", given
+    )
+    assert code == 0 and "from the episode list peer.txt, as it stands" in stdout
+    expected, got = json.loads(stored.read_text()), json.loads(given.read_text())
+    assert got["per_class_iou"] == expected["per_class_iou"] and got["miou"] == expected["miou"]
+    assert got["episode_count"] == len(EPISODES[0]) and "peer.txt" in got["episode_source"]
+    peer.write_text("val_000\tred\nval_999\tgreen\n")
+    code, _, stderr = run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-file", peer)
+    assert code == 2 and "peer.txt line 2: image 'val_999' is not in the val split" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
 def test_the_generalized_form_is_eval_of_the_fold_checkpoint(fold_run, capsys) -> None:
     _, checkpoint, metrics = fold_run
     code, stdout, _ = run_eval(capsys, "--checkpoint", checkpoint)
@@ -112,6 +133,7 @@ def test_the_generalized_form_is_eval_of_the_fold_checkpoint(fold_run, capsys) -
     ("extra", "message"),
     [
         (["--fold", "1"], "--fold is an option of eval --episodes"),
+        (["--episode-file", "x.txt"], "--episode-file is an option of eval --episodes"),
         (["--episodes", "--split", "train"], "not with --split"),
         (["--episodes", "--max-images", "2"], "not with --max-images"),
         (["--episodes", "--episode-count", "7"], "no list of 7 episodes for fold 0 of tiny-2i"),
