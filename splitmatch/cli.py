@@ -273,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "episode may ask for, in pixels (default: 2048, PFENet's 2 x 32 x 32)")  # fmt: skip
     p.add_argument("--episode-seed", type=non_negative_int, help="coco-20i: seed of the drawing of the test "
                    "episodes (default: 0, as HSNet)")  # fmt: skip
+    p.add_argument("--crowd", choices=["background", "ignore"], help="coco-20i: what a crowd pixel no object covers "
+                   "becomes (default: background, as in HSNet's masks)")  # fmt: skip
+    p.add_argument("--object-order", choices=["annotation", "largest-first"], help="coco-20i: the order objects "
+                   "are painted in (default: annotation, the file's order as in HSNet's masks)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=data.cmd_prepare)
 

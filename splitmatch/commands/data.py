@@ -16,6 +16,8 @@ PREPARE_OPTIONS = {
     "episodes": ("episode_counts", ("pascal-5i", "coco-20i")),
     "min_object_pixels": ("min_object_pixels", ("pascal-5i", "coco-20i")),
     "episode_seed": ("episode_seed", ("coco-20i",)),
+    "crowd": ("crowd", ("coco-20i",)),
+    "object_order": ("object_order", ("coco-20i",)),
 }
 
 
@@ -53,6 +55,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     lines = describe_prepared(folder)
     if (folder.root / FOLDS_FILE).is_file():  # PASCAL-5i, COCO-20i: each fold's classes and episode lists
         lines += describe_folds(folder)
+    if args.dataset == "coco-20i":
+        from splitmatch.data.prepare.coco20i import describe_conversion
+
+        lines += describe_conversion(folder)
     for line in lines:
         print(line)
     for message in partial:  # again at the end, where it is not lost among progress bars

@@ -185,6 +185,13 @@ def converted_earlier(dst: Path) -> bool:
     return dataset == COCO20I_SPLIT.dataset and any((dst / "labels").glob("*.png"))
 
 
+def describe_conversion(folder: DatasetFolder) -> list[str]:
+    """How the labels were converted (``conversion.json``), as a line to print."""
+    path = folder.root / CONVERSION_FILE
+    conversion = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else EARLIER_CONVERSION
+    return [f"  crowd pixels no object covers: {conversion['crowd']}; objects painted {conversion['object_order']}"]
+
+
 def write_conversion(dst: Path, crowd: str, object_order: str, earlier: bool) -> None:
     """Writes ``conversion.json``; refuses a ``dst`` whose labels were converted otherwise.
 
