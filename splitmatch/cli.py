@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode-count", type=positive_int, default=1000, help="which stored episode list per fold, "
                    "by length (5000 when prepared with --episodes 1000,5000)")  # fmt: skip
     p.add_argument("--background-name", default="background", help="the name given beside each episode's class")
+    p.add_argument("--episode-size", type=positive_int, help="score the episodes at N x N, as HSNet's test.py at "
+                   "400 (default: at the label's size)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=training.cmd_folds)
 
@@ -199,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 1000; 5000 when prepared)")  # fmt: skip
     p.add_argument("--background-name", help="with --episodes: the name given beside the episode's class "
                    "(default: background)")  # fmt: skip
+    p.add_argument("--episode-size", type=positive_int, help="with --episodes: score at N x N, as HSNet's test.py "
+                   "at 400 (default: at the label's size, HSNet's --use_original_imgsize)")  # fmt: skip
     p.add_argument("--episode-file", help="with --episodes: score a peer's list as it stands instead of the stored "
                    "one: HSNet's PASCAL-5i pairs (fold<i>.txt), its COCO-20i per-class lists (fold<i>.pkl, drawn as "
                    "HSNet draws) or a <stem><TAB><class> list (docs/benchmarks.md)")  # fmt: skip

@@ -162,7 +162,7 @@ def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
     print(format_name_split_table({f"seen calibration {k}{note}": v for k, v in calibrations.items()}))
 
 
-EPISODE_OPTIONS = ("fold", "fold_scheme", "episode_count", "background_name", "episode_file")
+EPISODE_OPTIONS = ("fold", "fold_scheme", "episode_count", "background_name", "episode_file", "episode_size")
 
 
 def _check_episode_options(args: argparse.Namespace) -> None:
@@ -211,12 +211,13 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
         print(f"fold {fold}'s classes {', '.join(seen_in_training)} were seen in training: not a zero-shot score")
     evaluation = evaluate_episodes(
         model, folder, episodes, fold_classes, config.inference, background, trained,
-        candidate_scoring(config), progress=not args.quiet,
+        candidate_scoring(config), progress=not args.quiet, score_size=args.episode_size,
     )  # fmt: skip
     score = evaluation.score
     transductive = bool(record["config"].train.transductive)
     note = f" ({TRANSDUCTIVE_NOTE})" if transductive else ""
-    print(f"{len(episodes)} episodes of fold {fold} of {scheme.name} ({', '.join(fold_classes)}) from {source}; "
+    size = f", scored at {args.episode_size} x {args.episode_size}" if args.episode_size else ""
+    print(f"{len(episodes)} episodes of fold {fold} of {scheme.name} ({', '.join(fold_classes)}) from {source}{size}; "
           f"the model was given '{background}' and the episode's class{note}")  # fmt: skip
     print(format_fold_score(score, f"fold {fold}{note}"))
     print(describe_false_positives(evaluation.false_positives))
@@ -225,7 +226,8 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     if args.json:
         result = {
             "protocol": "episodes", "scheme": scheme.name, "fold": fold, "fold_classes": list(fold_classes),
-            "episode_count": len(episodes), "episode_source": source, "background_name": background,
+            "episode_count": len(episodes), "episode_source": source, "episode_size": args.episode_size,
+            "background_name": background,
             "seen_calibration": config.inference.seen_calibration, "transductive": transductive,
         } | evaluation_dict(evaluation)  # fmt: skip
         write_json(args.json, result)

@@ -33,12 +33,14 @@ def cmd_folds(args: argparse.Namespace) -> int:
     config = command_config(args)
     ensure_writable_folder(args.out)  # folds.json is written after every fold has trained
     summary = run_folds(config, args.out, folds, args.fold_scheme, args.episode_count, args.background_name,
-                        progress=not args.quiet)  # fmt: skip
+                        progress=not args.quiet, episode_size=args.episode_size)  # fmt: skip
     if summary["transductive"]:
         print(TRANSDUCTIVE_NOTE + "; these are not inductive zero-shot numbers")
     unseen = "background (HSNet's convention)" if summary["unseen_pixels"] == "background" else "ignore"
+    size = summary["episode_size"]
+    scored = f" scored at {size} x {size}," if size else ""
     print(
-        f"unseen pixels in training: {unseen}; episodes: {summary['episode_count']} per fold, the model given "
+        f"unseen pixels in training: {unseen}; episodes: {summary['episode_count']} per fold,{scored} the model given "
         f"'{summary['background_name']}' and the class; mIoU(S), mIoU(U), hIoU: every class on the val split"
     )
     print(format_folds_table(summary))

@@ -37,9 +37,18 @@ def run_eval(capsys, *arguments) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def by_hand(folder, checkpoint, episodes, fold_classes, background="background"):
+def hsnet_resized(array: np.ndarray, size: int) -> np.ndarray:
+    """HSNet's test.py at 400: the query mask through F.interpolate(mode='nearest') to size x size."""
+    import torch
+    import torch.nn.functional as F
+
+    resized = F.interpolate(torch.from_numpy(array.astype(np.float32))[None, None], (size, size), mode="nearest")
+    return resized[0, 0].numpy().astype(array.dtype)
+
+
+def by_hand(folder, checkpoint, episodes, fold_classes, background="background", size=None):
     """The metric computed independently: the predictor labels each image with [background, class],
-    and intersections and unions are summed here in plain numpy."""
+    and intersections and unions are summed here in plain numpy (at ``size x size`` as HSNet's test)."""
     from splitmatch.predict.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
@@ -51,6 +60,8 @@ def by_hand(folder, checkpoint, episodes, fold_classes, background="background")
     for stem, class_name in episodes:
         label = read_label(folder.root / "labels" / f"{stem}.png", len(names))
         labels = predictor.predict(folder.root / "images" / f"{stem}.png", [background, class_name])
+        if size is not None:
+            label, labels = hsnet_resized(label, size), hsnet_resized(labels, size)
         valid = label != 255
         truth = (label == names.index(class_name)) & valid
         cases["empty"] += int(not truth.any())
@@ -84,6 +95,18 @@ def test_episode_scores_match_an_independent_computation(fold_run, tmp_path, cap
     assert result["fb_iou"] == pytest.approx(fb, abs=1e-9)
     assert "episodes of fold 0 of tiny-2i" in stdout and "FB-IoU" in stdout and "other classes' objects" in stdout
     assert "transductive" not in stdout
+
+
+def test_episodes_scored_at_hsnets_size(fold_run, tmp_path, capsys) -> None:
+    folder, checkpoint, _ = fold_run
+    out = tmp_path / "sized.json"
+    code, stdout, _ = run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT,
+                               "--episode-size", 40, "--json", out)  # fmt: skip
+    assert code == 0 and "scored at 40 x 40" in stdout
+    result = json.loads(out.read_text())
+    iou, miou, fb, cases = by_hand(folder, checkpoint, EPISODES[0], FOLDS[0], size=40)
+    assert result["episode_size"] == 40 and result["false_positives"] == cases["wrong"]
+    assert result["per_class_iou"] == pytest.approx(iou, abs=1e-9) and result["fb_iou"] == pytest.approx(fb, abs=1e-9)
 
 
 def test_another_fold_and_background_name_and_the_warning(fold_run, tmp_path, capsys) -> None:
