@@ -28,6 +28,7 @@ from splitmatch.commands.arguments import (  # noqa: E402
     seed,
 )
 from splitmatch.commands.common import UsageError  # noqa: E402
+from splitmatch.commands.episode_options import add_peer_scoring_options  # noqa: E402
 from splitmatch.data.names import printable  # noqa: E402
 
 MESSAGE_CHARS = 2000  # the longest error line shown; a message is never a dump of the input
@@ -146,8 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode-count", type=positive_int, default=1000, help="which stored episode list per fold, "
                    "by length (5000 when prepared with --episodes 1000,5000)")  # fmt: skip
     p.add_argument("--background-name", default="background", help="the name given beside each episode's class")
-    p.add_argument("--episode-size", type=positive_int, help="score the episodes at N x N, as HSNet's test.py at "
-                   "400 (default: at the label's size)")  # fmt: skip
+    add_peer_scoring_options(p, episode_file=False)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=training.cmd_folds)
 
@@ -201,11 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 1000; 5000 when prepared)")  # fmt: skip
     p.add_argument("--background-name", help="with --episodes: the name given beside the episode's class "
                    "(default: background)")  # fmt: skip
-    p.add_argument("--episode-size", type=positive_int, help="with --episodes: score at N x N, as HSNet's test.py "
-                   "at 400 (default: at the label's size, HSNet's --use_original_imgsize)")  # fmt: skip
-    p.add_argument("--episode-file", help="with --episodes: score a peer's list as it stands instead of the stored "
-                   "one: HSNet's PASCAL-5i pairs (fold<i>.txt), its COCO-20i per-class lists (fold<i>.pkl, drawn as "
-                   "HSNet draws) or a <stem><TAB><class> list (docs/benchmarks.md)")  # fmt: skip
+    add_peer_scoring_options(p, episode_file=True)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes; with --model "
                    "maskclip also clip.arch, clip.weights, clip.templates")  # fmt: skip
@@ -279,8 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "episodes (default: 0, as HSNet)")  # fmt: skip
     p.add_argument("--crowd", choices=["background", "ignore"], help="coco-20i: what a crowd pixel no object covers "
                    "becomes (default: background, as in HSNet's masks)")  # fmt: skip
-    p.add_argument("--object-order", choices=["annotation", "largest-first"], help="coco-20i: the order objects "
-                   "are painted in (default: annotation, the file's order as in HSNet's masks)")  # fmt: skip
+    p.add_argument("--object-order", choices=["annotation", "largest-first"], help="coco-20i: object painting order")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=data.cmd_prepare)
 
