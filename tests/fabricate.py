@@ -73,8 +73,9 @@ def fabricate_context_mat(src: Path, label_maps: dict[str, list[int]], names: li
     return src
 
 
-def fabricate_voc(src: Path, count: int = 6) -> None:
-    """VOC2012's layout: JPEGs, palette PNG labels (0 background, 1..20, 255 border), split lists."""
+def fabricate_voc(src: Path, count: int = 6, unseen: bool = True) -> None:
+    """VOC2012's layout: JPEGs, palette PNG labels (0 background, 1..20, 255 border), split lists;
+    with ``unseen=False`` no pixel of the unseen classes 16..20 (that region stays background)."""
     rng = np.random.default_rng(0)
     stems = [f"2007_{i:06d}" for i in range(count)]
     for i, stem in enumerate(stems):
@@ -82,8 +83,9 @@ def fabricate_voc(src: Path, count: int = 6) -> None:
         (src / "SegmentationClass").mkdir(parents=True, exist_ok=True)
         image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
         label = np.zeros((48, 64), np.uint8)
-        label[8:30, 10:40] = 1 + (i % 20)
-        label[30:44, 40:60] = 16 + (i % 5)  # unseen classes 16..20 (pottedplant .. tvmonitor)
+        label[8:30, 10:40] = 1 + (i % (20 if unseen else 15))
+        if unseen:
+            label[30:44, 40:60] = 16 + (i % 5)  # unseen classes 16..20 (pottedplant .. tvmonitor)
         label[29:31, :] = 255
         Image.fromarray(image).save(src / "JPEGImages" / f"{stem}.jpg", quality=95)
         png = Image.fromarray(label).convert("P")

@@ -16,6 +16,8 @@ PREPARE_OPTIONS = {
     "episodes": ("episode_counts", ("pascal-5i", "coco-20i")),
     "min_object_pixels": ("min_object_pixels", ("pascal-5i", "coco-20i")),
     "episode_seed": ("episode_seed", ("coco-20i",)),
+    "crowd": ("crowd", ("coco-20i",)),
+    "object_order": ("object_order", ("coco-20i",)),
 }
 
 
@@ -36,6 +38,9 @@ def add_prepare_command(commands) -> None:
                    "episode may ask for, in pixels (default: 2048, PFENet's 2 x 32 x 32)")  # fmt: skip
     p.add_argument("--episode-seed", type=non_negative_int, help="coco-20i: seed of the drawing of the test "
                    "episodes (default: 0, as HSNet)")  # fmt: skip
+    p.add_argument("--crowd", choices=["background", "ignore"], help="coco-20i: what a crowd pixel no object covers "
+                   "becomes (default: background, as in HSNet's masks)")  # fmt: skip
+    p.add_argument("--object-order", choices=["annotation", "largest-first"], help="coco-20i: object painting order")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_prepare)
 
@@ -87,6 +92,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     lines = describe_prepared(folder)
     if (folder.root / FOLDS_FILE).is_file():  # PASCAL-5i, COCO-20i: each fold's classes and episode lists
         lines += describe_folds(folder)
+    if args.dataset == "coco-20i":
+        from splitmatch.prepare.coco20i import describe_conversion
+
+        lines += describe_conversion(folder)
     for line in lines:
         print(line)
     for message in partial:  # again at the end, where it is not lost among progress bars

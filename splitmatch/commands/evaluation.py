@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from splitmatch.commands.arguments import add_command, add_model_argument, integer_in, positive_int
+from splitmatch.commands.arguments import (
+    add_command,
+    add_model_argument,
+    add_peer_scoring_options,
+    integer_in,
+    positive_int,
+)
 from splitmatch.commands.common import (
     TRANSDUCTIVE_NOTE,
     UsageError,
@@ -50,6 +56,7 @@ def add_eval_command(commands) -> None:
                    "(default: 1000; 5000 when prepared)")  # fmt: skip
     p.add_argument("--background-name", help="with --episodes: the name given beside the episode's class "
                    "(default: background)")  # fmt: skip
+    add_peer_scoring_options(p, episode_file=True)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes; with --model "
                    "maskclip also clip.arch, clip.weights, clip.templates")  # fmt: skip
@@ -203,7 +210,7 @@ def _print_evaluation(metrics: dict, vocabulary, record: dict | None) -> None:
     print(format_name_split_table({f"seen calibration {k}{note}": v for k, v in calibrations.items()}))
 
 
-EPISODE_OPTIONS = ("fold", "fold_scheme", "episode_count", "background_name")
+EPISODE_OPTIONS = ("fold", "fold_scheme", "episode_count", "background_name", "episode_file", "episode_size")
 
 
 def _check_episode_options(args: argparse.Namespace) -> None:
@@ -221,8 +228,9 @@ def _check_episode_options(args: argparse.Namespace) -> None:
 
 def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int:
     """``eval --episodes``: the checkpoint on one fold's binary test episodes (docs/benchmarks.md)."""
-    from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, read_episodes
+    from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, EPISODE_SPLIT, read_episodes
     from splitmatch.data.fold_schemes import read_fold_scheme
+    from splitmatch.data.published_episodes import read_published_episodes
     from splitmatch.evaluation.episode_scoring import (
         DEFAULT_BACKGROUND_NAME,
         describe_false_positives,
@@ -241,19 +249,24 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     fold_classes = scheme.fold(fold)
     count = args.episode_count or DEFAULT_EPISODE_COUNT
     background = args.background_name or DEFAULT_BACKGROUND_NAME
-    episodes = read_episodes(folder, fold, count, scheme.name)
+    if args.episode_file is None:
+        episodes, source = read_episodes(folder, fold, count, scheme.name), f"the stored list of {count}"
+    else:  # a peer's list as it stands (docs/benchmarks.md#a-peers-episode-lists)
+        episodes, source = read_published_episodes(args.episode_file, fold_classes, set(folder.stems(EPISODE_SPLIT)),
+                                                   count)  # fmt: skip
     seen_in_training = [name for name in fold_classes if name in trained]
     if seen_in_training:
         print(f"fold {fold}'s classes {', '.join(seen_in_training)} were seen in training: not a zero-shot score")
     evaluation = evaluate_episodes(
         model, folder, episodes, fold_classes, config.inference, background, trained,
-        candidate_scoring(config), progress=not args.quiet,
+        candidate_scoring(config), progress=not args.quiet, score_size=args.episode_size,
     )  # fmt: skip
     score = evaluation.score
     transductive = bool(record["config"].train.transductive)
     note = f" ({TRANSDUCTIVE_NOTE})" if transductive else ""
-    print(f"{len(episodes)} episodes of fold {fold} of {scheme.name} ({', '.join(fold_classes)}); the model was "
-          f"given '{background}' and the episode's class{note}")  # fmt: skip
+    size = f", scored at {args.episode_size} x {args.episode_size}" if args.episode_size else ""
+    print(f"{len(episodes)} episodes of fold {fold} of {scheme.name} ({', '.join(fold_classes)}) from {source}{size}; "
+          f"the model was given '{background}' and the episode's class{note}")  # fmt: skip
     print(format_fold_score(score, f"fold {fold}{note}"))
     print(describe_false_positives(evaluation.false_positives))
     if score.classes_without_episodes:
@@ -261,7 +274,8 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     if args.json:
         result = {
             "protocol": "episodes", "scheme": scheme.name, "fold": fold, "fold_classes": list(fold_classes),
-            "episode_count": count, "background_name": background,
+            "episode_count": len(episodes), "episode_source": source, "episode_size": args.episode_size,
+            "background_name": background,
             "seen_calibration": config.inference.seen_calibration, "transductive": transductive,
         } | evaluation_dict(evaluation)  # fmt: skip
         write_json(args.json, result)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from splitmatch.commands.arguments import PROXY_HELP, add_command, add_config_arguments, positive_int
+from splitmatch.commands.arguments import (
+    PROXY_HELP,
+    add_command,
+    add_config_arguments,
+    add_peer_scoring_options,
+    positive_int,
+)
 from splitmatch.commands.common import TRANSDUCTIVE_NOTE, UsageError, command_config
 
 
@@ -40,6 +46,7 @@ def add_folds_command(commands) -> None:
     p.add_argument("--episode-count", type=positive_int, default=1000, help="which stored episode list per fold, "
                    "by length (5000 when prepared with --episodes 1000,5000)")  # fmt: skip
     p.add_argument("--background-name", default="background", help="the name given beside each episode's class")
+    add_peer_scoring_options(p, episode_file=False)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_folds)
 
@@ -70,12 +77,14 @@ def cmd_folds(args: argparse.Namespace) -> int:
     config = command_config(args)
     ensure_writable_folder(args.out)  # folds.json is written after every fold has trained
     summary = run_folds(config, args.out, folds, args.fold_scheme, args.episode_count, args.background_name,
-                        progress=not args.quiet)  # fmt: skip
+                        progress=not args.quiet, episode_size=args.episode_size)  # fmt: skip
     if summary["transductive"]:
         print(TRANSDUCTIVE_NOTE + "; these are not inductive zero-shot numbers")
     unseen = "background (HSNet's convention)" if summary["unseen_pixels"] == "background" else "ignore"
+    size = summary["episode_size"]
+    scored = f" scored at {size} x {size}," if size else ""
     print(
-        f"unseen pixels in training: {unseen}; episodes: {summary['episode_count']} per fold, the model given "
+        f"unseen pixels in training: {unseen}; episodes: {summary['episode_count']} per fold,{scored} the model given "
         f"'{summary['background_name']}' and the class; mIoU(S), mIoU(U), hIoU: every class on the val split"
     )
     print(format_folds_table(summary))

@@ -302,7 +302,7 @@ def _check_transductive(config: Any, error: type[Exception]) -> None:
         return
     if config.data.unseen_pixels != "ignore":
         raise error(
-            f"train.transductive labels ignored pixels, but data.unseen_pixels={config.data.unseen_pixels!r} makes "
+            f"train.transductive labels unseen pixels, but data.unseen_pixels={config.data.unseen_pixels!r} makes "
             "unseen pixels background; set data.unseen_pixels=ignore"
         )
     if config.data.proxy.enabled:

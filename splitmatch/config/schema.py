@@ -244,16 +244,23 @@ class TrainConfig:
     # torch.compile the segmentor for training. Off: on the CPU its compilation costs more than it saves
     # over a whole demo run (benchmarks/README.md, bench_compile.py); on a GPU, gpu_check.py measures it.
     compile: bool = setting(False, Flag())
-    # Transductive (ZegCLIP, OTSeg+, SPT-SEG; docs/protocols.md): the unseen names, never their
-    # pixels, are known in training. From transductive_start on, the model's own predictions (argmax
-    # over the unseen classes) label the ignored pixels of each batch (padding never), and it trains
-    # on every class's name. Not the inductive protocol: eval says so beside every number.
+    # Transductive (ZegCLIP, OTSeg+, SPT-SEG; docs/protocols.md): the unseen names are known in
+    # training. From transductive_start on, the model's own predictions (argmax over the unseen
+    # classes) label pixels of each batch (padding never), and it trains on every class's name. Not
+    # the inductive protocol: eval says so beside every number.
     transductive: bool = setting(False, Flag())
     # share of train.iterations trained inductively first (ZegCLIP: 0.5, 10k of 20k VOC, 40k of 80k COCO)
     transductive_start: float = setting(0.5, Range(0, 1, high_open=True))
+    # which pixels self-training labels: "unseen", the pixels of unseen classes only (ZegCLIP's
+    # _visiable_mask_st: the protocol knows where they are, not their class), or "ignored", every
+    # ignored pixel, void ones too (background-as-ignore, borders, crowd; knows nothing of where)
+    transductive_pixels: str = setting("unseen", Choice(("unseen", "ignored")))
+    # "restart" (ZegCLIP's: its self-training run loads the inductive checkpoint with a fresh AdamW
+    # and a fresh warm-up and poly schedule over the remaining iterations) or "continue" (one schedule)
+    transductive_schedule: str = setting("restart", Choice(("restart", "continue")))
     # a pixel is labelled only when its unseen class holds at least this share of its class scores;
-    # 0: every ignored pixel (ZegCLIP's self-training has no threshold)
-    transductive_threshold: float = setting(0.0, Range(0, 1, high_open=True, note="0 labels every ignored pixel"))
+    # 0: every pixel transductive_pixels names (ZegCLIP's self-training has no threshold)
+    transductive_threshold: float = setting(0.0, Range(0, 1, high_open=True, note="0: no threshold"))
 
 
 @dataclass

@@ -60,6 +60,10 @@ class SegmentationDataset(Dataset):
         unseen_pixels: with ``inductive``, what unseen-class pixels become: ``"ignore"`` (the
             default) or ``"background"`` (HSNet's convention; the dataset needs a ``background``
             class), :func:`splitmatch.data.fold_schemes.training_label_map`.
+        mark_unseen: also give ``unseen_mask``, where the pixels of unseen classes are, apart from
+            void ones that the training label makes ignore as well (what ZegCLIP's transductive
+            self-training labels, :mod:`splitmatch.train.transductive`); needs a :class:`Compose`
+            transform or none.
 
     Items are dicts: ``image`` uint8 [3, H, W], ``label`` [H, W] of the dataset's label dtype
     (uint8, or uint16 above 255 classes; ignore: ``folder.classes.ignore_index``), ``stem`` str,
@@ -71,7 +75,10 @@ class SegmentationDataset(Dataset):
     label is not ignore (:func:`splitmatch.matching.target_maps.expand_index_map`). Every item
     also has ``source_rows`` int64 [H] and ``source_cols`` int64 [W]: the file row and column
     each pixel shows, -1 where the transform padded (a :class:`Compose` transform; otherwise
-    no pixel counts as padding), so that padding can be told from ignored image pixels.
+    no pixel counts as padding), so that padding can be told from ignored image pixels. With
+    ``mark_unseen``, ``unseen_mask`` bool [H, W]: True where the pixel shows a pixel of an unseen
+    class in the file (read through ``source_rows`` / ``source_cols``, so it moved exactly as the
+    label did), False on void pixels and padding.
     """
 
     def __init__(
@@ -84,9 +91,13 @@ class SegmentationDataset(Dataset):
         base_seed: int = 0,
         clip_pseudo_masks: bool = True,
         unseen_pixels: str = "ignore",
+        mark_unseen: bool = False,
     ) -> None:
         if not isinstance(base_seed, int) or base_seed < 0:
             raise ValueError(f"base_seed must be a non-negative int, got {base_seed!r}")
+        if mark_unseen and transform is not None and not isinstance(transform, Compose):
+            raise ValueError("mark_unseen follows pixels through a Compose transform (or none), not through "
+                             f"{transform!r}")  # fmt: skip
         # Only paths are kept (no open files), so the dataset can be pickled into workers.
         self.samples = folder.samples(split)
         self.root = folder.root
@@ -102,6 +113,11 @@ class SegmentationDataset(Dataset):
         self.label_map = np.arange(self.ignore_index + 1, dtype=self.classes.label_dtype)
         if inductive:
             self.label_map = training_label_map(self.classes, unseen_pixels)
+        # Which file label values are unseen classes (ZegCLIP's -1 apart from void 255), or None.
+        self.unseen_values: np.ndarray | None = None
+        if mark_unseen:
+            self.unseen_values = np.zeros(self.ignore_index + 1, dtype=bool)
+            self.unseen_values[list(self.classes.unseen_ids)] = True
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -164,6 +180,11 @@ class SegmentationDataset(Dataset):
         height, width = sample["label"].shape
         out["source_rows"] = torch.from_numpy(origin.rows if origin is not None else np.arange(height, dtype=np.int64))
         out["source_cols"] = torch.from_numpy(origin.cols if origin is not None else np.arange(width, dtype=np.int64))
+        if self.unseen_values is not None:
+            unseen = self.unseen_values[label]  # bool [H0, W0], at the file's pixels
+            if origin is not None:  # the pixels the transform kept, padding False
+                unseen = NearestView(unseen, origin.rows, origin.cols, fill=False).array()
+            out["unseen_mask"] = torch.from_numpy(unseen)
         if embeddings is not None:
             view = sample["pseudo_index"]
             view = view if isinstance(view, NearestView) else NearestView.of(np.asarray(view))
@@ -196,8 +217,8 @@ def collate_segmentation(batch: list[dict]) -> dict:
     Returns:
         ``image`` uint8 [B, 3, H, W], ``label`` uint8 or uint16 [B, H, W], ``stem`` list[str],
         ``orig_size`` list[(H0, W0)], ``source_rows`` [B, H] and ``source_cols`` [B, W] (-1:
-        padding) when every item has them, and when the items have them ``pseudo_index``
-        uint8 [B, S, H, W], ``pseudo_grid`` [B, S, h, w], ``pseudo_rows`` [B, H],
+        padding) and ``unseen_mask`` bool [B, H, W] when every item has them, and when the items
+        have them ``pseudo_index`` uint8 [B, S, H, W], ``pseudo_grid`` [B, S, h, w], ``pseudo_rows`` [B, H],
         ``pseudo_cols`` [B, W] and ``pseudo_embeddings`` list of float32 [K_i, D].
     """
     if not batch:
@@ -216,7 +237,7 @@ def collate_segmentation(batch: list[dict]) -> dict:
         "stem": stems,
         "orig_size": [item["orig_size"] for item in batch],
     }
-    for key in ("source_rows", "source_cols"):  # one size within a batch, as the images
+    for key in ("source_rows", "source_cols", "unseen_mask"):  # one size within a batch, as the images
         if all(key in item for item in batch):
             out[key] = torch.stack([item[key] for item in batch])
     with_pseudo = ["pseudo_index" in item for item in batch]

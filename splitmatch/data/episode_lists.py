@@ -2,7 +2,8 @@
 
 An episode is one binary question: query image ``stem`` holds class ``class_name``; the model
 is given that class and a background name and segments the class. A fold is scored on a fixed
-list of episodes (1,000 by default, as HSNet and LSeg; 5,000 as PFENet), drawn once from the
+list of episodes (1,000 by default, as HSNet and LSeg; PFENet's test.py scores 5,000 on PASCAL and
+20,000 on COCO), drawn once from the
 val split's labels by ``splitmatch prepare`` and stored as text, so every run scores the same
 episodes::
 
@@ -10,15 +11,17 @@ episodes::
         # comment lines: how the list was drawn
         <stem>\\t<class name>          one episode a line, tab-separated
 
-How the list is drawn follows HSNet's data code (``data/pascal.py``, ``data/coco.py``):
+How the list is drawn follows the way of HSNet's data code (``data/pascal.py``, ``data/coco.py``),
+not its lists (a peer's list is read as it stands by :mod:`splitmatch.data.published_episodes`):
 
 * Eligible pairs: (val image, fold class) where the class covers at least ``min_pixels`` pixels
   of the image (PFENet's and OSLSM's rule, 2 x 32 x 32 = 2,048 pixels at full resolution),
   in split-list order, then class order.
 * ``cycle`` (PASCAL-5i): episode k is pair ``k mod n``, as HSNet's PASCAL test loader does.
 * ``sample`` (COCO-20i): each episode draws a fold class uniformly, then one of its eligible
-  images uniformly, from ``numpy.random.default_rng(seed)``, as HSNet's COCO loader does with
-  its global NumPy seed.
+  images uniformly, from ``numpy.random.default_rng(seed)``: HSNet's way, not its generator nor
+  its per-class lists' order, so not its episodes (:func:`~splitmatch.data.published_episodes.hsnet_coco_draw`
+  draws those from its lists).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ all four folds: ``ROOT/folds.json`` names each fold's classes, and a config name
 * **COCO-20i**: the 80 COCO classes in COCO's order (category ids sorted). The default,
   ``coco-20i``, is the interleaved split of HSNet, LSeg and PFENet's ``use_split_coco``:
   fold i = classes {4k + i + 1 : k = 0..19} (fold 0 person, airplane, boat, parking meter,
-  dog, ...). ``coco-20i-consecutive`` is PFENet's default: fold i = classes 20i+1..20i+20.
+  dog, ...). ``coco-20i-consecutive`` is what PFENet's code does without ``use_split_coco``
+  (its released COCO configs set it): fold i = classes 20i+1..20i+20.
 
 Training labels on a fold (:func:`training_label_map`): ``ignore`` (the default, ours,
 inductive) makes the fold's pixels ignore, so training never sees them; ``background`` is

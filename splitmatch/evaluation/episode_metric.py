@@ -2,7 +2,8 @@
 
 Computed as HSNet's ``common/evaluation.py`` and ``common/logger.py`` compute it:
 
-* Per episode, pixels whose ground truth is ignore (VOC's 255 borders, COCO's crowd regions)
+* Per episode, pixels whose ground truth is ignore (VOC's 255 borders; COCO-20i has none as HSNet
+  scores it, crowd regions too with ``prepare coco-20i --crowd ignore``)
   are left out of the prediction and the ground truth alike; the remaining pixels give a
   background and a foreground intersection and union.
 * Per class, intersections and unions are summed over the fold's episodes of that class;

@@ -11,6 +11,11 @@ that episode; ignore pixels are left out. The metric is HSNet's
 folders all have a class of that name, seen in every fold, so it is a name the model was
 trained on for exactly those pixels. LSeg's zero-shot episodes give ``"others"`` instead
 (``modules/models/lseg_net_zs.py``); any name may be given (``--background-name``).
+
+**The scoring size** is the label's by default (HSNet's ``--use_original_imgsize``). HSNet's
+default scores at 400 x 400 (``test.py``: the query image resized to 400 x 400, its mask with
+``F.interpolate(mode="nearest")``); ``score_size=400`` resizes the label and the predicted mask,
+nearest as torch does it, before the areas are counted, so every episode weighs 160,000 pixels.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -59,6 +65,7 @@ def evaluate_episodes(
     trained_names: Collection[str] = (),
     candidates: CandidateScoring | None = None,
     progress: bool = True,
+    score_size: int | None = None,
 ) -> EpisodeEvaluation:
     """Scores one fold's episodes.
 
@@ -71,6 +78,7 @@ def evaluate_episodes(
         background_name: the name the model is given beside the episode's class.
         trained_names: the names the model was trained on (a checkpoint's, synonyms included).
         candidates: how a Split Matching model's candidate queries score.
+        score_size: score at ``score_size x score_size`` (HSNet's 400), not at the label's size.
 
     Raises:
         DatasetFormatError: an episode's class is the background name, or not a class of the folder.
@@ -98,6 +106,8 @@ def evaluate_episodes(
         scores = predict_scores(inference, image, embeddings, None, config, device)
         scores = calibrate_seen(scores[None], trained, config.seen_calibration)[0]
         predicted = scores_to_labels(scores, image.shape[:2]) == 1
+        if score_size is not None:
+            predicted, label = nearest_resized(predicted, score_size), nearest_resized(label, score_size)
         target, ignore = episode_target(label, classes.names.index(episode.class_name), classes.ignore_index)
         areas.append(episode_areas(episode.class_name, predicted, target, ignore))
         wrong = predicted & ~target & ~ignore
@@ -106,6 +116,16 @@ def evaluate_episodes(
         false_positives["other_classes"] += int(wrong.sum()) - on_background
     model.train(was_training)
     return EpisodeEvaluation(score_fold(areas, fold_classes), false_positives)
+
+
+def nearest_resized(array: np.ndarray, size: int) -> np.ndarray:
+    """``array [H, W]`` at ``[size, size]`` as ``torch.nn.functional.interpolate(mode="nearest")``
+    resizes it: output index i reads ``floor(i * (H / size))``, in float32 as torch computes it."""
+    rows, cols = (
+        np.minimum(np.floor(np.arange(size, dtype=np.float32) * np.float32(length / size)).astype(np.int64), length - 1)
+        for length in array.shape
+    )
+    return array[rows[:, None], cols[None, :]]
 
 
 def _vocabulary(model: SplitMatchSegmentor, classes, class_name: str, background_name: str,

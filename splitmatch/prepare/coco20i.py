@@ -10,11 +10,18 @@ Source layout (the ``COCO2014`` folder of HSNet's data layout)::
 Every image the annotation file lists is written (an image without annotations is all
 background). Labels: 0 ``background``, 1..80 the COCO classes in COCO's order (category ids
 sorted, made contiguous), 255 ignore. Each object's polygons or RLE are rasterised by
-:mod:`~splitmatch.prepare.coco_masks`; objects are painted largest first, so a smaller
-object on a larger one (a tie on a person) stays visible. **Crowd** regions (``iscrowd: 1``)
-become ignore where no single object covers them: a crowd region is one loose outline around
-many objects and the background between them, so scoring it as the class would count that
-background as the class, and scoring it as background would call real objects background.
+:mod:`~splitmatch.prepare.coco_masks`.
+
+By default the labels are those HSNet scores COCO-20i on: HSNet reads PNG masks made by PFENet's
+parsing script (linked from PFENet's issue #20; its ``save_iscrowd = False`` default), which
+skips **crowd** annotations (``iscrowd: 1``), so a crowd pixel no object covers is background,
+and paints the objects in the annotation file's order, later ones on top; HSNet's COCO loader
+(``data/coco.py``) has no ignore label. Two named options differ (``crowd``, ``object_order``):
+``crowd="ignore"`` makes crowd pixels that no object covers ignore (a crowd region is one loose
+outline around many objects and the background between them: as background it calls real
+objects background), and ``object_order="largest-first"`` paints larger objects first, so a
+smaller object on a larger one (a tie on a person) stays visible whatever the file's order.
+``conversion.json`` records the two, and a folder converted otherwise is refused.
 
 ``classes.json`` names no unseen class: one folder serves all four folds of both conventions
 (``folds.json``: ``coco-20i`` interleaved, the default, and ``coco-20i-consecutive``), and the
@@ -34,7 +41,7 @@ import numpy as np
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
 from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, DEFAULT_EPISODE_SEED, MIN_OBJECT_PIXELS
 from splitmatch.data.fold_schemes import BACKGROUND, COCO_CLASSES
-from splitmatch.data.folder import DatasetFolder, DatasetFormatError
+from splitmatch.data.folder import CLASSES_FILE, DatasetFolder, DatasetFormatError
 from splitmatch.prepare.coco_masks import segmentation_mask
 from splitmatch.prepare.common import (
     LabelFormat,
@@ -46,6 +53,7 @@ from splitmatch.prepare.common import (
     refuse_missing,
     require,
     write_classes,
+    write_if_changed,
     write_splits,
 )
 from splitmatch.prepare.fold_files import check_episode_options, write_fold_files
@@ -58,6 +66,11 @@ LAYOUT = (
 )
 SPLITS = {"train": "train2014", "val": "val2014"}
 COCO20I_SPLIT = ClassSplit((BACKGROUND, *COCO_CLASSES), (), "coco-20i")
+CROWD_CONVENTIONS = ("background", "ignore")  # HSNet's (PFENet's masks), then the named option
+OBJECT_ORDERS = ("annotation", "largest-first")
+CONVERSION_FILE = "conversion.json"
+# A folder converted before conversion.json existed: crowd ignore, objects largest first.
+EARLIER_CONVERSION = {"crowd": "ignore", "object_order": "largest-first"}
 # Only the description is used: labels are rasterised from the JSON, not looked up.
 INSTANCES_FORMAT = LabelFormat.from_mapping({}, description="COCO instance annotations (polygons or RLE)")
 
@@ -131,26 +144,68 @@ def read_instances(path: Path) -> tuple[dict[str, ImageRecord], dict[int, int]]:
     return records, class_of
 
 
-def rasterise(record: ImageRecord, class_of: dict[int, int], where: str) -> np.ndarray:
-    """An image's semantic label ``uint8 [H, W]``: 0 background, 1..80 classes, 255 crowd (see the module docstring)."""
+def rasterise(
+    record: ImageRecord, class_of: dict[int, int], where: str, crowd: str = "background",
+    object_order: str = "annotation",
+) -> np.ndarray:  # fmt: skip
+    """An image's semantic label ``uint8 [H, W]``: 0 background, 1..80 classes; crowd pixels no object
+    covers stay background (``crowd="background"``) or are 255 (``"ignore"``); objects painted in the
+    file's order, later on top (``object_order="annotation"``), or largest first (see the module docstring)."""
     label = np.zeros((record.height, record.width), dtype=np.uint8)
-    objects, crowd = [], np.zeros_like(label, dtype=bool)
+    objects, crowd_pixels = [], np.zeros_like(label, dtype=bool)
     for annotation in record.annotations:
         try:
             mask = segmentation_mask(annotation.get("segmentation"), record.height, record.width)
         except ValueError as error:
             raise DatasetFormatError(f"{where}: annotation {annotation.get('id')}: {error}") from None
         if annotation.get("iscrowd", 0) == 1:
-            crowd |= mask
+            crowd_pixels |= mask
         else:
             objects.append((int(mask.sum()), mask, class_of[annotation["category_id"]]))
-    for _, mask, class_id in sorted(objects, key=lambda item: -item[0]):  # largest first, stable among equals
+    if object_order == "largest-first":
+        objects.sort(key=lambda item: -item[0])  # stable among equals
+    for _, mask, class_id in objects:
         label[mask] = class_id
-    covered = np.zeros_like(crowd)
-    for _, mask, _ in objects:
-        covered |= mask
-    label[crowd & ~covered] = IGNORE_INDEX
+    if crowd == "ignore":
+        covered = np.zeros_like(crowd_pixels)
+        for _, mask, _ in objects:
+            covered |= mask
+        label[crowd_pixels & ~covered] = IGNORE_INDEX
     return label
+
+
+def converted_earlier(dst: Path) -> bool:
+    """Whether ``dst`` holds COCO-20i labels converted before ``conversion.json`` existed."""
+    if (dst / CONVERSION_FILE).is_file() or not (dst / CLASSES_FILE).is_file():
+        return False
+    try:
+        dataset = ClassSplit.read(dst / CLASSES_FILE).dataset
+    except (OSError, ValueError):  # write_classes names what is wrong with it
+        return False
+    return dataset == COCO20I_SPLIT.dataset and any((dst / "labels").glob("*.png"))
+
+
+def describe_conversion(folder: DatasetFolder) -> list[str]:
+    """How the labels were converted (``conversion.json``), as a line to print."""
+    path = folder.root / CONVERSION_FILE
+    conversion = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else EARLIER_CONVERSION
+    return [f"  crowd pixels no object covers: {conversion['crowd']}; objects painted {conversion['object_order']}"]
+
+
+def write_conversion(dst: Path, crowd: str, object_order: str, earlier: bool) -> None:
+    """Writes ``conversion.json``; refuses a ``dst`` whose labels were converted otherwise.
+
+    ``earlier``: ``dst`` held a COCO-20i folder before this run but no ``conversion.json`` (a folder
+    of an earlier splitmatch, whose labels were :data:`EARLIER_CONVERSION`'s).
+    """
+    wanted = {"crowd": crowd, "object_order": object_order}
+    advice = "pass the --crowd and --object-order it was prepared with, or choose an empty --dst"
+    if earlier and wanted != EARLIER_CONVERSION:
+        raise DatasetFormatError(
+            f"{dst} was prepared by an earlier splitmatch, with crowd regions ignore and objects painted largest "
+            f"first (--crowd ignore --object-order largest-first); {advice}"
+        )
+    write_if_changed(dst / CONVERSION_FILE, json.dumps(wanted, indent=2) + "\n", conflict=advice)
 
 
 def _sources(src: Path, split_dir: str) -> tuple[list[SourceSample], dict[str, ImageRecord], dict[int, int]]:
@@ -177,6 +232,8 @@ def prepare_coco20i(
     episode_counts: Sequence[int] = (DEFAULT_EPISODE_COUNT,),
     min_object_pixels: int = MIN_OBJECT_PIXELS,
     episode_seed: int = DEFAULT_EPISODE_SEED,
+    crowd: str = "background",
+    object_order: str = "annotation",
 ) -> DatasetFolder:
     """Converts COCO 2014 with its instance annotations into a COCO-20i folder (see the module docstring).
 
@@ -185,22 +242,33 @@ def prepare_coco20i(
         episode_counts: the test episode lists to write per fold and scheme (1,000; or also 5,000).
         min_object_pixels: the smallest object a test episode may ask for (PFENet's 2 x 32 x 32).
         episode_seed: seeds the drawing of the episodes (HSNet: 0).
+        crowd: what a crowd pixel no object covers becomes: ``"background"`` (HSNet's) or ``"ignore"``.
+        object_order: ``"annotation"`` (HSNet's masks: the file's order, later on top) or ``"largest-first"``.
 
     Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.
 
     Raises:
-        DatasetFormatError: a missing or malformed source file (named), or a split of another size.
+        DatasetFormatError: a missing or malformed source file (named), a split of another size, or a
+            ``dst`` converted with another ``crowd`` / ``object_order``.
     """
     src, dst = Path(src), Path(dst)
     check_episode_options(episode_counts, min_object_pixels, episode_seed)
+    if crowd not in CROWD_CONVENTIONS or object_order not in OBJECT_ORDERS:
+        raise DatasetFormatError(
+            f"crowd must be one of {', '.join(CROWD_CONVENTIONS)} and object_order one of "
+            f"{', '.join(OBJECT_ORDERS)}, got {crowd!r} and {object_order!r}"
+        )
     per_split = {split: _sources(src, split_dir) for split, split_dir in SPLITS.items()}
     splits = {split: [s.stem for s in samples] for split, (samples, _, _) in per_split.items()}
     preflight("coco-20i", src, dst, splits, allow_partial)
+    earlier = converted_earlier(dst)
     write_classes(dst, COCO20I_SPLIT)
+    write_conversion(dst, crowd, object_order, earlier)
     for split, (samples, records, class_of) in per_split.items():
 
         def convert(sample: SourceSample, records=records, class_of=class_of) -> np.ndarray:
-            label = rasterise(records[sample.stem], class_of, f"{sample.label} image {sample.image.name}")
+            label = rasterise(records[sample.stem], class_of, f"{sample.label} image {sample.image.name}", crowd,
+                              object_order)  # fmt: skip
             check_label_size(label, sample)
             return label
 

@@ -83,10 +83,10 @@ def write_fold_files(
                 )
             for count in counts:
                 if scheme.sampling == "cycle":
-                    episodes, how = cycled_episodes(pairs, count), "in order, cycling (HSNet's PASCAL-5i)"
+                    episodes, how = cycled_episodes(pairs, count), "in order, cycling (HSNet's PASCAL-5i loader's way)"
                 else:
                     episodes = sampled_episodes(pairs, count, seed)
-                    how = f"a class then one of its images at random, seed {seed} (HSNet's COCO-20i)"
+                    how = f"a class, then one of its images, default_rng seed {seed} (HSNet's way, not its episodes)"
                 header = [
                     f"{where}: {', '.join(fold_classes)}",
                     f"{count} episodes from {len(pairs)} ({EPISODE_SPLIT} image, class) pairs with at least "

@@ -47,7 +47,7 @@ def prepare_pascal5i(
     Args:
         sbd: SBD's ``benchmark_RELEASE/dataset`` folder (its ``.mat`` labels are read directly).
         allow_partial: accept splits of other sizes than 10,582 / 1,449, with a warning.
-        episode_counts: the test episode lists to write per fold (1,000; PFENet also used 5,000).
+        episode_counts: the test episode lists to write per fold (1,000; PFENet's test.py scores 5,000).
         min_object_pixels: the smallest object a test episode may ask for (PFENet's 2 x 32 x 32).
 
     Resumable: files already in ``dst`` are kept, so an interrupted run can simply be repeated.

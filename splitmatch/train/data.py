@@ -31,13 +31,15 @@ def build_train_dataset(
     seed: int,
     pad_fill: tuple[int, int, int],
     clip_pseudo_masks: bool = True,
+    mark_unseen: bool = False,
 ) -> SegmentationDataset:
     """The training split as training reads it: seen classes only (inductive; unseen pixels as
     ``data.unseen_pixels`` says), the training transform of ``data`` and, for Split Matching, the
     pseudo masks of ``pseudo_cache``.
 
     ``seed`` is ``train.seed`` (each sample's augmentation follows from it and the sample's
-    draw); ``pad_fill`` is :func:`pad_colour`; ``clip_pseudo_masks`` is ``pseudo.clip_to_unannotated``.
+    draw); ``pad_fill`` is :func:`pad_colour`; ``clip_pseudo_masks`` is ``pseudo.clip_to_unannotated``;
+    ``mark_unseen`` gives each item's ``unseen_mask`` (transductive self-training of unseen pixels only).
     """
     return SegmentationDataset(
         folder,
@@ -47,6 +49,7 @@ def build_train_dataset(
         base_seed=seed,
         clip_pseudo_masks=clip_pseudo_masks,
         unseen_pixels=data.unseen_pixels,
+        mark_unseen=mark_unseen,
         transform=build_train_transform(
             data.crop_size,
             tuple(data.resize_scale),

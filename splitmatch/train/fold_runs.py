@@ -74,7 +74,7 @@ def finished_metrics(run_dir: Path, config: ExperimentConfig) -> dict | None:
 
 def episode_scores(
     run_dir: Path, config: ExperimentConfig, folder: DatasetFolder, scheme: FoldScheme, fold: int, count: int,
-    background_name: str, device, progress: bool,
+    background_name: str, device, progress: bool, episode_size: int | None = None,
 ) -> dict:  # fmt: skip
     """The fold's episode scores of ``run_dir/model.safetensors``, stored beside it and reused while
     the model and the settings are the same."""
@@ -83,6 +83,7 @@ def episode_scores(
     settings = {
         "model_digest": record["digest"], "scheme": scheme.name, "fold": fold, "episode_count": count,
         "background_name": background_name, "seen_calibration": config.inference.seen_calibration,
+        "episode_size": episode_size,
     }  # fmt: skip
     stored = run_dir / f"episodes_{scheme.name}_{count}.json"
     if stored.is_file():
@@ -96,6 +97,7 @@ def episode_scores(
     evaluation = evaluate_episodes(
         model, folder, read_episodes(folder, fold, count, scheme.name), fold_classes, config.inference,
         background_name, _trained_names(record), candidate_scoring(config), progress=progress,
+        score_size=episode_size,
     )  # fmt: skip
     result = settings | {"fold_classes": list(fold_classes)} | evaluation_dict(evaluation)
     write_json(stored, result)
@@ -117,6 +119,7 @@ def run_folds(
     episode_count: int = DEFAULT_EPISODE_COUNT,
     background_name: str = DEFAULT_BACKGROUND_NAME,
     progress: bool = True,
+    episode_size: int | None = None,
 ) -> dict:
     """Trains and scores each fold in ``out/fold_<i>`` and writes ``out/folds.json``; returns its content.
 
@@ -124,6 +127,7 @@ def run_folds(
         config: the experiment; ``data.root`` is a folder with ``folds.json`` and episode lists.
         folds: which folds (default all, in order).
         scheme: the fold scheme of ``folds.json`` (default the folder's).
+        episode_size: score the episodes at ``N x N`` (HSNet's 400), not at the label's size.
     """
     out = Path(out)
     config = resolve_paths(config)
@@ -143,7 +147,7 @@ def run_folds(
         if generalized is None:
             generalized = train(configs[fold], run_dir, resume=True, progress=progress)
         episodes = episode_scores(run_dir, configs[fold], folder, fold_scheme, fold, episode_count,
-                                  background_name, device, progress)  # fmt: skip
+                                  background_name, device, progress, episode_size)  # fmt: skip
         results[fold] = {"classes": list(fold_scheme.fold(fold)), "episodes": episodes,
                          "generalized": {key: generalized[key] for key in SUMMARY_KEYS}}  # fmt: skip
     summary = {
@@ -151,6 +155,7 @@ def run_folds(
         "folds": chosen,
         "episode_count": episode_count,
         "background_name": background_name,
+        "episode_size": episode_size,
         "unseen_pixels": config.data.unseen_pixels,
         "transductive": config.train.transductive,
         "mean": mean_over(results),

@@ -6,6 +6,7 @@ import torch
 
 from splitmatch.config import TrainConfig
 from splitmatch.model.segmentor import SplitMatchSegmentor
+from splitmatch.train.transductive import schedule_restart
 
 
 def build_optimizer(model: SplitMatchSegmentor, config: TrainConfig) -> torch.optim.AdamW:
@@ -38,7 +39,10 @@ class PolyWarmupSchedule:
     """``lr(t) = (base - min) * (1 - t / T) ** power + min``, times a linear warm-up factor.
 
     During the first ``warmup`` steps the factor rises from ``warmup_ratio`` to 1, as in
-    mmcv's ``warmup='linear'``. Stateless apart from the step, so resuming needs only that.
+    mmcv's ``warmup='linear'``. With ``restart_at`` the schedule starts again, warm-up included,
+    once that many steps are done, over the ``total_steps - restart_at`` left (as a run loaded
+    from a checkpoint with a schedule of its own: ZegCLIP's transductive self-training). Stateless
+    apart from the step, so resuming needs only that.
     """
 
     def __init__(
@@ -49,8 +53,10 @@ class PolyWarmupSchedule:
         min_lr: float,
         warmup_steps: int,
         warmup_ratio: float,
+        restart_at: int | None = None,
     ) -> None:
         self.optimizer = optimizer
+        self.restart_at = restart_at
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.total_steps, self.power, self.min_lr = total_steps, power, min_lr
         self.warmup_steps, self.warmup_ratio = warmup_steps, warmup_ratio
@@ -58,7 +64,10 @@ class PolyWarmupSchedule:
         self._apply()
 
     def factor_lr(self, base_lr: float, step: int) -> float:
-        progress = min(step, self.total_steps) / max(self.total_steps, 1)
+        total = self.total_steps
+        if self.restart_at is not None and step >= self.restart_at:
+            step, total = step - self.restart_at, total - self.restart_at
+        progress = min(step, total) / max(total, 1)
         min_lr = min(self.min_lr, base_lr)
         lr = (base_lr - min_lr) * (1 - progress) ** self.power + min_lr
         if step < self.warmup_steps:
@@ -83,6 +92,8 @@ class PolyWarmupSchedule:
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> PolyWarmupSchedule:
+    """The config's schedule; a transductive run's restarts at self-training (``train.transductive_schedule``)."""
     return PolyWarmupSchedule(
-        optimizer, config.iterations, config.poly_power, config.min_lr, config.warmup_iterations, config.warmup_ratio
-    )
+        optimizer, config.iterations, config.poly_power, config.min_lr, config.warmup_iterations, config.warmup_ratio,
+        restart_at=schedule_restart(config),
+    )  # fmt: skip

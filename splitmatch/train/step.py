@@ -5,8 +5,10 @@ normalisers are those of the whole batch, DDP all-reduces the gradients once (in
 micro-batch's backward), and clipping, the optimizer and the schedule act once.
 
 A transductive run (``train.transductive``) self-trains from ``train.transductive_start`` on:
-each micro-batch's ignored pixels are first labelled by the model itself, and the step trains
-on every class's name (:mod:`splitmatch.train.transductive`).
+each micro-batch's unseen pixels (or every ignored one, ``train.transductive_pixels: ignored``)
+are first labelled by the model itself, and the step trains on every class's name; with
+``train.transductive_schedule: restart`` AdamW's moments are dropped at the first such step, as
+a fresh run loaded from the inductive checkpoint has none (:mod:`splitmatch.train.transductive`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from splitmatch.train.optim import PolyWarmupSchedule
 from splitmatch.train.targets import build_targets, move_targets, pseudo_view
 from splitmatch.train.transductive import (
     first_self_training_step,
+    marks_unseen,
     padding_mask,
+    schedule_restart,
     self_training_labels,
     unseen_predictions,
 )
@@ -102,6 +106,7 @@ class TrainingStep:
         self.train_class_ids = list(classes.seen_ids)
         self.self_training_from = first_self_training_step(config.train)
         self.self_training = False
+        self.self_trained_pixels = 0  # pixels the last step labelled itself (this process's share)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.query_group = model.query_decoder.query_group.cpu()
         self.watch = DivergenceWatch(device)
@@ -111,9 +116,15 @@ class TrainingStep:
     def __call__(self, batch: dict, done: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Step number ``done`` (1-based) on ``batch``; returns the summed loss terms and the gradient norm."""
         micro_batches = split_batch(batch, self.config.train.accumulate_steps)
+        self.self_trained_pixels = 0
         if self.self_training_from is not None and done >= self.self_training_from:
             self.start_self_training()
-            micro_batches = [self.with_self_training_labels(part) for part in micro_batches]
+            if done == self.self_training_from and schedule_restart(self.config.train) is not None:
+                self.optimizer.state.clear()  # a fresh AdamW, as ZegCLIP's self-training run starts with
+            labelled = [self.with_self_training_labels(part) for part in micro_batches]
+            self.self_trained_pixels = sum(int((new["label"] != old["label"]).sum()) for new, old in
+                                           zip(labelled, micro_batches))  # fmt: skip
+            micro_batches = labelled
         # Built on the CPU: no device synchronisation for unique() and the like.
         targets = [move_targets(self.targets(part), self.device) for part in micro_batches]
         normalisers = self.criterion.normalisers([t for part in targets for t in part], self.query_group, self.device)
@@ -156,8 +167,8 @@ class TrainingStep:
 
     @torch.no_grad()
     def with_self_training_labels(self, part: dict) -> dict:
-        """The micro-batch with its ignored, non-padding pixels labelled by the model itself
-        (:mod:`splitmatch.train.transductive`); a forward without gradients, on the host after."""
+        """The micro-batch with its unseen (or every ignored), non-padding pixels labelled by the model
+        itself (:mod:`splitmatch.train.transductive`); a forward without gradients, on the host after."""
         images = part["image"].to(self.device, non_blocking=True)
         with mixed_precision(self.device, self.config.train.amp):
             outputs = self.model(images, self.class_embeddings)
@@ -169,9 +180,14 @@ class TrainingStep:
         if "source_rows" not in part or "source_cols" not in part:
             raise ValueError("a self-training batch must tell padding apart (source_rows, source_cols)")
         padding = padding_mask(part["source_rows"], part["source_cols"])
+        unseen = None
+        if marks_unseen(self.config.train):
+            if "unseen_mask" not in part:
+                raise ValueError("train.transductive_pixels=unseen needs batches that mark unseen pixels (unseen_mask)")
+            unseen = part["unseen_mask"]
         labels = self_training_labels(
             part["label"], padding, ids.cpu(), share.cpu(), self.classes.ignore_index,
-            self.config.train.transductive_threshold,
+            self.config.train.transductive_threshold, unseen,
         )  # fmt: skip
         # Pseudo masks keep the unannotated region the dataset gave them (the dense maps, already
         # clipped to it), not the pixels just labelled: the candidate queries keep their targets.

@@ -44,7 +44,7 @@ from splitmatch.train.run_folder import RunLock, RunStart, open_run, remove_stal
 from splitmatch.train.run_record import RunRecord
 from splitmatch.train.sampler import StepBatchSampler
 from splitmatch.train.step import TrainingStep, build_criterion
-from splitmatch.train.transductive import check_transductive
+from splitmatch.train.transductive import check_transductive, marks_unseen
 
 
 def train(
@@ -131,7 +131,8 @@ def set_up(config: ExperimentConfig, out_dir: Path, resume: bool, lock: RunLock,
         record.truncate_after(start_step)
 
     dataset = build_train_dataset(config.data, folder, pseudo_cache, config.train.seed, pad_colour(config.data, model),
-                                  clip_pseudo_masks=config.pseudo.clip_to_unannotated)  # fmt: skip
+                                  clip_pseudo_masks=config.pseudo.clip_to_unannotated,
+                                  mark_unseen=marks_unseen(config.train))  # fmt: skip
     train = config.train
     sampler = StepBatchSampler(
         len(dataset), train.batch_size, dist.rank(), dist.world_size(), train.seed, start_step, train.iterations
@@ -245,6 +246,9 @@ def log_entry(run: Run, done: int, terms: dict[str, torch.Tensor], grad_norm: to
     }
     # Every rank reaches this line at the same steps.
     entry.update({k: (dist.all_reduce_sum(v) / dist.world_size()).item() for k, v in terms.items()})
+    if run.config.train.transductive:  # the step's pixels labelled by the model itself, over every rank
+        pixels = torch.tensor(run.step.self_trained_pixels, dtype=torch.int64, device=run.device)
+        entry["self_trained_pixels"] = int(dist.all_reduce_sum(pixels).item())
     return entry
 
 

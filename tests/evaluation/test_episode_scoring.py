@@ -37,9 +37,18 @@ def run_eval(capsys, *arguments) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def by_hand(folder, checkpoint, episodes, fold_classes, background="background"):
+def hsnet_resized(array: np.ndarray, size: int) -> np.ndarray:
+    """HSNet's test.py at 400: the query mask through F.interpolate(mode='nearest') to size x size."""
+    import torch
+    import torch.nn.functional as F
+
+    resized = F.interpolate(torch.from_numpy(array.astype(np.float32))[None, None], (size, size), mode="nearest")
+    return resized[0, 0].numpy().astype(array.dtype)
+
+
+def by_hand(folder, checkpoint, episodes, fold_classes, background="background", size=None):
     """The metric computed independently: the predictor labels each image with [background, class],
-    and intersections and unions are summed here in plain numpy."""
+    and intersections and unions are summed here in plain numpy (at ``size x size`` as HSNet's test)."""
     from splitmatch.predict.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
@@ -51,6 +60,8 @@ def by_hand(folder, checkpoint, episodes, fold_classes, background="background")
     for stem, class_name in episodes:
         label = read_label(folder.root / "labels" / f"{stem}.png", len(names))
         labels = predictor.predict(folder.root / "images" / f"{stem}.png", [background, class_name])
+        if size is not None:
+            label, labels = hsnet_resized(label, size), hsnet_resized(labels, size)
         valid = label != 255
         truth = (label == names.index(class_name)) & valid
         cases["empty"] += int(not truth.any())
@@ -86,6 +97,18 @@ def test_episode_scores_match_an_independent_computation(fold_run, tmp_path, cap
     assert "transductive" not in stdout
 
 
+def test_episodes_scored_at_hsnets_size(fold_run, tmp_path, capsys) -> None:
+    folder, checkpoint, _ = fold_run
+    out = tmp_path / "sized.json"
+    code, stdout, _ = run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT,
+                               "--episode-size", 40, "--json", out)  # fmt: skip
+    assert code == 0 and "scored at 40 x 40" in stdout
+    result = json.loads(out.read_text())
+    iou, miou, fb, cases = by_hand(folder, checkpoint, EPISODES[0], FOLDS[0], size=40)
+    assert result["episode_size"] == 40 and result["false_positives"] == cases["wrong"]
+    assert result["per_class_iou"] == pytest.approx(iou, abs=1e-9) and result["fb_iou"] == pytest.approx(fb, abs=1e-9)
+
+
 def test_another_fold_and_background_name_and_the_warning(fold_run, tmp_path, capsys) -> None:
     folder, checkpoint, _ = fold_run
     out = tmp_path / "fold1.json"
@@ -100,6 +123,27 @@ def test_another_fold_and_background_name_and_the_warning(fold_run, tmp_path, ca
     assert result["background_name"] == "others"
 
 
+def test_a_peers_episode_file_is_scored_as_it_stands(fold_run, tmp_path, capsys) -> None:
+    from splitmatch.data.episode_lists import Episode, episode_file_text
+
+    _, checkpoint, _ = fold_run
+    stored, given, peer = tmp_path / "stored.json", tmp_path / "given.json", tmp_path / "peer.txt"
+    assert run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT, "--json",
+                    stored)[0] == 0  # fmt: skip
+    peer.write_text(episode_file_text([Episode(*pair) for pair in reversed(EPISODES[0])], ["a peer's list"]))
+    code, stdout, _ = run_eval(
+        capsys, "--checkpoint", checkpoint, "--episodes", "--episode-file", peer, "--json", given
+    )
+    assert code == 0 and "from the episode list peer.txt, as it stands" in stdout
+    expected, got = json.loads(stored.read_text()), json.loads(given.read_text())
+    assert got["per_class_iou"] == expected["per_class_iou"] and got["miou"] == expected["miou"]
+    assert got["episode_count"] == len(EPISODES[0]) and "peer.txt" in got["episode_source"]
+    peer.write_text("val_000\tred\nval_999\tgreen\n")
+    code, _, stderr = run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-file", peer)
+    assert code == 2 and "peer.txt line 2: image 'val_999' is not in the val split" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
 def test_the_generalized_form_is_eval_of_the_fold_checkpoint(fold_run, capsys) -> None:
     _, checkpoint, metrics = fold_run
     code, stdout, _ = run_eval(capsys, "--checkpoint", checkpoint)
@@ -112,6 +156,7 @@ def test_the_generalized_form_is_eval_of_the_fold_checkpoint(fold_run, capsys) -
     ("extra", "message"),
     [
         (["--fold", "1"], "--fold is an option of eval --episodes"),
+        (["--episode-file", "x.txt"], "--episode-file is an option of eval --episodes"),
         (["--episodes", "--split", "train"], "not with --split"),
         (["--episodes", "--max-images", "2"], "not with --max-images"),
         (["--episodes", "--episode-count", "7"], "no list of 7 episodes for fold 0 of tiny-2i"),

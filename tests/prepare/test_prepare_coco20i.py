@@ -21,6 +21,7 @@ from splitmatch.prepare.coco_stuff import USED_RAW_IDS
 
 pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.prepare.PartialDatasetWarning")
 CATEGORY_IDS = [raw + 1 for raw in USED_RAW_IDS if raw < 91]  # COCO's 80 category ids, 1..90 with gaps
+COCO_CATEGORY_CLASS = {category_id: index + 1 for index, category_id in enumerate(CATEGORY_IDS)}
 
 
 def runs_of(mask: np.ndarray) -> list[int]:
@@ -161,20 +162,58 @@ def coco2014(tmp_path: Path) -> Path:
     return src
 
 
-def test_coco20i_rasterises_objects_crowds_and_empty_images(coco2014, tmp_path) -> None:
+def pfenet_mask(annotations: list[dict], height: int, width: int) -> np.ndarray:
+    """PFENet's COCO parsing script with its default save_iscrowd=False (HSNet's masks), re-expressed
+    for box polygons: crowd annotations skipped, objects painted in the file's order, later on top."""
+    label = np.zeros((height, width), np.uint8)
+    for annotation in annotations:
+        if annotation.get("iscrowd", 0):
+            continue
+        x0, y0, x1, _, _, y1, _, _ = annotation["segmentation"][0]
+        label[y0:y1, x0:x1] = COCO_CATEGORY_CLASS[annotation["category_id"]]
+    return label
+
+
+def test_coco20i_rasterises_as_hsnets_masks_by_default_and_the_options(coco2014, tmp_path) -> None:
     folder = prepare_coco20i(coco2014, tmp_path / "out", progress=False, allow_partial=True, min_object_pixels=50)
     assert folder.classes.names == ("background", *COCO_CLASSES) and not folder.classes.unseen
     assert folder.stems("train") == ["COCO_train2014_000000000001", "COCO_train2014_000000000002"]
+    annotations = json.loads((coco2014 / "annotations" / "instances_train2014.json").read_text())["annotations"]
     first = labels_of(folder, "COCO_train2014_000000000001")
-    assert (first[5:15, 5:8] == 28).all() and first[0, 0] == 1 and (first[:20, :20] != 0).all()  # tie on the person
-    assert (first[:20, 16:20] == 1).all()  # the crowd does not cover an object
-    assert (first[20:, 16:24] == 255).all() and (first[:, 24:] == 0).all()  # elsewhere it is ignore
+    expected = pfenet_mask([a for a in annotations if a["image_id"] == 1], H, W)
+    assert (first == expected).all() and (first[5:15, 5:8] == 1).all()  # the tie, listed first, under its person
+    assert (first[20:, 16:24] == 0).all() and 255 not in first  # crowd pixels no object covers: background
+    assert json.loads((folder.root / "conversion.json").read_text()) == {"crowd": "background",
+                                                                          "object_order": "annotation"}  # fmt: skip
     assert (labels_of(folder, "COCO_train2014_000000000002") == 0).all()
     val = labels_of(folder, "COCO_val2014_000000000000")
     assert (val[2:12, 3:13] == 1).all() and val[2:12, 3:13].size == 100 and (val[:, 20:] == 22).all()
     before = snapshot(folder.root)
     prepare_coco20i(coco2014, folder.root, progress=False, allow_partial=True, min_object_pixels=50)
     assert snapshot(folder.root) == before
+
+    ours = prepare_coco20i(coco2014, tmp_path / "ours", progress=False, allow_partial=True, min_object_pixels=50,
+                           crowd="ignore", object_order="largest-first")  # fmt: skip
+    first = labels_of(ours, "COCO_train2014_000000000001")
+    assert (first[5:15, 5:8] == 28).all() and first[0, 0] == 1 and (first[:20, :20] != 0).all()  # tie on the person
+    assert (first[:20, 16:20] == 1).all()  # the crowd does not cover an object
+    assert (first[20:, 16:24] == 255).all() and (first[:, 24:] == 0).all()  # elsewhere it is ignore
+
+
+def test_coco20i_refuses_a_folder_converted_otherwise(coco2014, tmp_path) -> None:
+    options = {"progress": False, "allow_partial": True, "min_object_pixels": 50}
+    folder = prepare_coco20i(coco2014, tmp_path / "out", **options)
+    with pytest.raises(DatasetFormatError, match=r"conversion\.json already exists with different content; pass the "
+                       "--crowd and --object-order it was prepared with"):  # fmt: skip
+        prepare_coco20i(coco2014, folder.root, crowd="ignore", **options)
+    (folder.root / "conversion.json").unlink()  # a folder of an earlier splitmatch: crowd ignore, largest first
+    before = snapshot(folder.root)
+    with pytest.raises(DatasetFormatError, match="prepared by an earlier splitmatch, with crowd regions ignore"):
+        prepare_coco20i(coco2014, folder.root, **options)
+    assert snapshot(folder.root) == before
+    prepare_coco20i(coco2014, folder.root, crowd="ignore", object_order="largest-first", **options)
+    with pytest.raises(DatasetFormatError, match="crowd must be one of background, ignore"):
+        prepare_coco20i(coco2014, tmp_path / "other", crowd="void", **options)
 
 
 def test_coco20i_episodes_for_both_conventions(coco2014, tmp_path) -> None:
@@ -224,8 +263,11 @@ def test_coco20i_on_the_command_line_refuses_partial_and_reports_both_schemes(co
     args = ["prepare", "coco-20i", "--src", str(coco2014), "--dst", str(tmp_path / "out"), "--quiet"]
     assert main(args) == 2
     assert "coco-20i: split 'train' has 2 images, not 82,783" in capsys.readouterr().err
-    assert main([*args, "--allow-partial", "--min-object-pixels", "50", "--episode-seed", "4"]) == 0
+    assert main([*args, "--allow-partial", "--min-object-pixels", "50", "--episode-seed", "4", "--crowd", "ignore",
+                 "--object-order", "largest-first"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "  fold scheme coco-20i (default), interleaved:" in out
     assert "  fold scheme coco-20i-consecutive, consecutive:" in out
     assert "    fold 0: person, airplane, boat, parking meter, dog," in out
+    assert "crowd pixels no object covers: ignore; objects painted largest-first" in out
+    assert json.loads((tmp_path / "out" / "conversion.json").read_text())["crowd"] == "ignore"

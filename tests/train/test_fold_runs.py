@@ -140,3 +140,5 @@ def test_protocol_configs_say_what_they_are(name, unseen_pixels, transductive) -
     assert config.data.unseen is None  # folds (or classes.json) choose the unseen classes
     if transductive:
         assert config.train.transductive_start == 0.5 and config.train.transductive_threshold == 0.0
+        # ZegCLIP's rule and schedule (tests/train/test_transductive_rules.py)
+        assert config.train.transductive_pixels == "unseen" and config.train.transductive_schedule == "restart"

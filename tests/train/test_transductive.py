@@ -1,5 +1,7 @@
 """Transductive self-training (train.transductive): which pixels get labels, which label, from when,
-padding never, where the unseen pixels are never used; and HSNet's unseen-pixel convention."""
+padding never; under the ``ignored`` rule where the unseen pixels are is never used; and HSNet's
+unseen-pixel convention. ZegCLIP's ``unseen`` rule, the schedule restart and the per-step count:
+tests/train/test_transductive_rules.py."""
 
 from __future__ import annotations
 
@@ -92,7 +94,7 @@ def _dataset_of(root, unseen_or_void: int) -> DatasetFolder:
     return DatasetFolder(root)
 
 
-def test_where_the_unseen_pixels_are_never_reaches_self_training(tmp_path) -> None:
+def test_the_ignored_rule_never_learns_where_the_unseen_pixels_are(tmp_path) -> None:
     unseen = TINY_CLASSES.names.index("yellow")
     items = [SegmentationDataset(_dataset_of(tmp_path / str(v), v), "train", inductive=True)[0] for v in (unseen, 255)]
     assert torch.equal(items[0]["label"], items[1]["label"])  # one and the same training label

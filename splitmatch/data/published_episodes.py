@@ -1,0 +1,176 @@
+"""A peer's published test lists of PASCAL-5i and COCO-20i, read as they stand, and HSNet's COCO draw.
+
+So that a fold is scored on exactly the episodes a peer scored, these files are read (by
+``eval --episodes --episode-file`` and ``prepare --episode-lists``) besides this project's own
+``<stem><TAB><class>`` lists (:mod:`splitmatch.data.episode_lists`):
+
+* **HSNet's PASCAL-5i pairs** (``data/splits/pascal/val/fold<i>.txt`` of juhongm999/hsnet): one
+  ``<stem>__<VOC class id, two digits>`` a line, ending with a newline (HSNet's ``data/pascal.py``
+  reads ``f.read().split('\\n')[:-1]``). Episode k is pair ``k mod n``, as its test loader does.
+* **HSNet's COCO-20i per-class lists** (``data/splits/coco/val/fold<i>.pkl``): a pickled dict from
+  HSNet's 0-based class id (COCO's order) to the ``val2014/<file name>`` of its images. Its test
+  episodes are drawn, not listed (``data/coco.py``, ``load_frame``; ``test.py`` seeds NumPy's
+  global generator with 0 and reads the episodes in one process): per episode a class of the fold
+  (ids ``fold + 4k``, in that order), then a query image of it, then support images until
+  ``shot`` differ from the query, each draw ``numpy.random.choice(list, 1, replace=False)``.
+  :func:`hsnet_coco_draw` repeats that with NumPy's legacy generator, the one ``numpy.random.seed``
+  seeds; the supports are drawn and dropped, since a zero-shot episode has none, but their draws
+  move the generator as HSNet's do. The pickle is read with every class lookup refused: only
+  dicts, lists, numbers and strings load, never code.
+
+A bad file is one line naming it and the line (or, in a pickle, the class and the entry).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from splitmatch.data.classes import VOC_CLASSES
+from splitmatch.data.episode_lists import EPISODE_SPLIT, Episode, cycled_episodes, read_episode_file
+from splitmatch.data.fold_schemes import COCO_CLASSES
+from splitmatch.data.folder import DatasetFormatError
+
+HSNET_SHOT = 1  # HSNet's test.py default (--nshot 1)
+HSNET_SEED = 0  # test.py: utils.fix_randseed(0)
+MAX_LIST_BYTES = 256 * 2**20  # HSNet's largest list is 1.3 MB
+
+
+class _NamesOnly(pickle.Unpickler):
+    """Unpickles dicts, lists, numbers and strings; any class or function is refused."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"it refers to {module}.{name}, not only to lists of image names")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_LIST_BYTES:
+            raise DatasetFormatError(f"episode list {path} is {size:,} bytes, more than {MAX_LIST_BYTES:,}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetFormatError(f"episode list {path} does not exist") from None
+    except IsADirectoryError:
+        raise DatasetFormatError(f"episode list {path} is a folder, not a file") from None
+
+
+def read_hsnet_pascal_pairs(path: Path, fold_classes: Collection[str], stems: Collection[str]) -> list[Episode]:
+    """HSNet's PASCAL-5i pairs file: its ``(stem, class)`` pairs, in file order.
+
+    Args:
+        fold_classes: the fold's class names (VOC's names, as a PASCAL-5i folder has them).
+        stems: the folder's val images.
+    """
+    path = Path(path)
+    try:
+        text = _read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DatasetFormatError(f"episode list {path} is not UTF-8 text ({error.reason})") from None
+    if not text.endswith("\n"):
+        raise DatasetFormatError(f"{path} does not end with a newline (HSNet's reader would drop its last line)")
+    pairs = []
+    for number, line in enumerate(text.split("\n")[:-1], start=1):
+        stem, _, class_text = line.partition("__")
+        if not stem or not class_text.isdigit() or not 1 <= int(class_text) <= len(VOC_CLASSES):
+            raise DatasetFormatError(
+                f"{path} line {number}: expected '<stem>__<VOC class id 01..20>', got {line[:80]!r}"
+            )
+        class_name = VOC_CLASSES[int(class_text) - 1]
+        if class_name not in fold_classes:
+            raise DatasetFormatError(
+                f"{path} line {number}: class {class_name!r} is not one of this fold's ({', '.join(fold_classes)})"
+            )
+        if stem not in stems:
+            raise DatasetFormatError(f"{path} line {number}: image {stem!r} is not in the {EPISODE_SPLIT} split")
+        pairs.append(Episode(stem, class_name))
+    if not pairs:
+        raise DatasetFormatError(f"episode list {path} holds no pairs")
+    return pairs
+
+
+def read_hsnet_coco_lists(path: Path, fold_classes: Sequence[str], stems: Collection[str]) -> dict[str, list[str]]:
+    """HSNet's COCO-20i per-class lists of one fold: class name -> query image stems, in file order.
+
+    Args:
+        fold_classes: the fold's class names (COCO's names, as a COCO-20i folder has them).
+        stems: the folder's val images.
+    """
+    path = Path(path)
+    try:
+        data = _NamesOnly(io.BytesIO(_read_bytes(path))).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+            RecursionError, MemoryError) as error:  # fmt: skip
+        raise DatasetFormatError(f"{path} is not HSNet's per-class image lists: {error}") from None
+    if not isinstance(data, dict) or not all(isinstance(k, int) and not isinstance(k, bool) for k in data):
+        raise DatasetFormatError(f"{path} is not HSNet's per-class image lists: expected a dict from class ids")
+    lists = {}
+    for class_name in fold_classes:
+        class_id = COCO_CLASSES.index(class_name)
+        names = data.get(class_id)
+        where = f"{path} class {class_id} ({class_name})"
+        if not isinstance(names, list) or not names:
+            raise DatasetFormatError(f"{where}: no list of images")
+        found = []
+        for entry, name in enumerate(names):
+            stem = Path(name).stem if isinstance(name, str) else None
+            if stem not in stems:
+                raise DatasetFormatError(f"{where} entry {entry}: {str(name)[:80]!r} is not a {EPISODE_SPLIT} image")
+            found.append(stem)
+        lists[class_name] = found
+    return lists
+
+
+def hsnet_coco_draw(
+    lists: Mapping[str, Sequence[str]], count: int, shot: int = HSNET_SHOT, seed: int = HSNET_SEED
+) -> list[Episode]:
+    """HSNet's COCO-20i test episodes from its per-class lists (see the module docstring).
+
+    Args:
+        lists: :func:`read_hsnet_coco_lists`, its classes in the fold's order (HSNet's ids ``fold + 4k``).
+        count: episodes to draw (HSNet: 1,000).
+        shot: support images drawn per episode (and dropped).
+    """
+    rng = np.random.RandomState(seed)  # the legacy generator numpy.random.seed seeds
+    classes = list(lists)
+    for class_name, images in lists.items():
+        if len(set(images)) < 2:  # HSNet's support loop would never end
+            raise DatasetFormatError(f"class {class_name!r} lists fewer than two images: no support can be drawn")
+    episodes = []
+    for _ in range(count):
+        class_name = str(rng.choice(classes, 1, replace=False)[0])
+        images = lists[class_name]
+        query = str(rng.choice(images, 1, replace=False)[0])
+        supports = 0
+        while supports < shot:
+            supports += str(rng.choice(images, 1, replace=False)[0]) != query
+        episodes.append(Episode(query, class_name))
+    return episodes
+
+
+def read_published_episodes(
+    path: Path, fold_classes: Sequence[str], stems: Collection[str], count: int
+) -> tuple[list[Episode], str]:
+    """The ``count`` episodes a list file stands for, and what kind of file it was (to print).
+
+    ``.pkl``: HSNet's COCO-20i per-class lists, drawn as HSNet draws; a text file of
+    ``<stem>__<id>`` lines: HSNet's PASCAL-5i pairs, cycled; of ``<stem><TAB><class>`` lines: a
+    list as ``prepare`` writes them, as it stands (then ``count`` is not used).
+    """
+    path = Path(path)
+    if path.suffix == ".pkl":
+        episodes = hsnet_coco_draw(read_hsnet_coco_lists(path, fold_classes, stems), count)
+        return episodes, f"HSNet's per-class lists {path.name}, {count} episodes drawn as HSNet's test.py does"
+    try:
+        first = next((line for line in _read_bytes(path).decode("utf-8").splitlines() if line.strip()
+                      and not line.startswith("#")), "")  # fmt: skip
+    except UnicodeDecodeError as error:
+        raise DatasetFormatError(f"episode list {path} is not UTF-8 text ({error.reason})") from None
+    if "\t" in first:
+        return read_episode_file(path, fold_classes, stems), f"the episode list {path.name}, as it stands"
+    pairs = read_hsnet_pascal_pairs(path, fold_classes, stems)
+    return cycled_episodes(pairs, count), f"HSNet's {len(pairs)} pairs of {path.name}, cycled to {count} episodes"
