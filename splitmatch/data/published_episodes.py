@@ -15,16 +15,15 @@ So that a fold is scored on exactly the episodes a peer scored, these files are 
   ``shot`` differ from the query, each draw ``numpy.random.choice(list, 1, replace=False)``.
   :func:`hsnet_coco_draw` repeats that with NumPy's legacy generator, the one ``numpy.random.seed``
   seeds; the supports are drawn and dropped, since a zero-shot episode has none, but their draws
-  move the generator as HSNet's do. The pickle is read with every class lookup refused: only
-  dicts, lists, numbers and strings load, never code.
+  move the generator as HSNet's do. The pickle is never unpickled: its opcodes are read as plain
+  data (:func:`splitmatch.storage.pickled_data.read_pickled_data`), and one that names a class or
+  a function is refused.
 
 A bad file is one line naming it and the line (or, in a pickle, the class and the entry).
 """
 
 from __future__ import annotations
 
-import io
-import pickle
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
@@ -34,17 +33,11 @@ from splitmatch.data.classes import VOC_CLASSES
 from splitmatch.data.episode_lists import EPISODE_SPLIT, Episode, cycled_episodes, read_episode_file
 from splitmatch.data.fold_schemes import COCO_CLASSES
 from splitmatch.data.folder import DatasetFormatError
+from splitmatch.storage.pickled_data import InvalidPickledDataError, read_pickled_data
 
 HSNET_SHOT = 1  # HSNet's test.py default (--nshot 1)
 HSNET_SEED = 0  # test.py: utils.fix_randseed(0)
 MAX_LIST_BYTES = 256 * 2**20  # HSNet's largest list is 1.3 MB
-
-
-class _NamesOnly(pickle.Unpickler):
-    """Unpickles dicts, lists, numbers and strings; any class or function is refused."""
-
-    def find_class(self, module: str, name: str):
-        raise pickle.UnpicklingError(f"it refers to {module}.{name}, not only to lists of image names")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -102,9 +95,8 @@ def read_hsnet_coco_lists(path: Path, fold_classes: Sequence[str], stems: Collec
     """
     path = Path(path)
     try:
-        data = _NamesOnly(io.BytesIO(_read_bytes(path))).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            RecursionError, MemoryError) as error:  # fmt: skip
+        data = read_pickled_data(_read_bytes(path))
+    except InvalidPickledDataError as error:
         raise DatasetFormatError(f"{path} is not HSNet's per-class image lists: {error}") from None
     if not isinstance(data, dict) or not all(isinstance(k, int) and not isinstance(k, bool) for k in data):
         raise DatasetFormatError(f"{path} is not HSNet's per-class image lists: expected a dict from class ids")
