@@ -59,3 +59,24 @@ def value_path(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     weight_v = attn.in_proj_weight[2 * width :]
     bias_v = attn.in_proj_bias[2 * width :] if attn.in_proj_bias is not None else None
     return block.ls_1(attn.out_proj(F.linear(block.ln_1(x), weight_v, bias_v)))
+
+
+def attention_heads(attn: nn.MultiheadAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The block's queries, keys and values per head: ``[B, T, W]`` -> three ``[B, h, T, W/h]``."""
+    batch, tokens, width = x.shape
+    heads = attn.num_heads
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).view(batch, tokens, 3, heads, width // heads)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    return q, k, v
+
+
+def attended(attn: nn.MultiheadAttention, weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``weights [B, h, T, T]`` applied to ``v [B, h, T, W/h]``, heads joined, through the output
+    projection: ``[B, T, W]``."""
+    out = weights @ v
+    return attn.out_proj(out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1))
+
+
+def self_similarity(x: torch.Tensor) -> torch.Tensor:
+    """``softmax(x x^T / sqrt(d))`` over the last axis: ``[B, h, T, d] -> [B, h, T, T]``."""
+    return (x @ x.transpose(-1, -2) * x.shape[-1] ** -0.5).softmax(-1)
