@@ -40,17 +40,19 @@ PROXY_HELP = (
 
 
 MODEL_HELP = (
-    "checkpoint: the trained model --checkpoint names; maskclip (the same as maskclip-vitb16): training-free "
-    "MaskCLIP on OpenAI's CLIP ViT-B/16, which open_clip downloads once (--set clip.weights=FILE for a local "
-    "copy), photos from the first minute; maskclip-world: MaskCLIP on the built-in world's packaged CLIP"
+    "checkpoint: the trained model --checkpoint names; or a training-free model (no training, photos from the "
+    "first minute): a recipe, maskclip, clearclip, sclip, naclip, scclip or value-path, reading OpenAI's CLIP "
+    "ViT-B/16 (open_clip downloads it once; --set clip.weights=FILE for a local copy) under the benchmarks' "
+    "512 protocol; RECIPE-authors under its authors' protocol; RECIPE-world on the built-in world's packaged "
+    "CLIP (docs/training-free.md)"
 )
 
 
 def _add_model_argument(parser: argparse.ArgumentParser) -> None:
-    from splitmatch.config.maskclip import MASKCLIP_ALIASES, MASKCLIP_PRESETS
+    from splitmatch.config.training_free import training_free_names
 
-    choices = ["checkpoint", *MASKCLIP_ALIASES, *MASKCLIP_PRESETS]
-    parser.add_argument("--model", default="checkpoint", choices=choices, help=MODEL_HELP)
+    choices = ["checkpoint", *training_free_names()]
+    parser.add_argument("--model", default="checkpoint", choices=choices, metavar="MODEL", help=MODEL_HELP)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -200,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--background-name", help="with --episodes: the name given beside the episode's class "
                    "(default: background)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes; with --model "
-                   "maskclip also clip.arch, clip.weights, clip.templates")  # fmt: skip
+                   help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes; with a "
+                   "training-free --model also clip.* and recipe.* (clip.weights=FILE)")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -219,8 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes "
                    "(default: the checkpoint's)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="an inference setting, repeatable, e.g. inference.short_side=640; with --model maskclip "
-                   "also clip.arch, clip.weights, clip.templates")  # fmt: skip
+                   help="an inference setting, repeatable, e.g. inference.short_side=640; with a training-free "
+                   "--model also clip.* and recipe.* (clip.weights=FILE, recipe.pamr_steps=0)")  # fmt: skip
+    p.add_argument("--none-label", metavar="NAME", help='give pixels that none of --classes fits this name (the '
+                   'last class of the label maps); with --none-below and/or --background')  # fmt: skip
+    p.add_argument("--none-below", type=float, default=0.0, metavar="SHARE", help="with --none-label: a pixel "
+                   "whose best class holds less than this share of its scores (in [0, 1]) gets the label")  # fmt: skip
+    p.add_argument("--background", metavar="NAMES", help='with --none-label: comma-separated prompts scored beside '
+                   '--classes, e.g. "sky,wall,floor"; a pixel one of them wins gets the label')  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=positive_int, default=8, help="images run through the model together "
                    "(the same labels as one by one)")  # fmt: skip

@@ -17,11 +17,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from splitmatch.storage.files import ensure_writable_folder
 
     entries = parse_class_entries(args.classes)
+    none = none_of_these(args)
     outputs = prediction_outputs(args.images, Path(args.out))
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     predictor, model_name = _predictor(args)
     summary = predict_images(predictor, outputs, entries, Path(args.out), model_name, progress=not args.quiet,
-                             batch_size=args.batch_size)  # fmt: skip
+                             batch_size=args.batch_size, none=none)  # fmt: skip
     failures = [failure["error"] for failure in summary["failed"]]
     for failure in failures:
         print(f"splitmatch: error: {printable(failure, 2000)}", file=sys.stderr)
@@ -34,9 +35,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def none_of_these(args: argparse.Namespace):
+    """The "none of these" rule ``--none-label``, ``--none-below`` and ``--background`` describe, or ``None``."""
+    from splitmatch.inference.none_rule import NoneOfThese
+
+    background = tuple(name.strip() for name in args.background.split(",")) if args.background else ()
+    if args.none_label is None:
+        if args.none_below or background:
+            raise UsageError("--none-below and --background need --none-label: the name those pixels get")
+        return None
+    try:
+        return NoneOfThese(args.none_label, args.none_below, background)
+    except ValueError as problem:
+        raise UsageError(str(problem)) from None
+
+
 def _predictor(args: argparse.Namespace):
     """The predictor ``--model`` (and ``--checkpoint``, ``--set``, ``--mode``...) describe, and its name
-    for the summary: the checkpoint as given, or the MaskCLIP preset's name."""
+    for the summary: the checkpoint as given, or the training-free preset's name."""
+    from splitmatch.config.training_free import describe_training_free
     from splitmatch.predict.predictor import Predictor
 
     if args.model == "checkpoint":
@@ -52,9 +69,9 @@ def _predictor(args: argparse.Namespace):
         raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")
     if args.seen_calibration is not None:
         raise UsageError(f"--model {args.model} was trained on no class: --seen-calibration has nothing to act on")
-    predictor = Predictor.maskclip(args.model, command_device(args), settings=args.set, **inference_overrides(args))
-    print(f"model: {predictor.name}, training-free MaskCLIP on CLIP {predictor.clip.arch} "
-          f"(weights {predictor.clip.weights})", flush=True)  # fmt: skip
+    predictor = Predictor.training_free(args.model, command_device(args), settings=args.set,
+                                        **inference_overrides(args))  # fmt: skip
+    print(f"model: {describe_training_free(predictor.training_free_config)}", flush=True)
     return predictor, predictor.name
 
 
