@@ -191,6 +191,22 @@ class ClipImageEncoder(nn.Module):
         out["dense_tokens"] = self._to_map(projected[:, 1:], grid)
         return out
 
+    def recipe_features(self, images: torch.Tensor, recipe: str) -> torch.Tensor:
+        """A training-free recipe's dense features alone (what ``forward(..., dense_recipe=recipe)``
+        gives as ``dense_recipe``, without the rest): ``[B, 3, H, W]`` 0..255 -> ``[B, D, h, w]``."""
+        if recipe == "maskclip":
+            tokens, grid = maskclip_patch_tokens(self, images)
+            return self._to_map(tokens @ self.visual.proj, grid)
+        check_recipe(recipe)
+        x, grid = self.embed(images)
+        blocks = self.visual.transformer.resblocks
+        outputs: list[torch.Tensor] = []
+        for block in blocks[:-1]:
+            x = block_forward(block, x)
+            if recipe in NEEDS_BLOCK_OUTPUTS:
+                outputs.append(x)
+        return self._to_map(self.project(last_block_tokens(recipe, blocks[-1], x, outputs, grid)), grid)
+
     @staticmethod
     def _to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """``[B, h*w, C] -> [B, C, h, w]``."""

@@ -76,8 +76,7 @@ class TrainingFreeSegmentor(nn.Module):
     def dense_features(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` 0..255, H and W multiples of the patch size -> the recipe's features
         ``[B, D, H/p, W/p]``, L2-normalised over D."""
-        features = self.image_encoder(images, use_prompts=False, dense_recipe=self.recipe)["dense_recipe"]
-        return F.normalize(features.float(), dim=1)
+        return F.normalize(self.image_encoder.recipe_features(images, self.recipe).float(), dim=1)
 
     def logits(self, images: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
         """``s * cos`` on the patch grid: ``images [B, 3, H, W]``, ``class_embeddings [C, D]`` ->

@@ -255,3 +255,15 @@ def test_peer_positional_resize_is_the_encoders_bicubic_scale(vitb16):
     encoder = ClipImageEncoder(vitb16, region_layers=1, pos_interpolation="bicubic_scale")
     torch.testing.assert_close(encoder.positional_embedding((13, 15))[None], peer_positional(vitb16, 13, 15))
     assert torch.equal(encoder.positional_embedding((7, 28)), vitb16.positional_embedding)  # same token count
+
+
+@torch.no_grad()
+def test_the_features_alone_are_those_of_the_full_forward():
+    torch.manual_seed(1)
+    encoder = ClipImageEncoder(build_clip("world-clip").visual, region_layers=1, pos_interpolation="bicubic_scale")
+    images = image(80, 104)
+    for recipe in ("value-path", "maskclip", "clearclip", "sclip", "naclip", "scclip"):
+        full = encoder(images, use_prompts=False, dense_recipe=recipe)["dense_recipe"]
+        torch.testing.assert_close(encoder.recipe_features(images, recipe), full)
+    with pytest.raises(ValueError, match="unknown dense-feature recipe 'dino'"):
+        encoder.recipe_features(images, "dino")
