@@ -68,7 +68,7 @@ def predict_images(
 
     def run_batch() -> None:
         mark = time.perf_counter()
-        all_labels = predictor.predict([image for _, _, image in pending], entries, len(pending), none)
+        all_labels = predictor.predict([image for _, _, image in pending], entries, batch_size=len(pending), none=none)
         seconds = (time.perf_counter() - mark) / len(pending)
         for (path, target, image), labels in zip(pending, all_labels):
             images.append(_write_outputs(path, target, image, labels.astype(dtype, copy=False), names, out, seconds))
