@@ -190,7 +190,7 @@ class Segmenter:
             names = list(PHOTO_CLASSES)
         return cls(predictor, names, max_pixels, dataset=TRAINING_FREE)
 
-    from_maskclip = from_training_free  # its name before version 0.3
+    from_maskclip = from_training_free  # its name in version 0.2
 
     @property
     def default_class_text(self) -> str:

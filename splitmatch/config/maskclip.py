@@ -1,4 +1,4 @@
-"""The names of the training-free MaskCLIP configuration before version 0.3, kept for code that uses them.
+"""The names of the training-free MaskCLIP configuration in version 0.2, kept for code that uses them.
 
 MaskCLIP is now one recipe among the training-free models of
 :mod:`splitmatch.config.training_free`; ``maskclip`` means MaskCLIP's own reading of CLIP's last

@@ -1,4 +1,4 @@
-"""The names of the training-free MaskCLIP model before version 0.3, kept for code that uses them.
+"""The names of the training-free MaskCLIP model in version 0.2, kept for code that uses them.
 
 The model is :class:`splitmatch.model.training_free.TrainingFreeSegmentor`, which reads CLIP's last
 block by any recipe of :mod:`splitmatch.clip.dense_recipes`; MaskCLIP's own reading is the

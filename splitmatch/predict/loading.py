@@ -84,4 +84,4 @@ def load_training_free(
     return model.to(resolve_device(device)).eval(), config
 
 
-load_maskclip = load_training_free  # its name before version 0.3
+load_maskclip = load_training_free  # its name in version 0.2

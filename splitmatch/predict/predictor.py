@@ -151,7 +151,7 @@ class Predictor:
 
     @classmethod
     def maskclip(cls, preset: str = "maskclip-vitb16", device: str | torch.device = "auto", **kwargs) -> Predictor:
-        """:meth:`training_free` by its name before version 0.3: MaskCLIP's preset unless ``preset``
+        """:meth:`training_free` by its name in version 0.2: MaskCLIP's preset unless ``preset``
         names another training-free one."""
         return cls.training_free(preset, device, **kwargs)
 
