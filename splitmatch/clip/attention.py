@@ -2,8 +2,10 @@
 
 open_clip's ``ResidualAttentionBlock`` wraps ``nn.MultiheadAttention``, which hides the value
 path and takes one mask for the whole batch. These functions run the same parameters with
-``scaled_dot_product_attention`` so that prompts, masked region tokens and the MaskCLIP value
-path can share one implementation. For a block without bias they equal open_clip's forward.
+``scaled_dot_product_attention`` so that prompts, masked region tokens and the value path
+can share one implementation. For a block without bias they equal open_clip's forward. The
+heads' queries, keys and values, and their weighted sum through the output projection, are here
+too, for the training-free recipes (:mod:`splitmatch.clip.dense_recipes`).
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ def block_forward(block: nn.Module, x: torch.Tensor, bias: torch.Tensor | None =
 
 
 def value_path(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """MaskCLIP-style dense output of a block: values through the output projection, no q-k attention.
+    """The value path of a block: values through the output projection, no q-k attention.
 
     Each token keeps its own value instead of an attention-weighted mix, which localises far
     better in CLIP's last block. Residual and MLP are left out (chosen here, as in ClearCLIP's
-    finding that both blur the dense map).
+    finding that both blur the dense map); MaskCLIP keeps both
+    (:mod:`splitmatch.clip.maskclip_tower`).
 
     Args:
         x: ``[B, T, W]`` input tokens of the block.

@@ -7,7 +7,7 @@ below computes what the recipe's authors' code computes for the patch tokens, be
 final norm and projection (docs/training-free.md gives each peer's file and line):
 
 * ``value-path``: the values through the output projection, no residual, no feed-forward
-  (this project's reading until version 0.2, :func:`splitmatch.clip.attention.value_path`);
+  (this project's reading, called MaskCLIP's in version 0.2: :func:`splitmatch.clip.attention.value_path`);
 * ``maskclip``: the values through the output projection, then the residual and the
   feed-forward kept (:mod:`splitmatch.clip.maskclip_tower`, which also runs MaskCLIP's numerics);
 * ``clearclip``: query-query attention, no residual, no feed-forward;

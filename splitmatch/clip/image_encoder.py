@@ -147,7 +147,7 @@ class ClipImageEncoder(nn.Module):
         Args:
             images: ``[B, 3, H, W]`` uint8 or float in 0..255; H and W are cut to whole patches.
             use_prompts: ``False`` runs the plain frozen CLIP (pseudo masks, region embeddings).
-            value_features: also compute the MaskCLIP value-path dense features.
+            value_features: also compute the value-path dense features (:func:`~splitmatch.clip.attention.value_path`).
             keep_hidden_before: also return the tokens entering this block (for region embeddings).
             dense_recipe: also compute a training-free recipe's dense features
                 (:data:`splitmatch.clip.dense_recipes.RECIPES`), from the tokens without prompts.
