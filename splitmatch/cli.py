@@ -223,12 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an inference setting, repeatable, e.g. inference.short_side=640; with a training-free "
                    "--model also clip.* and recipe.* (clip.weights=FILE, recipe.pamr_steps=0)")  # fmt: skip
-    p.add_argument("--none-label", metavar="NAME", help='give pixels that none of --classes fits this name (the '
-                   'last class of the label maps); with --none-below and/or --background')  # fmt: skip
-    p.add_argument("--none-below", type=float, default=0.0, metavar="SHARE", help="with --none-label: a pixel "
-                   "whose best class holds less than this share of its scores (in [0, 1]) gets the label")  # fmt: skip
-    p.add_argument("--background", metavar="NAMES", help='with --none-label: comma-separated prompts scored beside '
-                   '--classes, e.g. "sky,wall,floor"; a pixel one of them wins gets the label')  # fmt: skip
+    prediction.add_none_of_these_arguments(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=positive_int, default=8, help="images run through the model together "
                    "(the same labels as one by one)")  # fmt: skip

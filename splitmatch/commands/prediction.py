@@ -35,6 +35,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_none_of_these_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--none-label``, ``--none-below`` and ``--background``: the "none of these" rule of ``predict``."""
+    from splitmatch.commands.arguments import finite_float
+
+    parser.add_argument("--none-label", metavar="NAME", help="give pixels that none of --classes fits this name "
+                        "(the last class of the label maps); with --none-below and/or --background")  # fmt: skip
+    parser.add_argument("--none-below", type=finite_float, default=0.0, metavar="SHARE", help="with --none-label: "
+                        "a pixel whose best class holds less than this share of its scores (in [0, 1]) gets the "
+                        "label")  # fmt: skip
+    parser.add_argument("--background", metavar="NAMES", help='with --none-label: comma-separated prompts scored '
+                        'beside --classes, e.g. "sky,wall,floor"; a pixel one of them wins gets the label')  # fmt: skip
+
+
 def none_of_these(args: argparse.Namespace):
     """The "none of these" rule ``--none-label``, ``--none-below`` and ``--background`` describe, or ``None``."""
     from splitmatch.inference.none_rule import NoneOfThese
