@@ -26,6 +26,7 @@ import traceback
 from pathlib import Path
 
 from splitmatch.app.segment import MODES, TRAINING_FREE, AppError, Segmenter
+from splitmatch.config.training_free import RECIPE_TITLES
 from splitmatch.data.names import download_stem, printable
 from splitmatch.packaged import install_hint
 
@@ -64,9 +65,10 @@ def _about(segmenter: Segmenter, checkpoint: str) -> str:
     (its file name, dataset and class names) is :func:`markdown_text`."""
     if segmenter.dataset == TRAINING_FREE:
         clip = segmenter.predictor.clip
+        title = RECIPE_TITLES[segmenter.predictor.recipe.name]
         lines = [
             "## splitmatch: zero-shot semantic segmentation",
-            f"Training-free MaskCLIP ({markdown_text(segmenter.predictor.name)}) on CLIP "
+            f"Training-free {markdown_text(title)} ({markdown_text(segmenter.predictor.name)}) on CLIP "
             f"{markdown_text(clip.arch)}: CLIP's own dense features scored against the names you type; "
             "every name is new to it, so the seen-class calibration changes nothing.",
             "It runs on this machine, one request at a time.",
@@ -210,14 +212,14 @@ def serve(
     model: str = "checkpoint",
 ) -> None:
     """Loads the model and serves the page until interrupted; ``model`` is ``checkpoint`` (the file
-    ``checkpoint`` names) or a MaskCLIP preset (``maskclip``, ``maskclip-world``), as ``--model`` takes."""
+    ``checkpoint`` names) or a training-free preset (``sclip``, ``maskclip-world``...), as ``--model`` takes."""
     require_gradio()
     from splitmatch.app.segment import DEFAULT_MAX_PIXELS
 
     if model == "checkpoint":
         segmenter = Segmenter.from_checkpoint(checkpoint, device, max_pixels or DEFAULT_MAX_PIXELS)
     else:
-        segmenter = Segmenter.from_maskclip(model, device, max_pixels or DEFAULT_MAX_PIXELS)
+        segmenter = Segmenter.from_training_free(model, device, max_pixels or DEFAULT_MAX_PIXELS)
         checkpoint = segmenter.predictor.name
     in_main_thread = threading.current_thread() is threading.main_thread()
     if in_main_thread:  # a terminated app stops as Ctrl+C stops it, deleting its files

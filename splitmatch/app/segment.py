@@ -144,7 +144,7 @@ def _enlarged(array: np.ndarray) -> np.ndarray:
     return array.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else array
 
 
-# The class box's first text for a model of photos that was trained on no dataset (MaskCLIP):
+# The class box's first text for a model of photos that was trained on no dataset (training-free):
 # things and stuff of everyday photos, any of which the user replaces.
 PHOTO_CLASSES = ("sky", "tree", "grass", "road", "building", "person", "car", "dog", "cat", "water", "background")
 TRAINING_FREE = "(training-free)"  # the dataset of a model trained on none
@@ -179,17 +179,19 @@ class Segmenter:
         return cls(predictor, list(predictor.classes.names), max_pixels, predictor.classes.dataset)
 
     @classmethod
-    def from_maskclip(cls, preset: str, device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS) -> Segmenter:
-        """The training-free MaskCLIP model (``--model maskclip``); the class box starts with a
-        vocabulary of everyday scenes (the world's classes for ``maskclip-world``)."""
-        predictor = Predictor.maskclip(preset, device)
-        if predictor.name == "maskclip-world":
+    def from_training_free(cls, preset: str, device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS) -> Segmenter:
+        """A training-free model (``--model sclip``, ``maskclip-world``...); the class box starts with a
+        vocabulary of everyday scenes (the world's classes for a ``-world`` preset)."""
+        predictor = Predictor.training_free(preset, device)
+        if predictor.name.endswith("-world"):
             from splitmatch.world.generator import world_class_split
 
             names = list(world_class_split().names)
         else:
             names = list(PHOTO_CLASSES)
         return cls(predictor, names, max_pixels, dataset=TRAINING_FREE)
+
+    from_maskclip = from_training_free  # its name in version 0.2
 
     @property
     def default_class_text(self) -> str:

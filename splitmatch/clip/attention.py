@@ -2,8 +2,10 @@
 
 open_clip's ``ResidualAttentionBlock`` wraps ``nn.MultiheadAttention``, which hides the value
 path and takes one mask for the whole batch. These functions run the same parameters with
-``scaled_dot_product_attention`` so that prompts, masked region tokens and the MaskCLIP value
-path can share one implementation. For a block without bias they equal open_clip's forward.
+``scaled_dot_product_attention`` so that prompts, masked region tokens and the value path
+can share one implementation. For a block without bias they equal open_clip's forward. The
+heads' queries, keys and values, and their weighted sum through the output projection, are here
+too, for the training-free recipes (:mod:`splitmatch.clip.dense_recipes`).
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ def block_forward(block: nn.Module, x: torch.Tensor, bias: torch.Tensor | None =
 
 
 def value_path(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """MaskCLIP-style dense output of a block: values through the output projection, no q-k attention.
+    """The value path of a block: values through the output projection, no q-k attention.
 
     Each token keeps its own value instead of an attention-weighted mix, which localises far
     better in CLIP's last block. Residual and MLP are left out (chosen here, as in ClearCLIP's
-    finding that both blur the dense map).
+    finding that both blur the dense map); MaskCLIP keeps both
+    (:mod:`splitmatch.clip.maskclip_tower`).
 
     Args:
         x: ``[B, T, W]`` input tokens of the block.
@@ -59,3 +62,24 @@ def value_path(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     weight_v = attn.in_proj_weight[2 * width :]
     bias_v = attn.in_proj_bias[2 * width :] if attn.in_proj_bias is not None else None
     return block.ls_1(attn.out_proj(F.linear(block.ln_1(x), weight_v, bias_v)))
+
+
+def attention_heads(attn: nn.MultiheadAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The block's queries, keys and values per head: ``[B, T, W]`` -> three ``[B, h, T, W/h]``."""
+    batch, tokens, width = x.shape
+    heads = attn.num_heads
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).view(batch, tokens, 3, heads, width // heads)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    return q, k, v
+
+
+def attended(attn: nn.MultiheadAttention, weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``weights [B, h, T, T]`` applied to ``v [B, h, T, W/h]``, heads joined, through the output
+    projection: ``[B, T, W]``."""
+    out = weights @ v
+    return attn.out_proj(out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1))
+
+
+def self_similarity(x: torch.Tensor) -> torch.Tensor:
+    """``softmax(x x^T / sqrt(d))`` over the last axis: ``[B, h, T, d] -> [B, h, T, T]``."""
+    return (x @ x.transpose(-1, -2) * x.shape[-1] ** -0.5).softmax(-1)

@@ -12,13 +12,18 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
 from splitmatch.clip.attention import block_forward, value_path
+from splitmatch.clip.dense_recipes import NEEDS_BLOCK_OUTPUTS, check_recipe, last_block_tokens
 from splitmatch.clip.loading import ClipWeightsError
+from splitmatch.clip.maskclip_tower import maskclip_patch_tokens
 
 # How each ``clip.pos_interpolation`` resizes the positional embedding's grid: F.interpolate's arguments.
 POS_INTERPOLATION = {
     "bicubic": {"mode": "bicubic", "align_corners": False},  # mmseg's resize_pos_embed
     "bilinear": {"mode": "bilinear", "align_corners": False},  # ZegCLIP's (F.interpolate's defaults)
     "bicubic_antialias": {"mode": "bicubic", "align_corners": False, "antialias": True},  # open_clip's
+    # By a scale factor of (grid + 0.1) / native, the factor itself setting where samples fall (not the
+    # sizes' ratio): DINO's form, which SCLIP, ClearCLIP, NACLIP and SC-CLIP resize with (docs/training-free.md).
+    "bicubic_scale": {"mode": "bicubic", "align_corners": False, "recompute_scale_factor": False},
 }
 
 
@@ -39,7 +44,7 @@ class ClipImageEncoder(nn.Module):
         region_layers: n, the last blocks in which masked region tokens attend (1..L).
         image_mean, image_std: per-channel normalisation of 0..1 images.
         pos_interpolation: how the positional embedding is resized to another patch grid, a key of
-            :data:`POS_INTERPOLATION` (``bicubic``, ``bilinear``, ``bicubic_antialias``).
+            :data:`POS_INTERPOLATION` (``bicubic``, ``bilinear``, ``bicubic_antialias``, ``bicubic_scale``).
     """
 
     def __init__(
@@ -99,19 +104,31 @@ class ClipImageEncoder(nn.Module):
         native = tuple(self.visual.grid_size)
         if tuple(grid) == native:
             return pos
+        resize = POS_INTERPOLATION[self.pos_interpolation]
+        if "recompute_scale_factor" in resize and grid[0] * grid[1] == native[0] * native[1]:
+            return pos  # those recipes resize only when the token count changes
         cls_pos, patch_pos = pos[:1], pos[1:]
         patch_pos = patch_pos.reshape(1, native[0], native[1], -1).permute(0, 3, 1, 2)
-        patch_pos = F.interpolate(patch_pos, size=grid, **POS_INTERPOLATION[self.pos_interpolation])
+        if "recompute_scale_factor" in resize:
+            factor = ((grid[0] + 0.1) / native[0], (grid[1] + 0.1) / native[1])
+            patch_pos = F.interpolate(patch_pos, scale_factor=factor, **resize)
+        else:
+            patch_pos = F.interpolate(patch_pos, size=grid, **resize)
         return torch.cat([cls_pos, patch_pos.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)])
 
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """``[B, 3, H, W]`` 0..255 images -> tokens ``[B, 1 + h*w, W]`` (CLS first) and the grid ``(h, w)``."""
+        x, grid = self.patch_tokens(images)
+        return self.visual.ln_pre(x), grid
+
+    def patch_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """What :meth:`embed` gives before CLIP's first norm: patch embeddings with the CLS token and
+        the positional embedding, ``[B, 1 + h*w, W]``, and the grid ``(h, w)``."""
         x = self.visual.conv1(self.normalize(images).to(self.visual.conv1.weight.dtype))  # [B, W, h, w]
         grid = (x.shape[2], x.shape[3])
         x = x.flatten(2).transpose(1, 2)  # [B, h*w, W]
         cls = self.visual.class_embedding.view(1, 1, -1).expand(x.shape[0], -1, -1).to(x.dtype)
-        x = torch.cat([cls, x], dim=1) + self.positional_embedding(grid).to(x.dtype)
-        return self.visual.ln_pre(x), grid
+        return torch.cat([cls, x], dim=1) + self.positional_embedding(grid).to(x.dtype), grid
 
     def project(self, tokens: torch.Tensor) -> torch.Tensor:
         """Final norm and projection into the joint space: ``[..., W] -> [..., D]``."""
@@ -123,24 +140,34 @@ class ClipImageEncoder(nn.Module):
         use_prompts: bool = True,
         value_features: bool = False,
         keep_hidden_before: int | None = None,
+        dense_recipe: str | None = None,
     ) -> dict:
         """Encodes images.
 
         Args:
             images: ``[B, 3, H, W]`` uint8 or float in 0..255; H and W are cut to whole patches.
             use_prompts: ``False`` runs the plain frozen CLIP (pseudo masks, region embeddings).
-            value_features: also compute the MaskCLIP value-path dense features.
+            value_features: also compute the value-path dense features (:func:`~splitmatch.clip.attention.value_path`).
             keep_hidden_before: also return the tokens entering this block (for region embeddings).
+            dense_recipe: also compute a training-free recipe's dense features
+                (:data:`splitmatch.clip.dense_recipes.RECIPES`), from the tokens without prompts.
 
         Returns:
             dict with ``cls_embedding [B, D]``, ``dense_tokens [B, D, h, w]``,
             ``layer_features`` (list of ``[B, W, h, w]`` for ``feature_layers``), ``grid (h, w)``,
-            and when asked ``dense_values [B, D, h, w]`` and ``hidden [B, 1 + h*w, W]``.
+            and when asked ``dense_values [B, D, h, w]``, ``dense_recipe [B, D, h, w]`` and
+            ``hidden [B, 1 + h*w, W]``.
         """
         x, grid = self.embed(images)
         batch, num_patches = x.shape[0], grid[0] * grid[1]
         num_prompted = self.prompts.shape[0] if use_prompts else 0
         out: dict = {"grid": grid, "layer_features": []}
+        if dense_recipe == "maskclip":  # a tower of its own numerics
+            tokens, _ = maskclip_patch_tokens(self, images)
+            out["dense_recipe"] = self._to_map(tokens @ self.visual.proj, grid)
+        elif dense_recipe is not None:
+            check_recipe(dense_recipe)
+        block_outputs: list[torch.Tensor] = []
         last = self.num_layers - 1
         for index, block in enumerate(self.visual.transformer.resblocks):
             if index < num_prompted:
@@ -151,13 +178,34 @@ class ClipImageEncoder(nn.Module):
             if index == last and value_features:
                 values = value_path(block, x)[:, 1 : 1 + num_patches]  # [B, h*w, W]
                 out["dense_values"] = self._to_map(self.project(values), grid)
+            if index == last and dense_recipe not in (None, "maskclip"):
+                tokens = last_block_tokens(dense_recipe, block, x[:, : 1 + num_patches], block_outputs, grid)
+                out["dense_recipe"] = self._to_map(self.project(tokens), grid)
             x = block_forward(block, x)
+            if dense_recipe in NEEDS_BLOCK_OUTPUTS:
+                block_outputs.append(x[:, : 1 + num_patches])
             if index in self.feature_layers:
                 out["layer_features"].append(self._to_map(x[:, 1 : 1 + num_patches], grid))
         projected = self.project(x[:, : 1 + num_patches])  # [B, 1 + h*w, D]
         out["cls_embedding"] = projected[:, 0]
         out["dense_tokens"] = self._to_map(projected[:, 1:], grid)
         return out
+
+    def recipe_features(self, images: torch.Tensor, recipe: str) -> torch.Tensor:
+        """A training-free recipe's dense features alone (what ``forward(..., dense_recipe=recipe)``
+        gives as ``dense_recipe``, without the rest): ``[B, 3, H, W]`` 0..255 -> ``[B, D, h, w]``."""
+        if recipe == "maskclip":
+            tokens, grid = maskclip_patch_tokens(self, images)
+            return self._to_map(tokens @ self.visual.proj, grid)
+        check_recipe(recipe)
+        x, grid = self.embed(images)
+        blocks = self.visual.transformer.resblocks
+        outputs: list[torch.Tensor] = []
+        for block in blocks[:-1]:
+            x = block_forward(block, x)
+            if recipe in NEEDS_BLOCK_OUTPUTS:
+                outputs.append(x)
+        return self._to_map(self.project(last_block_tokens(recipe, blocks[-1], x, outputs, grid)), grid)
 
     @staticmethod
     def _to_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

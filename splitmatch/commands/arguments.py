@@ -69,17 +69,19 @@ PROXY_HELP = (
 
 
 MODEL_HELP = (
-    "checkpoint: the trained model --checkpoint names; maskclip (the same as maskclip-vitb16): training-free "
-    "MaskCLIP on OpenAI's CLIP ViT-B/16, which open_clip downloads once (--set clip.weights=FILE for a local "
-    "copy), photos from the first minute; maskclip-world: MaskCLIP on the built-in world's packaged CLIP"
+    "checkpoint: the trained model --checkpoint names; or a training-free model (no training, photos from the "
+    "first minute): a recipe, maskclip, clearclip, sclip, naclip, scclip or value-path, reading OpenAI's CLIP "
+    "ViT-B/16 (open_clip downloads it once; --set clip.weights=FILE for a local copy) under the benchmarks' "
+    "512 protocol; RECIPE-authors under its authors' protocol; RECIPE-world on the built-in world's packaged "
+    "CLIP (docs/training-free.md)"
 )
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    from splitmatch.config.maskclip import MASKCLIP_ALIASES, MASKCLIP_PRESETS
+    from splitmatch.config.training_free import training_free_names
 
-    choices = ["checkpoint", *MASKCLIP_ALIASES, *MASKCLIP_PRESETS]
-    parser.add_argument("--model", default="checkpoint", choices=choices, help=MODEL_HELP)
+    choices = ["checkpoint", *training_free_names()]
+    parser.add_argument("--model", default="checkpoint", choices=choices, metavar="MODEL", help=MODEL_HELP)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

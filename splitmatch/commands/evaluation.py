@@ -58,8 +58,8 @@ def add_eval_command(commands) -> None:
                    "(default: background)")  # fmt: skip
     add_peer_scoring_options(p, episode_file=True)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes; with --model "
-                   "maskclip also clip.arch, clip.weights, clip.templates")  # fmt: skip
+                   help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes; with a "
+                   "training-free --model also clip.* and recipe.* (clip.weights=FILE)")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -87,10 +87,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         split = args.split or DataConfig().val_split
         metrics = evaluate_predictions(args.predictions, folder, split, not args.quiet, vocabulary)
     elif args.model != "checkpoint":
-        folder, vocabulary, metrics = _evaluate_maskclip(args)
+        folder, vocabulary, metrics = _evaluate_training_free(args)
     else:
         if not args.checkpoint:
-            raise UsageError("give --checkpoint CKPT, --model maskclip or --predictions DIR")
+            raise UsageError(
+                "give --checkpoint CKPT, a training-free --model (maskclip, sclip...) or --predictions DIR"
+            )
         from splitmatch.config import with_inference_overrides
         from splitmatch.inference.segmentation import candidate_scoring
         from splitmatch.predict.loading import load_segmentor, names_trained_on
@@ -140,14 +142,15 @@ def _trained_dataset(args: argparse.Namespace, config, record: dict):
     return open_dataset(config.data, root=folder.root)
 
 
-def _evaluate_maskclip(args: argparse.Namespace):
-    """``eval --model maskclip...``: the training-free model on ``--data-root``, every class scored as
+def _evaluate_training_free(args: argparse.Namespace):
+    """``eval --model sclip...``: a training-free model on ``--data-root``, every class scored as
     unseen would be (it was trained on none); the dataset's split still names mIoU(S) and mIoU(U)."""
     from splitmatch.config import DataConfig
+    from splitmatch.config.training_free import describe_training_free
     from splitmatch.data.folder import DatasetFolder
     from splitmatch.data.vocabulary import read_vocabulary
     from splitmatch.evaluation.evaluator import evaluate
-    from splitmatch.predict.loading import load_maskclip
+    from splitmatch.predict.loading import load_training_free
 
     if args.checkpoint:
         raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")
@@ -156,8 +159,8 @@ def _evaluate_maskclip(args: argparse.Namespace):
     if not args.data_root:
         raise UsageError(f"--model {args.model} needs --data-root: a training-free model names no dataset")
     overrides = {"inference": {"mode": args.mode}} if args.mode else None
-    model, config = load_maskclip(args.model, command_device(args), args.set, overrides, source="eval --set")
-    print(f"model: {config.name}, training-free MaskCLIP on CLIP {config.clip.arch} (weights {config.clip.weights})")
+    model, config = load_training_free(args.model, command_device(args), args.set, overrides, source="eval --set")
+    print(f"model: {describe_training_free(config)}")
     folder = DatasetFolder(args.data_root)
     vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
     metrics = evaluate(
@@ -165,7 +168,8 @@ def _evaluate_maskclip(args: argparse.Namespace):
         max_images=args.max_images, progress=not args.quiet, compared_calibrations=(),
     )  # fmt: skip
     metrics.pop("seen_calibration")  # trained on no class: there is nothing to calibrate
-    metrics["model"] = {"name": config.name, "clip": dataclasses.asdict(config.clip)}
+    metrics["model"] = {"name": config.name, "clip": dataclasses.asdict(config.clip),
+                        "recipe": dataclasses.asdict(config.recipe)}  # fmt: skip
     return folder, vocabulary, metrics
 
 

@@ -25,8 +25,9 @@ def add_predict_command(commands) -> None:
     p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes "
                    "(default: the checkpoint's)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="an inference setting, repeatable, e.g. inference.short_side=640; with --model maskclip "
-                   "also clip.arch, clip.weights, clip.templates")  # fmt: skip
+                   help="an inference setting, repeatable, e.g. inference.short_side=640; with a training-free "
+                   "--model also clip.* and recipe.* (clip.weights=FILE, recipe.pamr_steps=0)")  # fmt: skip
+    add_none_of_these_arguments(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=positive_int, default=8, help="images run through the model together "
                    "(the same labels as one by one)")  # fmt: skip
@@ -76,11 +77,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from splitmatch.storage.files import ensure_writable_folder
 
     entries = parse_class_entries(args.classes)
+    none = none_of_these(args)
     outputs = prediction_outputs(args.images, Path(args.out))
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     predictor, model_name = _predictor(args)
     summary = predict_images(predictor, outputs, entries, Path(args.out), model_name, progress=not args.quiet,
-                             batch_size=args.batch_size)  # fmt: skip
+                             batch_size=args.batch_size, none=none)  # fmt: skip
     failures = [failure["error"] for failure in summary["failed"]]
     for failure in failures:
         print(f"splitmatch: error: {printable(failure, 2000)}", file=sys.stderr)
@@ -93,9 +95,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_none_of_these_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--none-label``, ``--none-below`` and ``--background``: the "none of these" rule of ``predict``."""
+    from splitmatch.commands.arguments import finite_float
+
+    parser.add_argument("--none-label", metavar="NAME", help="give pixels that none of --classes fits this name "
+                        "(the last class of the label maps); with --none-below and/or --background")  # fmt: skip
+    parser.add_argument("--none-below", type=finite_float, default=0.0, metavar="SHARE", help="with --none-label: "
+                        "a pixel whose best class holds less than this share of its scores (in [0, 1]) gets the "
+                        "label")  # fmt: skip
+    parser.add_argument("--background", metavar="NAMES", help='with --none-label: comma-separated prompts scored '
+                        'beside --classes, e.g. "sky,wall,floor"; a pixel one of them wins gets the label')  # fmt: skip
+
+
+def none_of_these(args: argparse.Namespace):
+    """The "none of these" rule ``--none-label``, ``--none-below`` and ``--background`` describe, or ``None``."""
+    from splitmatch.inference.none_rule import NoneOfThese
+
+    background = tuple(name.strip() for name in args.background.split(",")) if args.background else ()
+    if args.none_label is None:
+        if args.none_below or background:
+            raise UsageError("--none-below and --background need --none-label: the name those pixels get")
+        return None
+    try:
+        return NoneOfThese(args.none_label, args.none_below, background)
+    except ValueError as problem:
+        raise UsageError(str(problem)) from None
+
+
 def _predictor(args: argparse.Namespace):
     """The predictor ``--model`` (and ``--checkpoint``, ``--set``, ``--mode``...) describe, and its name
-    for the summary: the checkpoint as given, or the MaskCLIP preset's name."""
+    for the summary: the checkpoint as given, or the training-free preset's name."""
+    from splitmatch.config.training_free import describe_training_free
     from splitmatch.predict.predictor import Predictor
 
     if args.model == "checkpoint":
@@ -111,9 +142,9 @@ def _predictor(args: argparse.Namespace):
         raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")
     if args.seen_calibration is not None:
         raise UsageError(f"--model {args.model} was trained on no class: --seen-calibration has nothing to act on")
-    predictor = Predictor.maskclip(args.model, command_device(args), settings=args.set, **inference_overrides(args))
-    print(f"model: {predictor.name}, training-free MaskCLIP on CLIP {predictor.clip.arch} "
-          f"(weights {predictor.clip.weights})", flush=True)  # fmt: skip
+    predictor = Predictor.training_free(args.model, command_device(args), settings=args.set,
+                                        **inference_overrides(args))  # fmt: skip
+    print(f"model: {describe_training_free(predictor.training_free_config)}", flush=True)
     return predictor, predictor.name
 
 

@@ -226,6 +226,11 @@ def check_config(config: Any) -> None:
     _check_relations(config, ConfigError)
 
 
+def check_field(key: str, value: Any, rule: Any, integer: bool) -> None:
+    """One field against its rule (lists item by item); a :class:`ConfigError` naming ``key`` otherwise."""
+    _check_value(key, value, rule, integer, ConfigError)
+
+
 def _check_value(key: str, value: Any, rule: Any, integer: bool, error: type[Exception]) -> None:
     if isinstance(rule, Items):
         if not rule.length_ok(value):

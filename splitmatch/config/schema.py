@@ -80,10 +80,17 @@ class DecoderConfig:
     group_embed_heads: bool = setting(False, Flag())
 
 
+# What pseudo.dense_features takes: the value path, the output tokens, or a recipe of
+# splitmatch.clip.dense_recipes (but "value-path", which is "value").
+PSEUDO_FEATURES = ("value", "tokens", "maskclip", "clearclip", "sclip", "naclip", "scclip")
+
+
 @dataclass
 class PseudoMaskConfig:
-    # "value" (MaskCLIP last-block value path) or "tokens"
-    dense_features: str = setting("value", Choice(("value", "tokens")))
+    # Which dense features the K-Means clusters: "value" (the value path of the last block, no residual
+    # or feed-forward: the value-path recipe's), "tokens" (CLIP's output tokens), or a training-free
+    # recipe's last block: "maskclip", "clearclip", "sclip", "naclip", "scclip" (docs/training-free.md).
+    dense_features: str = setting("value", Choice(PSEUDO_FEATURES))
     input_size: int = setting(512, SIDE)  # frozen-CLIP input side for pseudo masks
     # How an image becomes the input_size x input_size CLIP input: "square" squashes it (the aspect
     # ratio is lost); "keep_aspect" resizes its long side to input_size (the short side to whole

@@ -87,6 +87,8 @@ def batch_scores(
                 counts[index][:, y0:y1, x0:x1] += 1
     # One image alone: the whole-image scores as they come, the windows' mean in slide mode.
     results = totals if inference.mode == "whole" else [total / count for total, count in zip(totals, counts)]
+    sizes = [image.shape[:2] if inference.refines_at_image_size else None for image in images]
+    results = [inference.finish(scores[None], tensor, size)[0] for scores, tensor, size in zip(results, resized, sizes)]
     if seen is not None and inference.seen_calibration:
         results = [
             calibrate_seen(scores[None], seen, inference.seen_calibration, inference.calibration_form)[0]

@@ -19,7 +19,7 @@ from splitmatch.inference.segmentation import (
     patch_multiple,
     query_class_probabilities,
 )
-from splitmatch.model.maskclip import MaskClipSegmentor
+from splitmatch.model.training_free import TrainingFreeSegmentor
 
 
 @torch.no_grad()
@@ -53,7 +53,7 @@ def image_features(
           column no-object) and ``class_probabilities [Q, C]`` (``p_i(c)``, each query's weight on
           each class in the semantic map, the candidate scoring applied);
 
-        a MaskCLIP model's: ``clip_features [D, h, w]``, its normalised value-path features, and
+        a training-free model's: ``clip_features [D, h, w]``, its recipe's normalised dense features, and
         with ``class_embeddings`` its per-patch ``class_probabilities [C, h, w]``;
 
         and for both ``image_size (H, W)``, ``input_size (h_in, w_in)`` (the resized image) and
@@ -66,7 +66,7 @@ def image_features(
     padded_size = patch_multiple(input_size, model.patch_size)
     padded = pad_to(resized, padded_size, inference.pixel_mean(device))
     sizes = {"image_size": tuple(image.shape[:2]), "input_size": input_size, "padded_size": padded_size}
-    if isinstance(model, MaskClipSegmentor):
+    if isinstance(model, TrainingFreeSegmentor):
         with mixed_precision(device, inference.amp):
             features = {"clip_features": model.dense_features(padded)[0].float()}
             if class_embeddings is not None:

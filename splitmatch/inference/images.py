@@ -66,9 +66,11 @@ def predict_scores(
     config: InferenceConfig,
     device: torch.device,
 ) -> torch.Tensor:
-    """Class scores ``[C, h, w]`` at the inference resolution (``seen=None``: never calibrated)."""
+    """Class scores ``[C, h, w]`` at the inference resolution (``seen=None``: never calibrated); at the
+    image's own size ``[C, H, W]`` for a training-free model with PAMR, which runs there."""
     resized = resize_short_side(image_tensor(image, device), config.short_side, config.max_long_side)
-    return inference(resized, class_embeddings, seen)
+    output_size = tuple(image.shape[:2]) if inference.refines_at_image_size else None
+    return inference(resized, class_embeddings, seen, output_size)
 
 
 def image_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -10,9 +10,10 @@ import torch.nn.functional as F
 
 from splitmatch.config import ExperimentConfig
 from splitmatch.device import mixed_precision
-from splitmatch.model.maskclip import MaskClipSegmentor
+from splitmatch.inference.pamr import pamr
 from splitmatch.model.query_decoder import CANDIDATE_GROUP
 from splitmatch.model.segmentor import SplitMatchSegmentor
+from splitmatch.model.training_free import TrainingFreeSegmentor
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ class SegmentationInference:
     """Turns a model and class embeddings into per-pixel class scores for one image.
 
     Args:
-        model: the segmentor: a trained one, or the training-free :class:`MaskClipSegmentor`.
+        model: the segmentor: a trained one, or a training-free :class:`TrainingFreeSegmentor`.
         mode: ``"whole"`` or ``"slide"`` (windows of ``window`` pixels every ``stride``).
         seen_calibration: amount subtracted from seen-class scores (0 disables).
         calibration_form: how it is subtracted (:func:`calibrate_seen`).
@@ -172,7 +173,7 @@ class SegmentationInference:
 
     def __init__(
         self,
-        model: SplitMatchSegmentor | MaskClipSegmentor,
+        model: SplitMatchSegmentor | TrainingFreeSegmentor,
         mode: str = "whole",
         window: int = 512,
         stride: int = 426,
@@ -204,13 +205,14 @@ class SegmentationInference:
     def padded_scores(self, images: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
         """Scores of ``[B, 3, H, W]`` images whose sides are whole patches: ``[B, C, H, W]``.
 
-        A trained segmentor's: :func:`semantic_scores` of its queries. A MaskCLIP model's: its
-        per-patch class probabilities, upsampled bilinearly as masks are.
+        A trained segmentor's: :func:`semantic_scores` of its queries. A training-free model's: its
+        per-patch logits ``s * cos``, upsampled bilinearly as masks are; :meth:`finish` turns them
+        into probabilities once windows are averaged (as the recipes' authors average logits).
         """
-        if isinstance(self.model, MaskClipSegmentor):
+        if isinstance(self.model, TrainingFreeSegmentor):
             with mixed_precision(images.device, self.amp):
-                probs = self.model(images, class_embeddings)  # [B, C, H/p, W/p]
-            return F.interpolate(probs.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+                logits = self.model.logits(images, class_embeddings)  # [B, C, H/p, W/p]
+            return F.interpolate(logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
         with mixed_precision(images.device, self.amp):
             outputs = self.model(images, class_embeddings)
         probs = query_class_probabilities(
@@ -222,24 +224,67 @@ class SegmentationInference:
         )
         return semantic_scores(probs, outputs["pred_masks"], images.shape[-2:])
 
+    @property
+    def refines_at_image_size(self) -> bool:
+        """Whether :meth:`finish` wants the image's own size (PAMR runs there, as its users run it)."""
+        return isinstance(self.model, TrainingFreeSegmentor) and self.model.pamr_steps > 0
+
+    def finish(
+        self, scores: torch.Tensor, images: torch.Tensor, output_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """Averaged window scores -> the scores a label is the argmax of.
+
+        A trained segmentor's are final as they are. A training-free model's logits get its PAMR
+        (when it has steps; at ``output_size``, the scores and the image resized there bilinearly
+        as the recipes' authors do, the image normalised as CLIP sees it), then the softmax.
+
+        Args:
+            scores: ``[B, C, h, w]``.
+            images: ``[B, 3, h, w]`` 0..255, the images the scores belong to.
+            output_size: where PAMR runs (default: ``(h, w)``).
+
+        Returns:
+            ``[B, C, h, w]``, or ``[B, C, *output_size]`` after PAMR.
+        """
+        if not isinstance(self.model, TrainingFreeSegmentor):
+            return scores
+        if self.model.pamr_steps:
+            size = tuple(output_size or scores.shape[-2:])
+            if size != tuple(scores.shape[-2:]):
+                scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+            normalised = self.model.image_encoder.normalize(images)
+            if size != tuple(images.shape[-2:]):
+                normalised = F.interpolate(normalised, size=size, mode="bilinear", align_corners=False)
+            scores = pamr(normalised, scores, self.model.pamr_steps, self.model.pamr_dilations)
+        return scores.softmax(dim=1)
+
     @torch.no_grad()
-    def __call__(self, image: torch.Tensor, class_embeddings: torch.Tensor, seen: torch.Tensor | None = None):
+    def __call__(
+        self,
+        image: torch.Tensor,
+        class_embeddings: torch.Tensor,
+        seen: torch.Tensor | None = None,
+        output_size: tuple[int, int] | None = None,
+    ):
         """Scores one image.
 
         Args:
             image: ``[1, 3, H, W]`` 0..255.
             class_embeddings: ``[C, D]``.
             seen: ``[C]`` bool marking seen classes, used by the calibration.
+            output_size: where a training-free model's PAMR runs (:meth:`finish`).
 
         Returns:
-            ``[C, H, W]`` scores; the prediction is their argmax over C.
+            ``[C, H, W]`` scores (``[C, *output_size]`` after PAMR); the prediction is their argmax over C.
         """
         if self.mode == "whole":
-            return self.window_scores(image, class_embeddings, seen)[0]
-        scores = self._slide(image, class_embeddings)
+            scores = self._padded_forward(image, class_embeddings)
+        else:
+            scores = self._slide(image, class_embeddings)[None]
+        scores = self.finish(scores, image, output_size)
         if seen is not None and self.seen_calibration:
-            scores = calibrate_seen(scores[None], seen, self.seen_calibration, self.calibration_form)[0]
-        return scores
+            scores = calibrate_seen(scores, seen, self.seen_calibration, self.calibration_form)
+        return scores[0]
 
     def window_scores(
         self, images: torch.Tensor, class_embeddings: torch.Tensor, seen: torch.Tensor | None = None
@@ -254,7 +299,7 @@ class SegmentationInference:
         Returns:
             ``[B, C, H, W]`` scores.
         """
-        scores = self._padded_forward(images, class_embeddings)
+        scores = self.finish(self._padded_forward(images, class_embeddings), images)
         if seen is not None and self.seen_calibration:
             scores = calibrate_seen(scores, seen, self.seen_calibration, self.calibration_form)
         return scores

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from splitmatch.data.classes import ClassEntry, class_texts, label_dtype_for
 from splitmatch.data.folder import DatasetFormatError, read_image, write_label, write_png
 from splitmatch.data.names import printable
+from splitmatch.inference.none_rule import NoneOfThese
 from splitmatch.predict.predictor import Predictor
 from splitmatch.storage.files import write_json
 from splitmatch.visualize import class_pixel_counts, prediction_figure
@@ -42,6 +43,7 @@ def predict_images(
     checkpoint: str,
     progress: bool = True,
     batch_size: int = 1,
+    none: NoneOfThese | None = None,
 ) -> dict:
     """Predicts every input, writes ``<target>_labels.png``, ``<target>_overlay.png`` and
     ``out/summary.json``; prints one line per image. Returns the summary.
@@ -53,9 +55,11 @@ def predict_images(
         checkpoint: how the model was named (a path or ``packaged:world-model``), for the summary.
         batch_size: images run through the model together (:meth:`Predictor.predict` on a list:
             the same labels as one by one); each image's ``seconds`` is then its batch's share.
+        none: a "none of these" rule; its label is the last class of the maps and the summary.
     """
     texts = class_texts(entries)
     names = [names[0] for names in texts]  # shown and written; synonyms only shape the text embedding
+    names += [none.label] if none else []
     dtype = label_dtype_for(len(names))  # 16-bit above 255 names
     images, failed = [], []
     started = time.perf_counter()
@@ -64,7 +68,7 @@ def predict_images(
 
     def run_batch() -> None:
         mark = time.perf_counter()
-        all_labels = predictor.predict([image for _, _, image in pending], entries, batch_size=len(pending))
+        all_labels = predictor.predict([image for _, _, image in pending], entries, batch_size=len(pending), none=none)
         seconds = (time.perf_counter() - mark) / len(pending)
         for (path, target, image), labels in zip(pending, all_labels):
             images.append(_write_outputs(path, target, image, labels.astype(dtype, copy=False), names, out, seconds))
@@ -90,6 +94,7 @@ def predict_images(
         "trained_on": predictor.classes.dataset if hasattr(predictor, "classes") else None,
         "classes": names,
         "synonyms": {names[0]: list(names[1:]) for names in texts if len(names) > 1},
+        "none_of_these": dataclasses.asdict(none) if none else None,
         "device": str(predictor.device),
         "settings": dataclasses.asdict(predictor.config),
         "images": images,

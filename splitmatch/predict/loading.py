@@ -1,5 +1,5 @@
 """A model from a checkpoint file: built as its record describes, weights checked and loaded; or
-the training-free MaskCLIP model from its preset.
+a training-free model from its preset.
 
 No file is unpickled: the record is JSON and the tensors are safetensors
 (:mod:`splitmatch.model.checkpoint`).
@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 
 from splitmatch.config import ExperimentConfig, merge
-from splitmatch.config.maskclip import MaskClipConfig, maskclip_config
+from splitmatch.config.training_free import TrainingFreeConfig, training_free_config
 from splitmatch.device import resolve_device
 from splitmatch.model import checkpoint as ckpt
 from splitmatch.model.build import build_segmentor
-from splitmatch.model.maskclip import MaskClipSegmentor, build_maskclip
 from splitmatch.model.segmentor import SplitMatchSegmentor
+from splitmatch.model.training_free import TrainingFreeSegmentor, build_training_free
 from splitmatch.predict.packaged_model import check_packaged_clip, checkpoint_file
 
 
@@ -58,17 +58,18 @@ def names_trained_on(record: dict) -> set[str]:
     return trained | {more for name in trained for more in synonyms.get(name, ())}
 
 
-def load_maskclip(
+def load_training_free(
     name: str = "maskclip-vitb16",
     device: str | torch.device = "auto",
     overrides: Sequence[str] = (),
     changes: Mapping[str, Mapping] | None = None,
     source: str = "--set",
-) -> tuple[MaskClipSegmentor, MaskClipConfig]:
-    """The training-free MaskCLIP model a preset describes (:mod:`splitmatch.config.maskclip`).
+) -> tuple[TrainingFreeSegmentor, TrainingFreeConfig]:
+    """The training-free model a preset describes (:mod:`splitmatch.config.training_free`).
 
     Args:
-        name: ``maskclip-vitb16`` (or ``maskclip``), ``maskclip-world``.
+        name: a preset (``sclip-vitb16``, ``naclip-authors``, ``maskclip-world``...) or a recipe's
+            name (``sclip``: its ViT-B/16 preset).
         overrides: ``key=value`` texts (``clip.weights=...``, ``inference.mode=whole``), applied first;
             ``source`` names where they were typed, for messages.
         changes: then nested values by section, ``{"clip": {"weights": ...}, "inference": {...}}``.
@@ -76,8 +77,11 @@ def load_maskclip(
     Returns:
         the model in eval mode on ``device`` and its resolved config.
     """
-    config = maskclip_config(name, overrides, source)
+    config = training_free_config(name, overrides, source)
     if changes:
         config = merge(config, {section: dict(values) for section, values in changes.items()}).validate()
-    model = build_maskclip(config.clip)
+    model = build_training_free(config.clip, config.recipe)
     return model.to(resolve_device(device)).eval(), config
+
+
+load_maskclip = load_training_free  # its name in version 0.2

@@ -10,15 +10,16 @@ import torch
 from PIL import Image
 
 from splitmatch.config import ExperimentConfig, InferenceConfig, with_inference_overrides
-from splitmatch.data.classes import ClassEntry, ClassSplit, class_texts
+from splitmatch.data.classes import ClassEntry, ClassSplit, class_texts, label_dtype_for
 from splitmatch.data.folder import image_to_rgb, read_image
-from splitmatch.inference.batched import batch_labels
+from splitmatch.inference.batched import batch_scores
 from splitmatch.inference.features import image_features
-from splitmatch.inference.images import predict_labels
+from splitmatch.inference.images import predict_scores, scores_to_labels
+from splitmatch.inference.none_rule import NoneOfThese
 from splitmatch.inference.segmentation import CandidateScoring, SegmentationInference, candidate_scoring
-from splitmatch.model.maskclip import MaskClipSegmentor
 from splitmatch.model.segmentor import SplitMatchSegmentor
-from splitmatch.predict.loading import load_maskclip, load_segmentor, names_trained_on
+from splitmatch.model.training_free import TrainingFreeSegmentor
+from splitmatch.predict.loading import load_segmentor, load_training_free, names_trained_on
 from splitmatch.predict.packaged_model import PACKAGED_MODEL_NAME
 from splitmatch.predict.segments import OBJECT_THRESHOLD, OVERLAP_THRESHOLD, Segment, query_segments
 
@@ -54,7 +55,7 @@ def as_rgb_array(image: ImageInput) -> np.ndarray:
 
 
 class Predictor:
-    """Segments images with a trained model, or the training-free MaskCLIP, against a vocabulary of your choice.
+    """Segments images with a trained model, or a training-free one, against a vocabulary of your choice.
 
     Example::
 
@@ -63,13 +64,13 @@ class Predictor:
         labels = predictor.predict("photo.jpg", names)  # uint8 [H, W], indices into names
         labels = predictor.predict("photo.jpg", ["background", ("tv monitor", "television")])  # a synonym
         maps = predictor.predict(["a.jpg", "b.jpg"], names, batch_size=8)  # a list of label maps
-        photos = Predictor.maskclip()  # no training: CLIP ViT-B/16's value path against the names
+        photos = Predictor.training_free("sclip")  # no training: CLIP ViT-B/16 read by SCLIP
 
-    A predictor from a checkpoint has the checkpoint's ``classes`` (a ``ClassSplit``); a MaskCLIP
-    predictor its preset's ``name`` and ``clip`` section (``arch``, ``weights``, ``templates``).
+    A predictor from a checkpoint has the checkpoint's ``classes`` (a ``ClassSplit``); a
+    training-free predictor its preset's ``name``, ``clip`` and ``recipe`` sections.
 
     Args:
-        model: a trained segmentor, or the training-free :class:`MaskClipSegmentor` (:meth:`maskclip`).
+        model: a trained segmentor, or a :class:`TrainingFreeSegmentor` (:meth:`training_free`).
         config: inference settings (mode, window, stride, resize, calibration).
         seen_classes: names the model was trained on; a class any of whose names is among them
             gets the seen-class calibration.
@@ -79,7 +80,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: SplitMatchSegmentor | MaskClipSegmentor,
+        model: SplitMatchSegmentor | TrainingFreeSegmentor,
         config: InferenceConfig,
         seen_classes: list[str] = (),
         candidates: CandidateScoring | None = None,
@@ -116,9 +117,9 @@ class Predictor:
         return predictor
 
     @classmethod
-    def maskclip(
+    def training_free(
         cls,
-        preset: str = "maskclip-vitb16",
+        name: str = "maskclip",
         device: str | torch.device = "auto",
         arch: str | None = None,
         weights: str | None = None,
@@ -126,24 +127,33 @@ class Predictor:
         settings: Sequence[str] = (),
         **overrides,
     ) -> Predictor:
-        """The training-free MaskCLIP model (:mod:`splitmatch.model.maskclip`): a frozen CLIP's
-        value-path features scored against the class names; segments photos with no training.
+        """A training-free model (:mod:`splitmatch.model.training_free`): a frozen CLIP's dense
+        features, read by a recipe, scored against the class names; segments photos with no training.
 
         Args:
-            preset: ``maskclip-vitb16`` (OpenAI's ViT-B/16, which open_clip downloads once; the
-                benchmarks' sliding windows at short side 512) or ``maskclip-world`` (the built-in
-                world's packaged CLIP).
+            name: a recipe (``maskclip``, ``clearclip``, ``sclip``, ``naclip``, ``scclip``,
+                ``value-path``: OpenAI's ViT-B/16, which open_clip downloads once, under the
+                benchmarks' sliding windows at short side 512), or a preset: ``<recipe>-authors``
+                (its authors' protocol), ``<recipe>-world`` (the built-in world's packaged CLIP)...
+                (:mod:`splitmatch.config.training_free`).
             arch, weights, templates: replace the preset's ``clip.arch`` (an open_clip model config
                 or a JSON file), ``clip.weights`` (a file, ``packaged:NAME`` or an open_clip tag) and
-                ``clip.templates`` (``single`` or ``ensemble``).
-            settings: ``key=value`` texts (``clip.*``, ``inference.*``), as ``--set`` takes them.
+                ``clip.templates`` (a template set or a JSON file).
+            settings: ``key=value`` texts (``clip.*``, ``recipe.*``, ``inference.*``), as ``--set`` takes them.
             overrides: inference settings by name (``mode="whole"``).
         """
         clip = {key: value for key, value in (("arch", arch), ("weights", weights), ("templates", templates)) if value}
-        model, config = load_maskclip(preset, device, settings, {"clip": clip, "inference": overrides})
+        model, config = load_training_free(name, device, settings, {"clip": clip, "inference": overrides})
         predictor = cls(model, config.inference)
-        predictor.name, predictor.clip = config.name, config.clip
+        predictor.name, predictor.clip, predictor.recipe = config.name, config.clip, config.recipe
+        predictor.training_free_config = config
         return predictor
+
+    @classmethod
+    def maskclip(cls, preset: str = "maskclip-vitb16", device: str | torch.device = "auto", **kwargs) -> Predictor:
+        """:meth:`training_free` by its name in version 0.2: MaskCLIP's preset unless ``preset``
+        names another training-free one."""
+        return cls.training_free(preset, device, **kwargs)
 
     @classmethod
     def packaged(cls, device: str | torch.device = "auto", **overrides) -> Predictor:
@@ -157,13 +167,14 @@ class Predictor:
         image: ImageInput | Sequence[ImageInput],
         class_names: Sequence[ClassEntry],
         batch_size: int = DEFAULT_BATCH_SIZE,
+        none: NoneOfThese | None = None,
     ) -> np.ndarray | list[np.ndarray]:
-        """Labels every pixel with one of ``class_names``.
+        """Labels every pixel with one of ``class_names`` (or ``none``'s label).
 
-        Every pixel gets one of the names: there is no "none" or "unknown". A model trained with
-        background ignored (VOC, Context-59) has no background class of its own, so add a
-        background-like name ("background", "wall", "sky"...) or pixels of things you did not
-        name go to the nearest name you gave.
+        Without ``none`` every pixel gets one of the names. A model trained with background
+        ignored (VOC, Context-59) has no background class of its own, so add a background-like
+        name ("background", "wall", "sky"...) or pixels of things you did not name go to the
+        nearest name you gave; or give ``none``.
 
         Args:
             image: a path, a PIL image or an RGB ``uint8 [H, W, 3]`` array (see :func:`as_rgb_array`);
@@ -176,22 +187,40 @@ class Predictor:
                 windows) run through the model at once. Crops of the same size once padded to
                 whole patches share a forward pass; no image is padded to another's size, so
                 each gets the labels it gets alone (:mod:`splitmatch.inference.batched`).
+            none: a "none of these" rule (:class:`~splitmatch.inference.none_rule.NoneOfThese`):
+                pixels whose best name scores below its threshold, or that one of its background
+                prompts wins, get index ``len(class_names)``.
 
         Returns:
-            ``[H, W]`` indices into ``class_names``, at the size of the image as shown (after the
-            EXIF orientation): ``uint8`` for up to 255 names, else ``uint16`` (the types of label
-            PNGs, so that a large image's map stays small). For a list, a list of them.
+            ``[H, W]`` indices into ``class_names`` (then ``none``'s label), at the size of the
+            image as shown (after the EXIF orientation): ``uint8`` for up to 255 labels, else
+            ``uint16`` (the types of label PNGs). For a list, a list of them.
         """
-        embeddings, seen = self.encode_vocabulary(class_names)
+        vocabulary = [*class_names, *((prompt,) for prompt in none.background)] if none else class_names
+        embeddings, seen = self.encode_vocabulary(vocabulary)
         if not isinstance(image, (list, tuple)):
-            return predict_labels(self.inference, as_rgb_array(image), embeddings, seen, self.config, self.device)
+            arrays = [as_rgb_array(image)]
+            scores = [predict_scores(self.inference, arrays[0], embeddings, seen, self.config, self.device)]
+            return self._labels(scores, arrays, len(class_names), none)[0]
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         labels: list[np.ndarray] = []
         for start in range(0, len(image), batch_size):
             arrays = [as_rgb_array(one) for one in image[start : start + batch_size]]
-            labels += batch_labels(self.inference, arrays, embeddings, seen, self.config, self.device, batch_size)
+            scores = batch_scores(self.inference, arrays, embeddings, seen, self.config, self.device, batch_size)
+            labels += self._labels(scores, arrays, len(class_names), none)
         return labels
+
+    @staticmethod
+    def _labels(
+        scores: list[torch.Tensor], images: list[np.ndarray], num_names: int, none: NoneOfThese | None
+    ) -> list[np.ndarray]:
+        """Each image's ``[C, h, w]`` scores -> its ``[H, W]`` labels, with the rule applied when given."""
+        if none is not None:
+            scores = [none.scores(one, num_names) for one in scores]
+        labels = [scores_to_labels(one, image.shape[:2]) for one, image in zip(scores, images)]
+        dtype = label_dtype_for(num_names + (none is not None))
+        return [one.astype(dtype, copy=False) for one in labels]
 
     @torch.no_grad()
     def features(self, image: ImageInput, class_names: Sequence[ClassEntry] | None = None) -> dict:
@@ -214,8 +243,8 @@ class Predictor:
           patches: what every map covers).
 
         The whole-image semantic scores are then ``einsum("qc,qhw->chw", class_probabilities,
-        sigmoid(upsample(masks, padded_size)))``, cut to ``input_size``. A MaskCLIP predictor gives
-        ``clip_features`` (its value-path features), with names ``class_probabilities`` ``[C, h, w]``,
+        sigmoid(upsample(masks, padded_size)))``, cut to ``input_size``. A training-free predictor gives
+        ``clip_features`` (its recipe's features), with names ``class_probabilities`` ``[C, h, w]``,
         and the sizes. Tensors are float32 on :attr:`device`.
         """
         embeddings = self.encode_vocabulary(class_names)[0] if class_names is not None else None
@@ -243,8 +272,8 @@ class Predictor:
             overlap: a segment is dropped when it keeps less than this share of its own mask
                 after overlaps are resolved (Mask2Former's 0.8).
         """
-        if isinstance(self.model, MaskClipSegmentor):
-            raise ValueError("a MaskCLIP model has no queries, hence no segments: use a trained model "
+        if isinstance(self.model, TrainingFreeSegmentor):
+            raise ValueError("a training-free model has no queries, hence no segments: use a trained model "
                              "(Predictor.from_checkpoint or Predictor.packaged)")  # fmt: skip
         names = [names[0] for names in class_texts(class_names)]
         return query_segments(self.features(image, class_names), names, threshold, overlap)

@@ -18,6 +18,8 @@ from splitmatch.pseudo.region_crops import crop_region_embeddings
 # Written into every cache's fingerprint: raise it whenever a change to the pseudo-mask
 # algorithm changes what it computes for the same settings, so old caches are not reused.
 GENERATOR_VERSION = 1
+# The encoder's output each pseudo.dense_features value clusters (a recipe's: "dense_recipe").
+DENSE_KEYS = {"value": "dense_values", "tokens": "dense_tokens"}
 
 
 @dataclass
@@ -104,13 +106,15 @@ class PseudoMaskGenerator:
             one :class:`PseudoMasks` per image, on the CPU, its index map on the whole grid.
         """
         cfg = self.config
+        recipe = {} if cfg.dense_features in DENSE_KEYS else {"dense_recipe": cfg.dense_features}
         features = self.encoder(
             images,
             use_prompts=False,
             value_features=cfg.dense_features == "value",
             keep_hidden_before=self.encoder.region_start_layer if cfg.region_embedding == "masked_cls" else None,
+            **recipe,
         )
-        dense = features["dense_values" if cfg.dense_features == "value" else "dense_tokens"]  # [B, D, h, w]
+        dense = features[DENSE_KEYS.get(cfg.dense_features, "dense_recipe")]  # [B, D, h, w]
         patch = self.encoder.patch_size
         fraction = F.avg_pool2d(unannotated[:, None].float().clamp(min=0), patch, stride=patch)[:, 0]  # [B, h, w]
         full = tuple(dense.shape[2:])

@@ -142,7 +142,7 @@ def zero_shot_report(model, folder: DatasetFolder, split: str, arch: str, max_im
     * ``image``: an object's bounding-box crop classified among the object classes by its
       global embedding ("a photo of a {}.");
     * ``patch_value`` / ``patch_tokens``: each 8x8-patch of an object classified by its dense
-      feature (MaskCLIP value path / plain tokens) among all classes.
+      feature (value path / plain tokens) among all classes.
 
     Returns:
         accuracies in percent per kind, ``seen`` and ``unseen``.

@@ -93,7 +93,7 @@ def test_a_bad_template_file_is_refused_when_the_config_is_built(tmp_path, conte
 
 
 def test_an_unknown_set_name_is_refused_with_the_known_ones():
-    with pytest.raises(ConfigError, match=r"clip.templates must be one of \['ensemble', 'single'"):
+    with pytest.raises(ConfigError, match=r"clip.templates must be one of \['ensemble', 'maskclip', 'single'"):
         load_config(preset_name="tiny", overrides=["clip.templates=../single"])
 
 
@@ -106,20 +106,25 @@ def test_positional_embedding_is_the_identity_at_the_native_grid_and_interpolate
     grid = (7, 10)
     patch_pos = pos[1:].reshape(1, *native, -1).permute(0, 3, 1, 2)
     arguments = {
-        "bicubic": {"mode": "bicubic", "align_corners": False},
-        "bilinear": {"mode": "bilinear", "align_corners": False},
-        "bicubic_antialias": {"mode": "bicubic", "align_corners": False, "antialias": True},
-    }[mode]
-    want = F.interpolate(patch_pos, size=grid, **arguments).permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)
+        "bicubic": {"size": grid, "mode": "bicubic", "align_corners": False},
+        "bilinear": {"size": grid, "mode": "bilinear", "align_corners": False},
+        "bicubic_antialias": {"size": grid, "mode": "bicubic", "align_corners": False, "antialias": True},
+        # the SCLIP family's: the sampling set by the factor (grid + 0.1) / native, not by the sizes
+        "bicubic_scale": {"scale_factor": ((grid[0] + 0.1) / native[0], (grid[1] + 0.1) / native[1]),
+                          "mode": "bicubic", "align_corners": False, "recompute_scale_factor": False},
+    }[mode]  # fmt: skip
+    want = F.interpolate(patch_pos, **arguments).permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)
     got = encoder.positional_embedding(grid)
     assert torch.equal(got[0], pos[0]) and torch.equal(got[1:], want)
 
 
-def test_the_three_modes_give_three_different_embeddings(tiny_clip):
+def test_every_mode_gives_a_different_embedding(tiny_clip):
     resized = [ClipImageEncoder(tiny_clip.visual, pos_interpolation=m).positional_embedding((8, 8)) for m in
                sorted(POS_INTERPOLATION)]  # fmt: skip
-    assert not torch.allclose(resized[0], resized[1]) and not torch.allclose(resized[0], resized[2])
-    assert not torch.allclose(resized[1], resized[2])
+    assert len(resized) == 4
+    for first in range(len(resized)):
+        for second in range(first + 1, len(resized)):
+            assert not torch.allclose(resized[first], resized[second])
     with pytest.raises(ValueError, match="pos_interpolation must be one of"):
         ClipImageEncoder(tiny_clip.visual, pos_interpolation="nearest")
 

@@ -101,7 +101,10 @@ BAD_VALUES = [
     ("clip.region_layers=0", "clip.region_layers must be an integer in 1.."),
     ("clip.decoder_layers=[0,7]", "clip.decoder_layers must be block indices in 0..2"),
     ("clip.arch=ViT-Q-99", "clip.arch: unknown CLIP architecture 'ViT-Q-99'"),
-    ("clip.templates=many", "clip.templates must be one of ['ensemble', 'single', 'zegclip-multi', 'zegclip-single']"),
+    (
+        "clip.templates=many",
+        "clip.templates must be one of ['ensemble', 'maskclip', 'single', 'zegclip-multi', 'zegclip-single']",
+    ),
     ("train=5", "train must be a mapping of keys, got 5"),
     ("train.no_such_key=1", "unknown config key 'train.no_such_key'"),
 ]

@@ -128,7 +128,9 @@ def test_a_bad_per_class_pickle_is_one_line_and_never_runs_code(tmp_path) -> Non
     with pytest.raises(DatasetFormatError, match=r"class 'bench' lists fewer than two images"):
         read_published_episodes(path, COCO_FOLD1, stems, 10)
     path.write_bytes(pickle.dumps(np.arange(3)))  # needs numpy's classes to load: refused, never imported
-    with pytest.raises(DatasetFormatError, match=r"fold1\.pkl is not HSNet's per-class image lists: it holds the opcode STACK_GLOBAL"):
+    with pytest.raises(
+        DatasetFormatError, match=r"fold1\.pkl is not HSNet's per-class image lists: it holds the opcode STACK_GLOBAL"
+    ):
         read_published_episodes(path, COCO_FOLD1, stems, 10)
     path.write_bytes(b"\x80\x04not a pickle")
     with pytest.raises(DatasetFormatError, match=r"fold1\.pkl is not HSNet's per-class image lists"):

@@ -1,4 +1,5 @@
-"""The training-free MaskCLIP model: its read-out, its presets, and what it scores in the world."""
+"""The training-free MaskCLIP model (and the value-path reading it used to name): its read-out, its
+presets, and what it scores in the world."""
 
 from __future__ import annotations
 
@@ -43,8 +44,12 @@ def test_the_value_path_is_the_last_block_with_each_token_attending_only_to_itse
     torch.testing.assert_close(value_path(block, tokens), block.ls_1(attended), rtol=1e-5, atol=1e-5)
 
 
-def test_scores_are_clips_softmax_over_the_names_per_patch(world_maskclip):
-    model = world_maskclip.model
+@pytest.mark.parametrize(
+    "preset, features",
+    [("maskclip-world", {"dense_recipe": "maskclip"}), ("value-path-world", {"value_features": True})],
+)
+def test_scores_are_clips_softmax_over_the_names_per_patch(preset, features):
+    model = Predictor.training_free(preset, device="cpu").model
     stored = read_clip_state_dict(packaged_weights("packaged:world-clip"))["logit_scale"].float().exp()
     assert model.logit_scale == pytest.approx(min(float(stored), 100.0))
     image = torch.randint(0, 256, (1, 3, 96, 128))
@@ -52,8 +57,9 @@ def test_scores_are_clips_softmax_over_the_names_per_patch(world_maskclip):
     probabilities = model(image, texts)  # [1, C, 12, 16]
     assert probabilities.shape == (1, len(WORLD_NAMES), 12, 16)
     torch.testing.assert_close(probabilities.sum(1), torch.ones(1, 12, 16))
-    values = model.image_encoder(image, use_prompts=False, value_features=True)["dense_values"]
-    cosines = torch.einsum("dhw,cd->chw", F.normalize(values[0], dim=0), texts)
+    out = model.image_encoder(image, use_prompts=False, **features)
+    dense = out["dense_recipe" if "dense_recipe" in features else "dense_values"]
+    cosines = torch.einsum("dhw,cd->chw", F.normalize(dense[0], dim=0), texts)
     assert torch.equal(probabilities[0].argmax(0), cosines.argmax(0))  # the nearest name wins each patch
 
 
@@ -108,13 +114,14 @@ def test_random_vitb16_at_real_shapes_gives_labels_at_the_image_size():
 
 def test_presets_and_their_overrides():
     photo = maskclip_vitb16()
-    assert (photo.clip.arch, photo.clip.weights, photo.clip.templates) == ("ViT-B-16-quickgelu", "openai", "ensemble")
+    assert (photo.clip.arch, photo.clip.weights, photo.clip.templates) == ("ViT-B-16-quickgelu", "openai", "maskclip")
+    assert photo.recipe.name == "maskclip" and maskclip_config("maskclip").recipe.name == "maskclip"
     world = maskclip_config("maskclip-world", ["inference.mode=slide", "clip.templates=ensemble"])
     assert world.inference.mode == "slide" and world.clip.templates == "ensemble"
     assert world.clip.weights == "packaged:world-clip"
-    with pytest.raises(ConfigError, match="unknown MaskCLIP model 'maskclip-vitl14'"):
+    with pytest.raises(ConfigError, match="unknown training-free model 'maskclip-vitl14'"):
         maskclip_config("maskclip-vitl14")
-    with pytest.raises(ConfigError, match="takes clip.arch, clip.weights, clip.templates and inference"):
+    with pytest.raises(ConfigError, match="takes clip.\\*, recipe.\\* and inference.\\* keys"):
         maskclip_config("maskclip", ["decoder.hidden_dim=64"])
     with pytest.raises(ConfigError, match="unknown config key 'clip.prompt_tokens'"):
         maskclip_config("maskclip", ["clip.prompt_tokens=4"])

@@ -70,7 +70,7 @@ def test_the_semantic_map_is_made_from_these_masks_and_embeddings(packaged, imag
     assert np.array_equal(scores_to_labels(rebuilt, image.shape[:2]), packaged.predict(image, names))
 
 
-def test_a_maskclip_predictor_gives_its_value_path_features():
+def test_a_training_free_predictor_gives_its_recipes_features():
     predictor = Predictor.maskclip("maskclip-world", device="cpu")
     image = render_image(image_rng(0, "val", 1), DEFAULT_SPEC)[0]
     names = ["background", "star", "heart"]
@@ -80,5 +80,5 @@ def test_a_maskclip_predictor_gives_its_value_path_features():
     assert features["clip_features"].shape == (128, *grid)
     torch.testing.assert_close(features["clip_features"].norm(dim=0), torch.ones(grid))
     assert features["class_probabilities"].shape == (3, *grid)
-    with pytest.raises(ValueError, match="MaskCLIP model has no queries"):
+    with pytest.raises(ValueError, match="training-free model has no queries"):
         predictor.segments(image, names)

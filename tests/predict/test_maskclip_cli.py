@@ -63,7 +63,7 @@ def test_predict_writes_the_maskclip_models_labels(small_world, tmp_path, capsys
         (["eval", "--model", "maskclip-world", "--data-root", "d", "--seen-calibration", "0.1"], "trained on no class"),
         (["eval", "--model", "maskclip-world", "--predictions", "p", "--data-root", "d"], "not both"),
         (["eval", "--model", "maskclip-world", "--data-root", "d", "--set", "decoder.hidden_dim=8"],
-         "eval --set of a MaskCLIP model takes clip.arch"),
+         "eval --set of a training-free model takes clip.*, recipe.* and inference.* keys"),
         (["predict", "--model", "maskclip-world", "--classes", "a,b", "--out", "OUT", "--set", "clip.templates=x",
           "IMAGE"], "clip.templates must be one of"),
     ],

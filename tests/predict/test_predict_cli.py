@@ -95,7 +95,9 @@ def test_300_names_give_16_bit_label_maps_that_eval_reads(tiny_dataset, checkpoi
     assert np.array_equal(read_label(tmp_path / "real" / "v0_labels.png", 300), expected)
 
     # Ids above 255 survive the round trip: predict writes them, eval --predictions counts them.
-    monkeypatch.setattr(Predictor, "predict", lambda self, images, names, batch_size=1: [truth.copy() for _ in images])
+    monkeypatch.setattr(
+        Predictor, "predict", lambda self, images, names, batch_size=1, none=None: [truth.copy() for _ in images]
+    )
     assert predict(capsys, checkpoint, tmp_path / "forced", [image], ",".join(names))[0] == 0
     assert (
         main(

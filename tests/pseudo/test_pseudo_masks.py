@@ -245,3 +245,38 @@ def test_fill_cache_writes_every_entry_and_a_failed_fill_resumes(tiny_dataset, m
     for stem in stems:
         index_map, embeddings = fresh.load(stem)
         assert np.array_equal(index_map, first[stem][0]) and np.array_equal(embeddings, first[stem][1])
+
+
+@pytest.mark.parametrize("features", ["sclip", "scclip"])
+def test_pseudo_masks_cluster_the_dense_features_chosen_and_the_cache_key_says_which(
+    tiny_dataset, features, monkeypatch
+):
+    from splitmatch.config import merge
+    from splitmatch.config.presets import preset
+    from splitmatch.model.build import build_segmentor
+    from splitmatch.pseudo import generator
+    from splitmatch.pseudo.build_cache import cache_fingerprint, open_cache
+
+    config = merge(preset("tiny"), {"data": {"root": str(tiny_dataset.root)}})
+    chosen = merge(config, {"pseudo": {"dense_features": features}})
+    encoder = build_segmentor(config.clip, config.decoder).image_encoder
+    default = open_cache(config.pseudo, config.clip, tiny_dataset, encoder)
+    other = open_cache(chosen.pseudo, chosen.clip, tiny_dataset, encoder)
+    assert default.directory != other.directory  # another key, another folder
+    assert (
+        cache_fingerprint(chosen.pseudo, chosen.clip, encoder, tiny_dataset.classes)["pseudo"]["dense_features"]
+        == features
+    )
+    images = torch.randint(0, 256, (2, 3, 32, 32)).float()
+    unannotated = torch.ones(2, 32, 32)
+    seen = {}
+    original = generator.propose
+
+    def recording(dense, *args, **kwargs):
+        seen["dense"] = dense
+        return original(dense, *args, **kwargs)
+
+    monkeypatch.setattr(generator, "propose", recording)
+    generator.PseudoMaskGenerator(encoder, chosen.pseudo)(images, unannotated)
+    expected = encoder(images, use_prompts=False, dense_recipe=features)["dense_recipe"]
+    torch.testing.assert_close(seen["dense"], expected)

@@ -19,9 +19,9 @@ import torch
 from fabricate import fabricate_voc
 
 from splitmatch.config.presets import load_config
+from splitmatch.data.augmentation import build_train_transform
 from splitmatch.data.classes import IGNORE_INDEX
 from splitmatch.data.dataset import SegmentationDataset, collate_segmentation
-from splitmatch.data.augmentation import build_train_transform
 from splitmatch.prepare.voc import prepare_voc
 from splitmatch.train.optim import PolyWarmupSchedule
 from splitmatch.train.transductive import padding_mask, self_training_labels

@@ -1,0 +1,65 @@
+"""A "none of these" label: pixels that none of the given names fits get a name of the user's.
+
+Without it every pixel takes one of the names given, so a photo with three named things is
+forced into them everywhere. The rule is the one SCLIP, NACLIP and SC-CLIP apply for datasets
+with a background class (their ``prob_thd`` and background names, docs/training-free.md): a pixel
+gets the label when the best class's share of its scores is below ``below``, or when one of the
+``background`` prompts, scored beside the names, beats every name. Both are optional.
+
+It acts as one more score channel, ``max(best background prompt's share, below)``, appended after
+the names' and resized with them, so that a label map of any size costs no more memory than
+without it; at the inference resolution the argmax is exactly the rule above (a name tied with
+``below`` keeps the pixel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class NoneOfThese:
+    """The "none of these" rule.
+
+    Attributes:
+        label: the name given to the pixels no name fits; in a label map its index comes after
+            the names' (``len(names)``).
+        below: a pixel whose best name holds less than this share of its scores (a softmax
+            probability for a training-free model; scores normalised per pixel for a trained one)
+            gets the label; 0 never.
+        background: prompts scored beside the names ("sky", "wall"...); a pixel one of them wins
+            gets the label.
+    """
+
+    label: str = "none"
+    below: float = 0.0
+    background: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.label, str) or not self.label.strip():
+            raise ValueError(f"the none-of-these label must be a non-empty name, got {self.label!r}")
+        if not 0 <= self.below <= 1:
+            raise ValueError(f"the none-of-these threshold must be a share in [0, 1], got {self.below!r}")
+        if not self.below and not self.background:
+            raise ValueError("the none-of-these rule needs a threshold (below > 0) or background prompts, or both")
+        if any(not isinstance(prompt, str) or not prompt.strip() for prompt in self.background):
+            raise ValueError(f"background prompts must be non-empty names, got {list(self.background)!r}")
+
+    def scores(self, scores: torch.Tensor, num_names: int) -> torch.Tensor:
+        """Scores over the names and the background prompts -> over the names and the label.
+
+        Args:
+            scores: ``[N + P, h, w]`` non-negative, the ``N`` names' first, then the ``P`` prompts'.
+            num_names: ``N``.
+
+        Returns:
+            ``[N + 1, h, w]`` shares; the last channel is the label's.
+        """
+        shares = scores / scores.sum(0, keepdim=True).clamp(min=torch.finfo(scores.dtype).tiny)
+        if shares.shape[0] > num_names:
+            background = shares[num_names:].amax(0, keepdim=True)
+        else:
+            background = shares.new_zeros((1, *shares.shape[1:]))
+        return torch.cat([shares[:num_names], background.clamp(min=self.below)])
