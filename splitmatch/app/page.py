@@ -101,9 +101,29 @@ def build_page(segmenter: Segmenter, checkpoint: str, examples: list[Path], work
     gr = require_gradio()
     results_dir = work_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
+    run = _request_handler(gr, segmenter, results_dir)
+    # uploads and results older than an hour are deleted, hourly; no usage reports are sent
+    with gr.Blocks(title="splitmatch", delete_cache=(3600, 3600), analytics_enabled=False) as page:
+        gr.Markdown(_about(segmenter, checkpoint), latex_delimiters=[], sanitize_html=True, elem_id="about")
+        with gr.Row():
+            with gr.Column():
+                *inputs, button = _input_controls(gr, segmenter, examples)
+            with gr.Column():
+                outputs = _output_controls(gr)
+        # Gradio's own image preprocessing would decode the upload and answer a file that is not
+        # an image with its internals; the segmenter reads it instead, with a message of its own.
+        classes = inputs[1]
+        for event in (button.click, classes.submit):
+            event(run, inputs, outputs, concurrency_limit=1, api_name=False, preprocess=False)
+    return page
+
+
+def _request_handler(gr, segmenter: Segmenter, results_dir: Path):
+    """The function a click runs: ``(upload, class_text, seen_calibration, mode) -> (figure, area rows,
+    label-map path, timing)``; every failure a ``gradio.Error`` with an escaped message."""
 
     def run(upload, class_text, seen_calibration, mode):
-        # Called with Gradio's preprocessing off (see the events below): ``upload`` is the
+        # Called with Gradio's preprocessing off (see build_page): ``upload`` is the
         # uploaded file's record, whose path Gradio has already checked lies in its upload folder.
         image = upload.get("path") if isinstance(upload, dict) else None
         try:
@@ -133,74 +153,64 @@ def build_page(segmenter: Segmenter, checkpoint: str, examples: list[Path], work
         rows = [[name, percent] for name, percent in result.area_percent()]
         return result.figure, rows, str(label_path), result.summary()
 
-    # uploads and results older than an hour are deleted, hourly; no usage reports are sent
-    with gr.Blocks(title="splitmatch", delete_cache=(3600, 3600), analytics_enabled=False) as page:
-        gr.Markdown(_about(segmenter, checkpoint), latex_delimiters=[], sanitize_html=True, elem_id="about")
-        with gr.Row():
-            with gr.Column():
-                image = gr.Image(
-                    sources=["upload", "clipboard"],
-                    height=320,
-                    label="Image",
-                    elem_id="image",
-                )
-                gr.Examples(
-                    examples=[[str(path)] for path in examples],
-                    inputs=[image],
-                    label="Examples: validation images of the built-in world (shapes and textures)",
-                    elem_id="examples",
-                )
-                classes = gr.Textbox(
-                    value=segmenter.default_class_text,
-                    label="Class names, comma-separated",
-                    info="Any names; the model's own classes are filled in.",
-                    lines=2,
-                    elem_id="classes",
-                )
-                calibration = gr.Slider(
-                    0.0,
-                    1.0,
-                    value=segmenter.default_seen_calibration,
-                    step=0.05,
-                    label="Seen-class calibration",
-                    info="Taken off the scores of the classes the model was trained with, in favour of new names.",
-                    elem_id="calibration",
-                )
-                mode = gr.Radio(
-                    list(MODES),
-                    value=segmenter.default_mode,
-                    label="Inference",
-                    info="whole: the image at once; slide: overlapping windows, averaged.",
-                    elem_id="mode",
-                )
-                button = gr.Button("Segment", variant="primary", elem_id="segment")
-            with gr.Column():
-                figure = gr.Image(
-                    label="Prediction",
-                    type="numpy",
-                    format="png",
-                    interactive=False,
-                    elem_id="prediction",
-                )
-                timing = gr.Textbox(label="Time", interactive=False, elem_id="timing")
-                table = gr.Dataframe(
-                    headers=TABLE_HEADERS,
-                    datatype=["str", "number"],
-                    label="Area of each class",
-                    interactive=False,
-                    elem_id="areas",
-                )
-                labels = gr.File(
-                    label="Label map (PNG; pixel value i = the i-th class name, from 0)",
-                    interactive=False,
-                    elem_id="label-map",
-                )
-        inputs, outputs = [image, classes, calibration, mode], [figure, table, labels, timing]
-        # Gradio's own image preprocessing would decode the upload and answer a file that is not
-        # an image with its internals; the segmenter reads it instead, with a message of its own.
-        for event in (button.click, classes.submit):
-            event(run, inputs, outputs, concurrency_limit=1, api_name=False, preprocess=False)
-    return page
+    return run
+
+
+def _input_controls(gr, segmenter: Segmenter, examples: list[Path]) -> tuple:
+    """The left column: image, class names, calibration, inference mode (the handler's inputs, in its
+    order) and the button."""
+    image = gr.Image(sources=["upload", "clipboard"], height=320, label="Image", elem_id="image")
+    gr.Examples(
+        examples=[[str(path)] for path in examples],
+        inputs=[image],
+        label="Examples: validation images of the built-in world (shapes and textures)",
+        elem_id="examples",
+    )
+    classes = gr.Textbox(
+        value=segmenter.default_class_text,
+        label="Class names, comma-separated",
+        info="Any names; the model's own classes are filled in.",
+        lines=2,
+        elem_id="classes",
+    )
+    calibration = gr.Slider(
+        0.0,
+        1.0,
+        value=segmenter.default_seen_calibration,
+        step=0.05,
+        label="Seen-class calibration",
+        info="Taken off the scores of the classes the model was trained with, in favour of new names.",
+        elem_id="calibration",
+    )
+    mode = gr.Radio(
+        list(MODES),
+        value=segmenter.default_mode,
+        label="Inference",
+        info="whole: the image at once; slide: overlapping windows, averaged.",
+        elem_id="mode",
+    )
+    button = gr.Button("Segment", variant="primary", elem_id="segment")
+    return image, classes, calibration, mode, button
+
+
+def _output_controls(gr) -> list:
+    """The right column: the figure, the area table, the label map and the timing (the handler's
+    outputs, in its order)."""
+    figure = gr.Image(label="Prediction", type="numpy", format="png", interactive=False, elem_id="prediction")
+    timing = gr.Textbox(label="Time", interactive=False, elem_id="timing")
+    table = gr.Dataframe(
+        headers=TABLE_HEADERS,
+        datatype=["str", "number"],
+        label="Area of each class",
+        interactive=False,
+        elem_id="areas",
+    )
+    labels = gr.File(
+        label="Label map (PNG; pixel value i = the i-th class name, from 0)",
+        interactive=False,
+        elem_id="label-map",
+    )
+    return [figure, table, labels, timing]
 
 
 def serve(
