@@ -24,7 +24,6 @@ fold a run holds out comes from its config. Per scheme and fold,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
 from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, DEFAULT_EPISODE_SEED, MIN_OBJECT_PIXELS
 from splitmatch.data.fold_schemes import BACKGROUND, COCO_CLASSES
-from splitmatch.data.folder import DatasetFolder, DatasetFormatError
+from splitmatch.data.folder import MAX_IMAGE_PIXELS, DatasetFolder, DatasetFormatError
 from splitmatch.prepare.coco_masks import segmentation_mask
 from splitmatch.prepare.common import (
     LabelFormat,
@@ -51,6 +50,7 @@ from splitmatch.prepare.common import (
 from splitmatch.prepare.fold_files import check_episode_options, write_fold_files
 from splitmatch.prepare.readback import verify_prepared
 from splitmatch.prepare.safety import check_stems
+from splitmatch.storage.files import InvalidJsonError, TextFileError, read_json
 
 LAYOUT = (
     "SRC/train2014/*.jpg, SRC/val2014/*.jpg and SRC/annotations/instances_{train,val}2014.json; "
@@ -86,11 +86,10 @@ def read_instances(path: Path) -> tuple[dict[str, ImageRecord], dict[int, int]]:
         DatasetFormatError: not JSON, a missing field, or categories that are not COCO's 80.
     """
     require(path, "a COCO instances annotation file", LAYOUT)
-    try:
-        with path.open("rb") as handle:
-            data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetFormatError(f"{path} is not valid JSON: {error}") from None
+    try:  # the one bounded reader: deep nesting and huge numbers are one line too
+        data = read_json(path, "COCO instances file")
+    except (InvalidJsonError, TextFileError) as error:
+        raise DatasetFormatError(str(error)) from None
     if not isinstance(data, dict):
         raise DatasetFormatError(f"{path}: expected a JSON object with images, annotations and categories")
     categories = sorted(
@@ -121,9 +120,12 @@ def read_instances(path: Path) -> tuple[dict[str, ImageRecord], dict[int, int]]:
     for entry in by_id.values():
         image, where = entry["record"], f"{path}: image {entry['record']['id']}"
         name = _field(image, "file_name", str, where)
-        record = ImageRecord(
-            name, _field(image, "height", int, where), _field(image, "width", int, where), tuple(entry["annotations"])
-        )
+        height, width = _field(image, "height", int, where), _field(image, "width", int, where)
+        if not (height > 0 and width > 0 and height * width <= MAX_IMAGE_PIXELS):
+            raise DatasetFormatError(
+                f"{where}: size {height} x {width} is not an image size (positive, at most {MAX_IMAGE_PIXELS:,} pixels)"
+            )
+        record = ImageRecord(name, height, width, tuple(entry["annotations"]))
         stem = Path(name).stem if "/" not in name and "\\" not in name else name  # a separator is refused later
         if stem in records:
             raise DatasetFormatError(f"{where}: file name {name!r} is listed twice")

@@ -267,8 +267,8 @@ def read_metrics(path: Path) -> list[tuple[bytes, dict]]:
         if not raw.strip():
             continue
         try:
-            entry = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            entry = files.parse_json(raw)
+        except (UnicodeDecodeError, files.InvalidJsonError):  # nested too deep, a 5,000-digit number too
             entry = None
         if not isinstance(entry, dict):
             if all(not rest.strip() for rest in lines[number:]):
