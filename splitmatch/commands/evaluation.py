@@ -12,8 +12,12 @@ from splitmatch.commands.common import (
     UsageError,
     checkpoint_dataset,
     command_device,
+    config_inputs,
+    dataset_inputs,
     inference_overrides,
+    refuse_options,
 )
+from splitmatch.storage.files import check_not_input
 
 
 def add_eval_command(commands) -> None:
@@ -66,24 +70,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from splitmatch.evaluation.evaluator import evaluate, evaluate_predictions
     from splitmatch.storage.files import check_output_file
 
+    _check_eval_options(args)  # every combination, before anything is read
     if args.json:
         check_output_file(args.json)  # before the evaluation, not after it
-    _check_episode_options(args)
     record = None
     if args.predictions:
-        if args.checkpoint or args.model != "checkpoint":
-            raise UsageError("give --predictions DIR, or a model (--checkpoint CKPT or --model), not both")
-        if not args.data_root:
-            raise UsageError("--predictions needs --data-root")
         folder = DatasetFolder(args.data_root)
+        _check_json_output(args, folder.root)
         vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
         split = args.split or DataConfig().val_split
         metrics = evaluate_predictions(args.predictions, folder, split, not args.quiet, vocabulary)
     elif args.model != "checkpoint":
         folder, vocabulary, metrics = _evaluate_maskclip(args)
     else:
-        if not args.checkpoint:
-            raise UsageError("give --checkpoint CKPT, --model maskclip or --predictions DIR")
         from splitmatch.config import with_inference_overrides
         from splitmatch.inference.segmentation import candidate_scoring
         from splitmatch.predict.loading import load_segmentor, names_trained_on
@@ -93,6 +92,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.episodes:
             return _eval_episodes(args, model, record, config)
         folder = _trained_dataset(args, config, record)
+        _check_json_output(args, folder.root)
         if args.vocabulary:
             vocabulary = read_vocabulary(args.vocabulary, folder.classes)
         else:
@@ -116,6 +116,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         write_json(args.json, metrics)
     return 0
+
+
+def _check_eval_options(args: argparse.Namespace) -> None:
+    """What was asked for is one thing: prediction PNGs, a training-free model or a checkpoint, each
+    with the options that apply to it; any other option given is refused, never ignored."""
+    _check_episode_options(args)
+    if args.predictions:
+        if args.checkpoint or args.model != "checkpoint":
+            raise UsageError("give --predictions DIR, or a model (--checkpoint CKPT or --model), not both")
+        if not args.data_root:
+            raise UsageError("--predictions needs --data-root")
+        refuse_options(args, ("mode", "seen_calibration", "set", "max_images"),
+                       "--predictions scores stored label maps, no model runs")  # fmt: skip
+    elif args.model != "checkpoint":
+        if args.checkpoint:
+            raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")
+        if args.seen_calibration is not None:
+            raise UsageError(f"--model {args.model} was trained on no class: --seen-calibration has nothing to act on")
+        if args.episodes:
+            raise UsageError(f"--episodes scores a checkpoint on the folds it was trained for; --model {args.model} "
+                             "was trained on no fold")  # fmt: skip
+        if not args.data_root:
+            raise UsageError(f"--model {args.model} needs --data-root: a training-free model names no dataset")
+    elif not args.checkpoint:
+        raise UsageError("give --checkpoint CKPT, --model maskclip or --predictions DIR")
+
+
+def _check_json_output(args: argparse.Namespace, data_root) -> None:
+    """``--json`` may not be a file this evaluation reads: the checkpoint, the vocabulary, a
+    prediction or a file of the dataset."""
+    if args.json:
+        reads = [args.checkpoint, args.vocabulary, args.predictions, *dataset_inputs(data_root)]
+        check_not_input(args.json, [path for path in reads if path], "--json")
 
 
 def _trained_dataset(args: argparse.Namespace, config, record: dict):
@@ -142,16 +175,13 @@ def _evaluate_maskclip(args: argparse.Namespace):
     from splitmatch.evaluation.evaluator import evaluate
     from splitmatch.predict.loading import load_maskclip
 
-    if args.checkpoint:
-        raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")
-    if args.seen_calibration is not None:
-        raise UsageError(f"--model {args.model} was trained on no class: --seen-calibration has nothing to act on")
-    if not args.data_root:
-        raise UsageError(f"--model {args.model} needs --data-root: a training-free model names no dataset")
     overrides = {"inference": {"mode": args.mode}} if args.mode else None
     model, config = load_maskclip(args.model, command_device(args), args.set, overrides, source="eval --set")
     print(f"model: {config.name}, training-free MaskCLIP on CLIP {config.clip.arch} (weights {config.clip.weights})")
     folder = DatasetFolder(args.data_root)
+    _check_json_output(args, folder.root)
+    if args.json:
+        check_not_input(args.json, config_inputs(config), "--json")  # the CLIP weights, a template file
     vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
     metrics = evaluate(
         model, folder, args.split or DataConfig().val_split, config.inference, vocabulary, trained_names=(),
@@ -225,6 +255,7 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     from splitmatch.data.fold_schemes import read_fold_scheme
     from splitmatch.evaluation.episode_scoring import (
         DEFAULT_BACKGROUND_NAME,
+        check_episode_names,
         describe_false_positives,
         evaluate_episodes,
         evaluation_dict,
@@ -235,13 +266,15 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     from splitmatch.storage.files import write_json
 
     folder = checkpoint_dataset(args, config)
+    _check_json_output(args, folder.root)
     scheme = read_fold_scheme(folder, args.fold_scheme)
     trained = names_trained_on(record)
     fold = args.fold if args.fold is not None else _checkpoint_fold(scheme, record)
     fold_classes = scheme.fold(fold)
     count = args.episode_count or DEFAULT_EPISODE_COUNT
-    background = args.background_name or DEFAULT_BACKGROUND_NAME
+    background = DEFAULT_BACKGROUND_NAME if args.background_name is None else args.background_name
     episodes = read_episodes(folder, fold, count, scheme.name)
+    check_episode_names(folder.classes, episodes, background)
     seen_in_training = [name for name in fold_classes if name in trained]
     if seen_in_training:
         print(f"fold {fold}'s classes {', '.join(seen_in_training)} were seen in training: not a zero-shot score")

@@ -77,6 +77,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     entries = parse_class_entries(args.classes)
     outputs = prediction_outputs(args.images, Path(args.out))
+    _check_outputs_are_not_inputs(args, outputs)
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     predictor, model_name = _predictor(args)
     summary = predict_images(predictor, outputs, entries, Path(args.out), model_name, progress=not args.quiet,
@@ -91,6 +92,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{len(outputs)} image{'s' * (len(outputs) != 1)}: label maps, overlays and {SUMMARY_NAME} in "
           f"{printable(args.out)}")  # fmt: skip
     return 0
+
+
+def _check_outputs_are_not_inputs(args: argparse.Namespace, outputs: dict[Path, Path]) -> None:
+    """No label map, overlay or summary may replace an input image or the model file (an image
+    named ``x_labels.png`` beside ``x.png``, ``--out`` the images' own folder)."""
+    from splitmatch.predict.batch import SUMMARY_NAME
+    from splitmatch.predict.packaged_model import checkpoint_file
+    from splitmatch.storage.files import InputPaths
+
+    model = [checkpoint_file(args.checkpoint)] if args.checkpoint else []
+    reads = InputPaths([*outputs, *model])
+    reads.check(Path(args.out) / SUMMARY_NAME, "--out")
+    for target in outputs.values():
+        for suffix in ("_labels.png", "_overlay.png"):
+            reads.check(target.with_name(target.name + suffix), "--out")
 
 
 def _predictor(args: argparse.Namespace):
@@ -142,10 +158,11 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_package_model(args: argparse.Namespace) -> int:
-    from splitmatch.predict.packaged_model import package_model
-    from splitmatch.storage.files import check_output_file
+    from splitmatch.predict.packaged_model import checkpoint_file, package_model
+    from splitmatch.storage.files import check_not_input, check_output_file
 
     check_output_file(args.out)
+    check_not_input(args.out, [checkpoint_file(args.checkpoint)], "--out")  # never the checkpoint it reads
     record = package_model(args.checkpoint, args.out, args.data_root, args.clip)
     size = Path(args.out).stat().st_size
     print(f"wrote {args.out} ({size / 1e6:.2f} MB, step {record['step']}, CLIP from {record['clip_from']['weights']})")

@@ -49,6 +49,11 @@ class MaskClipConfig:
             value, annotation = values[key]
             if not rule.allows(value):
                 raise ConfigError(f"{key} must be {rule.describe('int' in str(annotation))}, got {value!r}")
+        if self.clip.weights is None:  # random weights would give labels that look like a result
+            raise ConfigError(
+                "clip.weights of a training-free model must name weights (a file, packaged:NAME or an open_clip "
+                "tag such as openai), got null: it would run on random weights nobody chose"
+            )
         inference = self.inference
         if inference.stride > inference.window:
             raise ConfigError(f"inference.stride ({inference.stride}) must not exceed inference.window "

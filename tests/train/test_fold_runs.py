@@ -86,13 +86,17 @@ def test_one_fold_alone_and_bad_requests(tmp_path, capsys) -> None:
     assert not (tmp_path / "one" / "fold_0").exists()
     for extra, message in (
         (["--folds", "2"], "fold must be 0..1 for tiny-2i, got 2"),
-        (["--folds", "0,0"], "--folds needs distinct fold numbers"),
         (["--set", "data.unseen=[red]"], "folds sets data.unseen to each fold's classes"),
         (["--fold-scheme", "other"], "has no fold scheme 'other'"),
     ):
         code, _, stderr = run_folds(capsys, folder.root, tmp_path / "bad", *extra)
         assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (extra, stderr)
     assert not (tmp_path / "bad" / "fold_0").exists()
+    with pytest.raises(SystemExit) as refused:  # the parser's refusal: usage, then one error line
+        run_folds(capsys, folder.root, tmp_path / "bad", "--folds", "0,0")
+    assert (
+        refused.value.code == 2 and "--folds: must be distinct comma-separated fold numbers" in capsys.readouterr().err
+    )
 
 
 def test_the_world_in_four_folds_of_three(tmp_path, capsys) -> None:
