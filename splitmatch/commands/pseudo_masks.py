@@ -56,6 +56,7 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
         raise UsageError("--figure draws the full labels, the benchmark's unseen classes included: not with --proxy")
     _check_report_outputs(args, config)
     folder = open_dataset(config.data)  # with --proxy: the held-out seen classes are unannotated too
+    folder.samples(split)  # the split's list and files, before the cache folder is made
     # Under torchrun the ranks share the work, each on its own device, as training does.
     device = dist.setup_from_environment() if dist.launched_by_torchrun() else command_device(args)
     seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
