@@ -21,6 +21,7 @@ def integer_in(low: int, high: int, what: str):
             raise argparse.ArgumentTypeError(f"must be {what}, got {printable(text, 40)}")
         return value
 
+    parse.bounds = (low, high)  # what the option takes, for tests that try its edges
     return parse
 
 
@@ -87,6 +88,7 @@ def distinct_integers(kind, what: str):
             raise argparse.ArgumentTypeError(f"must be distinct comma-separated {what}, got '{printable(text, 60)}'")
         return values
 
+    parse.bounds = kind.bounds  # each item's
     return parse
 
 

@@ -64,13 +64,14 @@ def checkpoint_dataset(args: argparse.Namespace, config):
     return DatasetFolder(config.data.root)
 
 
-def refuse_options(args: argparse.Namespace, names, why: str) -> None:
+def refuse_options(args: argparse.Namespace, names, why: str, defaults: dict | None = None) -> None:
     """Refuses, in one line, the first of the options ``names`` (argparse dests) that was given:
     an option that does not apply is an error, never silently ignored. ``why`` ends the sentence
-    (``"scores stored label maps: no model runs"``)."""
+    (``"scores stored label maps: no model runs"``); ``defaults`` names the values of options
+    that mean "not given" besides None (``{"device": "auto"}``)."""
     for name in names:
         value = getattr(args, name, None)
-        if value not in (None, False, []):
+        if value not in (None, False, []) and value != (defaults or {}).get(name):
             raise UsageError(f"--{name.replace('_', '-')} does not apply: {why}")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from splitmatch.commands.arguments import add_command, add_model_argument, integer_in, positive_int
+from splitmatch.commands.arguments import add_command, add_model_argument, finite_float, fold_number, positive_int
 from splitmatch.commands.common import (
     TRANSDUCTIVE_NOTE,
     UsageError,
@@ -39,14 +39,14 @@ def add_eval_command(commands) -> None:
                    "(default: the checkpoint's inference.mode)")  # fmt: skip
     p.add_argument(
         "--seen-calibration",
-        type=float,
+        type=finite_float,
         help="amount taken off seen-class scores for the headline numbers (default: the checkpoint's); "
         "0 and 0.1 are always reported as well",
     )
     p.add_argument("--max-images", type=positive_int, help="score only the first N images of the split")
     p.add_argument("--episodes", action="store_true", help="score a fold's binary test episodes (PASCAL-5i, "
                    "COCO-20i protocol: episode mIoU, FB-IoU) instead of a split (docs/benchmarks.md)")  # fmt: skip
-    p.add_argument("--fold", type=integer_in(0, 1000, "a fold number"), help="with --episodes: the fold whose "
+    p.add_argument("--fold", type=fold_number, help="with --episodes: the fold whose "
                    "episodes to score (default: the fold whose classes the checkpoint held out)")  # fmt: skip
     p.add_argument("--fold-scheme", help="with --episodes: the fold scheme of the folder's folds.json "
                    "(default: the folder's)")  # fmt: skip
@@ -127,8 +127,8 @@ def _check_eval_options(args: argparse.Namespace) -> None:
             raise UsageError("give --predictions DIR, or a model (--checkpoint CKPT or --model), not both")
         if not args.data_root:
             raise UsageError("--predictions needs --data-root")
-        refuse_options(args, ("mode", "seen_calibration", "set", "max_images"),
-                       "--predictions scores stored label maps, no model runs")  # fmt: skip
+        no_model = "--predictions scores stored label maps, no model runs"
+        refuse_options(args, ("mode", "seen_calibration", "set", "max_images", "device"), no_model, {"device": "auto"})
     elif args.model != "checkpoint":
         if args.checkpoint:
             raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")

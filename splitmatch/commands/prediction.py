@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from splitmatch.commands.arguments import PACKAGED_HELP, add_command, add_model_argument, megapixels, port, positive_int
+from splitmatch.commands.arguments import (
+    PACKAGED_HELP,
+    add_command,
+    add_model_argument,
+    finite_float,
+    megapixels,
+    port,
+    positive_int,
+)
 from splitmatch.commands.common import UsageError, command_device, inference_overrides
 
 
@@ -22,8 +30,8 @@ def add_predict_command(commands) -> None:
                    "in the inputs' folder structure, and summary.json")  # fmt: skip
     p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
                    "(default: the checkpoint's inference.mode)")  # fmt: skip
-    p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes "
-                   "(default: the checkpoint's)")  # fmt: skip
+    p.add_argument("--seen-calibration", type=finite_float, help="amount taken off the scores of the model's seen "
+                   "classes (default: the checkpoint's)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an inference setting, repeatable, e.g. inference.short_side=640; with --model maskclip "
                    "also clip.arch, clip.weights, clip.templates")  # fmt: skip
