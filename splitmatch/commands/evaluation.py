@@ -175,7 +175,7 @@ def _evaluate_maskclip(args: argparse.Namespace):
     from splitmatch.evaluation.evaluator import evaluate
     from splitmatch.predict.loading import load_maskclip
 
-    overrides = {"inference": {"mode": args.mode}} if args.mode else None
+    overrides = {"inference": inference_overrides(args)}
     model, config = load_maskclip(args.model, command_device(args), args.set, overrides, source="eval --set")
     print(f"model: {config.name}, training-free MaskCLIP on CLIP {config.clip.arch} (weights {config.clip.weights})")
     folder = DatasetFolder(args.data_root)

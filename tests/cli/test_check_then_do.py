@@ -144,3 +144,13 @@ def test_pascal5i_writes_no_episode_list_until_every_fold_is_drawn(tmp_path, cap
     lines = capsys.readouterr().err.strip().splitlines()  # the partial-dataset warnings, then the error
     assert [line for line in lines if "error" in line] == lines[-1:] and "fold 2: no val image holds 10" in lines[-1]
     assert not (tmp_path / "out" / "episodes").exists() and not (tmp_path / "out" / "folds.json").exists()
+
+
+def test_a_setting_given_twice_is_refused(untrained_checkpoint, tiny_dataset, tmp_path, capsys):
+    image = tiny_dataset.root / "images" / "val_000.png"
+    line = refused(capsys, ["predict", "--checkpoint", untrained_checkpoint, "--mode", "whole", "--set",
+                            "inference.mode=slide", "--classes", "a", "--out", tmp_path / "out", image])  # fmt: skip
+    assert "inference.mode is set twice, by --set 'inference.mode=slide' and by mode='whole' (--mode)" in line
+    line = refused(capsys, ["eval", "--model", "maskclip-world", "--mode", "whole", "--set", "inference.mode=slide",
+                            "--data-root", tiny_dataset.root])  # fmt: skip
+    assert "inference.mode is set twice" in line and not (tmp_path / "out").exists()
