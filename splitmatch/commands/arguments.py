@@ -27,6 +27,11 @@ def integer_in(low: int, high: int, what: str):
 
 positive_int = integer_in(1, 2**63 - 1, "a positive integer")
 fold_number = integer_in(0, 1000, "a fold number")
+# data.episode_lists.MAX_EPISODE_COUNT (not imported: `splitmatch --help` loads no array library).
+episode_count = integer_in(1, 1_000_000, "an episode count in 1..1,000,000")
+# More images in one forward pass than any GPU holds at the protocols' sizes: a typo, not a batch.
+batch_size = integer_in(1, 1024, "a batch size in 1..1024")
+steps = integer_in(1, 10**9, "a step count in 1..10**9")  # as train.iterations
 seed = integer_in(0, 2**63 - 1, "an integer in 0..2**63-1")
 port = integer_in(1, 65535, "a port number in 1..65535")
 
@@ -94,9 +99,11 @@ def distinct_integers(kind, what: str):
 
 def episode_counts(text: str) -> tuple[int, ...]:
     try:
-        return tuple(dict.fromkeys(positive_int(part.strip()) for part in text.split(",")))
+        return tuple(dict.fromkeys(episode_count(part.strip()) for part in text.split(",")))
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, got '{text}'") from None
+        raise argparse.ArgumentTypeError(
+            f"must be episode counts in 1..1,000,000 separated by commas, got '{printable(text, 60)}'"
+        ) from None
 
 
 PACKAGED_HELP = "packaged:world-model, a model of the built-in world's shapes and textures, not of photos"

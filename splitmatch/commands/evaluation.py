@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from splitmatch.commands.arguments import add_command, add_model_argument, finite_float, fold_number, positive_int
+from splitmatch.commands.arguments import (
+    add_command,
+    add_model_argument,
+    episode_count,
+    finite_float,
+    fold_number,
+    positive_int,
+)
 from splitmatch.commands.common import (
     TRANSDUCTIVE_NOTE,
     UsageError,
@@ -50,7 +57,7 @@ def add_eval_command(commands) -> None:
                    "episodes to score (default: the fold whose classes the checkpoint held out)")  # fmt: skip
     p.add_argument("--fold-scheme", help="with --episodes: the fold scheme of the folder's folds.json "
                    "(default: the folder's)")  # fmt: skip
-    p.add_argument("--episode-count", type=positive_int, help="with --episodes: which stored list, by length "
+    p.add_argument("--episode-count", type=episode_count, help="with --episodes: which stored list, by length "
                    "(default: 1000; 5000 when prepared)")  # fmt: skip
     p.add_argument("--background-name", help="with --episodes: the name given beside the episode's class "
                    "(default: background)")  # fmt: skip

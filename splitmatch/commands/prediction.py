@@ -10,10 +10,10 @@ from splitmatch.commands.arguments import (
     PACKAGED_HELP,
     add_command,
     add_model_argument,
+    batch_size,
     finite_float,
     megapixels,
     port,
-    positive_int,
 )
 from splitmatch.commands.common import UsageError, command_device, inference_overrides
 
@@ -36,7 +36,7 @@ def add_predict_command(commands) -> None:
                    help="an inference setting, repeatable, e.g. inference.short_side=640; with --model maskclip "
                    "also clip.arch, clip.weights, clip.templates")  # fmt: skip
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=positive_int, default=8, help="images run through the model together "
+    p.add_argument("--batch-size", type=batch_size, default=8, help="images run through the model together "
                    "(the same labels as one by one)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("images", nargs="+", metavar="PATH", help="image files (JPEG, PNG, ...), and folders searched for "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from splitmatch.commands.arguments import PROXY_HELP, add_command, add_config_arguments, positive_int
+from splitmatch.commands.arguments import PROXY_HELP, add_command, add_config_arguments, batch_size
 from splitmatch.commands.common import UsageError, command_config, command_device, config_inputs
 
 
@@ -28,7 +28,7 @@ def add_pseudo_masks_command(commands) -> None:
     p.add_argument("--json", help="with --evaluate: also write the scores to this JSON file")
     p.add_argument("--figure", help="with --evaluate: draw the worst misses into this PNG file")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=positive_int, default=8, help="images per frozen-CLIP forward pass")
+    p.add_argument("--batch-size", type=batch_size, default=8, help="images per frozen-CLIP forward pass")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_pseudo_masks)
 

@@ -10,8 +10,8 @@ from splitmatch.commands.arguments import (
     add_command,
     add_config_arguments,
     distinct_integers,
+    episode_count,
     fold_number,
-    positive_int,
     seed,
 )
 from splitmatch.commands.common import TRANSDUCTIVE_NOTE, command_config, config_inputs
@@ -49,7 +49,7 @@ def add_folds_command(commands) -> None:
     p.add_argument("--folds", type=fold_list, help="comma-separated fold numbers, e.g. 0,2 (default: every fold)")
     p.add_argument("--fold-scheme", help="fold scheme of data.root's folds.json, e.g. coco-20i-consecutive "
                    "(default: the folder's)")  # fmt: skip
-    p.add_argument("--episode-count", type=positive_int, default=1000, help="which stored episode list per fold, "
+    p.add_argument("--episode-count", type=episode_count, default=1000, help="which stored episode list per fold, "
                    "by length (5000 when prepared with --episodes 1000,5000)")  # fmt: skip
     p.add_argument("--background-name", default="background", help="the name given beside each episode's class")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

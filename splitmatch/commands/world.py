@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from splitmatch.commands.arguments import add_command, positive_int, seed
+from splitmatch.commands.arguments import add_command, seed, steps
 
 
 def add_world_command(commands) -> None:
@@ -23,7 +23,7 @@ def add_toy_clip_command(commands) -> None:
     p = add_command(commands, "toy-clip", help="train the world's small CLIP on captions of world images")
     p.add_argument("--world", required=True, help="a folder made by `splitmatch world`")
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    p.add_argument("--steps", type=positive_int, help="training steps (default: ToyClipSpec's)")
+    p.add_argument("--steps", type=steps, help="training steps (default: ToyClipSpec's)")
     p.add_argument("--seed", type=seed, default=0, help="random seed of initialisation and batches")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_toy_clip)

@@ -36,6 +36,8 @@ from splitmatch.storage.files import read_text
 EPISODES_DIR = "episodes"
 EPISODE_SPLIT = "val"
 DEFAULT_EPISODE_COUNT = 1000
+# The longest list prepare draws: 200 times HSNet's longest (5,000); a list of a million lines is 30 MB.
+MAX_EPISODE_COUNT = 1_000_000
 MIN_OBJECT_PIXELS = 2 * 32 * 32
 DEFAULT_EPISODE_SEED = 0
 

@@ -28,7 +28,7 @@ from splitmatch.model.checkpoint import read_record
 from splitmatch.packaged import PACKAGED_PREFIX
 from splitmatch.predict.packaged_model import PACKAGED_MODEL_NAME, checkpoint_file
 from splitmatch.predict.predictor import Predictor
-from splitmatch.storage.files import atomic_write_bytes
+from splitmatch.storage.files import atomic_write_bytes, check_not_input
 
 EXTRA_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 INSTALL_HINT = "pip install -e '.[onnx]' from a checkout, or pip install 'splitmatch[onnx]'"
@@ -113,6 +113,7 @@ def export_onnx(
     """
     require_onnx()
     check_opset(opset)
+    check_not_input(path, [checkpoint_file(checkpoint)], "path")  # never the checkpoint it exports
     predictor = Predictor.from_checkpoint(checkpoint, "cpu")
     record = read_record(checkpoint_file(checkpoint))  # the header again, for the digest
     model = predictor.model

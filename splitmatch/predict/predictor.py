@@ -46,9 +46,10 @@ def as_rgb_array(image: ImageInput) -> np.ndarray:
         return image_to_rgb(image, f"image {getattr(image, 'filename', '') or '(Pillow image)'}")
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            several = "; several images are a list of arrays" if image.ndim == 4 else ""
             raise ArgumentValueError(
                 f"image: an array must be RGB uint8 [H, W, 3], got {image.dtype} {list(image.shape)}; "
-                "pass other arrays through PIL.Image.fromarray(...)"
+                f"pass other arrays through PIL.Image.fromarray(...){several}"
             )
         height, width = image.shape[:2]
         if height < 1 or width < 1 or height * width > MAX_IMAGE_PIXELS:

@@ -15,6 +15,7 @@ from splitmatch.data.episode_lists import (
     DEFAULT_EPISODE_COUNT,
     DEFAULT_EPISODE_SEED,
     EPISODE_SPLIT,
+    MAX_EPISODE_COUNT,
     MIN_OBJECT_PIXELS,
     cycled_episodes,
     eligible_pairs,
@@ -32,8 +33,10 @@ from splitmatch.prepare.readback import read_pixel_counts
 
 def check_episode_options(counts: Sequence[int], min_pixels: int, seed: int) -> None:
     """Refuses episode counts, object sizes or seeds that are not positive (or, for the seed, >= 0) integers."""
-    if not counts or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in counts):
-        raise DatasetFormatError(f"episode counts must be positive integers, got {list(counts)}")
+    if not counts or any(
+        not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= MAX_EPISODE_COUNT for c in counts
+    ):
+        raise DatasetFormatError(f"episode counts must be integers in 1..{MAX_EPISODE_COUNT:,}, got {list(counts)[:8]}")
     if not isinstance(min_pixels, int) or min_pixels < 1:
         raise DatasetFormatError(f"the smallest object of an episode must be at least 1 pixel, got {min_pixels!r}")
     if not isinstance(seed, int) or seed < 0:

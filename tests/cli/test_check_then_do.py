@@ -154,3 +154,22 @@ def test_a_setting_given_twice_is_refused(untrained_checkpoint, tiny_dataset, tm
     line = refused(capsys, ["eval", "--model", "maskclip-world", "--mode", "whole", "--set", "inference.mode=slide",
                             "--data-root", tiny_dataset.root])  # fmt: skip
     assert "inference.mode is set twice" in line and not (tmp_path / "out").exists()
+
+
+def test_counts_that_would_not_fit_in_memory_are_bounded(tmp_path, capsys):
+    from splitmatch.commands.arguments import episode_count
+    from splitmatch.data.episode_lists import MAX_EPISODE_COUNT
+
+    assert episode_count.bounds == (1, MAX_EPISODE_COUNT)  # the parser's bound is the library's
+    fabricate_voc(tmp_path / "voc")
+    source, out = ["--src", tmp_path / "voc", "--dst", tmp_path / "out"], tmp_path / "p"
+    for args in (
+        ["prepare", "pascal-5i", *source, "--episodes", "10**18"],
+        ["prepare", "pascal-5i", *source, "--episodes", str(10**18)],
+        ["predict", "--classes", "a", "--out", out, "--batch-size", str(10**6), "x.png"],
+        ["toy-clip", "--world", tmp_path, "--out", tmp_path / "t.safetensors", "--steps", str(10**12)],
+    ):
+        with pytest.raises(SystemExit) as stop:
+            main([str(arg) for arg in args])
+        assert stop.value.code == 2 and ": error: argument " in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "p").exists()
