@@ -18,6 +18,7 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 
 from splitmatch.commands import data, evaluation, export, prediction, pseudo_masks, training, world  # noqa: E402
+from splitmatch.commands.arguments import refuse_empty_text  # noqa: E402
 from splitmatch.data.names import printable  # noqa: E402
 from splitmatch.errors import SplitmatchError  # noqa: E402
 
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         world.add_presets_command,
     ):
         add_command(commands)
+    for subcommand in commands.choices.values():
+        refuse_empty_text(subcommand)  # "" is never "not given"
     return parser
 
 
@@ -71,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except SplitmatchError as error:
         distributed.ignore_termination()
         message = one_line(str(error))
+    except BrokenPipeError:  # `splitmatch presets | head`: the reader has gone, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     except OSError as error:  # a read-only folder, a full disk, a path under a file...
         message = one_line(describe_os_error(error))
     except KeyboardInterrupt:

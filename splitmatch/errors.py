@@ -15,6 +15,15 @@ class SplitmatchError(Exception):
     """Base of every error caused by the input (a value, a file, an option), not by a bug."""
 
 
+class ArgumentTypeError(SplitmatchError, TypeError):
+    """A public function was given an argument of the wrong type; the message names the argument."""
+
+
+class ArgumentValueError(SplitmatchError, ValueError):
+    """A public function was given an argument of the right type but a value it cannot take (an empty
+    image, a batch size of 0); the message names the argument and what it may be."""
+
+
 class NonFiniteValuesError(SplitmatchError, FloatingPointError):
     """Costs, scores or losses hold NaN or infinite values: weights or inputs that are damaged or
     diverged, said in the message."""

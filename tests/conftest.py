@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 # Before torch loads: passive OpenMP waiting keeps tests fast when the other core is busy.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -48,6 +49,29 @@ def make_tiny_dataset(root, num_train: int = 8, num_val: int = 4, size: int = 64
 @pytest.fixture
 def tiny_dataset(tmp_path) -> DatasetFolder:
     return make_tiny_dataset(tmp_path / "data")
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """Mounts a tmpfs; yields a function (size, read_only) -> its folder, or skips where mounting is not
+    allowed (a real full disk or read-only file system, where the tests run as root on Linux)."""
+    mounted = []
+
+    def mount(size: str, read_only: bool = False) -> Path:
+        point = tmp_path / f"mnt{len(mounted)}"
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+        mounted.append(point)
+        return point
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", str(point)], capture_output=True)
 
 
 @pytest.fixture(autouse=True)

@@ -21,12 +21,36 @@ def integer_in(low: int, high: int, what: str):
             raise argparse.ArgumentTypeError(f"must be {what}, got {printable(text, 40)}")
         return value
 
+    parse.bounds = (low, high)  # what the option takes, for tests that try its edges
     return parse
 
 
 positive_int = integer_in(1, 2**63 - 1, "a positive integer")
+fold_number = integer_in(0, 1000, "a fold number")
+# data.episode_lists.MAX_EPISODE_COUNT (not imported: `splitmatch --help` loads no array library).
+episode_count = integer_in(1, 1_000_000, "an episode count in 1..1,000,000")
+# More images in one forward pass than any GPU holds at the protocols' sizes: a typo, not a batch.
+batch_size = integer_in(1, 1024, "a batch size in 1..1024")
+steps = integer_in(1, 10**9, "a step count in 1..10**9")  # as train.iterations
 seed = integer_in(0, 2**63 - 1, "an integer in 0..2**63-1")
 port = integer_in(1, 65535, "a port number in 1..65535")
+
+
+def nonempty_text(text: str) -> str:
+    """The type of every option that takes text or a path: an empty value is refused, never read as
+    "not given" (``--json ""`` would write nothing, ``--checkpoint ""`` would load the packaged model)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must not be empty, got '{printable(text, 40)}'")
+    return text
+
+
+def refuse_empty_text(parser: argparse.ArgumentParser) -> None:
+    """Gives every option and argument of ``parser`` that takes text as it is typed (no type of its
+    own) the type :func:`nonempty_text`; called once per subcommand, so a new option is covered too."""
+    for action in parser._actions:
+        takes_text = action.nargs != 0 and not isinstance(action, argparse._SubParsersAction)
+        if takes_text and action.type is None and action.option_strings != ["-h", "--help"]:
+            action.type = nonempty_text
 
 
 def finite_float(text: str) -> float:
@@ -53,11 +77,33 @@ def megapixels(text: str) -> float:
 non_negative_int = integer_in(0, 2**63 - 1, "a non-negative integer")
 
 
+def distinct_integers(kind, what: str):
+    """An argparse type: comma-separated distinct integers, each of type ``kind`` (an :func:`integer_in`),
+    at least one; ``what`` names them in the refusal."""
+
+    def parse(text: str) -> list[int]:
+        parts = [part.strip() for part in text.split(",")]
+        try:
+            values = [kind(part) for part in parts if part]
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"must be comma-separated {what}, e.g. 0,1,2, got '{printable(text, 60)}'"
+            ) from None
+        if not values or len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"must be distinct comma-separated {what}, got '{printable(text, 60)}'")
+        return values
+
+    parse.bounds = kind.bounds  # each item's
+    return parse
+
+
 def episode_counts(text: str) -> tuple[int, ...]:
     try:
-        return tuple(dict.fromkeys(positive_int(part.strip()) for part in text.split(",")))
+        return tuple(dict.fromkeys(episode_count(part.strip()) for part in text.split(",")))
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, got '{text}'") from None
+        raise argparse.ArgumentTypeError(
+            f"must be episode counts in 1..1,000,000 separated by commas, got '{printable(text, 60)}'"
+        ) from None
 
 
 PACKAGED_HELP = "packaged:world-model, a model of the built-in world's shapes and textures, not of photos"

@@ -1,5 +1,10 @@
-"""What several commands share: the config they run, the device they run on, and the dataset a
-checkpoint names.
+"""What several commands share: the config they run, the device they run on, the dataset a
+checkpoint names, and the pieces of the "check, then do" shape every command has.
+
+A command resolves and checks all it was given (files, options, their combinations, every
+per-item value) before its first write or its first step: options that do not apply to what was
+asked are refused (:func:`refuse_options`), and no output may be a file the command reads
+(:func:`dataset_inputs`, :func:`config_inputs`, :func:`splitmatch.storage.files.check_not_input`).
 """
 
 from __future__ import annotations
@@ -57,3 +62,33 @@ def checkpoint_dataset(args: argparse.Namespace, config):
             "does not exist here; pass --data-root"
         )
     return DatasetFolder(config.data.root)
+
+
+def refuse_options(args: argparse.Namespace, names, why: str, defaults: dict | None = None) -> None:
+    """Refuses, in one line, the first of the options ``names`` (argparse dests) that was given:
+    an option that does not apply is an error, never silently ignored. ``why`` ends the sentence
+    (``"scores stored label maps: no model runs"``); ``defaults`` names the values of options
+    that mean "not given" besides None (``{"device": "auto"}``)."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value not in (None, False, []) and value != (defaults or {}).get(name):
+            raise UsageError(f"--{name.replace('_', '-')} does not apply: {why}")
+
+
+# What a command reads of a dataset folder (docs/datasets.md); an output must not replace any of it.
+DATASET_READS = ("classes.json", "splits", "images", "labels", "folds.json", "episodes", "world.json", "pseudo_masks")
+
+
+def dataset_inputs(root: str | Path | None) -> list[Path]:
+    """The files and folders of the dataset folder ``root`` that commands read."""
+    return [] if root is None else [Path(root) / name for name in DATASET_READS]
+
+
+def config_inputs(config) -> list[Path]:
+    """What a config makes a command read: its dataset folder and the CLIP weights, architecture and
+    template files it names (open_clip tags and ``packaged:`` names are not files)."""
+    clip = config.clip
+    named = [getattr(clip, key, None) for key in ("weights", "arch", "templates")]
+    files = [Path(value) for value in named if isinstance(value, str) and Path(value).is_file()]
+    data = getattr(config, "data", None)
+    return files + dataset_inputs(data.root if data is not None else None)

@@ -65,6 +65,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from splitmatch.prepare import PREPARERS, PartialDatasetWarning
     from splitmatch.prepare.fold_files import describe_folds
     from splitmatch.prepare.readback import describe_prepared
+    from splitmatch.storage.files import check_not_input
 
     options = {"allow_partial": args.allow_partial}
     for option, (keyword, datasets) in PREPARE_OPTIONS.items():
@@ -75,6 +76,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             flag = "--" + option.replace("_", "-")
             raise UsageError(f"{flag} is an option of 'prepare {' / '.join(datasets)}', not of '{args.dataset}'")
         options[keyword] = value
+    if args.sbd:  # --dst inside --src is the preparer's to refuse; inside SBD's folder, this command's
+        check_not_input(args.dst, [args.sbd], "--dst")
     partial = []
 
     def say_partial(message, category, filename, lineno, file=None, line=None) -> None:
@@ -105,9 +108,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_convert_clip(args: argparse.Namespace) -> int:
     from splitmatch.clip.loading import build_clip, save_clip_safetensors
-    from splitmatch.storage.files import check_output_file
+    from splitmatch.storage.files import check_not_input, check_output_file
 
     check_output_file(args.dst)
+    check_not_input(args.dst, [args.src, args.arch], "DST")  # never the weights (or architecture file) it reads
     save_clip_safetensors(build_clip(args.arch, args.src), args.dst)
     print(f"wrote {args.dst}")
     return 0

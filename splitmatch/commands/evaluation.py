@@ -10,7 +10,9 @@ from splitmatch.commands.arguments import (
     add_command,
     add_model_argument,
     add_peer_scoring_options,
-    integer_in,
+    episode_count,
+    finite_float,
+    fold_number,
     positive_int,
 )
 from splitmatch.commands.common import (
@@ -18,8 +20,12 @@ from splitmatch.commands.common import (
     UsageError,
     checkpoint_dataset,
     command_device,
+    config_inputs,
+    dataset_inputs,
     inference_overrides,
+    refuse_options,
 )
+from splitmatch.storage.files import check_not_input
 
 
 def add_eval_command(commands) -> None:
@@ -41,18 +47,18 @@ def add_eval_command(commands) -> None:
                    "(default: the checkpoint's inference.mode)")  # fmt: skip
     p.add_argument(
         "--seen-calibration",
-        type=float,
+        type=finite_float,
         help="amount taken off seen-class scores for the headline numbers (default: the checkpoint's); "
         "0 and 0.1 are always reported as well",
     )
     p.add_argument("--max-images", type=positive_int, help="score only the first N images of the split")
     p.add_argument("--episodes", action="store_true", help="score a fold's binary test episodes (PASCAL-5i, "
                    "COCO-20i protocol: episode mIoU, FB-IoU) instead of a split (docs/benchmarks.md)")  # fmt: skip
-    p.add_argument("--fold", type=integer_in(0, 1000, "a fold number"), help="with --episodes: the fold whose "
+    p.add_argument("--fold", type=fold_number, help="with --episodes: the fold whose "
                    "episodes to score (default: the fold whose classes the checkpoint held out)")  # fmt: skip
     p.add_argument("--fold-scheme", help="with --episodes: the fold scheme of the folder's folds.json "
                    "(default: the folder's)")  # fmt: skip
-    p.add_argument("--episode-count", type=positive_int, help="with --episodes: which stored list, by length "
+    p.add_argument("--episode-count", type=episode_count, help="with --episodes: which stored list, by length "
                    "(default: 1000; 5000 when prepared)")  # fmt: skip
     p.add_argument("--background-name", help="with --episodes: the name given beside the episode's class "
                    "(default: background)")  # fmt: skip
@@ -73,26 +79,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from splitmatch.evaluation.evaluator import evaluate, evaluate_predictions
     from splitmatch.storage.files import check_output_file
 
+    _check_eval_options(args)  # every combination, before anything is read
     if args.json:
         check_output_file(args.json)  # before the evaluation, not after it
-    _check_episode_options(args)
     record = None
     if args.predictions:
-        if args.checkpoint or args.model != "checkpoint":
-            raise UsageError("give --predictions DIR, or a model (--checkpoint CKPT or --model), not both")
-        if not args.data_root:
-            raise UsageError("--predictions needs --data-root")
         folder = DatasetFolder(args.data_root)
+        _check_json_output(args, folder.root)
         vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
         split = args.split or DataConfig().val_split
         metrics = evaluate_predictions(args.predictions, folder, split, not args.quiet, vocabulary)
     elif args.model != "checkpoint":
         folder, vocabulary, metrics = _evaluate_training_free(args)
     else:
-        if not args.checkpoint:
-            raise UsageError(
-                "give --checkpoint CKPT, a training-free --model (maskclip, sclip...) or --predictions DIR"
-            )
         from splitmatch.config import with_inference_overrides
         from splitmatch.inference.segmentation import candidate_scoring
         from splitmatch.predict.loading import load_segmentor, names_trained_on
@@ -102,6 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.episodes:
             return _eval_episodes(args, model, record, config)
         folder = _trained_dataset(args, config, record)
+        _check_json_output(args, folder.root)
         if args.vocabulary:
             vocabulary = read_vocabulary(args.vocabulary, folder.classes)
         else:
@@ -125,6 +125,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         write_json(args.json, metrics)
     return 0
+
+
+def _check_eval_options(args: argparse.Namespace) -> None:
+    """What was asked for is one thing: prediction PNGs, a training-free model or a checkpoint, each
+    with the options that apply to it; any other option given is refused, never ignored."""
+    _check_episode_options(args)
+    if args.predictions:
+        if args.checkpoint or args.model != "checkpoint":
+            raise UsageError("give --predictions DIR, or a model (--checkpoint CKPT or --model), not both")
+        if not args.data_root:
+            raise UsageError("--predictions needs --data-root")
+        no_model = "--predictions scores stored label maps, no model runs"
+        refuse_options(args, ("mode", "seen_calibration", "set", "max_images", "device"), no_model, {"device": "auto"})
+    elif args.model != "checkpoint":
+        if args.checkpoint:
+            raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")
+        if args.seen_calibration is not None:
+            raise UsageError(f"--model {args.model} was trained on no class: --seen-calibration has nothing to act on")
+        if args.episodes:
+            raise UsageError(f"--episodes scores a checkpoint on the folds it was trained for; --model {args.model} "
+                             "was trained on no fold")  # fmt: skip
+        if not args.data_root:
+            raise UsageError(f"--model {args.model} needs --data-root: a training-free model names no dataset")
+    elif not args.checkpoint:
+        raise UsageError("give --checkpoint CKPT, a training-free --model (maskclip, sclip...) or --predictions DIR")
+
+
+def _check_json_output(args: argparse.Namespace, data_root) -> None:
+    """``--json`` may not be a file this evaluation reads: the checkpoint, the vocabulary, a
+    prediction or a file of the dataset."""
+    if args.json:
+        reads = [args.checkpoint, args.vocabulary, args.predictions, *dataset_inputs(data_root)]
+        check_not_input(args.json, [path for path in reads if path], "--json")
 
 
 def _trained_dataset(args: argparse.Namespace, config, record: dict):
@@ -152,16 +185,13 @@ def _evaluate_training_free(args: argparse.Namespace):
     from splitmatch.evaluation.evaluator import evaluate
     from splitmatch.predict.loading import load_training_free
 
-    if args.checkpoint:
-        raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")
-    if args.seen_calibration is not None:
-        raise UsageError(f"--model {args.model} was trained on no class: --seen-calibration has nothing to act on")
-    if not args.data_root:
-        raise UsageError(f"--model {args.model} needs --data-root: a training-free model names no dataset")
-    overrides = {"inference": {"mode": args.mode}} if args.mode else None
+    overrides = {"inference": inference_overrides(args)}
     model, config = load_training_free(args.model, command_device(args), args.set, overrides, source="eval --set")
     print(f"model: {describe_training_free(config)}")
     folder = DatasetFolder(args.data_root)
+    _check_json_output(args, folder.root)
+    if args.json:
+        check_not_input(args.json, config_inputs(config), "--json")  # the CLIP weights, a template file
     vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
     metrics = evaluate(
         model, folder, args.split or DataConfig().val_split, config.inference, vocabulary, trained_names=(),
@@ -237,6 +267,7 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     from splitmatch.data.published_episodes import read_published_episodes
     from splitmatch.evaluation.episode_scoring import (
         DEFAULT_BACKGROUND_NAME,
+        check_episode_names,
         describe_false_positives,
         evaluate_episodes,
         evaluation_dict,
@@ -247,17 +278,19 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     from splitmatch.storage.files import write_json
 
     folder = checkpoint_dataset(args, config)
+    _check_json_output(args, folder.root)
     scheme = read_fold_scheme(folder, args.fold_scheme)
     trained = names_trained_on(record)
     fold = args.fold if args.fold is not None else _checkpoint_fold(scheme, record)
     fold_classes = scheme.fold(fold)
     count = args.episode_count or DEFAULT_EPISODE_COUNT
-    background = args.background_name or DEFAULT_BACKGROUND_NAME
+    background = DEFAULT_BACKGROUND_NAME if args.background_name is None else args.background_name
     if args.episode_file is None:
         episodes, source = read_episodes(folder, fold, count, scheme.name), f"the stored list of {count}"
     else:  # a peer's list as it stands (docs/benchmarks.md#a-peers-episode-lists)
         episodes, source = read_published_episodes(args.episode_file, fold_classes, set(folder.stems(EPISODE_SPLIT)),
                                                    count)  # fmt: skip
+    check_episode_names(folder.classes, episodes, background)
     seen_in_training = [name for name in fold_classes if name in trained]
     if seen_in_training:
         print(f"fold {fold}'s classes {', '.join(seen_in_training)} were seen in training: not a zero-shot score")

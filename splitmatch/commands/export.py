@@ -6,6 +6,7 @@ import argparse
 
 from splitmatch.commands.arguments import PACKAGED_HELP, add_command, positive_int
 from splitmatch.commands.common import UsageError
+from splitmatch.data.names import printable
 
 
 def add_export_command(commands) -> None:
@@ -26,11 +27,18 @@ def parse_size(texts: list[str] | None) -> int | tuple[int, int] | None:
     if texts is None:
         return None
     if len(texts) not in (1, 2):
-        raise UsageError(f"--size takes N or H W, got {len(texts)} values: {' '.join(texts)}")
+        raise UsageError(f"--size takes N or H W, got {len(texts)} values: {printable(' '.join(texts), 60)}")
+    from splitmatch.export.onnx_file import MAX_EXPORT_SIDE
+
+    shown = printable(" ".join(texts), 60)
     try:
         values = [int(text) for text in texts]
     except ValueError:
-        raise UsageError(f"--size takes whole numbers of pixels, got '{' '.join(texts)}'") from None
+        raise UsageError(f"--size takes whole numbers of pixels, got '{shown}'") from None
+    if not all(0 < value <= MAX_EXPORT_SIDE for value in values):
+        raise UsageError(
+            f"--size takes sides of 1..{MAX_EXPORT_SIDE} pixels (multiples of the patch size), got {shown}"
+        )
     return values[0] if len(values) == 1 else (values[0], values[1])
 
 
@@ -38,13 +46,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from splitmatch.commands.prediction import _checkpoint_or_packaged
     from splitmatch.data.classes import parse_class_entries
     from splitmatch.export.onnx_file import export_onnx, require_onnx
-    from splitmatch.storage.files import check_output_file
+    from splitmatch.predict.packaged_model import checkpoint_file
+    from splitmatch.storage.files import check_not_input, check_output_file
 
     require_onnx()  # before the model loads: a missing extra is the first thing to hear about
     entries = parse_class_entries(args.classes)
     size = parse_size(args.size)
     check_output_file(args.onnx)  # a read-only or misspelt destination fails before the export
     checkpoint = _checkpoint_or_packaged(args.checkpoint)
+    check_not_input(args.onnx, [checkpoint_file(checkpoint)], "--onnx")  # never the checkpoint it reads
     done = export_onnx(args.onnx, entries, checkpoint, size, args.opset)
     height, width = done.size
     classes = len(done.class_texts)

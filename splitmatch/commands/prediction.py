@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from splitmatch.commands.arguments import PACKAGED_HELP, add_command, add_model_argument, megapixels, port, positive_int
+from splitmatch.commands.arguments import (
+    PACKAGED_HELP,
+    add_command,
+    add_model_argument,
+    batch_size,
+    finite_float,
+    megapixels,
+    port,
+)
 from splitmatch.commands.common import UsageError, command_device, inference_overrides
 
 
@@ -22,14 +30,14 @@ def add_predict_command(commands) -> None:
                    "in the inputs' folder structure, and summary.json")  # fmt: skip
     p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
                    "(default: the checkpoint's inference.mode)")  # fmt: skip
-    p.add_argument("--seen-calibration", type=float, help="amount taken off the scores of the model's seen classes "
-                   "(default: the checkpoint's)")  # fmt: skip
+    p.add_argument("--seen-calibration", type=finite_float, help="amount taken off the scores of the model's seen "
+                   "classes (default: the checkpoint's)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an inference setting, repeatable, e.g. inference.short_side=640; with a training-free "
                    "--model also clip.* and recipe.* (clip.weights=FILE, recipe.pamr_steps=0)")  # fmt: skip
     add_none_of_these_arguments(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=positive_int, default=8, help="images run through the model together "
+    p.add_argument("--batch-size", type=batch_size, default=8, help="images run through the model together "
                    "(the same labels as one by one)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("images", nargs="+", metavar="PATH", help="image files (JPEG, PNG, ...), and folders searched for "
@@ -79,6 +87,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     entries = parse_class_entries(args.classes)
     none = none_of_these(args)
     outputs = prediction_outputs(args.images, Path(args.out))
+    _check_outputs_are_not_inputs(args, outputs)
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     predictor, model_name = _predictor(args)
     summary = predict_images(predictor, outputs, entries, Path(args.out), model_name, progress=not args.quiet,
@@ -121,6 +130,21 @@ def none_of_these(args: argparse.Namespace):
         return NoneOfThese(args.none_label, args.none_below, background)
     except ValueError as problem:
         raise UsageError(str(problem)) from None
+
+
+def _check_outputs_are_not_inputs(args: argparse.Namespace, outputs: dict[Path, Path]) -> None:
+    """No label map, overlay or summary may replace an input image or the model file (an image
+    named ``x_labels.png`` beside ``x.png``, ``--out`` the images' own folder)."""
+    from splitmatch.predict.batch import SUMMARY_NAME
+    from splitmatch.predict.packaged_model import checkpoint_file
+    from splitmatch.storage.files import InputPaths
+
+    model = [checkpoint_file(args.checkpoint)] if args.checkpoint else []
+    reads = InputPaths([*outputs, *model])
+    reads.check(Path(args.out) / SUMMARY_NAME, "--out")
+    for target in outputs.values():
+        for suffix in ("_labels.png", "_overlay.png"):
+            reads.check(target.with_name(target.name + suffix), "--out")
 
 
 def _predictor(args: argparse.Namespace):
@@ -173,10 +197,11 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_package_model(args: argparse.Namespace) -> int:
-    from splitmatch.predict.packaged_model import package_model
-    from splitmatch.storage.files import check_output_file
+    from splitmatch.predict.packaged_model import checkpoint_file, package_model
+    from splitmatch.storage.files import check_not_input, check_output_file
 
     check_output_file(args.out)
+    check_not_input(args.out, [checkpoint_file(args.checkpoint)], "--out")  # never the checkpoint it reads
     record = package_model(args.checkpoint, args.out, args.data_root, args.clip)
     size = Path(args.out).stat().st_size
     print(f"wrote {args.out} ({size / 1e6:.2f} MB, step {record['step']}, CLIP from {record['clip_from']['weights']})")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from splitmatch.commands.arguments import PROXY_HELP, add_command, add_config_arguments, positive_int
-from splitmatch.commands.common import UsageError, command_config, command_device
+from splitmatch.commands.arguments import PROXY_HELP, add_command, add_config_arguments, batch_size
+from splitmatch.commands.common import UsageError, command_config, command_device, config_inputs
 
 
 def add_pseudo_masks_command(commands) -> None:
@@ -28,7 +28,7 @@ def add_pseudo_masks_command(commands) -> None:
     p.add_argument("--json", help="with --evaluate: also write the scores to this JSON file")
     p.add_argument("--figure", help="with --evaluate: draw the worst misses into this PNG file")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=positive_int, default=8, help="images per frozen-CLIP forward pass")
+    p.add_argument("--batch-size", type=batch_size, default=8, help="images per frozen-CLIP forward pass")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_pseudo_masks)
 
@@ -54,7 +54,9 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
         )
     if proxy and args.figure:
         raise UsageError("--figure draws the full labels, the benchmark's unseen classes included: not with --proxy")
+    _check_report_outputs(args, config)
     folder = open_dataset(config.data)  # with --proxy: the held-out seen classes are unannotated too
+    folder.samples(split)  # the split's list and files, before the cache folder is made
     # Under torchrun the ranks share the work, each on its own device, as training does.
     device = dist.setup_from_environment() if dist.launched_by_torchrun() else command_device(args)
     seed_everything(config.train.seed)  # as training does: a random-init CLIP (tests) is then the same one
@@ -70,6 +72,20 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
     if args.evaluate and dist.is_main_process():
         _evaluate_pseudo_masks(args, config, folder, cache, model, split)
     return 0
+
+
+def _check_report_outputs(args: argparse.Namespace, config) -> None:
+    """``--json`` and ``--figure``, written after the masks are computed, are checked now: writable,
+    and none of the files the command reads (the config, the CLIP, the dataset, the cache)."""
+    from splitmatch.storage.files import InputPaths, check_output_file
+
+    reads = InputPaths([*config_inputs(config), args.config, config.pseudo.cache_dir])
+    for option, path in (("--json", args.json), ("--figure", args.figure)):
+        if path:
+            check_output_file(path)
+            reads.check(path, option)
+    if args.json and args.figure and Path(args.json).resolve() == Path(args.figure).resolve():
+        raise UsageError(f"--json and --figure name the same file, {args.json}")
 
 
 def _evaluate_pseudo_masks(args, config, folder, cache, model, split: str) -> None:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from splitmatch.commands.arguments import (
     PROXY_HELP,
     add_command,
     add_config_arguments,
     add_peer_scoring_options,
-    positive_int,
+    distinct_integers,
+    episode_count,
+    fold_number,
+    seed,
 )
-from splitmatch.commands.common import TRANSDUCTIVE_NOTE, UsageError, command_config
+from splitmatch.commands.common import TRANSDUCTIVE_NOTE, command_config, config_inputs
+
+seed_list = distinct_integers(seed, "seeds in 0..2**63-1")
+fold_list = distinct_integers(fold_number, "fold numbers in 0..1000")
 
 
 def add_train_command(commands) -> None:
@@ -27,7 +34,7 @@ def add_train_command(commands) -> None:
 def add_seeds_command(commands) -> None:
     p = add_command(commands, "seeds", help="train one config with several seeds; mean and std of every metric")
     add_config_arguments(p)
-    p.add_argument("--seeds", required=True, help="comma-separated, e.g. 0,1,2")
+    p.add_argument("--seeds", required=True, type=seed_list, help="comma-separated, e.g. 0,1,2")
     p.add_argument("--out", required=True, help="folder for seed_<s> runs and seeds.json")
     p.add_argument("--proxy", action="store_true", help=PROXY_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -40,10 +47,10 @@ def add_folds_command(commands) -> None:
     add_config_arguments(p)
     p.add_argument("--out", required=True, help="folder for fold_<i> runs and folds.json (a finished fold is "
                    "not trained again)")  # fmt: skip
-    p.add_argument("--folds", help="comma-separated fold numbers, e.g. 0,2 (default: every fold)")
+    p.add_argument("--folds", type=fold_list, help="comma-separated fold numbers, e.g. 0,2 (default: every fold)")
     p.add_argument("--fold-scheme", help="fold scheme of data.root's folds.json, e.g. coco-20i-consecutive "
                    "(default: the folder's)")  # fmt: skip
-    p.add_argument("--episode-count", type=positive_int, default=1000, help="which stored episode list per fold, "
+    p.add_argument("--episode-count", type=episode_count, default=1000, help="which stored episode list per fold, "
                    "by length (5000 when prepared with --episodes 1000,5000)")  # fmt: skip
     p.add_argument("--background-name", default="background", help="the name given beside each episode's class")
     add_peer_scoring_options(p, episode_file=False)
@@ -56,27 +63,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     from splitmatch.train.trainer import train
 
     config = command_config(args)
+    check_run_outputs(Path(args.out), config, args.config)
     metrics = train(config, args.out, resume=args.resume, progress=not args.quiet)
     if is_main_process():  # under torchrun every rank has the same metrics: one table
         _print_metrics(metrics, config.train.transductive)
     return 0
 
 
-def cmd_folds(args: argparse.Namespace) -> int:
-    from splitmatch.storage.files import ensure_writable_folder
-    from splitmatch.train.fold_runs import format_folds_table, run_folds
+def check_run_outputs(out: Path, config, config_file: str | None, summary: str | None = None) -> None:
+    """No file a run writes into ``out`` (nor the command's ``summary`` file beside the runs) may be
+    a file the command reads: the config file, the CLIP weights, architecture and templates, the
+    dataset. A run's own ``config.yaml`` is left out: ``--resume`` reads it and writes it back."""
+    from splitmatch.storage.files import InputPaths
+    from splitmatch.train.run_folder import LOCK_FILE, RUN_FILES
 
-    folds = None
-    if args.folds is not None:
-        try:
-            folds = [int(part) for part in args.folds.split(",") if part.strip()]
-        except ValueError:
-            raise UsageError(f"--folds must be comma-separated fold numbers, got '{args.folds}'") from None
-        if not folds or len(set(folds)) != len(folds):
-            raise UsageError(f"--folds needs distinct fold numbers, got '{args.folds}'")
+    reads = InputPaths([*config_inputs(config), config_file])
+    for name in (*RUN_FILES, LOCK_FILE):
+        if name != "config.yaml":
+            reads.check(out / name, "--out")
+    if summary is not None:
+        reads.check(out / summary, "--out")
+
+
+def cmd_folds(args: argparse.Namespace) -> int:
+    from splitmatch.data.fold_schemes import read_fold_scheme
+    from splitmatch.data.folder import DatasetFolder
+    from splitmatch.storage.files import ensure_writable_folder
+    from splitmatch.train.fold_runs import RESULTS_FILE, format_folds_table, run_folds
+
     config = command_config(args)
+    check_run_outputs(Path(args.out), config, args.config, RESULTS_FILE)
+    scheme = read_fold_scheme(DatasetFolder(config.data.root), args.fold_scheme)
+    for fold in args.folds or range(len(scheme.folds)):
+        check_run_outputs(Path(args.out) / f"fold_{fold}", config, args.config)
     ensure_writable_folder(args.out)  # folds.json is written after every fold has trained
-    summary = run_folds(config, args.out, folds, args.fold_scheme, args.episode_count, args.background_name,
+    summary = run_folds(config, args.out, args.folds, args.fold_scheme, args.episode_count, args.background_name,
                         progress=not args.quiet, episode_size=args.episode_size)  # fmt: skip
     if summary["transductive"]:
         print(TRANSDUCTIVE_NOTE + "; these are not inductive zero-shot numbers")
@@ -93,19 +114,15 @@ def cmd_folds(args: argparse.Namespace) -> int:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    from splitmatch.train.seeds import format_seed_table, run_seeds
-
-    try:
-        seeds = [int(part) for part in args.seeds.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise UsageError(f"--seeds needs distinct non-negative seeds, got '{args.seeds}'")
     from splitmatch.storage.files import ensure_writable_folder
+    from splitmatch.train.seeds import SEEDS_FILE, format_seed_table, run_seeds
 
     config = command_config(args)
+    check_run_outputs(Path(args.out), config, args.config, SEEDS_FILE)
+    for seed_value in args.seeds:
+        check_run_outputs(Path(args.out) / f"seed_{seed_value}", config, args.config)
     ensure_writable_folder(args.out)  # seeds.json is written after every run has trained
-    summary = run_seeds(config, seeds, args.out, progress=not args.quiet)
+    summary = run_seeds(config, args.seeds, args.out, progress=not args.quiet)
     if config.train.transductive:
         print(TRANSDUCTIVE_NOTE + "; these are not inductive zero-shot numbers")
     print(format_seed_table(summary))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from splitmatch.commands.arguments import add_command, positive_int, seed
+from splitmatch.commands.arguments import add_command, seed, steps
 
 
 def add_world_command(commands) -> None:
@@ -23,7 +23,7 @@ def add_toy_clip_command(commands) -> None:
     p = add_command(commands, "toy-clip", help="train the world's small CLIP on captions of world images")
     p.add_argument("--world", required=True, help="a folder made by `splitmatch world`")
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    p.add_argument("--steps", type=positive_int, help="training steps (default: ToyClipSpec's)")
+    p.add_argument("--steps", type=steps, help="training steps (default: ToyClipSpec's)")
     p.add_argument("--seed", type=seed, default=0, help="random seed of initialisation and batches")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_toy_clip)
@@ -67,10 +67,12 @@ def cmd_world(args: argparse.Namespace) -> int:
 def cmd_toy_clip(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from splitmatch.storage.files import check_output_file
+    from splitmatch.commands.common import dataset_inputs
+    from splitmatch.storage.files import check_not_input, check_output_file
     from splitmatch.world.toy_clip import ToyClipSpec, train_toy_clip
 
     check_output_file(args.out)  # written after training
+    check_not_input(args.out, dataset_inputs(args.world), "--out")  # never a file of the world it reads
     spec = ToyClipSpec(seed=args.seed)
     if args.steps is not None:
         spec = replace(spec, steps=args.steps)

@@ -268,4 +268,18 @@ def with_inference_overrides(
         if not text.startswith("inference."):
             raise ConfigError(f"{source} takes inference.* keys only, got '{text}'")
         config = merge(config, parse_override(text))
+    refuse_set_twice(dotted, {"inference": dict(overrides or {})}, source)
     return merge(config, {"inference": dict(overrides or {})}).validate()
+
+
+def refuse_set_twice(dotted: Sequence[str], changes: Mapping[str, Mapping[str, Any]], source: str = "--set") -> None:
+    """Refuses a key that ``dotted`` texts and ``changes`` (by section and name) both set: which would
+    win is not for the reader of a command (``--mode whole --set inference.mode=slide``) to guess."""
+    typed = {str(text).split("=", 1)[0].strip(): text for text in dotted}
+    for section, values in changes.items():
+        for key, value in values.items():
+            if f"{section}.{key}" in typed:
+                raise ConfigError(
+                    f"{section}.{key} is set twice, by {source} '{typed[f'{section}.{key}']}' and by "
+                    f"{key}={value!r} (--{key.replace('_', '-')}): give it once"
+                )

@@ -15,7 +15,7 @@ from typing import Any
 
 from splitmatch import packaged
 from splitmatch.config.errors import ConfigError, shown
-from splitmatch.storage.files import InvalidJsonError, parse_json
+from splitmatch.storage.files import InvalidJsonError, TextFileError, parse_json, read_text
 
 TEMPLATE_SETS = packaged.PACKAGE_ROOT / "configs" / "templates"  # <name>.json
 
@@ -48,8 +48,8 @@ def load_templates(value: str) -> tuple[str, ...]:
                 f"holding a list of templates, got {value!r}"
             )
     try:
-        data = parse_json(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, InvalidJsonError) as error:
+        data = parse_json(read_text(path, "template file"))
+    except (OSError, TextFileError, InvalidJsonError) as error:
         raise ConfigError(f"{where} cannot be read as JSON: {error}") from None
     templates = data.get("templates") if isinstance(data, dict) else data
     if not isinstance(templates, list) or not templates:

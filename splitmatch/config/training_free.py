@@ -84,6 +84,11 @@ class TrainingFreeConfig:
         for key, rule in field_rules(self).items():
             value, annotation = values[key]
             check_field(key, value, rule, "int" in str(annotation))
+        if self.clip.weights is None:  # random weights would give labels that look like a result
+            raise ConfigError(
+                "clip.weights of a training-free model must name weights (a file, packaged:NAME or an open_clip "
+                "tag such as openai), got null: it would run on random weights nobody chose"
+            )
         inference = self.inference
         if inference.stride > inference.window:
             raise ConfigError(f"inference.stride ({inference.stride}) must not exceed inference.window "

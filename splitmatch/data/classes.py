@@ -15,15 +15,15 @@ that numbers compare with published ones.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from splitmatch.data.names import bad_character, printable
-from splitmatch.errors import SplitmatchError
-from splitmatch.storage.files import InvalidJsonError, parse_json, write_json
+from splitmatch.errors import ArgumentTypeError, SplitmatchError
+from splitmatch.storage.files import InvalidJsonError, parse_json, read_text, write_json
 
 IGNORE_INDEX = 255  # "no class" in 8-bit label maps (datasets of up to 255 classes)
 IGNORE_INDEX_16BIT = 65535  # "no class" in 16-bit label maps (datasets of more classes)
@@ -62,20 +62,15 @@ class ClassSplitError(SplitmatchError, ValueError):
 
 
 def read_json_file(path: str | Path, description: str) -> object:
-    """A JSON file's content; a missing file, a folder, invalid JSON (not UTF-8, a number beyond
-    Python's digit limit) or JSON nested deeper than :data:`MAX_JSON_DEPTH` is one ClassSplitError
-    that names ``description`` and the path (class files and vocabulary files share this)."""
+    """A class or vocabulary file's JSON; a missing file, a folder, text that is not UTF-8 or not JSON, or
+    JSON nested deeper than :data:`MAX_JSON_DEPTH` is one ClassSplitError naming ``description`` and the path."""
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_text(path, description, "expected JSON", ClassSplitError)
     except FileNotFoundError:
         raise ClassSplitError(f"{description} {path} does not exist") from None
     except IsADirectoryError:
         raise ClassSplitError(f"{description} {path} is a folder, not a JSON file") from None
-    except UnicodeDecodeError as error:
-        raise ClassSplitError(
-            f"{description} {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})"
-        ) from None
     depth = json_depth(text)
     if depth > MAX_JSON_DEPTH:
         raise ClassSplitError(f"{description} {path} is nested {depth} levels deep; at most {MAX_JSON_DEPTH} are read")
@@ -272,7 +267,9 @@ def validate_class_names(names: list[str] | tuple[str, ...], where: str = "class
     if len(names) > MAX_CLASSES:
         raise ClassSplitError(f"{where}: {len(names)} names; label maps (16-bit) hold at most {MAX_CLASSES}")
     for i, name in enumerate(names):
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(name, str):  # b"cat" is not the name "cat": refused, never read as its bytes
+            raise ArgumentTypeError(f"{where}: class {i}'s name must be a str, got {printable(repr(name), 60)}")
+        if not name.strip():
             raise ClassSplitError(f"{where}: class {i} has an empty name")
         if len(name) > MAX_NAME_CHARS:
             raise ClassSplitError(
@@ -314,12 +311,12 @@ def class_texts(entries: Sequence[ClassEntry], where: str = "class names") -> tu
     """A vocabulary as given by a user -> per class, its names (name first, then synonyms).
 
     ``["cat", ("tv monitor", "television")]`` -> ``(("cat",), ("tv monitor", "television"))``.
-    Refuses an empty vocabulary, blank names, a class named twice, a name repeated in one class
-    and a synonym that is another class's name (which class would it mean?).
-    """
-    if isinstance(entries, str):
-        raise ClassSplitError(f"{where}: expected a list of class names, got the string '{printable(entries, 80)}'")
-    texts = tuple((entry,) if isinstance(entry, str) else tuple(entry) for entry in entries)
+    Refuses names that are not str, an empty vocabulary, blank names, a class named twice, a name
+    repeated in one class and a synonym that is another class's name (which class would it mean?)."""
+    if isinstance(entries, (str, bytes, bytearray, Mapping)) or not isinstance(entries, Iterable):
+        raise ArgumentTypeError(f"{where}: expected a list of class names, got {printable(repr(entries), 80)}")
+    texts = tuple((entry,) if isinstance(entry, (str, bytes)) or not isinstance(entry, Iterable) else tuple(entry)
+                  for entry in entries)  # fmt: skip
     validate_class_names([t[0] if t else "" for t in texts], where=where)
     class_names = {t[0] for t in texts}
     for names in texts:

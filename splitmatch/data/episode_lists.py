@@ -34,10 +34,13 @@ import numpy as np
 
 from splitmatch.data.fold_schemes import read_fold_scheme
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
+from splitmatch.storage.files import read_text
 
 EPISODES_DIR = "episodes"
 EPISODE_SPLIT = "val"
 DEFAULT_EPISODE_COUNT = 1000
+# The longest list prepare draws: 200 times HSNet's longest (5,000); a list of a million lines is 30 MB.
+MAX_EPISODE_COUNT = 1_000_000
 MIN_OBJECT_PIXELS = 2 * 32 * 32
 DEFAULT_EPISODE_SEED = 0
 
@@ -115,11 +118,9 @@ def read_episode_file(path: Path, classes: Collection[str], stems: Collection[st
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, "episode list", "expected '<stem><TAB><class>' lines", DatasetFormatError)
     except FileNotFoundError:
         raise DatasetFormatError(f"episode list {path} does not exist") from None
-    except UnicodeDecodeError as error:
-        raise DatasetFormatError(f"episode list {path} is not UTF-8 text ({error.reason})") from None
     episodes = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):

@@ -28,7 +28,7 @@ import numpy as np
 
 from splitmatch.data.classes import COCO_STUFF_CLASSES, VOC_CLASSES, ClassSplit, ClassSplitError
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
-from splitmatch.storage.files import InvalidJsonError, parse_json
+from splitmatch.storage.files import InvalidJsonError, TextFileError, parse_json, read_text
 
 FOLD_COUNT = 4
 FOLDS_FILE = "folds.json"
@@ -114,7 +114,7 @@ def read_fold_scheme(folder: DatasetFolder, scheme: str | None = None) -> FoldSc
     """
     path = folder.root / FOLDS_FILE
     try:
-        data = parse_json(path.read_text(encoding="utf-8"))
+        data = parse_json(read_text(path, "fold schemes"))
         name = scheme if scheme is not None else data["default"]
         if name not in data["schemes"]:
             known = ", ".join(data["schemes"])
@@ -126,7 +126,7 @@ def read_fold_scheme(folder: DatasetFolder, scheme: str | None = None) -> FoldSc
         raise DatasetFormatError(
             f"{path} does not exist: folds are written by `splitmatch prepare pascal-5i` and `prepare coco-20i`"
         ) from None
-    except (InvalidJsonError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
+    except (InvalidJsonError, TextFileError, KeyError, TypeError, AttributeError) as error:
         raise DatasetFormatError(f"{path} is malformed ({type(error).__name__}: {error})") from None
     unknown = [c for fold in result.folds for c in fold if c not in set(folder.classes.names)]
     if unknown:

@@ -34,7 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from splitmatch.data.classes import IGNORE_INDEX, IGNORE_INDEX_16BIT, ClassSplit, ignore_index_for, label_dtype_for
 from splitmatch.data.names import file_name_problem, outside, printable, stem_problem
 from splitmatch.errors import SplitmatchError
-from splitmatch.storage.files import atomic_write_bytes
+from splitmatch.storage.files import atomic_write_bytes, read_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CLASSES_FILE = "classes.json"
@@ -158,14 +158,7 @@ def read_split_list(path: Path) -> list[str]:
         DatasetFormatError: the file is not UTF-8 text, or a line is not a usable stem
             (:func:`splitmatch.data.names.stem_problem`), named with its line number.
     """
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise DatasetFormatError(
-            f"split list {path} is not UTF-8 text (line {line}: byte {error.object[error.start]:#04x}); "
-            "a split list holds one stem per line"
-        ) from None
+    text = read_text(path, "split list", "a split list holds one stem per line", DatasetFormatError)
     stems = []
     for number, line in enumerate(text.split("\n"), start=1):
         stem = line.strip(" \t\r\ufeff" if number == 1 else " \t\r")  # a BOM may open the file
@@ -248,6 +241,8 @@ def image_to_rgb(image: Image.Image, name: str = "image", max_pixels: int = MAX_
         DatasetFormatError: the image is too large, or its data are corrupt or truncated.
     """
     width, height = image.size  # from the header: a freshly opened image is not decoded yet
+    if width < 1 or height < 1:
+        raise DatasetFormatError(f"{name} is {width}x{height}: it has no pixels")
     if width * height > max_pixels:
         raise DatasetFormatError(
             f"{name} is {width}x{height} = {width * height:,} pixels, more than the {max_pixels:,} "

@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from splitmatch.config import InferenceConfig
+from splitmatch.data.classes import validate_class_names
 from splitmatch.data.episode_lists import EPISODE_SPLIT, Episode, episode_target
 from splitmatch.data.fold_schemes import BACKGROUND
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
@@ -84,6 +85,7 @@ def evaluate_episodes(
         DatasetFormatError: an episode's class is the background name, or not a class of the folder.
     """
     classes = folder.classes
+    check_episode_names(classes, episodes, background_name)
     samples = {sample.stem: sample for sample in folder.samples(EPISODE_SPLIT)}
     device = next(model.parameters()).device
     was_training = model.training
@@ -128,14 +130,32 @@ def nearest_resized(array: np.ndarray, size: int) -> np.ndarray:
     return array[rows[:, None], cols[None, :]]
 
 
+def check_episode_names(classes, episodes: Sequence[Episode], background_name: str) -> None:
+    """What :func:`evaluate_episodes` will give the model, checked before any model runs: the
+    background name a usable class name (:func:`~splitmatch.data.classes.validate_class_names`),
+    every episode's class a class of the folder and not the background name.
+
+    Raises:
+        ClassSplitError: a background name that is empty, too long or holds a control character.
+        DatasetFormatError: an episode's class is the background name, or not a class of the folder.
+    """
+    validate_class_names([background_name], where="the background name (--background-name)")
+    for class_name in dict.fromkeys(episode.class_name for episode in episodes):
+        _check_episode_class(classes, class_name, background_name)
+
+
+def _check_episode_class(classes, class_name: str, background_name: str) -> None:
+    if class_name not in classes.names:
+        raise DatasetFormatError(f"episode class '{class_name}' is not a class of '{classes.dataset}'")
+    if class_name == background_name.strip():
+        raise DatasetFormatError(f"an episode asks for '{class_name}', which is also the background name")
+
+
 def _vocabulary(model: SplitMatchSegmentor, classes, class_name: str, background_name: str,
                 trained_names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """The episode's two names as the model is given them: embeddings ``[2, D]`` (background, class)
     and ``[2]`` bool, True for those trained on (the class keeps its synonyms)."""
-    if class_name not in classes.names:
-        raise DatasetFormatError(f"episode class '{class_name}' is not a class of '{classes.dataset}'")
-    if class_name == background_name:
-        raise DatasetFormatError(f"an episode asks for '{class_name}', which is also the background name")
+    _check_episode_class(classes, class_name, background_name)
     class_texts = classes.texts[classes.names.index(class_name)]
     texts = [(background_name,), class_texts]
     known = set(trained_names)

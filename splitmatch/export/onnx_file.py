@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from splitmatch.data.classes import ClassEntry
+from splitmatch.data.names import printable
 from splitmatch.export import ExportError
 from splitmatch.export.fixed_vocabulary import FixedVocabularySegmentation
 from splitmatch.export.metadata import INPUT_NAME, OUTPUT_NAMES, PREFIX, export_metadata
@@ -27,7 +28,7 @@ from splitmatch.model.checkpoint import read_record
 from splitmatch.packaged import PACKAGED_PREFIX
 from splitmatch.predict.packaged_model import PACKAGED_MODEL_NAME, checkpoint_file
 from splitmatch.predict.predictor import Predictor
-from splitmatch.storage.files import atomic_write_bytes
+from splitmatch.storage.files import atomic_write_bytes, check_not_input
 
 EXTRA_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 INSTALL_HINT = "pip install -e '.[onnx]' from a checkout, or pip install 'splitmatch[onnx]'"
@@ -36,6 +37,9 @@ MIN_OPSET = 18
 # Largest |onnxruntime - PyTorch| score accepted at export; float32 reordering gives ~1e-5.
 SCORE_TOLERANCE = 1e-3
 PROTOBUF_LIMIT = 2**31 - 1  # bytes: one ONNX file without external data
+# Largest export side: 8 times the benchmarks' 512. The export runs the model on two check images of
+# the size, with [batch, C, H, W] scores; a larger side would ask for memory no machine has.
+MAX_EXPORT_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,12 @@ def require_onnx() -> None:
 def check_size(size: int | Sequence[int], patch_size: tuple[int, int]) -> tuple[int, int]:
     """``N`` or ``(H, W)`` -> ``(H, W)``, refused unless positive whole multiples of the patch size."""
     values = (size, size) if isinstance(size, int) else tuple(size)
-    if len(values) != 2:
-        raise ExportError(f"the export size is N or H W, got {list(values)}")
+    if len(values) != 2 or not all(isinstance(value, int) and not isinstance(value, bool) for value in values):
+        raise ExportError(f"the export size is N or H W, whole numbers, got {printable(repr(size), 80)}")
+    for value, axis in zip(values, ("height", "width")):
+        if value > MAX_EXPORT_SIDE:
+            raise ExportError(f"export size {values[0]} x {values[1]}: the {axis} {value} is over the largest "
+                              f"exported side, {MAX_EXPORT_SIDE}")  # fmt: skip
     for value, patch, axis in zip(values, patch_size, ("height", "width")):
         if value <= 0 or value % patch:
             raise ExportError(
@@ -76,6 +84,8 @@ def check_opset(opset: int | None) -> None:
     from onnx.defs import onnx_opset_version
 
     newest = onnx_opset_version()
+    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int)):
+        raise ExportError(f"opset must be an integer ({MIN_OPSET} to {newest}), got {printable(repr(opset), 40)}")
     if opset is not None and not MIN_OPSET <= opset <= newest:
         raise ExportError(f"opset {opset}: the exporter writes opsets {MIN_OPSET} to {newest}")
 
@@ -103,6 +113,7 @@ def export_onnx(
     """
     require_onnx()
     check_opset(opset)
+    check_not_input(path, [checkpoint_file(checkpoint)], "path")  # never the checkpoint it exports
     predictor = Predictor.from_checkpoint(checkpoint, "cpu")
     record = read_record(checkpoint_file(checkpoint))  # the header again, for the digest
     model = predictor.model

@@ -94,7 +94,8 @@ def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], record:
 
 def _open(path: Path):
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        what = "is a folder, not a checkpoint file" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {path} {what}")
     try:
         return safe_open(str(path), framework="pt")
     except (SafetensorError, OSError) as error:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from splitmatch.config import ExperimentConfig, merge
+from splitmatch.config.loading import refuse_set_twice
 from splitmatch.config.training_free import TrainingFreeConfig, training_free_config
 from splitmatch.device import resolve_device
 from splitmatch.model import checkpoint as ckpt
@@ -78,6 +79,8 @@ def load_training_free(
         the model in eval mode on ``device`` and its resolved config.
     """
     config = training_free_config(name, overrides, source)
+    refuse_set_twice(overrides, {section: {k: v for k, v in values.items() if v is not None}
+                                 for section, values in (changes or {}).items()}, source)  # fmt: skip
     if changes:
         config = merge(config, {section: dict(values) for section, values in changes.items()}).validate()
     model = build_training_free(config.clip, config.recipe)

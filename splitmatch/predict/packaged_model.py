@@ -34,7 +34,7 @@ from splitmatch.model.checkpoint import (
 )
 from splitmatch.packaged import PACKAGED_PREFIX
 from splitmatch.storage.digest import tensor_digest
-from splitmatch.storage.files import atomic_write_bytes
+from splitmatch.storage.files import atomic_write_bytes, check_not_input
 
 PACKAGED_MODEL_NAME = packaged.WORLD_MODEL  # the default of `predict` and `app`
 # Where `splitmatch demo` writes the world: the packaged model's data.root, relative to the folder
@@ -93,8 +93,10 @@ def package_model(
     Raises:
         CheckpointError: the checkpoint is damaged, was not trained on packaged CLIP weights, or
             its CLIP tensors differ from those weights as this installation ships them.
+        OutputIsInputError: ``out`` is the checkpoint.
     """
     source = Path(checkpoint)
+    check_not_input(out, [source], "out")  # never the checkpoint it reads
     tensors, record = read_checkpoint(source)  # the digest checked: a damaged file is not packaged
     if "clip_from" in record:
         raise CheckpointError(f"checkpoint {source} is already a model file without its CLIP tensors")

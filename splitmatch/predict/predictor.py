@@ -11,7 +11,9 @@ from PIL import Image
 
 from splitmatch.config import ExperimentConfig, InferenceConfig, with_inference_overrides
 from splitmatch.data.classes import ClassEntry, ClassSplit, class_texts, label_dtype_for
-from splitmatch.data.folder import image_to_rgb, read_image
+from splitmatch.data.folder import MAX_IMAGE_PIXELS, image_to_rgb, read_image
+from splitmatch.data.names import printable
+from splitmatch.errors import ArgumentTypeError, ArgumentValueError
 from splitmatch.inference.batched import batch_scores
 from splitmatch.inference.features import image_features
 from splitmatch.inference.images import predict_scores, scores_to_labels
@@ -38,20 +40,35 @@ def as_rgb_array(image: ImageInput) -> np.ndarray:
     array must already be RGB ``uint8 [H, W, 3]`` (reverse OpenCV's BGR: ``array[..., ::-1]``).
     """
     if isinstance(image, (str, Path)):
+        if not str(image):
+            raise ArgumentValueError("image: an empty path")
         return read_image(image)
     if isinstance(image, Image.Image):
         return image_to_rgb(image, f"image {getattr(image, 'filename', '') or '(Pillow image)'}")
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(
-                f"an image array must be RGB uint8 [H, W, 3], got {image.dtype} {list(image.shape)}; "
-                "pass other arrays through PIL.Image.fromarray(...)"
+            several = "; several images are a list of arrays" if image.ndim == 4 else ""
+            raise ArgumentValueError(
+                f"image: an array must be RGB uint8 [H, W, 3], got {image.dtype} {list(image.shape)}; "
+                f"pass other arrays through PIL.Image.fromarray(...){several}"
+            )
+        height, width = image.shape[:2]
+        if height < 1 or width < 1 or height * width > MAX_IMAGE_PIXELS:
+            raise ArgumentValueError(
+                f"image: an array of {height} x {width} pixels; an image has at least one pixel and at most "
+                f"{MAX_IMAGE_PIXELS:,}"
             )
         # torch needs positive strides (a reversed BGR -> RGB view has negative ones) and warns
         # about read-only memory (np.asarray of a PIL image is read-only).
         image = np.ascontiguousarray(image)
         return image if image.flags.writeable else image.copy()
-    raise TypeError(f"image must be a path, a PIL image or a uint8 [H, W, 3] array, got {type(image).__name__}")
+    raise ArgumentTypeError(f"image must be a path, a PIL image or a uint8 [H, W, 3] array, got {type(image).__name__}")
+
+
+def _check_settings(settings: Sequence[str]) -> None:
+    """``settings`` is a list of ``key=value`` texts: one text alone would be read letter by letter."""
+    if isinstance(settings, (str, bytes)) or not all(isinstance(text, str) for text in settings):
+        raise ArgumentTypeError(f"settings must be a list of 'key=value' texts, got {printable(repr(settings), 60)}")
 
 
 class Predictor:
@@ -108,6 +125,9 @@ class Predictor:
         """Loads a checkpoint (a file, or ``packaged:world-model``) onto ``device`` (``auto``: the
         first GPU when CUDA is available, else the CPU); ``settings`` (``"inference.mode=whole"``
         texts) and then ``overrides`` (e.g. ``mode="whole"``) replace inference settings."""
+        _check_settings(settings)
+        if not isinstance(path, (str, Path)):
+            raise ArgumentTypeError(f"path must be a checkpoint file or packaged:NAME, got {type(path).__name__}")
         model, record = load_segmentor(path, device)
         experiment = with_inference_overrides(record["config"], overrides, settings)
         predictor = cls(model, experiment.inference, sorted(names_trained_on(record)), candidate_scoring(experiment))
@@ -142,7 +162,9 @@ class Predictor:
             settings: ``key=value`` texts (``clip.*``, ``recipe.*``, ``inference.*``), as ``--set`` takes them.
             overrides: inference settings by name (``mode="whole"``).
         """
-        clip = {key: value for key, value in (("arch", arch), ("weights", weights), ("templates", templates)) if value}
+        _check_settings(settings)
+        given = (("arch", arch), ("weights", weights), ("templates", templates))
+        clip = {key: value for key, value in given if value is not None}  # "" is refused, not ignored
         model, config = load_training_free(name, device, settings, {"clip": clip, "inference": overrides})
         predictor = cls(model, config.inference)
         predictor.name, predictor.clip, predictor.recipe = config.name, config.clip, config.recipe
@@ -196,14 +218,15 @@ class Predictor:
             image as shown (after the EXIF orientation): ``uint8`` for up to 255 labels, else
             ``uint16`` (the types of label PNGs). For a list, a list of them.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ArgumentValueError(f"batch_size must be a positive integer, got {printable(repr(batch_size), 60)}")
+        class_texts(class_names, where="class_names")  # checked as given, before the none rule's prompts join
         vocabulary = [*class_names, *((prompt,) for prompt in none.background)] if none else class_names
         embeddings, seen = self.encode_vocabulary(vocabulary)
         if not isinstance(image, (list, tuple)):
             arrays = [as_rgb_array(image)]
             scores = [predict_scores(self.inference, arrays[0], embeddings, seen, self.config, self.device)]
             return self._labels(scores, arrays, len(class_names), none)[0]
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         labels: list[np.ndarray] = []
         for start in range(0, len(image), batch_size):
             arrays = [as_rgb_array(one) for one in image[start : start + batch_size]]
@@ -272,8 +295,11 @@ class Predictor:
             overlap: a segment is dropped when it keeps less than this share of its own mask
                 after overlaps are resolved (Mask2Former's 0.8).
         """
+        for name, value in (("threshold", threshold), ("overlap", overlap)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ArgumentValueError(f"{name} must be a number in [0, 1], got {printable(repr(value), 60)}")
         if isinstance(self.model, TrainingFreeSegmentor):
-            raise ValueError("a training-free model has no queries, hence no segments: use a trained model "
+            raise ArgumentValueError("a training-free model has no queries, hence no segments: use a trained model "
                              "(Predictor.from_checkpoint or Predictor.packaged)")  # fmt: skip
         names = [names[0] for names in class_texts(class_names)]
         return query_segments(self.features(image, class_names), names, threshold, overlap)

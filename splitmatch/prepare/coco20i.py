@@ -41,7 +41,7 @@ import numpy as np
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
 from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, DEFAULT_EPISODE_SEED, MIN_OBJECT_PIXELS
 from splitmatch.data.fold_schemes import BACKGROUND, COCO_CLASSES
-from splitmatch.data.folder import CLASSES_FILE, DatasetFolder, DatasetFormatError
+from splitmatch.data.folder import CLASSES_FILE, MAX_IMAGE_PIXELS, DatasetFolder, DatasetFormatError
 from splitmatch.prepare.coco_masks import segmentation_mask
 from splitmatch.prepare.common import (
     LabelFormat,
@@ -59,6 +59,7 @@ from splitmatch.prepare.common import (
 from splitmatch.prepare.fold_files import check_episode_options, write_fold_files
 from splitmatch.prepare.readback import verify_prepared
 from splitmatch.prepare.safety import check_stems
+from splitmatch.storage.files import InvalidJsonError, TextFileError, read_json
 
 LAYOUT = (
     "SRC/train2014/*.jpg, SRC/val2014/*.jpg and SRC/annotations/instances_{train,val}2014.json; "
@@ -99,11 +100,10 @@ def read_instances(path: Path) -> tuple[dict[str, ImageRecord], dict[int, int]]:
         DatasetFormatError: not JSON, a missing field, or categories that are not COCO's 80.
     """
     require(path, "a COCO instances annotation file", LAYOUT)
-    try:
-        with path.open("rb") as handle:
-            data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetFormatError(f"{path} is not valid JSON: {error}") from None
+    try:  # the one bounded reader: deep nesting and huge numbers are one line too
+        data = read_json(path, "COCO instances file")
+    except (InvalidJsonError, TextFileError) as error:
+        raise DatasetFormatError(str(error)) from None
     if not isinstance(data, dict):
         raise DatasetFormatError(f"{path}: expected a JSON object with images, annotations and categories")
     categories = sorted(
@@ -134,9 +134,12 @@ def read_instances(path: Path) -> tuple[dict[str, ImageRecord], dict[int, int]]:
     for entry in by_id.values():
         image, where = entry["record"], f"{path}: image {entry['record']['id']}"
         name = _field(image, "file_name", str, where)
-        record = ImageRecord(
-            name, _field(image, "height", int, where), _field(image, "width", int, where), tuple(entry["annotations"])
-        )
+        height, width = _field(image, "height", int, where), _field(image, "width", int, where)
+        if not (height > 0 and width > 0 and height * width <= MAX_IMAGE_PIXELS):
+            raise DatasetFormatError(
+                f"{where}: size {height} x {width} is not an image size (positive, at most {MAX_IMAGE_PIXELS:,} pixels)"
+            )
+        record = ImageRecord(name, height, width, tuple(entry["annotations"]))
         stem = Path(name).stem if "/" not in name and "\\" not in name else name  # a separator is refused later
         if stem in records:
             raise DatasetFormatError(f"{where}: file name {name!r} is listed twice")
@@ -188,7 +191,9 @@ def converted_earlier(dst: Path) -> bool:
 def describe_conversion(folder: DatasetFolder) -> list[str]:
     """How the labels were converted (``conversion.json``), as a line to print."""
     path = folder.root / CONVERSION_FILE
-    conversion = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else EARLIER_CONVERSION
+    conversion = read_json(path, "conversion record") if path.is_file() else EARLIER_CONVERSION
+    if not isinstance(conversion, dict) or not {"crowd", "object_order"} <= set(conversion):
+        raise DatasetFormatError(f"conversion record {path} is damaged: expected crowd and object_order")
     return [f"  crowd pixels no object covers: {conversion['crowd']}; objects painted {conversion['object_order']}"]
 
 

@@ -27,7 +27,7 @@ from splitmatch.data.folder import CLASSES_FILE, DatasetFormatError, list_some, 
 from splitmatch.prepare.protocol_sizes import check_split_sizes
 from splitmatch.prepare.readback import count_classes, read_pixel_counts, write_pixel_counts
 from splitmatch.prepare.safety import check_destination, check_stems
-from splitmatch.storage.files import atomic_replace, atomic_write_bytes, remove_stale_temporaries
+from splitmatch.storage.files import atomic_replace, atomic_write_bytes, read_text, remove_stale_temporaries
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,11 +88,7 @@ def refuse_missing(missing: list[str], what: str) -> None:
 def read_list(path: Path, layout: str) -> list[str]:
     """Reads a stem list (one per line, blank lines skipped), refusing a missing or empty one."""
     require(path, "a list of image names, one per line", layout)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise DatasetFormatError(f"list {path} line {line}: not UTF-8 text ({error.reason})") from None
+    text = read_text(path, "list", "expected one image name per line", DatasetFormatError)
     stems = [line.strip() for line in text.splitlines() if line.strip()]
     if not stems:
         raise DatasetFormatError(f"list {path} is empty. Expected source layout: {layout}")
@@ -221,8 +217,7 @@ def write_if_changed(path: Path, text: str, conflict: str | None = None) -> None
             instead of being replaced.
     """
     if path.is_file():
-        current = path.read_text(encoding="utf-8")
-        if current == text:
+        if path.read_bytes() == text.encode("utf-8"):  # bytes: a file that is not UTF-8 is simply different
             return
         if conflict is not None:
             raise DatasetFormatError(f"{path} already exists with different content; {conflict}")

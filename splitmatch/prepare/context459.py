@@ -42,6 +42,7 @@ from splitmatch.prepare.common import (
     write_splits,
 )
 from splitmatch.prepare.readback import verify_prepared
+from splitmatch.storage.files import read_text
 
 LAYOUT = (
     "SRC/JPEGImages/*.jpg, SRC/trainval/*.mat and SRC/labels.txt (the full PASCAL Context release), "
@@ -58,7 +59,8 @@ def read_class_list(path: Path) -> ClassSplit:
     """The 459 classes of ``labels.txt`` (``"<id>: <name>"`` lines, ids 1..459), in id order."""
     require(path, "the PASCAL Context class list (labels.txt of the full release)", LAYOUT)
     names: dict[int, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    text = read_text(path, "class list", "expected '<id>: <name>' lines", DatasetFormatError)
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         match = _LABEL_LINE.match(line)

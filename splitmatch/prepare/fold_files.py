@@ -15,6 +15,7 @@ from splitmatch.data.episode_lists import (
     DEFAULT_EPISODE_COUNT,
     DEFAULT_EPISODE_SEED,
     EPISODE_SPLIT,
+    MAX_EPISODE_COUNT,
     MIN_OBJECT_PIXELS,
     cycled_episodes,
     eligible_pairs,
@@ -32,8 +33,10 @@ from splitmatch.prepare.readback import read_pixel_counts
 
 def check_episode_options(counts: Sequence[int], min_pixels: int, seed: int) -> None:
     """Refuses episode counts, object sizes or seeds that are not positive (or, for the seed, >= 0) integers."""
-    if not counts or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in counts):
-        raise DatasetFormatError(f"episode counts must be positive integers, got {list(counts)}")
+    if not counts or any(
+        not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= MAX_EPISODE_COUNT for c in counts
+    ):
+        raise DatasetFormatError(f"episode counts must be integers in 1..{MAX_EPISODE_COUNT:,}, got {list(counts)[:8]}")
     if not isinstance(min_pixels, int) or min_pixels < 1:
         raise DatasetFormatError(f"the smallest object of an episode must be at least 1 pixel, got {min_pixels!r}")
     if not isinstance(seed, int) or seed < 0:
@@ -48,6 +51,8 @@ def write_fold_files(
     allow_partial: bool = False,
 ) -> None:
     """Writes ``folds.json`` and, per fold scheme, fold and count, the episode list; reads them back.
+    Every fold is drawn and checked before the first file is written, so a fold that cannot be
+    drawn leaves no list of the others behind.
 
     Args:
         folder: a prepared ``pascal-5i`` or ``coco-20i`` folder with its val split and pixel counts.
@@ -61,8 +66,8 @@ def write_fold_files(
             a fold class has none.
     """
     dataset = folder.classes.dataset
-    write_if_changed(folder.root / FOLDS_FILE, folds_file_text(dataset))
     pixels = read_pixel_counts(folder.root)
+    planned: list[tuple[str, int, int, str]] = []  # scheme, fold, count, the list's text
     stems = folder.stems(EPISODE_SPLIT)
     for scheme in schemes_for(dataset):
         for fold, fold_classes in enumerate(scheme.folds):
@@ -93,10 +98,11 @@ def write_fold_files(
                     f"{min_pixels} pixels of the class, drawn {how}",
                     "one episode a line: <stem><TAB><class name>",
                 ]
-                write_if_changed(
-                    episode_path(folder.root, scheme.name, fold, count), episode_file_text(episodes, header)
-                )
-                read_episodes(folder, fold, count, scheme.name)
+                planned.append((scheme.name, fold, count, episode_file_text(episodes, header)))
+    write_if_changed(folder.root / FOLDS_FILE, folds_file_text(dataset))
+    for scheme_name, fold, count, text in planned:
+        write_if_changed(episode_path(folder.root, scheme_name, fold, count), text)
+        read_episodes(folder, fold, count, scheme_name)
 
 
 def describe_folds(folder: DatasetFolder) -> list[str]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from splitmatch.data.classes import ClassSplit, ignore_index_of
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, list_some
-from splitmatch.storage.files import atomic_write_bytes, parse_json
+from splitmatch.storage.files import atomic_write_bytes, parse_json, read_text
 
 PIXEL_COUNTS_FILE = "class_pixels.json"
 PixelCounts = dict[str, dict[int, int]]  # stem -> class id -> pixels
@@ -39,9 +39,9 @@ def read_pixel_counts(root: Path) -> PixelCounts:
     if not path.is_file():
         return {}
     try:
-        data = parse_json(path.read_text(encoding="utf-8"))
+        data = parse_json(read_text(path, "pixel counts"))
         return {stem: {int(k): int(v) for k, v in per_class.items()} for stem, per_class in data["counts"].items()}
-    except (UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:  # InvalidJsonError too
+    except (KeyError, TypeError, ValueError, AttributeError) as error:  # InvalidJsonError, TextFileError too
         raise DatasetFormatError(
             f"{path} is damaged ({type(error).__name__}: {error}); delete it and run prepare again to recount"
         ) from None
@@ -57,7 +57,7 @@ def write_pixel_counts(root: Path, counts: PixelCounts) -> None:
     """Writes the counts atomically, leaving the file untouched when it already holds them."""
     path = Path(root) / PIXEL_COUNTS_FILE
     text = pixel_counts_text(counts)
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
+    if path.is_file() and path.read_bytes() == text.encode("utf-8"):
         return
     atomic_write_bytes(path, text.encode("utf-8"))
 

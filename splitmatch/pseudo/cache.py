@@ -25,7 +25,7 @@ import numpy as np
 
 from splitmatch.data.names import outside, printable, stem_problem
 from splitmatch.errors import SplitmatchError
-from splitmatch.storage.files import atomic_write_bytes, write_json
+from splitmatch.storage.files import InvalidJsonError, TextFileError, atomic_write_bytes, read_json, write_json
 
 
 class PseudoMaskCacheError(SplitmatchError, ValueError):
@@ -65,9 +65,9 @@ class PseudoMaskCache:
         meta = self.directory / "meta.json"
         if meta.is_file():
             try:
-                recorded = json.loads(meta.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise PseudoMaskCacheError(f"pseudo-mask cache record {meta} is not valid JSON: {error}") from None
+                recorded = read_json(meta, "pseudo-mask cache record")
+            except (InvalidJsonError, TextFileError) as error:
+                raise PseudoMaskCacheError(f"{error}; delete {self.directory} to compute the cache again") from None
             if not isinstance(recorded, dict):
                 raise PseudoMaskCacheError(f"pseudo-mask cache record {meta} is not a JSON object")
             if recorded != self.fingerprint:

@@ -4,9 +4,10 @@ Everything splitmatch writes (checkpoints, label maps, records, caches, reports)
 :func:`atomic_write_bytes`, so a crash or a full disk leaves the previous file or none, never
 half of one. Commands that end in a write check their destination first
 (:func:`ensure_writable_folder`, :func:`check_output_file`), so a read-only or misspelt path
-fails before the work, not after it. JSON that splitmatch reads back from files a user or a
-hostile source may have made goes through :func:`parse_json`, whose every failure is one
-:class:`InvalidJsonError`.
+fails before the work, not after it, and an output that would replace a file the command reads
+is refused (:func:`check_not_input`). Text files are read through :func:`read_text` (UTF-8 or
+one :class:`TextFileError` naming the file, line and byte), JSON through :func:`parse_json` /
+:func:`read_json`, whose every failure is one :class:`InvalidJsonError`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import errno
 import json
 import math
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from splitmatch.errors import SplitmatchError
@@ -30,9 +32,15 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def naming_path(error: OSError, path: str | Path) -> OSError:
+def naming_path(error: OSError, path: str | Path, temporary: str | Path | None = None) -> OSError:
     """``error`` as an OS error that names ``path`` when it names no file itself (a full disk's
-    ``[Errno 28]`` says nothing of where), of the same class so that callers still catch it."""
+    ``[Errno 28]`` says nothing of where) or names only ``temporary`` (the hidden file an atomic
+    write makes), of the same class so that callers still catch it."""
+    if temporary is not None and error.errno is not None:  # the user never named the temporary file
+        names = (error.filename, error.filename2)
+        first, second = (str(path) if str(name) == str(temporary) else name for name in names)
+        if (first, second) != names:  # a copy names its source and the target
+            return type(error)(error.errno, error.strerror, first, None, second)
     if error.filename is not None or str(path) in str(error):
         return error
     if error.errno is None or not error.strerror:
@@ -65,7 +73,7 @@ def atomic_replace(path: str | Path) -> Iterator[Path]:
             os.fsync(written.fileno())
         os.replace(tmp, path)
     except OSError as error:
-        raise naming_path(error, path) from None
+        raise naming_path(error, path, tmp) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -74,6 +82,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Writes a file so that a reader never sees it half-written (:func:`atomic_replace`)."""
     with atomic_replace(path) as tmp:
         tmp.write_bytes(data)
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Appends ``text`` (UTF-8) to a log such as ``metrics.jsonl``; an OS error names ``path``. A
+    line torn by a kill or a full disk is the reader's to drop (:func:`~splitmatch.train.run_folder.read_metrics`)."""
+    try:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as error:
+        raise naming_path(error, path) from None
 
 
 def remove_stale_temporaries(*folders: str | Path) -> list[Path]:
@@ -123,6 +141,118 @@ def parse_json(text: str | bytes) -> object:
         raise
     except ValueError as error:
         raise InvalidJsonError(str(error)[:200]) from None
+
+
+class TextFileError(SplitmatchError, ValueError):
+    """A file that should hold UTF-8 text does not; the message names the file, line and byte."""
+
+
+def read_text(path: str | Path, what: str = "file", expected: str = "", error: type[Exception] | None = None) -> str:
+    """The text of ``path``, decoded as UTF-8: every text file splitmatch reads comes through here.
+
+    Raises:
+        TextFileError (or ``error``, a reader's own class of the family): the bytes are not UTF-8;
+            the message names ``what`` and the path, the line and the byte, then ``expected``
+            (what the file should hold), if given.
+        OSError: the file cannot be read (missing, a folder, no permission), naming the path.
+    """
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        line = raw[: problem.start].count(b"\n") + 1
+        hint = f"; {expected}" if expected else ""
+        raise (error or TextFileError)(
+            f"{what} {path} is not UTF-8 text (line {line}: byte {raw[problem.start]:#04x}); it is read as UTF-8{hint}"
+        ) from None
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> object:
+    """A JSON file's content (:func:`read_text`, then :func:`parse_json`); any failure to parse is
+    one :class:`InvalidJsonError` naming ``what`` and the path."""
+    text = read_text(path, what, "expected JSON")
+    try:
+        return parse_json(text)
+    except InvalidJsonError as error:
+        raise InvalidJsonError(f"{what} {path} is not valid JSON: {error}") from None
+
+
+def read_stored_result(path: Path, number_keys: Sequence[str], remedy: str) -> dict | None:
+    """A result this command stored earlier (``eval.json``, episode scores), or ``None`` when it is
+    missing or was damaged outside the program (not JSON, not an object, a number that is not one),
+    which is said on stderr with ``remedy``: results are recomputed, never shown from a damaged file.
+    Each of ``number_keys`` must be there, a number or ``null``."""
+    if not path.is_file():
+        return None
+    try:
+        result = read_json(path, "stored result")
+        problem = "" if isinstance(result, dict) else "not a JSON object"
+        for key in number_keys if not problem else ():
+            value = result.get(key, "missing")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                problem = f"'{key}' is not a number (null for none)"
+    except (InvalidJsonError, TextFileError) as error:
+        problem = str(error)
+    if not problem:
+        return result
+    print(f"splitmatch: {path} is damaged ({problem[:200]}); {remedy}", file=sys.stderr)
+    return None
+
+
+class OutputIsInputError(SplitmatchError, ValueError):
+    """An output path that would replace (or lie inside) something the command reads."""
+
+
+class InputPaths:
+    """The files and folders a command reads, to refuse outputs that would replace them.
+
+    Files are compared by resolved path and by inode (a hard link or a symbolic link to an input
+    is that input); an output inside an input folder is refused too. Built once, so that checking
+    many outputs (``predict``'s) costs one ``stat`` each.
+    """
+
+    def __init__(self, paths) -> None:
+        self.by_path: dict[str, Path] = {}
+        self.by_inode: dict[tuple[int, int], Path] = {}
+        self.folders: list[tuple[Path, Path]] = []
+        for given in paths:
+            if given is None:
+                continue
+            given = Path(given)
+            self.by_path[os.path.realpath(given)] = given
+            with contextlib.suppress(OSError):  # not there (yet): compared by path alone
+                status = given.stat()
+                self.by_inode[(status.st_dev, status.st_ino)] = given
+                if given.is_dir():
+                    self.folders.append((Path(os.path.realpath(given)), given))
+
+    def check(self, output: str | Path, option: str = "output") -> None:
+        """Raises :class:`OutputIsInputError` when ``output`` (named ``option``, e.g. ``--json``) is
+        or lies inside one of the inputs."""
+        output = Path(output)
+        real = os.path.realpath(output)
+        same = self.by_path.get(real)
+        if same is None:
+            with contextlib.suppress(OSError):
+                status = output.stat()
+                same = self.by_inode.get((status.st_dev, status.st_ino))
+        if same is not None:
+            raise OutputIsInputError(
+                f"{option} {output} is {same}, which this command reads: writing it would destroy an input; "
+                "choose another path"
+            )
+        for folder, given in self.folders:
+            if Path(real).is_relative_to(folder):
+                raise OutputIsInputError(
+                    f"{option} {output} lies inside {given}, which this command reads; choose a path outside it"
+                )
+
+
+def check_not_input(output: str | Path, inputs, option: str = "output") -> None:
+    """Refuses an ``output`` that is one of ``inputs`` or lies inside one of them (:class:`InputPaths`).
+    Commands call this for each file they will write, with every file and folder they read, before
+    the work."""
+    InputPaths(inputs).check(output, option)
 
 
 def write_json(path: str | Path, data, sort_keys: bool = False) -> None:

@@ -16,7 +16,6 @@ the same model and settings are not recomputed; an unfinished run continues as `
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,16 +26,22 @@ from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, read_episodes
 from splitmatch.data.fold_schemes import FoldScheme, read_fold_scheme
 from splitmatch.data.folder import DatasetFolder
 from splitmatch.device import resolve_device
-from splitmatch.evaluation.episode_scoring import DEFAULT_BACKGROUND_NAME, evaluate_episodes, evaluation_dict
+from splitmatch.evaluation.episode_scoring import (
+    DEFAULT_BACKGROUND_NAME,
+    check_episode_names,
+    evaluate_episodes,
+    evaluation_dict,
+)
 from splitmatch.evaluation.metrics import SUMMARY_KEYS
 from splitmatch.inference.segmentation import candidate_scoring
 from splitmatch.model import checkpoint as ckpt
 from splitmatch.model.build import build_segmentor
-from splitmatch.storage.files import write_json
+from splitmatch.storage.files import read_stored_result, write_json
 from splitmatch.train.run_folder import check_resumable
-from splitmatch.train.trainer import train
+from splitmatch.train.trainer import check_run, train
 
 RESULTS_FILE = "folds.json"
+FALSE_POSITIVE_KEYS = ("other_classes", "background_class")
 GENERALIZED_KEYS = ("miou_seen", "miou_unseen", "hiou", "miou")
 
 
@@ -57,10 +62,13 @@ def fold_config(config: ExperimentConfig, scheme: FoldScheme, fold: int) -> Expe
 
 
 def finished_metrics(run_dir: Path, config: ExperimentConfig) -> dict | None:
-    """The ``eval.json`` of a run that finished with ``config`` in ``run_dir``; ``None`` if it did not finish.
+    """The ``eval.json`` of a run that finished with ``config`` in ``run_dir``; ``None`` if it did not
+    finish, or if its ``eval.json`` was damaged (said on stderr): ``train(resume=True)`` then scores
+    the finished model again from its last checkpoint.
 
     Raises:
         RunFolderError: the folder holds a run trained with another config.
+        CheckpointError: its ``model.safetensors`` is damaged.
     """
     model, metrics = run_dir / "model.safetensors", run_dir / "eval.json"
     if not (model.is_file() and metrics.is_file()):
@@ -69,7 +77,7 @@ def finished_metrics(run_dir: Path, config: ExperimentConfig) -> dict | None:
     if int(record["step"]) != config.train.iterations:
         return None  # trained for fewer steps: continued by train(resume=True)
     check_resumable(record["config"], resolve_paths(config), int(record["step"]), model)
-    return json.loads(metrics.read_text(encoding="utf-8"))
+    return read_stored_result(metrics, SUMMARY_KEYS, "it is scored again")
 
 
 def episode_scores(
@@ -86,9 +94,10 @@ def episode_scores(
         "episode_size": episode_size,
     }  # fmt: skip
     stored = run_dir / f"episodes_{scheme.name}_{count}.json"
-    if stored.is_file():
-        result = json.loads(stored.read_text(encoding="utf-8"))
-        if all(result.get(key) == value for key, value in settings.items()) and "false_positives" in result:
+    result = read_stored_result(stored, ("miou", "fb_iou"), "the episodes are scored again")
+    if result is not None and all(result.get(key) == value for key, value in settings.items()):
+        wrong = result.get("false_positives")
+        if isinstance(wrong, dict) and all(_is_count(wrong.get(key)) for key in FALSE_POSITIVE_KEYS):
             return result
     model = build_segmentor(config.clip, config.decoder)
     ckpt.load_model_weights(model, path, record)
@@ -102,6 +111,10 @@ def episode_scores(
     result = settings | {"fold_classes": list(fold_classes)} | evaluation_dict(evaluation)
     write_json(stored, result)
     return result
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _trained_names(record: dict) -> set[str]:
@@ -133,17 +146,13 @@ def run_folds(
     config = resolve_paths(config)
     folder = DatasetFolder(config.data.root)
     fold_scheme = read_fold_scheme(folder, scheme)
-    chosen = list(range(len(fold_scheme.folds))) if folds is None else list(folds)
-    for fold in chosen:
-        fold_scheme.fold(fold)  # an unknown fold is refused before anything trains
-    configs = {fold: fold_config(config, fold_scheme, fold) for fold in chosen}
-    for fold in chosen:  # every episode list is read before anything trains
-        read_episodes(folder, fold, episode_count, fold_scheme.name)
+    configs, finished = fold_plan(config, out, folder, fold_scheme, folds, episode_count, background_name)
+    chosen = list(configs)
     device = resolve_device("auto")
     results = {}
     for fold in chosen:
         run_dir = out / f"fold_{fold}"
-        generalized = finished_metrics(run_dir, configs[fold])
+        generalized = finished[fold]
         if generalized is None:
             generalized = train(configs[fold], run_dir, resume=True, progress=progress)
         episodes = episode_scores(run_dir, configs[fold], folder, fold_scheme, fold, episode_count,
@@ -163,6 +172,30 @@ def run_folds(
     }
     write_json(out / RESULTS_FILE, summary)
     return summary
+
+
+def fold_plan(
+    config: ExperimentConfig, out: Path, folder: DatasetFolder, scheme: FoldScheme, folds: Sequence[int] | None,
+    episode_count: int, background_name: str,
+) -> tuple[dict[int, ExperimentConfig], dict[int, dict | None]]:  # fmt: skip
+    """Each chosen fold's config and its finished run's metrics (``None``: to train), after every
+    check a fold would make before it trains or is scored: the fold numbers, the fold configs, every
+    episode list and the names the episodes give the model (the background name), and each fold's
+    run folder (a finished run of this config, or one :func:`~splitmatch.train.trainer.check_run`
+    accepts). Nothing is trained or written."""
+    chosen = list(range(len(scheme.folds))) if folds is None else list(folds)
+    for fold in chosen:
+        scheme.fold(fold)  # an unknown fold is refused before anything trains
+    configs = {fold: fold_config(config, scheme, fold) for fold in chosen}
+    for fold in chosen:  # every episode list, and the names given with it, before anything trains
+        check_episode_names(folder.classes, read_episodes(folder, fold, episode_count, scheme.name), background_name)
+    finished = {fold: finished_metrics(out / f"fold_{fold}", configs[fold]) for fold in chosen}
+    images_checked = False
+    for fold in chosen:
+        if finished[fold] is None:
+            check_run(configs[fold], out / f"fold_{fold}", resume=True, images=not images_checked)
+            images_checked = True
+    return configs, finished
 
 
 def mean_over(results: dict[int, dict]) -> dict:

@@ -119,10 +119,13 @@ class RunLock:
             handle.close()
         handle.seek(0)
         self._previous = handle.read() if existed else None
+        self._file = handle  # from here on, leaving puts the folder back as it was
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "command": " ".join(sys.argv)}  # fmt: skip
-        self._rewrite(handle, (json.dumps(holder) + "\n").encode())
-        self._file = handle
+        try:
+            self._rewrite(handle, (json.dumps(holder) + "\n").encode())
+        except OSError as error:  # a full disk: the lock file is named
+            raise files.naming_path(error, self.path) from None
 
     def commit(self) -> None:
         """The run really starts: from here on the folder is the run's, and stays when the run fails."""
@@ -140,9 +143,11 @@ class RunLock:
                     with contextlib.suppress(OSError):
                         folder.rmdir()
             else:
-                self._rewrite(self._file, self._previous)
+                with contextlib.suppress(OSError):  # a full disk: the error that stopped the run is the one to see
+                    self._rewrite(self._file, self._previous)
         fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-        self._file.close()
+        with contextlib.suppress(OSError):  # unwritten bytes of a failed rewrite on a full disk
+            self._file.close()
         self._file = None
 
     @staticmethod
@@ -267,8 +272,8 @@ def read_metrics(path: Path) -> list[tuple[bytes, dict]]:
         if not raw.strip():
             continue
         try:
-            entry = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            entry = files.parse_json(raw)
+        except (UnicodeDecodeError, files.InvalidJsonError):  # nested too deep, a 5,000-digit number too
             entry = None
         if not isinstance(entry, dict):
             if all(not rest.strip() for rest in lines[number:]):

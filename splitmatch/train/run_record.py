@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from splitmatch.config import ExperimentConfig, save_yaml
-from splitmatch.storage.files import atomic_write_bytes, json_ready, write_json
+from splitmatch.storage.files import append_text, atomic_write_bytes, json_ready, write_json
 from splitmatch.train.run_folder import read_metrics
 
 SPLIT_FILE = "split.json"
@@ -137,8 +137,7 @@ class RunRecord:
         """Appends one JSON line to ``metrics.jsonl``."""
         if not self.active:
             return
-        with open(self.metrics_path, "a", encoding="utf-8") as out:
-            out.write(json.dumps(json_ready(entry)) + "\n")
+        append_text(self.metrics_path, json.dumps(json_ready(entry)) + "\n")
         if self.tensorboard is not None:
             step = entry.get("step", 0)
             scalars = {k: v for k, v in entry.items() if isinstance(v, (int, float)) and k != "step"}

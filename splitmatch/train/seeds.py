@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from splitmatch.config import ExperimentConfig, merge
+from splitmatch.config import ConfigError, ExperimentConfig, merge
 from splitmatch.evaluation.metrics import SUMMARY_KEYS
 from splitmatch.storage.files import write_json
-from splitmatch.train.trainer import train
+from splitmatch.train.trainer import check_run, train
+
+SEEDS_FILE = "seeds.json"
 
 
 def aggregate(results: dict[int, dict]) -> dict:
@@ -35,16 +37,33 @@ def aggregate(results: dict[int, dict]) -> dict:
     return summary
 
 
+def seed_configs(config: ExperimentConfig, seeds: list[int], out: str | Path) -> dict[int, ExperimentConfig]:
+    """Each seed's config, every one checked with its run folder ``out/seed_<s>`` before any trains
+    (:func:`splitmatch.train.trainer.check_run`): a bad seed, or a folder holding another run, stops
+    the command before the first seed has trained, not after.
+
+    Raises:
+        ConfigError: the seeds are not distinct, or a seed is out of ``train.seed``'s range.
+        RunFolderError: a seed's folder holds a run of another config.
+    """
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct and at least one, got {list(seeds)[:20]}")
+    configs = {seed: merge(config, {"train": {"seed": seed}}).validate() for seed in seeds}
+    for index, (seed, seed_config) in enumerate(configs.items()):
+        # resume=True: an empty folder starts afresh, a run that was cut short continues.
+        check_run(seed_config, Path(out) / f"seed_{seed}", resume=True, images=index == 0)
+    return configs
+
+
 def run_seeds(config: ExperimentConfig, seeds: list[int], out: str | Path, progress: bool = True) -> dict:
-    """Trains ``config`` once per seed into ``out/seed_<s>`` (continuing unfinished runs) and aggregates."""
+    """Trains ``config`` once per seed into ``out/seed_<s>`` (continuing unfinished runs) and
+    aggregates; every seed and its folder is checked before the first trains (:func:`seed_configs`)."""
     out = Path(out)
     results = {}
-    for seed in seeds:
-        # resume=True starts an empty folder afresh and continues a run that was cut short.
-        results[seed] = train(merge(config, {"train": {"seed": seed}}), out / f"seed_{seed}", resume=True,
-                              progress=progress)  # fmt: skip
+    for seed, seed_config in seed_configs(config, seeds, out).items():
+        results[seed] = train(seed_config, out / f"seed_{seed}", resume=True, progress=progress)
     summary = aggregate(results)
-    write_json(out / "seeds.json", {"summary": summary, "runs": {str(s): r for s, r in results.items()}})
+    write_json(out / SEEDS_FILE, {"summary": summary, "runs": {str(s): r for s, r in results.items()}})
     return summary
 
 

@@ -28,6 +28,7 @@ from splitmatch.config import ConfigError, ExperimentConfig, merge, resolve_path
 from splitmatch.data.check import check_run_images
 from splitmatch.data.experiment_folder import ExperimentFolder, open_dataset
 from splitmatch.data.fold_schemes import BACKGROUND
+from splitmatch.data.folder import list_some
 from splitmatch.data.loader_workers import resolve_num_workers
 from splitmatch.evaluation.evaluator import evaluate
 from splitmatch.inference.segmentation import candidate_scoring
@@ -40,7 +41,14 @@ from splitmatch.train import state
 from splitmatch.train.data import build_loader, build_train_dataset, pad_colour
 from splitmatch.train.optim import build_optimizer, build_schedule
 from splitmatch.train.reproducibility import seed_everything, use_deterministic_algorithms
-from splitmatch.train.run_folder import RunLock, RunStart, open_run, remove_stale_temporaries
+from splitmatch.train.run_folder import (
+    RunFolderError,
+    RunLock,
+    RunStart,
+    inspect_run,
+    open_run,
+    remove_stale_temporaries,
+)
 from splitmatch.train.run_record import RunRecord
 from splitmatch.train.sampler import StepBatchSampler
 from splitmatch.train.step import TrainingStep, build_criterion
@@ -105,7 +113,8 @@ class Run:
 
 
 def set_up(config: ExperimentConfig, out_dir: Path, resume: bool, lock: RunLock, device, progress: bool) -> Run:
-    """Checks everything, builds the model, criterion, optimizer and data, and only then writes into the folder."""
+    """Checks everything, builds the model, criterion, optimizer, training step and data, and only
+    then writes into the folder: a value that fails anywhere in the setup leaves it as it was."""
     seed_everything(config.train.seed)  # the same initial weights on every rank
     folder = open_dataset(config.data)
     config = with_held_out_classes(config, folder)
@@ -115,11 +124,25 @@ def set_up(config: ExperimentConfig, out_dir: Path, resume: bool, lock: RunLock,
     model = build_segmentor(config.clip, config.decoder).to(device)
     torch.manual_seed(config.train.seed + dist.rank())  # independent point sampling per rank
     criterion = build_criterion(config.loss)
-    pseudo_cache = prepare_pseudo_masks(config, folder, model, progress) if config.loss.matching == "split" else None
+    use_pseudo_masks = config.loss.matching == "split"
     optimizer = build_optimizer(model, config.train)
     schedule = build_schedule(optimizer, config.train)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.train.amp == "fp16")
     start_step = restore(start, model, optimizer, schedule, scaler, device)
+    network = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if dist.is_distributed()
+        else model
+    )
+    if config.train.compile:  # DDP's gradient hooks stay outside the compiled graph
+        network = torch.compile(network)
+    advice = f"The last good checkpoint in {out_dir / 'checkpoints'} is kept: lower train.lr and resume."
+    # The step encodes the training names: a name the text encoder refuses stops the run here.
+    step = TrainingStep(
+        model, network, criterion, optimizer, schedule, scaler, config, folder.classes, device,
+        use_pseudo_masks=use_pseudo_masks, advice=advice,
+    )  # fmt: skip
+    pseudo_cache = prepare_pseudo_masks(config, folder, model, progress) if use_pseudo_masks else None
 
     # Every check passed: from here on the run writes into its folder.
     lock.commit()
@@ -139,19 +162,24 @@ def set_up(config: ExperimentConfig, out_dir: Path, resume: bool, lock: RunLock,
     )
     workers = resolve_num_workers(config.data.num_workers, train.batch_size // dist.world_size())
     loader = build_loader(dataset, sampler, workers, device)
-    network = (
-        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if dist.is_distributed()
-        else model
-    )
-    if train.compile:  # DDP's gradient hooks stay outside the compiled graph
-        network = torch.compile(network)
-    advice = f"The last good checkpoint in {out_dir / 'checkpoints'} is kept: lower train.lr and resume."
-    step = TrainingStep(
-        model, network, criterion, optimizer, schedule, scaler, config, folder.classes, device,
-        use_pseudo_masks=pseudo_cache is not None, advice=advice,
-    )  # fmt: skip
     return Run(config, out_dir, folder, model, step, loader, record, start_step, device)
+
+
+def check_run(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, images: bool = True) -> None:
+    """Every check :func:`train` makes before it writes, made now and writing nothing: the config,
+    the dataset (its files too, unless ``images`` is False because another run of the same command
+    checked them), the class split, and the run folder against the request (no lock is taken).
+
+    Commands that train several runs (``seeds``, ``folds``) call this for each before the first trains.
+    """
+    config = resolve_paths(config)
+    folder = open_dataset(config.data)
+    config = with_held_out_classes(config, folder)
+    check_inputs(config, folder, images)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunFolderError(f"run folder {out_dir} exists and is not a folder")
+    inspect_run(config, out_dir, resume, folder.classes)
 
 
 def with_held_out_classes(config: ExperimentConfig, folder: ExperimentFolder) -> ExperimentConfig:
@@ -163,9 +191,15 @@ def with_held_out_classes(config: ExperimentConfig, folder: ExperimentFolder) ->
     return merge(config, {"data": {"proxy": {"classes": list(folder.proxy.held_out)}}}).validate()
 
 
-def check_inputs(config: ExperimentConfig, folder: ExperimentFolder) -> None:
-    """What can be checked before the run folder is touched: the splits' files, the batch's division,
-    the unseen-pixel convention and a transductive run's unseen classes."""
+def check_inputs(config: ExperimentConfig, folder: ExperimentFolder, images: bool = True) -> None:
+    """What can be checked before the run folder is touched: a seen class to train on, the splits'
+    files (``images``: every file, the evaluation images decoded), the batch's division, the
+    unseen-pixel convention and a transductive run's unseen classes."""
+    if not folder.classes.seen_names:
+        raise ConfigError(
+            f"the class split leaves no seen class to train on: every class of {folder.root} is unseen "
+            f"({list_some(list(folder.classes.unseen))}); choose fewer unseen classes (data.unseen)"
+        )
     if config.data.unseen_pixels == BACKGROUND and BACKGROUND not in folder.classes.names:
         raise ConfigError(
             f"data.unseen_pixels=background labels unseen pixels as the class '{BACKGROUND}', which "
@@ -185,7 +219,8 @@ def check_inputs(config: ExperimentConfig, folder: ExperimentFolder) -> None:
         )
     # Every file of both splits, now, not at the end: the evaluation images are decoded whole,
     # since training reads them only after its last step.
-    check_run_images(folder, splits, decode=splits[1:])
+    if images:
+        check_run_images(folder, splits, decode=splits[1:])
 
 
 def prepare_pseudo_masks(
@@ -285,12 +320,14 @@ def evaluate_run(run: Run, progress: bool, progress_position: int = 0) -> dict:
 
 
 def finish(run: Run, progress: bool, progress_position: int) -> dict:
-    """Writes ``model.safetensors``, evaluates it and records ``eval.json``; returns the metrics."""
+    """Writes ``model.safetensors``, evaluates it and records ``eval.json`` (with ``transductive``, whether
+    unseen names were used in training); returns the metrics."""
     config, classes = run.config, run.folder.classes
     if dist.is_main_process():
         ckpt.save_checkpoint(run.out_dir / "model.safetensors", run.model, config, classes, classes.seen_names,
                              config.train.iterations)  # fmt: skip
     metrics = evaluate_run(run, progress, progress_position)
+    metrics["transductive"] = bool(config.train.transductive)  # docs/protocols.md: said beside every number
     run.record.write("eval.json", metrics)
     run.record.log({"step": config.train.iterations, "eval": metrics})
     return metrics

@@ -23,13 +23,13 @@ from splitmatch import packaged
 from splitmatch.config import ConfigError, ExperimentConfig, merge, parse_override, resolve_paths, to_dict
 from splitmatch.config.presets import preset
 from splitmatch.data.folder import DatasetFolder
-from splitmatch.evaluation.metrics import format_table
+from splitmatch.evaluation.metrics import SUMMARY_KEYS, format_table
 from splitmatch.model.build import build_segmentor
 from splitmatch.predict.predictor import Predictor
 from splitmatch.pseudo.build_cache import fill_cache, open_cache
 from splitmatch.pseudo.quality import METRICS, evaluate_pseudo_masks
 from splitmatch.pseudo.quality_figure import worst_misses_figure
-from splitmatch.storage.files import json_ready, write_json
+from splitmatch.storage.files import atomic_write_bytes, json_ready, read_json, read_stored_result, write_json
 from splitmatch.train.trainer import train
 from splitmatch.world.figures import prediction_figure, pseudo_mask_figure
 from splitmatch.world.generator import WORLD_FILE, WORLD_VERSION, WorldSpec, generate_world, world_class_split
@@ -82,8 +82,8 @@ def world_spec(folder: Path, spec: WorldSpec) -> WorldSpec:
     if not clip_compatible(PACKAGED_CLIP, list(world_class_split(spec.unseen).names), None):
         return spec
     try:
-        made = json.loads((folder / WORLD_FILE).read_text(encoding="utf-8"))["spec"]["num_captions"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # not a world: generate_world says so
+        made = read_json(folder / WORLD_FILE, "world record")["spec"]["num_captions"]
+    except (OSError, ValueError, KeyError, TypeError):  # not a world (ValueError: not JSON): generate_world says so
         made = 0
     return replace(spec, num_captions=made if isinstance(made, int) and made >= 0 else 0)
 
@@ -104,13 +104,13 @@ def small_clip(out: Path, world: DatasetFolder, spec: ToyClipSpec, progress: boo
     return str(path), train_toy_clip(world.root, path, spec, progress)
 
 
-def _is_done(config: ExperimentConfig, run_dir: Path) -> bool:
-    resolved = run_dir / "resolved.json"
-    return (
-        (run_dir / "eval.json").is_file()
-        and resolved.is_file()
-        and (json.loads(resolved.read_text()) == json_ready(to_dict(config)))
-    )
+def _finished_metrics(config: ExperimentConfig, run_dir: Path) -> dict | None:
+    """The ``eval.json`` of a run that finished with exactly ``config``; ``None`` to train (or resume)
+    it, also when a record was damaged outside the program (said on stderr)."""
+    resolved = read_stored_result(run_dir / "resolved.json", (), "the run is checked again")
+    if resolved != json_ready(to_dict(config)):
+        return None
+    return read_stored_result(run_dir / "eval.json", SUMMARY_KEYS, "the run is scored again")
 
 
 def train_or_reuse(config: ExperimentConfig, run_dir: Path, progress: bool, threads: int = 0, position: int = 0):
@@ -118,8 +118,9 @@ def train_or_reuse(config: ExperimentConfig, run_dir: Path, progress: bool, thre
     holds this exact config's result. ``threads`` > 0 sets torch's thread count (worker processes)."""
     if threads:
         torch.set_num_threads(threads)
-    if _is_done(config, run_dir):
-        return json.loads((run_dir / "eval.json").read_text())
+    finished = _finished_metrics(config, run_dir)
+    if finished is not None:
+        return finished
     # resume=True starts an empty folder afresh and continues a run that was cut short.
     metrics = train(config, run_dir, resume=True, progress=progress, progress_position=position)
     write_json(run_dir / "resolved.json", to_dict(config))
@@ -258,7 +259,7 @@ def run_demo(
     times["total"] = time.time() - started
     write_json(results / "metrics.json", metrics)
     text = report(metrics, clip_record, times, quick, quality, overrides, list(world.classes.unseen), seed)
-    (results / "report.md").write_text(text, encoding="utf-8")
+    atomic_write_bytes(results / "report.md", text.encode("utf-8"))
     return metrics
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
-from splitmatch.data.folder import DatasetFolder, read_image, read_label
+from splitmatch.data.folder import DatasetFolder, read_image, read_label, write_png
 from splitmatch.predict.predictor import Predictor
 from splitmatch.pseudo.build_cache import inductive_label
 from splitmatch.pseudo.cache import PseudoMaskCache
@@ -114,7 +114,5 @@ def pseudo_mask_figure(
 
 
 def _save(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+    """An RGB figure as a PNG, written whole or not at all (a full disk names ``path``)."""
+    write_png(path, array)

@@ -29,7 +29,7 @@ from splitmatch.config.errors import shown
 from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import CLASSES_FILE, DatasetFolder, write_sample, write_split
 from splitmatch.errors import SplitmatchError
-from splitmatch.storage.files import write_json
+from splitmatch.storage.files import read_json, write_json
 from splitmatch.world.shapes import WORLD_CLASSES, background, colour_pair
 
 WORLD_FILE = "world.json"
@@ -257,8 +257,8 @@ def _check_existing(root: Path, record: dict, spec: WorldSpec) -> bool:
             )
         return False
     try:
-        existing = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, nested beyond Python's stack
+        existing = read_json(path, "world record")
+    except ValueError as error:  # InvalidJsonError, TextFileError: not JSON, not UTF-8, nested too deep
         raise WorldMismatchError(f"{path} is not a world's record ({str(error)[:200]}); use another folder") from None
     if existing != record:
         found = existing if isinstance(existing, dict) else {}

@@ -26,7 +26,7 @@ from splitmatch.clip.image_encoder import ClipImageEncoder
 from splitmatch.clip.loading import build_clip, clip_tokenizer
 from splitmatch.clip.text_encoder import ClipTextEncoder
 from splitmatch.data.folder import DatasetFolder, read_image, read_label
-from splitmatch.storage.files import atomic_write_bytes
+from splitmatch.storage.files import atomic_write_bytes, parse_json, read_json
 from splitmatch.world.captions import CropSampler, positives
 
 
@@ -125,14 +125,14 @@ def train_toy_clip(world: str | Path, out: str | Path, spec: ToyClipSpec = ToyCl
 
 def _world_record(root: Path) -> dict:
     path = root / "world.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return read_json(path, "world record") if path.is_file() else {}
 
 
 def read_toy_clip_record(path: str | Path) -> dict | None:
     """The record a toy-CLIP file carries, or ``None`` for other files."""
     with safe_open(str(path), framework="pt") as handle:
         text = (handle.metadata() or {}).get("splitmatch_toy_clip")
-    return json.loads(text) if text else None
+    return parse_json(text) if text else None
 
 
 @torch.no_grad()

@@ -7,11 +7,8 @@ folder is made with chmod.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
-import pytest
 from safetensors import SafetensorError
 
 from splitmatch.cli import main
@@ -29,28 +26,6 @@ def one_error_line(err: str) -> str:
     lines = [line for line in err.strip().splitlines() if line.startswith("splitmatch: error:")]
     assert len(lines) == 1, err
     return lines[0]
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    """Mounts a tmpfs; yields a function (size, read_only) -> its folder, or skips where mounting is not allowed."""
-    mounted = []
-
-    def mount(size: str, read_only: bool = False) -> Path:
-        point = tmp_path / f"mnt{len(mounted)}"
-        point.mkdir()
-        options = f"size={size}" + (",ro" if read_only else "")
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True)
-        if result.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-        mounted.append(point)
-        return point
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    yield mount
-    for point in mounted:
-        subprocess.run(["umount", str(point)], capture_output=True)
 
 
 def test_full_disk_during_a_checkpoint_keeps_the_earlier_ones(tiny_dataset, small_tmpfs, capsys):

@@ -222,11 +222,15 @@ def test_eval_and_predict_option_values(tiny_dataset, tmp_path, capsys):
     path = save_checkpoint(tmp_path / "model.safetensors", model, config, classes,
                            classes.seen_names, 3)  # fmt: skip
     base = ["eval", "--checkpoint", str(path), "--data-root", str(tiny_dataset.root)]
-    line = refused(capsys, [*base, "--seen-calibration", "nan"])
+    line = refused(capsys, [*base, "--seen-calibration", "2"])
     assert "inference.seen_calibration must be a finite number in [0, 1]" in line
-    with pytest.raises(SystemExit) as exit_info:  # argparse: usage line and one error line
-        main([*base, "--max-images", "-1"])
-    assert exit_info.value.code == 2 and "--max-images: must be a positive integer, got -1" in capsys.readouterr().err
+    for option, value, message in (
+        ("--max-images", "-1", "--max-images: must be a positive integer, got -1"),
+        ("--seen-calibration", "nan", "--seen-calibration: must be a finite number"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:  # argparse: usage line and one error line
+            main([*base, option, value])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
     image = tiny_dataset.root / "images" / "val_000.png"
     predict = ["predict", "--checkpoint", str(path), "--classes", "a,b", "--out", str(tmp_path / "p"), str(image)]
     assert "inference.seen_calibration" in refused(capsys, [*predict, "--seen-calibration", "-3"])

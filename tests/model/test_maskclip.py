@@ -3,6 +3,7 @@ presets, and what it scores in the world."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -98,9 +99,10 @@ def test_in_the_world_it_segments_without_training_but_below_the_trained_model(w
 def test_random_vitb16_at_real_shapes_gives_labels_at_the_image_size():
     """ViT-B/16 as the photo preset builds it (random weights: nothing to download), 512 windows."""
     torch.manual_seed(0)
-    config = maskclip_config("maskclip", ["clip.weights=null", "clip.templates=single"])
+    config = maskclip_config("maskclip", ["clip.templates=single"])
     assert config.inference.mode == "slide" and config.inference.window == 512 and config.inference.short_side == 512
-    predictor = Predictor(build_maskclip(config.clip), config.inference)
+    random_clip = dataclasses.replace(config.clip, weights=None)  # the config refuses null; the builder takes it
+    predictor = Predictor(build_maskclip(random_clip), config.inference)
     image = np.random.default_rng(0).integers(0, 256, (300, 420, 3), dtype=np.uint8)  # -> 512 x 717, two windows
     names = ["background", "cat", "sofa"]
     scores = predict_scores(predictor.inference, image, predictor.model.encode_classes(names), None,
@@ -125,6 +127,8 @@ def test_presets_and_their_overrides():
         maskclip_config("maskclip", ["decoder.hidden_dim=64"])
     with pytest.raises(ConfigError, match="unknown config key 'clip.prompt_tokens'"):
         maskclip_config("maskclip", ["clip.prompt_tokens=4"])
+    with pytest.raises(ConfigError, match="clip.weights of a training-free model must name weights"):
+        maskclip_config("maskclip-world", ["clip.weights=null"])  # never random weights nobody chose
     with pytest.raises(ConfigError, match="inference.window must be a multiple of the CLIP patch size 8"):
         maskclip_config("maskclip-world", ["inference.window=100"])
     with pytest.raises(ConfigError, match="clip.templates must be one of"):

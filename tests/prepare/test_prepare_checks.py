@@ -95,7 +95,7 @@ def test_names_the_folder_format_cannot_hold_are_refused_up_front(voc_src, tmp_p
     ):
         prepare_voc(voc_src, tmp_path / "out", progress=False, allow_partial=True)
     (voc_src / "ImageSets" / "Segmentation" / "train.txt").write_bytes(b"2007_000032\n2007_\xff\n")
-    with pytest.raises(DatasetFormatError, match=r"train\.txt line 2: not UTF-8 text"):
+    with pytest.raises(DatasetFormatError, match=r"train\.txt is not UTF-8 text \(line 2: byte 0xff\)"):
         prepare_voc(voc_src, tmp_path / "out", progress=False, allow_partial=True)
     assert not (tmp_path / "out").exists()
 

@@ -271,3 +271,32 @@ def test_coco20i_on_the_command_line_refuses_partial_and_reports_both_schemes(co
     assert "    fold 0: person, airplane, boat, parking meter, dog," in out
     assert "crowd pixels no object covers: ignore; objects painted largest-first" in out
     assert json.loads((tmp_path / "out" / "conversion.json").read_text())["crowd"] == "ignore"
+
+
+@pytest.mark.parametrize(
+    "change, extra, message",
+    [
+        (lambda image: image.update(height=-24), "", "size -24 x 32 is not an image size"),
+        (lambda image: image.update(width=0), "", "size 24 x 0 is not an image size"),
+        (lambda image: image.update(height=10**6, width=10**6), "", "is not an image size"),
+        (None, "[" * 100_000 + "]" * 100_000, "nested deeper than the JSON parser can follow"),
+        (None, "9" * 5000, "Exceeds the limit"),
+    ],
+    ids=["negative height", "zero width", "a trillion pixels", "nested 100,000 deep", "a 5000-digit number"],
+)
+def test_coco20i_instances_out_of_range_or_beyond_the_parser_are_one_line(
+    coco2014, tmp_path, capsys, change, extra, message
+) -> None:
+    path = coco2014 / "annotations" / "instances_val2014.json"
+    data = json.loads(path.read_text())
+    if change is not None:
+        change(data["images"][0])
+    text = json.dumps(data)
+    if extra:  # raw JSON text in a field of its own, past what Python's parser takes
+        text = text[:-1] + ', "extra": ' + extra + "}"
+    path.write_text(text)
+    assert main(["prepare", "coco-20i", "--src", str(coco2014), "--dst", str(tmp_path / "out"), "--allow-partial",
+                 "--quiet"]) == 2  # fmt: skip
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(lines) == 1 and "instances_val2014.json" in lines[0] and message in lines[0], lines
+    assert len(lines[0]) < 2200

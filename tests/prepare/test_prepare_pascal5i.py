@@ -107,7 +107,7 @@ def test_classes_without_eligible_images_need_allow_partial_and_a_fold_without_a
         prepare_pascal5i(voc, tmp_path / "a", progress=False, sbd=sbd, allow_partial=True, min_object_pixels=20)
     with pytest.raises(DatasetFormatError, match="pascal-5i fold 0: no val image holds 2,048 pixels of any"):
         prepare_pascal5i(voc, tmp_path / "b", progress=False, sbd=sbd, allow_partial=True)
-    with pytest.raises(DatasetFormatError, match="episode counts must be positive integers"):
+    with pytest.raises(DatasetFormatError, match=r"episode counts must be integers in 1\.\.1,000,000"):
         prepare_pascal5i(voc, tmp_path / "c", progress=False, sbd=sbd, allow_partial=True, episode_counts=(0,))
 
 
@@ -124,4 +124,4 @@ def test_pascal5i_on_the_command_line(pascal_src, tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--episodes", "1000,x"])
     assert exit_info.value.code == 2
-    assert "must be positive integers separated by commas, got '1000,x'" in capsys.readouterr().err
+    assert "must be episode counts in 1..1,000,000 separated by commas, got '1000,x'" in capsys.readouterr().err

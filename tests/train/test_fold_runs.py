@@ -4,6 +4,7 @@ mean, folds.json; a finished fold is not trained again. The world's folds and th
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,41 @@ def test_a_fold_trained_with_another_config_is_refused(folds_run, capsys) -> Non
     assert code == 2 and "train.lr" in stderr and len(stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("damage", [b"{", b"[" * 100_000, b"[1, 2]", b'{"miou": "high"}', b"\xff\xfe"])
+def test_stored_results_damaged_outside_the_program_are_computed_again(folds_run, damage, tmp_path, capsys) -> None:
+    folder, finished = folds_run
+    out = Path(shutil.copytree(finished, tmp_path / "out"))
+    summary = json.loads((out / "folds.json").read_text())
+    (out / "fold_0" / f"episodes_{SCHEME}_{EPISODE_COUNT}.json").write_bytes(damage)
+    (out / "fold_1" / "eval.json").write_bytes(damage)
+    code, _, stderr = run_folds(capsys, folder.root, out)
+    assert code == 0 and stderr.count("is damaged") == 2, stderr
+    again = json.loads((out / "folds.json").read_text())
+    for fold in ("0", "1"):
+        for form in ("episodes", "generalized"):
+            for key, value in summary["per_fold"][fold][form].items():
+                if isinstance(value, float):
+                    assert again["per_fold"][fold][form][key] == pytest.approx(value, nan_ok=True), (fold, key)
+    rescored = json.loads((out / "fold_1" / "eval.json").read_text())  # written whole again
+    assert rescored["hiou"] == pytest.approx(summary["per_fold"]["1"]["generalized"]["hiou"], nan_ok=True)
+
+
+def test_every_fold_is_checked_before_the_first_trains(tmp_path, capsys) -> None:
+    folder = make_fold_folder(tmp_path / "data")
+    for extra, message in (
+        (["--background-name", "red"], "an episode asks for 'red', which is also the background name"),
+        (["--background-name", "x" * 300], "the background name (--background-name)"),
+    ):
+        code, _, stderr = run_folds(capsys, folder.root, tmp_path / "out", *extra)
+        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+        assert not (tmp_path / "out").exists()  # no fold trained, no folder made
+    (tmp_path / "out" / "fold_1").mkdir(parents=True)
+    (tmp_path / "out" / "fold_1" / "metrics.jsonl").write_text("[" * 100_000 + "\n{}\n")  # fold 1's run is damaged
+    code, _, stderr = run_folds(capsys, folder.root, tmp_path / "out")
+    assert code == 2 and "fold_1/metrics.jsonl line 1 is not a JSON object" in stderr, stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fold_1"]  # fold 0 was not trained first
+
+
 def test_one_fold_alone_and_bad_requests(tmp_path, capsys) -> None:
     folder = make_fold_folder(tmp_path / "data")
     code, stdout, _ = run_folds(capsys, folder.root, tmp_path / "one", "--folds", "1")
@@ -86,13 +122,17 @@ def test_one_fold_alone_and_bad_requests(tmp_path, capsys) -> None:
     assert not (tmp_path / "one" / "fold_0").exists()
     for extra, message in (
         (["--folds", "2"], "fold must be 0..1 for tiny-2i, got 2"),
-        (["--folds", "0,0"], "--folds needs distinct fold numbers"),
         (["--set", "data.unseen=[red]"], "folds sets data.unseen to each fold's classes"),
         (["--fold-scheme", "other"], "has no fold scheme 'other'"),
     ):
         code, _, stderr = run_folds(capsys, folder.root, tmp_path / "bad", *extra)
         assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (extra, stderr)
     assert not (tmp_path / "bad" / "fold_0").exists()
+    with pytest.raises(SystemExit) as refused:  # the parser's refusal: usage, then one error line
+        run_folds(capsys, folder.root, tmp_path / "bad", "--folds", "0,0")
+    assert (
+        refused.value.code == 2 and "--folds: must be distinct comma-separated fold numbers" in capsys.readouterr().err
+    )
 
 
 def test_the_world_in_four_folds_of_three(tmp_path, capsys) -> None:

@@ -5,6 +5,7 @@ tests/train/test_transductive_rules.py."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -150,6 +151,7 @@ def test_eval_says_transductive_beside_every_number(tmp_path, capsys) -> None:
     config.train.iterations = 2
     config.train.transductive = True
     train(config.validate(), tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["transductive"] is True  # the run's own record
     assert main(["eval", "--checkpoint", str(tmp_path / "run" / "model.safetensors"), "--device", "cpu",
                  "--quiet"]) == 0  # fmt: skip
     out = capsys.readouterr().out
