@@ -156,7 +156,7 @@ def _check_json_output(args: argparse.Namespace, data_root) -> None:
     """``--json`` may not be a file this evaluation reads: the checkpoint, the vocabulary, a
     prediction or a file of the dataset."""
     if args.json:
-        reads = [args.checkpoint, args.vocabulary, args.predictions, *dataset_inputs(data_root)]
+        reads = [args.checkpoint, args.vocabulary, args.predictions, args.episode_file, *dataset_inputs(data_root)]
         check_not_input(args.json, [path for path in reads if path], "--json")
 
 
