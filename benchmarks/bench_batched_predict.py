@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from common import Result, paired_ratio, parse_args, print_results, time_interleaved, vitb16_config
 
-from splitmatch.data.classes import BUILTIN_SPLITS
+from splitmatch.data.class_lists import BUILTIN_SPLITS
 from splitmatch.model.build import build_segmentor
 from splitmatch.predict.predictor import Predictor
 from splitmatch.world.generator import DEFAULT_SPEC, image_rng, render_image, world_class_split

@@ -27,7 +27,7 @@ import torch
 from common import Result, paired_ratio, parse_args, print_results, time_interleaved, vitb16_config
 
 from splitmatch.config.architectures import clip_model_config
-from splitmatch.data.classes import BUILTIN_SPLITS
+from splitmatch.data.class_lists import BUILTIN_SPLITS
 from splitmatch.model.build import build_segmentor
 from splitmatch.predict.predictor import Predictor
 

@@ -40,7 +40,7 @@ import torch
 from common import Result, parse_args, print_results, vitb16_config
 from PIL import Image
 
-from splitmatch.data.classes import BUILTIN_SPLITS
+from splitmatch.data.class_lists import BUILTIN_SPLITS
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.checkpoint import save_checkpoint
 

@@ -224,7 +224,7 @@ def predict_figures(config, device, size: int, repeats: int) -> dict:
     import numpy as np
     import torch
 
-    from splitmatch.data.classes import BUILTIN_SPLITS
+    from splitmatch.data.class_lists import BUILTIN_SPLITS
     from splitmatch.inference.segmentation import candidate_scoring
     from splitmatch.model.build import build_segmentor
     from splitmatch.predict.predictor import Predictor

@@ -9,8 +9,7 @@ with the class name's (``"synonyms": {"tvmonitor": ["tv monitor", "television"]}
 vocabulary is given as a list, an entry is either one name or a sequence of names, the first
 being the class's name and the rest its synonyms (:func:`class_texts`).
 
-The built-in vocabularies follow the ZegCLIP class lists and the standard inductive splits, so
-that numbers compare with published ones.
+The built-in vocabularies (VOC, COCO-Stuff, Context-59) are :mod:`splitmatch.data.class_lists`.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import numpy as np
 
 from splitmatch.data.names import bad_character, printable
 from splitmatch.errors import ArgumentTypeError, SplitmatchError
-from splitmatch.storage.files import InvalidJsonError, parse_json, read_text, write_json
+from splitmatch.storage.files import read_json, write_json
 
 IGNORE_INDEX = 255  # "no class" in 8-bit label maps (datasets of up to 255 classes)
 IGNORE_INDEX_16BIT = 65535  # "no class" in 16-bit label maps (datasets of more classes)
@@ -64,43 +63,12 @@ class ClassSplitError(SplitmatchError, ValueError):
 def read_json_file(path: str | Path, description: str) -> object:
     """A class or vocabulary file's JSON; a missing file, a folder, text that is not UTF-8 or not JSON, or
     JSON nested deeper than :data:`MAX_JSON_DEPTH` is one ClassSplitError naming ``description`` and the path."""
-    path = Path(path)
     try:
-        text = read_text(path, description, "expected JSON", ClassSplitError)
+        return read_json(path, description, error=ClassSplitError, max_depth=MAX_JSON_DEPTH)
     except FileNotFoundError:
         raise ClassSplitError(f"{description} {path} does not exist") from None
     except IsADirectoryError:
         raise ClassSplitError(f"{description} {path} is a folder, not a JSON file") from None
-    depth = json_depth(text)
-    if depth > MAX_JSON_DEPTH:
-        raise ClassSplitError(f"{description} {path} is nested {depth} levels deep; at most {MAX_JSON_DEPTH} are read")
-    try:
-        return parse_json(text)
-    except InvalidJsonError as error:
-        raise ClassSplitError(f"{description} {path} is not valid JSON: {error}") from None
-
-
-def json_depth(text: str) -> int:
-    """The deepest nesting of ``[`` and ``{`` in a JSON text, brackets inside strings not counted;
-    linear in the text's length and without recursion, so it can be asked before parsing."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
 
 
 @dataclass(frozen=True)
@@ -344,57 +312,3 @@ def parse_class_list(text: str) -> list[str]:
     returned; :func:`parse_class_entries` keeps them.
     """
     return [entry[0] for entry in parse_class_entries(text)]
-
-
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-    "tvmonitor",
-)  # fmt: skip
-VOC_UNSEEN = ("pottedplant", "sheep", "sofa", "train", "tvmonitor")
-
-COCO_STUFF_CLASSES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush", "banner", "blanket", "branch", "bridge",
-    "building-other", "bush", "cabinet", "cage", "cardboard", "carpet", "ceiling-other",
-    "ceiling-tile", "cloth", "clothes", "clouds", "counter", "cupboard", "curtain", "desk-stuff",
-    "dirt", "door-stuff", "fence", "floor-marble", "floor-other", "floor-stone", "floor-tile",
-    "floor-wood", "flower", "fog", "food-other", "fruit", "furniture-other", "grass", "gravel",
-    "ground-other", "hill", "house", "leaves", "light", "mat", "metal", "mirror-stuff", "moss",
-    "mountain", "mud", "napkin", "net", "paper", "pavement", "pillow", "plant-other", "plastic",
-    "platform", "playingfield", "railing", "railroad", "river", "road", "rock", "roof", "rug",
-    "salad", "sand", "sea", "shelf", "sky-other", "skyscraper", "snow", "solid-other", "stairs",
-    "stone", "straw", "structural-other", "table", "tent", "textile-other", "towel", "tree",
-    "vegetable", "wall-brick", "wall-concrete", "wall-other", "wall-panel", "wall-stone",
-    "wall-tile", "wall-wood", "water-other", "waterdrops", "window-blind", "window-other", "wood",
-)  # fmt: skip
-COCO_STUFF_UNSEEN = (
-    "cow", "giraffe", "suitcase", "frisbee", "skateboard", "carrot", "scissors", "cardboard",
-    "clouds", "grass", "playingfield", "river", "road", "tree", "wall-concrete",
-)  # fmt: skip
-
-CONTEXT59_CLASSES = (
-    "aeroplane", "bag", "bed", "bedclothes", "bench", "bicycle", "bird", "boat", "book", "bottle",
-    "building", "bus", "cabinet", "car", "cat", "ceiling", "chair", "cloth", "computer", "cow",
-    "cup", "curtain", "dog", "door", "fence", "floor", "flower", "food", "grass", "ground",
-    "horse", "keyboard", "light", "motorbike", "mountain", "mouse", "person", "plate", "platform",
-    "pottedplant", "road", "rock", "sheep", "shelves", "sidewalk", "sign", "sky", "snow", "sofa",
-    "table", "track", "train", "tree", "truck", "tvmonitor", "wall", "water", "window", "wood",
-)  # fmt: skip
-CONTEXT59_UNSEEN = (
-    "cow", "motorbike", "sofa", "cat", "boat", "fence", "bird", "tvmonitor", "keyboard", "aeroplane",
-)  # fmt: skip
-
-BUILTIN_SPLITS: dict[str, ClassSplit] = {
-    "voc": ClassSplit(VOC_CLASSES, VOC_UNSEEN, "voc"),
-    "coco-stuff": ClassSplit(COCO_STUFF_CLASSES, COCO_STUFF_UNSEEN, "coco-stuff"),
-    "context": ClassSplit(CONTEXT59_CLASSES, CONTEXT59_UNSEEN, "context"),
-}

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from splitmatch.data.classes import COCO_STUFF_CLASSES, VOC_CLASSES, ClassSplit, ClassSplitError
+from splitmatch.data.class_lists import COCO_STUFF_CLASSES, VOC_CLASSES
+from splitmatch.data.classes import ClassSplit, ClassSplitError
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
 from splitmatch.storage.files import InvalidJsonError, TextFileError, parse_json, read_text
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from splitmatch.data.classes import VOC_CLASSES
+from splitmatch.data.class_lists import VOC_CLASSES
 from splitmatch.data.episode_lists import EPISODE_SPLIT, Episode, cycled_episodes, read_episode_file
 from splitmatch.data.fold_schemes import COCO_CLASSES
 from splitmatch.data.folder import DatasetFormatError

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX
+from splitmatch.data.class_lists import BUILTIN_SPLITS
+from splitmatch.data.classes import IGNORE_INDEX
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
 from splitmatch.prepare.common import (
     LabelFormat,

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from splitmatch.data.classes import BUILTIN_SPLITS, CONTEXT59_CLASSES, IGNORE_INDEX
+from splitmatch.data.class_lists import BUILTIN_SPLITS, CONTEXT59_CLASSES
+from splitmatch.data.classes import IGNORE_INDEX
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
 from splitmatch.prepare.common import (
     LabelFormat,

@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from splitmatch.data.classes import VOC_CLASSES, ClassSplit
+from splitmatch.data.class_lists import VOC_CLASSES
+from splitmatch.data.classes import ClassSplit
 from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, DEFAULT_EPISODE_SEED, MIN_OBJECT_PIXELS
 from splitmatch.data.fold_schemes import BACKGROUND
 from splitmatch.data.folder import DatasetFolder

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from splitmatch.data.classes import BUILTIN_SPLITS, IGNORE_INDEX, VOC_CLASSES, ClassSplit
+from splitmatch.data.class_lists import BUILTIN_SPLITS, VOC_CLASSES
+from splitmatch.data.classes import IGNORE_INDEX, ClassSplit
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
 from splitmatch.prepare.common import (
     LabelFormat,

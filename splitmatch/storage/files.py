@@ -167,14 +167,46 @@ def read_text(path: str | Path, what: str = "file", expected: str = "", error: t
         ) from None
 
 
-def read_json(path: str | Path, what: str = "JSON file") -> object:
-    """A JSON file's content (:func:`read_text`, then :func:`parse_json`); any failure to parse is
-    one :class:`InvalidJsonError` naming ``what`` and the path."""
-    text = read_text(path, what, "expected JSON")
+def read_json(
+    path: str | Path,
+    what: str = "JSON file",
+    error: type[Exception] | None = None,
+    max_depth: int | None = None,
+) -> object:
+    """A JSON file's content (:func:`read_text`, then :func:`parse_json`): any failure to decode or
+    parse is one :class:`InvalidJsonError` (or ``error``, a reader's own class of the family)
+    naming ``what`` and the path; with ``max_depth``, so is JSON nested deeper (counted before
+    parsing, :func:`json_depth`)."""
+    text = read_text(path, what, "expected JSON", error)
+    if max_depth is not None and (depth := json_depth(text)) > max_depth:
+        raise (error or InvalidJsonError)(f"{what} {path} is nested {depth} levels deep; at most {max_depth} are read")
     try:
         return parse_json(text)
-    except InvalidJsonError as error:
-        raise InvalidJsonError(f"{what} {path} is not valid JSON: {error}") from None
+    except InvalidJsonError as problem:
+        raise (error or InvalidJsonError)(f"{what} {path} is not valid JSON: {problem}") from None
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` in a JSON text, brackets inside strings not counted;
+    linear in the text's length and without recursion, so it can be asked before parsing."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def read_stored_result(path: Path, number_keys: Sequence[str], remedy: str) -> dict | None:

@@ -17,10 +17,9 @@ import pytest
 from splitmatch.cli import main
 from splitmatch.config.bounded_yaml import MAX_DEPTH, YamlTooCostly, check_cost, load_bounded
 from splitmatch.config.errors import SHOWN_CHARS, shown
-from splitmatch.data.classes import json_depth
 from splitmatch.data.folder import DatasetFormatError
 from splitmatch.prepare.readback import PIXEL_COUNTS_FILE, read_pixel_counts
-from splitmatch.storage.files import InvalidJsonError, parse_json
+from splitmatch.storage.files import InvalidJsonError, json_depth, parse_json
 
 
 def refused(capsys, args: list[str], within_s: float = 20.0) -> str:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from splitmatch.cli import main
 from splitmatch.config.presets import preset
-from splitmatch.data.classes import BUILTIN_SPLITS
+from splitmatch.data.class_lists import BUILTIN_SPLITS
 from splitmatch.data.folder import DatasetFolder, read_label
 from splitmatch.device import mixed_precision
 from splitmatch.evaluation.evaluator import evaluate

@@ -12,8 +12,9 @@ from conftest import TINY_CLASSES
 
 from splitmatch.cli import main
 from splitmatch.config.presets import load_config
+from splitmatch.data.class_lists import BUILTIN_SPLITS
 from splitmatch.data.class_selection import draw, select_unseen, share_of
-from splitmatch.data.classes import BUILTIN_SPLITS, ClassSplitError
+from splitmatch.data.classes import ClassSplitError
 from splitmatch.data.experiment_folder import open_dataset
 from splitmatch.data.folder import read_label
 from splitmatch.model.checkpoint import read_record

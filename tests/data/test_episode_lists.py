@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from splitmatch.data.classes import VOC_CLASSES, ClassSplit, ClassSplitError
+from splitmatch.data.class_lists import VOC_CLASSES
+from splitmatch.data.classes import ClassSplit, ClassSplitError
 from splitmatch.data.episode_lists import (
     Episode,
     cycled_episodes,

@@ -5,7 +5,7 @@ built-in class order, which is the one its dataset files load (mmseg's)."""
 
 from __future__ import annotations
 
-from splitmatch.data.classes import BUILTIN_SPLITS
+from splitmatch.data.class_lists import BUILTIN_SPLITS
 
 ZEGCLIP_VOC_UNSEEN_IDS = [15, 16, 17, 18, 19]
 ZEGCLIP_COCO_STUFF_UNSEEN_IDS = [19, 23, 28, 29, 36, 51, 76, 88, 94, 112, 133, 136, 137, 157, 160]

@@ -8,7 +8,8 @@ import torch
 from conftest import TINY_CLASSES
 
 from splitmatch.config.presets import load_config
-from splitmatch.data.classes import BUILTIN_SPLITS, ClassSplit, ClassSplitError
+from splitmatch.data.class_lists import BUILTIN_SPLITS
+from splitmatch.data.classes import ClassSplit, ClassSplitError
 from splitmatch.data.dataset import SegmentationDataset
 from splitmatch.data.experiment_folder import ExperimentFolder, open_dataset
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_label

@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 import pytest
 
-from splitmatch.data.classes import VOC_CLASSES
+from splitmatch.data.class_lists import VOC_CLASSES
 from splitmatch.data.episode_lists import Episode, episode_file_text
 from splitmatch.data.fold_schemes import COCO_CLASSES, FOLD_SCHEMES
 from splitmatch.data.folder import DatasetFormatError

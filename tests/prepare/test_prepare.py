@@ -11,7 +11,8 @@ import scipy.io
 from fabricate import CONTEXT459_NAMES, labels_of, snapshot, write_label, write_mat
 from PIL import Image
 
-from splitmatch.data.classes import BUILTIN_SPLITS, ClassSplit
+from splitmatch.data.class_lists import BUILTIN_SPLITS
+from splitmatch.data.classes import ClassSplit
 from splitmatch.data.folder import DatasetFormatError
 from splitmatch.prepare import (
     PREPARERS,

@@ -12,7 +12,7 @@ import scipy.io
 from fabricate import HEIGHT, WIDTH, fabricate_context_mat, labels_of, snapshot, write_list
 
 from splitmatch.cli import main
-from splitmatch.data.classes import BUILTIN_SPLITS, CONTEXT59_CLASSES
+from splitmatch.data.class_lists import BUILTIN_SPLITS, CONTEXT59_CLASSES
 from splitmatch.data.folder import DatasetFormatError
 from splitmatch.prepare import prepare_context, prepare_voc
 from splitmatch.prepare.context import CONTEXT59_LABEL_IDS

@@ -14,7 +14,7 @@ from fabricate import fabricate_voc
 from PIL import Image
 
 from splitmatch.cli import main
-from splitmatch.data.classes import BUILTIN_SPLITS
+from splitmatch.data.class_lists import BUILTIN_SPLITS
 from splitmatch.data.folder import DatasetFolder
 from splitmatch.model.checkpoint import read_record
 from splitmatch.pseudo.quality import PROXY_NOTE, UNSEEN_NAMES_NOTE
