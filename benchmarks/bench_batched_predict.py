@@ -66,9 +66,15 @@ def measure(name: str, case: tuple[Predictor, list[np.ndarray], list[str]], repe
     ratio = paired_ratio(timings["batched"], timings["one_by_one"])
     per_image = {key: len(images) / timing.median for key, timing in timings.items()}
     result = Result(
-        f"{name}: {len(images)} images, batched ({BATCH_SIZE})", timings["batched"].median, "s",
-        timings["one_by_one"].median, "one by one", f"<= {TARGET}", ratio <= TARGET, ratio,
-    )  # fmt: skip
+        f"{name}: {len(images)} images, batched ({BATCH_SIZE})",
+        timings["batched"].median,
+        "s",
+        timings["one_by_one"].median,
+        "one by one",
+        f"<= {TARGET}",
+        ratio <= TARGET,
+        ratio,
+    )
     figures = {
         "images": len(images),
         "images_per_s_batched": round(per_image["batched"], 3),

@@ -219,11 +219,14 @@ def world_criterion_times(repeats: int, reference) -> tuple[float, float]:
     embeddings = [torch.randn(3, 32, generator=generator) for _ in range(8)]
     group = torch.tensor([0] * 16 + [1] * 4)
     readouts = [
-        {"pred_logits": torch.randn(8, 20, 7, generator=generator), "query_group": group,
-         "pred_masks": torch.randn(8, 20, 24, 24, generator=generator) * 3,
-         "pred_embeds": torch.randn(8, 20, 32, generator=generator)}
+        {
+            "pred_logits": torch.randn(8, 20, 7, generator=generator),
+            "query_group": group,
+            "pred_masks": torch.randn(8, 20, 24, 24, generator=generator) * 3,
+            "pred_embeds": torch.randn(8, 20, 32, generator=generator),
+        }
         for _ in range(4)
-    ]  # fmt: skip
+    ]
     outputs = {**readouts[0], "aux_outputs": readouts[1:]}
     calls = {}
     for name, targets_module, criterion_module, matcher_module, label in (
@@ -305,20 +308,52 @@ def measure(args, reference) -> None:
         "host_syncs_before": before["counts"].total_syncs,
     }
     results = [
-        Result(f"build_targets, {images} crops of {crop}", targets_s, "s", targets_before_s, "before",
-               "<= 1/20", targets_s <= targets_before_s / 20),
-        Result("bytes to the device per step (targets, matchings)", figures["device_mib"], "MiB",
-               figures["device_mib_before"], "before", "<= 1/8",
-               figures["device_mib"] <= figures["device_mib_before"] / 8),
-        Result(f"loader, per sample at {crop} incl. decoding", sample_s, "s", sample_before_s, "before", "<= 1/4",
-               sample_s <= sample_before_s / 4),
-        Result(f"host synchronisations per step ({images // micro} micro-batches, {layers} read-outs)",
-               figures["host_syncs"], "", figures["host_syncs_before"], "before", "<= 4", figures["host_syncs"] <= 4),
+        Result(
+            f"build_targets, {images} crops of {crop}",
+            targets_s,
+            "s",
+            targets_before_s,
+            "before",
+            "<= 1/20",
+            targets_s <= targets_before_s / 20,
+        ),
+        Result(
+            "bytes to the device per step (targets, matchings)",
+            figures["device_mib"],
+            "MiB",
+            figures["device_mib_before"],
+            "before",
+            "<= 1/8",
+            figures["device_mib"] <= figures["device_mib_before"] / 8,
+        ),
+        Result(
+            f"loader, per sample at {crop} incl. decoding",
+            sample_s,
+            "s",
+            sample_before_s,
+            "before",
+            "<= 1/4",
+            sample_s <= sample_before_s / 4,
+        ),
+        Result(
+            f"host synchronisations per step ({images // micro} micro-batches, {layers} read-outs)",
+            figures["host_syncs"],
+            "",
+            figures["host_syncs_before"],
+            "before",
+            "<= 4",
+            figures["host_syncs"] <= 4,
+        ),
         Result("host-to-device copies per step", after["counts"].h2d_copies, "", before["counts"].h2d_copies, "before"),
-        Result("step on the emulated device (info: emulation overhead included)", after["seconds"], "s",
-               before["seconds"], "before"),
+        Result(
+            "step on the emulated device (info: emulation overhead included)",
+            after["seconds"],
+            "s",
+            before["seconds"],
+            "before",
+        ),
         Result("criterion at the world's shapes, on the CPU (info)", world_s, "s", world_before_s, "before"),
-    ]  # fmt: skip
+    ]
     notes = [
         f"one thread; VOC-like 500x375 JPEGs, crop {crop}, {len(keys)} samples; {images} images in micro-batches "
         f"of {micro}; {layers} read-outs; {points} points",

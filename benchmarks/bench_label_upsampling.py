@@ -53,8 +53,17 @@ def main() -> None:
         differing = int((tiled != whole).sum())
         per_pixel = differing / tiled.numel()
         model_like = name.startswith("model")
-        results.append(Result(f"differing labels, {name}", differing, "px", None, "", "<= 1e-4 of pixels" if
-                              model_like else "", per_pixel <= 1e-4 if model_like else None))  # fmt: skip
+        results.append(
+            Result(
+                f"differing labels, {name}",
+                differing,
+                "px",
+                None,
+                "",
+                "<= 1e-4 of pixels" if model_like else "",
+                per_pixel <= 1e-4 if model_like else None,
+            )
+        )
         timings = time_interleaved(
             {
                 "tiled": lambda scores=scores: upsample_argmax(scores, (out, out)),
@@ -62,11 +71,16 @@ def main() -> None:
             },
             args.repeats,
         )
-        results.append(Result(f"time, {name}", timings["tiled"].median, "s", timings["whole"].median,
-                              "F.interpolate whole + argmax"))  # fmt: skip
-        notes.append(f"{name}: {differing} of {tiled.numel():,} pixels differ; whole upsampling holds "
-                     f"{scores.shape[0] * out * out * 4 / GB:.2f} GB of scores, the tiled path at most a few "
-                     f"blocks of {label_upsampling.BLOCK_BYTES / 2**20:.0f} MiB")  # fmt: skip
+        results.append(
+            Result(
+                f"time, {name}", timings["tiled"].median, "s", timings["whole"].median, "F.interpolate whole + argmax"
+            )
+        )
+        notes.append(
+            f"{name}: {differing} of {tiled.numel():,} pixels differ; whole upsampling holds "
+            f"{scores.shape[0] * out * out * 4 / GB:.2f} GB of scores, the tiled path at most a few "
+            f"blocks of {label_upsampling.BLOCK_BYTES / 2**20:.0f} MiB"
+        )
     print_results(f"bench_label_upsampling: {side}x{side} scores -> {out}x{out} labels", results, notes)
 
 

@@ -77,8 +77,19 @@ print(json.dumps(report))
 
 
 def predict_command(checkpoint: Path, names: list[str], out: Path, image: Path) -> list[str]:
-    return [sys.executable, "-m", "splitmatch", "predict", "--checkpoint", str(checkpoint), "--classes",
-            ",".join(names), "--out", str(out), str(image)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "splitmatch",
+        "predict",
+        "--checkpoint",
+        str(checkpoint),
+        "--classes",
+        ",".join(names),
+        "--out",
+        str(out),
+        str(image),
+    ]
 
 
 def blocky_image(side: int, seed: int) -> np.ndarray:
@@ -113,11 +124,15 @@ def main() -> None:
             "predict": {"argv": predict, "log": str(root / "predict.log")},
             "reference": {"argv": [sys.executable, "-c", script], "log": str(root / "reference.log")},
             "imports": {"argv": [sys.executable, "-c", IMPORTS], "log": str(root / "imports.log")},
-            "small": {"argv": predict_command(checkpoint, many, root / "out300", root / "small.png"),
-                      "log": str(root / "small.log")},
-            "large": {"argv": predict_command(checkpoint, many, root / "out300", root / "large.png"),
-                      "log": str(root / "large.log")},
-        }  # fmt: skip
+            "small": {
+                "argv": predict_command(checkpoint, many, root / "out300", root / "small.png"),
+                "log": str(root / "small.log"),
+            },
+            "large": {
+                "argv": predict_command(checkpoint, many, root / "out300", root / "large.png"),
+                "log": str(root / "large.log"),
+            },
+        }
         launched = subprocess.run(
             [sys.executable, "-c", LAUNCHER, json.dumps(commands)], capture_output=True, text=True
         )

@@ -40,8 +40,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=PACKAGED_MODEL_NAME, help="model to export (default: %(default)s)")
     parser.add_argument("--classes", help="comma-separated class names (default: the checkpoint's own classes)")
-    parser.add_argument("--sizes", type=int, nargs="+", help="square sizes (default: the checkpoint's "
-                        "inference.short_side and 512; quick: the short side alone)")  # fmt: skip
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        help="square sizes (default: the checkpoint's inference.short_side and 512; quick: the short side alone)",
+    )
     parser.add_argument("--batch", type=int, default=4, help="images per run (default: %(default)s, quick 2)")
     parser.add_argument("--opset", type=int, help="ONNX opset of the export (default: the exporter's)")
     parser.add_argument("--threads", type=int, default=1, help="threads of both runtimes (default: %(default)s)")

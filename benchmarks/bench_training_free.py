@@ -53,11 +53,19 @@ def main() -> None:
             plain.median,
             name,
             ratio=paired_ratio(timings[recipe], plain),
-        )  # fmt: skip
+        )
         for recipe in RECIPES
     ]
-    results.append(Result(f"PAMR, 10 steps, 20 classes, {size}x{size}", timings["pamr"].median, "s", plain.median,
-                          name, ratio=paired_ratio(timings["pamr"], plain)))  # fmt: skip
+    results.append(
+        Result(
+            f"PAMR, 10 steps, 20 classes, {size}x{size}",
+            timings["pamr"].median,
+            "s",
+            plain.median,
+            name,
+            ratio=paired_ratio(timings["pamr"], plain),
+        )
+    )
     notes = [
         f"{size}x{size} image ({size // 16}x{size // 16} patches), torch threads {torch.get_num_threads()}, "
         f"{args.repeats} repeats (median); samples (s): "

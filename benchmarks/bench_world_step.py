@@ -125,10 +125,15 @@ def main() -> None:
         medians = {phase: statistics.median(values[1:]) for phase, values in clock.items()}
         total = sum(medians.values())
         results = [
-            Result(name=f"phase {phase} (share {medians[phase] / total:.0%})", value=medians[phase], unit="s",
-                   reference=total, reference_name="step")
+            Result(
+                name=f"phase {phase} (share {medians[phase] / total:.0%})",
+                value=medians[phase],
+                unit="s",
+                reference=total,
+                reference_name="step",
+            )
             for phase in PHASES
-        ]  # fmt: skip
+        ]
 
         one_batch = StepBatchSampler(len(dataset), batch_size, 0, 1, 0, 0, 1)
         batch = next(iter(build_loader(dataset, one_batch, 0, torch.device("cpu"))))

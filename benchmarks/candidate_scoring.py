@@ -115,15 +115,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a Split Matching model (model.safetensors)")
     parser.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
-    parser.add_argument("--split", help="split to score (default: the proxy's validation images, proxy-val; "
-                        "with --no-proxy the config's val split)")  # fmt: skip
+    parser.add_argument(
+        "--split",
+        help="split to score (default: the proxy's validation images, proxy-val; "
+        "with --no-proxy the config's val split)",
+    )
     parser.add_argument("--max-images", type=int, help="score only the first N images")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument(
-        "--proxy", action=argparse.BooleanOptionalAction, default=None,
+        "--proxy",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="require a proxy checkpoint (splitmatch train --proxy) and score its proxy (default: on, but for "
         "the built-in world)",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
 
     started = time.time()
@@ -148,17 +153,31 @@ def main() -> None:
     results = {}
     for name, scoring in VARIANTS.items():
         results[name] = evaluate(
-            model, folder, split, config.inference, vocabulary, progress=False, max_images=args.max_images,
-            compared_calibrations=(), candidates=scoring,
-        )  # fmt: skip
-        print(f"{name}: S {results[name]['miou_seen']:.1f} U {results[name]['miou_unseen']:.1f} "
-              f"hIoU {results[name]['hiou']:.1f}", flush=True)  # fmt: skip
+            model,
+            folder,
+            split,
+            config.inference,
+            vocabulary,
+            progress=False,
+            max_images=args.max_images,
+            compared_calibrations=(),
+            candidates=scoring,
+        )
+        print(
+            f"{name}: S {results[name]['miou_seen']:.1f} U {results[name]['miou_unseen']:.1f} "
+            f"hIoU {results[name]['hiou']:.1f}",
+            flush=True,
+        )
     spread = cosine_spread(model, folder, names, split, config.inference, min(args.max_images or 100, 100))
     if folder.proxy is not None:
-        print(f"\nproxy: held-out seen classes {', '.join(folder.proxy.held_out)} as U; the benchmark's unseen "
-              "classes left out")  # fmt: skip
-    print(f"\n{args.checkpoint} ({split}, {args.max_images or 'all'} images), seen calibration "
-          f"{config.inference.seen_calibration:g}, tau {model.query_decoder.temperature}:\n")  # fmt: skip
+        print(
+            f"\nproxy: held-out seen classes {', '.join(folder.proxy.held_out)} as U; the benchmark's unseen "
+            "classes left out"
+        )
+    print(
+        f"\n{args.checkpoint} ({split}, {args.max_images or 'all'} images), seen calibration "
+        f"{config.inference.seen_calibration:g}, tau {model.query_decoder.temperature}:\n"
+    )
     print(format_table(results))
     print(
         f"confident candidates ({spread['count']}), medians: cosine with the top class {spread['top1']}, "

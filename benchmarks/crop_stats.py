@@ -43,8 +43,14 @@ def main() -> None:
     torch.manual_seed(config.train.seed)
     cache = open_cache(config.pseudo, config.clip, folder, build_segmentor(config.clip, config.decoder).image_encoder)
     data = config.data
-    transform = build_train_transform(data.crop_size, tuple(data.resize_scale), tuple(data.ratio_range),
-                                      data.cat_max_ratio, data.flip_prob, photometric=False)  # fmt: skip
+    transform = build_train_transform(
+        data.crop_size,
+        tuple(data.resize_scale),
+        tuple(data.ratio_range),
+        data.cat_max_ratio,
+        data.flip_prob,
+        photometric=False,
+    )
     transform = Compose(transform.transforms[:-1])  # without the final Pad: its size tells the padding
     dataset = SegmentationDataset(folder, data.train_split, transform, inductive=True, pseudo_masks=cache)
     count = args.samples or len(dataset)

@@ -160,8 +160,12 @@ def measure_step(
     pseudo = matching == "split"
 
     def targets() -> list[dict]:
-        built = build_targets(data["label"], seen_ids, data["pseudo_index"] if pseudo else None,
-                              data["pseudo_embeddings"] if pseudo else None)  # fmt: skip
+        built = build_targets(
+            data["label"],
+            seen_ids,
+            data["pseudo_index"] if pseudo else None,
+            data["pseudo_embeddings"] if pseudo else None,
+        )
         return move_targets(built, device)
 
     def step(network=model) -> None:
@@ -210,13 +214,22 @@ def measure_step(
     if compiled is not None:
         compiled_seconds = timed(lambda: step(compiled), device, repeats, warmup=3)  # the first calls compile
     shown = "n/a" if peak is None else f"{peak:.2f} GB"
-    print(f"train step {matching}: {seconds:.3f} s, peak {shown}, criterion {shares[0]:.0%}, matching {shares[1]:.0%}, "
-          f"host side {host_share:.0%} (targets {targets_seconds * 1e3:.1f} ms, assignments "
-          f"{solving['seconds'] / repeats * 1e3:.1f} ms)"
-          + ("" if compiled_seconds is None else f", compiled {compiled_seconds:.3f} s"))  # fmt: skip
-    return {"step_s": seconds, "peak_memory_gb": peak, "criterion_share": shares[0], "matching_share": shares[1],
-            "host_share": host_share, "targets_s": targets_seconds, "assignment_s": solving["seconds"] / repeats,
-            "compiled_step_s": compiled_seconds}  # fmt: skip
+    print(
+        f"train step {matching}: {seconds:.3f} s, peak {shown}, criterion {shares[0]:.0%}, matching {shares[1]:.0%}, "
+        f"host side {host_share:.0%} (targets {targets_seconds * 1e3:.1f} ms, assignments "
+        f"{solving['seconds'] / repeats * 1e3:.1f} ms)"
+        + ("" if compiled_seconds is None else f", compiled {compiled_seconds:.3f} s")
+    )
+    return {
+        "step_s": seconds,
+        "peak_memory_gb": peak,
+        "criterion_share": shares[0],
+        "matching_share": shares[1],
+        "host_share": host_share,
+        "targets_s": targets_seconds,
+        "assignment_s": solving["seconds"] / repeats,
+        "compiled_step_s": compiled_seconds,
+    }
 
 
 def predict_figures(config, device, size: int, repeats: int) -> dict:

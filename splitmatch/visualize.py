@@ -15,9 +15,27 @@ from splitmatch.data.classes import IGNORE_INDEX, ignore_index_for
 # classes) are at least 28.9 apart (CIE76 delta E), Kelly's own order only 15.1 (two purples);
 # tests/test_visualize.py checks it.
 _KELLY = (
-    "848482", "DCD300", "E25822", "B3446C", "008856", "604E97", "F6A600", "654522", "A1CAF1", "F99379",
-    "BE0032", "C2B280", "882D17", "2B3D26", "8DB600", "E68FAC", "0067A5", "F38400", "F3C300", "875692",
-)  # fmt: skip
+    "848482",
+    "DCD300",
+    "E25822",
+    "B3446C",
+    "008856",
+    "604E97",
+    "F6A600",
+    "654522",
+    "A1CAF1",
+    "F99379",
+    "BE0032",
+    "C2B280",
+    "882D17",
+    "2B3D26",
+    "8DB600",
+    "E68FAC",
+    "0067A5",
+    "F38400",
+    "F3C300",
+    "875692",
+)
 
 
 def palette(count: int) -> np.ndarray:

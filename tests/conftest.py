@@ -112,8 +112,9 @@ def run_predict(capsys, checkpoint, out, paths, classes: str, *extra) -> tuple[i
     """``splitmatch predict`` in this process: (exit code, stdout, stderr)."""
     from splitmatch.cli import main
 
-    code = main(["predict", "--checkpoint", str(checkpoint), "--classes", classes, "--out", str(out),
-                 *extra, *map(str, paths)])  # fmt: skip
+    code = main(
+        ["predict", "--checkpoint", str(checkpoint), "--classes", classes, "--out", str(out), *extra, *map(str, paths)]
+    )
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -144,8 +145,9 @@ def voc_src(tmp_path: Path) -> Path:
 @pytest.fixture()
 def coco_src(tmp_path: Path) -> Path:
     src = tmp_path / "coco_stuff164k"
-    for i, (split, stem) in enumerate([("train2017", "000000000009"), ("train2017", "000000000025"),
-                                       ("val2017", "000000000139")]):  # fmt: skip
+    for i, (split, stem) in enumerate(
+        [("train2017", "000000000009"), ("train2017", "000000000025"), ("val2017", "000000000139")]
+    ):
         write_jpeg(src / "images" / split / f"{stem}.jpg", i)
     write_label(src / "annotations" / "train2017" / "000000000009.png", [0, 12, 91, 181, 255])
     write_label(src / "annotations" / "train2017" / "000000000025_labelTrainIds.png", [0, 12, 170, 255])
@@ -169,8 +171,9 @@ def context_src(tmp_path: Path) -> Path:
 @pytest.fixture()
 def ade_src(tmp_path: Path) -> Path:
     src = tmp_path / "ADEChallengeData2016"
-    for i, (split, stem) in enumerate([("training", "ADE_train_00000001"), ("training", "ADE_train_00000002"),
-                                       ("validation", "ADE_val_00000001")]):  # fmt: skip
+    for i, (split, stem) in enumerate(
+        [("training", "ADE_train_00000001"), ("training", "ADE_train_00000002"), ("validation", "ADE_val_00000001")]
+    ):
         write_jpeg(src / "images" / split / f"{stem}.jpg", i)
     write_label(src / "annotations" / "training" / "ADE_train_00000001.png", [0, 1, 8, 150])
     write_label(src / "annotations" / "training" / "ADE_train_00000002.png", [3])

@@ -73,8 +73,10 @@ def make_fold_folder(root: Path, num_train: int = 8, size: int = 64, seed: int =
     write_split(root, "train", train)
     write_split(root, "val", val)
     FOLD_CLASSES.write(root / "classes.json")
-    folds = {"default": SCHEME, "schemes": {SCHEME: {"convention": "consecutive", "sampling": "cycle",
-                                                     "folds": [list(f) for f in FOLDS]}}}  # fmt: skip
+    folds = {
+        "default": SCHEME,
+        "schemes": {SCHEME: {"convention": "consecutive", "sampling": "cycle", "folds": [list(f) for f in FOLDS]}},
+    }
     (root / "folds.json").write_text(json.dumps(folds), encoding="utf-8")
     for fold, episodes in EPISODES.items():
         path = episode_path(root, SCHEME, fold, EPISODE_COUNT)

@@ -30,8 +30,10 @@ pytestmark = [
 
 
 def tiny(data_root, *overrides: str):
-    return load_config(preset_name="tiny", overrides=[f"data.root={data_root}", "train.iterations=4",
-                                                      "train.checkpoint_every=2", *overrides])  # fmt: skip
+    return load_config(
+        preset_name="tiny",
+        overrides=[f"data.root={data_root}", "train.iterations=4", "train.checkpoint_every=2", *overrides],
+    )
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])

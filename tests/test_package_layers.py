@@ -58,8 +58,9 @@ def _under(modules: set[str], prefix: str) -> list[str]:
     return sorted(m for m in modules if m == prefix or m.startswith(prefix + "."))
 
 
-@pytest.mark.parametrize("wing", ["splitmatch.predict", "splitmatch.app", "splitmatch.inference",
-                                  "splitmatch.evaluation"])  # fmt: skip
+@pytest.mark.parametrize(
+    "wing", ["splitmatch.predict", "splitmatch.app", "splitmatch.inference", "splitmatch.evaluation"]
+)
 def test_user_facing_parts_never_reach_the_training_wing(wing):
     for module in _under(set(GRAPH), wing):
         assert _under(reachable(module), "splitmatch.train") == [], module
@@ -95,11 +96,26 @@ def test_no_folder_imports_itself_through_other_folders():
 
 
 def test_floors_never_import_wings():
-    wings = ("splitmatch.train", "splitmatch.predict", "splitmatch.app", "splitmatch.commands", "splitmatch.world",
-             "splitmatch.cli")  # fmt: skip
-    floors = ("splitmatch.storage", "splitmatch.config", "splitmatch.data", "splitmatch.clip", "splitmatch.model",
-              "splitmatch.matching", "splitmatch.losses", "splitmatch.pseudo", "splitmatch.inference",
-              "splitmatch.evaluation")  # fmt: skip
+    wings = (
+        "splitmatch.train",
+        "splitmatch.predict",
+        "splitmatch.app",
+        "splitmatch.commands",
+        "splitmatch.world",
+        "splitmatch.cli",
+    )
+    floors = (
+        "splitmatch.storage",
+        "splitmatch.config",
+        "splitmatch.data",
+        "splitmatch.clip",
+        "splitmatch.model",
+        "splitmatch.matching",
+        "splitmatch.losses",
+        "splitmatch.pseudo",
+        "splitmatch.inference",
+        "splitmatch.evaluation",
+    )
     for floor in floors:
         for module in _under(set(GRAPH), floor):
             up = [m for wing in wings for m in _under(GRAPH[module], wing)]

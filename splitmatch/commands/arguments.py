@@ -161,10 +161,17 @@ def add_command(commands, name: str, help: str) -> argparse.ArgumentParser:
 
 def add_peer_scoring_options(parser: argparse.ArgumentParser, episode_file: bool) -> None:
     """``--episode-size`` (HSNet's 400 x 400) and, with ``episode_file``, ``--episode-file`` (a peer's list)."""
-    parser.add_argument("--episode-size", type=positive_int, help="score the episodes at N x N, as HSNet's test.py "
-                        "at 400 (default: at the label's size, HSNet's --use_original_imgsize)")  # fmt: skip
+    parser.add_argument(
+        "--episode-size",
+        type=positive_int,
+        help="score the episodes at N x N, as HSNet's test.py "
+        "at 400 (default: at the label's size, HSNet's --use_original_imgsize)",
+    )
     if episode_file:
-        parser.add_argument("--episode-file", help="with --episodes: score a peer's list as it stands instead of the "
-                            "stored one: HSNet's PASCAL-5i pairs (fold<i>.txt), its COCO-20i per-class lists "
-                            "(fold<i>.pkl, drawn as HSNet draws) or a <stem><TAB><class> list "
-                            "(docs/benchmarks.md)")  # fmt: skip
+        parser.add_argument(
+            "--episode-file",
+            help="with --episodes: score a peer's list as it stands instead of the "
+            "stored one: HSNet's PASCAL-5i pairs (fold<i>.txt), its COCO-20i per-class lists "
+            "(fold<i>.pkl, drawn as HSNet draws) or a <stem><TAB><class> list "
+            "(docs/benchmarks.md)",
+        )

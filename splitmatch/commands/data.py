@@ -23,23 +23,47 @@ PREPARE_OPTIONS = {
 
 def add_prepare_command(commands) -> None:
     p = add_command(commands, "prepare", help="convert an official dataset into the folder format")
-    p.add_argument("dataset", choices=["voc", "coco-stuff", "context", "ade20k", "context-459", "pascal-5i",
-                   "coco-20i"], help="which official layout --src holds (docs/datasets.md)")  # fmt: skip
+    p.add_argument(
+        "dataset",
+        choices=["voc", "coco-stuff", "context", "ade20k", "context-459", "pascal-5i", "coco-20i"],
+        help="which official layout --src holds (docs/datasets.md)",
+    )
     p.add_argument("--src", required=True, help="the official download, unpacked (never modified)")
     p.add_argument("--dst", required=True, help="folder to write in the folder format (not inside --src)")
     p.add_argument("--background", action="store_true", help="voc: keep background as a class (21 classes, 'voc21')")
-    p.add_argument("--sbd", help="voc, pascal-5i: SBD's benchmark_RELEASE/dataset folder, whose cls/*.mat labels "
-                   "are read directly (default: the SegmentationClassAug PNGs in --src)")  # fmt: skip
-    p.add_argument("--allow-partial", action="store_true", help="prepare splits whose sizes are not the protocol's "
-                   "(a partial download, a test tree) with a warning (default: refuse, exit 2)")  # fmt: skip
-    p.add_argument("--episodes", type=episode_counts, help="pascal-5i, coco-20i: test episode lists per fold, "
-                   "comma-separated lengths, e.g. 1000,5000 (default: 1000)")  # fmt: skip
-    p.add_argument("--min-object-pixels", type=positive_int, help="pascal-5i, coco-20i: smallest object a test "
-                   "episode may ask for, in pixels (default: 2048, PFENet's 2 x 32 x 32)")  # fmt: skip
-    p.add_argument("--episode-seed", type=non_negative_int, help="coco-20i: seed of the drawing of the test "
-                   "episodes (default: 0, as HSNet)")  # fmt: skip
-    p.add_argument("--crowd", choices=["background", "ignore"], help="coco-20i: what a crowd pixel no object covers "
-                   "becomes (default: background, as in HSNet's masks)")  # fmt: skip
+    p.add_argument(
+        "--sbd",
+        help="voc, pascal-5i: SBD's benchmark_RELEASE/dataset folder, whose cls/*.mat labels "
+        "are read directly (default: the SegmentationClassAug PNGs in --src)",
+    )
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="prepare splits whose sizes are not the protocol's "
+        "(a partial download, a test tree) with a warning (default: refuse, exit 2)",
+    )
+    p.add_argument(
+        "--episodes",
+        type=episode_counts,
+        help="pascal-5i, coco-20i: test episode lists per fold, "
+        "comma-separated lengths, e.g. 1000,5000 (default: 1000)",
+    )
+    p.add_argument(
+        "--min-object-pixels",
+        type=positive_int,
+        help="pascal-5i, coco-20i: smallest object a test "
+        "episode may ask for, in pixels (default: 2048, PFENet's 2 x 32 x 32)",
+    )
+    p.add_argument(
+        "--episode-seed",
+        type=non_negative_int,
+        help="coco-20i: seed of the drawing of the test episodes (default: 0, as HSNet)",
+    )
+    p.add_argument(
+        "--crowd",
+        choices=["background", "ignore"],
+        help="coco-20i: what a crowd pixel no object covers becomes (default: background, as in HSNet's masks)",
+    )
     p.add_argument("--object-order", choices=["annotation", "largest-first"], help="coco-20i: object painting order")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_prepare)

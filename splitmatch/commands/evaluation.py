@@ -37,14 +37,24 @@ def add_eval_command(commands) -> None:
     p.add_argument("--checkpoint", help="model.safetensors (or a checkpoint) to evaluate")
     add_model_argument(p)
     p.add_argument("--predictions", help="folder of <stem>.png label maps made by any method")
-    p.add_argument("--data-root", help="dataset folder (default: the checkpoint's); its classes may differ from "
-                   "the checkpoint's: they are scored by name")  # fmt: skip
-    p.add_argument("--vocabulary", metavar="JSON", help="score with this class list instead of the dataset's: "
-                   "reordered, renamed, a subset or with synonyms, tied to the dataset's classes by name "
-                   "(docs/open-vocabulary.md)")  # fmt: skip
+    p.add_argument(
+        "--data-root",
+        help="dataset folder (default: the checkpoint's); its classes may differ from "
+        "the checkpoint's: they are scored by name",
+    )
+    p.add_argument(
+        "--vocabulary",
+        metavar="JSON",
+        help="score with this class list instead of the dataset's: "
+        "reordered, renamed, a subset or with synonyms, tied to the dataset's classes by name "
+        "(docs/open-vocabulary.md)",
+    )
     p.add_argument("--split", default=None, help="split to score (default: the config's val split)")
-    p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
-                   "(default: the checkpoint's inference.mode)")  # fmt: skip
+    p.add_argument(
+        "--mode",
+        choices=["slide", "whole"],
+        help="sliding windows or the whole image at once (default: the checkpoint's inference.mode)",
+    )
     p.add_argument(
         "--seen-calibration",
         type=finite_float,
@@ -52,20 +62,38 @@ def add_eval_command(commands) -> None:
         "0 and 0.1 are always reported as well",
     )
     p.add_argument("--max-images", type=positive_int, help="score only the first N images of the split")
-    p.add_argument("--episodes", action="store_true", help="score a fold's binary test episodes (PASCAL-5i, "
-                   "COCO-20i protocol: episode mIoU, FB-IoU) instead of a split (docs/benchmarks.md)")  # fmt: skip
-    p.add_argument("--fold", type=fold_number, help="with --episodes: the fold whose "
-                   "episodes to score (default: the fold whose classes the checkpoint held out)")  # fmt: skip
-    p.add_argument("--fold-scheme", help="with --episodes: the fold scheme of the folder's folds.json "
-                   "(default: the folder's)")  # fmt: skip
-    p.add_argument("--episode-count", type=episode_count, help="with --episodes: which stored list, by length "
-                   "(default: 1000; 5000 when prepared)")  # fmt: skip
-    p.add_argument("--background-name", help="with --episodes: the name given beside the episode's class "
-                   "(default: background)")  # fmt: skip
+    p.add_argument(
+        "--episodes",
+        action="store_true",
+        help="score a fold's binary test episodes (PASCAL-5i, "
+        "COCO-20i protocol: episode mIoU, FB-IoU) instead of a split (docs/benchmarks.md)",
+    )
+    p.add_argument(
+        "--fold",
+        type=fold_number,
+        help="with --episodes: the fold whose "
+        "episodes to score (default: the fold whose classes the checkpoint held out)",
+    )
+    p.add_argument(
+        "--fold-scheme", help="with --episodes: the fold scheme of the folder's folds.json (default: the folder's)"
+    )
+    p.add_argument(
+        "--episode-count",
+        type=episode_count,
+        help="with --episodes: which stored list, by length (default: 1000; 5000 when prepared)",
+    )
+    p.add_argument(
+        "--background-name", help="with --episodes: the name given beside the episode's class (default: background)"
+    )
     add_peer_scoring_options(p, episode_file=True)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes; with a "
-                   "training-free --model also clip.* and recipe.* (clip.weights=FILE)")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an inference setting, repeatable, e.g. inference.candidate_scoring=classes; with a "
+        "training-free --model also clip.* and recipe.* (clip.weights=FILE)",
+    )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", help="also write the metrics to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -108,10 +136,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             vocabulary = folder.evaluation_vocabulary()  # a proxy checkpoint: the proxy's classes
         split = args.split or folder.evaluation_split(config.data.val_split)
         metrics = evaluate(
-            model, folder, split, config.inference, vocabulary,
-            names_trained_on(record), max_images=args.max_images, progress=not args.quiet,
+            model,
+            folder,
+            split,
+            config.inference,
+            vocabulary,
+            names_trained_on(record),
+            max_images=args.max_images,
+            progress=not args.quiet,
             candidates=candidate_scoring(config),
-        )  # fmt: skip
+        )
         if folder.proxy is not None:
             metrics["proxy"] = folder.proxy.summary() | {"scored_split": split}
     vocabulary = vocabulary or Vocabulary.of_dataset(folder.classes)
@@ -144,8 +178,10 @@ def _check_eval_options(args: argparse.Namespace) -> None:
         if args.seen_calibration is not None:
             raise UsageError(f"--model {args.model} was trained on no class: --seen-calibration has nothing to act on")
         if args.episodes:
-            raise UsageError(f"--episodes scores a checkpoint on the folds it was trained for; --model {args.model} "
-                             "was trained on no fold")  # fmt: skip
+            raise UsageError(
+                f"--episodes scores a checkpoint on the folds it was trained for; --model {args.model} "
+                "was trained on no fold"
+            )
         if not args.data_root:
             raise UsageError(f"--model {args.model} needs --data-root: a training-free model names no dataset")
     elif not args.checkpoint:
@@ -194,12 +230,22 @@ def _evaluate_training_free(args: argparse.Namespace):
         check_not_input(args.json, config_inputs(config), "--json")  # the CLIP weights, a template file
     vocabulary = read_vocabulary(args.vocabulary, folder.classes) if args.vocabulary else None
     metrics = evaluate(
-        model, folder, args.split or DataConfig().val_split, config.inference, vocabulary, trained_names=(),
-        max_images=args.max_images, progress=not args.quiet, compared_calibrations=(),
-    )  # fmt: skip
+        model,
+        folder,
+        args.split or DataConfig().val_split,
+        config.inference,
+        vocabulary,
+        trained_names=(),
+        max_images=args.max_images,
+        progress=not args.quiet,
+        compared_calibrations=(),
+    )
     metrics.pop("seen_calibration")  # trained on no class: there is nothing to calibrate
-    metrics["model"] = {"name": config.name, "clip": dataclasses.asdict(config.clip),
-                        "recipe": dataclasses.asdict(config.recipe)}  # fmt: skip
+    metrics["model"] = {
+        "name": config.name,
+        "clip": dataclasses.asdict(config.clip),
+        "recipe": dataclasses.asdict(config.recipe),
+    }
     return folder, vocabulary, metrics
 
 
@@ -288,33 +334,50 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     if args.episode_file is None:
         episodes, source = read_episodes(folder, fold, count, scheme.name), f"the stored list of {count}"
     else:  # a peer's list as it stands (docs/benchmarks.md#a-peers-episode-lists)
-        episodes, source = read_published_episodes(args.episode_file, fold_classes, set(folder.stems(EPISODE_SPLIT)),
-                                                   count)  # fmt: skip
+        episodes, source = read_published_episodes(
+            args.episode_file, fold_classes, set(folder.stems(EPISODE_SPLIT)), count
+        )
     check_episode_names(folder.classes, episodes, background)
     seen_in_training = [name for name in fold_classes if name in trained]
     if seen_in_training:
         print(f"fold {fold}'s classes {', '.join(seen_in_training)} were seen in training: not a zero-shot score")
     evaluation = evaluate_episodes(
-        model, folder, episodes, fold_classes, config.inference, background, trained,
-        candidate_scoring(config), progress=not args.quiet, score_size=args.episode_size,
-    )  # fmt: skip
+        model,
+        folder,
+        episodes,
+        fold_classes,
+        config.inference,
+        background,
+        trained,
+        candidate_scoring(config),
+        progress=not args.quiet,
+        score_size=args.episode_size,
+    )
     score = evaluation.score
     transductive = bool(record["config"].train.transductive)
     note = f" ({TRANSDUCTIVE_NOTE})" if transductive else ""
     size = f", scored at {args.episode_size} x {args.episode_size}" if args.episode_size else ""
-    print(f"{len(episodes)} episodes of fold {fold} of {scheme.name} ({', '.join(fold_classes)}) from {source}{size}; "
-          f"the model was given '{background}' and the episode's class{note}")  # fmt: skip
+    print(
+        f"{len(episodes)} episodes of fold {fold} of {scheme.name} ({', '.join(fold_classes)}) from {source}{size}; "
+        f"the model was given '{background}' and the episode's class{note}"
+    )
     print(format_fold_score(score, f"fold {fold}{note}"))
     print(describe_false_positives(evaluation.false_positives))
     if score.classes_without_episodes:
         print(f"no episode asked for {', '.join(score.classes_without_episodes)}: left out of the mean")
     if args.json:
         result = {
-            "protocol": "episodes", "scheme": scheme.name, "fold": fold, "fold_classes": list(fold_classes),
-            "episode_count": len(episodes), "episode_source": source, "episode_size": args.episode_size,
+            "protocol": "episodes",
+            "scheme": scheme.name,
+            "fold": fold,
+            "fold_classes": list(fold_classes),
+            "episode_count": len(episodes),
+            "episode_source": source,
+            "episode_size": args.episode_size,
             "background_name": background,
-            "seen_calibration": config.inference.seen_calibration, "transductive": transductive,
-        } | evaluation_dict(evaluation)  # fmt: skip
+            "seen_calibration": config.inference.seen_calibration,
+            "transductive": transductive,
+        } | evaluation_dict(evaluation)
         write_json(args.json, result)
     return 0
 

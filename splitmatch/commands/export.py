@@ -10,14 +10,26 @@ from splitmatch.data.names import printable
 
 
 def add_export_command(commands) -> None:
-    p = add_command(commands, "export", help="write a model for a fixed class list as an ONNX file "
-                     "(extra: splitmatch[onnx]; docs/export.md)")  # fmt: skip
+    p = add_command(
+        commands,
+        "export",
+        help="write a model for a fixed class list as an ONNX file (extra: splitmatch[onnx]; docs/export.md)",
+    )
     p.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write")
-    p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|"; '
-                   "their text embeddings are computed now and built into the file")  # fmt: skip
+    p.add_argument(
+        "--classes",
+        required=True,
+        help='comma-separated names, a class\'s synonyms joined by "|"; '
+        "their text embeddings are computed now and built into the file",
+    )
     p.add_argument("--checkpoint", help=f"model.safetensors (or a checkpoint) to export (default: {PACKAGED_HELP})")
-    p.add_argument("--size", nargs="+", metavar="N", help="input size, N (square) or H W, multiples of the "
-                   "model's patch size (default: the checkpoint's inference.short_side, square)")  # fmt: skip
+    p.add_argument(
+        "--size",
+        nargs="+",
+        metavar="N",
+        help="input size, N (square) or H W, multiples of the "
+        "model's patch size (default: the checkpoint's inference.short_side, square)",
+    )
     p.add_argument("--opset", type=positive_int, help="ONNX opset to write, 18 or later (default: the exporter's)")
     p.set_defaults(func=cmd_export)
 

@@ -24,24 +24,51 @@ def add_predict_command(commands) -> None:
     p = add_command(commands, "predict", help="segment images and folders of images with any class names")
     p.add_argument("--checkpoint", help=f"model.safetensors (or a checkpoint) to use (default: {PACKAGED_HELP})")
     add_model_argument(p)
-    p.add_argument("--classes", required=True, help='comma-separated names, a class\'s synonyms joined by "|", '
-                   'e.g. "cat,sofa,tv monitor|television"')  # fmt: skip
-    p.add_argument("--out", required=True, help="folder for <stem>_labels.png and <stem>_overlay.png per image, "
-                   "in the inputs' folder structure, and summary.json")  # fmt: skip
-    p.add_argument("--mode", choices=["slide", "whole"], help="sliding windows or the whole image at once "
-                   "(default: the checkpoint's inference.mode)")  # fmt: skip
-    p.add_argument("--seen-calibration", type=finite_float, help="amount taken off the scores of the model's seen "
-                   "classes (default: the checkpoint's)")  # fmt: skip
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="an inference setting, repeatable, e.g. inference.short_side=640; with a training-free "
-                   "--model also clip.* and recipe.* (clip.weights=FILE, recipe.pamr_steps=0)")  # fmt: skip
+    p.add_argument(
+        "--classes",
+        required=True,
+        help='comma-separated names, a class\'s synonyms joined by "|", e.g. "cat,sofa,tv monitor|television"',
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder for <stem>_labels.png and <stem>_overlay.png per image, "
+        "in the inputs' folder structure, and summary.json",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["slide", "whole"],
+        help="sliding windows or the whole image at once (default: the checkpoint's inference.mode)",
+    )
+    p.add_argument(
+        "--seen-calibration",
+        type=finite_float,
+        help="amount taken off the scores of the model's seen classes (default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an inference setting, repeatable, e.g. inference.short_side=640; with a training-free "
+        "--model also clip.* and recipe.* (clip.weights=FILE, recipe.pamr_steps=0)",
+    )
     add_none_of_these_arguments(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=batch_size, default=8, help="images run through the model together "
-                   "(the same labels as one by one)")  # fmt: skip
+    p.add_argument(
+        "--batch-size",
+        type=batch_size,
+        default=8,
+        help="images run through the model together (the same labels as one by one)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("images", nargs="+", metavar="PATH", help="image files (JPEG, PNG, ...), and folders searched for "
-                   ".jpg, .jpeg and .png files (hidden ones and --out skipped)")  # fmt: skip
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="PATH",
+        help="image files (JPEG, PNG, ...), and folders searched for "
+        ".jpg, .jpeg and .png files (hidden ones and --out skipped)",
+    )
     p.set_defaults(func=cmd_predict)
 
 
@@ -62,12 +89,20 @@ def add_app_command(commands) -> None:
 
 
 def add_package_model_command(commands) -> None:
-    p = add_command(commands, "package-model", help="a model file without its packaged CLIP's tensors, made "
-                     "the same byte for byte from the same checkpoint (docs/world.md)")  # fmt: skip
+    p = add_command(
+        commands,
+        "package-model",
+        help="a model file without its packaged CLIP's tensors, made "
+        "the same byte for byte from the same checkpoint (docs/world.md)",
+    )
     p.add_argument("--checkpoint", required=True, help="a checkpoint trained with clip.weights packaged:NAME")
     p.add_argument("--out", required=True, help="model file to write (.safetensors)")
-    p.add_argument("--clip", metavar="packaged:NAME", help="the packaged CLIP the checkpoint was trained on, "
-                   "when its config names the file instead (its tensors are compared)")  # fmt: skip
+    p.add_argument(
+        "--clip",
+        metavar="packaged:NAME",
+        help="the packaged CLIP the checkpoint was trained on, "
+        "when its config names the file instead (its tensors are compared)",
+    )
     p.add_argument(
         "--data-root",
         default="demo_out/world",
@@ -90,17 +125,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _check_outputs_are_not_inputs(args, outputs)
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done
     predictor, model_name = _predictor(args)
-    summary = predict_images(predictor, outputs, entries, Path(args.out), model_name, progress=not args.quiet,
-                             batch_size=args.batch_size, none=none)  # fmt: skip
+    summary = predict_images(
+        predictor,
+        outputs,
+        entries,
+        Path(args.out),
+        model_name,
+        progress=not args.quiet,
+        batch_size=args.batch_size,
+        none=none,
+    )
     failures = [failure["error"] for failure in summary["failed"]]
     for failure in failures:
         print(f"splitmatch: error: {printable(failure, 2000)}", file=sys.stderr)
     if failures:
-        print(f"splitmatch: error: {len(failures)} of {len(outputs)} images failed; the other "
-              f"{len(outputs) - len(failures)} were written to {printable(args.out)}", file=sys.stderr)  # fmt: skip
+        print(
+            f"splitmatch: error: {len(failures)} of {len(outputs)} images failed; the other "
+            f"{len(outputs) - len(failures)} were written to {printable(args.out)}",
+            file=sys.stderr,
+        )
         return 2
-    print(f"{len(outputs)} image{'s' * (len(outputs) != 1)}: label maps, overlays and {SUMMARY_NAME} in "
-          f"{printable(args.out)}")  # fmt: skip
+    print(
+        f"{len(outputs)} image{'s' * (len(outputs) != 1)}: label maps, overlays and {SUMMARY_NAME} in "
+        f"{printable(args.out)}"
+    )
     return 0
 
 
@@ -108,13 +156,27 @@ def add_none_of_these_arguments(parser: argparse.ArgumentParser) -> None:
     """``--none-label``, ``--none-below`` and ``--background``: the "none of these" rule of ``predict``."""
     from splitmatch.commands.arguments import finite_float
 
-    parser.add_argument("--none-label", metavar="NAME", help="give pixels that none of --classes fits this name "
-                        "(the last class of the label maps); with --none-below and/or --background")  # fmt: skip
-    parser.add_argument("--none-below", type=finite_float, default=0.0, metavar="SHARE", help="with --none-label: "
-                        "a pixel whose best class holds less than this share of its scores (in [0, 1]) gets the "
-                        "label")  # fmt: skip
-    parser.add_argument("--background", metavar="NAMES", help='with --none-label: comma-separated prompts scored '
-                        'beside --classes, e.g. "sky,wall,floor"; a pixel one of them wins gets the label')  # fmt: skip
+    parser.add_argument(
+        "--none-label",
+        metavar="NAME",
+        help="give pixels that none of --classes fits this name "
+        "(the last class of the label maps); with --none-below and/or --background",
+    )
+    parser.add_argument(
+        "--none-below",
+        type=finite_float,
+        default=0.0,
+        metavar="SHARE",
+        help="with --none-label: "
+        "a pixel whose best class holds less than this share of its scores (in [0, 1]) gets the "
+        "label",
+    )
+    parser.add_argument(
+        "--background",
+        metavar="NAMES",
+        help="with --none-label: comma-separated prompts scored "
+        'beside --classes, e.g. "sky,wall,floor"; a pixel one of them wins gets the label',
+    )
 
 
 def none_of_these(args: argparse.Namespace):
@@ -159,15 +221,19 @@ def _predictor(args: argparse.Namespace):
         predictor = Predictor.from_checkpoint(checkpoint, command_device(args), args.set, **overrides)
         proxy = predictor.trained_with.data.proxy
         if proxy.enabled:
-            print(f"model: a pseudo-unseen proxy model (seen classes held out in training: "
-                  f"{', '.join(proxy.classes or [])}), not a benchmark model", flush=True)  # fmt: skip
+            print(
+                f"model: a pseudo-unseen proxy model (seen classes held out in training: "
+                f"{', '.join(proxy.classes or [])}), not a benchmark model",
+                flush=True,
+            )
         return predictor, checkpoint
     if args.checkpoint:
         raise UsageError(f"--model {args.model} is training-free: --checkpoint goes with --model checkpoint only")
     if args.seen_calibration is not None:
         raise UsageError(f"--model {args.model} was trained on no class: --seen-calibration has nothing to act on")
-    predictor = Predictor.training_free(args.model, command_device(args), settings=args.set,
-                                        **inference_overrides(args))  # fmt: skip
+    predictor = Predictor.training_free(
+        args.model, command_device(args), settings=args.set, **inference_overrides(args)
+    )
     print(f"model: {describe_training_free(predictor.training_free_config)}", flush=True)
     return predictor, predictor.name
 

@@ -98,14 +98,22 @@ def _evaluate_pseudo_masks(args, config, folder, cache, model, split: str) -> No
     names = vocabulary.classes.names if vocabulary is not None else folder.classes.names
     text = model.encode_classes(list(names))  # the names the masks are scored against
     report = evaluate_pseudo_masks(
-        folder, cache, split, text, config.pseudo.window_sizes, config.pseudo.min_area, progress=not args.quiet,
+        folder,
+        cache,
+        split,
+        text,
+        config.pseudo.window_sizes,
+        config.pseudo.min_area,
+        progress=not args.quiet,
         proxy=folder.proxy,
         clip_to_unannotated=config.pseudo.clip_to_unannotated,
-    )  # fmt: skip
+    )
     if folder.proxy is not None:
         held = ", ".join(folder.proxy.held_out)
-        print(f"\npseudo masks of split '{split}' ({report['images']} images) against the proxy's held-out seen "
-              f"classes ({held}), percent:")  # fmt: skip
+        print(
+            f"\npseudo masks of split '{split}' ({report['images']} images) against the proxy's held-out seen "
+            f"classes ({held}), percent:"
+        )
     else:
         print(f"\npseudo masks of split '{split}' ({report['images']} images) against its full labels, percent:")
     print(format_quality(report))

@@ -42,16 +42,26 @@ def add_seeds_command(commands) -> None:
 
 
 def add_folds_command(commands) -> None:
-    p = add_command(commands, "folds", help="train and score the four folds of a fold benchmark (PASCAL-5i, "
-                     "COCO-20i, the world's): episodes and the generalized form, per fold and their mean")  # fmt: skip
+    p = add_command(
+        commands,
+        "folds",
+        help="train and score the four folds of a fold benchmark (PASCAL-5i, "
+        "COCO-20i, the world's): episodes and the generalized form, per fold and their mean",
+    )
     add_config_arguments(p)
-    p.add_argument("--out", required=True, help="folder for fold_<i> runs and folds.json (a finished fold is "
-                   "not trained again)")  # fmt: skip
+    p.add_argument(
+        "--out", required=True, help="folder for fold_<i> runs and folds.json (a finished fold is not trained again)"
+    )
     p.add_argument("--folds", type=fold_list, help="comma-separated fold numbers, e.g. 0,2 (default: every fold)")
-    p.add_argument("--fold-scheme", help="fold scheme of data.root's folds.json, e.g. coco-20i-consecutive "
-                   "(default: the folder's)")  # fmt: skip
-    p.add_argument("--episode-count", type=episode_count, default=1000, help="which stored episode list per fold, "
-                   "by length (5000 when prepared with --episodes 1000,5000)")  # fmt: skip
+    p.add_argument(
+        "--fold-scheme", help="fold scheme of data.root's folds.json, e.g. coco-20i-consecutive (default: the folder's)"
+    )
+    p.add_argument(
+        "--episode-count",
+        type=episode_count,
+        default=1000,
+        help="which stored episode list per fold, by length (5000 when prepared with --episodes 1000,5000)",
+    )
     p.add_argument("--background-name", default="background", help="the name given beside each episode's class")
     add_peer_scoring_options(p, episode_file=False)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -97,8 +107,16 @@ def cmd_folds(args: argparse.Namespace) -> int:
     for fold in args.folds or range(len(scheme.folds)):
         check_run_outputs(Path(args.out) / f"fold_{fold}", config, args.config)
     ensure_writable_folder(args.out)  # folds.json is written after every fold has trained
-    summary = run_folds(config, args.out, args.folds, args.fold_scheme, args.episode_count, args.background_name,
-                        progress=not args.quiet, episode_size=args.episode_size)  # fmt: skip
+    summary = run_folds(
+        config,
+        args.out,
+        args.folds,
+        args.fold_scheme,
+        args.episode_count,
+        args.background_name,
+        progress=not args.quiet,
+        episode_size=args.episode_size,
+    )
     if summary["transductive"]:
         print(TRANSDUCTIVE_NOTE + "; these are not inductive zero-shot numbers")
     unseen = "background (HSNet's convention)" if summary["unseen_pixels"] == "background" else "ignore"

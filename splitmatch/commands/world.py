@@ -13,8 +13,12 @@ def add_world_command(commands) -> None:
     p = add_command(commands, "world", help="generate the built-in zero-shot world dataset")
     p.add_argument("--out", required=True, help="folder to write the world into (folder format)")
     p.add_argument("--seed", type=seed, default=0, help="random seed of the world's images")
-    p.add_argument("--folds", action="store_true", help="also write folds.json and 1,000 test episodes per fold: "
-                   "the 12 object classes in 4 folds of 3, as PASCAL-5i (docs/protocols.md)")  # fmt: skip
+    p.add_argument(
+        "--folds",
+        action="store_true",
+        help="also write folds.json and 1,000 test episodes per fold: "
+        "the 12 object classes in 4 folds of 3, as PASCAL-5i (docs/protocols.md)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_world)
 
@@ -36,9 +40,12 @@ def add_demo_command(commands) -> None:
     p.add_argument("--ablations", action="store_true", help="also train the ablations of the method")
     p.add_argument("--seed", type=seed, default=0, help="training seed of every run")
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="change the world preset in every run, e.g. train.iterations=1000 (runs go to runs-<changes>)",
-    )  # fmt: skip
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 

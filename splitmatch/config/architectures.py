@@ -83,8 +83,9 @@ def check_model_config(config: object, where: str) -> dict:
     ``embed_dim``, ``vision_cfg`` or ``text_cfg``, a key open_clip does not know, or a size that is
     not a positive integer within :data:`_SIZE_FIELDS`' ceilings. Returns ``config``."""
     if not isinstance(config, dict):
-        raise ArchitectureError(f"{where} must hold a JSON object (embed_dim, vision_cfg, text_cfg), "
-                                f"not a {type(config).__name__}")  # fmt: skip
+        raise ArchitectureError(
+            f"{where} must hold a JSON object (embed_dim, vision_cfg, text_cfg), not a {type(config).__name__}"
+        )
     missing = [key for key in ("embed_dim", "vision_cfg", "text_cfg") if key not in config]
     if missing:
         raise ArchitectureError(f"{where} lacks {', '.join(missing)} (an open_clip model config has all three)")

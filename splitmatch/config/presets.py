@@ -187,7 +187,7 @@ def _vitb16(name: str, root: str, prompt_tokens: int, iterations: int, templates
             stride=426,
             candidate_scoring="classes",
             candidate_temperature=0.01,
-        ),  # fmt: skip
+        ),
     )
 
 

@@ -338,12 +338,18 @@ def _check_against_clip(config: Any, error: type[Exception]) -> None:
             )
     clip = config.clip
     if clip.prompt_layers > layers:
-        raise error(f"clip.prompt_layers must be an integer in 0..{layers} ({clip.arch} has {layers} blocks), "
-                    f"got {clip.prompt_layers}")  # fmt: skip
+        raise error(
+            f"clip.prompt_layers must be an integer in 0..{layers} ({clip.arch} has {layers} blocks), "
+            f"got {clip.prompt_layers}"
+        )
     if clip.region_layers > layers:
-        raise error(f"clip.region_layers must be an integer in 1..{layers} ({clip.arch} has {layers} blocks), "
-                    f"got {clip.region_layers}")  # fmt: skip
+        raise error(
+            f"clip.region_layers must be an integer in 1..{layers} ({clip.arch} has {layers} blocks), "
+            f"got {clip.region_layers}"
+        )
     outside = [i for i in clip.decoder_layers if i >= layers]
     if outside and config.decoder.fuse_intermediate:
-        raise error(f"clip.decoder_layers must be block indices in 0..{layers - 1} ({clip.arch} has {layers} "
-                    f"blocks), got {clip.decoder_layers}")  # fmt: skip
+        raise error(
+            f"clip.decoder_layers must be block indices in 0..{layers - 1} ({clip.arch} has {layers} "
+            f"blocks), got {clip.decoder_layers}"
+        )

@@ -44,8 +44,14 @@ from splitmatch.packaged import WORLD_CLIP
 # The recipes of splitmatch.clip.dense_recipes.RECIPES (the config floor imports no CLIP code).
 RECIPE_NAMES = ("value-path", "maskclip", "clearclip", "sclip", "naclip", "scclip")
 # How messages and pages name each recipe.
-RECIPE_TITLES = {"value-path": "value path", "maskclip": "MaskCLIP", "clearclip": "ClearCLIP", "sclip": "SCLIP",
-                 "naclip": "NACLIP", "scclip": "SC-CLIP"}  # fmt: skip
+RECIPE_TITLES = {
+    "value-path": "value path",
+    "maskclip": "MaskCLIP",
+    "clearclip": "ClearCLIP",
+    "sclip": "SCLIP",
+    "naclip": "NACLIP",
+    "scclip": "SC-CLIP",
+}
 POS_INTERPOLATIONS = ("bicubic", "bilinear", "bicubic_antialias", "bicubic_scale")
 
 
@@ -91,19 +97,25 @@ class TrainingFreeConfig:
             )
         inference = self.inference
         if inference.stride > inference.window:
-            raise ConfigError(f"inference.stride ({inference.stride}) must not exceed inference.window "
-                              f"({inference.window}): windows would leave pixels out")  # fmt: skip
+            raise ConfigError(
+                f"inference.stride ({inference.stride}) must not exceed inference.window "
+                f"({inference.window}): windows would leave pixels out"
+            )
         if inference.max_long_side < inference.short_side:
-            raise ConfigError(f"inference.max_long_side ({inference.max_long_side}) must be at least "
-                              f"inference.short_side ({inference.short_side})")  # fmt: skip
+            raise ConfigError(
+                f"inference.max_long_side ({inference.max_long_side}) must be at least "
+                f"inference.short_side ({inference.short_side})"
+            )
         try:
             patch, _ = clip_geometry(self.clip.arch)
         except ArchitectureError as problem:
             raise ConfigError(f"clip.arch: {problem}") from None
         for key in ("window", "short_side"):
             if getattr(inference, key) % patch:
-                raise ConfigError(f"inference.{key} must be a multiple of the CLIP patch size {patch} "
-                                  f"({self.clip.arch}), got {getattr(inference, key)}")  # fmt: skip
+                raise ConfigError(
+                    f"inference.{key} must be a multiple of the CLIP patch size {patch} "
+                    f"({self.clip.arch}), got {getattr(inference, key)}"
+                )
         return self
 
 
@@ -124,7 +136,7 @@ RECIPE_DEFAULTS = {
     "maskclip": RecipeDefaults("maskclip", "bicubic", 0.0, 0, {"mode": "whole", "short_side": 512}),
     "clearclip": RecipeDefaults(
         "ensemble", "bicubic_scale", 50.0, 0, {"mode": "slide", "short_side": 448, "window": 448, "stride": 224}
-    ),  # fmt: skip
+    ),
     "sclip": RecipeDefaults("ensemble", "bicubic_scale", 40.0, 0, _AUTHORS_336),
     "naclip": RecipeDefaults("ensemble", "bicubic_scale", 40.0, 10, _AUTHORS_336),
     "scclip": RecipeDefaults("ensemble", "bicubic_scale", 40.0, 0, _AUTHORS_336),
@@ -179,7 +191,9 @@ def training_free_config(
     config = TRAINING_FREE_PRESETS[preset_name]()
     for text in overrides:
         if not text.startswith(OVERRIDE_SECTIONS):
-            raise ConfigError(f"{source} of a training-free model takes clip.*, recipe.* and inference.* keys "
-                              f"(clip: arch, weights, templates, pos_interpolation), got '{text}'")  # fmt: skip
+            raise ConfigError(
+                f"{source} of a training-free model takes clip.*, recipe.* and inference.* keys "
+                f"(clip: arch, weights, templates, pos_interpolation), got '{text}'"
+            )
         config = merge(config, parse_override(text))
     return config.validate()

@@ -283,8 +283,10 @@ def class_texts(entries: Sequence[ClassEntry], where: str = "class names") -> tu
     repeated in one class and a synonym that is another class's name (which class would it mean?)."""
     if isinstance(entries, (str, bytes, bytearray, Mapping)) or not isinstance(entries, Iterable):
         raise ArgumentTypeError(f"{where}: expected a list of class names, got {printable(repr(entries), 80)}")
-    texts = tuple((entry,) if isinstance(entry, (str, bytes)) or not isinstance(entry, Iterable) else tuple(entry)
-                  for entry in entries)  # fmt: skip
+    texts = tuple(
+        (entry,) if isinstance(entry, (str, bytes)) or not isinstance(entry, Iterable) else tuple(entry)
+        for entry in entries
+    )
     validate_class_names([t[0] if t else "" for t in texts], where=where)
     class_names = {t[0] for t in texts}
     for names in texts:

@@ -96,8 +96,9 @@ class SegmentationDataset(Dataset):
         if not isinstance(base_seed, int) or base_seed < 0:
             raise ValueError(f"base_seed must be a non-negative int, got {base_seed!r}")
         if mark_unseen and transform is not None and not isinstance(transform, Compose):
-            raise ValueError("mark_unseen follows pixels through a Compose transform (or none), not through "
-                             f"{transform!r}")  # fmt: skip
+            raise ValueError(
+                f"mark_unseen follows pixels through a Compose transform (or none), not through {transform!r}"
+            )
         # Only paths are kept (no open files), so the dataset can be pickled into workers.
         self.samples = folder.samples(split)
         self.root = folder.root

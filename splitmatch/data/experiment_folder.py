@@ -129,7 +129,12 @@ def open_dataset(data: DataRequest, root: str | Path | None = None) -> Experimen
     if data.proxy.enabled:
         request = data.proxy
         proxy = build_proxy(
-            classes, folder.stems(data.train_split), data.train_split, request.classes, request.count,
-            request.val_fraction, request.seed,
-        )  # fmt: skip
+            classes,
+            folder.stems(data.train_split),
+            data.train_split,
+            request.classes,
+            request.count,
+            request.val_fraction,
+            request.seed,
+        )
     return ExperimentFolder(folder.root, classes, proxy)

@@ -54,8 +54,9 @@ class ProxySplit:
         """What training sees: the held-out classes unseen as well as the benchmark's unseen ones."""
         unseen = set(self.held_out) | set(self.benchmark.unseen)
         benchmark = self.benchmark
-        return ClassSplit(benchmark.names, tuple(n for n in benchmark.names if n in unseen), benchmark.dataset,
-                          benchmark.synonyms)  # fmt: skip
+        return ClassSplit(
+            benchmark.names, tuple(n for n in benchmark.names if n in unseen), benchmark.dataset, benchmark.synonyms
+        )
 
     @property
     def proxy_seen(self) -> list[str]:

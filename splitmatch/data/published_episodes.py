@@ -158,8 +158,14 @@ def read_published_episodes(
         episodes = hsnet_coco_draw(read_hsnet_coco_lists(path, fold_classes, stems), count)
         return episodes, f"HSNet's per-class lists {path.name}, {count} episodes drawn as HSNet's test.py does"
     try:
-        first = next((line for line in _read_bytes(path).decode("utf-8").splitlines() if line.strip()
-                      and not line.startswith("#")), "")  # fmt: skip
+        first = next(
+            (
+                line
+                for line in _read_bytes(path).decode("utf-8").splitlines()
+                if line.strip() and not line.startswith("#")
+            ),
+            "",
+        )
     except UnicodeDecodeError as error:
         raise DatasetFormatError(f"episode list {path} is not UTF-8 text ({error.reason})") from None
     if "\t" in first:

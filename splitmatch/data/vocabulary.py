@@ -91,8 +91,11 @@ def vocabulary_from_dict(data: dict, dataset: ClassSplit, where: str = "vocabula
         raise ClassSplitError(f"{where}: 'renamed' gives {printable(str(stray), 300)}, which are not among its classes")
     index = {name: i for i, name in enumerate(dataset.names)}
     sources = [renamed.get(name, name) for name in names]
-    missing = [f"'{name}'" + (f" (renamed from '{renamed[name]}')" if name in renamed else "")
-               for name, source in zip(names, sources) if source not in index]  # fmt: skip
+    missing = [
+        f"'{name}'" + (f" (renamed from '{renamed[name]}')" if name in renamed else "")
+        for name, source in zip(names, sources)
+        if source not in index
+    ]
     if missing:
         raise ClassSplitError(
             f"{where}: {_some(missing)} name no class of dataset '{dataset.dataset}' "

@@ -99,8 +99,9 @@ def evaluate_episodes(
     false_positives = {"other_classes": 0, "background_class": 0}
     for episode in tqdm(episodes, desc="episodes", disable=not progress, leave=False):
         if episode.class_name not in vocabularies:
-            vocabularies[episode.class_name] = _vocabulary(model, classes, episode.class_name, background_name,
-                                                           trained_names)  # fmt: skip
+            vocabularies[episode.class_name] = _vocabulary(
+                model, classes, episode.class_name, background_name, trained_names
+            )
         embeddings, trained = vocabularies[episode.class_name]
         sample = samples[episode.stem]
         image = read_image(sample.image_path)
@@ -151,8 +152,9 @@ def _check_episode_class(classes, class_name: str, background_name: str) -> None
         raise DatasetFormatError(f"an episode asks for '{class_name}', which is also the background name")
 
 
-def _vocabulary(model: SplitMatchSegmentor, classes, class_name: str, background_name: str,
-                trained_names: Collection[str]) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def _vocabulary(
+    model: SplitMatchSegmentor, classes, class_name: str, background_name: str, trained_names: Collection[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The episode's two names as the model is given them: embeddings ``[2, D]`` (background, class)
     and ``[2]`` bool, True for those trained on (the class keeps its synonyms)."""
     _check_episode_class(classes, class_name, background_name)
@@ -177,8 +179,10 @@ def describe_false_positives(false_positives: dict[str, int]) -> str:
     if not total:
         return "no pixel was wrongly predicted as the episode's class"
     share = 100.0 * false_positives["other_classes"] / total
-    return (f"of the {total:,} pixels wrongly predicted as the episode's class, {share:.1f}% are other classes' "
-            f"objects and {100 - share:.1f}% the '{BACKGROUND}' class")  # fmt: skip
+    return (
+        f"of the {total:,} pixels wrongly predicted as the episode's class, {share:.1f}% are other classes' "
+        f"objects and {100 - share:.1f}% the '{BACKGROUND}' class"
+    )
 
 
 def format_fold_score(score: FoldScore, title: str, digits: int = 1) -> str:

@@ -82,8 +82,13 @@ def evaluate(
     samples = folder.samples(split)[:max_images]
     confusions = [ConfusionMatrix(classes.num_classes, classes.ignore_index) for _ in amounts]
     mine = samples[rank() :: world_size()]
-    bar = tqdm(mine, desc=f"evaluate {split}", disable=not (progress and is_main_process()), leave=False,
-               position=progress_position)  # fmt: skip
+    bar = tqdm(
+        mine,
+        desc=f"evaluate {split}",
+        disable=not (progress and is_main_process()),
+        leave=False,
+        position=progress_position,
+    )
     for sample in bar:
         image = read_image(sample.image_path)
         label = vocabulary.relabel(read_label(sample.label_path, folder.classes.num_classes, image.shape[:2]))

@@ -69,8 +69,10 @@ def check_size(size: int | Sequence[int], patch_size: tuple[int, int]) -> tuple[
         raise ExportError(f"the export size is N or H W, whole numbers, got {printable(repr(size), 80)}")
     for value, axis in zip(values, ("height", "width")):
         if value > MAX_EXPORT_SIDE:
-            raise ExportError(f"export size {values[0]} x {values[1]}: the {axis} {value} is over the largest "
-                              f"exported side, {MAX_EXPORT_SIDE}")  # fmt: skip
+            raise ExportError(
+                f"export size {values[0]} x {values[1]}: the {axis} {value} is over the largest "
+                f"exported side, {MAX_EXPORT_SIDE}"
+            )
     for value, patch, axis in zip(values, patch_size, ("height", "width")):
         if value <= 0 or value % patch:
             raise ExportError(

@@ -108,6 +108,7 @@ def build_training_free(clip_cfg: FrozenClipConfig, recipe_cfg: RecipeConfig | N
     scale = recipe_cfg.logit_scale or min(float(clip.logit_scale.detach().exp()), MAX_LOGIT_SCALE)
     image_encoder = ClipImageEncoder(clip.visual, region_layers=1, pos_interpolation=clip_cfg.pos_interpolation)
     text_encoder = ClipTextEncoder(clip, clip_tokenizer(clip_cfg.arch), prompt_templates(clip_cfg.templates))
-    model = TrainingFreeSegmentor(image_encoder, text_encoder, scale, recipe_cfg.name, recipe_cfg.pamr_steps,
-                                  recipe_cfg.pamr_dilations)  # fmt: skip
+    model = TrainingFreeSegmentor(
+        image_encoder, text_encoder, scale, recipe_cfg.name, recipe_cfg.pamr_steps, recipe_cfg.pamr_dilations
+    )
     return model.eval()

@@ -79,8 +79,11 @@ def load_training_free(
         the model in eval mode on ``device`` and its resolved config.
     """
     config = training_free_config(name, overrides, source)
-    refuse_set_twice(overrides, {section: {k: v for k, v in values.items() if v is not None}
-                                 for section, values in (changes or {}).items()}, source)  # fmt: skip
+    refuse_set_twice(
+        overrides,
+        {section: {k: v for k, v in values.items() if v is not None} for section, values in (changes or {}).items()},
+        source,
+    )
     if changes:
         config = merge(config, {section: dict(values) for section, values in changes.items()}).validate()
     model = build_training_free(config.clip, config.recipe)

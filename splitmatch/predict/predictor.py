@@ -299,8 +299,10 @@ class Predictor:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ArgumentValueError(f"{name} must be a number in [0, 1], got {printable(repr(value), 60)}")
         if isinstance(self.model, TrainingFreeSegmentor):
-            raise ArgumentValueError("a training-free model has no queries, hence no segments: use a trained model "
-                             "(Predictor.from_checkpoint or Predictor.packaged)")  # fmt: skip
+            raise ArgumentValueError(
+                "a training-free model has no queries, hence no segments: use a trained model "
+                "(Predictor.from_checkpoint or Predictor.packaged)"
+            )
         names = [names[0] for names in class_texts(class_names)]
         return query_segments(self.features(image, class_names), names, threshold, overlap)
 

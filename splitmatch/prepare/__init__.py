@@ -33,6 +33,13 @@ PREPARERS: dict[str, Callable[..., DatasetFolder]] = {
 }
 
 __all__ = [
-    "PREPARERS", "PartialDatasetWarning", "prepare_ade20k", "prepare_coco20i", "prepare_coco_stuff",
-    "prepare_context", "prepare_context459", "prepare_pascal5i", "prepare_voc",
-]  # fmt: skip
+    "PREPARERS",
+    "PartialDatasetWarning",
+    "prepare_ade20k",
+    "prepare_coco20i",
+    "prepare_coco_stuff",
+    "prepare_context",
+    "prepare_context459",
+    "prepare_pascal5i",
+    "prepare_voc",
+]

@@ -148,9 +148,12 @@ def read_instances(path: Path) -> tuple[dict[str, ImageRecord], dict[int, int]]:
 
 
 def rasterise(
-    record: ImageRecord, class_of: dict[int, int], where: str, crowd: str = "background",
+    record: ImageRecord,
+    class_of: dict[int, int],
+    where: str,
+    crowd: str = "background",
     object_order: str = "annotation",
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """An image's semantic label ``uint8 [H, W]``: 0 background, 1..80 classes; crowd pixels no object
     covers stay background (``crowd="background"``) or are 255 (``"ignore"``); objects painted in the
     file's order, later on top (``object_order="annotation"``), or largest first (see the module docstring)."""
@@ -272,8 +275,9 @@ def prepare_coco20i(
     for split, (samples, records, class_of) in per_split.items():
 
         def convert(sample: SourceSample, records=records, class_of=class_of) -> np.ndarray:
-            label = rasterise(records[sample.stem], class_of, f"{sample.label} image {sample.image.name}", crowd,
-                              object_order)  # fmt: skip
+            label = rasterise(
+                records[sample.stem], class_of, f"{sample.label} image {sample.image.name}", crowd, object_order
+            )
             check_label_size(label, sample)
             return label
 

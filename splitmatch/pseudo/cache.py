@@ -55,9 +55,12 @@ class PseudoMaskCache:
     """
 
     def __init__(
-        self, directory: str | Path, fingerprint: dict, grid: tuple[int, int, int] | None = None,
+        self,
+        directory: str | Path,
+        fingerprint: dict,
+        grid: tuple[int, int, int] | None = None,
         embed_dim: int | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.directory = Path(directory)
         self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))
         self.grid = tuple(grid) if grid is not None else None
@@ -109,8 +112,11 @@ class PseudoMaskCache:
             PseudoMaskCacheError: the entry would not pass :meth:`load`'s checks (e.g. non-finite
                 embeddings from a broken CLIP): nothing is written.
         """
-        arrays = {"index_map": np.asarray(index_map).astype(np.uint8), "embeddings": np.asarray(embeddings),
-                  "stem": np.array(stem)}  # fmt: skip
+        arrays = {
+            "index_map": np.asarray(index_map).astype(np.uint8),
+            "embeddings": np.asarray(embeddings),
+            "stem": np.array(stem),
+        }
         if image_size is not None:
             arrays["image_size"] = np.array(image_size, dtype=np.int64)
         problem = self._problem(stem, arrays, image_size)
@@ -165,8 +171,16 @@ class PseudoMaskCache:
         try:
             with np.load(path, allow_pickle=False) as data:
                 return {key: data[key] for key in data.files}, None
-        except (OSError, ValueError, EOFError, KeyError, AttributeError, TypeError, zipfile.BadZipFile,
-                zlib.error) as error:  # fmt: skip
+        except (
+            OSError,
+            ValueError,
+            EOFError,
+            KeyError,
+            AttributeError,
+            TypeError,
+            zipfile.BadZipFile,
+            zlib.error,
+        ) as error:
             return {}, f"it is damaged: {type(error).__name__}: {error}"
 
     def _problem(self, stem: str, arrays: dict[str, np.ndarray], image_size: tuple[int, int] | None) -> str | None:

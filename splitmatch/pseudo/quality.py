@@ -128,8 +128,9 @@ def score_image(
     # Unannotated and not void: exactly the unseen-class pixels; unclipped, every pixel that is not void.
     region = unseen if clip_to_unannotated else label != classes.ignore_index
     objects, object_classes = unseen_objects(label, classes.unseen_ids, min_area * label.size)
-    overlaps = _MaskOverlaps.count(label, index_map, index, region, objects, len(object_classes), classes.num_classes,
-                                   embeddings.shape[0])  # fmt: skip
+    overlaps = _MaskOverlaps.count(
+        label, index_map, index, region, objects, len(object_classes), classes.num_classes, embeddings.shape[0]
+    )
     _tally_coverage(label, overlaps, classes, tallies)
     _tally_masks(overlaps, embeddings, class_embeddings, classes, tallies)
     missed = _tally_objects(overlaps, objects, object_classes, classes, tallies)
@@ -271,8 +272,9 @@ def evaluate_pseudo_masks(
     for sample in tqdm(samples, desc="score pseudo masks", disable=not progress, leave=False):
         label = vocabulary.relabel(read_label(sample.label_path, folder.classes.num_classes))
         index_map, embeddings = cache.load(sample.stem)
-        score = score_image(label, index_map, embeddings, text, classes, min_area, tallies, sample.stem,
-                            clip_to_unannotated)  # fmt: skip
+        score = score_image(
+            label, index_map, embeddings, text, classes, min_area, tallies, sample.stem, clip_to_unannotated
+        )
         scores.append(score)
     scores.sort(key=lambda s: (-s.uncovered_share, -s.objects_missed, s.stem))
     images = max(len(samples), 1)
@@ -294,15 +296,16 @@ def evaluate_pseudo_masks(
             }
             for s in scores[:worst]
             if s.uncovered_share > 0 or s.objects_missed
-        ],  # fmt: skip
+        ],
     }
 
 
 def format_quality(report: dict) -> str:
     """A plain-text table of :func:`evaluate_pseudo_masks`'s result."""
     header = ["", *METRICS, "masks", "objects"]
-    rows = [["overall", *(report["overall"][m] for m in METRICS), report["overall"]["masks"],
-             report["overall"]["objects"]]]  # fmt: skip
+    rows = [
+        ["overall", *(report["overall"][m] for m in METRICS), report["overall"]["masks"], report["overall"]["objects"]]
+    ]
     for group in ("per_class", "per_scale"):
         for name, values in report[group].items():
             rows.append([name, *(values[m] for m in METRICS), values["masks"], values["objects"]])

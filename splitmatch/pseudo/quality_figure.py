@@ -36,8 +36,9 @@ def _paint(ids: np.ndarray, colours: np.ndarray) -> np.ndarray:
     return out
 
 
-def worst_misses_figure(folder: DatasetFolder, cache: PseudoMaskCache, report: dict, path: str | Path,
-                        count: int = 6) -> int:  # fmt: skip
+def worst_misses_figure(
+    folder: DatasetFolder, cache: PseudoMaskCache, report: dict, path: str | Path, count: int = 6
+) -> int:
     """Rows for the images with the most unseen pixels outside every pseudo mask.
 
     Each row: image | full label (unseen classes included) | pseudo masks as training sees them

@@ -73,9 +73,14 @@ class DeviceTensor(torch.Tensor):
     @staticmethod
     def __new__(cls, inner: torch.Tensor):
         return torch.Tensor._make_wrapper_subclass(
-            cls, inner.shape, strides=inner.stride(), storage_offset=inner.storage_offset(), dtype=inner.dtype,
-            device=DEVICE, requires_grad=inner.requires_grad,
-        )  # fmt: skip
+            cls,
+            inner.shape,
+            strides=inner.stride(),
+            storage_offset=inner.storage_offset(),
+            dtype=inner.dtype,
+            device=DEVICE,
+            requires_grad=inner.requires_grad,
+        )
 
     def __init__(self, inner: torch.Tensor) -> None:
         self.inner = inner

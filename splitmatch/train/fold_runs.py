@@ -81,18 +81,30 @@ def finished_metrics(run_dir: Path, config: ExperimentConfig) -> dict | None:
 
 
 def episode_scores(
-    run_dir: Path, config: ExperimentConfig, folder: DatasetFolder, scheme: FoldScheme, fold: int, count: int,
-    background_name: str, device, progress: bool, episode_size: int | None = None,
-) -> dict:  # fmt: skip
+    run_dir: Path,
+    config: ExperimentConfig,
+    folder: DatasetFolder,
+    scheme: FoldScheme,
+    fold: int,
+    count: int,
+    background_name: str,
+    device,
+    progress: bool,
+    episode_size: int | None = None,
+) -> dict:
     """The fold's episode scores of ``run_dir/model.safetensors``, stored beside it and reused while
     the model and the settings are the same."""
     path = run_dir / "model.safetensors"
     record = ckpt.read_record(path)
     settings = {
-        "model_digest": record["digest"], "scheme": scheme.name, "fold": fold, "episode_count": count,
-        "background_name": background_name, "seen_calibration": config.inference.seen_calibration,
+        "model_digest": record["digest"],
+        "scheme": scheme.name,
+        "fold": fold,
+        "episode_count": count,
+        "background_name": background_name,
+        "seen_calibration": config.inference.seen_calibration,
         "episode_size": episode_size,
-    }  # fmt: skip
+    }
     stored = run_dir / f"episodes_{scheme.name}_{count}.json"
     result = read_stored_result(stored, ("miou", "fb_iou"), "the episodes are scored again")
     if result is not None and all(result.get(key) == value for key, value in settings.items()):
@@ -104,10 +116,17 @@ def episode_scores(
     model = model.to(device).eval()
     fold_classes = scheme.fold(fold)
     evaluation = evaluate_episodes(
-        model, folder, read_episodes(folder, fold, count, scheme.name), fold_classes, config.inference,
-        background_name, _trained_names(record), candidate_scoring(config), progress=progress,
+        model,
+        folder,
+        read_episodes(folder, fold, count, scheme.name),
+        fold_classes,
+        config.inference,
+        background_name,
+        _trained_names(record),
+        candidate_scoring(config),
+        progress=progress,
         score_size=episode_size,
-    )  # fmt: skip
+    )
     result = settings | {"fold_classes": list(fold_classes)} | evaluation_dict(evaluation)
     write_json(stored, result)
     return result
@@ -155,10 +174,23 @@ def run_folds(
         generalized = finished[fold]
         if generalized is None:
             generalized = train(configs[fold], run_dir, resume=True, progress=progress)
-        episodes = episode_scores(run_dir, configs[fold], folder, fold_scheme, fold, episode_count,
-                                  background_name, device, progress, episode_size)  # fmt: skip
-        results[fold] = {"classes": list(fold_scheme.fold(fold)), "episodes": episodes,
-                         "generalized": {key: generalized[key] for key in SUMMARY_KEYS}}  # fmt: skip
+        episodes = episode_scores(
+            run_dir,
+            configs[fold],
+            folder,
+            fold_scheme,
+            fold,
+            episode_count,
+            background_name,
+            device,
+            progress,
+            episode_size,
+        )
+        results[fold] = {
+            "classes": list(fold_scheme.fold(fold)),
+            "episodes": episodes,
+            "generalized": {key: generalized[key] for key in SUMMARY_KEYS},
+        }
     summary = {
         "scheme": fold_scheme.name,
         "folds": chosen,
@@ -175,9 +207,14 @@ def run_folds(
 
 
 def fold_plan(
-    config: ExperimentConfig, out: Path, folder: DatasetFolder, scheme: FoldScheme, folds: Sequence[int] | None,
-    episode_count: int, background_name: str,
-) -> tuple[dict[int, ExperimentConfig], dict[int, dict | None]]:  # fmt: skip
+    config: ExperimentConfig,
+    out: Path,
+    folder: DatasetFolder,
+    scheme: FoldScheme,
+    folds: Sequence[int] | None,
+    episode_count: int,
+    background_name: str,
+) -> tuple[dict[int, ExperimentConfig], dict[int, dict | None]]:
     """Each chosen fold's config and its finished run's metrics (``None``: to train), after every
     check a fold would make before it trains or is scored: the fold numbers, the fold configs, every
     episode list and the names the episodes give the model (the background name), and each fold's
@@ -227,13 +264,17 @@ def format_folds_table(summary: dict, digits: int = 1) -> str:
     rows = []
     for fold, result in summary["per_fold"].items():
         episodes, generalized = result["episodes"], result["generalized"]
-        rows.append(f"| {fold} | {', '.join(result['classes'])} | {cell(episodes['miou'])} | "
-                    f"{cell(episodes['fb_iou'])} | {cell(generalized['miou_seen'])} | "
-                    f"{cell(generalized['miou_unseen'])} | {cell(generalized['hiou'])} |")  # fmt: skip
+        rows.append(
+            f"| {fold} | {', '.join(result['classes'])} | {cell(episodes['miou'])} | "
+            f"{cell(episodes['fb_iou'])} | {cell(generalized['miou_seen'])} | "
+            f"{cell(generalized['miou_unseen'])} | {cell(generalized['hiou'])} |"
+        )
     mean = summary["mean"]
-    rows.append(f"| mean of {len(summary['per_fold'])} | | {cell(mean['episode_miou'])} | "
-                f"{cell(mean['episode_fb_iou'])} | {cell(mean['miou_seen'])} | {cell(mean['miou_unseen'])} | "
-                f"{cell(mean['hiou'])} |")  # fmt: skip
+    rows.append(
+        f"| mean of {len(summary['per_fold'])} | | {cell(mean['episode_miou'])} | "
+        f"{cell(mean['episode_fb_iou'])} | {cell(mean['miou_seen'])} | {cell(mean['miou_unseen'])} | "
+        f"{cell(mean['hiou'])} |"
+    )
     shares = []
     for fold, result in summary["per_fold"].items():
         wrong = result["episodes"]["false_positives"]

@@ -94,6 +94,11 @@ class PolyWarmupSchedule:
 def build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> PolyWarmupSchedule:
     """The config's schedule; a transductive run's restarts at self-training (``train.transductive_schedule``)."""
     return PolyWarmupSchedule(
-        optimizer, config.iterations, config.poly_power, config.min_lr, config.warmup_iterations, config.warmup_ratio,
+        optimizer,
+        config.iterations,
+        config.poly_power,
+        config.min_lr,
+        config.warmup_iterations,
+        config.warmup_ratio,
         restart_at=schedule_restart(config),
-    )  # fmt: skip
+    )

@@ -49,11 +49,22 @@ RUN_FILES = ("config.yaml", "environment.json", "split.json", METRICS_FILE, "mod
 # GPUs continues with more of them); train.deterministic and train.compile pick kernels, not what
 # they compute.
 RESUMABLE_KEYS = (
-    "name", "train.iterations", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
-    "train.eval_every", "train.tensorboard", "train.accumulate_steps", "train.deterministic", "train.compile",
+    "name",
+    "train.iterations",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.eval_every",
+    "train.tensorboard",
+    "train.accumulate_steps",
+    "train.deterministic",
+    "train.compile",
     "data.root",
-    "data.num_workers", "pseudo.cache_dir", "inference.", "given_paths",
-)  # fmt: skip
+    "data.num_workers",
+    "pseudo.cache_dir",
+    "inference.",
+    "given_paths",
+)
 
 
 class RunFolderError(SplitmatchError, ValueError):
@@ -111,8 +122,9 @@ class RunLock:
                 if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                     handle.close()
                     raise
-                warnings.warn(f"{self.folder}: the file system cannot lock files; two runs into it would collide",
-                              stacklevel=2)  # fmt: skip
+                warnings.warn(
+                    f"{self.folder}: the file system cannot lock files; two runs into it would collide", stacklevel=2
+                )
             # A holder that gave up may have removed the file between our open and our lock.
             if self.path.exists() and os.path.samefile(self.path, handle.name):
                 break
@@ -120,8 +132,12 @@ class RunLock:
         handle.seek(0)
         self._previous = handle.read() if existed else None
         self._file = handle  # from here on, leaving puts the folder back as it was
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  "command": " ".join(sys.argv)}  # fmt: skip
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": " ".join(sys.argv),
+        }
         try:
             self._rewrite(handle, (json.dumps(holder) + "\n").encode())
         except OSError as error:  # a full disk: the lock file is named
@@ -163,8 +179,10 @@ def describe_holder(content: bytes) -> str:
     """``pid 123 on host h since 2026-...`` from a lock file's content (or a vaguer phrase)."""
     try:
         holder = json.loads(content)
-        return (f"pid {holder['pid']} on host {holder['host']} since {holder['started']} "
-                f"(command: {holder.get('command', '?')})")  # fmt: skip
+        return (
+            f"pid {holder['pid']} on host {holder['host']} since {holder['started']} "
+            f"(command: {holder.get('command', '?')})"
+        )
     except (ValueError, KeyError, TypeError):
         return "another process"
 

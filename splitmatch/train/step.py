@@ -122,8 +122,9 @@ class TrainingStep:
             if done == self.self_training_from and schedule_restart(self.config.train) is not None:
                 self.optimizer.state.clear()  # a fresh AdamW, as ZegCLIP's self-training run starts with
             labelled = [self.with_self_training_labels(part) for part in micro_batches]
-            self.self_trained_pixels = sum(int((new["label"] != old["label"]).sum()) for new, old in
-                                           zip(labelled, micro_batches))  # fmt: skip
+            self.self_trained_pixels = sum(
+                int((new["label"] != old["label"]).sum()) for new, old in zip(labelled, micro_batches)
+            )
             micro_batches = labelled
         # Built on the CPU: no device synchronisation for unique() and the like.
         targets = [move_targets(self.targets(part), self.device) for part in micro_batches]
@@ -174,9 +175,12 @@ class TrainingStep:
             outputs = self.model(images, self.class_embeddings)
         size = tuple(part["label"].shape[-2:])
         ids, share = unseen_predictions(
-            outputs, self.classes.unseen_ids, size, self.model.query_decoder.temperature,
+            outputs,
+            self.classes.unseen_ids,
+            size,
+            self.model.query_decoder.temperature,
             candidate_scoring(self.config),
-        )  # fmt: skip
+        )
         if "source_rows" not in part or "source_cols" not in part:
             raise ValueError("a self-training batch must tell padding apart (source_rows, source_cols)")
         padding = padding_mask(part["source_rows"], part["source_cols"])
@@ -186,13 +190,19 @@ class TrainingStep:
                 raise ValueError("train.transductive_pixels=unseen needs batches that mark unseen pixels (unseen_mask)")
             unseen = part["unseen_mask"]
         labels = self_training_labels(
-            part["label"], padding, ids.cpu(), share.cpu(), self.classes.ignore_index,
-            self.config.train.transductive_threshold, unseen,
-        )  # fmt: skip
+            part["label"],
+            padding,
+            ids.cpu(),
+            share.cpu(),
+            self.classes.ignore_index,
+            self.config.train.transductive_threshold,
+            unseen,
+        )
         # Pseudo masks keep the unannotated region the dataset gave them (the dense maps, already
         # clipped to it), not the pixels just labelled: the candidate queries keep their targets.
-        return {key: value for key, value in part.items() if key not in ("pseudo_grid", "pseudo_rows",
-                "pseudo_cols")} | {"label": labels}  # fmt: skip
+        return {
+            key: value for key, value in part.items() if key not in ("pseudo_grid", "pseudo_rows", "pseudo_cols")
+        } | {"label": labels}
 
     def targets(self, part: dict) -> list[dict]:
         """One micro-batch's targets (:func:`splitmatch.train.targets.build_targets`), on the CPU."""

@@ -139,9 +139,18 @@ def set_up(config: ExperimentConfig, out_dir: Path, resume: bool, lock: RunLock,
     advice = f"The last good checkpoint in {out_dir / 'checkpoints'} is kept: lower train.lr and resume."
     # The step encodes the training names: a name the text encoder refuses stops the run here.
     step = TrainingStep(
-        model, network, criterion, optimizer, schedule, scaler, config, folder.classes, device,
-        use_pseudo_masks=use_pseudo_masks, advice=advice,
-    )  # fmt: skip
+        model,
+        network,
+        criterion,
+        optimizer,
+        schedule,
+        scaler,
+        config,
+        folder.classes,
+        device,
+        use_pseudo_masks=use_pseudo_masks,
+        advice=advice,
+    )
     pseudo_cache = prepare_pseudo_masks(config, folder, model, progress) if use_pseudo_masks else None
 
     # Every check passed: from here on the run writes into its folder.
@@ -153,9 +162,15 @@ def set_up(config: ExperimentConfig, out_dir: Path, resume: bool, lock: RunLock,
     if resume:
         record.truncate_after(start_step)
 
-    dataset = build_train_dataset(config.data, folder, pseudo_cache, config.train.seed, pad_colour(config.data, model),
-                                  clip_pseudo_masks=config.pseudo.clip_to_unannotated,
-                                  mark_unseen=marks_unseen(config.train))  # fmt: skip
+    dataset = build_train_dataset(
+        config.data,
+        folder,
+        pseudo_cache,
+        config.train.seed,
+        pad_colour(config.data, model),
+        clip_pseudo_masks=config.pseudo.clip_to_unannotated,
+        mark_unseen=marks_unseen(config.train),
+    )
     train = config.train
     sampler = StepBatchSampler(
         len(dataset), train.batch_size, dist.rank(), dist.world_size(), train.seed, start_step, train.iterations
@@ -248,8 +263,13 @@ def train_loop(run: Run, progress: bool, progress_position: int) -> None:
     """Steps from ``run.start_step`` to ``train.iterations``: log, checkpoint and evaluate as the config says."""
     train = run.config.train
     run.model.train()
-    bar = tqdm(total=train.iterations, initial=run.start_step, desc=f"train {run.config.name}",
-               disable=not (progress and dist.is_main_process()), position=progress_position)  # fmt: skip
+    bar = tqdm(
+        total=train.iterations,
+        initial=run.start_step,
+        desc=f"train {run.config.name}",
+        disable=not (progress and dist.is_main_process()),
+        position=progress_position,
+    )
     started = time.time()
     for step, batch in enumerate(run.loader, start=run.start_step):
         done = step + 1
@@ -294,10 +314,17 @@ def save_step_checkpoint(run: Run, done: int) -> None:
         return
     step, config, classes = run.step, run.config, run.folder.classes
     state.save_training_checkpoint(
-        state.checkpoint_path(run.checkpoint_dir, done), run.model, config, classes, classes.seen_names, done,
-        step.optimizer, step.schedule, rng=rng,
+        state.checkpoint_path(run.checkpoint_dir, done),
+        run.model,
+        config,
+        classes,
+        classes.seen_names,
+        done,
+        step.optimizer,
+        step.schedule,
+        rng=rng,
         grad_scaler=step.scaler.state_dict() if step.scaler.is_enabled() else None,
-    )  # fmt: skip
+    )
     state.prune_checkpoints(run.checkpoint_dir, config.train.keep_checkpoints)
 
 
@@ -310,10 +337,16 @@ def evaluate_run(run: Run, progress: bool, progress_position: int = 0) -> dict:
     """
     config, folder = run.config, run.folder
     metrics = evaluate(
-        run.model, folder, folder.evaluation_split(config.data.val_split), config.inference,
-        folder.evaluation_vocabulary(), trained_names=folder.classes.seen_names, progress=progress,
-        progress_position=progress_position, candidates=candidate_scoring(config),
-    )  # fmt: skip
+        run.model,
+        folder,
+        folder.evaluation_split(config.data.val_split),
+        config.inference,
+        folder.evaluation_vocabulary(),
+        trained_names=folder.classes.seen_names,
+        progress=progress,
+        progress_position=progress_position,
+        candidates=candidate_scoring(config),
+    )
     if folder.proxy is not None:
         metrics["proxy"] = folder.proxy.summary()
     return metrics
@@ -324,8 +357,9 @@ def finish(run: Run, progress: bool, progress_position: int) -> dict:
     unseen names were used in training); returns the metrics."""
     config, classes = run.config, run.folder.classes
     if dist.is_main_process():
-        ckpt.save_checkpoint(run.out_dir / "model.safetensors", run.model, config, classes, classes.seen_names,
-                             config.train.iterations)  # fmt: skip
+        ckpt.save_checkpoint(
+            run.out_dir / "model.safetensors", run.model, config, classes, classes.seen_names, config.train.iterations
+        )
     metrics = evaluate_run(run, progress, progress_position)
     metrics["transductive"] = bool(config.train.transductive)  # docs/protocols.md: said beside every number
     run.record.write("eval.json", metrics)

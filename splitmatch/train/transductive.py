@@ -115,9 +115,14 @@ def unseen_predictions(
 
 
 def self_training_labels(
-    labels: torch.Tensor, padding: torch.Tensor, ids: torch.Tensor, share: torch.Tensor, ignore_index: int,
-    threshold: float = 0.0, unseen: torch.Tensor | None = None,
-) -> torch.Tensor:  # fmt: skip
+    labels: torch.Tensor,
+    padding: torch.Tensor,
+    ids: torch.Tensor,
+    share: torch.Tensor,
+    ignore_index: int,
+    threshold: float = 0.0,
+    unseen: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``labels`` with the pixels self-training labels set to ``ids`` (where ``share >= threshold``).
 
     Args:

@@ -265,9 +265,14 @@ def run_demo(
 
 def pseudo_mask_section(quality: dict) -> list[str]:
     """Report lines: the pseudo-mask diagnostic's table (``splitmatch pseudo-masks --evaluate``)."""
-    lines = ["## Pseudo masks", "", f"Scored against the full labels of the `{quality['split']}` split "
-             f"({quality['images']} images), percent; the same as `splitmatch pseudo-masks --evaluate`. "
-             f"{quality['note']}", ""]  # fmt: skip
+    lines = [
+        "## Pseudo masks",
+        "",
+        f"Scored against the full labels of the `{quality['split']}` split "
+        f"({quality['images']} images), percent; the same as `splitmatch pseudo-masks --evaluate`. "
+        f"{quality['note']}",
+        "",
+    ]
     lines += ["| | " + " | ".join(METRICS) + " | masks | objects |", "|---" * (len(METRICS) + 3) + "|"]
     groups = {"overall": quality["overall"], **quality["per_class"], **quality["per_scale"]}
     for name, values in groups.items():
@@ -283,14 +288,19 @@ def background_section(metrics: dict, unseen: list[str]) -> list[str]:
     present = [name for name in unseen if any(name in metrics[run]["taken_for_background"] for run in runs)]
     if not runs or not present:
         return []
-    lines = ["## Unseen pixels labelled background", "",
-             "What Hungarian matching teaches a query that finds an unseen object: \"no object\". Percent "
-             "of each unseen class's pixels that the model labels background (lower is better):", ""]  # fmt: skip
+    lines = [
+        "## Unseen pixels labelled background",
+        "",
+        'What Hungarian matching teaches a query that finds an unseen object: "no object". Percent '
+        "of each unseen class's pixels that the model labels background (lower is better):",
+        "",
+    ]
     lines += ["| run | " + " | ".join(present) + " |", "|---" * (len(present) + 1) + "|"]
     for run in runs:
         shares = metrics[run]["taken_for_background"]
-        lines.append(f"| {run} | " + " | ".join(f"{shares[name]:.1f}" if name in shares else "n/a" for name in present)
-                     + " |")  # fmt: skip
+        lines.append(
+            f"| {run} | " + " | ".join(f"{shares[name]:.1f}" if name in shares else "n/a" for name in present) + " |"
+        )
     return lines + [""]
 
 
@@ -312,9 +322,14 @@ def report(
         lines += ["Changed from the `world` preset in every run: " + ", ".join(f"`{o}`" for o in overrides) + ".", ""]
     lines += ["Validation split, every class scored by name (unseen classes never named in training).", ""]
     lines += [format_table(metrics)]
-    lines += ["These are single runs (seed " f"{seed}" "): compare methods over seeds (`splitmatch seeds`; "
-              "docs/world.md gives the spread of this demo), and expect the last digit to move with the "
-              "CPU's float kernels and the number of threads.", ""]  # fmt: skip
+    lines += [
+        "These are single runs (seed "
+        f"{seed}"
+        "): compare methods over seeds (`splitmatch seeds`; "
+        "docs/world.md gives the spread of this demo), and expect the last digit to move with the "
+        "CPU's float kernels and the number of threads.",
+        "",
+    ]
     if "split" in metrics and "hungarian" in metrics:
         gain = metrics["split"]["miou_unseen"] - metrics["hungarian"]["miou_unseen"]
         lines += [f"Split Matching changes mIoU(U) by {gain:+.1f} points over the baseline.", ""]
@@ -325,8 +340,13 @@ def report(
         for amount, summary in result.get("seen_calibration", {}).items()
     }
     if calibrated:
-        lines += ["## Seen-class calibration", "", "The same two models; ZegCLIP takes 0.1 off seen-class scores "
-                  "(normalised per pixel) at test time.", "", format_table(calibrated)]  # fmt: skip
+        lines += [
+            "## Seen-class calibration",
+            "",
+            "The same two models; ZegCLIP takes 0.1 off seen-class scores (normalised per pixel) at test time.",
+            "",
+            format_table(calibrated),
+        ]
     lines += background_section(metrics, unseen)
     names = list(next(iter(metrics.values()))["per_class_iou"])
     lines += ["## Per-class IoU", "", "Unseen classes in **bold**: their names were never given in training.", ""]

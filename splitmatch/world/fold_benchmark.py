@@ -98,6 +98,8 @@ def write_world_folds(
             episodes = cycled_episodes(pairs, count)
             write_if_changed(episode_path(folder.root, scheme.name, fold, count), episode_file_text(episodes, header))
             read_episodes(folder, fold, count, scheme.name)
-        lines.append(f"  fold {fold}: {', '.join(fold_classes)}; {len(pairs)} eligible pairs; "
-                     f"episodes: {', '.join(str(c) for c in counts)}")  # fmt: skip
+        lines.append(
+            f"  fold {fold}: {', '.join(fold_classes)}; {len(pairs)} eligible pairs; "
+            f"episodes: {', '.join(str(c) for c in counts)}"
+        )
     return lines

@@ -166,8 +166,9 @@ def test_upload_is_turned_upright_by_its_exif_orientation(tmp_path):
 
 def test_examples_are_the_worlds_validation_images(tmp_path):
     indices = example_indices()
-    world = generate_world(tmp_path / "world", spec=WorldSpec(num_train=0, num_val=max(indices) + 1, num_captions=0),
-                           progress=False)  # fmt: skip
+    world = generate_world(
+        tmp_path / "world", spec=WorldSpec(num_train=0, num_val=max(indices) + 1, num_captions=0), progress=False
+    )
     unseen = world.classes.unseen_ids
     assert set(world.classes.unseen) == set(DEFAULT_UNSEEN)
     for index, path in zip(indices, write_examples(tmp_path / "examples")):

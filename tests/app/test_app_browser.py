@@ -100,8 +100,9 @@ def test_two_visitors_segment_at_once_and_bad_input_gets_a_message(browser_path,
         a, b = wait_for_result(first), wait_for_result(second)
         first.screenshot(path=str(tmp_path / "app.png"), full_page=True)
 
-        assert re.fullmatch(r"\d+\.\d\d s on the CPU \(whole image, seen-class calibration 0.5, 90x72 px, 4 classes\)",
-                            a["timing"]), a["timing"]  # fmt: skip
+        assert re.fullmatch(
+            r"\d+\.\d\d s on the CPU \(whole image, seen-class calibration 0.5, 90x72 px, 4 classes\)", a["timing"]
+        ), a["timing"]
         assert "sliding window" in b["timing"] and "4 classes" in b["timing"], b["timing"]
         _check_figure(a["figure_url"], names_a, (72, 90))
         labels = _check_label_map(a["label_url"], names_a, (72, 90))

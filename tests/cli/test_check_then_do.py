@@ -32,8 +32,9 @@ def tiny(root: Path, *extra) -> list:
 
 def test_train_refuses_a_split_without_seen_classes_before_the_run_folder(tiny_dataset, tmp_path, capsys):
     every = ",".join(tiny_dataset.classes.names)
-    line = refused(capsys, ["train", *tiny(tiny_dataset.root, "--set", f"data.unseen=[{every}]"),
-                            "--out", tmp_path / "run"])  # fmt: skip
+    line = refused(
+        capsys, ["train", *tiny(tiny_dataset.root, "--set", f"data.unseen=[{every}]"), "--out", tmp_path / "run"]
+    )
     assert "leaves no seen class to train on" in line
     assert not (tmp_path / "run").exists()  # no config.yaml, no split.json: the folder is not "holding a run"
 
@@ -77,8 +78,20 @@ def test_predict_never_writes_over_an_input_image(untrained_checkpoint, tiny_dat
     shutil.copy(image, tmp_path / "x.png")
     shutil.copy(image, tmp_path / "x_labels.png")  # what predicting x.png into this folder would write
     before = files_of(tmp_path)
-    line = refused(capsys, ["predict", "--checkpoint", untrained_checkpoint, "--classes", "a,b", "--out", tmp_path,
-                            tmp_path / "x.png", tmp_path / "x_labels.png"])  # fmt: skip
+    line = refused(
+        capsys,
+        [
+            "predict",
+            "--checkpoint",
+            untrained_checkpoint,
+            "--classes",
+            "a,b",
+            "--out",
+            tmp_path,
+            tmp_path / "x.png",
+            tmp_path / "x_labels.png",
+        ],
+    )
     assert "x_labels.png" in line and "which this command reads" in line
     assert files_of(tmp_path) == before
 
@@ -96,8 +109,21 @@ def test_options_that_do_not_apply_are_refused(tiny_dataset, tmp_path, capsys):
     line = refused(capsys, ["eval", "--model", "maskclip-world", "--episodes", "--data-root", tiny_dataset.root])
     assert "--episodes scores a checkpoint" in line
     image = tiny_dataset.root / "images" / "val_000.png"
-    line = refused(capsys, ["predict", "--model", "maskclip-world", "--set", "clip.weights=null", "--classes", "a,b",
-                            "--out", tmp_path / "out", image])  # fmt: skip
+    line = refused(
+        capsys,
+        [
+            "predict",
+            "--model",
+            "maskclip-world",
+            "--set",
+            "clip.weights=null",
+            "--classes",
+            "a,b",
+            "--out",
+            tmp_path / "out",
+            image,
+        ],
+    )
     assert "clip.weights of a training-free model must name weights" in line
     assert not (tmp_path / "out").exists()
 
@@ -116,31 +142,69 @@ def test_an_empty_option_is_refused_not_read_as_missing(untrained_checkpoint, ti
 
 def test_export_sizes_are_bounded_before_the_model_loads(untrained_checkpoint, tmp_path, capsys):
     for size in ("1000000000", "4104", "-32"):
-        line = refused(capsys, ["export", "--onnx", tmp_path / "m.onnx", "--classes", "a,b", "--checkpoint",
-                                untrained_checkpoint, "--size", size])  # fmt: skip
+        line = refused(
+            capsys,
+            [
+                "export",
+                "--onnx",
+                tmp_path / "m.onnx",
+                "--classes",
+                "a,b",
+                "--checkpoint",
+                untrained_checkpoint,
+                "--size",
+                size,
+            ],
+        )
         assert "--size takes sides of 1..4096 pixels" in line
     assert not list(tmp_path.glob("*.onnx"))
 
 
 def test_pseudo_masks_checks_the_split_before_the_cache_is_made(tiny_dataset, tmp_path, capsys):
     cache = tmp_path / "cache"
-    line = refused(capsys, ["pseudo-masks", *tiny(tiny_dataset.root, "--set", f"pseudo.cache_dir={cache}"),
-                            "--split", "nosuch", "--device", "cpu"])  # fmt: skip
+    line = refused(
+        capsys,
+        [
+            "pseudo-masks",
+            *tiny(tiny_dataset.root, "--set", f"pseudo.cache_dir={cache}"),
+            "--split",
+            "nosuch",
+            "--device",
+            "cpu",
+        ],
+    )
     assert "nosuch.txt does not exist" in line and not cache.exists()
 
 
 def test_prepare_context459_labels_that_are_not_utf8(context459_src, tmp_path, capsys):
     (context459_src / "labels.txt").write_bytes(b"1: accordion\n2: \xff\xfeplane\n")
-    line = refused(capsys, ["prepare", "context-459", "--src", context459_src, "--dst", tmp_path / "out",
-                            "--allow-partial", "--quiet"])  # fmt: skip
+    line = refused(
+        capsys,
+        ["prepare", "context-459", "--src", context459_src, "--dst", tmp_path / "out", "--allow-partial", "--quiet"],
+    )
     assert "labels.txt is not UTF-8 text (line 2: byte 0xff)" in line
     assert not (tmp_path / "out").exists()
 
 
 def test_pascal5i_writes_no_episode_list_until_every_fold_is_drawn(tmp_path, capsys):
     fabricate_voc(tmp_path / "voc")  # six images: fold 2 has no object large enough
-    assert main(["prepare", "pascal-5i", "--src", str(tmp_path / "voc"), "--dst", str(tmp_path / "out"),
-                 "--allow-partial", "--quiet", "--min-object-pixels", "10"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "prepare",
+                "pascal-5i",
+                "--src",
+                str(tmp_path / "voc"),
+                "--dst",
+                str(tmp_path / "out"),
+                "--allow-partial",
+                "--quiet",
+                "--min-object-pixels",
+                "10",
+            ]
+        )
+        == 2
+    )
     lines = capsys.readouterr().err.strip().splitlines()  # the partial-dataset warnings, then the error
     assert [line for line in lines if "error" in line] == lines[-1:] and "fold 2: no val image holds 10" in lines[-1]
     assert not (tmp_path / "out" / "episodes").exists() and not (tmp_path / "out" / "folds.json").exists()
@@ -148,11 +212,38 @@ def test_pascal5i_writes_no_episode_list_until_every_fold_is_drawn(tmp_path, cap
 
 def test_a_setting_given_twice_is_refused(untrained_checkpoint, tiny_dataset, tmp_path, capsys):
     image = tiny_dataset.root / "images" / "val_000.png"
-    line = refused(capsys, ["predict", "--checkpoint", untrained_checkpoint, "--mode", "whole", "--set",
-                            "inference.mode=slide", "--classes", "a", "--out", tmp_path / "out", image])  # fmt: skip
+    line = refused(
+        capsys,
+        [
+            "predict",
+            "--checkpoint",
+            untrained_checkpoint,
+            "--mode",
+            "whole",
+            "--set",
+            "inference.mode=slide",
+            "--classes",
+            "a",
+            "--out",
+            tmp_path / "out",
+            image,
+        ],
+    )
     assert "inference.mode is set twice, by --set 'inference.mode=slide' and by mode='whole' (--mode)" in line
-    line = refused(capsys, ["eval", "--model", "maskclip-world", "--mode", "whole", "--set", "inference.mode=slide",
-                            "--data-root", tiny_dataset.root])  # fmt: skip
+    line = refused(
+        capsys,
+        [
+            "eval",
+            "--model",
+            "maskclip-world",
+            "--mode",
+            "whole",
+            "--set",
+            "inference.mode=slide",
+            "--data-root",
+            tiny_dataset.root,
+        ],
+    )
     assert "inference.mode is set twice" in line and not (tmp_path / "out").exists()
 
 

@@ -148,11 +148,30 @@ def test_damaged_checkpoint_is_refused(tiny_dataset, tmp_path, capsys):
 
 def test_failed_commands_leave_no_empty_folders_and_no_lock_file(tiny_dataset, tmp_path, capsys, untrained_checkpoint):
     image = tiny_dataset.samples("val")[0].image_path
-    code, _ = run_cli(capsys, ["predict", "--checkpoint", str(tmp_path / "missing.safetensors"), "--classes", "a,b",
-                               "--out", str(tmp_path / "pred" / "deep"), str(image)])  # fmt: skip
+    code, _ = run_cli(
+        capsys,
+        [
+            "predict",
+            "--checkpoint",
+            str(tmp_path / "missing.safetensors"),
+            "--classes",
+            "a,b",
+            "--out",
+            str(tmp_path / "pred" / "deep"),
+            str(image),
+        ],
+    )
     assert code == 2 and not (tmp_path / "pred").exists()
-    code, _ = run_cli(capsys, ["eval", "--checkpoint", str(tmp_path / "missing.safetensors"),
-                               "--json", str(tmp_path / "scores" / "eval.json")])  # fmt: skip
+    code, _ = run_cli(
+        capsys,
+        [
+            "eval",
+            "--checkpoint",
+            str(tmp_path / "missing.safetensors"),
+            "--json",
+            str(tmp_path / "scores" / "eval.json"),
+        ],
+    )
     assert code == 2 and not (tmp_path / "scores").exists()
     # A run that started and then failed keeps what it wrote (config, log) but not its lock file.
     label = tiny_dataset.root / "labels" / "train_001.png"

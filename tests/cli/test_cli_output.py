@@ -33,16 +33,32 @@ def test_unknown_devices_are_refused(name):
 @pytest.mark.parametrize("command", ["eval", "predict", "pseudo-masks"])
 def test_device_defaults_to_auto(command):
     parser = build_parser()
-    required = {"eval": [], "predict": ["--checkpoint", "c", "--classes", "a", "--out", "o", "x.jpg"],
-                "pseudo-masks": []}[command]  # fmt: skip
+    required = {
+        "eval": [],
+        "predict": ["--checkpoint", "c", "--classes", "a", "--out", "o", "x.jpg"],
+        "pseudo-masks": [],
+    }[command]
     assert parser.parse_args([command, *required]).device == "auto"
 
 
 def test_commands_print_the_device_they_use(tiny_dataset, tmp_path, capsys):
     assert main(["pseudo-masks", "--preset", "tiny", "--quiet", "--set", f"data.root={tiny_dataset.root}"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == f"device: {resolve_device('auto')}"
-    assert main(["pseudo-masks", "--preset", "tiny", "--quiet", "--device", "gpu",
-                 "--set", f"data.root={tiny_dataset.root}"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "pseudo-masks",
+                "--preset",
+                "tiny",
+                "--quiet",
+                "--device",
+                "gpu",
+                "--set",
+                f"data.root={tiny_dataset.root}",
+            ]
+        )
+        == 2
+    )
     assert "splitmatch: error: device 'gpu'" in capsys.readouterr().err
 
 
@@ -69,8 +85,25 @@ def test_class_table_names_what_each_class_is_mistaken_for():
 
 def test_eval_prints_per_class_iou_and_confusions_quietly(tiny_dataset, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--preset", "tiny", "--quiet", "--out", str(run), "--set", f"data.root={tiny_dataset.root}",
-                 "--set", "train.iterations=2", "--set", "loss.matching=hungarian"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "tiny",
+                "--quiet",
+                "--out",
+                str(run),
+                "--set",
+                f"data.root={tiny_dataset.root}",
+                "--set",
+                "train.iterations=2",
+                "--set",
+                "loss.matching=hungarian",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(run / "model.safetensors"), "--quiet"]) == 0
     captured = capsys.readouterr()

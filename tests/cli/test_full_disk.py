@@ -44,24 +44,73 @@ def commands(data: Path, checkpoint: Path, voc: Path, folds: Path, out: Path) ->
     return {
         "train": ["train", *tiny, "--out", out / "run"],
         "seeds": ["seeds", *tiny, "--seeds", "0,1", "--out", out / "seeds"],
-        "folds": ["folds", "--preset", "tiny", "--quiet", "--set", f"data.root={folds}", "--set", "train.iterations=1",
-                  "--episode-count", str(EPISODE_COUNT), "--out", out / "folds"],
+        "folds": [
+            "folds",
+            "--preset",
+            "tiny",
+            "--quiet",
+            "--set",
+            f"data.root={folds}",
+            "--set",
+            "train.iterations=1",
+            "--episode-count",
+            str(EPISODE_COUNT),
+            "--out",
+            out / "folds",
+        ],
         "pseudo-masks": ["pseudo-masks", *tiny, "--device", "cpu", "--set", f"pseudo.cache_dir={out / 'cache'}"],
-        "predict": ["predict", "--checkpoint", checkpoint, "--classes", "a,b", "--out", out / "pred", "--device", "cpu",
-                    "--quiet", image],
-        "eval --json": ["eval", "--checkpoint", checkpoint, "--data-root", data, "--device", "cpu", "--quiet",
-                        "--max-images", "1", "--json", out / "eval.json"],
+        "predict": [
+            "predict",
+            "--checkpoint",
+            checkpoint,
+            "--classes",
+            "a,b",
+            "--out",
+            out / "pred",
+            "--device",
+            "cpu",
+            "--quiet",
+            image,
+        ],
+        "eval --json": [
+            "eval",
+            "--checkpoint",
+            checkpoint,
+            "--data-root",
+            data,
+            "--device",
+            "cpu",
+            "--quiet",
+            "--max-images",
+            "1",
+            "--json",
+            out / "eval.json",
+        ],
         "export": ["export", "--onnx", out / "m.onnx", "--classes", "a,b", "--checkpoint", checkpoint, "--size", "32"],
         "prepare voc": ["prepare", "voc", "--src", voc, "--dst", out / "voc", "--quiet", "--allow-partial"],
         "convert-clip": ["convert-clip", WORLD_CLIP, out / "clip.safetensors", "--arch", "world-clip"],
         "world": ["world", "--out", out / "world", "--quiet"],
-    }  # fmt: skip
+    }
 
 
-@pytest.mark.parametrize("command", ["train", "seeds", "folds", "pseudo-masks", "predict", "eval --json", "export",
-                                     "prepare voc", "convert-clip", "world"])  # fmt: skip
-def test_a_full_disk_is_one_line_naming_the_file(command, tiny_dataset, untrained_checkpoint, full_disk, tmp_path,
-                                                 capsys):  # fmt: skip
+@pytest.mark.parametrize(
+    "command",
+    [
+        "train",
+        "seeds",
+        "folds",
+        "pseudo-masks",
+        "predict",
+        "eval --json",
+        "export",
+        "prepare voc",
+        "convert-clip",
+        "world",
+    ],
+)
+def test_a_full_disk_is_one_line_naming_the_file(
+    command, tiny_dataset, untrained_checkpoint, full_disk, tmp_path, capsys
+):
     if command == "export" and importlib.util.find_spec("onnxscript") is None:
         pytest.skip("the onnx extra is not installed")
     fabricate_voc(tmp_path / "voc")

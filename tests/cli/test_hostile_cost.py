@@ -182,26 +182,41 @@ def test_a_label_png_is_checked_against_the_pixel_limit_from_its_header(tiny_dat
 
 def test_training_refuses_a_lying_label_header(tiny_dataset, tmp_path, capsys):
     (tiny_dataset.root / "labels" / "train_001.png").write_bytes(png_declaring(60_000, 60_000))
-    args = ["train", "--preset", "tiny", "--set", f"data.root={tiny_dataset.root}", "--set",
-            f"pseudo.cache_dir={tmp_path / 'cache'}", "--set", "train.iterations=1", "--out", str(tmp_path / "run"),
-            "--quiet"]  # fmt: skip
+    args = [
+        "train",
+        "--preset",
+        "tiny",
+        "--set",
+        f"data.root={tiny_dataset.root}",
+        "--set",
+        f"pseudo.cache_dir={tmp_path / 'cache'}",
+        "--set",
+        "train.iterations=1",
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    ]
     line = refused(capsys, args, within_s=120)
     assert "train_001.png is too large to decode safely" in line, line
 
 
 ARCHITECTURES = {
-    "a width of a billion": ('{"embed_dim": 32, "vision_cfg": {"layers": 3, "width": 1000000000, "patch_size": 8}, '
-                             '"text_cfg": {}}', "vision_cfg.width must be an integer in 1..16,384"),
+    "a width of a billion": (
+        '{"embed_dim": 32, "vision_cfg": {"layers": 3, "width": 1000000000, "patch_size": 8}, "text_cfg": {}}',
+        "vision_cfg.width must be an integer in 1..16,384",
+    ),
     "3000 nested lists": ('{"embed_dim": ' + "[" * 3000 + "]" * 3000 + "}", "not valid JSON"),
     "5 MB": ('{"pad": "' + "x" * (5 << 20) + '"}', "over 1,048,576 bytes"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("body, message", ARCHITECTURES.values(), ids=list(ARCHITECTURES))
 def test_architecture_files_are_bounded(tmp_path, capsys, body, message):
     (tmp_path / "arch.json").write_text(body)
-    line = refused(capsys, ["train", "--preset", "tiny", "--set", f"clip.arch={tmp_path / 'arch.json'}",
-                            "--out", str(tmp_path / "run")])  # fmt: skip
+    line = refused(
+        capsys,
+        ["train", "--preset", "tiny", "--set", f"clip.arch={tmp_path / 'arch.json'}", "--out", str(tmp_path / "run")],
+    )
     assert "arch.json" in line and message in line, line
 
 
@@ -213,13 +228,36 @@ def test_every_json_reader_of_a_file_refuses_deep_nesting_in_one_line(tiny_datas
     as class files, architectures, checkpoint records and ONNX metadata do: 100,000 nested lists
     (past Python's recursion limit) are one line naming the file, not a RecursionError."""
     (tiny_dataset.root / "folds.json").write_text(DEEP_JSON)
-    line = refused(capsys, ["folds", "--preset", "tiny", "--set", f"data.root={tiny_dataset.root}",
-                            "--out", str(tmp_path / "folds"), "--quiet"])  # fmt: skip
+    line = refused(
+        capsys,
+        [
+            "folds",
+            "--preset",
+            "tiny",
+            "--set",
+            f"data.root={tiny_dataset.root}",
+            "--out",
+            str(tmp_path / "folds"),
+            "--quiet",
+        ],
+    )
     assert "folds.json is malformed" in line and "nested deeper" in line, line
     templates = tmp_path / "templates.json"
     templates.write_text(DEEP_JSON)
-    line = refused(capsys, ["train", "--preset", "tiny", "--set", f"data.root={tiny_dataset.root}",
-                            "--set", f"clip.templates={templates}", "--out", str(tmp_path / "run")])  # fmt: skip
+    line = refused(
+        capsys,
+        [
+            "train",
+            "--preset",
+            "tiny",
+            "--set",
+            f"data.root={tiny_dataset.root}",
+            "--set",
+            f"clip.templates={templates}",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert "templates.json cannot be read as JSON" in line and "nested deeper" in line, line
     (tmp_path / PIXEL_COUNTS_FILE).write_text(DEEP_JSON)
     with pytest.raises(DatasetFormatError, match=r"class_pixels\.json is damaged .*nested deeper"):

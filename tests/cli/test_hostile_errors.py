@@ -48,9 +48,14 @@ def test_a_folder_that_is_not_a_world(tiny_dataset, capsys):
 
 @pytest.mark.parametrize(
     "record, message",
-    [(b"{", "not a world's record"), (b"\xff\xfe", "not a world's record"), (b"[1]", "different world"),
-     (b"[" * 100_000 + b"]" * 100_000, "not a world's record"), (b'{"seed": "' + b"x" * 10**6 + b'"}', "...")],
-)  # fmt: skip
+    [
+        (b"{", "not a world's record"),
+        (b"\xff\xfe", "not a world's record"),
+        (b"[1]", "different world"),
+        (b"[" * 100_000 + b"]" * 100_000, "not a world's record"),
+        (b'{"seed": "' + b"x" * 10**6 + b'"}', "..."),
+    ],
+)
 def test_a_damaged_world_record(world, tmp_path, capsys, record, message):
     copy = shutil.copytree(world, tmp_path / "w")
     (copy / "world.json").write_bytes(record)
@@ -78,26 +83,33 @@ ARCHITECTURES = {
     "a list": ("[1, 2]", "must hold a JSON object"),
     "no text_cfg": ('{"embed_dim": 32, "vision_cfg": {"layers": 3, "width": 32, "patch_size": 8}}', "lacks text_cfg"),
     "vision_cfg a list": ('{"embed_dim": 32, "vision_cfg": [1], "text_cfg": {}}', "vision_cfg must be a JSON object"),
-    "a width that is text": ('{"embed_dim": 32, "vision_cfg": {"layers": 3, "width": "x", "patch_size": 8}, '
-                             '"text_cfg": {}}', "vision_cfg.width must be an integer"),
-    "an unknown key": ('{"embed_dim": 32, "vision_cfg": {"layers": 3, "wdth": 32, "patch_size": 8}, "text_cfg": {}}',
-                       "keys open_clip does not know: ['wdth']"),
+    "a width that is text": (
+        '{"embed_dim": 32, "vision_cfg": {"layers": 3, "width": "x", "patch_size": 8}, "text_cfg": {}}',
+        "vision_cfg.width must be an integer",
+    ),
+    "an unknown key": (
+        '{"embed_dim": 32, "vision_cfg": {"layers": 3, "wdth": 32, "patch_size": 8}, "text_cfg": {}}',
+        "keys open_clip does not know: ['wdth']",
+    ),
     "not UTF-8": (b'{"embed_dim": 32, "vision_cfg": {"\xff": 1}}', "not UTF-8 text"),
     "not JSON": ("embed_dim = 32", "not valid JSON"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("body, message", ARCHITECTURES.values(), ids=list(ARCHITECTURES))
 def test_architecture_files(tmp_path, capsys, body, message):
     (tmp_path / "arch.json").write_bytes(body.encode() if isinstance(body, str) else body)
-    line = refused(capsys, ["train", "--preset", "tiny", "--set", f"clip.arch={tmp_path / 'arch.json'}",
-                            "--out", str(tmp_path / "run")])  # fmt: skip
+    line = refused(
+        capsys,
+        ["train", "--preset", "tiny", "--set", f"clip.arch={tmp_path / 'arch.json'}", "--out", str(tmp_path / "run")],
+    )
     assert "arch.json" in line and message in line, line
 
 
 def test_a_shipped_architecture_is_named_not_reached_by_a_path(tmp_path, capsys):
-    line = refused(capsys, ["train", "--preset", "tiny", "--set", "clip.arch=../clip/tiny-test",
-                            "--out", str(tmp_path / "run")])  # fmt: skip
+    line = refused(
+        capsys, ["train", "--preset", "tiny", "--set", "clip.arch=../clip/tiny-test", "--out", str(tmp_path / "run")]
+    )
     assert "unknown CLIP architecture '../clip/tiny-test'" in line
 
 
@@ -124,8 +136,19 @@ def test_out_of_range_options_are_refused_by_the_parser(capsys, args, message):
 def test_a_class_name_the_terminal_would_obey(untrained_checkpoint, tiny_dataset, tmp_path, capsys):
     image = tiny_dataset.root / "images" / "val_000.png"
     for names in ("background,red\x1b]0;pwned\x07", "a,b\udcff"):
-        line = refused(capsys, ["predict", "--checkpoint", str(untrained_checkpoint), "--classes", names,
-                                "--out", str(tmp_path / "out"), str(image)])  # fmt: skip
+        line = refused(
+            capsys,
+            [
+                "predict",
+                "--checkpoint",
+                str(untrained_checkpoint),
+                "--classes",
+                names,
+                "--out",
+                str(tmp_path / "out"),
+                str(image),
+            ],
+        )
         assert "control character" in line and "\x1b" not in line and "\udcff" not in line, line
 
 
@@ -152,6 +175,17 @@ def test_a_checkpoint_record_from_elsewhere(untrained_checkpoint, tiny_dataset, 
 
     path = tmp_path / "model.safetensors"
     save_file({"w": torch.zeros(1)}, str(path), metadata={"splitmatch": record})
-    line = refused(capsys, ["predict", "--checkpoint", str(path), "--classes", "a,b", "--out", str(tmp_path / "o"),
-                            str(tiny_dataset.root / "images" / "val_000.png")])  # fmt: skip
+    line = refused(
+        capsys,
+        [
+            "predict",
+            "--checkpoint",
+            str(path),
+            "--classes",
+            "a,b",
+            "--out",
+            str(tmp_path / "o"),
+            str(tiny_dataset.root / "images" / "val_000.png"),
+        ],
+    )
     assert str(path) in line and "damaged record" in line and len(line) < 600, line

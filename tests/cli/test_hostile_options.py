@@ -87,14 +87,22 @@ def inputs(tmp_path_factory):
     checkpoint = save_checkpoint(root / "model.safetensors", model, config, data.classes, data.classes.seen_names, 1)
     config.data.root = str(folds.root)
     fold_classes = ClassSplit(folds.classes.names, FOLDS[0], dataset=folds.classes.dataset)
-    fold_checkpoint = save_checkpoint(root / "fold.safetensors", model, config, fold_classes,
-                                      fold_classes.seen_names, 1)  # fmt: skip
+    fold_checkpoint = save_checkpoint(
+        root / "fold.safetensors", model, config, fold_classes, fold_classes.seen_names, 1
+    )
     fabricate_voc(root / "voc")
     (root / "config.yaml").write_text(f"preset: tiny\ndata:\n  root: {data.root}\n")
     world = generate_world(root / "world", spec=WorldSpec(num_train=2, num_val=1, num_captions=2), progress=False)
-    return {"root": root, "data": data.root, "folds": folds.root, "checkpoint": checkpoint,
-            "fold_checkpoint": fold_checkpoint, "voc": root / "voc", "config": root / "config.yaml",
-            "world": world.root}  # fmt: skip
+    return {
+        "root": root,
+        "data": data.root,
+        "folds": folds.root,
+        "checkpoint": checkpoint,
+        "fold_checkpoint": fold_checkpoint,
+        "voc": root / "voc",
+        "config": root / "config.yaml",
+        "world": world.root,
+    }
 
 
 def baselines(i: dict, out: Path) -> dict[str, tuple[list, list[Path]]]:
@@ -107,32 +115,101 @@ def baselines(i: dict, out: Path) -> dict[str, tuple[list, list[Path]]]:
     return {
         "train": (["train", *tiny, "--out", out / "run"], data),
         "seeds": (["seeds", *tiny, "--seeds", "0", "--out", out / "seeds"], data),
-        "folds": (["folds", "--preset", "tiny", "--quiet", "--set", f"data.root={i['folds']}", "--set",
-                   "train.iterations=1", "--episode-count", str(EPISODE_COUNT), "--out", out / "folds"], folds),
+        "folds": (
+            [
+                "folds",
+                "--preset",
+                "tiny",
+                "--quiet",
+                "--set",
+                f"data.root={i['folds']}",
+                "--set",
+                "train.iterations=1",
+                "--episode-count",
+                str(EPISODE_COUNT),
+                "--out",
+                out / "folds",
+            ],
+            folds,
+        ),
         "pseudo-masks": (["pseudo-masks", *tiny, "--device", "cpu", "--evaluate", "--json", out / "pm.json"], data),
-        "eval": (["eval", "--checkpoint", i["checkpoint"], "--data-root", i["data"], "--device", "cpu", "--quiet",
-                  "--max-images", "1", "--json", out / "eval.json"], [i["checkpoint"], *data]),
-        "eval --episodes": (["eval", "--checkpoint", i["fold_checkpoint"], "--episodes", "--episode-count",
-                             str(EPISODE_COUNT), "--device", "cpu", "--quiet", "--json", out / "episodes.json"],
-                            [i["fold_checkpoint"], *folds]),
-        "eval --predictions": (["eval", "--predictions", i["data"] / "labels", "--data-root", i["data"], "--quiet"],
-                               data),
-        "predict": (["predict", "--checkpoint", i["checkpoint"], "--classes", "a,b", "--out", out / "pred",
-                     "--device", "cpu", "--quiet", image], [i["checkpoint"], image]),
+        "eval": (
+            [
+                "eval",
+                "--checkpoint",
+                i["checkpoint"],
+                "--data-root",
+                i["data"],
+                "--device",
+                "cpu",
+                "--quiet",
+                "--max-images",
+                "1",
+                "--json",
+                out / "eval.json",
+            ],
+            [i["checkpoint"], *data],
+        ),
+        "eval --episodes": (
+            [
+                "eval",
+                "--checkpoint",
+                i["fold_checkpoint"],
+                "--episodes",
+                "--episode-count",
+                str(EPISODE_COUNT),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--json",
+                out / "episodes.json",
+            ],
+            [i["fold_checkpoint"], *folds],
+        ),
+        "eval --predictions": (
+            ["eval", "--predictions", i["data"] / "labels", "--data-root", i["data"], "--quiet"],
+            data,
+        ),
+        "predict": (
+            [
+                "predict",
+                "--checkpoint",
+                i["checkpoint"],
+                "--classes",
+                "a,b",
+                "--out",
+                out / "pred",
+                "--device",
+                "cpu",
+                "--quiet",
+                image,
+            ],
+            [i["checkpoint"], image],
+        ),
         "app": (["app", "--checkpoint", i["checkpoint"]], [i["checkpoint"]]),
-        "export": (["export", "--onnx", out / "m.onnx", "--classes", "a,b", "--checkpoint", i["checkpoint"],
-                    "--size", "32"], [i["checkpoint"]]),
-        "prepare": (["prepare", "voc", "--src", i["voc"], "--dst", out / "voc", "--quiet", "--allow-partial"],
-                    [i["voc"] / "ImageSets" / "Segmentation" / "train.txt"]),
-        "convert-clip": (["convert-clip", i["checkpoint"], out / "clip.safetensors", "--arch", "tiny-test"],
-                         [i["checkpoint"]]),
+        "export": (
+            ["export", "--onnx", out / "m.onnx", "--classes", "a,b", "--checkpoint", i["checkpoint"], "--size", "32"],
+            [i["checkpoint"]],
+        ),
+        "prepare": (
+            ["prepare", "voc", "--src", i["voc"], "--dst", out / "voc", "--quiet", "--allow-partial"],
+            [i["voc"] / "ImageSets" / "Segmentation" / "train.txt"],
+        ),
+        "convert-clip": (
+            ["convert-clip", i["checkpoint"], out / "clip.safetensors", "--arch", "tiny-test"],
+            [i["checkpoint"]],
+        ),
         "world": (["world", "--out", out / "world", "--quiet"], []),
-        "toy-clip": (["toy-clip", "--world", i["world"], "--out", out / "toy.safetensors", "--steps", "1",
-                      "--quiet"], [i["world"] / "classes.json", i["world"] / "splits" / "captions.txt"]),
-        "package-model": (["package-model", "--checkpoint", i["checkpoint"], "--out", out / "packaged.safetensors"],
-                          [i["checkpoint"]]),
+        "toy-clip": (
+            ["toy-clip", "--world", i["world"], "--out", out / "toy.safetensors", "--steps", "1", "--quiet"],
+            [i["world"] / "classes.json", i["world"] / "splits" / "captions.txt"],
+        ),
+        "package-model": (
+            ["package-model", "--checkpoint", i["checkpoint"], "--out", out / "packaged.safetensors"],
+            [i["checkpoint"]],
+        ),
         "demo": (["demo", "--out", out / "demo", "--quick", "--quiet"], []),
-    }  # fmt: skip
+    }
 
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -189,8 +266,24 @@ def outcome(argv: list[str], capsys) -> str | None:
     return f"exit {code}: {err[-3:]}"
 
 
-COMMANDS = ["train", "seeds", "folds", "pseudo-masks", "eval", "eval --episodes", "eval --predictions", "predict",
-            "app", "export", "prepare", "convert-clip", "world", "toy-clip", "package-model", "demo"]  # fmt: skip
+COMMANDS = [
+    "train",
+    "seeds",
+    "folds",
+    "pseudo-masks",
+    "eval",
+    "eval --episodes",
+    "eval --predictions",
+    "predict",
+    "app",
+    "export",
+    "prepare",
+    "convert-clip",
+    "world",
+    "toy-clip",
+    "package-model",
+    "demo",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -17,9 +17,25 @@ from splitmatch.train.state import list_checkpoints
 
 
 def train_args(data_root: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--preset", "tiny", "--quiet", "--set", f"data.root={data_root}", "--set", "train.iterations=3",
-            "--set", "train.checkpoint_every=1", "--set", "train.keep_checkpoints=5", "--set",
-            "loss.matching=hungarian", "--out", str(out), *extra]  # fmt: skip
+    return [
+        "train",
+        "--preset",
+        "tiny",
+        "--quiet",
+        "--set",
+        f"data.root={data_root}",
+        "--set",
+        "train.iterations=3",
+        "--set",
+        "train.checkpoint_every=1",
+        "--set",
+        "train.keep_checkpoints=5",
+        "--set",
+        "loss.matching=hungarian",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def one_error_line(err: str) -> str:
@@ -65,6 +81,18 @@ def test_read_only_destinations(tiny_dataset, small_tmpfs, tmp_path, capsys):
     assert main(train_args(tiny_dataset.root, read_only / "run")) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "Read-only file system" in line and str(read_only / "run") in line
-    assert main(["eval", "--predictions", str(tmp_path), "--data-root", str(tiny_dataset.root),
-                 "--json", str(read_only / "m.json")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--predictions",
+                str(tmp_path),
+                "--data-root",
+                str(tiny_dataset.root),
+                "--json",
+                str(read_only / "m.json"),
+            ]
+        )
+        == 2
+    )
     assert "Read-only file system" in one_error_line(capsys.readouterr().err)

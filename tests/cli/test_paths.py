@@ -97,8 +97,20 @@ def run_made_elsewhere(tiny_dataset, tmp_path, monkeypatch):
     first.mkdir()
     (first / "data").symlink_to(tiny_dataset.root, target_is_directory=True)
     monkeypatch.chdir(first)
-    args = ["train", "--preset", "tiny", "--quiet", "--out", "run", "--set", "data.root=data",
-            "--set", "train.iterations=2", "--set", "loss.matching=hungarian"]  # fmt: skip
+    args = [
+        "train",
+        "--preset",
+        "tiny",
+        "--quiet",
+        "--out",
+        "run",
+        "--set",
+        "data.root=data",
+        "--set",
+        "train.iterations=2",
+        "--set",
+        "loss.matching=hungarian",
+    ]
     assert main(args) == 0
     return first, first / "run"
 
@@ -124,8 +136,10 @@ def test_a_moved_dataset_is_named_and_data_root_overrides(run_made_elsewhere, ti
     assert main(["eval", "--checkpoint", str(run / "model.safetensors"), "--quiet"]) == 2
     error = capsys.readouterr().err
     assert f"{first / 'data'} (given as data)" in error and "--data-root" in error
-    assert main(["eval", "--checkpoint", str(run / "model.safetensors"), "--quiet",
-                 "--data-root", str(tiny_dataset.root)]) == 0  # fmt: skip
+    assert (
+        main(["eval", "--checkpoint", str(run / "model.safetensors"), "--quiet", "--data-root", str(tiny_dataset.root)])
+        == 0
+    )
 
 
 def test_checkpoints_from_before_absolute_paths_still_load(run_made_elsewhere, tiny_dataset, tmp_path, capsys):

@@ -17,12 +17,22 @@ from splitmatch.config.presets import preset
 from splitmatch.config.templates import load_templates, template_set_names
 
 ZEGCLIP_MULTI = (
-    "a photo of a {}.", "a photo of a small {}.", "a photo of a medium {}.", "a photo of a large {}.",
-    "This is a photo of a {}.", "This is a photo of a small {}.", "This is a photo of a medium {}.",
-    "This is a photo of a large {}.", "a {} in the scene.", "a photo of a {} in the scene.",
-    "There is a {} in the scene.", "There is the {} in the scene.", "This is a {} in the scene.",
-    "This is the {} in the scene.", "This is one {} in the scene.",
-)  # fmt: skip
+    "a photo of a {}.",
+    "a photo of a small {}.",
+    "a photo of a medium {}.",
+    "a photo of a large {}.",
+    "This is a photo of a {}.",
+    "This is a photo of a small {}.",
+    "This is a photo of a medium {}.",
+    "This is a photo of a large {}.",
+    "a {} in the scene.",
+    "a photo of a {} in the scene.",
+    "There is a {} in the scene.",
+    "There is the {} in the scene.",
+    "This is a {} in the scene.",
+    "This is the {} in the scene.",
+    "This is one {} in the scene.",
+)
 
 
 @pytest.fixture(scope="module")
@@ -110,17 +120,23 @@ def test_positional_embedding_is_the_identity_at_the_native_grid_and_interpolate
         "bilinear": {"size": grid, "mode": "bilinear", "align_corners": False},
         "bicubic_antialias": {"size": grid, "mode": "bicubic", "align_corners": False, "antialias": True},
         # the SCLIP family's: the sampling set by the factor (grid + 0.1) / native, not by the sizes
-        "bicubic_scale": {"scale_factor": ((grid[0] + 0.1) / native[0], (grid[1] + 0.1) / native[1]),
-                          "mode": "bicubic", "align_corners": False, "recompute_scale_factor": False},
-    }[mode]  # fmt: skip
+        "bicubic_scale": {
+            "scale_factor": ((grid[0] + 0.1) / native[0], (grid[1] + 0.1) / native[1]),
+            "mode": "bicubic",
+            "align_corners": False,
+            "recompute_scale_factor": False,
+        },
+    }[mode]
     want = F.interpolate(patch_pos, **arguments).permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)
     got = encoder.positional_embedding(grid)
     assert torch.equal(got[0], pos[0]) and torch.equal(got[1:], want)
 
 
 def test_every_mode_gives_a_different_embedding(tiny_clip):
-    resized = [ClipImageEncoder(tiny_clip.visual, pos_interpolation=m).positional_embedding((8, 8)) for m in
-               sorted(POS_INTERPOLATION)]  # fmt: skip
+    resized = [
+        ClipImageEncoder(tiny_clip.visual, pos_interpolation=m).positional_embedding((8, 8))
+        for m in sorted(POS_INTERPOLATION)
+    ]
     assert len(resized) == 4
     for first in range(len(resized)):
         for second in range(first + 1, len(resized)):

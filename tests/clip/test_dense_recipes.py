@@ -47,8 +47,13 @@ def peer_positional(visual, rows: int, cols: int) -> torch.Tensor:
     pos = visual.positional_embedding
     side = int(math.sqrt(pos.shape[0] - 1))
     grid = pos[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side), mode="bicubic",
-                         align_corners=False, recompute_scale_factor=False)  # fmt: skip
+    grid = F.interpolate(
+        grid,
+        scale_factor=((rows + 0.1) / side, (cols + 0.1) / side),
+        mode="bicubic",
+        align_corners=False,
+        recompute_scale_factor=False,
+    )
     return torch.cat([pos[:1][None], grid.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)], dim=1)
 
 
@@ -147,8 +152,13 @@ def test_maskclip_runs_mmsegs_vit_and_keeps_residual_and_feed_forward_in_the_las
     x = vitb16.conv1((images / 255 - MEAN) / STD)
     grid = tuple(x.shape[-2:])
     pos = vitb16.positional_embedding
-    patch_pos = F.interpolate(pos[1:].reshape(1, 14, 14, -1).permute(0, 3, 1, 2), size=grid, mode="bicubic",
-                              align_corners=False).flatten(2).transpose(1, 2)  # fmt: skip  # mmseg resize_pos_embed
+    patch_pos = (
+        F.interpolate(
+            pos[1:].reshape(1, 14, 14, -1).permute(0, 3, 1, 2), size=grid, mode="bicubic", align_corners=False
+        )
+        .flatten(2)
+        .transpose(1, 2)
+    )  # mmseg resize_pos_embed
     x = torch.cat([vitb16.class_embedding.view(1, 1, -1), x.flatten(2).transpose(1, 2)], dim=1)
     x = norm(vitb16.ln_pre, x + torch.cat([pos[:1][None], patch_pos], dim=1))
     for block in vitb16.transformer.resblocks[:-1]:

@@ -196,8 +196,7 @@ def test_edited_checkpoint_record_is_refused_before_the_model_is_built(
     config = preset("tiny")
     classes = tiny_dataset.classes
     model = build_segmentor(config.clip, config.decoder)
-    path = save_checkpoint(tmp_path / "model.safetensors", model, config, classes,
-                           classes.seen_names, 3)  # fmt: skip
+    path = save_checkpoint(tmp_path / "model.safetensors", model, config, classes, classes.seen_names, 3)
     _edit_record(path, edit)
 
     import splitmatch.predict.loading as loading
@@ -219,8 +218,7 @@ def test_eval_and_predict_option_values(tiny_dataset, tmp_path, capsys):
     config = preset("tiny")
     classes = tiny_dataset.classes
     model = build_segmentor(config.clip, config.decoder)
-    path = save_checkpoint(tmp_path / "model.safetensors", model, config, classes,
-                           classes.seen_names, 3)  # fmt: skip
+    path = save_checkpoint(tmp_path / "model.safetensors", model, config, classes, classes.seen_names, 3)
     base = ["eval", "--checkpoint", str(path), "--data-root", str(tiny_dataset.root)]
     line = refused(capsys, [*base, "--seen-calibration", "2"])
     assert "inference.seen_calibration must be a finite number in [0, 1]" in line

@@ -69,7 +69,7 @@ def test_maskclips_templates_are_clips_80_and_five_scene_forms():
             ("this is", "a"),
             ("this is", "the"),
             ("this is", "one"),
-        )  # fmt: skip
+        )
     )
     source = json.loads((PACKAGE_ROOT / "configs" / "templates" / "maskclip.json").read_text())["source"]
     assert "prompt_engineering.py" in source

@@ -14,8 +14,20 @@ from splitmatch.data.folder import DatasetFormatError
 
 
 def train(capsys, root, out) -> tuple[int, str]:
-    code = main(["train", "--preset", "tiny", "--quiet", "--set", f"data.root={root}", "--out", str(out),
-                 "--set", "train.iterations=2"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--preset",
+            "tiny",
+            "--quiet",
+            "--set",
+            f"data.root={root}",
+            "--out",
+            str(out),
+            "--set",
+            "train.iterations=2",
+        ]
+    )
     return code, capsys.readouterr().err
 
 

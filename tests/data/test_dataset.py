@@ -220,8 +220,9 @@ def test_compact_pseudo_maps_expand_to_the_items_pseudo_index(folder: DatasetFol
         batch["pseudo_grid"], batch["pseudo_rows"], batch["pseudo_cols"], batch["label"][:, None]
     )
     assert torch.equal(expanded, batch["pseudo_index"])
-    compact = build_targets(batch["label"], [0, 1, 3], batch["pseudo_index"], batch["pseudo_embeddings"],
-                            pseudo_view=pseudo_view(batch))  # fmt: skip
+    compact = build_targets(
+        batch["label"], [0, 1, 3], batch["pseudo_index"], batch["pseudo_embeddings"], pseudo_view=pseudo_view(batch)
+    )
     full = build_targets(batch["label"], [0, 1, 3], batch["pseudo_index"], batch["pseudo_embeddings"])
     for small, whole in zip(compact, full):
         assert "pseudo_index" not in small and torch.equal(small["pseudo_ids"], whole["pseudo_ids"])
@@ -243,8 +244,9 @@ def test_unclipped_pseudo_masks_keep_their_annotated_pixels(tiny_dataset):
             return np.ones((1, 4, 4), np.uint8), np.zeros((1, 8), np.float32)
 
     clipped = SegmentationDataset(tiny_dataset, "train", inductive=True, pseudo_masks=Everywhere())[0]
-    whole = SegmentationDataset(tiny_dataset, "train", inductive=True, pseudo_masks=Everywhere(),
-                                clip_pseudo_masks=False)[0]  # fmt: skip
+    whole = SegmentationDataset(
+        tiny_dataset, "train", inductive=True, pseudo_masks=Everywhere(), clip_pseudo_masks=False
+    )[0]
     annotated = clipped["label"] != 255
     assert annotated.any() and (clipped["pseudo_index"][0][annotated] == 0).all()
     assert torch.equal(whole["pseudo_index"], torch.ones_like(whole["pseudo_index"]))

@@ -115,8 +115,13 @@ COUNTS = {
 
 def test_eligible_pairs_keep_objects_of_at_least_the_threshold_in_list_then_class_order() -> None:
     pairs = eligible_pairs(["d", "a", "b", "c"], COUNTS, NAMES, ("dog", "cat", "cow"), min_pixels=2048)
-    assert pairs == [Episode("d", "cat"), Episode("d", "cow"), Episode("a", "cat"), Episode("b", "dog"),
-                     Episode("b", "cow")]  # fmt: skip
+    assert pairs == [
+        Episode("d", "cat"),
+        Episode("d", "cow"),
+        Episode("a", "cat"),
+        Episode("b", "dog"),
+        Episode("b", "cow"),
+    ]
     assert eligible_pairs(["a", "c"], COUNTS, NAMES, ("cat",), min_pixels=1) == [
         Episode("a", "cat"),
         Episode("c", "cat"),

@@ -23,6 +23,19 @@ def test_coco_stuff_unseen_classes_are_zegclips_indices() -> None:
     assert len(coco.names) == 171 and coco.names[:2] == ("person", "bicycle") and coco.names[-1] == "wood"
     assert sorted(coco.unseen_ids) == ZEGCLIP_COCO_STUFF_UNSEEN_IDS
     assert [coco.names[i] for i in ZEGCLIP_COCO_STUFF_UNSEEN_IDS] == [
-        "cow", "giraffe", "suitcase", "frisbee", "skateboard", "carrot", "scissors", "cardboard", "clouds",
-        "grass", "playingfield", "river", "road", "tree", "wall-concrete",
-    ]  # fmt: skip
+        "cow",
+        "giraffe",
+        "suitcase",
+        "frisbee",
+        "skateboard",
+        "carrot",
+        "scissors",
+        "cardboard",
+        "clouds",
+        "grass",
+        "playingfield",
+        "river",
+        "road",
+        "tree",
+        "wall-concrete",
+    ]

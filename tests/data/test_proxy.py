@@ -78,8 +78,9 @@ def test_a_proxy_needs_two_training_images():
 
 
 def test_the_proxy_folder_splits_the_training_images_and_leaves_the_files_alone(tiny_dataset):
-    config = load_config(None, "tiny", [f"data.root={tiny_dataset.root}", "data.proxy.enabled=true",
-                                        "data.proxy.val_fraction=0.25"])  # fmt: skip
+    config = load_config(
+        None, "tiny", [f"data.root={tiny_dataset.root}", "data.proxy.enabled=true", "data.proxy.val_fraction=0.25"]
+    )
     folder = open_dataset(config.data)
     on_disk = DatasetFolder(tiny_dataset.root)
     train, val = folder.stems("train"), folder.stems(PROXY_VAL_SPLIT)
@@ -97,10 +98,17 @@ def test_the_proxy_folder_splits_the_training_images_and_leaves_the_files_alone(
 def world_proxy(tmp_path_factory):
     """A small world, the world preset with a proxy holding out three seen shapes, and its pseudo masks."""
     root = tmp_path_factory.mktemp("world")
-    world = generate_world(root / "world", seed=5, spec=WorldSpec(num_train=24, num_val=4, num_captions=0),
-                           progress=False)  # fmt: skip
-    overrides = [f"data.root={world.root}", "data.proxy.enabled=true", "data.proxy.classes=[circle, star, ring]",
-                 "train.iterations=2", "train.batch_size=2", "data.num_workers=0"]  # fmt: skip
+    world = generate_world(
+        root / "world", seed=5, spec=WorldSpec(num_train=24, num_val=4, num_captions=0), progress=False
+    )
+    overrides = [
+        f"data.root={world.root}",
+        "data.proxy.enabled=true",
+        "data.proxy.classes=[circle, star, ring]",
+        "train.iterations=2",
+        "train.batch_size=2",
+        "data.num_workers=0",
+    ]
     return load_config(None, "world", overrides), world
 
 
@@ -124,8 +132,9 @@ def test_in_the_world_held_out_pixels_are_ignored_and_carried_by_pseudo_masks(wo
     for i in range(len(dataset)):
         item = dataset[i]  # as training reads it: cropped, flipped, unseen and held-out pixels ignored
         assert not np.isin(item["label"].numpy(), held + world.classes.unseen_ids).any()
-        target = build_targets(item["label"][None], folder.classes.seen_ids, item["pseudo_index"][None],
-                               [item["pseudo_embeddings"]])[0]  # fmt: skip
+        target = build_targets(
+            item["label"][None], folder.classes.seen_ids, item["pseudo_index"][None], [item["pseudo_embeddings"]]
+        )[0]
         masks = dense_masks(target["pseudo_index"], target["pseudo_ids"])  # [K, H, W]
         candidate_pixels += int(masks.any(0).sum())  # what the candidate queries learn
     assert candidate_pixels > 0
@@ -178,8 +187,9 @@ def test_in_the_world_held_out_and_unseen_names_never_reach_the_model_in_trainin
 
 
 def test_only_seen_classes_may_make_a_proxy(tiny_dataset):
-    config = load_config(None, "tiny", [f"data.root={tiny_dataset.root}", "data.proxy.enabled=true",
-                                        "data.proxy.classes=[yellow]"])  # fmt: skip
+    config = load_config(
+        None, "tiny", [f"data.root={tiny_dataset.root}", "data.proxy.enabled=true", "data.proxy.classes=[yellow]"]
+    )
     with pytest.raises(ClassSplitError, match=r"names unseen classes \(yellow\)"):
         open_dataset(config.data)
     one_seen = ClassSplit(("a", "b"), ("b",))

@@ -118,8 +118,11 @@ def test_a_bad_per_class_pickle_is_one_line_and_never_runs_code(tmp_path) -> Non
     stems = {name[8:-4] for names in lists.values() for name in names}
     path = tmp_path / "fold1.pkl"
     path.write_bytes(pickle.dumps({**lists, 5: [*lists[5][:1], "val2014/COCO_val2014_999999999999.jpg"]}))
-    with pytest.raises(DatasetFormatError, match=r"fold1\.pkl class 5 \(bus\) entry 1: "
-                       r"'val2014/COCO_val2014_999999999999\.jpg' is not a val image"):  # fmt: skip
+    with pytest.raises(
+        DatasetFormatError,
+        match=r"fold1\.pkl class 5 \(bus\) entry 1: "
+        r"'val2014/COCO_val2014_999999999999\.jpg' is not a val image",
+    ):
         read_published_episodes(path, COCO_FOLD1, stems, 10)
     path.write_bytes(pickle.dumps({**lists, 9: []}))
     with pytest.raises(DatasetFormatError, match=r"fold1\.pkl class 9 \(traffic light\): no list of images"):

@@ -291,8 +291,13 @@ def test_nearest_view_steps_equal_the_array_steps() -> None:
     image = np.zeros((30, 40, 3), np.uint8)
     eager = {"image": image, "pseudo_index": resize_nearest(grid, (30, 40))}
     lazy = {"image": image, "pseudo_index": NearestView.of(grid, (30, 40))}
-    steps = [lambda s: resize(s, (57, 71)), lambda s: crop(s, 5, 9, 40, 50), hflip,
-             lambda s: pad(s, (48, 60)), lambda s: resize(s, (24, 30))]  # fmt: skip
+    steps = [
+        lambda s: resize(s, (57, 71)),
+        lambda s: crop(s, 5, 9, 40, 50),
+        hflip,
+        lambda s: pad(s, (48, 60)),
+        lambda s: resize(s, (24, 30)),
+    ]
     for step in steps:
         eager, lazy = step(eager), step(lazy)
         assert lazy["pseudo_index"].shape == eager["pseudo_index"].shape

@@ -81,8 +81,9 @@ def by_hand(folder, checkpoint, episodes, fold_classes, background="background",
 def test_episode_scores_match_an_independent_computation(fold_run, tmp_path, capsys) -> None:
     folder, checkpoint, _ = fold_run
     out = tmp_path / "episodes.json"
-    code, stdout, _ = run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT,
-                               "--json", out)  # fmt: skip
+    code, stdout, _ = run_eval(
+        capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT, "--json", out
+    )
     assert code == 0
     result = json.loads(out.read_text())
     assert result["fold"] == 0 and result["fold_classes"] == list(FOLDS[0])  # found from the checkpoint's split
@@ -100,8 +101,18 @@ def test_episode_scores_match_an_independent_computation(fold_run, tmp_path, cap
 def test_episodes_scored_at_hsnets_size(fold_run, tmp_path, capsys) -> None:
     folder, checkpoint, _ = fold_run
     out = tmp_path / "sized.json"
-    code, stdout, _ = run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT,
-                               "--episode-size", 40, "--json", out)  # fmt: skip
+    code, stdout, _ = run_eval(
+        capsys,
+        "--checkpoint",
+        checkpoint,
+        "--episodes",
+        "--episode-count",
+        EPISODE_COUNT,
+        "--episode-size",
+        40,
+        "--json",
+        out,
+    )
     assert code == 0 and "scored at 40 x 40" in stdout
     result = json.loads(out.read_text())
     iou, miou, fb, cases = by_hand(folder, checkpoint, EPISODES[0], FOLDS[0], size=40)
@@ -112,8 +123,20 @@ def test_episodes_scored_at_hsnets_size(fold_run, tmp_path, capsys) -> None:
 def test_another_fold_and_background_name_and_the_warning(fold_run, tmp_path, capsys) -> None:
     folder, checkpoint, _ = fold_run
     out = tmp_path / "fold1.json"
-    code, stdout, _ = run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--fold", 1, "--episode-count",
-                               EPISODE_COUNT, "--background-name", "others", "--json", out)  # fmt: skip
+    code, stdout, _ = run_eval(
+        capsys,
+        "--checkpoint",
+        checkpoint,
+        "--episodes",
+        "--fold",
+        1,
+        "--episode-count",
+        EPISODE_COUNT,
+        "--background-name",
+        "others",
+        "--json",
+        out,
+    )
     assert code == 0
     assert "were seen in training: not a zero-shot score" in stdout  # blue and yellow were trained on
     result = json.loads(out.read_text())
@@ -128,8 +151,12 @@ def test_a_peers_episode_file_is_scored_as_it_stands(fold_run, tmp_path, capsys)
 
     _, checkpoint, _ = fold_run
     stored, given, peer = tmp_path / "stored.json", tmp_path / "given.json", tmp_path / "peer.txt"
-    assert run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT, "--json",
-                    stored)[0] == 0  # fmt: skip
+    assert (
+        run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT, "--json", stored)[
+            0
+        ]
+        == 0
+    )
     peer.write_text(episode_file_text([Episode(*pair) for pair in reversed(EPISODES[0])], ["a peer's list"]))
     code, stdout, _ = run_eval(
         capsys, "--checkpoint", checkpoint, "--episodes", "--episode-file", peer, "--json", given

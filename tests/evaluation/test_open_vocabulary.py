@@ -31,8 +31,23 @@ def trained(tmp_path_factory) -> tuple[DatasetFolder, Path]:
     root = tmp_path_factory.mktemp("vocab")
     folder = make_tiny_dataset(root / "data")
     out = root / "run"
-    assert main(["train", "--preset", "tiny", "--quiet", "--out", str(out), "--set", f"data.root={folder.root}",
-                 "--set", "train.iterations=10"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "tiny",
+                "--quiet",
+                "--out",
+                str(out),
+                "--set",
+                f"data.root={folder.root}",
+                "--set",
+                "train.iterations=10",
+            ]
+        )
+        == 0
+    )
     return folder, out / "model.safetensors"
 
 
@@ -154,8 +169,9 @@ def test_bad_vocabulary_files_are_named(trained, tmp_path, capsys, vocabulary, m
 
 def test_vocabulary_relabels_by_name_and_inherits_unseen_and_synonyms():
     dataset = ClassSplit(("background", "red", "tv", "yellow"), ("yellow",), "d", {"tv": ("television",)})
-    vocabulary = vocabulary_from_dict({"classes": ["monitor", "yellow", "background"], "renamed": {"monitor": "tv"}},
-                                      dataset)  # fmt: skip
+    vocabulary = vocabulary_from_dict(
+        {"classes": ["monitor", "yellow", "background"], "renamed": {"monitor": "tv"}}, dataset
+    )
     assert vocabulary.classes.names == ("monitor", "yellow", "background")
     assert vocabulary.classes.unseen == ("yellow",)
     assert vocabulary.classes.synonyms == {"monitor": ("television",)}
@@ -235,8 +251,21 @@ def test_predict_takes_synonyms_on_the_command_line_and_in_python(trained, tmp_p
     image_path = folder.samples("val")[0].image_path
     out = tmp_path / "pred"
     capsys.readouterr()
-    assert main(["predict", "--checkpoint", str(checkpoint), "--classes", "background,crimson|red,green",
-                 "--out", str(out), str(image_path)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(checkpoint),
+                "--classes",
+                "background,crimson|red,green",
+                "--out",
+                str(out),
+                str(image_path),
+            ]
+        )
+        == 0
+    )
     written = np.array(Image.open(out / f"{image_path.stem}_labels.png"))
     predictor = Predictor.from_checkpoint(checkpoint)
     labels = predictor.predict(read_image(image_path), ["background", ("crimson", "red"), "green"])

@@ -25,8 +25,21 @@ from splitmatch.predict.packaged_model import PACKAGED_MODEL_NAME, checkpoint_fi
 from splitmatch.predict.predictor import Predictor  # noqa: E402
 from splitmatch.world.generator import DEFAULT_SPEC, image_rng, render_image  # noqa: E402
 
-WORLD_NAMES = ("background", "circle", "square", "triangle", "star", "heart", "ring", "cross", "hexagon",
-               "crescent", "diamond", "arrow", "bolt")  # fmt: skip
+WORLD_NAMES = (
+    "background",
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "heart",
+    "ring",
+    "cross",
+    "hexagon",
+    "crescent",
+    "diamond",
+    "arrow",
+    "bolt",
+)
 SIZE = 96  # the packaged model's inference.short_side: the default export size
 # Two classes whose top PyTorch scores lie this close are a tie: float32 reordering between
 # runtimes (~1e-5 on these scores) may pick either.

@@ -73,8 +73,12 @@ def test_mask_confidence_is_the_mean_probability_inside_the_mask():
 
 
 def test_config_builds_the_scoring_and_hungarian_models_score_every_query_alike():
-    scoring = {"candidate_scoring": "no_object", "candidate_temperature": 0.01, "candidate_weight": 0.5,
-               "candidate_mask_confidence": True}  # fmt: skip
+    scoring = {
+        "candidate_scoring": "no_object",
+        "candidate_temperature": 0.01,
+        "candidate_weight": 0.5,
+        "candidate_mask_confidence": True,
+    }
     config = merge(preset("tiny"), {"inference": scoring})
     assert candidate_scoring(config) == CandidateScoring("no_object", 0.01, 0.5, True)
     assert candidate_scoring(preset("tiny")).temperature is None  # 0 in the config: the model's tau
@@ -115,9 +119,23 @@ def test_candidate_scoring_script_evaluates_every_variant(tiny_dataset, tmp_path
     checkpoint = save_checkpoint(tmp_path / "model.safetensors", model, config, classes, classes.seen_names, 1)
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "candidate_scoring.py"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(script.parent.parent))
-    result = subprocess.run([sys.executable, str(script), "--checkpoint", str(checkpoint), "--max-images", "2",
-                             "--json", str(tmp_path / "scores.json"), "--no-proxy"], capture_output=True, text=True,
-                            env=env, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--checkpoint",
+            str(checkpoint),
+            "--max-images",
+            "2",
+            "--json",
+            str(tmp_path / "scores.json"),
+            "--no-proxy",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert len(scores["variants"]) == 9 and scores["cosines"]["count"] >= 0

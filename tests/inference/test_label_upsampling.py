@@ -43,7 +43,7 @@ CASES = [
     (5, 40, 40, 23, 17),
     (4, 1, 30, 9, 70),
     (6, 25, 25, 25, 25),
-]  # fmt: skip  (C, h, w, H, W): up, down, one row, same size
+]  # (C, h, w, H, W): up, down, one row, same size
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"C{c[0]}-{c[1]}x{c[2]}-to-{c[3]}x{c[4]}" for c in CASES])

@@ -68,8 +68,23 @@ def test_the_command_writes_the_label_as_the_last_class(tmp_path, capsys):
     path = tmp_path / "shapes.png"
     write_png(path, image)
     out = tmp_path / "out"
-    argv = ["predict", "--model", "maskclip-world", "--classes", "circle,heart", "--out", str(out), "--quiet",
-            "--none-label", "nothing", "--none-below", "0.5", "--background", "background,sky", str(path)]  # fmt: skip
+    argv = [
+        "predict",
+        "--model",
+        "maskclip-world",
+        "--classes",
+        "circle,heart",
+        "--out",
+        str(out),
+        "--quiet",
+        "--none-label",
+        "nothing",
+        "--none-below",
+        "0.5",
+        "--background",
+        "background,sky",
+        str(path),
+    ]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["classes"] == ["circle", "heart", "nothing"]

@@ -18,8 +18,11 @@ from splitmatch.train.targets import build_targets, move_targets
 CLASSES, DIM, SEEN, CANDIDATES = 6, 16, 8, 4
 WEIGHTS = {"class": 2.0, "bce": 5.0, "dice": 5.0, "embed": 2.0, "candidate": 1.0}
 MATCH_CASES = [(matching, *size) for size in [(24, 200), (64, 200)] for matching in ("split", "hungarian")]
-LOSS_CASES = [(*case, layers) for layers in (1, 4) for case in [("split", "uniform"), ("split", "importance"),
-                                                                ("hungarian", "uniform")]]  # fmt: skip
+LOSS_CASES = [
+    (*case, layers)
+    for layers in (1, 4)
+    for case in [("split", "uniform"), ("split", "importance"), ("hungarian", "uniform")]
+]
 SYNC_CASES = [(matching, layers) for layers in (1, 5) for matching in ("split", "hungarian")]
 
 
@@ -52,10 +55,14 @@ def outputs(layers: int, size: int, seed: int, device=None) -> dict:
         return (draw * scale).requires_grad_()
 
     readouts = [
-        {"pred_logits": leaf(4, queries, CLASSES + 1), "pred_masks": leaf(4, queries, size, size, scale=3.0),
-         "pred_embeds": leaf(4, queries, DIM), "query_group": group}
+        {
+            "pred_logits": leaf(4, queries, CLASSES + 1),
+            "pred_masks": leaf(4, queries, size, size, scale=3.0),
+            "pred_embeds": leaf(4, queries, DIM),
+            "query_group": group,
+        }
         for _ in range(layers)
-    ]  # fmt: skip
+    ]
     return {**readouts[0], "aux_outputs": readouts[1:]}
 
 
@@ -169,8 +176,12 @@ def test_batched_costs_of_all_read_outs_give_the_per_image_assignments(monkeypat
 
 @pytest.mark.parametrize("matching, layers", SYNC_CASES)
 def test_one_host_synchronisation_per_call_whatever_the_read_outs(matching, layers):
-    counts = counted_call(criterion_of(matching, 128), targets_of(batch(32), matching), layers,
-                          lambda targets: move_targets(targets, host_syncs.DEVICE))  # fmt: skip
+    counts = counted_call(
+        criterion_of(matching, 128),
+        targets_of(batch(32), matching),
+        layers,
+        lambda targets: move_targets(targets, host_syncs.DEVICE),
+    )
     assert counts.syncs == {"device-to-host copy": 1}
     assert counts.h2d_copies == 1  # the matched pairs of every read-out, one copy
     syncs_before = int(recorded(value_name("syncs", matching, layers)))
@@ -211,8 +222,13 @@ def test_compact_pseudo_maps_give_the_losses_of_full_ones(size):
     data.update(pseudo_grid=grid, pseudo_rows=rows, pseudo_cols=cols)
     data["pseudo_index"] = expand_index_map(grid, rows, cols, data["label"][:, None])
     full = build_targets(data["label"], list(range(CLASSES)), data["pseudo_index"], data["pseudo_embeddings"])
-    compact = build_targets(data["label"], list(range(CLASSES)), data["pseudo_index"], data["pseudo_embeddings"],
-                            pseudo_view=pseudo_view(data))  # fmt: skip
+    compact = build_targets(
+        data["label"],
+        list(range(CLASSES)),
+        data["pseudo_index"],
+        data["pseudo_embeddings"],
+        pseudo_view=pseudo_view(data),
+    )
     criterion = criterion_of("split", 200)
     losses = []
     for targets in (full, compact):

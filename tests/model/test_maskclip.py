@@ -105,8 +105,9 @@ def test_random_vitb16_at_real_shapes_gives_labels_at_the_image_size():
     predictor = Predictor(build_maskclip(random_clip), config.inference)
     image = np.random.default_rng(0).integers(0, 256, (300, 420, 3), dtype=np.uint8)  # -> 512 x 717, two windows
     names = ["background", "cat", "sofa"]
-    scores = predict_scores(predictor.inference, image, predictor.model.encode_classes(names), None,
-                            predictor.config, predictor.device)  # fmt: skip
+    scores = predict_scores(
+        predictor.inference, image, predictor.model.encode_classes(names), None, predictor.config, predictor.device
+    )
     assert scores.shape == (3, 512, 717)
     torch.testing.assert_close(scores.sum(0), torch.ones(512, 717))  # the windows' mean of probabilities
     labels = predictor.predict(image, names)

@@ -44,8 +44,11 @@ def test_slide_mode_averages_window_logits_then_takes_the_softmax(world_image):
     texts = predictor.model.encode_classes(NAMES)
     scores = predict_scores(predictor.inference, world_image, texts, None, predictor.config, predictor.device)
     resized = torch.nn.functional.interpolate(
-        torch.from_numpy(world_image).permute(2, 0, 1)[None].float(), size=scores.shape[-2:], mode="bilinear",
-        align_corners=False).clamp(0, 255)  # fmt: skip
+        torch.from_numpy(world_image).permute(2, 0, 1)[None].float(),
+        size=scores.shape[-2:],
+        mode="bilinear",
+        align_corners=False,
+    ).clamp(0, 255)
     total = torch.zeros_like(scores)
     count = torch.zeros(scores.shape[-2:])
     for y0, y1, x0, x1 in window_boxes(*scores.shape[-2:], 48, 32):
@@ -56,8 +59,9 @@ def test_slide_mode_averages_window_logits_then_takes_the_softmax(world_image):
 
 
 def test_whole_mode_runs_an_s_by_s_image_as_one_pass(monkeypatch):
-    predictor = Predictor.training_free("clearclip-world", device="cpu", settings=["inference.short_side=64"],
-                                        mode="whole")  # fmt: skip
+    predictor = Predictor.training_free(
+        "clearclip-world", device="cpu", settings=["inference.short_side=64"], mode="whole"
+    )
     shapes = []
     logits = predictor.model.logits
     monkeypatch.setattr(

@@ -73,8 +73,14 @@ def test_other_arguments_are_named(predictor, untrained_checkpoint):
         refused(ValueError, lambda value=value: predictor.segments(IMAGE, ["a"], threshold=value), "threshold")
         refused(ValueError, lambda value=value: predictor.segments(IMAGE, ["a"], overlap=value), "overlap")
     refused(TypeError, lambda: Predictor.from_checkpoint(None), "path must be a checkpoint file")
-    refused(TypeError, lambda: Predictor.from_checkpoint(untrained_checkpoint, "cpu", "inference.mode=whole"),
-            "settings must be a list of 'key=value' texts")  # fmt: skip
+    refused(
+        TypeError,
+        lambda: Predictor.from_checkpoint(untrained_checkpoint, "cpu", "inference.mode=whole"),
+        "settings must be a list of 'key=value' texts",
+    )
     refused(ValueError, lambda: Predictor.maskclip("maskclip-world", "cpu", weights=""), "clip.weights")
-    refused(ValueError, lambda: Predictor.maskclip("maskclip-world", "cpu", settings=["clip.weights=null"]),
-            "clip.weights of a training-free model must name weights")  # fmt: skip
+    refused(
+        ValueError,
+        lambda: Predictor.maskclip("maskclip-world", "cpu", settings=["clip.weights=null"]),
+        "clip.weights of a training-free model must name weights",
+    )

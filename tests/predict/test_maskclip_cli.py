@@ -17,14 +17,27 @@ from splitmatch.world.generator import WorldSpec, generate_world
 @pytest.fixture(scope="module")
 def small_world(tmp_path_factory):
     """Six validation images of the default world's generator (nothing else)."""
-    return generate_world(tmp_path_factory.mktemp("world"), 0, WorldSpec(num_train=0, num_val=6, num_captions=0),
-                          progress=False)  # fmt: skip
+    return generate_world(
+        tmp_path_factory.mktemp("world"), 0, WorldSpec(num_train=0, num_val=6, num_captions=0), progress=False
+    )
 
 
 def test_eval_scores_the_maskclip_model_as_the_predictor_labels(small_world, tmp_path, capsys):
     out = tmp_path / "metrics.json"
-    code = main(["eval", "--model", "maskclip-world", "--data-root", str(small_world.root), "--quiet",
-                 "--device", "cpu", "--json", str(out)])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "--model",
+            "maskclip-world",
+            "--data-root",
+            str(small_world.root),
+            "--quiet",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "model: maskclip-world, training-free MaskCLIP on CLIP world-clip" in printed
@@ -45,8 +58,23 @@ def test_eval_scores_the_maskclip_model_as_the_predictor_labels(small_world, tmp
 def test_predict_writes_the_maskclip_models_labels(small_world, tmp_path, capsys):
     image = small_world.samples("val")[0].image_path
     names = "background,circle,heart"
-    code = main(["predict", "--model", "maskclip-world", "--classes", names, "--out", str(tmp_path / "out"),
-                 "--device", "cpu", "--quiet", "--set", "inference.mode=slide", str(image)])  # fmt: skip
+    code = main(
+        [
+            "predict",
+            "--model",
+            "maskclip-world",
+            "--classes",
+            names,
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--set",
+            "inference.mode=slide",
+            str(image),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["checkpoint"] == "maskclip-world" and summary["settings"]["mode"] == "slide"
@@ -62,12 +90,27 @@ def test_predict_writes_the_maskclip_models_labels(small_world, tmp_path, capsys
         (["eval", "--model", "maskclip-world"], "needs --data-root"),
         (["eval", "--model", "maskclip-world", "--data-root", "d", "--seen-calibration", "0.1"], "trained on no class"),
         (["eval", "--model", "maskclip-world", "--predictions", "p", "--data-root", "d"], "not both"),
-        (["eval", "--model", "maskclip-world", "--data-root", "d", "--set", "decoder.hidden_dim=8"],
-         "eval --set of a training-free model takes clip.*, recipe.* and inference.* keys"),
-        (["predict", "--model", "maskclip-world", "--classes", "a,b", "--out", "OUT", "--set", "clip.templates=x",
-          "IMAGE"], "clip.templates must be one of"),
+        (
+            ["eval", "--model", "maskclip-world", "--data-root", "d", "--set", "decoder.hidden_dim=8"],
+            "eval --set of a training-free model takes clip.*, recipe.* and inference.* keys",
+        ),
+        (
+            [
+                "predict",
+                "--model",
+                "maskclip-world",
+                "--classes",
+                "a,b",
+                "--out",
+                "OUT",
+                "--set",
+                "clip.templates=x",
+                "IMAGE",
+            ],
+            "clip.templates must be one of",
+        ),
     ],
-)  # fmt: skip
+)
 def test_wrong_uses_get_one_line(small_world, tmp_path, capsys, argv, message):
     image = str(small_world.samples("val")[0].image_path)
     argv = [image if a == "IMAGE" else str(tmp_path / "out") if a == "OUT" else a for a in argv]
@@ -79,10 +122,38 @@ def test_wrong_uses_get_one_line(small_world, tmp_path, capsys, argv, message):
 def test_predict_set_changes_a_checkpoints_inference(untrained_checkpoint, tiny_dataset, tmp_path, capsys):
     image = tiny_dataset.samples("val")[0].image_path
     out = str(tmp_path / "out")
-    code = main(["predict", "--checkpoint", str(untrained_checkpoint), "--classes", "background,red", "--out", out,
-                 "--quiet", "--set", "inference.short_side=32", str(image)])  # fmt: skip
+    code = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(untrained_checkpoint),
+            "--classes",
+            "background,red",
+            "--out",
+            out,
+            "--quiet",
+            "--set",
+            "inference.short_side=32",
+            str(image),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["settings"]["short_side"] == 32
-    assert main(["predict", "--checkpoint", str(untrained_checkpoint), "--classes", "background,red",
-                 "--out", str(tmp_path / "out"), "--set", "train.lr=1", str(image)]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(untrained_checkpoint),
+                "--classes",
+                "background,red",
+                "--out",
+                str(tmp_path / "out"),
+                "--set",
+                "train.lr=1",
+                str(image),
+            ]
+        )
+        == 2
+    )
     assert "takes inference.* keys only" in capsys.readouterr().err

@@ -98,8 +98,18 @@ def test_a_changed_packaged_clip_is_refused_by_name(packaged_clip, tiny_dataset,
     save_file(tensors, str(packaged_clip))
     with pytest.raises(CheckpointError, match="made with other packaged:tiny-clip weights than this installation"):
         Predictor.from_checkpoint(tmp_path / "packaged.safetensors", "cpu")
-    code = main(["predict", "--checkpoint", str(tmp_path / "packaged.safetensors"), "--classes", "a,b",
-                 "--out", str(tmp_path / "out"), str(tiny_dataset.root / "images" / "val_000.png")])  # fmt: skip
+    code = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(tmp_path / "packaged.safetensors"),
+            "--classes",
+            "a,b",
+            "--out",
+            str(tmp_path / "out"),
+            str(tiny_dataset.root / "images" / "val_000.png"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "packaged.safetensors" in err
 
@@ -141,8 +151,22 @@ def test_cli_packages_a_checkpoint_and_predicts_with_it(packaged_clip, tiny_data
     assert main(["package-model", "--checkpoint", str(source), "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     image = tiny_dataset.root / "images" / "val_000.png"
-    assert main(["predict", "--checkpoint", str(out), "--classes", "red,green", "--out", str(tmp_path / "p"),
-                 "--quiet", str(image)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(out),
+                "--classes",
+                "red,green",
+                "--out",
+                str(tmp_path / "p"),
+                "--quiet",
+                str(image),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "p" / "val_000_labels.png").is_file()
     # Files in the package's model folder answer to packaged:NAME.
     assert Predictor.from_checkpoint("packaged:mine", "cpu").classes == tiny_dataset.classes
@@ -195,8 +219,10 @@ def test_the_packaged_world_model_segments_seen_and_unseen_classes_of_new_world_
     # The bar is set by what needs no model: one class everywhere, the best such class for each score
     # (background, for the seen classes). The model must close at least 40% of the distance from that
     # to perfect, on the classes it was trained on and on those it never saw alike.
-    constant = [_scores([np.full_like(truth, label) for truth in truths.values()], truths.values())
-                for label in range(len(names))]  # fmt: skip
+    constant = [
+        _scores([np.full_like(truth, label) for truth in truths.values()], truths.values())
+        for label in range(len(names))
+    ]
     for key in ("miou", "miou_seen", "miou_unseen"):
         floor = max(score[key] for score in constant)
         bar = floor + 0.4 * (100 - floor)

@@ -37,7 +37,7 @@ def test_inputs_of_one_name_in_different_folders_are_all_kept(tiny_dataset, chec
         tmp_path / "in" / "b" / "deep" / "photo.png",
         tmp_path / "in" / "photo.png",
         tmp_path / "in" / "a" / "photo.png",
-    ]  # fmt: skip  (one given twice)
+    ]  # (one given twice)
     code, out, _ = predict(capsys, checkpoint, tmp_path / "out", images)
     assert code == 0 and out.count("photo.png:") == 3
     written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png"))
@@ -112,7 +112,7 @@ def test_300_names_give_16_bit_label_maps_that_eval_reads(tiny_dataset, checkpoi
             ]
         )
         == 0
-    )  # fmt: skip  (default split: val)
+    )  # (default split: val)
     per_class = json.loads((tmp_path / "m.json").read_text())["per_class_iou"]
     assert per_class["thing 290"] == 100.0 and per_class["thing 7"] == 100.0 and per_class["thing 34"] is None
 

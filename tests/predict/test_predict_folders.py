@@ -49,8 +49,9 @@ def test_folders_are_searched_recursively_and_mirrored_with_a_summary(checkpoint
     assert "predict" in err and "image" in err  # the progress bar
     expected = ["a", "b", "trip/d", "trip/day 1/c"]  # sorted walk: a folder's files, then its folders
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert written == sorted([f"{stem}_{kind}.png" for stem in expected for kind in ("labels", "overlay")]
-                             + ["summary.json"])  # fmt: skip
+    assert written == sorted(
+        [f"{stem}_{kind}.png" for stem in expected for kind in ("labels", "overlay")] + ["summary.json"]
+    )
     assert sum(line.startswith(f"{photos}/") for line in stdout.splitlines()) == 4  # a line per image
     assert "4 images: label maps, overlays and summary.json" in stdout
 
@@ -64,8 +65,9 @@ def test_folders_are_searched_recursively_and_mirrored_with_a_summary(checkpoint
         image = Image.open(entry["input"])
         assert (entry["width"], entry["height"]) == image.size == labels.shape[::-1]
         counts = np.bincount(labels.ravel(), minlength=4)
-        present = {name: round(100 * counts[i] / labels.size, 2) for i, name in enumerate(summary["classes"])
-                   if counts[i]}  # fmt: skip
+        present = {
+            name: round(100 * counts[i] / labels.size, 2) for i, name in enumerate(summary["classes"]) if counts[i]
+        }
         shares = list(entry["classes"].values())
         assert entry["classes"] == present and shares == sorted(shares, reverse=True)  # largest first
         assert entry["seconds"] > 0
@@ -106,10 +108,36 @@ def test_predicting_a_dataset_folder_gives_what_eval_scores(checkpoint, tiny_dat
     assert code == 0, err
     assert (tmp_path / "out" / "train_000_labels.png").is_file()  # every split's images, flat as in images/
     from_files, from_model = tmp_path / "files.json", tmp_path / "model.json"
-    assert main(["eval", "--predictions", str(tmp_path / "out"), "--data-root", str(tiny_dataset.root),
-                 "--json", str(from_files), "--quiet"]) == 0  # fmt: skip
-    assert main(["eval", "--checkpoint", str(checkpoint), "--data-root", str(tiny_dataset.root),
-                 "--json", str(from_model), "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--predictions",
+                str(tmp_path / "out"),
+                "--data-root",
+                str(tiny_dataset.root),
+                "--json",
+                str(from_files),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(checkpoint),
+                "--data-root",
+                str(tiny_dataset.root),
+                "--json",
+                str(from_model),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     scored, expected = json.loads(from_files.read_text()), json.loads(from_model.read_text())
     assert scored["per_class_iou"] == expected["per_class_iou"]
     assert scored["miou"] == expected["miou"] and scored["miou_unseen"] == expected["miou_unseen"]
@@ -122,7 +150,23 @@ def test_a_folder_predicted_in_batches_gives_the_labels_of_one_by_one(tmp_path, 
     runs = {}
     for size in (1, 3):
         out = tmp_path / f"batch{size}"
-        assert main(["predict", "--checkpoint", str(untrained_checkpoint), "--classes", "background,red,green",
-                     "--out", str(out), "--batch-size", str(size), "--quiet", str(images)]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "predict",
+                    "--checkpoint",
+                    str(untrained_checkpoint),
+                    "--classes",
+                    "background,red,green",
+                    "--out",
+                    str(out),
+                    "--batch-size",
+                    str(size),
+                    "--quiet",
+                    str(images),
+                ]
+            )
+            == 0
+        )
         runs[size] = {p.name: p.read_bytes() for p in sorted(out.glob("*_labels.png"))}
     assert len(runs[1]) == 12 and runs[1] == runs[3]

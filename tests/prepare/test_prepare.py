@@ -105,8 +105,17 @@ def test_coco_stuff_mapping_matches_mmseg_and_builtin_order() -> None:
     assert len(RAW_TO_TRAIN_ID) == 171
     # Spot checks against mmseg's clsID_to_trID table.
     assert [RAW_TO_TRAIN_ID[r] for r in (0, 10, 12, 26, 45, 66, 83, 91, 92, 181)] == [
-        0, 10, 11, 24, 40, 60, 73, 80, 81, 170,
-    ]  # fmt: skip
+        0,
+        10,
+        11,
+        24,
+        40,
+        60,
+        73,
+        80,
+        81,
+        170,
+    ]
     assert 11 not in RAW_TO_TRAIN_ID and 90 not in RAW_TO_TRAIN_ID
 
 

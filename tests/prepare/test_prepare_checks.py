@@ -56,11 +56,15 @@ def test_allow_partial_warns_loudly_and_the_report_says_what_was_written(voc_src
 
 def test_every_protocol_size_and_the_size_check_itself() -> None:
     assert {name: dict(p.sizes) for name, p in PROTOCOL_SIZES.items()} == {
-        "voc": {"train": 10_582, "val": 1_449}, "voc21": {"train": 10_582, "val": 1_449},
-        "pascal-5i": {"train": 10_582, "val": 1_449}, "coco-stuff": {"train": 118_287, "val": 5_000},
-        "context": {"train": 4_996, "val": 5_104}, "context-459": {"train": 4_996, "val": 5_104},
-        "ade20k-150": {"train": 20_210, "val": 2_000}, "coco-20i": {"train": 82_783, "val": 40_504},
-    }  # fmt: skip
+        "voc": {"train": 10_582, "val": 1_449},
+        "voc21": {"train": 10_582, "val": 1_449},
+        "pascal-5i": {"train": 10_582, "val": 1_449},
+        "coco-stuff": {"train": 118_287, "val": 5_000},
+        "context": {"train": 4_996, "val": 5_104},
+        "context-459": {"train": 4_996, "val": 5_104},
+        "ade20k-150": {"train": 20_210, "val": 2_000},
+        "coco-20i": {"train": 82_783, "val": 40_504},
+    }
     check_split_sizes("context-459", {"val": range(5_104)}, allow_partial=False)  # train is optional there
     check_split_sizes("voc", {"train": range(10_582), "val": range(1_449)}, allow_partial=False)
     with pytest.raises(DatasetFormatError, match="'val' is missing"):

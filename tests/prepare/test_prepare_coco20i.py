@@ -132,20 +132,31 @@ def coco2014(tmp_path: Path) -> Path:
             "COCO_train2014_000000000001.jpg": [
                 {"category_id": category(28), "segmentation": box(5, 5, 8, 15)},  # a tie, listed before its person
                 {"category_id": category(1), "segmentation": box(0, 0, 20, 20)},  # person, 400 px
-                {"category_id": category(1), "iscrowd": 1, "segmentation": {"size": [H, W], "counts": runs_of(
-                    np.pad(np.ones((24, 8), bool), ((0, 0), (16, 8))))}},  # crowd over columns 16..23
+                {
+                    "category_id": category(1),
+                    "iscrowd": 1,
+                    "segmentation": {
+                        "size": [H, W],
+                        "counts": runs_of(np.pad(np.ones((24, 8), bool), ((0, 0), (16, 8)))),
+                    },
+                },  # crowd over columns 16..23
             ],
             "COCO_train2014_000000000002.jpg": [],  # no annotations: all background
         },
         "val2014": {
             f"COCO_val2014_00000000000{i}.jpg": [
-                {"category_id": category(class_id), "segmentation": {"size": [H, W], "counts": encode_counts_string(
-                    runs_of(np.pad(np.ones((10, 10), bool), ((2, 12), (3, 19)))))}},  # compressed RLE, 100 px
+                {
+                    "category_id": category(class_id),
+                    "segmentation": {
+                        "size": [H, W],
+                        "counts": encode_counts_string(runs_of(np.pad(np.ones((10, 10), bool), ((2, 12), (3, 19))))),
+                    },
+                },  # compressed RLE, 100 px
                 {"category_id": category(other), "segmentation": box(20, 0, 32, 24)},  # 288 px
             ]
             for i, (class_id, other) in enumerate([(1, 22), (43, 64), (2, 22)])
         },
-    }  # fmt: skip
+    }
     (src / "annotations").mkdir(parents=True)
     next_id = 1
     for split_dir, images in splits.items():
@@ -183,8 +194,10 @@ def test_coco20i_rasterises_as_hsnets_masks_by_default_and_the_options(coco2014,
     expected = pfenet_mask([a for a in annotations if a["image_id"] == 1], H, W)
     assert (first == expected).all() and (first[5:15, 5:8] == 1).all()  # the tie, listed first, under its person
     assert (first[20:, 16:24] == 0).all() and 255 not in first  # crowd pixels no object covers: background
-    assert json.loads((folder.root / "conversion.json").read_text()) == {"crowd": "background",
-                                                                          "object_order": "annotation"}  # fmt: skip
+    assert json.loads((folder.root / "conversion.json").read_text()) == {
+        "crowd": "background",
+        "object_order": "annotation",
+    }
     assert (labels_of(folder, "COCO_train2014_000000000002") == 0).all()
     val = labels_of(folder, "COCO_val2014_000000000000")
     assert (val[2:12, 3:13] == 1).all() and val[2:12, 3:13].size == 100 and (val[:, 20:] == 22).all()
@@ -192,8 +205,15 @@ def test_coco20i_rasterises_as_hsnets_masks_by_default_and_the_options(coco2014,
     prepare_coco20i(coco2014, folder.root, progress=False, allow_partial=True, min_object_pixels=50)
     assert snapshot(folder.root) == before
 
-    ours = prepare_coco20i(coco2014, tmp_path / "ours", progress=False, allow_partial=True, min_object_pixels=50,
-                           crowd="ignore", object_order="largest-first")  # fmt: skip
+    ours = prepare_coco20i(
+        coco2014,
+        tmp_path / "ours",
+        progress=False,
+        allow_partial=True,
+        min_object_pixels=50,
+        crowd="ignore",
+        object_order="largest-first",
+    )
     first = labels_of(ours, "COCO_train2014_000000000001")
     assert (first[5:15, 5:8] == 28).all() and first[0, 0] == 1 and (first[:20, :20] != 0).all()  # tie on the person
     assert (first[:20, 16:20] == 1).all()  # the crowd does not cover an object
@@ -203,8 +223,11 @@ def test_coco20i_rasterises_as_hsnets_masks_by_default_and_the_options(coco2014,
 def test_coco20i_refuses_a_folder_converted_otherwise(coco2014, tmp_path) -> None:
     options = {"progress": False, "allow_partial": True, "min_object_pixels": 50}
     folder = prepare_coco20i(coco2014, tmp_path / "out", **options)
-    with pytest.raises(DatasetFormatError, match=r"conversion\.json already exists with different content; pass the "
-                       "--crowd and --object-order it was prepared with"):  # fmt: skip
+    with pytest.raises(
+        DatasetFormatError,
+        match=r"conversion\.json already exists with different content; pass the "
+        "--crowd and --object-order it was prepared with",
+    ):
         prepare_coco20i(coco2014, folder.root, crowd="ignore", **options)
     (folder.root / "conversion.json").unlink()  # a folder of an earlier splitmatch: crowd ignore, largest first
     before = snapshot(folder.root)
@@ -226,8 +249,9 @@ def test_coco20i_episodes_for_both_conventions(coco2014, tmp_path) -> None:
     consecutive0 = read_episodes(folder, 0, scheme="coco-20i-consecutive")  # person, bicycle (ids 1..20)
     assert {e.class_name for e in consecutive0} == {"person", "bicycle"}
     assert {e.class_name for e in read_episodes(folder, 3, scheme="coco-20i-consecutive")} == {COCO_CLASSES[63]}
-    other_seed = prepare_coco20i(coco2014, tmp_path / "seed1", progress=False, allow_partial=True,
-                                 min_object_pixels=50, episode_seed=1)  # fmt: skip
+    other_seed = prepare_coco20i(
+        coco2014, tmp_path / "seed1", progress=False, allow_partial=True, min_object_pixels=50, episode_seed=1
+    )
     assert read_episodes(other_seed, 1) != fold1 and set(read_episodes(other_seed, 1)) == set(fold1)
 
 
@@ -237,8 +261,11 @@ def test_coco20i_refuses_bad_annotation_files_by_name(coco2014, tmp_path) -> Non
     broken = json.loads(json.dumps(data))
     broken["annotations"][0]["segmentation"] = {"size": [H, W], "counts": [5]}
     path.write_text(json.dumps(broken))
-    with pytest.raises(DatasetFormatError, match=r"instances_val2014\.json image COCO_val2014_000000000000\.jpg: "
-                       r"annotation \d+: RLE runs sum to 5 pixels"):  # fmt: skip
+    with pytest.raises(
+        DatasetFormatError,
+        match=r"instances_val2014\.json image COCO_val2014_000000000000\.jpg: "
+        r"annotation \d+: RLE runs sum to 5 pixels",
+    ):
         prepare_coco20i(coco2014, tmp_path / "a", progress=False, allow_partial=True, min_object_pixels=50)
     broken = json.loads(json.dumps(data))
     broken["categories"][0]["name"] = "human"
@@ -263,8 +290,23 @@ def test_coco20i_on_the_command_line_refuses_partial_and_reports_both_schemes(co
     args = ["prepare", "coco-20i", "--src", str(coco2014), "--dst", str(tmp_path / "out"), "--quiet"]
     assert main(args) == 2
     assert "coco-20i: split 'train' has 2 images, not 82,783" in capsys.readouterr().err
-    assert main([*args, "--allow-partial", "--min-object-pixels", "50", "--episode-seed", "4", "--crowd", "ignore",
-                 "--object-order", "largest-first"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                *args,
+                "--allow-partial",
+                "--min-object-pixels",
+                "50",
+                "--episode-seed",
+                "4",
+                "--crowd",
+                "ignore",
+                "--object-order",
+                "largest-first",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "  fold scheme coco-20i (default), interleaved:" in out
     assert "  fold scheme coco-20i-consecutive, consecutive:" in out
@@ -295,8 +337,21 @@ def test_coco20i_instances_out_of_range_or_beyond_the_parser_are_one_line(
     if extra:  # raw JSON text in a field of its own, past what Python's parser takes
         text = text[:-1] + ', "extra": ' + extra + "}"
     path.write_text(text)
-    assert main(["prepare", "coco-20i", "--src", str(coco2014), "--dst", str(tmp_path / "out"), "--allow-partial",
-                 "--quiet"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "prepare",
+                "coco-20i",
+                "--src",
+                str(coco2014),
+                "--dst",
+                str(tmp_path / "out"),
+                "--allow-partial",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(lines) == 1 and "instances_val2014.json" in lines[0] and message in lines[0], lines
     assert len(lines[0]) < 2200

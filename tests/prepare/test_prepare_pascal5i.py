@@ -80,8 +80,11 @@ def test_pascal5i_keeps_voc_ids_with_background_and_writes_folds_and_episodes(pa
     assert set(read_episodes(folder, 0)) == {Episode("2007_000001", "aeroplane")}
     fold2 = read_episodes(folder, 2)
     assert len(fold2) == 1000
-    assert fold2[:3] == [Episode("2007_000002", "diningtable"), Episode("2007_000003", "dog"),
-                         Episode("2007_000002", "diningtable")]  # fmt: skip
+    assert fold2[:3] == [
+        Episode("2007_000002", "diningtable"),
+        Episode("2007_000003", "dog"),
+        Episode("2007_000002", "diningtable"),
+    ]
     fold3 = read_episodes(folder.root, 3)
     assert fold3[:2] == [Episode("2007_000002", "pottedplant"), Episode("2007_000003", "tvmonitor")]
     header = (folder.root / "episodes" / "pascal-5i" / "fold3_1000.txt").read_text().splitlines()[:2]

@@ -77,8 +77,20 @@ def test_unseen_objects_are_eight_connected_components_above_the_minimum():
 def run_evaluate(data, tmp_path, capsys, preset: str = "tiny", extra: list[str] | None = None) -> dict:
     out = tmp_path / "quality.json"
     figure = tmp_path / "misses.png"
-    args = ["pseudo-masks", "--preset", preset, "--quiet", "--set", f"data.root={data}", "--evaluate",
-            "--json", str(out), "--figure", str(figure), *(extra or [])]  # fmt: skip
+    args = [
+        "pseudo-masks",
+        "--preset",
+        preset,
+        "--quiet",
+        "--set",
+        f"data.root={data}",
+        "--evaluate",
+        "--json",
+        str(out),
+        "--figure",
+        str(figure),
+        *(extra or []),
+    ]
     capsys.readouterr()
     assert main(args) == 0
     printed = capsys.readouterr().out

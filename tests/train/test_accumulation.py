@@ -34,8 +34,14 @@ def fabricated_batch(batch: int = 4, size: int = 64, seed: int = 0, dim: int = 3
             index[b, 0][region & free] = k + 1
         embeddings.append(F.normalize(torch.randn(count, dim, generator=g), dim=-1))
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g)
-    return {"image": images, "label": labels, "pseudo_index": index, "pseudo_embeddings": embeddings,
-            "stem": [f"s{b}" for b in range(batch)], "orig_size": [(size, size)] * batch}  # fmt: skip
+    return {
+        "image": images,
+        "label": labels,
+        "pseudo_index": index,
+        "pseudo_embeddings": embeddings,
+        "stem": [f"s{b}" for b in range(batch)],
+        "orig_size": [(size, size)] * batch,
+    }
 
 
 def config(points: int = 4096, matching: str = "split"):
@@ -44,8 +50,12 @@ def config(points: int = 4096, matching: str = "split"):
 
 def targets_of(batch: dict, matching: str) -> list[dict]:
     pseudo = matching == "split"
-    return build_targets(batch["label"], SEEN_IDS, batch["pseudo_index"] if pseudo else None,
-                         batch["pseudo_embeddings"] if pseudo else None)  # fmt: skip
+    return build_targets(
+        batch["label"],
+        SEEN_IDS,
+        batch["pseudo_index"] if pseudo else None,
+        batch["pseudo_embeddings"] if pseudo else None,
+    )
 
 
 @pytest.mark.parametrize("matching", ["split", "hungarian"])

@@ -21,8 +21,15 @@ def losses(run_dir: Path) -> list[float]:
 
 
 def overrides(data_root: Path) -> list[str]:
-    settings = [f"data.root={data_root}", "train.iterations=8", "train.batch_size=4", "train.log_every=1",
-                "train.checkpoint_every=8", "loss.num_points=4096", "train.lr=1e-4"]  # fmt: skip
+    settings = [
+        f"data.root={data_root}",
+        "train.iterations=8",
+        "train.batch_size=4",
+        "train.log_every=1",
+        "train.checkpoint_every=8",
+        "loss.num_points=4096",
+        "train.lr=1e-4",
+    ]
     return [part for item in settings for part in ("--set", item)]
 
 
@@ -31,16 +38,30 @@ def test_two_process_loss_trajectory_matches_one_process(tiny_dataset, tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     single = tmp_path / "single"
     command = [sys.executable, "-m", "splitmatch", "train", "--preset", "tiny", "--quiet", "--out", str(single)]
-    result = subprocess.run(command + overrides(tiny_dataset.root), env=env, capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    result = subprocess.run(
+        command + overrides(tiny_dataset.root), env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
 
     double = tmp_path / "double"
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "splitmatch", "train", "--preset", "tiny",
-               "--quiet", "--out", str(double)]  # fmt: skip
-    result = subprocess.run(command + overrides(tiny_dataset.root), env=env, capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    command = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "splitmatch",
+        "train",
+        "--preset",
+        "tiny",
+        "--quiet",
+        "--out",
+        str(double),
+    ]
+    result = subprocess.run(
+        command + overrides(tiny_dataset.root), env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     one, two = losses(single), losses(double)
@@ -57,13 +78,33 @@ def test_two_processes_with_micro_batches_resume_bitwise_from_a_checkpoint(tiny_
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    settings = [f"data.root={tiny_dataset.root}", "train.iterations=6", "train.batch_size=4",
-                "train.accumulate_steps=2", "train.log_every=1", "train.checkpoint_every=3",
-                "train.keep_checkpoints=2", "loss.num_points=1024"]  # fmt: skip
+    settings = [
+        f"data.root={tiny_dataset.root}",
+        "train.iterations=6",
+        "train.batch_size=4",
+        "train.accumulate_steps=2",
+        "train.log_every=1",
+        "train.checkpoint_every=3",
+        "train.keep_checkpoints=2",
+        "loss.num_points=1024",
+    ]
 
     def launch(out: Path, *extra: str) -> None:
-        command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "splitmatch", "train", "--preset",
-                   "tiny", "--quiet", "--out", str(out), *extra]  # fmt: skip
+        command = [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "splitmatch",
+            "train",
+            "--preset",
+            "tiny",
+            "--quiet",
+            "--out",
+            str(out),
+            *extra,
+        ]
         command += [part for item in settings for part in ("--set", item)]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -105,11 +146,23 @@ def test_a_failure_on_one_rank_ends_every_rank_with_its_one_line(tiny_dataset, t
     script = tmp_path / "inject.py"
     script.write_text(INJECT_ON_RANK_1)
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    command = [torchrun, "--standalone", "--nproc_per_node", "2", str(script), "train", "--preset", "tiny",
-               "--quiet", "--out", str(tmp_path / "run")]  # fmt: skip
+    command = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        "train",
+        "--preset",
+        "tiny",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run(command + overrides(tiny_dataset.root), env=env, capture_output=True, text=True,
-                            timeout=240)  # fmt: skip
+    result = subprocess.run(
+        command + overrides(tiny_dataset.root), env=env, capture_output=True, text=True, timeout=240
+    )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("splitmatch: error:")]
     assert any("training diverged at step 2: injected: a non-finite cost on rank 1 only" in line for line in lines)
@@ -123,8 +176,17 @@ def test_a_failure_on_one_rank_ends_every_rank_with_its_one_line(tiny_dataset, t
 def test_a_half_filled_cache_is_shared_out_evenly_between_ranks(tiny_dataset, tmp_path):
     """Entries are checked first, then what is missing is split: each rank computes half of the rest."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "splitmatch", "pseudo-masks", "--preset", "tiny", "--quiet",
-               "--set", f"data.root={tiny_dataset.root}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "splitmatch",
+        "pseudo-masks",
+        "--preset",
+        "tiny",
+        "--quiet",
+        "--set",
+        f"data.root={tiny_dataset.root}",
+    ]
     cache_root = tiny_dataset.root / "pseudo_masks"
     train = (tiny_dataset.root / "splits" / "train.txt").read_text().split()
     # Fill the cache for the even-numbered training images only: the share rank 0 would have had if
@@ -135,18 +197,39 @@ def test_a_half_filled_cache_is_shared_out_evenly_between_ranks(tiny_dataset, tm
         (half / name).symlink_to(tiny_dataset.root / name)
     (half / "splits" / "train.txt").write_text("\n".join(train[0::2]) + "\n")
     (half / "splits" / "val.txt").write_text((tiny_dataset.root / "splits" / "val.txt").read_text())
-    result = subprocess.run(command[:-1] + [f"data.root={half}", "--set", f"pseudo.cache_dir={cache_root}"],
-                            env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    result = subprocess.run(
+        command[:-1] + [f"data.root={half}", "--set", f"pseudo.cache_dir={cache_root}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(list(cache_root.glob("*.npz"))) == len(train[0::2])
 
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", *command[1:],
-                             "--set", f"pseudo.cache_dir={cache_root}"],
-                            env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    result = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            *command[1:],
+            "--set",
+            f"pseudo.cache_dir={cache_root}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    counts = sorted(int(line.split("computed ")[1].split(" ")[0]) for line in result.stdout.splitlines()
-                    if line.startswith("pseudo masks: computed"))  # fmt: skip
+    counts = sorted(
+        int(line.split("computed ")[1].split(" ")[0])
+        for line in result.stdout.splitlines()
+        if line.startswith("pseudo masks: computed")
+    )
     left = len(train) - len(train[0::2])
     assert counts == [left // 2, left - left // 2], result.stdout
     assert len(list(cache_root.glob("*.npz"))) == len(train)

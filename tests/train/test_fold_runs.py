@@ -17,9 +17,25 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def run_folds(capsys, root, out, *extra) -> tuple[int, str, str]:
-    code = main(["folds", "--preset", "tiny", "--set", f"data.root={root}", "--set", "train.iterations=2",
-                 "--set", "train.checkpoint_every=2", "--episode-count", str(EPISODE_COUNT), "--out", str(out),
-                 "--quiet", *extra])  # fmt: skip
+    code = main(
+        [
+            "folds",
+            "--preset",
+            "tiny",
+            "--set",
+            f"data.root={root}",
+            "--set",
+            "train.iterations=2",
+            "--set",
+            "train.checkpoint_every=2",
+            "--episode-count",
+            str(EPISODE_COUNT),
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ]
+    )
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -28,9 +44,24 @@ def run_folds(capsys, root, out, *extra) -> tuple[int, str, str]:
 def folds_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("folds")
     folder = make_fold_folder(root / "data")
-    code = main(["folds", "--preset", "tiny", "--set", f"data.root={folder.root}", "--set", "train.iterations=2",
-                 "--set", "train.checkpoint_every=2", "--episode-count", str(EPISODE_COUNT), "--out",
-                 str(root / "out"), "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "folds",
+            "--preset",
+            "tiny",
+            "--set",
+            f"data.root={folder.root}",
+            "--set",
+            "train.iterations=2",
+            "--set",
+            "train.checkpoint_every=2",
+            "--episode-count",
+            str(EPISODE_COUNT),
+            "--out",
+            str(root / "out"),
+            "--quiet",
+        ]
+    )
     assert code == 0
     return folder, root / "out"
 
@@ -48,8 +79,21 @@ def test_each_fold_trains_with_its_classes_unseen_and_is_scored_both_ways(folds_
         for key in ("miou_seen", "miou_unseen", "hiou", "miou"):
             assert result["generalized"][key] == pytest.approx(eval_json[key])
         # the episode form equals `eval --episodes` of the fold's checkpoint
-        code = main(["eval", "--checkpoint", str(run / "model.safetensors"), "--episodes", "--episode-count",
-                     str(EPISODE_COUNT), "--device", "cpu", "--quiet", "--json", str(run / "check.json")])  # fmt: skip
+        code = main(
+            [
+                "eval",
+                "--checkpoint",
+                str(run / "model.safetensors"),
+                "--episodes",
+                "--episode-count",
+                str(EPISODE_COUNT),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--json",
+                str(run / "check.json"),
+            ]
+        )
         assert code == 0
         check = json.loads((run / "check.json").read_text())
         assert check["fold"] == fold
@@ -142,8 +186,7 @@ def test_the_world_in_four_folds_of_three(tmp_path, capsys) -> None:
     from splitmatch.world.fold_benchmark import WORLD_MIN_OBJECT_PIXELS, write_world_folds
     from splitmatch.world.generator import CLASS_NAMES, WorldSpec, generate_world
 
-    world = generate_world(tmp_path / "world", spec=WorldSpec(num_train=0, num_val=40, num_captions=0),
-                           progress=False)  # fmt: skip
+    world = generate_world(tmp_path / "world", spec=WorldSpec(num_train=0, num_val=40, num_captions=0), progress=False)
     before = {p: p.read_bytes() for p in world.root.rglob("*") if p.is_file()}
     write_world_folds(world, counts=(50,))
     after = {p: p.read_bytes() for p in world.root.rglob("*") if p.is_file()}

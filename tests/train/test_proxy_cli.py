@@ -39,8 +39,21 @@ def voc(tmp_path_factory) -> Path:
 
 
 def _run(voc: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--preset", "tiny", "--quiet", "--out", str(out), "--set", f"data.root={voc}",
-            "--set", "train.iterations=2", "--set", "train.checkpoint_every=2", *extra]  # fmt: skip
+    return [
+        "train",
+        "--preset",
+        "tiny",
+        "--quiet",
+        "--out",
+        str(out),
+        "--set",
+        f"data.root={voc}",
+        "--set",
+        "train.iterations=2",
+        "--set",
+        "train.checkpoint_every=2",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +142,18 @@ def test_a_proxy_of_unseen_or_unknown_classes_is_refused_in_one_line(voc, tmp_pa
 def _pseudo(voc: Path, tmp_path: Path, capsys, *extra: str) -> tuple[dict, str]:
     capsys.readouterr()
     report = tmp_path / f"report{len(list(tmp_path.glob('report*')))}.json"
-    args = ["pseudo-masks", "--preset", "tiny", "--quiet", "--set", f"data.root={voc}", "--evaluate",
-            "--json", str(report), *extra]  # fmt: skip
+    args = [
+        "pseudo-masks",
+        "--preset",
+        "tiny",
+        "--quiet",
+        "--set",
+        f"data.root={voc}",
+        "--evaluate",
+        "--json",
+        str(report),
+        *extra,
+    ]
     assert main(args) == 0
     return json.loads(report.read_text()), capsys.readouterr().out
 
@@ -177,9 +200,23 @@ def test_pseudo_masks_with_a_proxy_refuse_the_test_split_and_the_full_label_figu
 
 def _score(checkpoint: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(SCRIPT.parent.parent))
-    return subprocess.run([sys.executable, str(SCRIPT), "--checkpoint", str(checkpoint), "--max-images", "1",
-                           "--json", str(tmp_path / "scores.json"), *extra], capture_output=True, text=True,
-                          env=env, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--checkpoint",
+            str(checkpoint),
+            "--max-images",
+            "1",
+            "--json",
+            str(tmp_path / "scores.json"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -200,7 +237,21 @@ def test_predict_names_a_proxy_model(proxy_run, voc, tmp_path, capsys):
     out, _ = proxy_run
     image = next((voc / "images").iterdir())
     capsys.readouterr()
-    assert main(["predict", "--checkpoint", str(out / "model.safetensors"), "--classes", "background,sheep",
-                 "--out", str(tmp_path / "pred"), "--quiet", str(image)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(out / "model.safetensors"),
+                "--classes",
+                "background,sheep",
+                "--out",
+                str(tmp_path / "pred"),
+                "--quiet",
+                str(image),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "a pseudo-unseen proxy model (seen classes held out in training: aeroplane, bird)" in printed

@@ -21,10 +21,25 @@ pytestmark = pytest.mark.slow
 
 def train_command(data_root: Path, out: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "splitmatch", "train", "--preset", "tiny", "--quiet",
-        "--set", f"data.root={data_root}", "--set", "train.iterations=16", "--set", "train.checkpoint_every=4",
-        "--set", "train.keep_checkpoints=2", "--out", str(out), *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "splitmatch",
+        "train",
+        "--preset",
+        "tiny",
+        "--quiet",
+        "--set",
+        f"data.root={data_root}",
+        "--set",
+        "train.iterations=16",
+        "--set",
+        "train.checkpoint_every=4",
+        "--set",
+        "train.keep_checkpoints=2",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
@@ -40,8 +55,9 @@ def test_sigkill_then_resume_gives_bitwise_equal_weights(tiny_dataset, tmp_path)
 
     killed = tmp_path / "killed"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    process = subprocess.Popen(train_command(data_root, killed), env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        train_command(data_root, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not list_checkpoints(killed / "checkpoints"):
         time.sleep(0.02)
@@ -127,9 +143,18 @@ def test_every_process_resumes_its_own_random_state_and_the_scaler_its_scale(tmp
         torch.manual_seed(100 + rank)
         states[f"rng.rank{rank}.cpu"] = torch.get_rng_state()
     scaler = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=7)
-    path = save_training_checkpoint(tmp_path / "step.safetensors", model, config, TINY_CLASSES,
-                                    TINY_CLASSES.seen_names, 5, optimizer, schedule, rng=states,
-                                    grad_scaler=scaler.state_dict())  # fmt: skip
+    path = save_training_checkpoint(
+        tmp_path / "step.safetensors",
+        model,
+        config,
+        TINY_CLASSES,
+        TINY_CLASSES.seen_names,
+        5,
+        optimizer,
+        schedule,
+        rng=states,
+        grad_scaler=scaler.state_dict(),
+    )
     tensors, record = read_checkpoint(path)
 
     for rank in (0, 1):
@@ -176,8 +201,13 @@ def test_non_finite_loss_between_log_steps_stops_before_the_next_checkpoint(tiny
         return result
 
     monkeypatch.setattr(SetCriterion, "forward", poisoned)
-    overrides = [f"data.root={tiny_dataset.root}", "train.iterations=6", "train.log_every=100",
-                 "train.checkpoint_every=2", "train.keep_checkpoints=5"]  # fmt: skip
+    overrides = [
+        f"data.root={tiny_dataset.root}",
+        "train.iterations=6",
+        "train.log_every=100",
+        "train.checkpoint_every=2",
+        "train.keep_checkpoints=5",
+    ]
     out = tmp_path / "run"
     with pytest.raises(NonFiniteLossError, match="non-finite at step 3"):
         train(load_config(preset_name="tiny", overrides=overrides), out, progress=False)
@@ -194,8 +224,13 @@ def test_interrupted_run_with_micro_batches_resumes_to_the_same_weights(tiny_dat
     from splitmatch.train import state as training_state
     from splitmatch.train.trainer import train
 
-    overrides = [f"data.root={tiny_dataset.root}", "train.iterations=4", "train.checkpoint_every=2",
-                 "train.accumulate_steps=2", "train.eval_every=0"]  # fmt: skip
+    overrides = [
+        f"data.root={tiny_dataset.root}",
+        "train.iterations=4",
+        "train.checkpoint_every=2",
+        "train.accumulate_steps=2",
+        "train.eval_every=0",
+    ]
     config = load_config(preset_name="tiny", overrides=overrides)
     train(config, tmp_path / "whole", progress=False)
 

@@ -22,8 +22,16 @@ from splitmatch.train.state import list_checkpoints
 
 def train_args(data_root: Path, out: Path, *extra: str) -> list[str]:
     settings = [f"data.root={data_root}", "train.iterations=4", "train.checkpoint_every=2", "loss.matching=hungarian"]
-    return ["train", "--preset", "tiny", "--quiet", *[a for s in settings for a in ("--set", s)], "--out", str(out),
-            *extra]  # fmt: skip
+    return [
+        "train",
+        "--preset",
+        "tiny",
+        "--quiet",
+        *[a for s in settings for a in ("--set", s)],
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -183,8 +191,15 @@ def test_two_concurrent_runs_and_kill_9_release_the_lock(tiny_dataset, tmp_path)
 def test_under_torchrun_a_held_folder_stops_every_rank_without_a_hang(tiny_dataset, tmp_path):
     out = tmp_path / "run"
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "splitmatch",
-               *train_args(tiny_dataset.root, out)]  # fmt: skip
+    command = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "splitmatch",
+        *train_args(tiny_dataset.root, out),
+    ]
     with RunLock(out) as holder:
         holder.acquire()
         env = dict(os.environ, OMP_NUM_THREADS="1")

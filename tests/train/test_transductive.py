@@ -101,10 +101,15 @@ def test_the_ignored_rule_never_learns_where_the_unseen_pixels_are(tmp_path) -> 
     assert torch.equal(items[0]["label"], items[1]["label"])  # one and the same training label
     ids = torch.full((1, 32, 32), unseen)
     labels = [
-        self_training_labels(i["label"][None], padding_mask(i["source_rows"][None], i["source_cols"][None]), ids,
-                             torch.ones(1, 32, 32), IGNORE)
+        self_training_labels(
+            i["label"][None],
+            padding_mask(i["source_rows"][None], i["source_cols"][None]),
+            ids,
+            torch.ones(1, 32, 32),
+            IGNORE,
+        )
         for i in items
-    ]  # fmt: skip
+    ]
     assert torch.equal(labels[0], labels[1])
 
 
@@ -152,8 +157,9 @@ def test_eval_says_transductive_beside_every_number(tmp_path, capsys) -> None:
     config.train.transductive = True
     train(config.validate(), tmp_path / "run", progress=False)
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["transductive"] is True  # the run's own record
-    assert main(["eval", "--checkpoint", str(tmp_path / "run" / "model.safetensors"), "--device", "cpu",
-                 "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(["eval", "--checkpoint", str(tmp_path / "run" / "model.safetensors"), "--device", "cpu", "--quiet"]) == 0
+    )
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| run")]
     assert rows and all("transductive: unseen names were used in training" in line for line in rows)
@@ -177,8 +183,22 @@ def test_transductive_settings_that_cannot_work_are_refused(changes, message) ->
 
 def test_a_transductive_run_without_unseen_classes_is_one_line(tmp_path, capsys) -> None:
     root = make_tiny_dataset(tmp_path / "data").root
-    code = main(["train", "--preset", "tiny", "--set", f"data.root={root}", "--set", "train.transductive=true",
-                 "--set", "data.unseen=[]", "--out", str(tmp_path / "run"), "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--preset",
+            "tiny",
+            "--set",
+            f"data.root={root}",
+            "--set",
+            "train.transductive=true",
+            "--set",
+            "data.unseen=[]",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "train.transductive needs unseen classes" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
@@ -202,8 +222,20 @@ def test_hsnet_convention_needs_a_background_class(tmp_path, capsys) -> None:
 
     root = make_tiny_dataset(tmp_path / "data").root
     ClassSplit(("ground", "red", "green", "blue", "yellow"), ("yellow",), dataset="tiny").write(root / "classes.json")
-    code = main(["train", "--preset", "tiny", "--set", f"data.root={root}", "--set", "data.unseen_pixels=background",
-                 "--out", str(tmp_path / "run"), "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--preset",
+            "tiny",
+            "--set",
+            f"data.root={root}",
+            "--set",
+            "data.unseen_pixels=background",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "data.unseen_pixels=background" in err and "does not have" in err
     assert len(err.strip().splitlines()) == 1

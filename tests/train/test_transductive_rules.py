@@ -61,8 +61,14 @@ def test_unseen_rule_labels_what_zegclip_labels_through_every_crop_flip_and_pad(
         whole = torch.stack([full[k]["label"] for k in keys]).numpy()
         pseudo = rng.choice(classes.unseen_ids, size=whole.shape)  # any prediction over the unseen classes
         padding = padding_mask(batch["source_rows"], batch["source_cols"])
-        ours = self_training_labels(batch["label"], padding, torch.from_numpy(pseudo), torch.ones(whole.shape),
-                                    IGNORE_INDEX, unseen=batch["unseen_mask"])  # fmt: skip
+        ours = self_training_labels(
+            batch["label"],
+            padding,
+            torch.from_numpy(pseudo),
+            torch.ones(whole.shape),
+            IGNORE_INDEX,
+            unseen=batch["unseen_mask"],
+        )
         whole_padded = np.where(padding.numpy(), 255, whole)  # mmseg pads ZegCLIP's labels with 255
         expected = zegclip_self_training_target(whole_padded, classes.seen_ids, pseudo)
         np.testing.assert_array_equal(ours.numpy(), expected)
@@ -77,8 +83,15 @@ def test_unseen_mask_needs_a_transform_that_reports_where_pixels_come_from(tmp_p
         SegmentationDataset(folder, "train", lambda sample, rng: sample, inductive=True, mark_unseen=True)
 
 
-def zegclip_poly_warmup(base: float, iteration: int, max_iters: int, warmup: int, ratio: float = 1e-6,
-                        power: float = 0.9, min_lr: float = 1e-6) -> float:  # fmt: skip
+def zegclip_poly_warmup(
+    base: float,
+    iteration: int,
+    max_iters: int,
+    warmup: int,
+    ratio: float = 1e-6,
+    power: float = 0.9,
+    min_lr: float = 1e-6,
+) -> float:
     """mmcv's PolyLrUpdaterHook with warmup='linear' at ``iteration`` of a run of ``max_iters``."""
     regular = (base - min_lr) * (1 - iteration / max_iters) ** power + min_lr
     if iteration < warmup:
@@ -105,9 +118,17 @@ def _train(tmp_path, root, name: str, *overrides: str) -> tuple[list[dict], list
     from splitmatch.train import step as step_module
     from splitmatch.train.trainer import train
 
-    config = load_config(preset_name="tiny", overrides=[
-        f"data.root={root}", "train.iterations=4", "train.log_every=1", "train.checkpoint_every=100",
-        "train.transductive=true", *overrides])  # fmt: skip
+    config = load_config(
+        preset_name="tiny",
+        overrides=[
+            f"data.root={root}",
+            "train.iterations=4",
+            "train.log_every=1",
+            "train.checkpoint_every=100",
+            "train.transductive=true",
+            *overrides,
+        ],
+    )
     adam_steps, original = [], step_module.TrainingStep.__call__
 
     def counting(self, batch, done):
@@ -129,8 +150,9 @@ def test_a_voc_tree_without_unseen_pixels_self_trains_none_of_its_background(tmp
     logged, adam_steps = _train(tmp_path, root, "unseen")
     assert [line["self_trained_pixels"] for line in logged] == [0, 0, 0, 0]
     assert adam_steps == [1, 2, 1, 2]  # ZegCLIP's fresh AdamW at the first self-training step
-    logged, adam_steps = _train(tmp_path, root, "ignored", "train.transductive_pixels=ignored",
-                                "train.transductive_schedule=continue")  # fmt: skip
+    logged, adam_steps = _train(
+        tmp_path, root, "ignored", "train.transductive_pixels=ignored", "train.transductive_schedule=continue"
+    )
     counts = [line["self_trained_pixels"] for line in logged]
     assert counts[:2] == [0, 0] and min(counts[2:]) > 0  # the background (ignore in VOC) taken for unseen
     assert adam_steps == [1, 2, 3, 4]

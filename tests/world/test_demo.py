@@ -19,8 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_small_clip_trains_and_loads_through_the_real_loader(tmp_path):
-    world = generate_world(tmp_path / "world", seed=1, spec=WorldSpec(num_train=4, num_val=6, num_captions=20),
-                           progress=False)  # fmt: skip
+    world = generate_world(
+        tmp_path / "world", seed=1, spec=WorldSpec(num_train=4, num_val=6, num_captions=20), progress=False
+    )
     path = tmp_path / "clip.safetensors"
     record = train_toy_clip(world.root, path, ToyClipSpec(steps=3, batch_size=8), progress=False)
     assert set(record["zero_shot"]) == {"image", "patch_value", "patch_tokens"}
