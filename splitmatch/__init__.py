@@ -8,4 +8,4 @@ modules, and importing this package loads nothing heavy::
     from splitmatch.train.trainer import train
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
