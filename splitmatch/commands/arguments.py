@@ -175,3 +175,14 @@ def add_peer_scoring_options(parser: argparse.ArgumentParser, episode_file: bool
             "(fold<i>.pkl, drawn as HSNet draws) or a <stem><TAB><class> list "
             "(docs/benchmarks.md)",
         )
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser, calibration_help: str) -> None:
+    """``--mode`` and ``--seen-calibration``: the inference settings of a trained model that ``eval``
+    and ``predict`` change (the checkpoint's, unless given)."""
+    parser.add_argument(
+        "--mode",
+        choices=["slide", "whole"],
+        help="sliding windows or the whole image at once (default: the checkpoint's inference.mode)",
+    )
+    parser.add_argument("--seen-calibration", type=finite_float, help=calibration_help)

@@ -8,10 +8,10 @@ import dataclasses
 
 from splitmatch.commands.arguments import (
     add_command,
+    add_inference_arguments,
     add_model_argument,
     add_peer_scoring_options,
     episode_count,
-    finite_float,
     fold_number,
     positive_int,
 )
@@ -50,15 +50,9 @@ def add_eval_command(commands) -> None:
         "(docs/open-vocabulary.md)",
     )
     p.add_argument("--split", default=None, help="split to score (default: the config's val split)")
-    p.add_argument(
-        "--mode",
-        choices=["slide", "whole"],
-        help="sliding windows or the whole image at once (default: the checkpoint's inference.mode)",
-    )
-    p.add_argument(
-        "--seen-calibration",
-        type=finite_float,
-        help="amount taken off seen-class scores for the headline numbers (default: the checkpoint's); "
+    add_inference_arguments(
+        p,
+        "amount taken off seen-class scores for the headline numbers (default: the checkpoint's); "
         "0 and 0.1 are always reported as well",
     )
     p.add_argument("--max-images", type=positive_int, help="score only the first N images of the split")

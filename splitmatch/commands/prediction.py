@@ -9,6 +9,7 @@ from pathlib import Path
 from splitmatch.commands.arguments import (
     PACKAGED_HELP,
     add_command,
+    add_inference_arguments,
     add_model_argument,
     batch_size,
     finite_float,
@@ -35,15 +36,9 @@ def add_predict_command(commands) -> None:
         help="folder for <stem>_labels.png and <stem>_overlay.png per image, "
         "in the inputs' folder structure, and summary.json",
     )
-    p.add_argument(
-        "--mode",
-        choices=["slide", "whole"],
-        help="sliding windows or the whole image at once (default: the checkpoint's inference.mode)",
-    )
-    p.add_argument(
-        "--seen-calibration",
-        type=finite_float,
-        help="amount taken off the scores of the model's seen classes (default: the checkpoint's)",
+    add_inference_arguments(
+        p,
+        "amount taken off the scores of the model's seen classes (default: the checkpoint's)",
     )
     p.add_argument(
         "--set",
@@ -154,7 +149,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def add_none_of_these_arguments(parser: argparse.ArgumentParser) -> None:
     """``--none-label``, ``--none-below`` and ``--background``: the "none of these" rule of ``predict``."""
-    from splitmatch.commands.arguments import finite_float
 
     parser.add_argument(
         "--none-label",

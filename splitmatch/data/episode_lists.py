@@ -128,16 +128,28 @@ def read_episode_file(path: Path, classes: Collection[str], stems: Collection[st
         fields = line.split("\t")
         if len(fields) != 2 or not all(fields):
             raise DatasetFormatError(f"{path} line {number}: expected '<stem><TAB><class name>', got {line[:80]!r}")
-        stem, class_name = fields
-        if class_name not in classes:
-            raise DatasetFormatError(
-                f"{path} line {number}: class {class_name!r} is not one of this fold's classes ({', '.join(classes)})"
-            )
-        if stem not in stems:
-            raise DatasetFormatError(f"{path} line {number}: image {stem!r} is not in the {EPISODE_SPLIT} split")
-        episodes.append(Episode(stem, class_name))
+        episodes.append(checked_episode(path, number, *fields, classes, stems))
+    return require_some(episodes, path, "episodes")
+
+
+def checked_episode(
+    path: Path, number: int, stem: str, class_name: str, classes: Collection[str], stems: Collection[str]
+) -> Episode:
+    """Line ``number`` of an episode list as an :class:`Episode`, refused in one line naming the file
+    and the line when its class is not one of the fold's ``classes`` or its image not in ``stems``."""
+    if class_name not in classes:
+        raise DatasetFormatError(
+            f"{path} line {number}: class {class_name!r} is not one of this fold's classes ({', '.join(classes)})"
+        )
+    if stem not in stems:
+        raise DatasetFormatError(f"{path} line {number}: image {stem!r} is not in the {EPISODE_SPLIT} split")
+    return Episode(stem, class_name)
+
+
+def require_some(episodes: list[Episode], path: Path, what: str) -> list[Episode]:
+    """``episodes``, refused when the list at ``path`` held none (``what``: how the file calls them)."""
     if not episodes:
-        raise DatasetFormatError(f"episode list {path} holds no episodes")
+        raise DatasetFormatError(f"episode list {path} holds no {what}")
     return episodes
 
 

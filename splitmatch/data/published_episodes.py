@@ -30,7 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from splitmatch.data.class_lists import VOC_CLASSES
-from splitmatch.data.episode_lists import EPISODE_SPLIT, Episode, cycled_episodes, read_episode_file
+from splitmatch.data.episode_lists import (
+    EPISODE_SPLIT,
+    Episode,
+    checked_episode,
+    cycled_episodes,
+    read_episode_file,
+    require_some,
+)
 from splitmatch.data.fold_schemes import COCO_CLASSES
 from splitmatch.data.folder import DatasetFormatError
 from splitmatch.storage.pickled_data import InvalidPickledDataError, read_pickled_data
@@ -73,17 +80,8 @@ def read_hsnet_pascal_pairs(path: Path, fold_classes: Collection[str], stems: Co
             raise DatasetFormatError(
                 f"{path} line {number}: expected '<stem>__<VOC class id 01..20>', got {line[:80]!r}"
             )
-        class_name = VOC_CLASSES[int(class_text) - 1]
-        if class_name not in fold_classes:
-            raise DatasetFormatError(
-                f"{path} line {number}: class {class_name!r} is not one of this fold's ({', '.join(fold_classes)})"
-            )
-        if stem not in stems:
-            raise DatasetFormatError(f"{path} line {number}: image {stem!r} is not in the {EPISODE_SPLIT} split")
-        pairs.append(Episode(stem, class_name))
-    if not pairs:
-        raise DatasetFormatError(f"episode list {path} holds no pairs")
-    return pairs
+        pairs.append(checked_episode(path, number, stem, VOC_CLASSES[int(class_text) - 1], fold_classes, stems))
+    return require_some(pairs, path, "pairs")
 
 
 def read_hsnet_coco_lists(path: Path, fold_classes: Sequence[str], stems: Collection[str]) -> dict[str, list[str]]:

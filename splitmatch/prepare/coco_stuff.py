@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from splitmatch.data.class_lists import BUILTIN_SPLITS
+from splitmatch.data.class_lists import BUILTIN_SPLITS, COCO_STUFF_CLASSES
 from splitmatch.data.classes import IGNORE_INDEX
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError
 from splitmatch.prepare.common import (
@@ -42,197 +42,26 @@ LAYOUT = (
 )
 SPLITS = {"train": "train2017", "val": "val2017"}
 
-# The official COCO-Stuff label list, by raw id (COCO category id - 1): 91 thing slots, then 91
-# stuff classes. Kept in full so the derived 171-class order can be checked against BUILTIN_SPLITS.
-RAW_NAMES = (
-    "person",
-    "bicycle",
-    "car",
-    "motorcycle",
-    "airplane",
-    "bus",
-    "train",
-    "truck",
-    "boat",
-    "traffic light",
-    "fire hydrant",
-    "street sign",
-    "stop sign",
-    "parking meter",
-    "bench",
-    "bird",
-    "cat",
-    "dog",
-    "horse",
-    "sheep",
-    "cow",
-    "elephant",
-    "bear",
-    "zebra",
-    "giraffe",
-    "hat",
-    "backpack",
-    "umbrella",
-    "shoe",
-    "eye glasses",
-    "handbag",
-    "tie",
-    "suitcase",
-    "frisbee",
-    "skis",
-    "snowboard",
-    "sports ball",
-    "kite",
-    "baseball bat",
-    "baseball glove",
-    "skateboard",
-    "surfboard",
-    "tennis racket",
-    "bottle",
-    "plate",
-    "wine glass",
-    "cup",
-    "fork",
-    "knife",
-    "spoon",
-    "bowl",
-    "banana",
-    "apple",
-    "sandwich",
-    "orange",
-    "broccoli",
-    "carrot",
-    "hot dog",
-    "pizza",
-    "donut",
-    "cake",
-    "chair",
-    "couch",
-    "potted plant",
-    "bed",
-    "mirror",
-    "dining table",
-    "window",
-    "desk",
-    "toilet",
-    "door",
-    "tv",
-    "laptop",
-    "mouse",
-    "remote",
-    "keyboard",
-    "cell phone",
-    "microwave",
-    "oven",
-    "toaster",
-    "sink",
-    "refrigerator",
-    "blender",
-    "book",
-    "clock",
-    "vase",
-    "scissors",
-    "teddy bear",
-    "hair drier",
-    "toothbrush",
-    "hair brush",
-    "banner",
-    "blanket",
-    "branch",
-    "bridge",
-    "building-other",
-    "bush",
-    "cabinet",
-    "cage",
-    "cardboard",
-    "carpet",
-    "ceiling-other",
-    "ceiling-tile",
-    "cloth",
-    "clothes",
-    "clouds",
-    "counter",
-    "cupboard",
-    "curtain",
-    "desk-stuff",
-    "dirt",
-    "door-stuff",
-    "fence",
-    "floor-marble",
-    "floor-other",
-    "floor-stone",
-    "floor-tile",
-    "floor-wood",
-    "flower",
-    "fog",
-    "food-other",
-    "fruit",
-    "furniture-other",
-    "grass",
-    "gravel",
-    "ground-other",
-    "hill",
-    "house",
-    "leaves",
-    "light",
-    "mat",
-    "metal",
-    "mirror-stuff",
-    "moss",
-    "mountain",
-    "mud",
-    "napkin",
-    "net",
-    "paper",
-    "pavement",
-    "pillow",
-    "plant-other",
-    "plastic",
-    "platform",
-    "playingfield",
-    "railing",
-    "railroad",
-    "river",
-    "road",
-    "rock",
-    "roof",
-    "rug",
-    "salad",
-    "sand",
-    "sea",
-    "shelf",
-    "sky-other",
-    "skyscraper",
-    "snow",
-    "solid-other",
-    "stairs",
-    "stone",
-    "straw",
-    "structural-other",
-    "table",
-    "tent",
-    "textile-other",
-    "towel",
-    "tree",
-    "vegetable",
-    "wall-brick",
-    "wall-concrete",
-    "wall-other",
-    "wall-panel",
-    "wall-stone",
-    "wall-tile",
-    "wall-wood",
-    "water-other",
-    "waterdrops",
-    "window-blind",
-    "window-other",
-    "wood",
-)
-# Thing categories COCO defined but never annotated: street sign, hat, shoe, eye glasses, plate,
-# mirror, window, desk, door, blender, hair brush.
-UNUSED_RAW_IDS = (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)
-
-USED_RAW_IDS = tuple(raw for raw in range(len(RAW_NAMES)) if raw not in UNUSED_RAW_IDS)
+# Thing categories COCO defined but never annotated, by raw id (COCO category id - 1).
+UNANNOTATED_RAW_NAMES = {
+    11: "street sign",
+    25: "hat",
+    28: "shoe",
+    29: "eye glasses",
+    44: "plate",
+    65: "mirror",
+    67: "window",
+    68: "desk",
+    70: "door",
+    82: "blender",
+    90: "hair brush",
+}
+RAW_ID_COUNT = 182  # 91 thing slots, then 91 stuff classes
+UNUSED_RAW_IDS = tuple(sorted(UNANNOTATED_RAW_NAMES))
+USED_RAW_IDS = tuple(raw for raw in range(RAW_ID_COUNT) if raw not in UNANNOTATED_RAW_NAMES)
+_ANNOTATED = iter(COCO_STUFF_CLASSES)
+# The official COCO-Stuff label list by raw id: the 171 classes in order, the unannotated between them.
+RAW_NAMES = tuple(UNANNOTATED_RAW_NAMES.get(raw) or next(_ANNOTATED) for raw in range(RAW_ID_COUNT))
 RAW_TO_TRAIN_ID = {raw: train_id for train_id, raw in enumerate(USED_RAW_IDS)}
 
 RAW_FORMAT = LabelFormat.from_mapping(
@@ -243,18 +72,6 @@ TRAIN_ID_FORMAT = LabelFormat.from_mapping(
     {**{i: i for i in range(len(USED_RAW_IDS))}, IGNORE_INDEX: IGNORE_INDEX},
     description="train ids 0..170 or 255",
 )
-
-
-def check_class_order() -> None:
-    """Refuses to run if the derived 171-class order is not the built-in COCO-Stuff vocabulary."""
-    derived = tuple(RAW_NAMES[raw] for raw in USED_RAW_IDS)
-    expected = BUILTIN_SPLITS["coco-stuff"].names
-    if derived != expected:
-        diff = [(i, a, b) for i, (a, b) in enumerate(zip(derived, expected)) if a != b][:5]
-        raise AssertionError(
-            f"COCO-Stuff raw-id mapping gives {len(derived)} classes, the built-in list has {len(expected)}; "
-            f"first differences (train id, derived, built-in): {diff}"
-        )
 
 
 def _sources(src: Path, split_dir: str) -> list[SourceSample]:
@@ -293,7 +110,6 @@ def prepare_coco_stuff(
         DatasetFormatError: ``src`` lacks an expected file (named in the message), or a label
             holds values its format does not use.
     """
-    check_class_order()
     src, dst = Path(src), Path(dst)
     per_split = {split: _sources(src, split_dir) for split, split_dir in SPLITS.items()}
     splits = {split: [s.stem for s in samples] for split, samples in per_split.items()}

@@ -23,7 +23,7 @@ from splitmatch.prepare import (
     prepare_voc,
 )
 from splitmatch.prepare.ade20k import ADE20K_CLASSES
-from splitmatch.prepare.coco_stuff import RAW_TO_TRAIN_ID, check_class_order
+from splitmatch.prepare.coco_stuff import RAW_NAMES, RAW_TO_TRAIN_ID
 
 # The fabricated trees are far smaller than the protocols' splits: every call accepts that.
 pytestmark = pytest.mark.filterwarnings("ignore::splitmatch.prepare.PartialDatasetWarning")
@@ -101,8 +101,11 @@ def test_voc_missing_label_and_bad_values_are_named(voc_src: Path, tmp_path: Pat
 
 
 def test_coco_stuff_mapping_matches_mmseg_and_builtin_order() -> None:
-    check_class_order()
-    assert len(RAW_TO_TRAIN_ID) == 171
+    assert len(RAW_NAMES) == 182 and len(RAW_TO_TRAIN_ID) == 171
+    # The official label list's names at raw ids, typed from COCO-Stuff's labels.md (0-based raw ids).
+    official = {0: "person", 11: "street sign", 12: "stop sign", 90: "hair brush", 91: "banner", 181: "wood"}
+    assert {raw: RAW_NAMES[raw] for raw in official} == official
+    assert [RAW_NAMES[raw] for raw in RAW_TO_TRAIN_ID] == list(BUILTIN_SPLITS["coco-stuff"].names)
     # Spot checks against mmseg's clsID_to_trID table.
     assert [RAW_TO_TRAIN_ID[r] for r in (0, 10, 12, 26, 45, 66, 83, 91, 92, 181)] == [
         0,
