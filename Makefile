@@ -21,8 +21,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(VENV)/bin/splitmatch demo --out demo_out
 
+# Two test processes (pytest-xdist): the suite's subprocesses and single-threaded steps keep both cores busy.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: install
 	$(VENV)/bin/ruff check splitmatch tests benchmarks
