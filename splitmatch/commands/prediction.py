@@ -116,6 +116,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     entries = parse_class_entries(args.classes)
     none = none_of_these(args)
+    if none is not None:
+        none.check_names(entries)  # before any model loads
     outputs = prediction_outputs(args.images, Path(args.out))
     _check_outputs_are_not_inputs(args, outputs)
     ensure_writable_folder(Path(args.out))  # before the model is loaded and any image is done

@@ -14,9 +14,12 @@ without it; at the inference resolution the argmax is exactly the rule above (a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from splitmatch.errors import ArgumentTypeError, ArgumentValueError
 
 
 @dataclass(frozen=True)
@@ -39,13 +42,30 @@ class NoneOfThese:
 
     def __post_init__(self) -> None:
         if not isinstance(self.label, str) or not self.label.strip():
-            raise ValueError(f"the none-of-these label must be a non-empty name, got {self.label!r}")
+            raise ArgumentValueError(f"the none-of-these label must be a non-empty name, got {self.label!r}")
+        if isinstance(self.below, bool) or not isinstance(self.below, (int, float)):
+            raise ArgumentTypeError(f"the none-of-these threshold must be a number, got {self.below!r}")
         if not 0 <= self.below <= 1:
-            raise ValueError(f"the none-of-these threshold must be a share in [0, 1], got {self.below!r}")
-        if not self.below and not self.background:
-            raise ValueError("the none-of-these rule needs a threshold (below > 0) or background prompts, or both")
+            raise ArgumentValueError(f"the none-of-these threshold must be a share in [0, 1], got {self.below!r}")
+        if isinstance(self.background, (str, bytes)) or not isinstance(self.background, (tuple, list)):
+            raise ArgumentTypeError(f"background prompts must be a list of names, got {self.background!r}")
         if any(not isinstance(prompt, str) or not prompt.strip() for prompt in self.background):
-            raise ValueError(f"background prompts must be non-empty names, got {list(self.background)!r}")
+            raise ArgumentValueError(f"background prompts must be non-empty names, got {list(self.background)!r}")
+        if not self.below and not self.background:
+            raise ArgumentValueError(
+                "the none-of-these rule needs a threshold (below > 0) or background prompts, or both"
+            )
+        object.__setattr__(self, "background", tuple(self.background))
+
+    def check_names(self, class_names: Sequence[Sequence[str]]) -> None:
+        """Refuses a label or a background prompt that is also a name of ``class_names`` (per class, its
+        name and synonyms; :func:`~splitmatch.data.classes.class_texts`): its pixels would be both."""
+        names = {name.strip() for texts in class_names for name in texts}
+        clash = [text for text in (self.label, *self.background) if text.strip() in names]
+        if clash:
+            raise ArgumentValueError(
+                f"the none-of-these label and background prompts must differ from the class names; {clash[0]!r} is both"
+            )
 
     def scores(self, scores: torch.Tensor, num_names: int) -> torch.Tensor:
         """Scores over the names and the background prompts -> over the names and the label.

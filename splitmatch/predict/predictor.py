@@ -220,7 +220,11 @@ class Predictor:
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ArgumentValueError(f"batch_size must be a positive integer, got {printable(repr(batch_size), 60)}")
-        class_texts(class_names, where="class_names")  # checked as given, before the none rule's prompts join
+        texts = class_texts(class_names, where="class_names")  # checked as given, before the none rule's prompts join
+        if none is not None:
+            if not isinstance(none, NoneOfThese):
+                raise ArgumentTypeError(f"none must be a NoneOfThese rule or None, got {printable(repr(none), 60)}")
+            none.check_names(texts)
         vocabulary = [*class_names, *((prompt,) for prompt in none.background)] if none else class_names
         embeddings, seen = self.encode_vocabulary(vocabulary)
         if not isinstance(image, (list, tuple)):

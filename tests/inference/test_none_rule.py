@@ -94,3 +94,34 @@ def test_the_command_writes_the_label_as_the_last_class(tmp_path, capsys):
     assert main([*argv[:-7], "--none-below", "0.5", str(path)]) == 2  # a threshold with no label
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "need --none-label" in err
+
+
+def test_a_rule_of_the_wrong_type_or_clashing_with_a_name_is_refused():
+    from splitmatch.errors import ArgumentTypeError, ArgumentValueError
+
+    with pytest.raises(ArgumentTypeError, match="threshold must be a number"):
+        NoneOfThese("other", "0.5")
+    with pytest.raises(ArgumentTypeError, match="background prompts must be a list"):
+        NoneOfThese("other", 0.0, "sky")
+    rule = NoneOfThese("other", 0.0, ["sky", "wall"])
+    assert rule.background == ("sky", "wall")
+    rule.check_names([("cat",), ("sofa", "couch")])
+    for clashing in (NoneOfThese("cat", 0.5), NoneOfThese("other", 0.0, ("couch",))):
+        with pytest.raises(ArgumentValueError, match="must differ from the class names"):
+            clashing.check_names([("cat",), ("sofa", "couch")])
+    predictor = Predictor.training_free("value-path-world")
+    with pytest.raises(ArgumentValueError, match="'cat' is both"):
+        predictor.predict(np.zeros((16, 16, 3), np.uint8), ["cat", "dog"], none=NoneOfThese("cat", 0.5))
+    with pytest.raises(ArgumentTypeError, match="none must be a NoneOfThese"):
+        predictor.predict(np.zeros((16, 16, 3), np.uint8), ["cat", "dog"], none="other")
+
+
+def test_the_command_refuses_a_prompt_that_is_a_class_before_anything_is_written(tmp_path, capsys):
+    image = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    out = tmp_path / "out"
+    args = ["predict", "--model", "value-path-world", "--classes", "circle|round,square", "--none-label", "other"]
+    assert main([*args, "--background", "sky,round", "--out", str(out), str(image)]) == 2
+    assert "'round' is both" in capsys.readouterr().err and not out.exists()
