@@ -161,9 +161,11 @@ def add_command(commands, name: str, help: str) -> argparse.ArgumentParser:
 
 def add_peer_scoring_options(parser: argparse.ArgumentParser, episode_file: bool) -> None:
     """``--episode-size`` (HSNet's 400 x 400) and, with ``episode_file``, ``--episode-file`` (a peer's list)."""
+    from splitmatch.data.episode_lists import MAX_SCORE_SIDE
+
     parser.add_argument(
         "--episode-size",
-        type=positive_int,
+        type=integer_in(1, MAX_SCORE_SIDE, f"a side in 1..{MAX_SCORE_SIDE} pixels"),
         help="score the episodes at N x N, as HSNet's test.py "
         "at 400 (default: at the label's size, HSNet's --use_original_imgsize)",
     )

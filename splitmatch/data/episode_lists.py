@@ -42,6 +42,8 @@ DEFAULT_EPISODE_COUNT = 1000
 # The longest list prepare draws: 200 times HSNet's longest (5,000); a list of a million lines is 30 MB.
 MAX_EPISODE_COUNT = 1_000_000
 MIN_OBJECT_PIXELS = 2 * 32 * 32
+# The largest side episodes may be scored at (HSNet's is 400): a label resized to N x N is N^2 values.
+MAX_SCORE_SIDE = 4096
 DEFAULT_EPISODE_SEED = 0
 
 

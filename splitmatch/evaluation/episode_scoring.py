@@ -29,9 +29,10 @@ from tqdm import tqdm
 
 from splitmatch.config import InferenceConfig
 from splitmatch.data.classes import validate_class_names
-from splitmatch.data.episode_lists import EPISODE_SPLIT, Episode, episode_target
+from splitmatch.data.episode_lists import EPISODE_SPLIT, MAX_SCORE_SIDE, Episode, episode_target
 from splitmatch.data.fold_schemes import BACKGROUND
 from splitmatch.data.folder import DatasetFolder, DatasetFormatError, read_image, read_label
+from splitmatch.errors import ArgumentValueError
 from splitmatch.evaluation.episode_metric import EpisodeAreas, FoldScore, episode_areas, score_fold
 from splitmatch.inference.images import predict_scores, scores_to_labels
 from splitmatch.inference.segmentation import CandidateScoring, SegmentationInference, calibrate_seen
@@ -84,6 +85,7 @@ def evaluate_episodes(
     Raises:
         DatasetFormatError: an episode's class is the background name, or not a class of the folder.
     """
+    check_score_size(score_size)
     classes = folder.classes
     check_episode_names(classes, episodes, background_name)
     samples = {sample.stem: sample for sample in folder.samples(EPISODE_SPLIT)}
@@ -119,6 +121,16 @@ def evaluate_episodes(
         false_positives["other_classes"] += int(wrong.sum()) - on_background
     model.train(was_training)
     return EpisodeEvaluation(score_fold(areas, fold_classes), false_positives)
+
+
+def check_score_size(score_size: int | None) -> None:
+    """Refuses a scoring side that is not an integer in 1..:data:`MAX_SCORE_SIDE` (``None``: the label's size)."""
+    if score_size is None:
+        return
+    if isinstance(score_size, bool) or not isinstance(score_size, int) or not 1 <= score_size <= MAX_SCORE_SIDE:
+        raise ArgumentValueError(
+            f"the episode scoring size must be an integer in 1..{MAX_SCORE_SIDE}, got {score_size!r}"
+        )
 
 
 def nearest_resized(array: np.ndarray, size: int) -> np.ndarray:

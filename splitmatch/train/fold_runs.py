@@ -29,6 +29,7 @@ from splitmatch.device import resolve_device
 from splitmatch.evaluation.episode_scoring import (
     DEFAULT_BACKGROUND_NAME,
     check_episode_names,
+    check_score_size,
     evaluate_episodes,
     evaluation_dict,
 )
@@ -161,6 +162,7 @@ def run_folds(
         scheme: the fold scheme of ``folds.json`` (default the folder's).
         episode_size: score the episodes at ``N x N`` (HSNet's 400), not at the label's size.
     """
+    check_score_size(episode_size)  # before any fold trains
     out = Path(out)
     config = resolve_paths(config)
     folder = DatasetFolder(config.data.root)

@@ -211,3 +211,19 @@ def test_a_checkpoint_of_no_fold_needs_the_fold_named(tmp_path, capsys) -> None:
     checkpoint = save_checkpoint(tmp_path / "model.safetensors", model, config, classes, classes.seen_names, 1)
     code, _, stderr = run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT)
     assert code == 2 and "which is no fold of tiny-2i; pass --fold N (0..1)" in stderr
+
+
+def test_a_scoring_size_beyond_the_bound_is_refused_before_any_image_is_scored(fold_run, capsys) -> None:
+    from splitmatch.errors import ArgumentValueError
+    from splitmatch.evaluation.episode_scoring import check_score_size
+
+    check_score_size(None)
+    check_score_size(400)
+    for bad in (0, 4097, 10**9, 400.0, True):
+        with pytest.raises(ArgumentValueError, match=r"integer in 1\.\.4096"):
+            check_score_size(bad)
+    _, checkpoint, _ = fold_run
+    with pytest.raises(SystemExit) as refused:  # the parser refuses it, before the checkpoint is read
+        run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-size", "1000000000")
+    assert refused.value.code == 2
+    assert "must be a side in 1..4096 pixels" in capsys.readouterr().err.strip().splitlines()[-1]
