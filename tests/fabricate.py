@@ -73,6 +73,17 @@ def fabricate_context_mat(src: Path, label_maps: dict[str, list[int]], names: li
     return src
 
 
+def fabricate_split_folders(src: Path, images: list[tuple[str, str]], labels: dict[str, list[int]]) -> Path:
+    """The layout COCO-Stuff and ADE20K share under ``src``: a JPEG ``images/<split>/<stem>.jpg`` for
+    each ``(split, stem)`` of ``images`` and a label PNG ``annotations/<name>`` for each name of
+    ``labels``, its rows cycling through the values given."""
+    for i, (split, stem) in enumerate(images):
+        write_jpeg(src / "images" / split / f"{stem}.jpg", i)
+    for name, values in labels.items():
+        write_label(src / "annotations" / name, values)
+    return src
+
+
 def fabricate_voc(src: Path, count: int = 6, unseen: bool = True) -> None:
     """VOC2012's layout: JPEGs, palette PNG labels (0 background, 1..20, 255 border), split lists;
     with ``unseen=False`` no pixel of the unseen classes 16..20 (that region stays background)."""
