@@ -1,7 +1,8 @@
 """Small datasets fabricated in the official layouts and tensors for the tests of several folders.
 
 Dataset sources in the layouts ``splitmatch prepare`` reads (VOC, COCO-Stuff, Context, ADE20K,
-Context-459) as pytest fixtures, the writers they use, and small batches for the criterion.
+Context-459) as pytest fixtures, the writers they use, small batches for the criterion, and an
+untrained tiny model with inputs for the inference tests.
 """
 
 from __future__ import annotations
@@ -128,3 +129,15 @@ def fixed_batch(batch: int = 2, size: int = 64, dim: int = 32):
             }
         )
     return images, targets
+
+
+def untrained_tiny_inputs():
+    """The tiny preset's model with random weights (seed 0) in eval mode, the embeddings ``[3, D]`` of
+    three class names and a random image ``[1, 3, 64, 64]`` in 0..255: what the inference tests score."""
+    from splitmatch.config.presets import preset
+    from splitmatch.model.build import build_segmentor
+
+    torch.manual_seed(0)
+    model = build_segmentor(preset("tiny").clip, preset("tiny").decoder).eval()
+    embeddings = model.encode_classes(["a", "b", "c"])
+    return model, embeddings, torch.rand(1, 3, 64, 64) * 255

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from fabricate import fabricate_voc
+from fabricate import fabricate_voc, untrained_tiny_inputs
 from PIL import Image
 
 from splitmatch.cli import main
@@ -344,10 +344,7 @@ def test_one_evaluation_pass_reports_every_seen_calibration(tiny_dataset):
 
 
 def test_sliding_window_equals_whole_image_when_one_window_covers_it():
-    torch.manual_seed(0)
-    model = build_segmentor(preset("tiny").clip, preset("tiny").decoder).eval()
-    embeddings = model.encode_classes(["a", "b", "c"])
-    image = torch.rand(1, 3, 64, 64) * 255
+    model, embeddings, image = untrained_tiny_inputs()
     whole = SegmentationInference(model, "whole")(image, embeddings)
     slide = SegmentationInference(model, "slide", window=64, stride=48)(image, embeddings)
     assert torch.allclose(whole, slide, atol=1e-5)
