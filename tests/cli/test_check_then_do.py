@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from command_lines import tiny_options
 from fabricate import fabricate_voc
 
 from splitmatch.cli import main
@@ -27,7 +28,7 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 
 def tiny(root: Path, *extra) -> list:
-    return ["--preset", "tiny", "--quiet", "--set", f"data.root={root}", "--set", "train.iterations=1", *extra]
+    return [*tiny_options(root, iterations=1), *extra]
 
 
 def test_train_refuses_a_split_without_seen_classes_before_the_run_folder(tiny_dataset, tmp_path, capsys):

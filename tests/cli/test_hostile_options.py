@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from command_lines import tiny_folds_args, tiny_options
 from fold_folder import EPISODE_COUNT, FOLDS, make_fold_folder
 
 from splitmatch.cli import build_parser, main
@@ -111,27 +112,11 @@ def baselines(i: dict, out: Path) -> dict[str, tuple[list, list[Path]]]:
     image = i["data"] / "images" / "val_000.png"
     data = [i["data"] / "classes.json", image, i["data"] / "splits" / "val.txt"]
     folds = [i["folds"] / "folds.json", i["folds"] / "classes.json", i["folds"] / "labels" / "val_000.png"]
-    tiny = ["--preset", "tiny", "--quiet", "--set", f"data.root={i['data']}", "--set", "train.iterations=1"]
+    tiny = tiny_options(i["data"], iterations=1)
     return {
         "train": (["train", *tiny, "--out", out / "run"], data),
         "seeds": (["seeds", *tiny, "--seeds", "0", "--out", out / "seeds"], data),
-        "folds": (
-            [
-                "folds",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--set",
-                f"data.root={i['folds']}",
-                "--set",
-                "train.iterations=1",
-                "--episode-count",
-                str(EPISODE_COUNT),
-                "--out",
-                out / "folds",
-            ],
-            folds,
-        ),
+        "folds": (tiny_folds_args(i["folds"], out / "folds", iterations=1), folds),
         "pseudo-masks": (["pseudo-masks", *tiny, "--device", "cpu", "--evaluate", "--json", out / "pm.json"], data),
         "eval": (
             [

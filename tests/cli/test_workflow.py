@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from command_lines import tiny_options, tiny_train_args
 from fabricate import fabricate_voc, untrained_tiny_inputs
 from PIL import Image
 
@@ -42,42 +43,10 @@ def test_prepare_train_eval_predict_on_fabricated_voc(tmp_path, capsys):
     assert "computed 0," not in first and "computed 0," in capsys.readouterr().out  # cached: nothing redone
 
     run = tmp_path / "run"
-    args = [
-        "train",
-        "--preset",
-        "tiny",
-        "--quiet",
-        "--out",
-        str(run),
-        "--set",
-        f"data.root={data}",
-        "--set",
-        "train.iterations=3",
-        "--set",
-        "train.checkpoint_every=3",
-    ]
-    assert main(args) == 0
+    assert main(tiny_train_args(data, run, "train.checkpoint_every=3", iterations=3)) == 0
     assert len(list((data / "pseudo_masks").iterdir())) == 1  # training used the cache the command made
     baseline = tmp_path / "baseline"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--out",
-                str(baseline),
-                "--set",
-                f"data.root={data}",
-                "--set",
-                "train.iterations=2",
-                "--set",
-                "loss.matching=hungarian",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(data, baseline, "loss.matching=hungarian")) == 0
     assert "matching: hungarian" in (baseline / "config.yaml").read_text()
     for name in ("config.yaml", "environment.json", "metrics.jsonl", "eval.json", "model.safetensors"):
         assert (run / name).is_file(), name
@@ -130,25 +99,7 @@ def test_every_official_layout_goes_through_prepare_train_eval_predict(dataset, 
     assert main(["prepare", dataset, "--src", str(src), "--dst", str(data), "--quiet", "--allow-partial"]) == 0
     assert dataset not in BUILTIN_SPLITS or DatasetFolder(data).classes == BUILTIN_SPLITS[dataset]
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--out",
-                str(run),
-                "--set",
-                f"data.root={data}",
-                "--set",
-                "train.iterations=2",
-                "--set",
-                "train.batch_size=2",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(data, run, "train.batch_size=2")) == 0
     assert main(["eval", "--checkpoint", str(run / "model.safetensors"), "--json", str(tmp_path / "m.json")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert len(metrics["per_class_iou"]) == DatasetFolder(data).classes.num_classes
@@ -182,25 +133,7 @@ def test_sixteen_bit_labels_through_prepare_train_eval_predict(context459_src, t
     folder = DatasetFolder(data)
     assert folder.classes.num_classes == 459 and folder.classes.ignore_index == 65535
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--out",
-                str(run),
-                "--set",
-                f"data.root={data}",
-                "--set",
-                "train.iterations=2",
-                "--set",
-                "train.batch_size=2",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(data, run, "train.batch_size=2")) == 0
     checkpoint = str(run / "model.safetensors")
     assert main(["eval", "--checkpoint", checkpoint, "--json", str(tmp_path / "m.json")]) == 0
     by_model = json.loads((tmp_path / "m.json").read_text())
@@ -240,25 +173,7 @@ def test_sixteen_bit_labels_through_prepare_train_eval_predict(context459_src, t
 
 def test_seeds_command_reports_mean_and_std(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "seeds"
-    assert (
-        main(
-            [
-                "seeds",
-                "--preset",
-                "tiny",
-                "--seeds",
-                "0,1",
-                "--out",
-                str(out),
-                "--quiet",
-                "--set",
-                f"data.root={tiny_dataset.root}",
-                "--set",
-                "train.iterations=2",
-            ]
-        )
-        == 0
-    )
+    assert main(["seeds", *tiny_options(tiny_dataset.root), "--seeds", "0,1", "--out", str(out)]) == 0
     summary = json.loads((out / "seeds.json").read_text())["summary"]
     assert summary["seeds"] == [0, 1] and summary["hiou"]["n"] <= 2
     assert (out / "seed_0" / "model.safetensors").is_file() and (out / "seed_1" / "eval.json").is_file()

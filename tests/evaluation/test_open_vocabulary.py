@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from command_lines import tiny_train_args
 from conftest import TINY_CLASSES, make_tiny_dataset
 from PIL import Image
 
@@ -31,23 +32,7 @@ def trained(tmp_path_factory) -> tuple[DatasetFolder, Path]:
     root = tmp_path_factory.mktemp("vocab")
     folder = make_tiny_dataset(root / "data")
     out = root / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--out",
-                str(out),
-                "--set",
-                f"data.root={folder.root}",
-                "--set",
-                "train.iterations=10",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(folder.root, out, iterations=10)) == 0
     return folder, out / "model.safetensors"
 
 

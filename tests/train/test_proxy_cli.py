@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from command_lines import tiny_train_args
 from fabricate import fabricate_voc
 from PIL import Image
 
@@ -39,21 +40,7 @@ def voc(tmp_path_factory) -> Path:
 
 
 def _run(voc: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--preset",
-        "tiny",
-        "--quiet",
-        "--out",
-        str(out),
-        "--set",
-        f"data.root={voc}",
-        "--set",
-        "train.iterations=2",
-        "--set",
-        "train.checkpoint_every=2",
-        *extra,
-    ]
+    return [*tiny_train_args(voc, out, "train.checkpoint_every=2"), *extra]
 
 
 @pytest.fixture(scope="module")
