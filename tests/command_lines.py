@@ -1,5 +1,5 @@
 """The command lines many tests give ``splitmatch``, built in one place: the tiny preset on a dataset
-folder (``train``, ``folds``, ``seeds``)."""
+folder (``train``, ``folds``, ``seeds``), ``eval`` and ``predict`` of a checkpoint."""
 
 from __future__ import annotations
 
@@ -30,3 +30,20 @@ def tiny_folds_args(root: Path, out: Path, *settings: str, iterations: int = 2) 
     lists of ``EPISODE_COUNT`` episodes, into ``out``."""
     options = tiny_options(root, *settings, iterations=iterations)
     return ["folds", *options, "--episode-count", str(EPISODE_COUNT), "--out", str(out)]
+
+
+def cpu_eval_args(checkpoint: Path | str, *rest: Path | str) -> list[str]:
+    """``splitmatch eval`` of ``checkpoint`` with ``rest``, on the CPU and without progress output."""
+    return ["eval", "--checkpoint", str(checkpoint), *map(str, rest), "--device", "cpu", "--quiet"]
+
+
+def episodes_args(checkpoint: Path | str, *rest: Path | str) -> list[str]:
+    """:func:`cpu_eval_args` scoring a fold checkpoint on its fold's lists of ``EPISODE_COUNT`` episodes
+    in a folder of ``make_fold_folder``."""
+    return cpu_eval_args(checkpoint, "--episodes", "--episode-count", str(EPISODE_COUNT), *rest)
+
+
+def predict_args(checkpoint: Path | str, classes: str, out: Path | str, *rest: Path | str) -> list[str]:
+    """``splitmatch predict`` of ``checkpoint`` on the comma-separated ``classes`` into ``out``, then
+    ``rest`` (options, then the images) as given."""
+    return ["predict", "--checkpoint", str(checkpoint), "--classes", classes, "--out", str(out), *rest]

@@ -13,6 +13,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from command_lines import predict_args  # noqa: E402
 from fabricate import (  # noqa: E402
     CONTEXT459_NAMES,
     fabricate_context_mat,
@@ -119,9 +120,7 @@ def run_predict(capsys, checkpoint, out, paths, classes: str, *extra) -> tuple[i
     """``splitmatch predict`` in this process: (exit code, stdout, stderr)."""
     from splitmatch.cli import main
 
-    code = main(
-        ["predict", "--checkpoint", str(checkpoint), "--classes", classes, "--out", str(out), *extra, *map(str, paths)]
-    )
+    code = main(predict_args(checkpoint, classes, out, *extra, *map(str, paths)))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

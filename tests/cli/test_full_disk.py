@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from command_lines import tiny_folds_args, tiny_options
+from command_lines import cpu_eval_args, predict_args, tiny_folds_args, tiny_options
 from fabricate import fabricate_voc
 from fold_folder import make_fold_folder
 
@@ -47,33 +47,8 @@ def commands(data: Path, checkpoint: Path, voc: Path, folds: Path, out: Path) ->
         "seeds": ["seeds", *tiny, "--seeds", "0,1", "--out", out / "seeds"],
         "folds": tiny_folds_args(folds, out / "folds", iterations=1),
         "pseudo-masks": ["pseudo-masks", *tiny, "--device", "cpu", "--set", f"pseudo.cache_dir={out / 'cache'}"],
-        "predict": [
-            "predict",
-            "--checkpoint",
-            checkpoint,
-            "--classes",
-            "a,b",
-            "--out",
-            out / "pred",
-            "--device",
-            "cpu",
-            "--quiet",
-            image,
-        ],
-        "eval --json": [
-            "eval",
-            "--checkpoint",
-            checkpoint,
-            "--data-root",
-            data,
-            "--device",
-            "cpu",
-            "--quiet",
-            "--max-images",
-            "1",
-            "--json",
-            out / "eval.json",
-        ],
+        "predict": predict_args(checkpoint, "a,b", out / "pred", "--device", "cpu", "--quiet", image),
+        "eval --json": cpu_eval_args(checkpoint, "--data-root", data, "--max-images", "1", "--json", out / "eval.json"),
         "export": ["export", "--onnx", out / "m.onnx", "--classes", "a,b", "--checkpoint", checkpoint, "--size", "32"],
         "prepare voc": ["prepare", "voc", "--src", voc, "--dst", out / "voc", "--quiet", "--allow-partial"],
         "convert-clip": ["convert-clip", WORLD_CLIP, out / "clip.safetensors", "--arch", "world-clip"],

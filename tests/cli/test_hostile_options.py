@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from command_lines import tiny_folds_args, tiny_options
-from fold_folder import EPISODE_COUNT, FOLDS, make_fold_folder
+from command_lines import cpu_eval_args, episodes_args, predict_args, tiny_folds_args, tiny_options
+from fold_folder import FOLDS, make_fold_folder
 
 from splitmatch.cli import build_parser, main
 from splitmatch.commands.arguments import episode_counts, finite_float, megapixels, nonempty_text
@@ -119,36 +119,11 @@ def baselines(i: dict, out: Path) -> dict[str, tuple[list, list[Path]]]:
         "folds": (tiny_folds_args(i["folds"], out / "folds", iterations=1), folds),
         "pseudo-masks": (["pseudo-masks", *tiny, "--device", "cpu", "--evaluate", "--json", out / "pm.json"], data),
         "eval": (
-            [
-                "eval",
-                "--checkpoint",
-                i["checkpoint"],
-                "--data-root",
-                i["data"],
-                "--device",
-                "cpu",
-                "--quiet",
-                "--max-images",
-                "1",
-                "--json",
-                out / "eval.json",
-            ],
+            cpu_eval_args(i["checkpoint"], "--data-root", i["data"], "--max-images", "1", "--json", out / "eval.json"),
             [i["checkpoint"], *data],
         ),
         "eval --episodes": (
-            [
-                "eval",
-                "--checkpoint",
-                i["fold_checkpoint"],
-                "--episodes",
-                "--episode-count",
-                str(EPISODE_COUNT),
-                "--device",
-                "cpu",
-                "--quiet",
-                "--json",
-                out / "episodes.json",
-            ],
+            episodes_args(i["fold_checkpoint"], "--json", out / "episodes.json"),
             [i["fold_checkpoint"], *folds],
         ),
         "eval --predictions": (
@@ -156,19 +131,7 @@ def baselines(i: dict, out: Path) -> dict[str, tuple[list, list[Path]]]:
             data,
         ),
         "predict": (
-            [
-                "predict",
-                "--checkpoint",
-                i["checkpoint"],
-                "--classes",
-                "a,b",
-                "--out",
-                out / "pred",
-                "--device",
-                "cpu",
-                "--quiet",
-                image,
-            ],
+            predict_args(i["checkpoint"], "a,b", out / "pred", "--device", "cpu", "--quiet", image),
             [i["checkpoint"], image],
         ),
         "app": (["app", "--checkpoint", i["checkpoint"]], [i["checkpoint"]]),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from command_lines import tiny_options, tiny_train_args
+from command_lines import predict_args, tiny_options, tiny_train_args
 from fabricate import fabricate_voc, untrained_tiny_inputs
 from PIL import Image
 
@@ -68,25 +69,16 @@ def test_prepare_train_eval_predict_on_fabricated_voc(tmp_path, capsys):
 
     out = tmp_path / "pred"
     image = data / "images" / "2007_000004.jpg"
-    assert (
-        main(
-            [
-                "predict",
-                "--checkpoint",
-                str(run / "model.safetensors"),
-                "--classes",
-                "dog,sofa,sky",
-                "--out",
-                str(out),
-                str(image),
-            ]
-        )
-        == 0
-    )
+    assert main(predict_args(run / "model.safetensors", "dog,sofa,sky", out, str(image))) == 0
     labels = np.array(Image.open(out / "2007_000004_labels.png"))
     assert labels.shape == (48, 64) and labels.max() <= 2
     overlay = Image.open(out / "2007_000004_overlay.png")
     assert overlay.width >= 64 and overlay.height > 48  # the picture has a legend under it
+
+
+def val_predictions_args(predictions: Path, data: Path, *rest: str) -> list[str]:
+    """``splitmatch eval --predictions``: the label PNGs in ``predictions`` scored on the val split of ``data``."""
+    return ["eval", "--predictions", str(predictions), "--data-root", str(data), "--split", "val", *rest]
 
 
 LAYOUTS = [("voc", "voc_src"), ("coco-stuff", "coco_src"), ("context", "context_src"), ("ade20k", "ade_src")]
@@ -104,21 +96,7 @@ def test_every_official_layout_goes_through_prepare_train_eval_predict(dataset, 
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert len(metrics["per_class_iou"]) == DatasetFolder(data).classes.num_classes
     image = next((data / "images").iterdir())
-    assert (
-        main(
-            [
-                "predict",
-                "--checkpoint",
-                str(run / "model.safetensors"),
-                "--classes",
-                "cat,grass",
-                "--out",
-                str(tmp_path / "pred"),
-                str(image),
-            ]
-        )
-        == 0
-    )
+    assert main(predict_args(run / "model.safetensors", "cat,grass", tmp_path / "pred", str(image))) == 0
     assert (tmp_path / "pred" / f"{image.stem}_overlay.png").is_file()
 
 
@@ -141,32 +119,14 @@ def test_sixteen_bit_labels_through_prepare_train_eval_predict(context459_src, t
 
     names = ",".join(folder.classes.names)
     image = folder.samples("val")[0].image_path
-    assert (
-        main(["predict", "--checkpoint", checkpoint, "--classes", names, "--out", str(tmp_path / "pred"), str(image)])
-        == 0
-    )
+    assert main(predict_args(checkpoint, names, tmp_path / "pred", str(image))) == 0
     written = tmp_path / "pred" / f"{image.stem}_labels.png"
     with Image.open(written) as png:
         assert png.mode.startswith("I")  # 459 names: a 16-bit label map
     predictions = tmp_path / "predictions"
     predictions.mkdir()
     written.rename(predictions / f"{image.stem}.png")
-    assert (
-        main(
-            [
-                "eval",
-                "--predictions",
-                str(predictions),
-                "--data-root",
-                str(data),
-                "--split",
-                "val",
-                "--json",
-                str(tmp_path / "p.json"),
-            ]
-        )
-        == 0
-    )
+    assert main(val_predictions_args(predictions, data, "--json", str(tmp_path / "p.json"))) == 0
     by_file = json.loads((tmp_path / "p.json").read_text())
     assert by_file["per_class_iou"] == by_model["per_class_iou"]  # the same labels, scored from the PNG
 
@@ -195,22 +155,7 @@ def test_eval_predictions_against_hand_computed_iou(tmp_path, capsys):
         Image.fromarray(guess).save(predictions / f"{sample.stem}.png")
         valid = label != 255
         np.add.at(hand, (label[valid].astype(int), guess[valid].astype(int)), 1)
-    assert (
-        main(
-            [
-                "eval",
-                "--predictions",
-                str(predictions),
-                "--data-root",
-                str(data),
-                "--split",
-                "val",
-                "--json",
-                str(tmp_path / "m.json"),
-            ]
-        )
-        == 0
-    )
+    assert main(val_predictions_args(predictions, data, "--json", str(tmp_path / "m.json"))) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     for class_id, name in enumerate(BUILTIN_SPLITS["voc"].names):
         tp = hand[class_id, class_id]
@@ -219,7 +164,7 @@ def test_eval_predictions_against_hand_computed_iou(tmp_path, capsys):
         assert metrics["per_class_iou"][name] == pytest.approx(expected), name
     bad = predictions / "2007_000004.png"
     Image.fromarray(np.full((48, 64), 255, np.uint8)).save(bad)
-    assert main(["eval", "--predictions", str(predictions), "--data-root", str(data), "--split", "val"]) == 2
+    assert main(val_predictions_args(predictions, data)) == 2
     assert "2007_000004.png" in capsys.readouterr().err
 
 

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from command_lines import tiny_folds_args
+from command_lines import episodes_args, tiny_folds_args
 from fold_folder import EPISODE_COUNT, FOLDS, SCHEME, make_fold_folder
 
 from splitmatch.cli import main
@@ -45,21 +45,7 @@ def test_each_fold_trains_with_its_classes_unseen_and_is_scored_both_ways(folds_
         for key in ("miou_seen", "miou_unseen", "hiou", "miou"):
             assert result["generalized"][key] == pytest.approx(eval_json[key])
         # the episode form equals `eval --episodes` of the fold's checkpoint
-        code = main(
-            [
-                "eval",
-                "--checkpoint",
-                str(run / "model.safetensors"),
-                "--episodes",
-                "--episode-count",
-                str(EPISODE_COUNT),
-                "--device",
-                "cpu",
-                "--quiet",
-                "--json",
-                str(run / "check.json"),
-            ]
-        )
+        code = main(episodes_args(run / "model.safetensors", "--json", run / "check.json"))
         assert code == 0
         check = json.loads((run / "check.json").read_text())
         assert check["fold"] == fold
