@@ -13,7 +13,15 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from fabricate import CONTEXT459_NAMES, fabricate_context_mat, write_jpeg, write_label, write_list  # noqa: E402
+from command_lines import predict_args  # noqa: E402
+from fabricate import (  # noqa: E402
+    CONTEXT459_NAMES,
+    fabricate_context_mat,
+    fabricate_split_folders,
+    write_jpeg,
+    write_label,
+    write_list,
+)
 
 from splitmatch.data.classes import ClassSplit  # noqa: E402
 from splitmatch.data.folder import DatasetFolder, write_sample, write_split  # noqa: E402
@@ -112,9 +120,7 @@ def run_predict(capsys, checkpoint, out, paths, classes: str, *extra) -> tuple[i
     """``splitmatch predict`` in this process: (exit code, stdout, stderr)."""
     from splitmatch.cli import main
 
-    code = main(
-        ["predict", "--checkpoint", str(checkpoint), "--classes", classes, "--out", str(out), *extra, *map(str, paths)]
-    )
+    code = main(predict_args(checkpoint, classes, out, *extra, *map(str, paths)))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -144,15 +150,13 @@ def voc_src(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def coco_src(tmp_path: Path) -> Path:
-    src = tmp_path / "coco_stuff164k"
-    for i, (split, stem) in enumerate(
-        [("train2017", "000000000009"), ("train2017", "000000000025"), ("val2017", "000000000139")]
-    ):
-        write_jpeg(src / "images" / split / f"{stem}.jpg", i)
-    write_label(src / "annotations" / "train2017" / "000000000009.png", [0, 12, 91, 181, 255])
-    write_label(src / "annotations" / "train2017" / "000000000025_labelTrainIds.png", [0, 12, 170, 255])
-    write_label(src / "annotations" / "val2017" / "000000000139.png", [1, 26, 255])
-    return src
+    images = [("train2017", "000000000009"), ("train2017", "000000000025"), ("val2017", "000000000139")]
+    labels = {
+        "train2017/000000000009.png": [0, 12, 91, 181, 255],
+        "train2017/000000000025_labelTrainIds.png": [0, 12, 170, 255],
+        "val2017/000000000139.png": [1, 26, 255],
+    }
+    return fabricate_split_folders(tmp_path / "coco_stuff164k", images, labels)
 
 
 @pytest.fixture()
@@ -170,15 +174,17 @@ def context_src(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def ade_src(tmp_path: Path) -> Path:
-    src = tmp_path / "ADEChallengeData2016"
-    for i, (split, stem) in enumerate(
-        [("training", "ADE_train_00000001"), ("training", "ADE_train_00000002"), ("validation", "ADE_val_00000001")]
-    ):
-        write_jpeg(src / "images" / split / f"{stem}.jpg", i)
-    write_label(src / "annotations" / "training" / "ADE_train_00000001.png", [0, 1, 8, 150])
-    write_label(src / "annotations" / "training" / "ADE_train_00000002.png", [3])
-    write_label(src / "annotations" / "validation" / "ADE_val_00000001.png", [150, 0, 13])
-    return src
+    images = [
+        ("training", "ADE_train_00000001"),
+        ("training", "ADE_train_00000002"),
+        ("validation", "ADE_val_00000001"),
+    ]
+    labels = {
+        "training/ADE_train_00000001.png": [0, 1, 8, 150],
+        "training/ADE_train_00000002.png": [3],
+        "validation/ADE_val_00000001.png": [150, 0, 13],
+    }
+    return fabricate_split_folders(tmp_path / "ADEChallengeData2016", images, labels)
 
 
 @pytest.fixture()

@@ -1,7 +1,8 @@
 """Small datasets fabricated in the official layouts and tensors for the tests of several folders.
 
 Dataset sources in the layouts ``splitmatch prepare`` reads (VOC, COCO-Stuff, Context, ADE20K,
-Context-459) as pytest fixtures, the writers they use, and small batches for the criterion.
+Context-459) as pytest fixtures, the writers they use, small batches for the criterion, and an
+untrained tiny model with inputs for the inference tests.
 """
 
 from __future__ import annotations
@@ -73,6 +74,17 @@ def fabricate_context_mat(src: Path, label_maps: dict[str, list[int]], names: li
     return src
 
 
+def fabricate_split_folders(src: Path, images: list[tuple[str, str]], labels: dict[str, list[int]]) -> Path:
+    """The layout COCO-Stuff and ADE20K share under ``src``: a JPEG ``images/<split>/<stem>.jpg`` for
+    each ``(split, stem)`` of ``images`` and a label PNG ``annotations/<name>`` for each name of
+    ``labels``, its rows cycling through the values given."""
+    for i, (split, stem) in enumerate(images):
+        write_jpeg(src / "images" / split / f"{stem}.jpg", i)
+    for name, values in labels.items():
+        write_label(src / "annotations" / name, values)
+    return src
+
+
 def fabricate_voc(src: Path, count: int = 6, unseen: bool = True) -> None:
     """VOC2012's layout: JPEGs, palette PNG labels (0 background, 1..20, 255 border), split lists;
     with ``unseen=False`` no pixel of the unseen classes 16..20 (that region stays background)."""
@@ -117,3 +129,15 @@ def fixed_batch(batch: int = 2, size: int = 64, dim: int = 32):
             }
         )
     return images, targets
+
+
+def untrained_tiny_inputs():
+    """The tiny preset's model with random weights (seed 0) in eval mode, the embeddings ``[3, D]`` of
+    three class names and a random image ``[1, 3, 64, 64]`` in 0..255: what the inference tests score."""
+    from splitmatch.config.presets import preset
+    from splitmatch.model.build import build_segmentor
+
+    torch.manual_seed(0)
+    model = build_segmentor(preset("tiny").clip, preset("tiny").decoder).eval()
+    embeddings = model.encode_classes(["a", "b", "c"])
+    return model, embeddings, torch.rand(1, 3, 64, 64) * 255

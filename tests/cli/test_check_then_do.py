@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from command_lines import predict_args, tiny_options
 from fabricate import fabricate_voc
 
 from splitmatch.cli import main
@@ -27,7 +28,7 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 
 def tiny(root: Path, *extra) -> list:
-    return ["--preset", "tiny", "--quiet", "--set", f"data.root={root}", "--set", "train.iterations=1", *extra]
+    return [*tiny_options(root, iterations=1), *extra]
 
 
 def test_train_refuses_a_split_without_seen_classes_before_the_run_folder(tiny_dataset, tmp_path, capsys):
@@ -79,18 +80,7 @@ def test_predict_never_writes_over_an_input_image(untrained_checkpoint, tiny_dat
     shutil.copy(image, tmp_path / "x_labels.png")  # what predicting x.png into this folder would write
     before = files_of(tmp_path)
     line = refused(
-        capsys,
-        [
-            "predict",
-            "--checkpoint",
-            untrained_checkpoint,
-            "--classes",
-            "a,b",
-            "--out",
-            tmp_path,
-            tmp_path / "x.png",
-            tmp_path / "x_labels.png",
-        ],
+        capsys, predict_args(untrained_checkpoint, "a,b", tmp_path, tmp_path / "x.png", tmp_path / "x_labels.png")
     )
     assert "x_labels.png" in line and "which this command reads" in line
     assert files_of(tmp_path) == before

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from command_lines import tiny_train_args
 from PIL import Image
 
 from splitmatch.cli import main
@@ -13,7 +14,7 @@ from splitmatch.train.state import list_checkpoints
 
 
 def train_args(data_root, out, *extra):
-    return ["train", "--preset", "tiny", "--quiet", "--set", f"data.root={data_root}", "--out", str(out), *extra]
+    return [*tiny_train_args(data_root, out, iterations=None), *extra]
 
 
 def run_cli(capsys, args) -> tuple[int, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from command_lines import tiny_train_args
 
 from splitmatch.cli import build_parser, main
 from splitmatch.config import ConfigError
@@ -85,25 +86,7 @@ def test_class_table_names_what_each_class_is_mistaken_for():
 
 def test_eval_prints_per_class_iou_and_confusions_quietly(tiny_dataset, tmp_path, capsys):
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--out",
-                str(run),
-                "--set",
-                f"data.root={tiny_dataset.root}",
-                "--set",
-                "train.iterations=2",
-                "--set",
-                "loss.matching=hungarian",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(tiny_dataset.root, run, "loss.matching=hungarian")) == 0
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(run / "model.safetensors"), "--quiet"]) == 0
     captured = capsys.readouterr()

@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 
 import pytest
+from command_lines import cpu_eval_args, predict_args, tiny_folds_args, tiny_options
 from fabricate import fabricate_voc
-from fold_folder import EPISODE_COUNT, make_fold_folder
+from fold_folder import make_fold_folder
 
 from splitmatch.cli import main
 
@@ -39,53 +40,15 @@ def full_disk(small_tmpfs) -> Path:
 
 
 def commands(data: Path, checkpoint: Path, voc: Path, folds: Path, out: Path) -> dict[str, list]:
-    tiny = ["--preset", "tiny", "--quiet", "--set", f"data.root={data}", "--set", "train.iterations=1"]
+    tiny = tiny_options(data, iterations=1)
     image = data / "images" / "val_000.png"
     return {
         "train": ["train", *tiny, "--out", out / "run"],
         "seeds": ["seeds", *tiny, "--seeds", "0,1", "--out", out / "seeds"],
-        "folds": [
-            "folds",
-            "--preset",
-            "tiny",
-            "--quiet",
-            "--set",
-            f"data.root={folds}",
-            "--set",
-            "train.iterations=1",
-            "--episode-count",
-            str(EPISODE_COUNT),
-            "--out",
-            out / "folds",
-        ],
+        "folds": tiny_folds_args(folds, out / "folds", iterations=1),
         "pseudo-masks": ["pseudo-masks", *tiny, "--device", "cpu", "--set", f"pseudo.cache_dir={out / 'cache'}"],
-        "predict": [
-            "predict",
-            "--checkpoint",
-            checkpoint,
-            "--classes",
-            "a,b",
-            "--out",
-            out / "pred",
-            "--device",
-            "cpu",
-            "--quiet",
-            image,
-        ],
-        "eval --json": [
-            "eval",
-            "--checkpoint",
-            checkpoint,
-            "--data-root",
-            data,
-            "--device",
-            "cpu",
-            "--quiet",
-            "--max-images",
-            "1",
-            "--json",
-            out / "eval.json",
-        ],
+        "predict": predict_args(checkpoint, "a,b", out / "pred", "--device", "cpu", "--quiet", image),
+        "eval --json": cpu_eval_args(checkpoint, "--data-root", data, "--max-images", "1", "--json", out / "eval.json"),
         "export": ["export", "--onnx", out / "m.onnx", "--classes", "a,b", "--checkpoint", checkpoint, "--size", "32"],
         "prepare voc": ["prepare", "voc", "--src", voc, "--dst", out / "voc", "--quiet", "--allow-partial"],
         "convert-clip": ["convert-clip", WORLD_CLIP, out / "clip.safetensors", "--arch", "world-clip"],

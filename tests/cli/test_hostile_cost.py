@@ -13,6 +13,7 @@ import time
 import zlib
 
 import pytest
+from command_lines import tiny_options, tiny_train_args
 
 from splitmatch.cli import main
 from splitmatch.config.bounded_yaml import MAX_DEPTH, YamlTooCostly, check_cost, load_bounded
@@ -182,20 +183,7 @@ def test_a_label_png_is_checked_against_the_pixel_limit_from_its_header(tiny_dat
 
 def test_training_refuses_a_lying_label_header(tiny_dataset, tmp_path, capsys):
     (tiny_dataset.root / "labels" / "train_001.png").write_bytes(png_declaring(60_000, 60_000))
-    args = [
-        "train",
-        "--preset",
-        "tiny",
-        "--set",
-        f"data.root={tiny_dataset.root}",
-        "--set",
-        f"pseudo.cache_dir={tmp_path / 'cache'}",
-        "--set",
-        "train.iterations=1",
-        "--out",
-        str(tmp_path / "run"),
-        "--quiet",
-    ]
+    args = tiny_train_args(tiny_dataset.root, tmp_path / "run", f"pseudo.cache_dir={tmp_path / 'cache'}", iterations=1)
     line = refused(capsys, args, within_s=120)
     assert "train_001.png is too large to decode safely" in line, line
 
@@ -229,35 +217,15 @@ def test_every_json_reader_of_a_file_refuses_deep_nesting_in_one_line(tiny_datas
     (past Python's recursion limit) are one line naming the file, not a RecursionError."""
     (tiny_dataset.root / "folds.json").write_text(DEEP_JSON)
     line = refused(
-        capsys,
-        [
-            "folds",
-            "--preset",
-            "tiny",
-            "--set",
-            f"data.root={tiny_dataset.root}",
-            "--out",
-            str(tmp_path / "folds"),
-            "--quiet",
-        ],
+        capsys, ["folds", *tiny_options(tiny_dataset.root, iterations=None), "--out", str(tmp_path / "folds")]
     )
     assert "folds.json is malformed" in line and "nested deeper" in line, line
     templates = tmp_path / "templates.json"
     templates.write_text(DEEP_JSON)
-    line = refused(
-        capsys,
-        [
-            "train",
-            "--preset",
-            "tiny",
-            "--set",
-            f"data.root={tiny_dataset.root}",
-            "--set",
-            f"clip.templates={templates}",
-            "--out",
-            str(tmp_path / "run"),
-        ],
+    args = tiny_train_args(
+        tiny_dataset.root, tmp_path / "run", f"clip.templates={templates}", iterations=None, quiet=False
     )
+    line = refused(capsys, args)
     assert "templates.json cannot be read as JSON" in line and "nested deeper" in line, line
     (tmp_path / PIXEL_COUNTS_FILE).write_text(DEEP_JSON)
     with pytest.raises(DatasetFormatError, match=r"class_pixels\.json is damaged .*nested deeper"):

@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fold_folder import EPISODE_COUNT, FOLDS, make_fold_folder
+from command_lines import cpu_eval_args, episodes_args, predict_args, tiny_folds_args, tiny_options
+from fold_folder import FOLDS, make_fold_folder
 
 from splitmatch.cli import build_parser, main
 from splitmatch.commands.arguments import episode_counts, finite_float, megapixels, nonempty_text
@@ -111,59 +112,18 @@ def baselines(i: dict, out: Path) -> dict[str, tuple[list, list[Path]]]:
     image = i["data"] / "images" / "val_000.png"
     data = [i["data"] / "classes.json", image, i["data"] / "splits" / "val.txt"]
     folds = [i["folds"] / "folds.json", i["folds"] / "classes.json", i["folds"] / "labels" / "val_000.png"]
-    tiny = ["--preset", "tiny", "--quiet", "--set", f"data.root={i['data']}", "--set", "train.iterations=1"]
+    tiny = tiny_options(i["data"], iterations=1)
     return {
         "train": (["train", *tiny, "--out", out / "run"], data),
         "seeds": (["seeds", *tiny, "--seeds", "0", "--out", out / "seeds"], data),
-        "folds": (
-            [
-                "folds",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--set",
-                f"data.root={i['folds']}",
-                "--set",
-                "train.iterations=1",
-                "--episode-count",
-                str(EPISODE_COUNT),
-                "--out",
-                out / "folds",
-            ],
-            folds,
-        ),
+        "folds": (tiny_folds_args(i["folds"], out / "folds", iterations=1), folds),
         "pseudo-masks": (["pseudo-masks", *tiny, "--device", "cpu", "--evaluate", "--json", out / "pm.json"], data),
         "eval": (
-            [
-                "eval",
-                "--checkpoint",
-                i["checkpoint"],
-                "--data-root",
-                i["data"],
-                "--device",
-                "cpu",
-                "--quiet",
-                "--max-images",
-                "1",
-                "--json",
-                out / "eval.json",
-            ],
+            cpu_eval_args(i["checkpoint"], "--data-root", i["data"], "--max-images", "1", "--json", out / "eval.json"),
             [i["checkpoint"], *data],
         ),
         "eval --episodes": (
-            [
-                "eval",
-                "--checkpoint",
-                i["fold_checkpoint"],
-                "--episodes",
-                "--episode-count",
-                str(EPISODE_COUNT),
-                "--device",
-                "cpu",
-                "--quiet",
-                "--json",
-                out / "episodes.json",
-            ],
+            episodes_args(i["fold_checkpoint"], "--json", out / "episodes.json"),
             [i["fold_checkpoint"], *folds],
         ),
         "eval --predictions": (
@@ -171,19 +131,7 @@ def baselines(i: dict, out: Path) -> dict[str, tuple[list, list[Path]]]:
             data,
         ),
         "predict": (
-            [
-                "predict",
-                "--checkpoint",
-                i["checkpoint"],
-                "--classes",
-                "a,b",
-                "--out",
-                out / "pred",
-                "--device",
-                "cpu",
-                "--quiet",
-                image,
-            ],
+            predict_args(i["checkpoint"], "a,b", out / "pred", "--device", "cpu", "--quiet", image),
             [i["checkpoint"], image],
         ),
         "app": (["app", "--checkpoint", i["checkpoint"]], [i["checkpoint"]]),

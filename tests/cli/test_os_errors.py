@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from command_lines import tiny_train_args
 from safetensors import SafetensorError
 
 from splitmatch.cli import main
@@ -17,25 +18,8 @@ from splitmatch.train.state import list_checkpoints
 
 
 def train_args(data_root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--preset",
-        "tiny",
-        "--quiet",
-        "--set",
-        f"data.root={data_root}",
-        "--set",
-        "train.iterations=3",
-        "--set",
-        "train.checkpoint_every=1",
-        "--set",
-        "train.keep_checkpoints=5",
-        "--set",
-        "loss.matching=hungarian",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    settings = ("train.checkpoint_every=1", "train.keep_checkpoints=5", "loss.matching=hungarian")
+    return [*tiny_train_args(data_root, out, *settings, iterations=3), *extra]
 
 
 def one_error_line(err: str) -> str:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from command_lines import tiny_train_args
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -97,21 +98,7 @@ def run_made_elsewhere(tiny_dataset, tmp_path, monkeypatch):
     first.mkdir()
     (first / "data").symlink_to(tiny_dataset.root, target_is_directory=True)
     monkeypatch.chdir(first)
-    args = [
-        "train",
-        "--preset",
-        "tiny",
-        "--quiet",
-        "--out",
-        "run",
-        "--set",
-        "data.root=data",
-        "--set",
-        "train.iterations=2",
-        "--set",
-        "loss.matching=hungarian",
-    ]
-    assert main(args) == 0
+    assert main(tiny_train_args("data", "run", "loss.matching=hungarian")) == 0
     return first, first / "run"
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from fabricate import fabricate_voc
+from command_lines import predict_args, tiny_options, tiny_train_args
+from fabricate import fabricate_voc, untrained_tiny_inputs
 from PIL import Image
 
 from splitmatch.cli import main
@@ -42,42 +44,10 @@ def test_prepare_train_eval_predict_on_fabricated_voc(tmp_path, capsys):
     assert "computed 0," not in first and "computed 0," in capsys.readouterr().out  # cached: nothing redone
 
     run = tmp_path / "run"
-    args = [
-        "train",
-        "--preset",
-        "tiny",
-        "--quiet",
-        "--out",
-        str(run),
-        "--set",
-        f"data.root={data}",
-        "--set",
-        "train.iterations=3",
-        "--set",
-        "train.checkpoint_every=3",
-    ]
-    assert main(args) == 0
+    assert main(tiny_train_args(data, run, "train.checkpoint_every=3", iterations=3)) == 0
     assert len(list((data / "pseudo_masks").iterdir())) == 1  # training used the cache the command made
     baseline = tmp_path / "baseline"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--out",
-                str(baseline),
-                "--set",
-                f"data.root={data}",
-                "--set",
-                "train.iterations=2",
-                "--set",
-                "loss.matching=hungarian",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(data, baseline, "loss.matching=hungarian")) == 0
     assert "matching: hungarian" in (baseline / "config.yaml").read_text()
     for name in ("config.yaml", "environment.json", "metrics.jsonl", "eval.json", "model.safetensors"):
         assert (run / name).is_file(), name
@@ -99,25 +69,16 @@ def test_prepare_train_eval_predict_on_fabricated_voc(tmp_path, capsys):
 
     out = tmp_path / "pred"
     image = data / "images" / "2007_000004.jpg"
-    assert (
-        main(
-            [
-                "predict",
-                "--checkpoint",
-                str(run / "model.safetensors"),
-                "--classes",
-                "dog,sofa,sky",
-                "--out",
-                str(out),
-                str(image),
-            ]
-        )
-        == 0
-    )
+    assert main(predict_args(run / "model.safetensors", "dog,sofa,sky", out, str(image))) == 0
     labels = np.array(Image.open(out / "2007_000004_labels.png"))
     assert labels.shape == (48, 64) and labels.max() <= 2
     overlay = Image.open(out / "2007_000004_overlay.png")
     assert overlay.width >= 64 and overlay.height > 48  # the picture has a legend under it
+
+
+def val_predictions_args(predictions: Path, data: Path, *rest: str) -> list[str]:
+    """``splitmatch eval --predictions``: the label PNGs in ``predictions`` scored on the val split of ``data``."""
+    return ["eval", "--predictions", str(predictions), "--data-root", str(data), "--split", "val", *rest]
 
 
 LAYOUTS = [("voc", "voc_src"), ("coco-stuff", "coco_src"), ("context", "context_src"), ("ade20k", "ade_src")]
@@ -130,44 +91,12 @@ def test_every_official_layout_goes_through_prepare_train_eval_predict(dataset, 
     assert main(["prepare", dataset, "--src", str(src), "--dst", str(data), "--quiet", "--allow-partial"]) == 0
     assert dataset not in BUILTIN_SPLITS or DatasetFolder(data).classes == BUILTIN_SPLITS[dataset]
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--out",
-                str(run),
-                "--set",
-                f"data.root={data}",
-                "--set",
-                "train.iterations=2",
-                "--set",
-                "train.batch_size=2",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(data, run, "train.batch_size=2")) == 0
     assert main(["eval", "--checkpoint", str(run / "model.safetensors"), "--json", str(tmp_path / "m.json")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert len(metrics["per_class_iou"]) == DatasetFolder(data).classes.num_classes
     image = next((data / "images").iterdir())
-    assert (
-        main(
-            [
-                "predict",
-                "--checkpoint",
-                str(run / "model.safetensors"),
-                "--classes",
-                "cat,grass",
-                "--out",
-                str(tmp_path / "pred"),
-                str(image),
-            ]
-        )
-        == 0
-    )
+    assert main(predict_args(run / "model.safetensors", "cat,grass", tmp_path / "pred", str(image))) == 0
     assert (tmp_path / "pred" / f"{image.stem}_overlay.png").is_file()
 
 
@@ -182,25 +111,7 @@ def test_sixteen_bit_labels_through_prepare_train_eval_predict(context459_src, t
     folder = DatasetFolder(data)
     assert folder.classes.num_classes == 459 and folder.classes.ignore_index == 65535
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--out",
-                str(run),
-                "--set",
-                f"data.root={data}",
-                "--set",
-                "train.iterations=2",
-                "--set",
-                "train.batch_size=2",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(data, run, "train.batch_size=2")) == 0
     checkpoint = str(run / "model.safetensors")
     assert main(["eval", "--checkpoint", checkpoint, "--json", str(tmp_path / "m.json")]) == 0
     by_model = json.loads((tmp_path / "m.json").read_text())
@@ -208,57 +119,21 @@ def test_sixteen_bit_labels_through_prepare_train_eval_predict(context459_src, t
 
     names = ",".join(folder.classes.names)
     image = folder.samples("val")[0].image_path
-    assert (
-        main(["predict", "--checkpoint", checkpoint, "--classes", names, "--out", str(tmp_path / "pred"), str(image)])
-        == 0
-    )
+    assert main(predict_args(checkpoint, names, tmp_path / "pred", str(image))) == 0
     written = tmp_path / "pred" / f"{image.stem}_labels.png"
     with Image.open(written) as png:
         assert png.mode.startswith("I")  # 459 names: a 16-bit label map
     predictions = tmp_path / "predictions"
     predictions.mkdir()
     written.rename(predictions / f"{image.stem}.png")
-    assert (
-        main(
-            [
-                "eval",
-                "--predictions",
-                str(predictions),
-                "--data-root",
-                str(data),
-                "--split",
-                "val",
-                "--json",
-                str(tmp_path / "p.json"),
-            ]
-        )
-        == 0
-    )
+    assert main(val_predictions_args(predictions, data, "--json", str(tmp_path / "p.json"))) == 0
     by_file = json.loads((tmp_path / "p.json").read_text())
     assert by_file["per_class_iou"] == by_model["per_class_iou"]  # the same labels, scored from the PNG
 
 
 def test_seeds_command_reports_mean_and_std(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "seeds"
-    assert (
-        main(
-            [
-                "seeds",
-                "--preset",
-                "tiny",
-                "--seeds",
-                "0,1",
-                "--out",
-                str(out),
-                "--quiet",
-                "--set",
-                f"data.root={tiny_dataset.root}",
-                "--set",
-                "train.iterations=2",
-            ]
-        )
-        == 0
-    )
+    assert main(["seeds", *tiny_options(tiny_dataset.root), "--seeds", "0,1", "--out", str(out)]) == 0
     summary = json.loads((out / "seeds.json").read_text())["summary"]
     assert summary["seeds"] == [0, 1] and summary["hiou"]["n"] <= 2
     assert (out / "seed_0" / "model.safetensors").is_file() and (out / "seed_1" / "eval.json").is_file()
@@ -280,22 +155,7 @@ def test_eval_predictions_against_hand_computed_iou(tmp_path, capsys):
         Image.fromarray(guess).save(predictions / f"{sample.stem}.png")
         valid = label != 255
         np.add.at(hand, (label[valid].astype(int), guess[valid].astype(int)), 1)
-    assert (
-        main(
-            [
-                "eval",
-                "--predictions",
-                str(predictions),
-                "--data-root",
-                str(data),
-                "--split",
-                "val",
-                "--json",
-                str(tmp_path / "m.json"),
-            ]
-        )
-        == 0
-    )
+    assert main(val_predictions_args(predictions, data, "--json", str(tmp_path / "m.json"))) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     for class_id, name in enumerate(BUILTIN_SPLITS["voc"].names):
         tp = hand[class_id, class_id]
@@ -304,7 +164,7 @@ def test_eval_predictions_against_hand_computed_iou(tmp_path, capsys):
         assert metrics["per_class_iou"][name] == pytest.approx(expected), name
     bad = predictions / "2007_000004.png"
     Image.fromarray(np.full((48, 64), 255, np.uint8)).save(bad)
-    assert main(["eval", "--predictions", str(predictions), "--data-root", str(data), "--split", "val"]) == 2
+    assert main(val_predictions_args(predictions, data)) == 2
     assert "2007_000004.png" in capsys.readouterr().err
 
 
@@ -344,10 +204,7 @@ def test_one_evaluation_pass_reports_every_seen_calibration(tiny_dataset):
 
 
 def test_sliding_window_equals_whole_image_when_one_window_covers_it():
-    torch.manual_seed(0)
-    model = build_segmentor(preset("tiny").clip, preset("tiny").decoder).eval()
-    embeddings = model.encode_classes(["a", "b", "c"])
-    image = torch.rand(1, 3, 64, 64) * 255
+    model, embeddings, image = untrained_tiny_inputs()
     whole = SegmentationInference(model, "whole")(image, embeddings)
     slide = SegmentationInference(model, "slide", window=64, stride=48)(image, embeddings)
     assert torch.allclose(whole, slide, atol=1e-5)

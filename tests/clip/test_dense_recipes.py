@@ -84,6 +84,14 @@ def peer_out(attn, weights: torch.Tensor, v: torch.Tensor, batch: int) -> torch.
     return attn.out_proj(out.contiguous().view(out.shape[0], batch, -1))
 
 
+def peer_last_block(visual, images: torch.Tensor):
+    """Where SCLIP, ClearCLIP and NACLIP start their own last block: the block, its input tokens
+    ``x [T, B, W]``, the q, k, v ``[B*h, T, d]`` of ``ln_1(x)``, and the patch grid."""
+    x, grid = peer_tokens_before_last(visual, images)
+    block = visual.transformer.resblocks[-1]
+    return block, x, peer_qkv(block.attn, block.ln_1(x)), grid
+
+
 def peer_map(visual, tokens: torch.Tensor, grid) -> torch.Tensor:
     """Patch tokens ``[N, B, W]`` through ``ln_post`` and ``proj`` -> ``[B, D, h, w]``."""
     projected = visual.ln_post(tokens.permute(1, 0, 2)) @ visual.proj
@@ -99,9 +107,7 @@ def ours(visual, images: torch.Tensor, recipe: str, pos_interpolation: str = "bi
 @torch.no_grad()
 def test_clearclip_is_query_query_attention_without_residual_or_feed_forward(vitb16):
     images = image(208, 240)
-    x, grid = peer_tokens_before_last(vitb16, images)
-    block = vitb16.transformer.resblocks[-1]
-    q, _, v = peer_qkv(block.attn, block.ln_1(x))
+    block, _, (q, _, v), grid = peer_last_block(vitb16, images)
     scale = q.shape[-1] ** -0.5
     out = peer_out(block.attn, F.softmax(torch.bmm(q, q.transpose(1, 2)) * scale, dim=-1), v, 1)
     assert relative_error(ours(vitb16, images, "clearclip"), peer_map(vitb16, out[1:], grid)) < TOLERANCE
@@ -110,9 +116,7 @@ def test_clearclip_is_query_query_attention_without_residual_or_feed_forward(vit
 @torch.no_grad()
 def test_sclip_adds_query_query_and_key_key_attention_and_keeps_residual_and_feed_forward(vitb16):
     images = image(208, 240)
-    x, grid = peer_tokens_before_last(vitb16, images)
-    block = vitb16.transformer.resblocks[-1]
-    q, k, v = peer_qkv(block.attn, block.ln_1(x))
+    block, x, (q, k, v), grid = peer_last_block(vitb16, images)
     scale = q.shape[-1] ** -0.5
     weights = F.softmax(torch.bmm(q, q.transpose(1, 2)) * scale, -1) + F.softmax(
         torch.bmm(k, k.transpose(1, 2)) * scale, -1
@@ -134,9 +138,7 @@ def naclip_window(rows: int, cols: int, std: float) -> torch.Tensor:
 @torch.no_grad()
 def test_naclip_is_key_key_attention_with_a_gaussian_neighbourhood(vitb16):
     images = image(208, 240)
-    x, grid = peer_tokens_before_last(vitb16, images)
-    block = vitb16.transformer.resblocks[-1]
-    _, k, v = peer_qkv(block.attn, block.ln_1(x))
+    block, _, (_, k, v), grid = peer_last_block(vitb16, images)
     logits = torch.bmm(k, k.transpose(1, 2)) * k.shape[-1] ** -0.5 + naclip_window(*grid, 5.0)[None]
     out = peer_out(block.attn, F.softmax(logits, dim=-1), v, 1)
     assert relative_error(ours(vitb16, images, "naclip"), peer_map(vitb16, out[1:], grid)) < TOLERANCE

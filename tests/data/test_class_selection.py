@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from command_lines import tiny_train_args
 from conftest import TINY_CLASSES
 
 from splitmatch.cli import main
@@ -65,39 +66,13 @@ def test_unseen_names_from_config_replace_the_datasets_split():
 
 def test_an_unknown_unseen_name_stops_training_in_one_line_before_the_run_folder(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(
-        [
-            "train",
-            "--preset",
-            "tiny",
-            "--quiet",
-            "--out",
-            str(out),
-            "--set",
-            f"data.root={tiny_dataset.root}",
-            "--set",
-            "data.unseen=[green, unicorn]",
-        ]
-    )
+    code = main(tiny_train_args(tiny_dataset.root, out, "data.unseen=[green, unicorn]", iterations=None))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "data.unseen names 1 class(es) that 'tiny' does not have: unicorn" in err[0]
     assert not out.exists()
     code = main(
-        [
-            "train",
-            "--preset",
-            "tiny",
-            "--quiet",
-            "--out",
-            str(out),
-            "--set",
-            f"data.root={tiny_dataset.root}",
-            "--set",
-            "data.unseen=[green]",
-            "--set",
-            "data.unseen_fraction=0.5",
-        ]
+        tiny_train_args(tiny_dataset.root, out, "data.unseen=[green]", "data.unseen_fraction=0.5", iterations=None)
     )
     assert code == 2 and "both choose the unseen classes" in capsys.readouterr().err and not out.exists()
 
@@ -122,25 +97,7 @@ def test_a_configured_split_is_what_training_ignores_records_and_scores(tiny_dat
     assert 4 in _seen_ids_in_training(config, folder)  # and yellow, unseen in classes.json, is seen here
 
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--out",
-                str(run),
-                "--set",
-                f"data.root={tiny_dataset.root}",
-                "--set",
-                "data.unseen=[green]",
-                "--set",
-                "train.iterations=2",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(tiny_dataset.root, run, "data.unseen=[green]")) == 0
     record = read_record(run / "model.safetensors")
     assert record["classes"].unseen == ("green",) and "green" not in record["train_classes"]
     assert json.loads((run / "split.json").read_text())["classes"]["unseen"] == ["green"]
@@ -162,27 +119,7 @@ def test_the_fully_supervised_bound_trains_on_every_class_and_is_scored_on_the_b
     folder = open_dataset(config.data)
     assert folder.classes.unseen == () and _seen_ids_in_training(config, folder) >= {4}  # yellow is trained on
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--out",
-                str(run),
-                "--set",
-                f"data.root={tiny_dataset.root}",
-                "--set",
-                "data.unseen=[]",
-                "--set",
-                "loss.matching=hungarian",
-                "--set",
-                "train.iterations=2",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(tiny_dataset.root, run, "data.unseen=[]", "loss.matching=hungarian")) == 0
     evaluated = json.loads((run / "eval.json").read_text())
     assert evaluated["trained_names"] == list(TINY_CLASSES.names) and evaluated["other_names"] == []
     assert set(evaluated["per_class_iou"]) == set(TINY_CLASSES.names)

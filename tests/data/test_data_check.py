@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from command_lines import tiny_train_args
 from PIL import Image
 
 from splitmatch.cli import main
@@ -14,20 +15,7 @@ from splitmatch.data.folder import DatasetFormatError
 
 
 def train(capsys, root, out) -> tuple[int, str]:
-    code = main(
-        [
-            "train",
-            "--preset",
-            "tiny",
-            "--quiet",
-            "--set",
-            f"data.root={root}",
-            "--out",
-            str(out),
-            "--set",
-            "train.iterations=2",
-        ]
-    )
+    code = main(tiny_train_args(root, out))
     return code, capsys.readouterr().err
 
 

@@ -37,6 +37,11 @@ def run_eval(capsys, *arguments) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def run_episodes(capsys, checkpoint, *extra) -> tuple[int, str, str]:
+    """``eval --episodes`` of ``checkpoint`` on the fold folder's lists of ``EPISODE_COUNT`` episodes."""
+    return run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT, *extra)
+
+
 def hsnet_resized(array: np.ndarray, size: int) -> np.ndarray:
     """HSNet's test.py at 400: the query mask through F.interpolate(mode='nearest') to size x size."""
     import torch
@@ -81,9 +86,7 @@ def by_hand(folder, checkpoint, episodes, fold_classes, background="background",
 def test_episode_scores_match_an_independent_computation(fold_run, tmp_path, capsys) -> None:
     folder, checkpoint, _ = fold_run
     out = tmp_path / "episodes.json"
-    code, stdout, _ = run_eval(
-        capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT, "--json", out
-    )
+    code, stdout, _ = run_episodes(capsys, checkpoint, "--json", out)
     assert code == 0
     result = json.loads(out.read_text())
     assert result["fold"] == 0 and result["fold_classes"] == list(FOLDS[0])  # found from the checkpoint's split
@@ -101,18 +104,7 @@ def test_episode_scores_match_an_independent_computation(fold_run, tmp_path, cap
 def test_episodes_scored_at_hsnets_size(fold_run, tmp_path, capsys) -> None:
     folder, checkpoint, _ = fold_run
     out = tmp_path / "sized.json"
-    code, stdout, _ = run_eval(
-        capsys,
-        "--checkpoint",
-        checkpoint,
-        "--episodes",
-        "--episode-count",
-        EPISODE_COUNT,
-        "--episode-size",
-        40,
-        "--json",
-        out,
-    )
+    code, stdout, _ = run_episodes(capsys, checkpoint, "--episode-size", 40, "--json", out)
     assert code == 0 and "scored at 40 x 40" in stdout
     result = json.loads(out.read_text())
     iou, miou, fb, cases = by_hand(folder, checkpoint, EPISODES[0], FOLDS[0], size=40)
@@ -123,20 +115,7 @@ def test_episodes_scored_at_hsnets_size(fold_run, tmp_path, capsys) -> None:
 def test_another_fold_and_background_name_and_the_warning(fold_run, tmp_path, capsys) -> None:
     folder, checkpoint, _ = fold_run
     out = tmp_path / "fold1.json"
-    code, stdout, _ = run_eval(
-        capsys,
-        "--checkpoint",
-        checkpoint,
-        "--episodes",
-        "--fold",
-        1,
-        "--episode-count",
-        EPISODE_COUNT,
-        "--background-name",
-        "others",
-        "--json",
-        out,
-    )
+    code, stdout, _ = run_episodes(capsys, checkpoint, "--fold", 1, "--background-name", "others", "--json", out)
     assert code == 0
     assert "were seen in training: not a zero-shot score" in stdout  # blue and yellow were trained on
     result = json.loads(out.read_text())
@@ -151,12 +130,7 @@ def test_a_peers_episode_file_is_scored_as_it_stands(fold_run, tmp_path, capsys)
 
     _, checkpoint, _ = fold_run
     stored, given, peer = tmp_path / "stored.json", tmp_path / "given.json", tmp_path / "peer.txt"
-    assert (
-        run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT, "--json", stored)[
-            0
-        ]
-        == 0
-    )
+    assert run_episodes(capsys, checkpoint, "--json", stored)[0] == 0
     peer.write_text(episode_file_text([Episode(*pair) for pair in reversed(EPISODES[0])], ["a peer's list"]))
     code, stdout, _ = run_eval(
         capsys, "--checkpoint", checkpoint, "--episodes", "--episode-file", peer, "--json", given
@@ -209,7 +183,7 @@ def test_a_checkpoint_of_no_fold_needs_the_fold_named(tmp_path, capsys) -> None:
     classes = folder.classes
     model = build_segmentor(config.clip, config.decoder)
     checkpoint = save_checkpoint(tmp_path / "model.safetensors", model, config, classes, classes.seen_names, 1)
-    code, _, stderr = run_eval(capsys, "--checkpoint", checkpoint, "--episodes", "--episode-count", EPISODE_COUNT)
+    code, _, stderr = run_episodes(capsys, checkpoint)
     assert code == 2 and "which is no fold of tiny-2i; pass --fold N (0..1)" in stderr
 
 

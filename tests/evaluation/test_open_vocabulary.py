@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from command_lines import predict_args, tiny_train_args
 from conftest import TINY_CLASSES, make_tiny_dataset
 from PIL import Image
 
@@ -31,23 +32,7 @@ def trained(tmp_path_factory) -> tuple[DatasetFolder, Path]:
     root = tmp_path_factory.mktemp("vocab")
     folder = make_tiny_dataset(root / "data")
     out = root / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                "tiny",
-                "--quiet",
-                "--out",
-                str(out),
-                "--set",
-                f"data.root={folder.root}",
-                "--set",
-                "train.iterations=10",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_args(folder.root, out, iterations=10)) == 0
     return folder, out / "model.safetensors"
 
 
@@ -251,21 +236,7 @@ def test_predict_takes_synonyms_on_the_command_line_and_in_python(trained, tmp_p
     image_path = folder.samples("val")[0].image_path
     out = tmp_path / "pred"
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "predict",
-                "--checkpoint",
-                str(checkpoint),
-                "--classes",
-                "background,crimson|red,green",
-                "--out",
-                str(out),
-                str(image_path),
-            ]
-        )
-        == 0
-    )
+    assert main(predict_args(checkpoint, "background,crimson|red,green", out, str(image_path))) == 0
     written = np.array(Image.open(out / f"{image_path.stem}_labels.png"))
     predictor = Predictor.from_checkpoint(checkpoint)
     labels = predictor.predict(read_image(image_path), ["background", ("crimson", "red"), "green"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fabricate import untrained_tiny_inputs
 
 from splitmatch.config import ConfigError, merge
 from splitmatch.config.presets import load_config, preset
@@ -92,10 +93,7 @@ def test_config_builds_the_scoring_and_hungarian_models_score_every_query_alike(
 
 
 def test_leaving_candidates_out_changes_only_what_they_scored():
-    torch.manual_seed(0)
-    model = build_segmentor(preset("tiny").clip, preset("tiny").decoder).eval()
-    embeddings = model.encode_classes(["a", "b", "c"])
-    image = torch.rand(1, 3, 64, 64) * 255
+    model, embeddings, image = untrained_tiny_inputs()
     everything = SegmentationInference(model, "whole")(image, embeddings)
     without = SegmentationInference(model, "whole", candidates=CandidateScoring("excluded"))(image, embeddings)
     zero_weight = SegmentationInference(model, "whole", candidates=CandidateScoring("classes", weight=0.0))

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from command_lines import predict_args
 
 from splitmatch.cli import main
 from splitmatch.data.folder import read_image, read_label
@@ -123,37 +124,14 @@ def test_predict_set_changes_a_checkpoints_inference(untrained_checkpoint, tiny_
     image = tiny_dataset.samples("val")[0].image_path
     out = str(tmp_path / "out")
     code = main(
-        [
-            "predict",
-            "--checkpoint",
-            str(untrained_checkpoint),
-            "--classes",
-            "background,red",
-            "--out",
-            out,
-            "--quiet",
-            "--set",
-            "inference.short_side=32",
-            str(image),
-        ]
+        predict_args(
+            untrained_checkpoint, "background,red", out, "--quiet", "--set", "inference.short_side=32", str(image)
+        )
     )
     assert code == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["settings"]["short_side"] == 32
     assert (
-        main(
-            [
-                "predict",
-                "--checkpoint",
-                str(untrained_checkpoint),
-                "--classes",
-                "background,red",
-                "--out",
-                str(tmp_path / "out"),
-                "--set",
-                "train.lr=1",
-                str(image),
-            ]
-        )
+        main(predict_args(untrained_checkpoint, "background,red", tmp_path / "out", "--set", "train.lr=1", str(image)))
         == 2
     )
     assert "takes inference.* keys only" in capsys.readouterr().err

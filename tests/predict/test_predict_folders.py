@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from command_lines import predict_args
 from conftest import run_predict
 from PIL import Image
 
@@ -150,23 +151,7 @@ def test_a_folder_predicted_in_batches_gives_the_labels_of_one_by_one(tmp_path, 
     runs = {}
     for size in (1, 3):
         out = tmp_path / f"batch{size}"
-        assert (
-            main(
-                [
-                    "predict",
-                    "--checkpoint",
-                    str(untrained_checkpoint),
-                    "--classes",
-                    "background,red,green",
-                    "--out",
-                    str(out),
-                    "--batch-size",
-                    str(size),
-                    "--quiet",
-                    str(images),
-                ]
-            )
-            == 0
-        )
+        batched = ["--batch-size", str(size), "--quiet", str(images)]
+        assert main(predict_args(untrained_checkpoint, "background,red,green", out, *batched)) == 0
         runs[size] = {p.name: p.read_bytes() for p in sorted(out.glob("*_labels.png"))}
     assert len(runs[1]) == 12 and runs[1] == runs[3]

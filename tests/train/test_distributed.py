@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from command_lines import tiny_train_args
 
 pytestmark = pytest.mark.slow
 
@@ -20,48 +21,34 @@ def losses(run_dir: Path) -> list[float]:
     return [e["loss"] for e in entries if "loss" in e]
 
 
-def overrides(data_root: Path) -> list[str]:
+def train_args(data_root: Path, out: Path) -> list[str]:
+    """Eight steps of the tiny preset, the loss logged at each: one run, as one process or under torchrun."""
     settings = [
-        f"data.root={data_root}",
-        "train.iterations=8",
         "train.batch_size=4",
         "train.log_every=1",
         "train.checkpoint_every=8",
         "loss.num_points=4096",
         "train.lr=1e-4",
     ]
-    return [part for item in settings for part in ("--set", item)]
+    return tiny_train_args(data_root, out, *settings, iterations=8)
+
+
+def torchrun(*args: str) -> list[str]:
+    """``args`` under torchrun as two processes on this machine."""
+    return [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--standalone", "--nproc_per_node", "2", *args]
 
 
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")
 def test_two_process_loss_trajectory_matches_one_process(tiny_dataset, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     single = tmp_path / "single"
-    command = [sys.executable, "-m", "splitmatch", "train", "--preset", "tiny", "--quiet", "--out", str(single)]
-    result = subprocess.run(
-        command + overrides(tiny_dataset.root), env=env, capture_output=True, text=True, timeout=300
-    )
+    command = [sys.executable, "-m", "splitmatch", *train_args(tiny_dataset.root, single)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
 
     double = tmp_path / "double"
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    command = [
-        torchrun,
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "splitmatch",
-        "train",
-        "--preset",
-        "tiny",
-        "--quiet",
-        "--out",
-        str(double),
-    ]
-    result = subprocess.run(
-        command + overrides(tiny_dataset.root), env=env, capture_output=True, text=True, timeout=300
-    )
+    command = torchrun("-m", "splitmatch", *train_args(tiny_dataset.root, double))
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
     one, two = losses(single), losses(double)
@@ -77,10 +64,7 @@ def test_two_processes_with_micro_batches_resume_bitwise_from_a_checkpoint(tiny_
     from safetensors.torch import load_file
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     settings = [
-        f"data.root={tiny_dataset.root}",
-        "train.iterations=6",
         "train.batch_size=4",
         "train.accumulate_steps=2",
         "train.log_every=1",
@@ -90,22 +74,9 @@ def test_two_processes_with_micro_batches_resume_bitwise_from_a_checkpoint(tiny_
     ]
 
     def launch(out: Path, *extra: str) -> None:
-        command = [
-            torchrun,
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "splitmatch",
-            "train",
-            "--preset",
-            "tiny",
-            "--quiet",
-            "--out",
-            str(out),
-            *extra,
-        ]
-        command += [part for item in settings for part in ("--set", item)]
+        command = torchrun(
+            "-m", "splitmatch", *tiny_train_args(tiny_dataset.root, out, *settings, iterations=6), *extra
+        )
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
 
@@ -145,24 +116,9 @@ sys.exit(main(sys.argv[1:]))
 def test_a_failure_on_one_rank_ends_every_rank_with_its_one_line(tiny_dataset, tmp_path):
     script = tmp_path / "inject.py"
     script.write_text(INJECT_ON_RANK_1)
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    command = [
-        torchrun,
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(script),
-        "train",
-        "--preset",
-        "tiny",
-        "--quiet",
-        "--out",
-        str(tmp_path / "run"),
-    ]
+    command = torchrun(str(script), *train_args(tiny_dataset.root, tmp_path / "run"))
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        command + overrides(tiny_dataset.root), env=env, capture_output=True, text=True, timeout=240
-    )
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("splitmatch: error:")]
     assert any("training diverged at step 2: injected: a non-finite cost on rank 1 only" in line for line in lines)
@@ -207,18 +163,8 @@ def test_a_half_filled_cache_is_shared_out_evenly_between_ranks(tiny_dataset, tm
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(list(cache_root.glob("*.npz"))) == len(train[0::2])
 
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     result = subprocess.run(
-        [
-            torchrun,
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            *command[1:],
-            "--set",
-            f"pseudo.cache_dir={cache_root}",
-        ],
+        torchrun("-m", *command[1:], "--set", f"pseudo.cache_dir={cache_root}"),
         env=env,
         capture_output=True,
         text=True,

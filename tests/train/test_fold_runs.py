@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from command_lines import episodes_args, tiny_folds_args
 from fold_folder import EPISODE_COUNT, FOLDS, SCHEME, make_fold_folder
 
 from splitmatch.cli import main
@@ -17,25 +18,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def run_folds(capsys, root, out, *extra) -> tuple[int, str, str]:
-    code = main(
-        [
-            "folds",
-            "--preset",
-            "tiny",
-            "--set",
-            f"data.root={root}",
-            "--set",
-            "train.iterations=2",
-            "--set",
-            "train.checkpoint_every=2",
-            "--episode-count",
-            str(EPISODE_COUNT),
-            "--out",
-            str(out),
-            "--quiet",
-            *extra,
-        ]
-    )
+    code = main([*tiny_folds_args(root, out, "train.checkpoint_every=2"), *extra])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -44,24 +27,7 @@ def run_folds(capsys, root, out, *extra) -> tuple[int, str, str]:
 def folds_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("folds")
     folder = make_fold_folder(root / "data")
-    code = main(
-        [
-            "folds",
-            "--preset",
-            "tiny",
-            "--set",
-            f"data.root={folder.root}",
-            "--set",
-            "train.iterations=2",
-            "--set",
-            "train.checkpoint_every=2",
-            "--episode-count",
-            str(EPISODE_COUNT),
-            "--out",
-            str(root / "out"),
-            "--quiet",
-        ]
-    )
+    code = main(tiny_folds_args(folder.root, root / "out", "train.checkpoint_every=2"))
     assert code == 0
     return folder, root / "out"
 
@@ -79,21 +45,7 @@ def test_each_fold_trains_with_its_classes_unseen_and_is_scored_both_ways(folds_
         for key in ("miou_seen", "miou_unseen", "hiou", "miou"):
             assert result["generalized"][key] == pytest.approx(eval_json[key])
         # the episode form equals `eval --episodes` of the fold's checkpoint
-        code = main(
-            [
-                "eval",
-                "--checkpoint",
-                str(run / "model.safetensors"),
-                "--episodes",
-                "--episode-count",
-                str(EPISODE_COUNT),
-                "--device",
-                "cpu",
-                "--quiet",
-                "--json",
-                str(run / "check.json"),
-            ]
-        )
+        code = main(episodes_args(run / "model.safetensors", "--json", run / "check.json"))
         assert code == 0
         check = json.loads((run / "check.json").read_text())
         assert check["fold"] == fold

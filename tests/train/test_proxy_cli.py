@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from command_lines import predict_args, tiny_train_args
 from fabricate import fabricate_voc
 from PIL import Image
 
@@ -39,21 +40,7 @@ def voc(tmp_path_factory) -> Path:
 
 
 def _run(voc: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--preset",
-        "tiny",
-        "--quiet",
-        "--out",
-        str(out),
-        "--set",
-        f"data.root={voc}",
-        "--set",
-        "train.iterations=2",
-        "--set",
-        "train.checkpoint_every=2",
-        *extra,
-    ]
+    return [*tiny_train_args(voc, out, "train.checkpoint_every=2"), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -238,20 +225,7 @@ def test_predict_names_a_proxy_model(proxy_run, voc, tmp_path, capsys):
     image = next((voc / "images").iterdir())
     capsys.readouterr()
     assert (
-        main(
-            [
-                "predict",
-                "--checkpoint",
-                str(out / "model.safetensors"),
-                "--classes",
-                "background,sheep",
-                "--out",
-                str(tmp_path / "pred"),
-                "--quiet",
-                str(image),
-            ]
-        )
-        == 0
+        main(predict_args(out / "model.safetensors", "background,sheep", tmp_path / "pred", "--quiet", str(image))) == 0
     )
     printed = capsys.readouterr().out
     assert "a pseudo-unseen proxy model (seen classes held out in training: aeroplane, bird)" in printed

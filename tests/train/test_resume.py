@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from command_lines import tiny_train_args
 from safetensors.torch import load_file
 
 from splitmatch.train.state import list_checkpoints
@@ -20,26 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 def train_command(data_root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "splitmatch",
-        "train",
-        "--preset",
-        "tiny",
-        "--quiet",
-        "--set",
-        f"data.root={data_root}",
-        "--set",
-        "train.iterations=16",
-        "--set",
-        "train.checkpoint_every=4",
-        "--set",
-        "train.keep_checkpoints=2",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    settings = ("train.checkpoint_every=4", "train.keep_checkpoints=2")
+    return [sys.executable, "-m", "splitmatch", *tiny_train_args(data_root, out, *settings, iterations=16), *extra]
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from command_lines import tiny_train_args
 from conftest import make_tiny_dataset
 
 from splitmatch.cli import main
@@ -21,17 +22,8 @@ from splitmatch.train.state import list_checkpoints
 
 
 def train_args(data_root: Path, out: Path, *extra: str) -> list[str]:
-    settings = [f"data.root={data_root}", "train.iterations=4", "train.checkpoint_every=2", "loss.matching=hungarian"]
-    return [
-        "train",
-        "--preset",
-        "tiny",
-        "--quiet",
-        *[a for s in settings for a in ("--set", s)],
-        "--out",
-        str(out),
-        *extra,
-    ]
+    settings = ("train.checkpoint_every=2", "loss.matching=hungarian")
+    return [*tiny_train_args(data_root, out, *settings, iterations=4), *extra]
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from command_lines import tiny_train_args
 from conftest import TINY_CLASSES, make_tiny_dataset
 
 from splitmatch.cli import main
@@ -183,22 +184,7 @@ def test_transductive_settings_that_cannot_work_are_refused(changes, message) ->
 
 def test_a_transductive_run_without_unseen_classes_is_one_line(tmp_path, capsys) -> None:
     root = make_tiny_dataset(tmp_path / "data").root
-    code = main(
-        [
-            "train",
-            "--preset",
-            "tiny",
-            "--set",
-            f"data.root={root}",
-            "--set",
-            "train.transductive=true",
-            "--set",
-            "data.unseen=[]",
-            "--out",
-            str(tmp_path / "run"),
-            "--quiet",
-        ]
-    )
+    code = main(tiny_train_args(root, tmp_path / "run", "train.transductive=true", "data.unseen=[]", iterations=None))
     err = capsys.readouterr().err
     assert code == 2 and "train.transductive needs unseen classes" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
@@ -222,20 +208,7 @@ def test_hsnet_convention_needs_a_background_class(tmp_path, capsys) -> None:
 
     root = make_tiny_dataset(tmp_path / "data").root
     ClassSplit(("ground", "red", "green", "blue", "yellow"), ("yellow",), dataset="tiny").write(root / "classes.json")
-    code = main(
-        [
-            "train",
-            "--preset",
-            "tiny",
-            "--set",
-            f"data.root={root}",
-            "--set",
-            "data.unseen_pixels=background",
-            "--out",
-            str(tmp_path / "run"),
-            "--quiet",
-        ]
-    )
+    code = main(tiny_train_args(root, tmp_path / "run", "data.unseen_pixels=background", iterations=None))
     err = capsys.readouterr().err
     assert code == 2 and "data.unseen_pixels=background" in err and "does not have" in err
     assert len(err.strip().splitlines()) == 1
