@@ -24,7 +24,7 @@ import copy
 import numpy as np
 import open_clip
 import torch
-from common import Result, paired_ratio, parse_args, print_results, time_interleaved, vitb16_config
+from common import Result, describe_samples, paired_ratio, parse_args, print_results, time_interleaved, vitb16_config
 
 from splitmatch.config.architectures import clip_model_config
 from splitmatch.data.class_lists import BUILTIN_SPLITS
@@ -93,8 +93,7 @@ def main() -> None:
     ]
     notes = [
         f"{size}x{size} image, 20 VOC class names, whole-image mode, torch threads {torch.get_num_threads()}, "
-        f"{args.repeats} repeats (median); samples (s): "
-        + ", ".join(f"{k} {[round(x, 3) for x in t.samples]}" for k, t in timings.items()),
+        f"{args.repeats} repeats (median); samples (s): " + describe_samples(timings),
     ]
     print_results("bench_inference: Predictor.predict / CLIP encode_image", results, notes)
 

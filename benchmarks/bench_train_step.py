@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from common import Result, paired_ratio, parse_args, print_results, time_interleaved, vitb16_config
+from common import Result, describe_samples, paired_ratio, parse_args, print_results, time_interleaved, vitb16_config
 
 from splitmatch.config import ExperimentConfig, merge
 from splitmatch.config.presets import preset
@@ -115,10 +115,7 @@ def measure(name: str, config: ExperimentConfig, repeats: int) -> list[Result]:
     ratio = paired_ratio(timings["split"], timings["hungarian"])
     criterion_ratio = paired_ratio(timings["split criterion"], timings["hungarian criterion"])
     k = [len(e) for e in data["pseudo_embeddings"]]
-    print(
-        f"{setting}: pseudo masks per image {k}; samples (s): "
-        + ", ".join(f"{key} {[round(x, 3) for x in t.samples]}" for key, t in timings.items())
-    )
+    print(f"{setting}: pseudo masks per image {k}; samples (s): " + describe_samples(timings))
     return [
         Result(
             name=f"step split ({setting})",

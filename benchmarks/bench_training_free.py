@@ -16,7 +16,7 @@ No target: the figures say what each recipe costs. ``--quick`` runs 224 x 224, o
 from __future__ import annotations
 
 import torch
-from common import Result, paired_ratio, parse_args, print_results, time_interleaved
+from common import Result, describe_samples, paired_ratio, parse_args, print_results, time_interleaved
 
 from splitmatch.clip.dense_recipes import RECIPES
 from splitmatch.clip.image_encoder import ClipImageEncoder
@@ -68,8 +68,7 @@ def main() -> None:
     )
     notes = [
         f"{size}x{size} image ({size // 16}x{size // 16} patches), torch threads {torch.get_num_threads()}, "
-        f"{args.repeats} repeats (median); samples (s): "
-        + ", ".join(f"{key} {[round(x, 3) for x in t.samples]}" for key, t in timings.items()),
+        f"{args.repeats} repeats (median); samples (s): " + describe_samples(timings),
     ]
     print_results("bench_training_free: recipe dense features / plain CLIP forward", results, notes)
 

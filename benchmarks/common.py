@@ -46,6 +46,11 @@ def time_interleaved(functions: dict[str, Callable[[], object]], repeats: int, w
     return {name: Timing(statistics.median(s), min(s), s) for name, s in samples.items()}
 
 
+def describe_samples(timings: dict[str, Timing]) -> str:
+    """Every sample of every timing, in seconds, for a result's notes: ``name [0.12, 0.13], ...``."""
+    return ", ".join(f"{name} {[round(x, 3) for x in timing.samples]}" for name, timing in timings.items())
+
+
 def paired_ratio(value: Timing, reference: Timing) -> float:
     """Median over repeats of ``value.samples[i] / reference.samples[i]`` (samples taken side by side)."""
     return statistics.median(v / r for v, r in zip(value.samples, reference.samples))

@@ -57,11 +57,14 @@ def value_path(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[B, T, W]``.
     """
-    attn = block.attn
+    return block.ls_1(block.attn.out_proj(value_projection(block.attn, block.ln_1(x))))
+
+
+def value_projection(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """The values of normalised tokens: the last third of the packed in-projection, ``[B, T, W] -> [B, T, W]``."""
     width = x.shape[-1]
-    weight_v = attn.in_proj_weight[2 * width :]
-    bias_v = attn.in_proj_bias[2 * width :] if attn.in_proj_bias is not None else None
-    return block.ls_1(attn.out_proj(F.linear(block.ln_1(x), weight_v, bias_v)))
+    bias = attn.in_proj_bias[2 * width :] if attn.in_proj_bias is not None else None
+    return F.linear(x, attn.in_proj_weight[2 * width :], bias)
 
 
 def attention_heads(attn: nn.MultiheadAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from splitmatch.clip.attention import multihead_attention
+from splitmatch.clip.attention import multihead_attention, value_projection
 
 MMSEG_NORM_EPS = 1e-6  # the LayerNorm eps of MaskCLIP's backbone config (norm_cfg LN, eps=1e-6)
 
@@ -48,11 +48,8 @@ def maskclip_value_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[B, T, W]``.
     """
-    attn = block.attn
-    width = x.shape[-1]
-    bias = attn.in_proj_bias[2 * width :] if attn.in_proj_bias is not None else None
-    values = F.linear(mmseg_norm(block.ln_1, x), attn.in_proj_weight[2 * width :], bias)
-    v = x + block.ls_1(attn.out_proj(values))
+    values = value_projection(block.attn, mmseg_norm(block.ln_1, x))
+    v = x + block.ls_1(block.attn.out_proj(values))
     return v + block.ls_2(exact_gelu_mlp(block.mlp, mmseg_norm(block.ln_2, v)))
 
 

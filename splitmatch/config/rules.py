@@ -255,16 +255,7 @@ def _check_relations(config: Any, error: type[Exception]) -> None:
     if data.ratio_range[0] > data.ratio_range[1]:
         raise error(f"data.ratio_range must be [low, high] with low <= high, got {data.ratio_range}")
     _check_class_selection(data, error)
-    if inference.stride > inference.window:
-        raise error(
-            f"inference.stride ({inference.stride}) must not exceed inference.window ({inference.window}): "
-            "windows would leave pixels out"
-        )
-    if inference.max_long_side < inference.short_side:
-        raise error(
-            f"inference.max_long_side ({inference.max_long_side}) must be at least inference.short_side "
-            f"({inference.short_side})"
-        )
+    check_inference_relations(inference, error)
     pseudo = config.pseudo
     if pseudo.min_area_per_scale and len(pseudo.min_area_per_scale) != len(pseudo.window_sizes):
         raise error(
@@ -317,25 +308,47 @@ def _check_transductive(config: Any, error: type[Exception]) -> None:
         )
 
 
-def _check_against_clip(config: Any, error: type[Exception]) -> None:
-    """Sizes that must fit the CLIP architecture: whole patches, existing blocks."""
+def check_inference_relations(inference: Any, error: type[Exception]) -> None:
+    """The ``inference`` section's values against each other: windows that cover every pixel, a
+    long-side bound no shorter than the short side (a trained model's and a training-free one's)."""
+    if inference.stride > inference.window:
+        raise error(
+            f"inference.stride ({inference.stride}) must not exceed inference.window ({inference.window}): "
+            "windows would leave pixels out"
+        )
+    if inference.max_long_side < inference.short_side:
+        raise error(
+            f"inference.max_long_side ({inference.max_long_side}) must be at least inference.short_side "
+            f"({inference.short_side})"
+        )
+
+
+def check_patch_multiples(sides: dict[str, int], arch: str, error: type[Exception]) -> int:
+    """Refuses a side (dotted key -> pixels) that is no multiple of the CLIP ``arch``'s patch, naming
+    the nearest that are; returns the number of blocks of ``arch``."""
     try:
-        patch, layers = clip_geometry(config.clip.arch)
+        patch, layers = clip_geometry(arch)
     except ArchitectureError as problem:
         raise error(f"clip.arch: {problem}") from None
+    for key, side in sides.items():
+        if side % patch:
+            lower, upper = max(patch, side // patch * patch), (side // patch + 1) * patch
+            raise error(
+                f"{key} must be a multiple of the CLIP patch size {patch} ({arch}), got {side} "
+                f"(nearest: {lower} or {upper})"
+            )
+    return layers
+
+
+def _check_against_clip(config: Any, error: type[Exception]) -> None:
+    """Sizes that must fit the CLIP architecture: whole patches, existing blocks."""
     sides = {
         "data.crop_size": config.data.crop_size,
         "inference.window": config.inference.window,
         "inference.short_side": config.inference.short_side,
         "pseudo.input_size": config.pseudo.input_size,
     }
-    for key, side in sides.items():
-        if side % patch:
-            lower, upper = max(patch, side // patch * patch), (side // patch + 1) * patch
-            raise error(
-                f"{key} must be a multiple of the CLIP patch size {patch} ({config.clip.arch}), got {side} "
-                f"(nearest: {lower} or {upper})"
-            )
+    layers = check_patch_multiples(sides, config.clip.arch, error)
     clip = config.clip
     if clip.prompt_layers > layers:
         raise error(

@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from splitmatch.config.architectures import ArchitectureError, clip_geometry
 from splitmatch.config.errors import ConfigError
 from splitmatch.config.loading import merge, parse_override
 from splitmatch.config.rules import (
@@ -33,6 +32,8 @@ from splitmatch.config.rules import (
     Range,
     Text,
     check_field,
+    check_inference_relations,
+    check_patch_multiples,
     config_fields,
     field_rules,
     setting,
@@ -95,27 +96,9 @@ class TrainingFreeConfig:
                 "clip.weights of a training-free model must name weights (a file, packaged:NAME or an open_clip "
                 "tag such as openai), got null: it would run on random weights nobody chose"
             )
-        inference = self.inference
-        if inference.stride > inference.window:
-            raise ConfigError(
-                f"inference.stride ({inference.stride}) must not exceed inference.window "
-                f"({inference.window}): windows would leave pixels out"
-            )
-        if inference.max_long_side < inference.short_side:
-            raise ConfigError(
-                f"inference.max_long_side ({inference.max_long_side}) must be at least "
-                f"inference.short_side ({inference.short_side})"
-            )
-        try:
-            patch, _ = clip_geometry(self.clip.arch)
-        except ArchitectureError as problem:
-            raise ConfigError(f"clip.arch: {problem}") from None
-        for key in ("window", "short_side"):
-            if getattr(inference, key) % patch:
-                raise ConfigError(
-                    f"inference.{key} must be a multiple of the CLIP patch size {patch} "
-                    f"({self.clip.arch}), got {getattr(inference, key)}"
-                )
+        check_inference_relations(self.inference, ConfigError)
+        sides = {f"inference.{key}": getattr(self.inference, key) for key in ("window", "short_side")}
+        check_patch_multiples(sides, self.clip.arch, ConfigError)
         return self
 
 
