@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 from splitmatch.commands.arguments import (
     add_command,
@@ -302,9 +303,9 @@ def _check_episode_options(args: argparse.Namespace) -> None:
 
 def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int:
     """``eval --episodes``: the checkpoint on one fold's binary test episodes (docs/benchmarks.md)."""
-    from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, EPISODE_SPLIT, read_episodes
+    from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT
     from splitmatch.data.fold_schemes import read_fold_scheme
-    from splitmatch.data.published_episodes import read_published_episodes
+    from splitmatch.data.published_episodes import fold_episodes
     from splitmatch.evaluation.episode_scoring import (
         DEFAULT_BACKGROUND_NAME,
         check_episode_names,
@@ -325,12 +326,9 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     fold_classes = scheme.fold(fold)
     count = args.episode_count or DEFAULT_EPISODE_COUNT
     background = DEFAULT_BACKGROUND_NAME if args.background_name is None else args.background_name
-    if args.episode_file is None:
-        episodes, source = read_episodes(folder, fold, count, scheme.name), f"the stored list of {count}"
-    else:  # a peer's list as it stands (docs/benchmarks.md#a-peers-episode-lists)
-        episodes, source = read_published_episodes(
-            args.episode_file, fold_classes, set(folder.stems(EPISODE_SPLIT)), count
-        )
+    # the stored list, or a peer's as it stands (docs/benchmarks.md#a-peers-episode-lists)
+    episode_file = None if args.episode_file is None else Path(args.episode_file)
+    episodes, source = fold_episodes(folder, scheme, fold, count, episode_file)
     check_episode_names(folder.classes, episodes, background)
     seen_in_training = [name for name in fold_classes if name in trained]
     if seen_in_training:

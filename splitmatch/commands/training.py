@@ -64,6 +64,12 @@ def add_folds_command(commands) -> None:
     )
     p.add_argument("--background-name", default="background", help="the name given beside each episode's class")
     add_peer_scoring_options(p, episode_file=False)
+    p.add_argument(
+        "--episode-files",
+        help="score each fold on a peer's list instead of the stored one, read as eval's --episode-file "
+        "reads it; {fold} stands for the fold number, e.g. hsnet/data/splits/pascal/val/fold{fold}.txt "
+        "(docs/benchmarks.md)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_folds)
 
@@ -80,14 +86,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_run_outputs(out: Path, config, config_file: str | None, summary: str | None = None) -> None:
+def check_run_outputs(
+    out: Path, config, config_file: str | None, summary: str | None = None, more_inputs: tuple = ()
+) -> None:
     """No file a run writes into ``out`` (nor the command's ``summary`` file beside the runs) may be
     a file the command reads: the config file, the CLIP weights, architecture and templates, the
-    dataset. A run's own ``config.yaml`` is left out: ``--resume`` reads it and writes it back."""
+    dataset, ``more_inputs``. A run's own ``config.yaml`` is left out: ``--resume`` reads it and
+    writes it back."""
     from splitmatch.storage.files import InputPaths
     from splitmatch.train.run_folder import LOCK_FILE, RUN_FILES
 
-    reads = InputPaths([*config_inputs(config), config_file])
+    reads = InputPaths([*config_inputs(config), config_file, *more_inputs])
     for name in (*RUN_FILES, LOCK_FILE):
         if name != "config.yaml":
             reads.check(out / name, "--out")
@@ -99,13 +108,16 @@ def cmd_folds(args: argparse.Namespace) -> int:
     from splitmatch.data.fold_schemes import read_fold_scheme
     from splitmatch.data.folder import DatasetFolder
     from splitmatch.storage.files import ensure_writable_folder
-    from splitmatch.train.fold_runs import RESULTS_FILE, format_folds_table, run_folds
+    from splitmatch.train.fold_runs import RESULTS_FILE, episode_files_of_folds, format_folds_table, run_folds
 
     config = command_config(args)
-    check_run_outputs(Path(args.out), config, args.config, RESULTS_FILE)
     scheme = read_fold_scheme(DatasetFolder(config.data.root), args.fold_scheme)
+    episode_files = tuple(
+        path for path in episode_files_of_folds(args.episode_files, scheme, args.folds).values() if path is not None
+    )
+    check_run_outputs(Path(args.out), config, args.config, RESULTS_FILE, episode_files)
     for fold in args.folds or range(len(scheme.folds)):
-        check_run_outputs(Path(args.out) / f"fold_{fold}", config, args.config)
+        check_run_outputs(Path(args.out) / f"fold_{fold}", config, args.config, more_inputs=episode_files)
     ensure_writable_folder(args.out)  # folds.json is written after every fold has trained
     summary = run_folds(
         config,
@@ -116,14 +128,21 @@ def cmd_folds(args: argparse.Namespace) -> int:
         args.background_name,
         progress=not args.quiet,
         episode_size=args.episode_size,
+        episode_files=args.episode_files,
     )
     if summary["transductive"]:
         print(TRANSDUCTIVE_NOTE + "; these are not inductive zero-shot numbers")
     unseen = "background (HSNet's convention)" if summary["unseen_pixels"] == "background" else "ignore"
     size = summary["episode_size"]
     scored = f" scored at {size} x {size}," if size else ""
+    listed = f"{summary['episode_count']} per fold"
+    if args.episode_files is not None:
+        listed = "; ".join(
+            f"fold {fold}: {result['episodes'].get('episode_source', args.episode_files)}"
+            for fold, result in summary["per_fold"].items()
+        )
     print(
-        f"unseen pixels in training: {unseen}; episodes: {summary['episode_count']} per fold,{scored} the model given "
+        f"unseen pixels in training: {unseen}; episodes: {listed},{scored} the model given "
         f"'{summary['background_name']}' and the class; mIoU(S), mIoU(U), hIoU: every class on the val split"
     )
     print(format_folds_table(summary))

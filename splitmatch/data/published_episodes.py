@@ -1,7 +1,7 @@
 """A peer's published test lists of PASCAL-5i and COCO-20i, read as they stand, and HSNet's COCO draw.
 
 So that a fold is scored on exactly the episodes a peer scored, these files are read (by
-``eval --episodes --episode-file`` and ``prepare --episode-lists``) besides this project's own
+``eval --episodes --episode-file`` and ``folds --episode-files``) besides this project's own
 ``<stem><TAB><class>`` lists (:mod:`splitmatch.data.episode_lists`):
 
 * **HSNet's PASCAL-5i pairs** (``data/splits/pascal/val/fold<i>.txt`` of juhongm999/hsnet): one
@@ -36,10 +36,11 @@ from splitmatch.data.episode_lists import (
     checked_episode,
     cycled_episodes,
     read_episode_file,
+    read_episodes,
     require_some,
 )
-from splitmatch.data.fold_schemes import COCO_CLASSES
-from splitmatch.data.folder import DatasetFormatError
+from splitmatch.data.fold_schemes import COCO_CLASSES, FoldScheme
+from splitmatch.data.folder import DatasetFolder, DatasetFormatError
 from splitmatch.storage.pickled_data import InvalidPickledDataError, read_pickled_data
 
 HSNET_SHOT = 1  # HSNet's test.py default (--nshot 1)
@@ -170,3 +171,18 @@ def read_published_episodes(
         return read_episode_file(path, fold_classes, stems), f"the episode list {path.name}, as it stands"
     pairs = read_hsnet_pascal_pairs(path, fold_classes, stems)
     return cycled_episodes(pairs, count), f"HSNet's {len(pairs)} pairs of {path.name}, cycled to {count} episodes"
+
+
+def fold_episodes(
+    folder: DatasetFolder, scheme: FoldScheme, fold: int, count: int, episode_file: Path | None = None
+) -> tuple[list[Episode], str]:
+    """One fold's test episodes and where they come from (to print and to record).
+
+    Args:
+        folder, scheme: the fold benchmark and its fold scheme.
+        episode_file: a peer's list for this fold (:func:`read_published_episodes`); ``None``: the
+            folder's stored list of ``count`` episodes.
+    """
+    if episode_file is None:
+        return read_episodes(folder, fold, count, scheme.name), f"the stored list of {count}"
+    return read_published_episodes(episode_file, scheme.fold(fold), set(folder.stems(EPISODE_SPLIT)), count)

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from splitmatch.config import ConfigError, ExperimentConfig, merge, resolve_paths
-from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT, read_episodes
+from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT
 from splitmatch.data.fold_schemes import FoldScheme, read_fold_scheme
 from splitmatch.data.folder import DatasetFolder
+from splitmatch.data.published_episodes import fold_episodes
 from splitmatch.device import resolve_device
 from splitmatch.evaluation.episode_scoring import (
     DEFAULT_BACKGROUND_NAME,
@@ -37,6 +38,7 @@ from splitmatch.evaluation.metrics import SUMMARY_KEYS
 from splitmatch.inference.segmentation import candidate_scoring
 from splitmatch.model import checkpoint as ckpt
 from splitmatch.model.build import build_segmentor
+from splitmatch.storage.digest import file_digest
 from splitmatch.storage.files import read_stored_result, write_json
 from splitmatch.train.run_folder import check_resumable
 from splitmatch.train.trainer import check_run, train
@@ -92,9 +94,13 @@ def episode_scores(
     device,
     progress: bool,
     episode_size: int | None = None,
+    episode_file: Path | None = None,
 ) -> dict:
     """The fold's episode scores of ``run_dir/model.safetensors``, stored beside it and reused while
-    the model and the settings are the same."""
+    the model, the settings and the episode list are the same.
+
+    ``episode_file``: a peer's list for this fold (``folds --episode-files``), scored as
+    ``eval --episodes --episode-file`` scores it; ``None``: the folder's stored list."""
     path = run_dir / "model.safetensors"
     record = ckpt.read_record(path)
     settings = {
@@ -107,6 +113,9 @@ def episode_scores(
         "episode_size": episode_size,
     }
     stored = run_dir / f"episodes_{scheme.name}_{count}.json"
+    if episode_file is not None:  # its own record, so that the stored list's scores stay
+        settings["episode_file_sha256"] = file_digest(episode_file)
+        stored = run_dir / f"episodes_{scheme.name}_{count}_file_{settings['episode_file_sha256'][:12]}.json"
     result = read_stored_result(stored, ("miou", "fb_iou"), "the episodes are scored again")
     if result is not None and all(result.get(key) == value for key, value in settings.items()):
         wrong = result.get("false_positives")
@@ -116,10 +125,11 @@ def episode_scores(
     ckpt.load_model_weights(model, path, record)
     model = model.to(device).eval()
     fold_classes = scheme.fold(fold)
+    episodes, source = fold_episodes(folder, scheme, fold, count, episode_file)
     evaluation = evaluate_episodes(
         model,
         folder,
-        read_episodes(folder, fold, count, scheme.name),
+        episodes,
         fold_classes,
         config.inference,
         background_name,
@@ -128,7 +138,7 @@ def episode_scores(
         progress=progress,
         score_size=episode_size,
     )
-    result = settings | {"fold_classes": list(fold_classes)} | evaluation_dict(evaluation)
+    result = settings | {"fold_classes": list(fold_classes), "episode_source": source} | evaluation_dict(evaluation)
     write_json(stored, result)
     return result
 
@@ -153,6 +163,7 @@ def run_folds(
     background_name: str = DEFAULT_BACKGROUND_NAME,
     progress: bool = True,
     episode_size: int | None = None,
+    episode_files: str | None = None,
 ) -> dict:
     """Trains and scores each fold in ``out/fold_<i>`` and writes ``out/folds.json``; returns its content.
 
@@ -161,13 +172,17 @@ def run_folds(
         folds: which folds (default all, in order).
         scheme: the fold scheme of ``folds.json`` (default the folder's).
         episode_size: score the episodes at ``N x N`` (HSNet's 400), not at the label's size.
+        episode_files: score each fold on a peer's list instead of the stored one: a path in
+            which ``{fold}`` stands for the fold number (HSNet's ``fold{fold}.txt``); a path
+            without it only when one fold is chosen (:func:`episode_file_of_fold`).
     """
     check_score_size(episode_size)  # before any fold trains
     out = Path(out)
     config = resolve_paths(config)
     folder = DatasetFolder(config.data.root)
     fold_scheme = read_fold_scheme(folder, scheme)
-    configs, finished = fold_plan(config, out, folder, fold_scheme, folds, episode_count, background_name)
+    files = episode_files_of_folds(episode_files, fold_scheme, folds)
+    configs, finished = fold_plan(config, out, folder, fold_scheme, folds, episode_count, background_name, files)
     chosen = list(configs)
     device = resolve_device("auto")
     results = {}
@@ -187,6 +202,7 @@ def run_folds(
             device,
             progress,
             episode_size,
+            files[fold],
         )
         results[fold] = {
             "classes": list(fold_scheme.fold(fold)),
@@ -199,6 +215,7 @@ def run_folds(
         "episode_count": episode_count,
         "background_name": background_name,
         "episode_size": episode_size,
+        "episode_files": episode_files,
         "unseen_pixels": config.data.unseen_pixels,
         "transductive": config.train.transductive,
         "mean": mean_over(results),
@@ -216,6 +233,7 @@ def fold_plan(
     folds: Sequence[int] | None,
     episode_count: int,
     background_name: str,
+    episode_files: dict[int, Path | None] | None = None,
 ) -> tuple[dict[int, ExperimentConfig], dict[int, dict | None]]:
     """Each chosen fold's config and its finished run's metrics (``None``: to train), after every
     check a fold would make before it trains or is scored: the fold numbers, the fold configs, every
@@ -227,7 +245,9 @@ def fold_plan(
         scheme.fold(fold)  # an unknown fold is refused before anything trains
     configs = {fold: fold_config(config, scheme, fold) for fold in chosen}
     for fold in chosen:  # every episode list, and the names given with it, before anything trains
-        check_episode_names(folder.classes, read_episodes(folder, fold, episode_count, scheme.name), background_name)
+        episode_file = (episode_files or {}).get(fold)
+        episodes, _ = fold_episodes(folder, scheme, fold, episode_count, episode_file)
+        check_episode_names(folder.classes, episodes, background_name)
     finished = {fold: finished_metrics(out / f"fold_{fold}", configs[fold]) for fold in chosen}
     images_checked = False
     for fold in chosen:
@@ -235,6 +255,27 @@ def fold_plan(
             check_run(configs[fold], out / f"fold_{fold}", resume=True, images=not images_checked)
             images_checked = True
     return configs, finished
+
+
+FOLD_FIELD = "{fold}"
+
+
+def episode_files_of_folds(
+    episode_files: str | Path | None, scheme: FoldScheme, folds: Sequence[int] | None
+) -> dict[int, Path | None]:
+    """Each chosen fold's peer list from ``folds --episode-files`` (``{fold}`` replaced by the fold
+    number), or ``None`` per fold when none is given. A path without ``{fold}`` would score every
+    fold on one fold's list, so it is taken only when one fold is chosen."""
+    chosen = list(range(len(scheme.folds))) if folds is None else list(folds)
+    if episode_files is None:
+        return dict.fromkeys(chosen)
+    episode_files = str(episode_files)
+    if FOLD_FIELD not in episode_files and len(chosen) != 1:
+        raise ConfigError(
+            f"--episode-files {episode_files!r} names one file for {len(chosen)} folds: put {FOLD_FIELD} "
+            "where the fold number goes (e.g. splits/pascal/val/fold{fold}.txt), or choose one fold with --folds"
+        )
+    return {fold: Path(episode_files.replace(FOLD_FIELD, str(fold))) for fold in chosen}
 
 
 def mean_over(results: dict[int, dict]) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from command_lines import episodes_args, tiny_folds_args
-from fold_folder import EPISODE_COUNT, FOLDS, SCHEME, make_fold_folder
+from fold_folder import EPISODE_COUNT, EPISODES, FOLDS, SCHEME, make_fold_folder
 
 from splitmatch.cli import main
 from splitmatch.config.presets import load_config
@@ -93,6 +93,64 @@ def test_stored_results_damaged_outside_the_program_are_computed_again(folds_run
                     assert again["per_fold"][fold][form][key] == pytest.approx(value, nan_ok=True), (fold, key)
     rescored = json.loads((out / "fold_1" / "eval.json").read_text())  # written whole again
     assert rescored["hiou"] == pytest.approx(summary["per_fold"]["1"]["generalized"]["hiou"], nan_ok=True)
+
+
+def test_each_fold_scored_on_a_peers_list_as_eval_scores_it(folds_run, tmp_path, capsys) -> None:
+    folder, finished = folds_run
+    out = Path(shutil.copytree(finished, tmp_path / "out"))
+    stored = {fold: (out / f"fold_{fold}" / f"episodes_{SCHEME}_{EPISODE_COUNT}.json").read_bytes() for fold in (0, 1)}
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    for fold, episodes in EPISODES.items():  # a shorter list per fold, in the <stem><TAB><class> form
+        (lists / f"fold{fold}.txt").write_text("".join(f"{stem}\t{name}\n" for stem, name in episodes[1:4]))
+    code, stdout, _ = run_folds(capsys, folder.root, out, "--episode-files", str(lists / "fold{fold}.txt"))
+    assert code == 0 and "fold 0: the episode list fold0.txt, as it stands" in stdout
+    summary = json.loads((out / "folds.json").read_text())
+    assert summary["episode_files"] == str(lists / "fold{fold}.txt")
+    for fold in (0, 1):
+        episodes = summary["per_fold"][str(fold)]["episodes"]
+        assert episodes["episodes"] == 3
+        run = out / f"fold_{fold}"
+        code = main(
+            episodes_args(
+                run / "model.safetensors", "--episode-file", lists / f"fold{fold}.txt", "--json", tmp_path / "e.json"
+            )
+        )
+        assert code == 0
+        check = json.loads((tmp_path / "e.json").read_text())
+        assert (episodes["miou"], episodes["fb_iou"]) == pytest.approx((check["miou"], check["fb_iou"]), nan_ok=True)
+        # the stored list's scores stay beside the peer list's
+        assert (run / f"episodes_{SCHEME}_{EPISODE_COUNT}.json").read_bytes() == stored[fold]
+    capsys.readouterr()
+    scores = sorted(out.rglob("episodes_*_file_*.json"))
+    assert len(scores) == 2
+    before = {path: path.stat().st_mtime_ns for path in scores}
+    assert run_folds(capsys, folder.root, out, "--episode-files", str(lists / "fold{fold}.txt"))[0] == 0
+    assert {path: path.stat().st_mtime_ns for path in scores} == before  # the same list is not scored again
+    (lists / "fold1.txt").write_text("val_000\tyellow\n")  # a changed list is
+    assert run_folds(capsys, folder.root, out, "--episode-files", str(lists / "fold{fold}.txt"))[0] == 0
+    assert json.loads((out / "folds.json").read_text())["per_fold"]["1"]["episodes"]["episodes"] == 1
+
+
+def test_peer_lists_are_checked_before_any_fold_trains(tmp_path, capsys) -> None:
+    folder = make_fold_folder(tmp_path / "data")
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "fold0.txt").write_text("val_000\tred\n")
+    (lists / "fold1.txt").write_text("val_000\tred\n")  # red is fold 0's class, not fold 1's
+    for files, message in (
+        (lists / "fold0.txt", "names one file for 2 folds: put {fold} where the fold number goes"),
+        (lists / "missing{fold}.txt", "missing0.txt does not exist"),
+        (lists / "fold{fold}.txt", "fold1.txt line 1: class 'red' is not one of this fold's classes"),
+    ):
+        code, _, stderr = run_folds(capsys, folder.root, tmp_path / "out", "--episode-files", str(files))
+        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (files, stderr)
+        assert not (tmp_path / "out").exists()  # no fold trained, no folder made
+    code, _, stderr = run_folds(
+        capsys, folder.root, tmp_path / "out", "--folds", "0", "--episode-files", str(tmp_path / "out" / "folds.json")
+    )
+    assert code == 2 and "folds.json" in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_every_fold_is_checked_before_the_first_trains(tmp_path, capsys) -> None:
