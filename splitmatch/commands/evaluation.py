@@ -329,7 +329,7 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
         episodes, source = read_episodes(folder, fold, count, scheme.name), f"the stored list of {count}"
     else:  # a peer's list as it stands (docs/benchmarks.md#a-peers-episode-lists)
         episodes, source = read_published_episodes(
-            args.episode_file, fold_classes, set(folder.stems(EPISODE_SPLIT)), count
+            args.episode_file, fold_classes, set(folder.stems(EPISODE_SPLIT)), args.episode_count
         )
     check_episode_names(folder.classes, episodes, background)
     seen_in_training = [name for name in fold_classes if name in trained]
