@@ -32,7 +32,10 @@ def add_eval_command(commands) -> None:
     from splitmatch.device import DEVICE_HELP
 
     p = add_command(
-        commands, "eval", help="evaluate a checkpoint or the training-free MaskCLIP, or score prediction PNGs"
+        commands,
+        "eval",
+        help="evaluate a checkpoint or a training-free model (MaskCLIP, ClearCLIP, SCLIP, NACLIP, SC-CLIP, the "
+        "value path), or score prediction PNGs",
     )
     p.add_argument("--checkpoint", help="model.safetensors (or a checkpoint) to evaluate")
     add_model_argument(p)

@@ -270,6 +270,7 @@ def _check_relations(config: Any, error: type[Exception]) -> None:
             f"({train.accumulate_steps}) micro-batches"
         )
     _check_transductive(config, error)
+    _check_switched_off(config, error)
     _check_against_clip(config, error)
     load_templates(config.clip.templates)  # a named set or a readable .json list: ConfigError names the problem
 
@@ -306,6 +307,26 @@ def _check_transductive(config: Any, error: type[Exception]) -> None:
             "train.transductive would name the benchmark's unseen classes to a proxy run (data.proxy.enabled), "
             "which never uses them; train the proxy inductively"
         )
+
+
+def _check_switched_off(config: Any, error: type[Exception]) -> None:
+    """Settings that act only under a switch (``train.transductive_*``, ``data.proxy.*``) are refused
+    away from their default while it is off: a run would ignore them without a word."""
+    groups = (
+        ("train.transductive", config.train.transductive, config.train, "train.", "transductive_"),
+        ("data.proxy.enabled", config.data.proxy.enabled, config.data.proxy, "data.proxy.", ""),
+    )
+    for switch, on, section, prefix, start in groups:
+        if on:
+            continue
+        defaults = type(section)()  # the dataclass's own defaults, what "not set" means
+        for field in dataclasses.fields(section):
+            name, value = field.name, getattr(section, field.name)
+            if name.startswith(start) and f"{prefix}{name}" != switch and value != getattr(defaults, name):
+                raise error(
+                    f"{prefix}{name}={shown(value)} applies only with {switch}=true, which is off: it would be "
+                    f"ignored; set {switch}=true or leave {prefix}{name} out"
+                )
 
 
 def check_inference_relations(inference: Any, error: type[Exception]) -> None:
