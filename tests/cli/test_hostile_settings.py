@@ -107,3 +107,17 @@ def test_eval_help_names_every_training_free_recipe(capsys):
     text = " ".join(capsys.readouterr().out.split())
     line = text[text.index("eval evaluate") : text.index("predict segment")]
     assert all(title in line for title in RECIPE_TITLES.values()), line
+
+
+def test_seeds_refuses_a_seed_of_the_config_and_empty_items(tiny_dataset, tmp_path, capsys):
+    """--set train.seed=5 was replaced by each seed without a word; '0,,1' was read as 0,1."""
+    out = tmp_path / "seeds"
+    args = ["seeds", *tiny_options(tiny_dataset.root, "train.seed=5"), "--seeds", "0,1", "--out", out]
+    assert "the config sets train.seed=5 itself (leave it unset)" in refused(capsys, args)
+    for seeds in ("0,,1", "0,", ",1"):
+        with pytest.raises(SystemExit):
+            main(["seeds", *tiny_options(tiny_dataset.root), "--seeds", seeds, "--out", str(out)])
+        assert f"--seeds: must be comma-separated seeds in 0..2**63-1, e.g. 0,1,2, got '{seeds}'" in (
+            capsys.readouterr().err
+        )
+    assert not out.exists()
