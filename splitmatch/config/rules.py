@@ -270,7 +270,6 @@ def _check_relations(config: Any, error: type[Exception]) -> None:
             f"({train.accumulate_steps}) micro-batches"
         )
     _check_transductive(config, error)
-    _check_switched_off(config, error)
     _check_against_clip(config, error)
     load_templates(config.clip.templates)  # a named set or a readable .json list: ConfigError names the problem
 
@@ -309,9 +308,11 @@ def _check_transductive(config: Any, error: type[Exception]) -> None:
         )
 
 
-def _check_switched_off(config: Any, error: type[Exception]) -> None:
+def check_switched_off(config: Any, error: type[Exception] = ConfigError) -> None:
     """Settings that act only under a switch (``train.transductive_*``, ``data.proxy.*``) are refused
-    away from their default while it is off: a run would ignore them without a word."""
+    away from their default while it is off: a run would ignore them without a word. Checked where a
+    user's config is built (:func:`~splitmatch.config.presets.load_config`), not where a stored one is
+    read, so a checkpoint or run recorded with such a setting still loads."""
     groups = (
         ("train.transductive", config.train.transductive, config.train, "train.", "transductive_"),
         ("data.proxy.enabled", config.data.proxy.enabled, config.data.proxy, "data.proxy.", ""),

@@ -41,6 +41,19 @@ def test_a_setting_of_a_switch_that_is_off_is_refused_not_ignored(tiny_dataset, 
     assert not run.exists()
 
 
+def test_a_stored_config_with_such_a_setting_still_loads() -> None:
+    """The rule is the command line's and load_config's: a checkpoint or run recorded before it,
+    with a setting of a switch that was off, still reads."""
+    import dataclasses
+
+    from splitmatch.config import from_dict, to_dict
+    from splitmatch.config.presets import preset
+
+    config = preset("tiny")
+    stored = dataclasses.replace(config, train=dataclasses.replace(config.train, transductive_start=0.3))
+    assert from_dict(to_dict(stored)).train.transductive_start == 0.3
+
+
 def test_proxy_given_twice_is_refused(tiny_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", *tiny_options(tiny_dataset.root, "data.proxy.enabled=false"), "--proxy", "--out", run]
