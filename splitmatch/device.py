@@ -23,6 +23,8 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 
     if isinstance(name, torch.device):
         device = name
+    elif isinstance(name, bool) or not isinstance(name, (str, int)):  # torch.device(None) is a TypeError of its own
+        raise ConfigError(f"device {name!r} is not a device name; expected {DEVICE_HELP}")
     elif name == "auto":
         device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     else:

@@ -25,11 +25,14 @@ def tiny_train_args(
     return ["train", *tiny_options(root, *settings, iterations=iterations, quiet=quiet), "--out", str(out)]
 
 
-def tiny_folds_args(root: Path, out: Path, *settings: str, iterations: int = 2) -> list[str]:
+def tiny_folds_args(
+    root: Path, out: Path, *settings: str, iterations: int = 2, episode_count: int | None = EPISODE_COUNT
+) -> list[str]:
     """``splitmatch folds`` with :func:`tiny_options` on a folder of ``make_fold_folder``, scored on its
-    lists of ``EPISODE_COUNT`` episodes, into ``out``."""
+    lists of ``episode_count`` episodes (``None``: no ``--episode-count``), into ``out``."""
     options = tiny_options(root, *settings, iterations=iterations)
-    return ["folds", *options, "--episode-count", str(EPISODE_COUNT), "--out", str(out)]
+    count = [] if episode_count is None else ["--episode-count", str(episode_count)]
+    return ["folds", *options, *count, "--out", str(out)]
 
 
 def cpu_eval_args(checkpoint: Path | str, *rest: Path | str) -> list[str]:

@@ -90,6 +90,8 @@ def packaged_weights(name: str) -> Path:
 def read_clip_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Reads a CLIP state dict from any supported file, never unpickling arbitrary objects."""
     path = Path(path)
+    if path.is_dir():
+        raise ClipWeightsError(f"CLIP weights file {path} is a folder; expected a .safetensors, .pt or .bin file")
     if not path.is_file():
         raise ClipWeightsError(
             f"CLIP weights file {path} does not exist: set clip.weights=openai to have open_clip download "

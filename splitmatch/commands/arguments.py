@@ -83,8 +83,8 @@ def distinct_integers(kind, what: str):
 
     def parse(text: str) -> list[int]:
         parts = [part.strip() for part in text.split(",")]
-        try:
-            values = [kind(part) for part in parts if part]
+        try:  # an empty part ('0,,1', '0,') is refused with the rest: the text is parsed whole
+            values = [kind(part) for part in parts]
         except argparse.ArgumentTypeError:
             raise argparse.ArgumentTypeError(
                 f"must be comma-separated {what}, e.g. 0,1,2, got '{printable(text, 60)}'"

@@ -33,7 +33,10 @@ def add_eval_command(commands) -> None:
     from splitmatch.device import DEVICE_HELP
 
     p = add_command(
-        commands, "eval", help="evaluate a checkpoint or the training-free MaskCLIP, or score prediction PNGs"
+        commands,
+        "eval",
+        help="evaluate a checkpoint or a training-free model (MaskCLIP, ClearCLIP, SCLIP, NACLIP, SC-CLIP, the "
+        "value path), or score prediction PNGs",
     )
     p.add_argument("--checkpoint", help="model.safetensors (or a checkpoint) to evaluate")
     add_model_argument(p)
@@ -303,7 +306,6 @@ def _check_episode_options(args: argparse.Namespace) -> None:
 
 def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int:
     """``eval --episodes``: the checkpoint on one fold's binary test episodes (docs/benchmarks.md)."""
-    from splitmatch.data.episode_lists import DEFAULT_EPISODE_COUNT
     from splitmatch.data.fold_schemes import read_fold_scheme
     from splitmatch.data.published_episodes import fold_episodes
     from splitmatch.evaluation.episode_scoring import (
@@ -324,11 +326,10 @@ def _eval_episodes(args: argparse.Namespace, model, record: dict, config) -> int
     trained = names_trained_on(record)
     fold = args.fold if args.fold is not None else _checkpoint_fold(scheme, record)
     fold_classes = scheme.fold(fold)
-    count = args.episode_count or DEFAULT_EPISODE_COUNT
     background = DEFAULT_BACKGROUND_NAME if args.background_name is None else args.background_name
     # the stored list, or a peer's as it stands (docs/benchmarks.md#a-peers-episode-lists)
     episode_file = None if args.episode_file is None else Path(args.episode_file)
-    episodes, source = fold_episodes(folder, scheme, fold, count, episode_file)
+    episodes, source = fold_episodes(folder, scheme, fold, args.episode_count, episode_file)
     check_episode_names(folder.classes, episodes, background)
     seen_in_training = [name for name in fold_classes if name in trained]
     if seen_in_training:

@@ -39,7 +39,7 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
     from splitmatch import distributed as dist
     from splitmatch.data.experiment_folder import open_dataset
     from splitmatch.model.build import build_segmentor
-    from splitmatch.pseudo.build_cache import fill_cache, open_cache
+    from splitmatch.pseudo.build_cache import check_cache_folder, fill_cache, open_cache
     from splitmatch.train.reproducibility import seed_everything
 
     if (args.json or args.figure) and not args.evaluate:
@@ -56,6 +56,7 @@ def cmd_pseudo_masks(args: argparse.Namespace) -> int:
         raise UsageError("--figure draws the full labels, the benchmark's unseen classes included: not with --proxy")
     _check_report_outputs(args, config)
     folder = open_dataset(config.data)  # with --proxy: the held-out seen classes are unannotated too
+    check_cache_folder(config.pseudo, folder.root)
     folder.samples(split)  # the split's list and files, before the cache folder is made
     # Under torchrun the ranks share the work, each on its own device, as training does.
     device = dist.setup_from_environment() if dist.launched_by_torchrun() else command_device(args)

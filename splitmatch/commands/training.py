@@ -59,8 +59,8 @@ def add_folds_command(commands) -> None:
     p.add_argument(
         "--episode-count",
         type=episode_count,
-        default=1000,
-        help="which stored episode list per fold, by length (5000 when prepared with --episodes 1000,5000)",
+        help="which stored episode list per fold, by length (5000 when prepared with --episodes 1000,5000); "
+        "with --episode-files, how many episodes a pairs file or HSNet's pickle stands for (default: 1000)",
     )
     p.add_argument("--background-name", default="background", help="the name given beside each episode's class")
     add_peer_scoring_options(p, episode_file=False)

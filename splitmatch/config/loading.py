@@ -112,7 +112,7 @@ def merge(config: Any, updates: dict, prefix: str = "") -> Any:
     return dataclasses.replace(config, **changes)
 
 
-MAX_KEY_PARTS = 8  # the deepest config key is section.field; a longer one names nothing
+MAX_KEY_PARTS = 8  # the deepest config key is data.proxy.count, three parts; a longer one names nothing
 
 
 def parse_override(text: str) -> dict:
@@ -126,7 +126,9 @@ def parse_override(text: str) -> dict:
         value = load_bounded(raw, f"the value of override {quoted}") if raw.strip() else ""
     parts = key.strip().split(".")
     if len(parts) > MAX_KEY_PARTS:
-        raise ConfigError(f"override {quoted} has a key of {len(parts)} parts; config keys have at most two")
+        raise ConfigError(
+            f"override {quoted} has a key of {len(parts)} parts; config keys have at most three (data.proxy.count)"
+        )
     nested: dict = value
     for part in reversed(parts):
         if not part:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from splitmatch.config.errors import ConfigError, shown
 from splitmatch.config.loading import merge, parse_override, read_yaml, resolve_paths
+from splitmatch.config.rules import check_switched_off
 from splitmatch.config.schema import (
     ClipConfig,
     DataConfig,
@@ -257,4 +258,6 @@ def load_config(
     for override in overrides or []:
         config = merge(config, parse_override(override))
     # given_paths records how this build spelled its paths, not how an earlier one did.
-    return resolve_paths(dataclasses.replace(config, given_paths={})).validate()
+    config = resolve_paths(dataclasses.replace(config, given_paths={})).validate()
+    check_switched_off(config)
+    return config

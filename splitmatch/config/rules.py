@@ -308,6 +308,28 @@ def _check_transductive(config: Any, error: type[Exception]) -> None:
         )
 
 
+def check_switched_off(config: Any, error: type[Exception] = ConfigError) -> None:
+    """Settings that act only under a switch (``train.transductive_*``, ``data.proxy.*``) are refused
+    away from their default while it is off: a run would ignore them without a word. Checked where a
+    user's config is built (:func:`~splitmatch.config.presets.load_config`), not where a stored one is
+    read, so a checkpoint or run recorded with such a setting still loads."""
+    groups = (
+        ("train.transductive", config.train.transductive, config.train, "train.", "transductive_"),
+        ("data.proxy.enabled", config.data.proxy.enabled, config.data.proxy, "data.proxy.", ""),
+    )
+    for switch, on, section, prefix, start in groups:
+        if on:
+            continue
+        defaults = type(section)()  # the dataclass's own defaults, what "not set" means
+        for field in dataclasses.fields(section):
+            name, value = field.name, getattr(section, field.name)
+            if name.startswith(start) and f"{prefix}{name}" != switch and value != getattr(defaults, name):
+                raise error(
+                    f"{prefix}{name}={shown(value)} applies only with {switch}=true, which is off: it would be "
+                    f"ignored; set {switch}=true or leave {prefix}{name} out"
+                )
+
+
 def check_inference_relations(inference: Any, error: type[Exception]) -> None:
     """The ``inference`` section's values against each other: windows that cover every pixel, a
     long-side bound no shorter than the short side (a trained model's and a training-free one's)."""

@@ -179,4 +179,12 @@ def training_free_config(
                 f"(clip: arch, weights, templates, pos_interpolation), got '{text}'"
             )
         config = merge(config, parse_override(text))
-    return config.validate()
+    config.validate()
+    chosen = TRAINING_FREE_PRESETS[preset_name]().recipe.name
+    if config.recipe.name != chosen:  # the preset's templates, scale and protocol are the chosen recipe's
+        instead = preset_name.replace(chosen, config.recipe.name, 1)
+        raise ConfigError(
+            f"recipe.name={config.recipe.name!r} in {source} contradicts the model {name!r}, whose recipe is "
+            f"{chosen!r}: choose the recipe by the model's name (e.g. {instead}), not by {source}"
+        )
+    return config

@@ -14,7 +14,7 @@ The built-in vocabularies (VOC, COCO-Stuff, Context-59) are :mod:`splitmatch.dat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -283,6 +283,14 @@ def class_texts(entries: Sequence[ClassEntry], where: str = "class names") -> tu
     repeated in one class and a synonym that is another class's name (which class would it mean?)."""
     if isinstance(entries, (str, bytes, bytearray, Mapping)) or not isinstance(entries, Iterable):
         raise ArgumentTypeError(f"{where}: expected a list of class names, got {printable(repr(entries), 80)}")
+    # Labels are indices into the list: a set has no order to index, and a generator would be used
+    # up by the first of the several reads a vocabulary gets (it then looked like no names at all).
+    if isinstance(entries, (Set, Iterator)):
+        kind = "a set has no order" if isinstance(entries, Set) else "an iterator can be read once"
+        raise ArgumentTypeError(
+            f"{where}: expected a list of class names (labels are indices into it), got a {type(entries).__name__}: "
+            f"{kind}; pass a list"
+        )
     texts = tuple(
         (entry,) if isinstance(entry, (str, bytes)) or not isinstance(entry, Iterable) else tuple(entry)
         for entry in entries

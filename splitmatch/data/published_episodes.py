@@ -31,6 +31,7 @@ import numpy as np
 
 from splitmatch.data.class_lists import VOC_CLASSES
 from splitmatch.data.episode_lists import (
+    DEFAULT_EPISODE_COUNT,
     EPISODE_SPLIT,
     Episode,
     checked_episode,
@@ -77,7 +78,9 @@ def read_hsnet_pascal_pairs(path: Path, fold_classes: Collection[str], stems: Co
     pairs = []
     for number, line in enumerate(text.split("\n")[:-1], start=1):
         stem, _, class_text = line.partition("__")
-        if not stem or not class_text.isdigit() or not 1 <= int(class_text) <= len(VOC_CLASSES):
+        # ASCII digits only: str.isdigit() also takes '¹' (which int() refuses) and other scripts' digits.
+        digits = class_text.isascii() and class_text.isdigit()
+        if not stem or not digits or not 1 <= int(class_text) <= len(VOC_CLASSES):
             raise DatasetFormatError(
                 f"{path} line {number}: expected '<stem>__<VOC class id 01..20>', got {line[:80]!r}"
             )
@@ -99,6 +102,12 @@ def read_hsnet_coco_lists(path: Path, fold_classes: Sequence[str], stems: Collec
         raise DatasetFormatError(f"{path} is not HSNet's per-class image lists: {error}") from None
     if not isinstance(data, dict) or not all(isinstance(k, int) and not isinstance(k, bool) for k in data):
         raise DatasetFormatError(f"{path} is not HSNet's per-class image lists: expected a dict from class ids")
+    foreign = [name for name in fold_classes if name not in COCO_CLASSES]
+    if foreign:  # HSNet's lists are keyed by COCO's class ids: another dataset's folds have none
+        raise DatasetFormatError(
+            f"{path} is HSNet's COCO-20i per-class lists, keyed by COCO's class ids, but the fold's classes "
+            f"{', '.join(map(repr, foreign[:3]))} are not COCO classes; give a <stem><TAB><class> list instead"
+        )
     lists = {}
     for class_name in fold_classes:
         class_id = COCO_CLASSES.index(class_name)
@@ -144,15 +153,17 @@ def hsnet_coco_draw(
 
 
 def read_published_episodes(
-    path: Path, fold_classes: Sequence[str], stems: Collection[str], count: int
+    path: Path, fold_classes: Sequence[str], stems: Collection[str], count: int | None = None
 ) -> tuple[list[Episode], str]:
     """The ``count`` episodes a list file stands for, and what kind of file it was (to print).
 
     ``.pkl``: HSNet's COCO-20i per-class lists, drawn as HSNet draws; a text file of
     ``<stem>__<id>`` lines: HSNet's PASCAL-5i pairs, cycled; of ``<stem><TAB><class>`` lines: a
-    list as ``prepare`` writes them, as it stands (then ``count`` is not used).
+    list as ``prepare`` writes them, as it stands. ``count`` (``None``: 1,000, as HSNet) is how many
+    to draw or cycle; a list that stands as it is refuses one, which would otherwise go unused.
     """
     path = Path(path)
+    given, count = count, DEFAULT_EPISODE_COUNT if count is None else count
     if path.suffix == ".pkl":
         episodes = hsnet_coco_draw(read_hsnet_coco_lists(path, fold_classes, stems), count)
         return episodes, f"HSNet's per-class lists {path.name}, {count} episodes drawn as HSNet's test.py does"
@@ -168,21 +179,28 @@ def read_published_episodes(
     except UnicodeDecodeError as error:
         raise DatasetFormatError(f"episode list {path} is not UTF-8 text ({error.reason})") from None
     if "\t" in first:
+        if given is not None:
+            raise DatasetFormatError(
+                f"episode list {path} is scored as it stands (<stem><TAB><class> lines): an episode count "
+                f"({given}) would not be used; leave it out"
+            )
         return read_episode_file(path, fold_classes, stems), f"the episode list {path.name}, as it stands"
     pairs = read_hsnet_pascal_pairs(path, fold_classes, stems)
     return cycled_episodes(pairs, count), f"HSNet's {len(pairs)} pairs of {path.name}, cycled to {count} episodes"
 
 
 def fold_episodes(
-    folder: DatasetFolder, scheme: FoldScheme, fold: int, count: int, episode_file: Path | None = None
+    folder: DatasetFolder, scheme: FoldScheme, fold: int, count: int | None, episode_file: Path | None = None
 ) -> tuple[list[Episode], str]:
     """One fold's test episodes and where they come from (to print and to record).
 
     Args:
         folder, scheme: the fold benchmark and its fold scheme.
+        count: the user's episode count, ``None`` when not given (1,000 then, as HSNet).
         episode_file: a peer's list for this fold (:func:`read_published_episodes`); ``None``: the
             folder's stored list of ``count`` episodes.
     """
     if episode_file is None:
+        count = DEFAULT_EPISODE_COUNT if count is None else count
         return read_episodes(folder, fold, count, scheme.name), f"the stored list of {count}"
     return read_published_episodes(episode_file, scheme.fold(fold), set(folder.stems(EPISODE_SPLIT)), count)

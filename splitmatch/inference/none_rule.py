@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from splitmatch.data.classes import validate_class_names
 from splitmatch.errors import ArgumentTypeError, ArgumentValueError
 
 
@@ -51,6 +52,11 @@ class NoneOfThese:
             raise ArgumentTypeError(f"background prompts must be a list of names, got {self.background!r}")
         if any(not isinstance(prompt, str) or not prompt.strip() for prompt in self.background):
             raise ArgumentValueError(f"background prompts must be non-empty names, got {list(self.background)!r}")
+        # They become class names of the label map (the label) or text prompts: the same rules as any
+        # name (length, no control characters that a terminal or a PNG's name list would carry).
+        validate_class_names([self.label], where="the none-of-these label")
+        if self.background:
+            validate_class_names(list(self.background), where="the none-of-these background prompts")
         if not self.below and not self.background:
             raise ArgumentValueError(
                 "the none-of-these rule needs a threshold (below > 0) or background prompts, or both"

@@ -55,6 +55,8 @@ def checkpoint_file(checkpoint: str | Path) -> Path:
     """A checkpoint argument as a file: ``packaged:NAME`` is looked up in the package, a path is a path."""
     if packaged.is_packaged_name(checkpoint):
         return packaged_model_path(checkpoint)
+    if isinstance(checkpoint, str) and not checkpoint.strip():  # Path("") is ".", the working folder
+        raise CheckpointError(f"checkpoint {checkpoint!r}: an empty path; expected a checkpoint file or packaged:NAME")
     return Path(checkpoint)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,11 @@ def as_rgb_array(image: ImageInput) -> np.ndarray:
 
 def _check_settings(settings: Sequence[str]) -> None:
     """``settings`` is a list of ``key=value`` texts: one text alone would be read letter by letter."""
-    if isinstance(settings, (str, bytes)) or not all(isinstance(text, str) for text in settings):
+    if (
+        isinstance(settings, (str, bytes))
+        or not isinstance(settings, Sequence)
+        or not all(isinstance(text, str) for text in settings)
+    ):
         raise ArgumentTypeError(f"settings must be a list of 'key=value' texts, got {printable(repr(settings), 60)}")
 
 
@@ -218,7 +223,7 @@ class Predictor:
             image as shown (after the EXIF orientation): ``uint8`` for up to 255 labels, else
             ``uint16`` (the types of label PNGs). For a list, a list of them.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
             raise ArgumentValueError(f"batch_size must be a positive integer, got {printable(repr(batch_size), 60)}")
         texts = class_texts(class_names, where="class_names")  # checked as given, before the none rule's prompts join
         if none is not None:

@@ -119,6 +119,8 @@ def read_instances(path: Path) -> tuple[dict[str, ImageRecord], dict[int, int]]:
     by_id: dict[int, dict] = {}
     for image in _field(data, "images", list, str(path)):
         image_id = _field(image, "id", int, f"{path}: an image")
+        if image_id in by_id:  # the second would replace the first, dropping an image without a word
+            raise DatasetFormatError(f"{path}: image id {image_id} is listed twice")
         by_id[image_id] = {"record": image, "annotations": []}
     for annotation in _field(data, "annotations", list, str(path)):
         where = f"{path}: annotation {annotation.get('id') if isinstance(annotation, dict) else '?'}"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from splitmatch.distributed import all_reduce_sum, is_main_process, rank, world_
 from splitmatch.pseudo.cache import PseudoMaskCache
 from splitmatch.pseudo.generator import GENERATOR_VERSION, PseudoMaskGenerator
 from splitmatch.storage.digest import tensor_digest
+from splitmatch.storage.files import InputPaths, OutputIsInputError
 
 # pseudo.* keys that do not change what is cached.
 TRAINING_ONLY_KEYS = ("cache_dir", "min_crop_area")
@@ -46,6 +49,25 @@ def cache_fingerprint(
         "classes": list(classes.names),
         "unseen": sorted(classes.unseen),
     }
+
+
+# What a dataset folder holds besides its caches: a pseudo.cache_dir among them would write entries
+# into the dataset (or over its files); its own pseudo_masks/ folder is where caches belong.
+DATASET_PARTS = ("classes.json", "splits", "images", "labels", "folds.json", "episodes", "world.json")
+
+
+def check_cache_folder(pseudo: PseudoMaskConfig, root: Path) -> None:
+    """Refuses a ``pseudo.cache_dir`` that is, holds or lies inside a part of the dataset folder ``root``
+    (its images, labels, lists): entries would be written among the dataset's files. Writes nothing."""
+    if pseudo.cache_dir is None:
+        return
+    cache = Path(pseudo.cache_dir)
+    if Path(os.path.realpath(root)).is_relative_to(os.path.realpath(cache)):
+        raise OutputIsInputError(
+            f"pseudo.cache_dir {cache} holds the dataset folder {root}, which this command reads: its entries "
+            f"would be written among the dataset's files; choose a folder of its own, e.g. {root}/pseudo_masks/NAME"
+        )
+    InputPaths([root / name for name in DATASET_PARTS]).check(cache, "pseudo.cache_dir")
 
 
 def open_cache(

@@ -89,7 +89,7 @@ def episode_scores(
     folder: DatasetFolder,
     scheme: FoldScheme,
     fold: int,
-    count: int,
+    count: int | None,
     background_name: str,
     device,
     progress: bool,
@@ -101,6 +101,7 @@ def episode_scores(
 
     ``episode_file``: a peer's list for this fold (``folds --episode-files``), scored as
     ``eval --episodes --episode-file`` scores it; ``None``: the folder's stored list."""
+    given_count, count = count, DEFAULT_EPISODE_COUNT if count is None else count
     path = run_dir / "model.safetensors"
     record = ckpt.read_record(path)
     settings = {
@@ -125,7 +126,7 @@ def episode_scores(
     ckpt.load_model_weights(model, path, record)
     model = model.to(device).eval()
     fold_classes = scheme.fold(fold)
-    episodes, source = fold_episodes(folder, scheme, fold, count, episode_file)
+    episodes, source = fold_episodes(folder, scheme, fold, given_count, episode_file)
     evaluation = evaluate_episodes(
         model,
         folder,
@@ -159,7 +160,7 @@ def run_folds(
     out: str | Path,
     folds: Sequence[int] | None = None,
     scheme: str | None = None,
-    episode_count: int = DEFAULT_EPISODE_COUNT,
+    episode_count: int | None = None,
     background_name: str = DEFAULT_BACKGROUND_NAME,
     progress: bool = True,
     episode_size: int | None = None,
@@ -171,6 +172,8 @@ def run_folds(
         config: the experiment; ``data.root`` is a folder with ``folds.json`` and episode lists.
         folds: which folds (default all, in order).
         scheme: the fold scheme of ``folds.json`` (default the folder's).
+        episode_count: which stored list, by length, or how many episodes a peer's pairs file or
+            pickle stands for (``None``: 1,000; refused beside a list scored as it stands).
         episode_size: score the episodes at ``N x N`` (HSNet's 400), not at the label's size.
         episode_files: score each fold on a peer's list instead of the stored one: a path in
             which ``{fold}`` stands for the fold number (HSNet's ``fold{fold}.txt``); a path
@@ -212,7 +215,7 @@ def run_folds(
     summary = {
         "scheme": fold_scheme.name,
         "folds": chosen,
-        "episode_count": episode_count,
+        "episode_count": DEFAULT_EPISODE_COUNT if episode_count is None else episode_count,
         "background_name": background_name,
         "episode_size": episode_size,
         "episode_files": episode_files,
@@ -231,7 +234,7 @@ def fold_plan(
     folder: DatasetFolder,
     scheme: FoldScheme,
     folds: Sequence[int] | None,
-    episode_count: int,
+    episode_count: int | None,
     background_name: str,
     episode_files: dict[int, Path | None] | None = None,
 ) -> tuple[dict[int, ExperimentConfig], dict[int, dict | None]]:

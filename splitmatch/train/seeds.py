@@ -48,6 +48,11 @@ def seed_configs(config: ExperimentConfig, seeds: list[int], out: str | Path) ->
     """
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be distinct and at least one, got {list(seeds)[:20]}")
+    if config.train.seed != type(config.train)().seed:  # each run's seed replaces it: it would go unused
+        raise ConfigError(
+            f"seeds sets train.seed to each seed; the config sets train.seed={config.train.seed} itself "
+            "(leave it unset)"
+        )
     configs = {seed: merge(config, {"train": {"seed": seed}}).validate() for seed in seeds}
     for index, (seed, seed_config) in enumerate(configs.items()):
         # resume=True: an empty folder starts afresh, a run that was cut short continues.

@@ -35,7 +35,7 @@ from splitmatch.inference.segmentation import candidate_scoring
 from splitmatch.model import checkpoint as ckpt
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.segmentor import SplitMatchSegmentor
-from splitmatch.pseudo.build_cache import fill_cache, open_cache
+from splitmatch.pseudo.build_cache import check_cache_folder, fill_cache, open_cache
 from splitmatch.pseudo.cache import PseudoMaskCache
 from splitmatch.train import state
 from splitmatch.train.data import build_loader, build_train_dataset, pad_colour
@@ -221,6 +221,7 @@ def check_inputs(config: ExperimentConfig, folder: ExperimentFolder, images: boo
             f"{folder.root} does not have (classes: {', '.join(folder.classes.names[:8])}...); use ignore"
         )
     check_transductive(config.train, folder.classes)
+    check_cache_folder(config.pseudo, folder.root)
     splits = (config.data.train_split, folder.evaluation_split(config.data.val_split))
     train, processes = config.train, dist.world_size()
     if train.batch_size % processes:

@@ -144,6 +144,27 @@ def test_a_list_in_the_stored_format_is_read_as_it_stands(tmp_path) -> None:
     episodes = [Episode("2007_000129", "bird"), Episode("2007_000033", "aeroplane")]
     path = tmp_path / "mine.txt"
     path.write_text(episode_file_text(episodes, ["two episodes"]))
-    assert read_published_episodes(path, PASCAL_FOLD0, PASCAL_STEMS, 1000)[0] == episodes
+    assert read_published_episodes(path, PASCAL_FOLD0, PASCAL_STEMS)[0] == episodes
+    # A count would go unused on a list scored as it stands: refused, not ignored (eval --episode-count).
+    with pytest.raises(DatasetFormatError, match=r"mine\.txt is scored as it stands .*\(5\) would not be used"):
+        read_published_episodes(path, PASCAL_FOLD0, PASCAL_STEMS, 5)
     with pytest.raises(DatasetFormatError, match=r"episode list .*nothing\.txt does not exist"):
         read_published_episodes(tmp_path / "nothing.txt", PASCAL_FOLD0, PASCAL_STEMS, 1000)
+
+
+@pytest.mark.parametrize("class_text", ["\u00b9", "\u0660\u0665", "+5", " 5"])
+def test_a_pairs_line_whose_class_id_is_not_ascii_digits_is_one_line(tmp_path, class_text) -> None:
+    """'¹' passes str.isdigit() but not int(): it was a ValueError with a traceback; Arabic-Indic
+    digits were read as VOC id 5."""
+    path = tmp_path / "fold0.txt"
+    path.write_text(f"2007_000033__01\n2007_000061__{class_text}\n", encoding="utf-8")
+    with pytest.raises(DatasetFormatError, match=r"fold0\.txt line 2: expected '<stem>__<VOC class id 01\.\.20>'"):
+        read_hsnet_pascal_pairs(path, PASCAL_FOLD0, PASCAL_STEMS)
+
+
+def test_hsnet_coco_lists_for_a_fold_of_other_classes_is_one_line(tmp_path) -> None:
+    """A world or PASCAL fold has no COCO class ids: it was a ValueError of tuple.index with a traceback."""
+    path = tmp_path / "fold0.pkl"
+    path.write_bytes(pickle.dumps({0: ["val2014/COCO_val2014_000000000001.jpg"]}))
+    with pytest.raises(DatasetFormatError, match=r"classes 'aeroplane' are not COCO classes"):
+        read_published_episodes(path, PASCAL_FOLD0, PASCAL_STEMS, 10)

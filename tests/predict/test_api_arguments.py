@@ -57,6 +57,10 @@ def test_images_without_pixels_or_of_another_kind_are_value_errors(predictor, im
         (b"cat", "expected a list of class names, got b'cat'"),
         (None, "expected a list of class names, got None"),
         ({"cat": 1}, "expected a list of class names"),
+        # Labels index the list: a set has no order (it was taken in hash order), and a generator was
+        # used up by the first read (then "no class names given").
+        ({"cat", "dog"}, "got a set: a set has no order; pass a list"),
+        ((name for name in ["cat", "dog"]), "got a generator: an iterator can be read once"),
     ],
 )
 def test_class_names_that_are_not_text_are_type_errors(predictor, names, named):
@@ -73,6 +77,15 @@ def test_other_arguments_are_named(predictor, untrained_checkpoint):
         refused(ValueError, lambda value=value: predictor.segments(IMAGE, ["a"], threshold=value), "threshold")
         refused(ValueError, lambda value=value: predictor.segments(IMAGE, ["a"], overlap=value), "overlap")
     refused(TypeError, lambda: Predictor.from_checkpoint(None), "path must be a checkpoint file")
+    refused(ValueError, lambda: Predictor.from_checkpoint(""), "checkpoint '': an empty path")  # was "checkpoint ."
+    refused(ValueError, lambda: Predictor.from_checkpoint(untrained_checkpoint, None), "device None is not a device")
+    refused(
+        TypeError,
+        lambda: Predictor.from_checkpoint(untrained_checkpoint, "cpu", settings=None),
+        "settings must be a list of 'key=value' texts, got None",
+    )
+    labels = predictor.predict([IMAGE], ["a"], batch_size=np.int64(2))  # a NumPy integer is a positive integer
+    assert labels[0].shape == IMAGE.shape[:2]
     refused(
         TypeError,
         lambda: Predictor.from_checkpoint(untrained_checkpoint, "cpu", "inference.mode=whole"),

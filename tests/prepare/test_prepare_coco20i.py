@@ -277,6 +277,11 @@ def test_coco20i_refuses_bad_annotation_files_by_name(coco2014, tmp_path) -> Non
     path.write_text(json.dumps(broken))
     with pytest.raises(DatasetFormatError, match=r"annotation \d+ has category_id 12, not a COCO class"):
         prepare_coco20i(coco2014, tmp_path / "c", progress=False, allow_partial=True)
+    broken = json.loads(json.dumps(data))
+    broken["images"].append(broken["images"][0] | {"file_name": "COCO_val2014_000000000009.jpg"})
+    path.write_text(json.dumps(broken))  # the second image of id 1 silently replaced the first
+    with pytest.raises(DatasetFormatError, match=r"instances_val2014\.json: image id 1 is listed twice"):
+        prepare_coco20i(coco2014, tmp_path / "f", progress=False, allow_partial=True)
     path.write_text(json.dumps(data))
     (coco2014 / "val2014" / "COCO_val2014_000000000001.jpg").unlink()
     with pytest.raises(DatasetFormatError, match=r"listed by .*instances_val2014\.json are missing: val2014/COCO_val"):

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from command_lines import episodes_args, tiny_folds_args
+from command_lines import cpu_eval_args, episodes_args, tiny_folds_args
 from fold_folder import EPISODE_COUNT, EPISODES, FOLDS, SCHEME, make_fold_folder
 
 from splitmatch.cli import main
@@ -18,7 +18,10 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def run_folds(capsys, root, out, *extra) -> tuple[int, str, str]:
-    code = main([*tiny_folds_args(root, out, "train.checkpoint_every=2"), *extra])
+    """``folds`` on the tiny preset; with ``--episode-files`` in ``extra``, no ``--episode-count`` (a
+    list scored as it stands refuses one)."""
+    count = None if "--episode-files" in extra else EPISODE_COUNT
+    code = main([*tiny_folds_args(root, out, "train.checkpoint_every=2", episode_count=count), *extra])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -112,8 +115,13 @@ def test_each_fold_scored_on_a_peers_list_as_eval_scores_it(folds_run, tmp_path,
         assert episodes["episodes"] == 3
         run = out / f"fold_{fold}"
         code = main(
-            episodes_args(
-                run / "model.safetensors", "--episode-file", lists / f"fold{fold}.txt", "--json", tmp_path / "e.json"
+            cpu_eval_args(
+                run / "model.safetensors",
+                "--episodes",
+                "--episode-file",
+                lists / f"fold{fold}.txt",
+                "--json",
+                tmp_path / "e.json",
             )
         )
         assert code == 0
@@ -142,8 +150,10 @@ def test_peer_lists_are_checked_before_any_fold_trains(tmp_path, capsys) -> None
         (lists / "fold0.txt", "names one file for 2 folds: put {fold} where the fold number goes"),
         (lists / "missing{fold}.txt", "missing0.txt does not exist"),
         (lists / "fold{fold}.txt", "fold1.txt line 1: class 'red' is not one of this fold's classes"),
+        (f"{lists / 'fold{fold}.txt'} --episode-count 5", "an episode count (5) would not be used"),
     ):
-        code, _, stderr = run_folds(capsys, folder.root, tmp_path / "out", "--episode-files", str(files))
+        path, *more = str(files).split(" ")
+        code, _, stderr = run_folds(capsys, folder.root, tmp_path / "out", "--episode-files", path, *more)
         assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (files, stderr)
         assert not (tmp_path / "out").exists()  # no fold trained, no folder made
     code, _, stderr = run_folds(
