@@ -99,11 +99,14 @@ def distinct_integers(kind, what: str):
 
 def episode_counts(text: str) -> tuple[int, ...]:
     try:
-        return tuple(dict.fromkeys(episode_count(part.strip()) for part in text.split(",")))
+        counts = tuple(episode_count(part.strip()) for part in text.split(","))
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"must be episode counts in 1..1,000,000 separated by commas, got '{printable(text, 60)}'"
         ) from None
+    if len(set(counts)) != len(counts):  # one list per length: a repeat is a typo, not a second list
+        raise argparse.ArgumentTypeError(f"must be distinct episode counts, got '{printable(text, 60)}'")
+    return counts
 
 
 PACKAGED_HELP = "packaged:world-model, a model of the built-in world's shapes and textures, not of photos"

@@ -134,7 +134,7 @@ def cmd_convert_clip(args: argparse.Namespace) -> int:
     from splitmatch.clip.loading import build_clip, save_clip_safetensors
     from splitmatch.storage.files import check_not_input, check_output_file
 
-    check_output_file(args.dst)
+    check_output_file(args.dst, "DST")
     check_not_input(args.dst, [args.src, args.arch], "DST")  # never the weights (or architecture file) it reads
     save_clip_safetensors(build_clip(args.arch, args.src), args.dst)
     print(f"wrote {args.dst}")

@@ -107,7 +107,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     _check_eval_options(args)  # every combination, before anything is read
     if args.json:
-        check_output_file(args.json)  # before the evaluation, not after it
+        check_output_file(args.json, "--json")  # before the evaluation, not after it
     record = None
     if args.predictions:
         folder = DatasetFolder(args.data_root)

@@ -64,7 +64,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     require_onnx()  # before the model loads: a missing extra is the first thing to hear about
     entries = parse_class_entries(args.classes)
     size = parse_size(args.size)
-    check_output_file(args.onnx)  # a read-only or misspelt destination fails before the export
+    check_output_file(args.onnx, "--onnx")  # a read-only or misspelt destination fails before the export
     checkpoint = _checkpoint_or_packaged(args.checkpoint)
     check_not_input(args.onnx, [checkpoint_file(checkpoint)], "--onnx")  # never the checkpoint it reads
     done = export_onnx(args.onnx, entries, checkpoint, size, args.opset)

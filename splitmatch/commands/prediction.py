@@ -262,7 +262,7 @@ def cmd_package_model(args: argparse.Namespace) -> int:
     from splitmatch.predict.packaged_model import checkpoint_file, package_model
     from splitmatch.storage.files import check_not_input, check_output_file
 
-    check_output_file(args.out)
+    check_output_file(args.out, "--out")
     check_not_input(args.out, [checkpoint_file(args.checkpoint)], "--out")  # never the checkpoint it reads
     record = package_model(args.checkpoint, args.out, args.data_root, args.clip)
     size = Path(args.out).stat().st_size

@@ -78,7 +78,7 @@ def cmd_toy_clip(args: argparse.Namespace) -> int:
     from splitmatch.storage.files import check_not_input, check_output_file
     from splitmatch.world.toy_clip import ToyClipSpec, train_toy_clip
 
-    check_output_file(args.out)  # written after training
+    check_output_file(args.out, "--out")  # written after training
     check_not_input(args.out, dataset_inputs(args.world), "--out")  # never a file of the world it reads
     spec = ToyClipSpec(seed=args.seed)
     if args.steps is not None:

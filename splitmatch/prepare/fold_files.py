@@ -37,6 +37,8 @@ def check_episode_options(counts: Sequence[int], min_pixels: int, seed: int) -> 
         not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= MAX_EPISODE_COUNT for c in counts
     ):
         raise DatasetFormatError(f"episode counts must be integers in 1..{MAX_EPISODE_COUNT:,}, got {list(counts)[:8]}")
+    if len(set(counts)) != len(counts):  # one list per length: a repeat is a typo, not a second list
+        raise DatasetFormatError(f"episode counts must be distinct, got {list(counts)[:8]}")
     if not isinstance(min_pixels, int) or min_pixels < 1:
         raise DatasetFormatError(f"the smallest object of an episode must be at least 1 pixel, got {min_pixels!r}")
     if not isinstance(seed, int) or seed < 0:

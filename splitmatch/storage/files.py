@@ -321,11 +321,13 @@ def ensure_writable_folder(folder: str | Path) -> Path:
     return folder
 
 
-def check_output_file(path: str | Path) -> None:
-    """Checks that the file ``path`` can be written (its folder made and writable, not a folder itself)."""
+def check_output_file(path: str | Path, option: str | None = None) -> None:
+    """Checks that the file ``path`` can be written (its folder made and writable, not a folder itself);
+    ``option``, the command-line option that named it, is said in the refusal."""
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+        given = f" ({option} names a file to write)" if option else ""
+        raise IsADirectoryError(errno.EISDIR, f"is a folder, not a file{given}", str(path))
     ensure_writable_folder(path.parent)
 
 

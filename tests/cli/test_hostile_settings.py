@@ -134,3 +134,19 @@ def test_seeds_refuses_a_seed_of_the_config_and_empty_items(tiny_dataset, tmp_pa
             capsys.readouterr().err
         )
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        (["eval", "--model", "maskclip-world", "--data-root", "missing", "--json"], "--json"),
+        (["package-model", "--checkpoint", "packaged:world-model", "--out"], "--out"),
+        (["convert-clip", "missing.pt"], "DST"),
+    ],
+)
+def test_an_output_file_that_is_a_folder_names_its_option(tmp_path, capsys, command, option):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    line = refused(capsys, [*command, folder])
+    assert f"is a folder, not a file ({option} names a file to write): {folder}" in line, line
+    assert not any(folder.iterdir())

@@ -128,3 +128,16 @@ def test_pascal5i_on_the_command_line(pascal_src, tmp_path, capsys) -> None:
         main([*args, "--episodes", "1000,x"])
     assert exit_info.value.code == 2
     assert "must be episode counts in 1..1,000,000 separated by commas, got '1000,x'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--episodes", "1000,1000"])
+    assert exit_info.value.code == 2
+    assert "must be distinct episode counts, got '1000,1000'" in capsys.readouterr().err
+
+
+def test_the_library_refuses_a_repeated_episode_count() -> None:
+    from splitmatch.data.folder import DatasetFormatError
+    from splitmatch.prepare.fold_files import check_episode_options
+
+    check_episode_options((1000, 5000), 2048, 0)
+    with pytest.raises(DatasetFormatError, match=r"episode counts must be distinct, got \[1000, 1000\]"):
+        check_episode_options((1000, 1000), 2048, 0)
