@@ -10,6 +10,7 @@ every run and inside every checkpoint. docs/configuration.md describes the layer
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import types
 import typing
@@ -62,6 +63,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{key} must be true or false, got {shown(value)}")
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
+        # a NumPy scalar (np.int64 read from an array, np.float32), as the Python number it stands for
+        value = int(value) if isinstance(value, numbers.Integral) else float(value)
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():

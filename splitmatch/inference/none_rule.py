@@ -14,6 +14,7 @@ without it; at the inference resolution the argmax is exactly the rule above (a 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,8 +45,9 @@ class NoneOfThese:
     def __post_init__(self) -> None:
         if not isinstance(self.label, str) or not self.label.strip():
             raise ArgumentValueError(f"the none-of-these label must be a non-empty name, got {self.label!r}")
-        if isinstance(self.below, bool) or not isinstance(self.below, (int, float)):
+        if isinstance(self.below, bool) or not isinstance(self.below, numbers.Real):
             raise ArgumentTypeError(f"the none-of-these threshold must be a number, got {self.below!r}")
+        object.__setattr__(self, "below", float(self.below))  # a NumPy scalar too, as array code hands it
         if not 0 <= self.below <= 1:
             raise ArgumentValueError(f"the none-of-these threshold must be a share in [0, 1], got {self.below!r}")
         if isinstance(self.background, (str, bytes)) or not isinstance(self.background, (tuple, list)):

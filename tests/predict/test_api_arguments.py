@@ -97,3 +97,19 @@ def test_other_arguments_are_named(predictor, untrained_checkpoint):
         lambda: Predictor.maskclip("maskclip-world", "cpu", settings=["clip.weights=null"]),
         "clip.weights of a training-free model must name weights",
     )
+
+
+def test_numpy_scalars_are_the_numbers_they_stand_for(untrained_checkpoint):
+    """Array code hands np.int64 / np.float32 around: the API reads them as Python numbers, and
+    refuses the same values out of range as it refuses Python ones."""
+    from splitmatch.config import ConfigError
+    from splitmatch.inference.none_rule import NoneOfThese
+
+    rule = NoneOfThese(label="other", below=np.float32(0.25))
+    assert rule.below == 0.25 and type(rule.below) is float
+    with pytest.raises(SplitmatchError, match="share in"):
+        NoneOfThese(label="other", below=np.float64(1.5))
+    predictor = Predictor.from_checkpoint(untrained_checkpoint, device="cpu", short_side=np.int64(64))
+    assert predictor.predict(np.zeros((40, 50, 3), np.uint8), ["background", "circle"]).shape == (40, 50)
+    with pytest.raises(ConfigError, match="inference.short_side"):
+        Predictor.from_checkpoint(untrained_checkpoint, device="cpu", short_side=np.int64(-3))
