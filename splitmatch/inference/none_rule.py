@@ -59,6 +59,15 @@ class NoneOfThese:
         validate_class_names([self.label], where="the none-of-these label")
         if self.background:
             validate_class_names(list(self.background), where="the none-of-these background prompts")
+        # In a class list '|' joins a class's names; a background prompt has no synonyms (each prompt
+        # already gives the label), so 'sky|air' would reach CLIP as one odd prompt.
+        joined = next((prompt for prompt in self.background if "|" in prompt), None)
+        if joined is not None:
+            separate = ",".join(part.strip() for part in joined.split("|") if part.strip())
+            raise ArgumentValueError(
+                f"background prompt {joined!r} joins names with '|': each background prompt stands alone, "
+                f"give them separated by commas ('{separate}')"
+            )
         if not self.below and not self.background:
             raise ArgumentValueError(
                 "the none-of-these rule needs a threshold (below > 0) or background prompts, or both"

@@ -80,6 +80,7 @@ def test_a_recipe_named_against_the_model_is_refused(tiny_dataset, tmp_path, cap
         (["--none-label", "none\x1b[31m", "--none-below", "0.5"], "the none-of-these label: class 0's name"),
         (["--none-label", "n" * 300, "--none-below", "0.5"], "300 characters long; at most 256"),
         (["--none-label", "none", "--background", "sky,w\x07all"], "background prompts: class 1's name"),
+        (["--none-label", "none", "--background", "sky|air,wall"], "give them separated by commas ('sky,air')"),
     ],
 )
 def test_none_of_these_names_keep_the_class_name_rules(tiny_dataset, tmp_path, capsys, options, message):
