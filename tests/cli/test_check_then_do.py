@@ -12,19 +12,9 @@ from pathlib import Path
 import pytest
 from command_lines import predict_args, tiny_options
 from fabricate import fabricate_voc
+from refusals import files_of, refused
 
 from splitmatch.cli import main
-
-
-def refused(capsys, args: list) -> str:
-    assert main([str(arg) for arg in args]) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("splitmatch: error: "), lines
-    return lines[0]
-
-
-def files_of(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def tiny(root: Path, *extra) -> list:

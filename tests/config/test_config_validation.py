@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from refusals import refused
 
 from splitmatch.cli import main
 from splitmatch.config import ConfigError, ExperimentConfig
@@ -14,17 +15,6 @@ from splitmatch.config.presets import PRESETS, preset
 from splitmatch.config.rules import Flag, check_config, field_rules, setting
 from splitmatch.model.build import build_segmentor
 from splitmatch.model.checkpoint import save_checkpoint
-
-
-def refused(capsys, args: list[str]) -> str:
-    """Runs the CLI, expects exit 2 and returns the one-line error."""
-    code = main(args)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("splitmatch: error: "), err
-    return lines[0]
-
 
 # (override, words the message must hold): each would crash later or train silently wrong.
 BAD_VALUES = [
