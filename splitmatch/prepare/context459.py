@@ -49,7 +49,7 @@ LAYOUT = (
     "and SRC/ImageSets/SegmentationContext/{train,val}.txt or SRC/pascalcontext_val.txt; SRC is VOCdevkit/VOC2010"
 )
 NUM_CLASSES = 459
-_LABEL_LINE = re.compile(r"^\s*(\d+)\s*:\s*(.+?)\s*$")
+_LABEL_LINE = re.compile(r"^\s*([0-9]+)\s*:\s*(.+?)\s*$")  # ASCII digits: int() reads others too
 
 # Only the description is used: .mat labels are mapped by convert_mat_label, not by a lookup table.
 MAT_FORMAT = LabelFormat.from_mapping({}, description=f"LabelMap values 0 (no label) .. {NUM_CLASSES}")

@@ -266,9 +266,10 @@ def test_context459_refuses_bad_files(context459_src: Path, tmp_path: Path) -> N
     (context459_src / "labels.txt").write_text("1: accordion\n2: aeroplane\n")
     with pytest.raises(DatasetFormatError, match=r"labels\.txt lists 2 classes; expected ids 1..459"):
         prepare_context459(context459_src, tmp_path / "out", progress=False, allow_partial=True)
-    (context459_src / "labels.txt").write_text("1 accordion\n")
-    with pytest.raises(DatasetFormatError, match=r"labels\.txt line 1: expected '<id>: <name>'"):
-        prepare_context459(context459_src, tmp_path / "out", progress=False, allow_partial=True)
+    for line in ("1 accordion", "\u0661: accordion"):  # an id in Arabic-Indic digits is no id of the release
+        (context459_src / "labels.txt").write_text(line + "\n", encoding="utf-8")
+        with pytest.raises(DatasetFormatError, match=r"labels\.txt line 1: expected '<id>: <name>'"):
+            prepare_context459(context459_src, tmp_path / "out", progress=False, allow_partial=True)
 
 
 def test_preparers_registry() -> None:
