@@ -24,14 +24,14 @@ class UsageError(SplitmatchError, ValueError):
 
 def command_config(args: argparse.Namespace):
     """The config ``--config``, ``--preset`` and ``--set`` describe; ``--proxy`` is ``data.proxy.enabled=true``."""
+    from splitmatch.config.loading import refuse_set_twice
     from splitmatch.config.presets import load_config
 
     if args.config is None and args.preset is None:
         raise UsageError("give --config FILE or --preset NAME (see `splitmatch presets`)")
     proxy = ["data.proxy.enabled=true"] if getattr(args, "proxy", False) else []
-    twice = [text for text in args.set if proxy and text.split("=", 1)[0].strip() == "data.proxy.enabled"]
-    if twice:  # which would win is not for the reader of the command line to guess
-        raise UsageError(f"data.proxy.enabled is set twice, by --set '{twice[0]}' and by --proxy: give it once")
+    if proxy:
+        refuse_set_twice(args.set, {"data.proxy": {"enabled": True}}, options={"data.proxy.enabled": "--proxy"})
     return load_config(args.config, args.preset, [*args.set, *proxy])
 
 

@@ -278,14 +278,22 @@ def with_inference_overrides(
     return merge(config, {"inference": dict(overrides or {})}).validate()
 
 
-def refuse_set_twice(dotted: Sequence[str], changes: Mapping[str, Mapping[str, Any]], source: str = "--set") -> None:
+def refuse_set_twice(
+    dotted: Sequence[str],
+    changes: Mapping[str, Mapping[str, Any]],
+    source: str = "--set",
+    options: Mapping[str, str] | None = None,
+) -> None:
     """Refuses a key that ``dotted`` texts and ``changes`` (by section and name) both set: which would
-    win is not for the reader of a command (``--mode whole --set inference.mode=slide``) to guess."""
+    win is not for the reader of a command (``--mode whole --set inference.mode=slide``) to guess.
+    ``options``: the option that made a change, by dotted key (``{"data.proxy.enabled": "--proxy"}``);
+    otherwise ``name=value (--name)``."""
     typed = {str(text).split("=", 1)[0].strip(): text for text in dotted}
     for section, values in changes.items():
         for key, value in values.items():
-            if f"{section}.{key}" in typed:
+            dotted_key = f"{section}.{key}"
+            if dotted_key in typed:
+                given = (options or {}).get(dotted_key, f"{key}={value!r} (--{key.replace('_', '-')})")
                 raise ConfigError(
-                    f"{section}.{key} is set twice, by {source} '{typed[f'{section}.{key}']}' and by "
-                    f"{key}={value!r} (--{key.replace('_', '-')}): give it once"
+                    f"{dotted_key} is set twice, by {source} '{typed[dotted_key]}' and by {given}: give it once"
                 )
