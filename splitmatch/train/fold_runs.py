@@ -177,7 +177,7 @@ def run_folds(
         episode_size: score the episodes at ``N x N`` (HSNet's 400), not at the label's size.
         episode_files: score each fold on a peer's list instead of the stored one: a path in
             which ``{fold}`` stands for the fold number (HSNet's ``fold{fold}.txt``); a path
-            without it only when one fold is chosen (:func:`episode_file_of_fold`).
+            without it only when one fold is chosen (:func:`episode_files_of_folds`).
     """
     check_score_size(episode_size)  # before any fold trains
     out = Path(out)
